@@ -1,0 +1,79 @@
+"""What every servicer shares: the database, the authenticator and a worker pool.
+
+Use cases are plain blocking functions over a Session (one short transaction per
+RPC); `read`/`write` run them on the worker pool so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session
+
+from ..service.auth import Authenticator
+from ..service.context import Principal
+from ..service.idempotency import run_idempotent
+from ..storage.db import Database
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
+
+@dataclass
+class Settings:
+    auth_cache_ttl: float = 5.0
+    workers: int = 16
+    migration_batch_size: int = 500
+    migration_lease_seconds: float = 15.0
+    replica_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class App:
+    def __init__(self, db: Database, settings: Settings | None = None) -> None:
+        self.db = db
+        self.settings = settings or Settings()
+        self.auth = Authenticator(db, ttl=self.settings.auth_cache_ttl)
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="registry-worker"
+        )
+        # Background tasks started by services (migration runner, webhook sender, ...).
+        self.background: list[asyncio.Task[Any]] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        def work() -> T:
+            with self.db.read() as s:
+                return fn(s)
+
+        return await self.run(work)
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        def work() -> T:
+            with self.db.write() as s:
+                return fn(s)
+
+        return await self.run(work)
+
+    async def create(
+        self,
+        p: Principal,
+        method: str,
+        request_id: str,
+        cls: type[M],
+        fn: Callable[[Session], M],
+    ) -> M:
+        """A write whose proto response is remembered under request_id (AIP-155)."""
+        return await self.run(run_idempotent, self.db, p, method, request_id, cls, fn)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

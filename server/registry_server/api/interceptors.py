@@ -1,0 +1,150 @@
+"""One server interceptor: authentication, error mapping and access logging.
+
+It wraps each method handler once: the wrapper authenticates the bearer key
+(except for health checks and reflection), exposes the principal to the servicer
+through `current_principal()`, turns domain errors into `google.rpc.Status`, and
+logs one line per call (never the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from sqlalchemy.exc import IntegrityError
+
+from ..domain.errors import Aborted, RegistryError, Unauthenticated
+from ..service.auth import Authenticator
+from ..service.context import Principal
+from .status import to_grpc_status
+
+log = logging.getLogger("registry.access")
+
+PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+
+def current_principal() -> Principal:
+    return _principal.get()
+
+
+def is_public(method: str) -> bool:
+    return method.startswith(PUBLIC_PREFIXES)
+
+
+def bearer_token(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated(
+                    "authorization must be 'Bearer <api key>'", reason="INVALID_AUTHORIZATION"
+                )
+            return token.strip()
+    raise Unauthenticated(
+        "missing 'authorization: Bearer <api key>' metadata", reason="MISSING_API_KEY"
+    )
+
+
+class RegistryInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator, run: Callable[..., Awaitable[Any]]) -> None:
+        self.auth = authenticator
+        self.run = run  # runs a blocking function off the event loop
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None or is_public(method):
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
+        token = bearer_token(context.invocation_metadata())
+        principal = self.auth.cached(token)
+        if principal is None:
+            principal = await self.run(self.auth.authenticate, token)
+        return principal
+
+    async def _fail(self, context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
+        if isinstance(err, IntegrityError):
+            log.info("integrity conflict in %s: %s", method, err.orig)
+            err = Aborted("the change conflicted with a concurrent one; retry", reason="CONFLICT")
+        if not isinstance(err, RegistryError):
+            log.exception("unexpected error in %s", method, exc_info=err)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            return
+        status = to_grpc_status(err)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    principal = await self._authenticate(context)
+                    _principal.set(principal)
+                    return await inner(request, context)
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except Exception as err:  # noqa: BLE001 - mapped to a status below
+                    code = getattr(err, "code", "INTERNAL")
+                    await self._fail(context, method, err)
+                finally:
+                    if log.isEnabledFor(logging.INFO):
+                        log.info("%s %s %.1fms", method, code, (time.perf_counter() - start) * 1e3)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    principal = await self._authenticate(context)
+                    _principal.set(principal)
+                    async for item in inner_stream(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except Exception as err:  # noqa: BLE001
+                    code = getattr(err, "code", "INTERNAL")
+                    await self._fail(context, method, err)
+                finally:
+                    log.info("%s %s %.1fms (stream)", method, code, (time.perf_counter() - start) * 1e3)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

@@ -1,0 +1,134 @@
+"""`registry-server`: serve, bootstrap, db upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+
+from .domain.errors import RegistryError
+from .storage.db import Database, env_url, require_current_schema, safe_url
+
+app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="REGISTRY_DATABASE_URL",
+        help="SQLAlchemy URL (sqlite:///file.db or postgresql://user@host/db). "
+        "Default: registry.db in the working directory.",
+    ),
+]
+
+
+@app.command()
+def serve(
+    address: Annotated[
+        str, typer.Option("--address", envvar="REGISTRY_ADDRESS", help="host:port to listen on.")
+    ] = "127.0.0.1:50051",
+    database_url: DatabaseUrl = "",
+    tls_cert: Annotated[str, typer.Option(envvar="REGISTRY_TLS_CERT", help="PEM certificate chain.")] = "",
+    tls_key: Annotated[str, typer.Option(envvar="REGISTRY_TLS_KEY", help="PEM private key.")] = "",
+    tls_client_ca: Annotated[
+        str,
+        typer.Option(envvar="REGISTRY_TLS_CLIENT_CA", help="PEM CA bundle; set = mutual TLS required."),
+    ] = "",
+    grace: Annotated[float, typer.Option(envvar="REGISTRY_SHUTDOWN_GRACE", help="Seconds in-flight calls get at shutdown.")] = 10.0,
+    auth_cache_ttl: Annotated[float, typer.Option(envvar="REGISTRY_AUTH_CACHE_TTL", help="Seconds a verified API key is cached (revocation delay on other replicas).")] = 5.0,
+    workers: Annotated[int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")] = 16,
+    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Serve the registry over gRPC."""
+    from .api.app import App, Settings
+    from .api.server import TlsConfig, serve_forever
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if bool(tls_cert) != bool(tls_key):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    db = Database(database_url or env_url())
+    try:
+        require_current_schema(db)
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    settings = Settings(
+        auth_cache_ttl=auth_cache_ttl,
+        workers=workers,
+        replica_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+    )
+    tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
+    asyncio.run(serve_forever(App(db, settings), address, tls, grace))
+
+
+@app.command()
+def bootstrap(
+    organization: Annotated[str, typer.Option(help="Organization id to create.")],
+    admin: Annotated[str, typer.Option(help="User id of its first admin.")],
+    database_url: DatabaseUrl = "",
+    display_name: Annotated[str, typer.Option(help="Organization display name.")] = "",
+    legacy_model_registry: Annotated[
+        bool, typer.Option(help="Enable the legacy team Model Registry for the organization.")
+    ] = True,
+) -> None:
+    """Create an organization, its core registries and an admin; print the admin's API key."""
+    from .domain.roles import OrgRole
+    from .service import organizations as orgs
+    from .service.auth import store_key
+    from .storage import models as m
+    from .storage.db import now_us
+
+    db = Database(database_url or env_url())
+    try:
+        require_current_schema(db)
+        with db.write() as s:
+            org = orgs.create_organization(
+                s, None, organization_id=organization, display_name=display_name or organization,
+                legacy_model_registry_enabled=legacy_model_registry, root=True,
+            )
+            from .domain import names
+
+            names.principal_id(admin, "admin")
+            t = now_us()
+            user = m.User(
+                name=admin, org_id=org.id, display_name=admin, email="", service_account=False,
+                org_role=int(OrgRole.ADMIN), create_time=t, update_time=t,
+            )
+            s.add(user)
+            s.flush()
+            _, secret = store_key(s, user.id, "bootstrap")
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as e:  # unique violations and the like
+        typer.echo(f"error: {e.__class__.__name__}: {str(e).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(secret)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = "", revision: str = "head") -> None:
+    """Apply schema migrations (Alembic) up to `revision`."""
+    from .storage.migrate import upgrade
+
+    url = database_url or env_url()
+    upgrade(Database(url).url, revision)
+    typer.echo(f"database at {safe_url(url)} is at {revision}", err=True)
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

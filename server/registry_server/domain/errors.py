@@ -1,0 +1,88 @@
+"""Domain errors. Each carries its status code name and an UPPER_SNAKE reason;
+the API layer turns them into `google.rpc.Status` in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class RegistryError(Exception):
+    """Base of every error a client may see. `code` is a grpc.StatusCode name."""
+
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        field_violations: Sequence[FieldViolation] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.field_violations = tuple(field_violations)
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(RegistryError):
+    code = "INVALID_ARGUMENT"
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, description: str, *, reason: str | None = None) -> None:
+        super().__init__(
+            f"{field}: {description}",
+            reason=reason,
+            field_violations=[FieldViolation(field, description)],
+            metadata={"field": field},
+        )
+        self.field = field
+
+
+class Unauthenticated(RegistryError):
+    code = "UNAUTHENTICATED"
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(RegistryError):
+    code = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
+class NotFound(RegistryError):
+    code = "NOT_FOUND"
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(RegistryError):
+    code = "ALREADY_EXISTS"
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(RegistryError):
+    code = "FAILED_PRECONDITION"
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Aborted(RegistryError):
+    code = "ABORTED"
+    default_reason = "ABORTED"
+
+
+class ResourceExhausted(RegistryError):
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(RegistryError):
+    code = "UNAVAILABLE"
+    default_reason = "UNAVAILABLE"

@@ -1,0 +1,160 @@
+"""Access checks in one place: registry roles (SPEC section 3) and team rights.
+
+Invisible resources answer NOT_FOUND, visible but forbidden PERMISSION_DENIED.
+Every check is one indexed query; `visible_registries_clause` puts the same rule
+into list queries so that filtering happens in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from ..domain.errors import NotFound, PermissionDenied
+from ..domain.roles import (
+    LegacyPermission,
+    Permission,
+    RegistryRole,
+    TeamRole,
+    Visibility,
+    legacy_allows,
+    registry_role_for_service_account,
+)
+from ..storage import models as m
+from .context import Principal
+
+# --- registries -------------------------------------------------------------------
+
+
+def granted_role(session: Session, p: Principal, registry_id: int) -> RegistryRole:
+    """Highest role granted to the user directly or through any of their teams."""
+    teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
+    best = session.execute(
+        select(func.max(m.RegistryMember.role)).where(
+            m.RegistryMember.registry_id == registry_id,
+            or_(m.RegistryMember.user_id == p.user_id, m.RegistryMember.team_id.in_(teams)),
+        )
+    ).scalar()
+    return RegistryRole(best or 0)
+
+
+def effective_role(session: Session, p: Principal, registry: m.Registry) -> RegistryRole:
+    if registry.org_id != p.org_id:
+        return RegistryRole.NONE
+    if p.org_admin:
+        return RegistryRole.ADMIN
+    role = granted_role(session, p, registry.id)
+    if registry.visibility == Visibility.ORGANIZATION:
+        role = max(role, RegistryRole(registry.default_role))
+    if p.service_account:
+        role = registry_role_for_service_account(role)
+    return role
+
+
+def visible_registries_clause(p: Principal) -> ColumnElement[bool]:
+    """SQL condition over `registries` rows: the principal can see the registry."""
+    same_org = m.Registry.org_id == p.org_id
+    if p.org_admin:
+        return same_org
+    teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
+    granted = exists().where(
+        m.RegistryMember.registry_id == m.Registry.id,
+        or_(m.RegistryMember.user_id == p.user_id, m.RegistryMember.team_id.in_(teams)),
+    )
+    return and_(same_org, or_(m.Registry.visibility == int(Visibility.ORGANIZATION), granted))
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    registry: m.Registry
+    role: RegistryRole
+
+
+def registry_access(
+    session: Session,
+    p: Principal,
+    org: str,
+    registry_id: str,
+    perm: Permission,
+    *,
+    for_update: bool = False,
+) -> RegistryAccess:
+    """Loads `organizations/{org}/registries/{registry_id}` and checks `perm` on it."""
+    stmt = (
+        select(m.Registry)
+        .join(m.Organization, m.Organization.id == m.Registry.org_id)
+        .where(m.Organization.name == org, m.Registry.name == registry_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    registry = session.execute(stmt).scalar_one_or_none()
+    name = f"organizations/{org}/registries/{registry_id}"
+    if registry is None:
+        raise NotFound(f"{name} not found")
+    role = effective_role(session, p, registry)
+    check_registry_role(role, perm, name)
+    return RegistryAccess(registry, role)
+
+
+def check_registry_role(role: RegistryRole, perm: Permission, name: str) -> None:
+    if role == RegistryRole.NONE:
+        raise NotFound(f"{name} not found")
+    if role < perm.min_role:
+        raise PermissionDenied(
+            f"{perm.name.lower()} on {name} needs role {perm.min_role.name}; you have {role.name}",
+            reason="INSUFFICIENT_ROLE",
+        )
+
+
+# --- teams (projects, artifacts, legacy Model Registry) ----------------------------
+
+
+@dataclass(frozen=True)
+class TeamAccess:
+    team: m.Team
+    role: TeamRole
+    legacy_registry_admin: bool
+    org_admin: bool
+
+    def allows(self, perm: LegacyPermission) -> bool:
+        return legacy_allows(self.role, self.legacy_registry_admin, self.org_admin, perm)
+
+
+def team_access(
+    session: Session, p: Principal, team_id: str, perm: LegacyPermission, *, what: str = ""
+) -> TeamAccess:
+    """Loads `teams/{team_id}`; outsiders get NOT_FOUND, insufficient rights PERMISSION_DENIED.
+
+    `what` names the resource in messages (defaults to the team)."""
+    team = session.execute(select(m.Team).where(m.Team.name == team_id)).scalar_one_or_none()
+    label = what or f"teams/{team_id}"
+    if team is None or team.org_id != p.org_id:
+        raise NotFound(f"{label} not found")
+    row = session.execute(
+        select(
+            m.TeamMember.role,
+            select(m.LegacyRegistryAdmin.user_id)
+            .where(
+                m.LegacyRegistryAdmin.team_id == team.id,
+                m.LegacyRegistryAdmin.user_id == p.user_id,
+            )
+            .exists(),
+        ).where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id)
+    ).first()
+    access = TeamAccess(
+        team=team,
+        role=TeamRole(row[0]) if row else TeamRole.UNSPECIFIED,
+        legacy_registry_admin=bool(row[1]) if row else False,
+        org_admin=p.org_admin,
+    )
+    if not access.allows(LegacyPermission.VIEW):
+        raise NotFound(f"{label} not found")
+    if not access.allows(perm):
+        need = {
+            LegacyPermission.WRITE: "team MEMBER",
+            LegacyPermission.ADMIN: "team ADMIN or model registry admin",
+        }.get(perm, "team membership")
+        raise PermissionDenied(f"this operation on {label} needs {need}", reason="INSUFFICIENT_ROLE")
+    return access

@@ -1,0 +1,422 @@
+"""Organizations, users, API keys, teams and team memberships."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..domain import names
+from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
+from ..storage import models as m
+from ..storage.db import now_us
+from . import events
+from .auth import store_key
+from .context import Principal
+
+CORE_REGISTRIES = {"model": ["model"], "dataset": ["dataset"]}
+
+
+# --- organizations ---------------------------------------------------------------
+
+
+def create_organization(
+    s: Session,
+    actor: Principal | None,
+    *,
+    organization_id: str,
+    display_name: str,
+    legacy_model_registry_enabled: bool,
+    root: bool = False,
+) -> m.Organization:
+    """Creates the organization and its core registries. `actor` None = bootstrap."""
+    names.principal_id(organization_id, "organization_id")
+    names.text(display_name, "display_name", 256)
+    if actor is not None and not is_service_admin(s, actor):
+        raise PermissionDenied(
+            "creating organizations needs a service admin (an admin of the bootstrap organization)",
+            reason="SERVICE_ADMIN_REQUIRED",
+        )
+    if s.execute(select(m.Organization.id).where(m.Organization.name == organization_id)).first():
+        raise AlreadyExists(f"organizations/{organization_id} already exists")
+    t = now_us()
+    org = m.Organization(
+        name=organization_id,
+        display_name=display_name,
+        legacy_model_registry_enabled=legacy_model_registry_enabled,
+        root=root,
+        create_time=t,
+        update_time=t,
+    )
+    s.add(org)
+    s.flush()
+    for registry_id, types in CORE_REGISTRIES.items():
+        s.add(
+            m.Registry(
+                org_id=org.id,
+                name=registry_id,
+                description=f"Core {registry_id} registry",
+                visibility=int(Visibility.ORGANIZATION),
+                artifact_types=types,
+                allow_all_artifact_types=False,
+                protected_aliases=[],
+                default_role=int(RegistryRole.RESTRICTED_VIEWER),
+                core=True,
+                create_time=t,
+                update_time=t,
+            )
+        )
+    s.flush()
+    events.record_event(
+        s,
+        org_id=org.id,
+        type=events.ORGANIZATION_CREATED,
+        actor=actor or "system",
+        resource=f"organizations/{organization_id}",
+        details={"legacy_model_registry_enabled": legacy_model_registry_enabled},
+    )
+    return org
+
+
+def is_service_admin(s: Session, p: Principal) -> bool:
+    if not p.org_admin:
+        return False
+    return bool(s.execute(select(m.Organization.root).where(m.Organization.id == p.org_id)).scalar())
+
+
+def get_org(s: Session, p: Principal, org_id: str, field: str = "name") -> m.Organization:
+    """The organization, visible to its members and to service admins."""
+    org = s.execute(select(m.Organization).where(m.Organization.name == org_id)).scalar_one_or_none()
+    if org is None or (org.id != p.org_id and not is_service_admin(s, p)):
+        raise NotFound(f"organizations/{org_id} not found")
+    return org
+
+
+def require_org_admin(s: Session, p: Principal, org: m.Organization, what: str) -> None:
+    if (org.id == p.org_id and p.org_admin) or is_service_admin(s, p):
+        return
+    raise PermissionDenied(f"{what} needs an organization admin", reason="ORG_ADMIN_REQUIRED")
+
+
+def update_organization(
+    s: Session,
+    p: Principal,
+    org_id: str,
+    paths: set[str],
+    *,
+    display_name: str,
+    legacy_model_registry_enabled: bool,
+    etag: str,
+) -> m.Organization:
+    names.text(display_name, "organization.display_name", 256)
+    org = get_org(s, p, org_id, "organization.name")
+    require_org_admin(s, p, org, "updating the organization")
+    check_etag(etag, org.revision, "organization.etag")
+    if "display_name" in paths:
+        org.display_name = display_name
+    if "legacy_model_registry_enabled" in paths:
+        org.legacy_model_registry_enabled = legacy_model_registry_enabled
+    org.revision += 1
+    org.update_time = now_us()
+    events.record_event(
+        s,
+        org_id=org.id,
+        type=events.ORGANIZATION_UPDATED,
+        actor=p,
+        resource=f"organizations/{org.name}",
+        details={"fields": sorted(paths)},
+    )
+    return org
+
+
+def check_etag(given: str, revision: int, field: str) -> None:
+    from ..domain.errors import Aborted
+
+    if given and given != f'W/"{revision}"':
+        raise Aborted(f"{field} does not match the current version; re-read and retry", reason="ETAG_MISMATCH")
+
+
+# --- users ------------------------------------------------------------------------
+
+
+def create_user(
+    s: Session,
+    p: Principal,
+    *,
+    org_id: str,
+    user_id: str,
+    display_name: str,
+    email: str,
+    service_account: bool,
+    org_role: OrgRole,
+) -> m.User:
+    names.principal_id(user_id, "user_id")
+    names.text(display_name, "display_name", 256)
+    names.text(email, "email", 320)
+    org = get_org(s, p, org_id, "parent")
+    require_org_admin(s, p, org, "creating users")
+    if s.execute(select(m.User.id).where(m.User.name == user_id)).first():
+        raise AlreadyExists(f"users/{user_id} already exists")
+    t = now_us()
+    user = m.User(
+        name=user_id,
+        org_id=org.id,
+        display_name=display_name,
+        email=email,
+        service_account=service_account,
+        org_role=int(org_role),
+        create_time=t,
+        update_time=t,
+    )
+    s.add(user)
+    s.flush()
+    events.record_event(
+        s,
+        org_id=org.id,
+        type=events.USER_CREATED,
+        actor=p,
+        resource=f"users/{user_id}",
+        details={"service_account": service_account, "org_role": OrgRole(org_role).name},
+    )
+    return user
+
+
+def get_user(s: Session, p: Principal, user_id: str) -> m.User:
+    user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
+    if user is None or (user.org_id != p.org_id and not is_service_admin(s, p)):
+        raise NotFound(f"users/{user_id} not found")
+    return user
+
+
+def update_user(
+    s: Session,
+    p: Principal,
+    user_id: str,
+    paths: set[str],
+    *,
+    display_name: str,
+    email: str,
+    org_role: OrgRole,
+    etag: str,
+) -> m.User:
+    names.text(display_name, "user.display_name", 256)
+    names.text(email, "user.email", 320)
+    user = get_user(s, p, user_id)
+    org = s.get(m.Organization, user.org_id)
+    assert org is not None
+    self_edit = user.id == p.user_id and paths <= {"display_name", "email"}
+    if not self_edit:
+        require_org_admin(s, p, org, "updating another user or an org role")
+    check_etag(etag, user.revision, "user.etag")
+    if "display_name" in paths:
+        user.display_name = display_name
+    if "email" in paths:
+        user.email = email
+    if "org_role" in paths:
+        if user.org_role == OrgRole.ADMIN and org_role != OrgRole.ADMIN:
+            admins = s.execute(
+                select(func.count()).where(
+                    m.User.org_id == org.id, m.User.org_role == int(OrgRole.ADMIN)
+                )
+            ).scalar_one()
+            if admins <= 1:
+                raise FailedPrecondition(
+                    "the organization's last admin cannot be demoted", reason="LAST_ADMIN"
+                )
+        user.org_role = int(org_role)
+    user.revision += 1
+    user.update_time = now_us()
+    events.record_event(
+        s,
+        org_id=org.id,
+        type=events.USER_UPDATED,
+        actor=p,
+        resource=f"users/{user.name}",
+        details={"fields": sorted(paths)},
+    )
+    return user
+
+
+# --- API keys ---------------------------------------------------------------------
+
+
+def _key_owner(s: Session, p: Principal, user_id: str, what: str) -> m.User:
+    user = get_user(s, p, user_id)
+    if user.id != p.user_id:
+        org = s.get(m.Organization, user.org_id)
+        assert org is not None
+        require_org_admin(s, p, org, what)
+    return user
+
+
+def create_api_key(s: Session, p: Principal, user_id: str, description: str) -> tuple[m.ApiKey, str, m.User]:
+    names.text(description, "description", 1024)
+    user = _key_owner(s, p, user_id, "creating another user's API key")
+    key, secret = store_key(s, user.id, description)
+    events.record_event(
+        s,
+        org_id=user.org_id,
+        type=events.API_KEY_CREATED,
+        actor=p,
+        resource=f"users/{user.name}/apiKeys/{key.key_id}",
+    )
+    return key, secret, user
+
+
+def list_api_keys(s: Session, p: Principal, user_id: str) -> tuple[m.User, list[m.ApiKey]]:
+    user = _key_owner(s, p, user_id, "listing another user's API keys")
+    rows = s.execute(
+        select(m.ApiKey)
+        .where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
+        .order_by(m.ApiKey.id)
+    ).scalars()
+    return user, list(rows)
+
+
+def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
+    user = _key_owner(s, p, user_id, "revoking another user's API key")
+    key = s.execute(
+        select(m.ApiKey).where(
+            m.ApiKey.key_id == key_id, m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None)
+        )
+    ).scalar_one_or_none()
+    if key is None:
+        raise NotFound(f"users/{user_id}/apiKeys/{key_id} not found")
+    key.revoke_time = now_us()
+    events.record_event(
+        s,
+        org_id=user.org_id,
+        type=events.API_KEY_REVOKED,
+        actor=p,
+        resource=f"users/{user.name}/apiKeys/{key_id}",
+    )
+    return key_id
+
+
+# --- teams ------------------------------------------------------------------------
+
+
+def create_team(s: Session, p: Principal, *, org_id: str, team_id: str, display_name: str) -> m.Team:
+    names.principal_id(team_id, "team_id")
+    names.text(display_name, "display_name", 256)
+    org = get_org(s, p, org_id, "parent")
+    if org.id != p.org_id:
+        require_org_admin(s, p, org, "creating a team in another organization")
+    if s.execute(select(m.Team.id).where(m.Team.name == team_id)).first():
+        raise AlreadyExists(f"teams/{team_id} already exists (team names are unique across the service)")
+    t = now_us()
+    team = m.Team(
+        name=team_id,
+        org_id=org.id,
+        display_name=display_name,
+        legacy_state=int(
+            LegacyState.WRITABLE if org.legacy_model_registry_enabled else LegacyState.DISABLED
+        ),
+        legacy_protected_aliases=[],
+        legacy_settings_update_time=t,
+        create_time=t,
+        update_time=t,
+    )
+    s.add(team)
+    s.flush()
+    if org.id == p.org_id:  # the creator becomes the team's ADMIN
+        s.add(m.TeamMember(team_id=team.id, user_id=p.user_id, role=int(TeamRole.ADMIN), create_time=t, update_time=t))
+    events.record_event(
+        s, org_id=org.id, type=events.TEAM_CREATED, actor=p, resource=f"teams/{team_id}", team_id=team.id
+    )
+    return team
+
+
+def get_team(s: Session, p: Principal, team_id: str) -> m.Team:
+    team = s.execute(select(m.Team).where(m.Team.name == team_id)).scalar_one_or_none()
+    if team is None or (team.org_id != p.org_id and not is_service_admin(s, p)):
+        raise NotFound(f"teams/{team_id} not found")
+    return team
+
+
+def _require_team_admin(s: Session, p: Principal, team: m.Team) -> None:
+    if (p.org_admin and p.org_id == team.org_id) or is_service_admin(s, p):
+        return
+    role = s.execute(
+        select(m.TeamMember.role).where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id)
+    ).scalar()
+    if role != TeamRole.ADMIN:
+        raise PermissionDenied(
+            f"managing members of teams/{team.name} needs team ADMIN", reason="TEAM_ADMIN_REQUIRED"
+        )
+
+
+def _member_user(s: Session, team: m.Team, user_id: str) -> m.User:
+    user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
+    if user is None or user.org_id != team.org_id:
+        raise NotFound(f"users/{user_id} not found in the team's organization")
+    return user
+
+
+def add_team_member(s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole) -> tuple[m.TeamMember, m.Team, m.User]:
+    team = get_team(s, p, team_id)
+    _require_team_admin(s, p, team)
+    user = _member_user(s, team, user_id)
+    if s.get(m.TeamMember, (team.id, user.id)) is not None:
+        raise AlreadyExists(f"users/{user_id} is already a member of teams/{team_id}")
+    t = now_us()
+    member = m.TeamMember(team_id=team.id, user_id=user.id, role=int(role), create_time=t, update_time=t)
+    s.add(member)
+    s.flush()
+    events.record_event(
+        s, org_id=team.org_id, type=events.TEAM_MEMBER_ADDED, actor=p,
+        resource=f"teams/{team_id}/members/{user_id}", details={"role": role.name}, team_id=team.id,
+    )
+    return member, team, user
+
+
+def _count_admins(s: Session, team_id: int) -> int:
+    return s.execute(
+        select(func.count()).where(m.TeamMember.team_id == team_id, m.TeamMember.role == int(TeamRole.ADMIN))
+    ).scalar_one()
+
+
+def update_team_member(s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole) -> tuple[m.TeamMember, m.Team, m.User]:
+    team = get_team(s, p, team_id)
+    _require_team_admin(s, p, team)
+    user = _member_user(s, team, user_id)
+    member = s.get(m.TeamMember, (team.id, user.id))
+    if member is None:
+        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
+    if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
+        raise FailedPrecondition(f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN")
+    before = TeamRole(member.role)
+    member.role = int(role)
+    member.update_time = now_us()
+    events.record_event(
+        s, org_id=team.org_id, type=events.TEAM_MEMBER_UPDATED, actor=p,
+        resource=f"teams/{team_id}/members/{user_id}",
+        details={"role": role.name, "previous_role": before.name}, team_id=team.id,
+    )
+    return member, team, user
+
+
+def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> None:
+    team = get_team(s, p, team_id)
+    user = _member_user(s, team, user_id)
+    if user.id != p.user_id:  # anyone may leave; removing others needs team ADMIN
+        _require_team_admin(s, p, team)
+    member = s.get(m.TeamMember, (team.id, user.id))
+    if member is None:
+        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
+    if member.role == TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
+        raise FailedPrecondition(f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN")
+    s.delete(member)
+    # What the team gave in the legacy registry goes with it.
+    s.execute(
+        m.LegacyRegistryAdmin.__table__.delete().where(
+            m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == user.id
+        )
+    )
+    events.record_event(
+        s, org_id=team.org_id, type=events.TEAM_MEMBER_REMOVED, actor=p,
+        resource=f"teams/{team_id}/members/{user_id}", team_id=team.id,
+    )
+
+
+_ = update  # re-exported for services that bulk-update

@@ -1,0 +1,171 @@
+"""Engines and the unit of work: one short transaction per RPC.
+
+SQLite: WAL, foreign keys, busy_timeout; reads on a pool of connections, writes
+on a single connection that opens `BEGIN IMMEDIATE`, so writers queue instead of
+failing on lock upgrades. PostgreSQL: psycopg 3, one pool, row locks where a
+write must serialize (alias moves, version indices).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool, QueuePool
+
+from ..domain.errors import FailedPrecondition, Unavailable
+
+DEFAULT_SQLITE_FILE = "registry.db"
+
+
+def default_url() -> str:
+    return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 8, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
+            self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
+        else:
+            self.read_engine = create_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=False,
+                pool_recycle=1800,
+                echo=echo,
+            )
+            self.write_engine = self.read_engine
+        self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.read_engine.dialect.name
+
+    def _sqlite_engine(self, *, immediate: bool, pool_size: int, echo: bool) -> Engine:
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            self.url,
+            poolclass=NullPool if memory else QueuePool,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            echo=echo,
+            **({} if memory else {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 60}),
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with translate_db_errors(), self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with translate_db_errors(), self._writer() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            self.write_engine.dispose()
+
+    # --- schema ------------------------------------------------------------------
+
+    def schema_state(self) -> str:
+        """'empty', 'current' or 'outdated'."""
+        from .migrate import head_revision
+
+        with self.read_engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if not tables or tables == {"alembic_version"}:
+                return "empty"
+            if "alembic_version" not in tables:
+                return "outdated"
+            rev = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return "current" if rev == head_revision() else "outdated"
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Connection-level database failures become UNAVAILABLE with a clear message."""
+    try:
+        yield
+    except OperationalError as e:
+        if "database is locked" in str(e):
+            raise Unavailable("the database is busy; retry", reason="DATABASE_BUSY") from e
+        raise Unavailable(
+            f"the database is unavailable: {str(e.orig).strip().splitlines()[0] if e.orig else e}",
+            reason="DATABASE_UNAVAILABLE",
+        ) from e
+    except DBAPIError as e:
+        if e.connection_invalidated:
+            raise Unavailable(
+                "the database connection was lost; retry", reason="DATABASE_UNAVAILABLE"
+            ) from e
+        raise
+
+
+def require_current_schema(db: Database, *, auto_upgrade_empty: bool = True) -> None:
+    from .migrate import upgrade
+
+    state = db.schema_state()
+    if state == "current":
+        return
+    if state == "empty" and auto_upgrade_empty:
+        upgrade(db.url)
+        return
+    raise FailedPrecondition(
+        "the database schema is not up to date; run: registry-server db upgrade "
+        f"--database-url {safe_url(db.url)}",
+        reason="SCHEMA_OUTDATED",
+    )
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def env_url() -> str:
+    return os.environ.get("REGISTRY_DATABASE_URL") or default_url()

@@ -1,0 +1,503 @@
+"""The relational schema: SQLAlchemy 2 typed models.
+
+Conventions: integer surrogate keys (`id`), times as integer microseconds since
+the Unix epoch (portable, sortable, cheap to index), small lists (tags, accepted
+types, protected aliases) as JSON, `revision` counters behind etags. Roles and
+states are stored as the proto enum numbers, so role comparisons are integer
+comparisons in SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on PostgreSQL (containment operators for tag filters), JSON text elsewhere.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    update_time: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- organizations, users, keys, teams ---------------------------------------------
+
+
+class Organization(TimestampMixin, Base):
+    __tablename__ = "organizations"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    legacy_model_registry_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Created by `registry-server bootstrap`: its admins administer the whole service.
+    root: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class User(TimestampMixin, Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    email: Mapped[str] = mapped_column(String(320), default="")
+    service_account: Mapped[bool] = mapped_column(Boolean, default=False)
+    org_role: Mapped[int] = mapped_column(Integer)  # OrgRole
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    __table_args__ = (Index("ix_users_org_name", "org_id", "name"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    # Public part of the key, embedded in the secret: `rk_{key_id}_{secret}`.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # sha256 of the whole secret; the secret itself is never stored.
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    revoke_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Team(TimestampMixin, Base):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    # Legacy Model Registry settings of the team.
+    legacy_state: Mapped[int] = mapped_column(Integer)  # LegacyState
+    legacy_protected_aliases: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    legacy_settings_revision: Mapped[int] = mapped_column(Integer, default=1)
+    legacy_settings_update_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set when MIGRATED: where the legacy registry went.
+    migrated_registry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registries.id", ondelete="SET NULL", use_alter=True), nullable=True
+    )
+    __table_args__ = (Index("ix_teams_org_name", "org_id", "name"),)
+
+
+class TeamMember(TimestampMixin, Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[int] = mapped_column(Integer)  # TeamRole
+    __table_args__ = (Index("ix_team_members_user", "user_id", "team_id"),)
+
+
+class LegacyRegistryAdmin(Base):
+    """A team's "model registry admins" (legacy settings)."""
+
+    __tablename__ = "legacy_registry_admins"
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+# --- projects and artifacts ----------------------------------------------------------
+
+
+class Project(TimestampMixin, Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+
+
+class Artifact(TimestampMixin, Base):
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    next_version_index: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+class ArtifactVersion(TimestampMixin, Base):
+    __tablename__ = "artifact_versions"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    version_index: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    manifest: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    producing_run: Mapped[str] = mapped_column(String(256), default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    delete_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("artifact_id", "version_index"),
+        Index("ix_artifact_versions_digest", "artifact_id", "digest"),
+    )
+
+
+class ArtifactAlias(Base):
+    __tablename__ = "artifact_aliases"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(128))
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
+    )
+    __table_args__ = (UniqueConstraint("artifact_id", "alias"),)
+
+
+class ArtifactUsage(Base):
+    """A run that consumed an artifact version (lineage)."""
+
+    __tablename__ = "artifact_usages"
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- legacy Model Registry -----------------------------------------------------------
+
+
+class RegisteredModel(TimestampMixin, Base):
+    __tablename__ = "registered_models"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    next_version_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    # Set by a migration: the collection this registered model became.
+    migrated_collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="SET NULL"), nullable=True
+    )
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+
+
+class RegisteredModelVersion(TimestampMixin, Base):
+    __tablename__ = "registered_model_versions"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE")
+    )
+    version_index: Mapped[int] = mapped_column(Integer)
+    artifact_version_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
+    )
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    linked_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    __table_args__ = (
+        UniqueConstraint("registered_model_id", "version_index"),
+        UniqueConstraint("registered_model_id", "artifact_version_id"),
+    )
+
+
+class RegisteredModelAlias(Base):
+    __tablename__ = "registered_model_aliases"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE")
+    )
+    alias: Mapped[str] = mapped_column(String(128))
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_model_versions.id", ondelete="CASCADE"), index=True
+    )
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (UniqueConstraint("registered_model_id", "alias"),)
+
+
+# --- registries and collections -----------------------------------------------------
+
+
+class Registry(TimestampMixin, Base):
+    __tablename__ = "registries"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[int] = mapped_column(Integer)  # Visibility
+    artifact_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    allow_all_artifact_types: Mapped[bool] = mapped_column(Boolean, default=False)
+    protected_aliases: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    default_role: Mapped[int] = mapped_column(Integer)  # RegistryRole
+    core: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    # Set when a migration created the registry.
+    migrated_from_team_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), nullable=True
+    )
+    migration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("migrations.id", ondelete="SET NULL"), nullable=True
+    )
+    __table_args__ = (
+        UniqueConstraint("org_id", "name"),
+        Index("ix_registries_org_create", "org_id", "create_time", "id"),
+    )
+
+
+class RegistryMember(TimestampMixin, Base):
+    """A role in a registry granted to a user or (exclusive) to a team."""
+
+    __tablename__ = "registry_members"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    team_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), nullable=True
+    )
+    role: Mapped[int] = mapped_column(Integer)  # RegistryRole
+    __table_args__ = (
+        UniqueConstraint("registry_id", "user_id"),
+        UniqueConstraint("registry_id", "team_id"),
+        Index("ix_registry_members_user", "user_id", "registry_id"),
+        Index("ix_registry_members_team", "team_id", "registry_id"),
+    )
+
+
+class Collection(TimestampMixin, Base):
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    next_version_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    # Set when a migration created it from a registered model.
+    migrated_from_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="SET NULL", use_alter=True), nullable=True
+    )
+    __table_args__ = (
+        UniqueConstraint("registry_id", "name"),
+        Index("ix_collections_registry_create", "registry_id", "create_time", "id"),
+        Index("ix_collections_registry_update", "registry_id", "update_time", "id"),
+    )
+
+
+class CollectionVersion(TimestampMixin, Base):
+    __tablename__ = "collection_versions"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    version_index: Mapped[int] = mapped_column(Integer)
+    artifact_version_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
+    )
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    linked_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    __table_args__ = (
+        UniqueConstraint("collection_id", "version_index"),
+        UniqueConstraint("collection_id", "artifact_version_id"),
+        Index("ix_collection_versions_create", "collection_id", "create_time", "id"),
+    )
+
+
+class CollectionAlias(Base):
+    __tablename__ = "collection_aliases"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(128))
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("collection_versions.id", ondelete="CASCADE"), index=True
+    )
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (UniqueConstraint("collection_id", "alias"),)
+
+
+# --- idempotency -------------------------------------------------------------------
+
+
+class IdempotencyKey(Base):
+    """The first response of a create carrying a request_id (AIP-155)."""
+
+    __tablename__ = "idempotency_keys"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(64))
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (UniqueConstraint("user_id", "method", "request_id"),)
+
+
+# --- migrations ----------------------------------------------------------------------
+
+
+class Migration(Base):
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[int] = mapped_column(Integer)  # MigrationState
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    progress_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    verification_checked: Mapped[int] = mapped_column(BigInteger, default=0)
+    mismatches: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    error: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Lease: the replica working on it and until when (microseconds).
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires: Mapped[int] = mapped_column(BigInteger, default=0)
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    update_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index("ix_migrations_state_lease", "state", "lease_expires"),)
+
+
+class MigrationTeam(Base):
+    """One team of a migration: its target and resumable progress."""
+
+    __tablename__ = "migration_teams"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    target_name: Mapped[str] = mapped_column(String(128))
+    target_registry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registries.id", ondelete="SET NULL"), nullable=True
+    )
+    state: Mapped[int] = mapped_column(Integer)  # MigrationState
+    # Highest registered_model_versions.id copied so far (keyset cursor).
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    versions_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    versions_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    collections_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    collections_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (UniqueConstraint("migration_id", "team_id"),)
+
+
+class ActiveTeamMigration(Base):
+    """At most one active migration per team (the primary key enforces it)."""
+
+    __tablename__ = "active_team_migrations"
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"))
+
+
+# --- events and automations ----------------------------------------------------------
+
+
+class Event(Base):
+    """Transactional outbox: written in the same transaction as the change."""
+
+    __tablename__ = "events"
+    cursor: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # Scope used for visibility: the registry or team the resource lives in.
+    registry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    team_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    resource: Mapped[str] = mapped_column(String(512))
+    time: Mapped[int] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    __table_args__ = (
+        Index("ix_events_org_cursor", "org_id", "cursor"),
+        Index("ix_events_registry_cursor", "registry_id", "cursor"),
+        Index("ix_events_resource", "resource", "cursor"),
+    )
+
+
+class Automation(Base):
+    __tablename__ = "automations"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True
+    )
+    event_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    alias_regex: Mapped[str] = mapped_column(String(512), default="")
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    # Highest event cursor already scheduled for delivery.
+    event_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    automation_id: Mapped[int] = mapped_column(
+        ForeignKey("automations.id", ondelete="CASCADE"), index=True
+    )
+    event_cursor: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    time: Mapped[int] = mapped_column(BigInteger)
+    next_attempt_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
