@@ -20,7 +20,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
@@ -106,12 +105,20 @@ def server(database_url: str) -> Iterator[ServerThread]:
 @pytest.fixture(scope="session")
 def root_key(database_url: str, server: ServerThread) -> str:
     """The service admin's key, made by `registry-server bootstrap` logic."""
+    from registry_server.cli import app as cli
     from typer.testing import CliRunner
 
-    from registry_server.cli import app as cli
-
     result = CliRunner().invoke(
-        cli, ["bootstrap", "--organization", "root", "--admin", "root-admin", "--database-url", database_url]
+        cli,
+        [
+            "bootstrap",
+            "--organization",
+            "root",
+            "--admin",
+            "root-admin",
+            "--database-url",
+            database_url,
+        ],
     )
     assert result.exit_code == 0, result.output
     return result.stdout.strip().splitlines()[-1]
@@ -153,11 +160,15 @@ class World:
     def org_name(self) -> str:
         return f"organizations/{self.org}"
 
-    def person(self, user_id: str, *, service_account: bool = False, org_admin: bool = False) -> Person:
+    def person(
+        self, user_id: str, *, service_account: bool = False, org_admin: bool = False
+    ) -> Person:
         uid = unique(user_id)
         self.admin.stubs.organizations.CreateUser(
             org_pb.CreateUserRequest(
-                parent=self.org_name, user_id=uid, display_name=user_id,
+                parent=self.org_name,
+                user_id=uid,
+                display_name=user_id,
                 service_account=service_account,
                 org_role=r.ORG_ROLE_ADMIN if org_admin else r.ORG_ROLE_MEMBER,
             )
@@ -170,11 +181,15 @@ class World:
         self.people[user_id] = p
         return p
 
-    def team(self, team_id: str, members: dict[Person, int] | None = None, *, owner: Person | None = None) -> str:
+    def team(
+        self, team_id: str, members: dict[Person, int] | None = None, *, owner: Person | None = None
+    ) -> str:
         """Creates a team (owner becomes ADMIN) and adds members with TeamRole values."""
         tid = unique(team_id)
         creator = owner or self.admin
-        creator.stubs.organizations.CreateTeam(org_pb.CreateTeamRequest(parent=self.org_name, team_id=tid))
+        creator.stubs.organizations.CreateTeam(
+            org_pb.CreateTeamRequest(parent=self.org_name, team_id=tid)
+        )
         for person, role in (members or {}).items():
             creator.stubs.organizations.AddTeamMember(
                 org_pb.AddTeamMemberRequest(team=f"teams/{tid}", user=person.name, role=role)
@@ -190,13 +205,19 @@ def root_stubs(server: ServerThread, root_key: str) -> Stubs:
 def make_world(server: ServerThread, root_stubs: Stubs, *, legacy: bool = True) -> World:
     org = unique("org")
     root_stubs.organizations.CreateOrganization(
-        org_pb.CreateOrganizationRequest(organization_id=org, display_name=org, legacy_model_registry_enabled=legacy)
+        org_pb.CreateOrganizationRequest(
+            organization_id=org, display_name=org, legacy_model_registry_enabled=legacy
+        )
     )
     admin_id = unique("admin")
     root_stubs.organizations.CreateUser(
-        org_pb.CreateUserRequest(parent=f"organizations/{org}", user_id=admin_id, org_role=r.ORG_ROLE_ADMIN)
+        org_pb.CreateUserRequest(
+            parent=f"organizations/{org}", user_id=admin_id, org_role=r.ORG_ROLE_ADMIN
+        )
     )
-    key = root_stubs.organizations.CreateApiKey(org_pb.CreateApiKeyRequest(parent=f"users/{admin_id}")).secret
+    key = root_stubs.organizations.CreateApiKey(
+        org_pb.CreateApiKeyRequest(parent=f"users/{admin_id}")
+    ).secret
     channel = open_channel(server.target, key)
     admin = Person(admin_id, key, Stubs.on(channel), channel)
     return World(server.target, root_stubs, org, admin, legacy)
@@ -239,7 +260,11 @@ def failure(exc: grpc.RpcError) -> Failure:
 
 
 def expect_error(
-    code: grpc.StatusCode, fn: object, *args: object, reason: str | None = None, field: str | None = None
+    code: grpc.StatusCode,
+    fn: object,
+    *args: object,
+    reason: str | None = None,
+    field: str | None = None,
 ) -> Failure:
     """Calls fn(*args) and checks it fails with `code` (and reason / violated field)."""
     try:

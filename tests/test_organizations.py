@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-
 from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
@@ -20,7 +19,9 @@ def test_bootstrap_org_has_core_registries_and_admin(world: World) -> None:
     assert me.name == world.admin.name
     assert me.org_role == r.ORG_ROLE_ADMIN
     assert me.organization == world.org_name
-    org = world.admin.stubs.organizations.GetOrganization(pb.GetOrganizationRequest(name=world.org_name))
+    org = world.admin.stubs.organizations.GetOrganization(
+        pb.GetOrganizationRequest(name=world.org_name)
+    )
     assert org.legacy_model_registry_enabled
     assert org.etag
 
@@ -29,7 +30,9 @@ def test_users_teams_members_and_keys(world: World) -> None:
     alice = world.person("alice")
     bob = world.person("bob")
     team = world.team("vision", {bob: r.TEAM_ROLE_MEMBER}, owner=alice)
-    members = alice.stubs.organizations.ListTeamMembers(pb.ListTeamMembersRequest(parent=f"teams/{team}"))
+    members = alice.stubs.organizations.ListTeamMembers(
+        pb.ListTeamMembersRequest(parent=f"teams/{team}")
+    )
     roles = {m.user: m.role for m in members.members}
     assert roles == {alice.name: r.TEAM_ROLE_ADMIN, bob.name: r.TEAM_ROLE_MEMBER}
     # bob (MEMBER) cannot manage members
@@ -48,8 +51,12 @@ def test_users_teams_members_and_keys(world: World) -> None:
     alice.stubs.organizations.UpdateTeamMember(
         pb.UpdateTeamMemberRequest(team=f"teams/{team}", user=bob.name, role=r.TEAM_ROLE_VIEWER)
     )
-    alice.stubs.organizations.RemoveTeamMember(pb.RemoveTeamMemberRequest(team=f"teams/{team}", user=bob.name))
-    members = alice.stubs.organizations.ListTeamMembers(pb.ListTeamMembersRequest(parent=f"teams/{team}"))
+    alice.stubs.organizations.RemoveTeamMember(
+        pb.RemoveTeamMemberRequest(team=f"teams/{team}", user=bob.name)
+    )
+    members = alice.stubs.organizations.ListTeamMembers(
+        pb.ListTeamMembersRequest(parent=f"teams/{team}")
+    )
     assert [m.user for m in members.members] == [alice.name]
     teams = bob.stubs.organizations.ListTeams(pb.ListTeamsRequest(parent=world.org_name))
     assert f"teams/{team}" in [t.name for t in teams.teams]
@@ -88,14 +95,22 @@ def test_other_organizations_are_not_found(world: World, server, root_stubs) -> 
     dave = other.person("dave")
     team = other.team("secret", owner=dave)
     me = world.admin.stubs.organizations
-    expect_error(grpc.StatusCode.NOT_FOUND, me.GetOrganization, pb.GetOrganizationRequest(name=other.org_name))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND,
+        me.GetOrganization,
+        pb.GetOrganizationRequest(name=other.org_name),
+    )
     expect_error(grpc.StatusCode.NOT_FOUND, me.GetUser, pb.GetUserRequest(name=dave.name))
     expect_error(grpc.StatusCode.NOT_FOUND, me.GetTeam, pb.GetTeamRequest(name=f"teams/{team}"))
-    expect_error(grpc.StatusCode.NOT_FOUND, me.ListUsers, pb.ListUsersRequest(parent=other.org_name))
+    expect_error(
+        grpc.StatusCode.NOT_FOUND, me.ListUsers, pb.ListUsersRequest(parent=other.org_name)
+    )
     expect_error(
         grpc.StatusCode.NOT_FOUND,
         me.AddTeamMember,
-        pb.AddTeamMemberRequest(team=f"teams/{team}", user=world.admin.name, role=r.TEAM_ROLE_VIEWER),
+        pb.AddTeamMemberRequest(
+            team=f"teams/{team}", user=world.admin.name, role=r.TEAM_ROLE_VIEWER
+        ),
     )
     # a user of another organization cannot join my team either
     mine = world.team("mine")
@@ -108,7 +123,9 @@ def test_other_organizations_are_not_found(world: World, server, root_stubs) -> 
 
 def test_revoked_key_is_unauthenticated_at_once(world: World) -> None:
     erin = world.person("erin")
-    key = erin.stubs.organizations.CreateApiKey(pb.CreateApiKeyRequest(parent=erin.name, description="ci"))
+    key = erin.stubs.organizations.CreateApiKey(
+        pb.CreateApiKeyRequest(parent=erin.name, description="ci")
+    )
     assert key.secret.startswith("rk_") and len(key.secret) > 43
     stubs = Stubs.on(open_channel(world.target, key.secret))
     assert stubs.organizations.GetCurrentUser(pb.GetCurrentUserRequest()).name == erin.name
@@ -117,14 +134,20 @@ def test_revoked_key_is_unauthenticated_at_once(world: World) -> None:
     assert all(k.secret == "" for k in listed.api_keys)
     erin.stubs.organizations.DeleteApiKey(pb.DeleteApiKeyRequest(name=key.name))
     expect_error(
-        grpc.StatusCode.UNAUTHENTICATED, stubs.organizations.GetCurrentUser, pb.GetCurrentUserRequest()
+        grpc.StatusCode.UNAUTHENTICATED,
+        stubs.organizations.GetCurrentUser,
+        pb.GetCurrentUserRequest(),
     )
 
 
 @pytest.mark.parametrize(
     "metadata",
-    [None, [("authorization", "Bearer nope")], [("authorization", "Basic abc")],
-     [("authorization", "Bearer rk_0123456789abcdef_forged")]],
+    [
+        None,
+        [("authorization", "Bearer nope")],
+        [("authorization", "Basic abc")],
+        [("authorization", "Bearer rk_0123456789abcdef_forged")],
+    ],
 )
 def test_missing_or_bad_key_is_unauthenticated(world: World, metadata) -> None:  # type: ignore[no-untyped-def]
     stubs = Stubs.on(grpc.insecure_channel(world.target))
@@ -141,9 +164,17 @@ def test_missing_or_bad_key_is_unauthenticated(world: World, metadata) -> None: 
         ("GetUser", pb.GetUserRequest(name="users/Bad Name"), "name"),
         ("CreateUser", pb.CreateUserRequest(parent="{org}", user_id="bad/slash"), "user_id"),
         ("CreateUser", pb.CreateUserRequest(parent="{org}", user_id="x" * 64), "user_id"),
-        ("CreateUser", pb.CreateUserRequest(parent="{org}", user_id="ok-id", org_role=42), "org_role"),
+        (
+            "CreateUser",
+            pb.CreateUserRequest(parent="{org}", user_id="ok-id", org_role=42),
+            "org_role",
+        ),
         ("CreateTeam", pb.CreateTeamRequest(parent="{org}", team_id="UPPER"), "team_id"),
-        ("CreateTeam", pb.CreateTeamRequest(parent="{org}", team_id="t", request_id="not a uuid!"), "request_id"),
+        (
+            "CreateTeam",
+            pb.CreateTeamRequest(parent="{org}", team_id="t", request_id="not a uuid!"),
+            "request_id",
+        ),
         ("AddTeamMember", pb.AddTeamMemberRequest(team="teams/t", user="users/u", role=9), "role"),
         ("ListUsers", pb.ListUsersRequest(parent="{org}", page_size=-1), "page_size"),
         ("ListUsers", pb.ListUsersRequest(parent="{org}", page_token="garbage!!"), "page_token"),
@@ -152,7 +183,9 @@ def test_missing_or_bad_key_is_unauthenticated(world: World, metadata) -> None: 
         ("UpdateUser", pb.UpdateUserRequest(user=r.User(name="users/x")), "update_mask"),
     ],
 )
-def test_bad_input_is_invalid_argument_and_writes_nothing(world: World, method, request_, field) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_invalid_argument_and_writes_nothing(
+    world: World, method, request_, field
+) -> None:  # type: ignore[no-untyped-def]
     for fd in request_.DESCRIPTOR.fields:
         if fd.type == fd.TYPE_STRING and getattr(request_, fd.name) == "{org}":
             setattr(request_, fd.name, world.org_name)
@@ -161,7 +194,9 @@ def test_bad_input_is_invalid_argument_and_writes_nothing(world: World, method, 
     teams_before = stub.ListTeams(pb.ListTeamsRequest(parent=world.org_name, page_size=1000))
     expect_error(INVALID, getattr(stub, method), request_, field=field)
     assert stub.ListUsers(pb.ListUsersRequest(parent=world.org_name, page_size=1000)) == before
-    assert stub.ListTeams(pb.ListTeamsRequest(parent=world.org_name, page_size=1000)) == teams_before
+    assert (
+        stub.ListTeams(pb.ListTeamsRequest(parent=world.org_name, page_size=1000)) == teams_before
+    )
 
 
 def test_list_users_pages_with_keyset_tokens(world: World) -> None:
@@ -183,7 +218,9 @@ def test_list_users_pages_with_keyset_tokens(world: World) -> None:
     expect_error(
         INVALID,
         world.admin.stubs.organizations.ListTeams,
-        pb.ListTeamsRequest(parent=world.org_name, page_token=page.next_page_token or "eyJrIjpbXX0"),
+        pb.ListTeamsRequest(
+            parent=world.org_name, page_token=page.next_page_token or "eyJrIjpbXX0"
+        ),
         field="page_token",
     )
 
@@ -191,8 +228,12 @@ def test_list_users_pages_with_keyset_tokens(world: World) -> None:
 def test_create_with_request_id_is_idempotent(world: World) -> None:
     rid = "5f0c6f0e-1d7a-4c39-9a51-0b4d8f0f3c11"
     stub = world.admin.stubs.organizations
-    first = stub.CreateTeam(pb.CreateTeamRequest(parent=world.org_name, team_id=unique("t"), request_id=rid))
-    again = stub.CreateTeam(pb.CreateTeamRequest(parent=world.org_name, team_id=unique("t2"), request_id=rid))
+    first = stub.CreateTeam(
+        pb.CreateTeamRequest(parent=world.org_name, team_id=unique("t"), request_id=rid)
+    )
+    again = stub.CreateTeam(
+        pb.CreateTeamRequest(parent=world.org_name, team_id=unique("t2"), request_id=rid)
+    )
     assert again == first
     teams = stub.ListTeams(pb.ListTeamsRequest(parent=world.org_name))
     assert sum(1 for t in teams.teams if t.name == first.name) == 1

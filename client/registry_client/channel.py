@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
 from registry.v1 import (
     artifact_service_pb2_grpc,
     collection_service_pb2_grpc,
@@ -35,14 +34,22 @@ class _AuthInterceptor(
         metadata = list(details.metadata or [])
         metadata.append(self._metadata)
         return _CallDetails(
-            details.method, details.timeout, metadata, details.credentials,
-            getattr(details, "wait_for_ready", None), getattr(details, "compression", None),
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
         )
 
-    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return continuation(self._details(details), request)
 
-    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return continuation(self._details(details), request)
 
 
@@ -100,11 +107,11 @@ class Stubs:
     @classmethod
     def on(cls, channel: grpc.Channel) -> Stubs:
         return cls(
-            organizations=organization_service_pb2_grpc.OrganizationServiceStub(channel),
-            artifacts=artifact_service_pb2_grpc.ArtifactServiceStub(channel),
-            legacy=legacy_model_registry_service_pb2_grpc.LegacyModelRegistryServiceStub(channel),
-            registries=registry_service_pb2_grpc.RegistryServiceStub(channel),
-            collections=collection_service_pb2_grpc.CollectionServiceStub(channel),
-            migrations=migration_service_pb2_grpc.MigrationServiceStub(channel),
-            events=event_service_pb2_grpc.EventServiceStub(channel),
+            organizations=organization_service_pb2_grpc.OrganizationServiceStub(channel),  # type: ignore[no-untyped-call]
+            artifacts=artifact_service_pb2_grpc.ArtifactServiceStub(channel),  # type: ignore[no-untyped-call]
+            legacy=legacy_model_registry_service_pb2_grpc.LegacyModelRegistryServiceStub(channel),  # type: ignore[no-untyped-call]
+            registries=registry_service_pb2_grpc.RegistryServiceStub(channel),  # type: ignore[no-untyped-call]
+            collections=collection_service_pb2_grpc.CollectionServiceStub(channel),  # type: ignore[no-untyped-call]
+            migrations=migration_service_pb2_grpc.MigrationServiceStub(channel),  # type: ignore[no-untyped-call]
+            events=event_service_pb2_grpc.EventServiceStub(channel),  # type: ignore[no-untyped-call]
         )

@@ -36,22 +36,41 @@ def serve(
         str, typer.Option("--address", envvar="REGISTRY_ADDRESS", help="host:port to listen on.")
     ] = "127.0.0.1:50051",
     database_url: DatabaseUrl = "",
-    tls_cert: Annotated[str, typer.Option(envvar="REGISTRY_TLS_CERT", help="PEM certificate chain.")] = "",
+    tls_cert: Annotated[
+        str, typer.Option(envvar="REGISTRY_TLS_CERT", help="PEM certificate chain.")
+    ] = "",
     tls_key: Annotated[str, typer.Option(envvar="REGISTRY_TLS_KEY", help="PEM private key.")] = "",
     tls_client_ca: Annotated[
         str,
-        typer.Option(envvar="REGISTRY_TLS_CLIENT_CA", help="PEM CA bundle; set = mutual TLS required."),
+        typer.Option(
+            envvar="REGISTRY_TLS_CLIENT_CA", help="PEM CA bundle; set = mutual TLS required."
+        ),
     ] = "",
-    grace: Annotated[float, typer.Option(envvar="REGISTRY_SHUTDOWN_GRACE", help="Seconds in-flight calls get at shutdown.")] = 10.0,
-    auth_cache_ttl: Annotated[float, typer.Option(envvar="REGISTRY_AUTH_CACHE_TTL", help="Seconds a verified API key is cached (revocation delay on other replicas).")] = 5.0,
-    workers: Annotated[int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")] = 16,
+    grace: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_SHUTDOWN_GRACE", help="Seconds in-flight calls get at shutdown."
+        ),
+    ] = 10.0,
+    auth_cache_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_AUTH_CACHE_TTL",
+            help="Seconds a verified API key is cached (revocation delay on other replicas).",
+        ),
+    ] = 5.0,
+    workers: Annotated[
+        int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")
+    ] = 16,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
     from .api.app import App, Settings
     from .api.server import TlsConfig, serve_forever
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
@@ -93,16 +112,26 @@ def bootstrap(
         require_current_schema(db)
         with db.write() as s:
             org = orgs.create_organization(
-                s, None, organization_id=organization, display_name=display_name or organization,
-                legacy_model_registry_enabled=legacy_model_registry, root=True,
+                s,
+                None,
+                organization_id=organization,
+                display_name=display_name or organization,
+                legacy_model_registry_enabled=legacy_model_registry,
+                root=True,
             )
             from .domain import names
 
             names.principal_id(admin, "admin")
             t = now_us()
             user = m.User(
-                name=admin, org_id=org.id, display_name=admin, email="", service_account=False,
-                org_role=int(OrgRole.ADMIN), create_time=t, update_time=t,
+                name=admin,
+                org_id=org.id,
+                display_name=admin,
+                email="",
+                service_account=False,
+                org_role=int(OrgRole.ADMIN),
+                create_time=t,
+                update_time=t,
             )
             s.add(user)
             s.flush()

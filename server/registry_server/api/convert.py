@@ -45,7 +45,8 @@ def struct_to_dict(s: struct_pb2.Struct, field: str = "metadata") -> dict[str, A
         if not key or len(key) > 128 or not key.isprintable():
             raise InvalidArgument(f"{field}.{key}", "keys must be 1-128 printable characters")
         _check_value(value, f"{field}.{key}")
-    return _normalize(data)
+    result: dict[str, Any] = _normalize(data)
+    return result
 
 
 def _check_value(value: Any, field: str) -> None:
@@ -90,6 +91,6 @@ def enum_value(value: int, enum_type: Any, field: str, *, allow_unspecified: boo
     """Rejects numbers outside the proto enum (grpcurl and other clients can send them)."""
     valid = set(enum_type.values())
     if value not in valid or (value == 0 and not allow_unspecified):
-        names = [n for n in enum_type.keys() if not n.endswith("_UNSPECIFIED")]
+        names = [n for n in list(enum_type.keys()) if not n.endswith("_UNSPECIFIED")]
         raise InvalidArgument(field, f"must be one of {', '.join(names)} (got {value})")
     return value

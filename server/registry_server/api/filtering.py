@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, true
@@ -13,10 +14,13 @@ MAX_FILTER_LENGTH = 2000
 
 
 def compile_list_filter(
-    text: str, fields: dict[str, FieldSpec | tuple[str, Any]], dialect: str, field: str = "filter"
+    text: str,
+    fields: Mapping[str, FieldSpec | tuple[str, Any]],
+    dialect: str,
+    field: str = "filter",
 ) -> ColumnElement[bool]:
     specs = {
-        name: spec if isinstance(spec, FieldSpec) else FieldSpec(kind=spec[0], column=spec[1])  # type: ignore[arg-type]
+        name: spec if isinstance(spec, FieldSpec) else FieldSpec(kind=spec[0], column=spec[1])
         for name, spec in fields.items()
     }
     expr = parse_filter(text, field)

@@ -56,7 +56,7 @@ def bearer_token(metadata: Any) -> str:
     )
 
 
-class RegistryInterceptor(grpc.aio.ServerInterceptor):
+class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: Authenticator, run: Callable[..., Awaitable[Any]]) -> None:
         self.auth = authenticator
         self.run = run  # runs a blocking function off the event loop
@@ -110,7 +110,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:
                     code = "CANCELLED"
                     raise
-                except Exception as err:  # noqa: BLE001 - mapped to a status below
+                except Exception as err:
                     code = getattr(err, "code", "INTERNAL")
                     await self._fail(context, method, err)
                 finally:
@@ -136,11 +136,13 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:
                     code = "CANCELLED"
                     raise
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     code = getattr(err, "code", "INTERNAL")
                     await self._fail(context, method, err)
                 finally:
-                    log.info("%s %s %.1fms (stream)", method, code, (time.perf_counter() - start) * 1e3)
+                    log.info(
+                        "%s %s %.1fms (stream)", method, code, (time.perf_counter() - start) * 1e3
+                    )
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,

@@ -6,12 +6,11 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import organization_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..domain import names
 from ..domain.roles import OrgRole, TeamRole
@@ -89,7 +88,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
     # --- organizations ---
 
-    async def CreateOrganization(self, request: pb.CreateOrganizationRequest, context: grpc.aio.ServicerContext) -> r.Organization:
+    async def CreateOrganization(
+        self, request: pb.CreateOrganizationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Organization:
         p = current_principal()
         org_id = request.organization_id
         display = request.display_name
@@ -101,19 +102,28 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         def work(s: Session) -> r.Organization:
             return org_proto(
                 orgs.create_organization(
-                    s, p, organization_id=org_id, display_name=display,
+                    s,
+                    p,
+                    organization_id=org_id,
+                    display_name=display,
                     legacy_model_registry_enabled=legacy,
                 )
             )
 
-        return await self.app.create(p, "CreateOrganization", request.request_id, r.Organization, work)
+        return await self.app.create(
+            p, "CreateOrganization", request.request_id, r.Organization, work
+        )
 
-    async def GetOrganization(self, request: pb.GetOrganizationRequest, context: grpc.aio.ServicerContext) -> r.Organization:
+    async def GetOrganization(
+        self, request: pb.GetOrganizationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Organization:
         p = current_principal()
         org_id = names.parse(request.name, "organizations/{org}", "name")["org"]
         return await self.app.read(lambda s: org_proto(orgs.get_org(s, p, org_id)))
 
-    async def UpdateOrganization(self, request: pb.UpdateOrganizationRequest, context: grpc.aio.ServicerContext) -> r.Organization:
+    async def UpdateOrganization(
+        self, request: pb.UpdateOrganizationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Organization:
         p = current_principal()
         o = request.organization
         org_id = names.parse(o.name, "organizations/{org}", "organization.name")["org"]
@@ -121,31 +131,47 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         return await self.app.write(
             lambda s: org_proto(
                 orgs.update_organization(
-                    s, p, org_id, paths, display_name=o.display_name,
-                    legacy_model_registry_enabled=o.legacy_model_registry_enabled, etag=o.etag,
+                    s,
+                    p,
+                    org_id,
+                    paths,
+                    display_name=o.display_name,
+                    legacy_model_registry_enabled=o.legacy_model_registry_enabled,
+                    etag=o.etag,
                 )
             )
         )
 
     # --- users ---
 
-    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> r.User:
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> r.User:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
         role = OrgRole(
-            enum_value(request.org_role, r.OrgRole, "org_role", allow_unspecified=True) or OrgRole.MEMBER
+            enum_value(request.org_role, r.OrgRole, "org_role", allow_unspecified=True)
+            or OrgRole.MEMBER
         )
 
         def work(s: Session) -> r.User:
             u = orgs.create_user(
-                s, p, org_id=org_id, user_id=request.user_id, display_name=request.display_name,
-                email=request.email, service_account=request.service_account, org_role=role,
+                s,
+                p,
+                org_id=org_id,
+                user_id=request.user_id,
+                display_name=request.display_name,
+                email=request.email,
+                service_account=request.service_account,
+                org_role=role,
             )
             return user_proto(u, org_id)
 
         return await self.app.create(p, "CreateUser", request.request_id, r.User, work)
 
-    async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> r.User:
+    async def GetUser(
+        self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> r.User:
         p = current_principal()
         user_id = names.parse(request.name, "users/{user}", "name")["user"]
 
@@ -155,19 +181,31 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.read(work)
 
-    async def GetCurrentUser(self, request: pb.GetCurrentUserRequest, context: grpc.aio.ServicerContext) -> r.User:
+    async def GetCurrentUser(
+        self, request: pb.GetCurrentUserRequest, context: grpc.aio.ServicerContext
+    ) -> r.User:
         p = current_principal()
         return await self.app.read(lambda s: user_proto(orgs.get_user(s, p, p.user), p.org))
 
-    async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
-        keys = parse_order_by(request.order_by, {"name": m.User.name, "create_time": m.User.create_time}, "name", m.User.id)
+        keys = parse_order_by(
+            request.order_by,
+            {"name": m.User.name, "create_time": m.User.create_time},
+            "name",
+            m.User.id,
+        )
         if request.filter:
             from .filtering import compile_list_filter
 
-            filter_fields = {"name": ("string", m.User.name), "email": ("string", m.User.email),
-                             "service_account": ("bool", m.User.service_account)}
+            filter_fields = {
+                "name": ("string", m.User.name),
+                "email": ("string", m.User.email),
+                "service_account": ("bool", m.User.service_account),
+            }
         else:
             filter_fields = {}
 
@@ -175,9 +213,15 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
             org = orgs.get_org(s, p, org_id, "parent")
             stmt = select(m.User).where(m.User.org_id == org.id)
             if request.filter:
-                stmt = stmt.where(compile_list_filter(request.filter, filter_fields, self.app.db.dialect))
+                stmt = stmt.where(
+                    compile_list_filter(request.filter, filter_fields, self.app.db.dialect)
+                )
             page = fetch_page(
-                s, stmt, keys, size=request.page_size, token=request.page_token,
+                s,
+                stmt,
+                keys,
+                size=request.page_size,
+                token=request.page_token,
                 query=("users", org_id, request.filter, request.order_by),
                 key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
@@ -188,16 +232,29 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.read(work)
 
-    async def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext) -> r.User:
+    async def UpdateUser(
+        self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> r.User:
         p = current_principal()
         u = request.user
         user_id = names.parse(u.name, "users/{user}", "user.name")["user"]
         paths = mask_paths(request.update_mask, {"display_name", "email", "org_role"})
-        role = OrgRole(enum_value(u.org_role, r.OrgRole, "user.org_role")) if "org_role" in paths else OrgRole.MEMBER
+        role = (
+            OrgRole(enum_value(u.org_role, r.OrgRole, "user.org_role"))
+            if "org_role" in paths
+            else OrgRole.MEMBER
+        )
 
         def work(s: Session) -> r.User:
             row = orgs.update_user(
-                s, p, user_id, paths, display_name=u.display_name, email=u.email, org_role=role, etag=u.etag
+                s,
+                p,
+                user_id,
+                paths,
+                display_name=u.display_name,
+                email=u.email,
+                org_role=role,
+                etag=u.etag,
             )
             return user_proto(row, _org_name(s, row.org_id))
 
@@ -207,7 +264,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
     # --- API keys ---
 
-    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext) -> r.ApiKey:
+    async def CreateApiKey(
+        self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> r.ApiKey:
         p = current_principal()
         user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
 
@@ -217,7 +276,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.create(p, "CreateApiKey", request.request_id, r.ApiKey, work)
 
-    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext) -> pb.ListApiKeysResponse:
+    async def ListApiKeys(
+        self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListApiKeysResponse:
         p = current_principal()
         user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
         keys = parse_order_by("", {"create_time": m.ApiKey.create_time}, "create_time", m.ApiKey.id)
@@ -225,9 +286,16 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         def work(s: Session) -> pb.ListApiKeysResponse:
             user = orgs.get_user(s, p, user_id)
             orgs.list_api_keys(s, p, user_id)  # access check
-            stmt = select(m.ApiKey).where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
+            stmt = select(m.ApiKey).where(
+                m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None)
+            )
             page = fetch_page(
-                s, stmt, keys, size=request.page_size, token=request.page_token, query=("keys", user_id),
+                s,
+                stmt,
+                keys,
+                size=request.page_size,
+                token=request.page_token,
+                query=("keys", user_id),
                 key_of=lambda row: (row[0].create_time, row[0].id),
             )
             return pb.ListApiKeysResponse(
@@ -237,7 +305,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.read(work)
 
-    async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def DeleteApiKey(
+        self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         p = current_principal()
         v = names.parse(request.name, "users/{user}/apiKeys/{key}", "name")
         key_id = await self.app.write(lambda s: orgs.revoke_api_key(s, p, v["user"], v["key"]))
@@ -246,17 +316,23 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
     # --- teams ---
 
-    async def CreateTeam(self, request: pb.CreateTeamRequest, context: grpc.aio.ServicerContext) -> r.Team:
+    async def CreateTeam(
+        self, request: pb.CreateTeamRequest, context: grpc.aio.ServicerContext
+    ) -> r.Team:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
 
         def work(s: Session) -> r.Team:
-            t = orgs.create_team(s, p, org_id=org_id, team_id=request.team_id, display_name=request.display_name)
+            t = orgs.create_team(
+                s, p, org_id=org_id, team_id=request.team_id, display_name=request.display_name
+            )
             return team_proto(t, org_id)
 
         return await self.app.create(p, "CreateTeam", request.request_id, r.Team, work)
 
-    async def GetTeam(self, request: pb.GetTeamRequest, context: grpc.aio.ServicerContext) -> r.Team:
+    async def GetTeam(
+        self, request: pb.GetTeamRequest, context: grpc.aio.ServicerContext
+    ) -> r.Team:
         p = current_principal()
         team_id = names.parse(request.name, "teams/{team}", "name")["team"]
 
@@ -266,10 +342,17 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.read(work)
 
-    async def ListTeams(self, request: pb.ListTeamsRequest, context: grpc.aio.ServicerContext) -> pb.ListTeamsResponse:
+    async def ListTeams(
+        self, request: pb.ListTeamsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTeamsResponse:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
-        keys = parse_order_by(request.order_by, {"name": m.Team.name, "create_time": m.Team.create_time}, "name", m.Team.id)
+        keys = parse_order_by(
+            request.order_by,
+            {"name": m.Team.name, "create_time": m.Team.create_time},
+            "name",
+            m.Team.id,
+        )
 
         def work(s: Session) -> pb.ListTeamsResponse:
             org = orgs.get_org(s, p, org_id, "parent")
@@ -280,17 +363,25 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 stmt = stmt.where(
                     compile_list_filter(
                         request.filter,
-                        {"name": ("string", m.Team.name), "display_name": ("string", m.Team.display_name)},
+                        {
+                            "name": ("string", m.Team.name),
+                            "display_name": ("string", m.Team.display_name),
+                        },
                         self.app.db.dialect,
                     )
                 )
             page = fetch_page(
-                s, stmt, keys, size=request.page_size, token=request.page_token,
+                s,
+                stmt,
+                keys,
+                size=request.page_size,
+                token=request.page_token,
                 query=("teams", org_id, request.filter, request.order_by),
                 key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
             return pb.ListTeamsResponse(
-                teams=[team_proto(row[0], org_id) for row in page.rows], next_page_token=page.next_page_token
+                teams=[team_proto(row[0], org_id) for row in page.rows],
+                next_page_token=page.next_page_token,
             )
 
         return await self.app.read(work)
@@ -302,7 +393,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         user = names.parse(request.user, "users/{user}", "user")["user"]
         return team, user
 
-    async def AddTeamMember(self, request: pb.AddTeamMemberRequest, context: grpc.aio.ServicerContext) -> r.TeamMember:
+    async def AddTeamMember(
+        self, request: pb.AddTeamMemberRequest, context: grpc.aio.ServicerContext
+    ) -> r.TeamMember:
         p = current_principal()
         team, user = self._team_user(request)
         role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
@@ -313,7 +406,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.write(work)
 
-    async def UpdateTeamMember(self, request: pb.UpdateTeamMemberRequest, context: grpc.aio.ServicerContext) -> r.TeamMember:
+    async def UpdateTeamMember(
+        self, request: pb.UpdateTeamMemberRequest, context: grpc.aio.ServicerContext
+    ) -> r.TeamMember:
         p = current_principal()
         team, user = self._team_user(request)
         role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
@@ -324,13 +419,17 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
 
         return await self.app.write(work)
 
-    async def RemoveTeamMember(self, request: pb.RemoveTeamMemberRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def RemoveTeamMember(
+        self, request: pb.RemoveTeamMemberRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         p = current_principal()
         team, user = self._team_user(request)
         await self.app.write(lambda s: orgs.remove_team_member(s, p, team, user))
         return empty_pb2.Empty()
 
-    async def ListTeamMembers(self, request: pb.ListTeamMembersRequest, context: grpc.aio.ServicerContext) -> pb.ListTeamMembersResponse:
+    async def ListTeamMembers(
+        self, request: pb.ListTeamMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTeamMembersResponse:
         p = current_principal()
         team_id = names.parse(request.parent, "teams/{team}", "parent")["team"]
         keys = parse_order_by("", {"name": m.User.name}, "name", m.User.id)
@@ -343,7 +442,12 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 .where(m.TeamMember.team_id == team.id)
             )
             page = fetch_page(
-                s, stmt, keys, size=request.page_size, token=request.page_token, query=("members", team_id),
+                s,
+                stmt,
+                keys,
+                size=request.page_size,
+                token=request.page_token,
+                query=("members", team_id),
                 key_of=lambda row: (row[1], row[2]),
             )
             return pb.ListTeamMembersResponse(

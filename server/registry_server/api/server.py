@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from registry.v1 import organization_service_pb2, organization_service_pb2_grpc
 
 from .app import App
@@ -43,7 +42,7 @@ def _bindings() -> list[ServiceBinding]:
 
 
 # Long-running tasks (migration runner, webhook sender) started with the server.
-BACKGROUND: list[Callable[[App], Awaitable[None]]] = []
+BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = []
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,10 @@ class RegistryServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
-        names = [reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        names = [
+            reflection.SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        ]
         self._service_names: list[str] = []
         for binding in _bindings():
             binding.add(binding.servicer(app), self.server)
@@ -129,6 +131,8 @@ async def serve_forever(app: App, address: str, tls: TlsConfig | None, grace: fl
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     waiter = asyncio.create_task(server.wait())
-    await asyncio.wait([waiter, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        [waiter, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
     log.info("shutting down (grace %.1fs)", grace)
     await server.stop(grace)

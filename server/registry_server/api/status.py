@@ -21,7 +21,9 @@ def to_grpc_status(err: RegistryError) -> grpc.Status:
     if err.field_violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in err.field_violations
             ]
         )

@@ -40,7 +40,7 @@ def resource_id(value: str, field: str) -> str:
     bad = sorted({c for c in value if c in _FORBIDDEN or not c.isprintable()})
     if bad:
         raise InvalidArgument(
-            field, "must not contain / \\ # ? % : ~ or control characters (found %r)" % "".join(bad)
+            field, f"must not contain / \\ # ? % : ~ or control characters (found {''.join(bad)!r})"
         )
     return value
 
@@ -126,8 +126,9 @@ def parse(name: str, pattern: str, field: str) -> dict[str, str]:
                 else:
                     resource_id(part, field)
             except InvalidArgument as e:
+                why = e.field_violations[0].description
                 raise InvalidArgument(
-                    field, f"{name!r} is not of the form {pattern}: {p} {e.field_violations[0].description}"
+                    field, f"{name!r} is not of the form {pattern}: {p} {why}"
                 ) from None
             out[var] = part
         elif part != p:

@@ -58,7 +58,5 @@ def decode_token(
     ):
         raise InvalidArgument(field, "is not a page token returned by this method")
     if data.get("q") != _fingerprint(query):
-        raise InvalidArgument(
-            field, "was issued for a different parent, filter or order_by"
-        )
+        raise InvalidArgument(field, "was issued for a different parent, filter or order_by")
     return tuple(data["k"])

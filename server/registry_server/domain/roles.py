@@ -85,7 +85,9 @@ def registry_role_for_service_account(role: RegistryRole) -> RegistryRole:
     return max(role, RegistryRole.MEMBER)
 
 
-def legacy_allows(team_role: TeamRole, registry_admin: bool, org_admin: bool, perm: LegacyPermission) -> bool:
+def legacy_allows(
+    team_role: TeamRole, registry_admin: bool, org_admin: bool, perm: LegacyPermission
+) -> bool:
     if org_admin:
         return True
     if team_role == TeamRole.UNSPECIFIED:

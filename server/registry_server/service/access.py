@@ -156,5 +156,7 @@ def team_access(
             LegacyPermission.WRITE: "team MEMBER",
             LegacyPermission.ADMIN: "team ADMIN or model registry admin",
         }.get(perm, "team membership")
-        raise PermissionDenied(f"this operation on {label} needs {need}", reason="INSUFFICIENT_ROLE")
+        raise PermissionDenied(
+            f"this operation on {label} needs {need}", reason="INSUFFICIENT_ROLE"
+        )
     return access

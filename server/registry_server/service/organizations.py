@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain import names
@@ -81,12 +81,16 @@ def create_organization(
 def is_service_admin(s: Session, p: Principal) -> bool:
     if not p.org_admin:
         return False
-    return bool(s.execute(select(m.Organization.root).where(m.Organization.id == p.org_id)).scalar())
+    return bool(
+        s.execute(select(m.Organization.root).where(m.Organization.id == p.org_id)).scalar()
+    )
 
 
 def get_org(s: Session, p: Principal, org_id: str, field: str = "name") -> m.Organization:
     """The organization, visible to its members and to service admins."""
-    org = s.execute(select(m.Organization).where(m.Organization.name == org_id)).scalar_one_or_none()
+    org = s.execute(
+        select(m.Organization).where(m.Organization.name == org_id)
+    ).scalar_one_or_none()
     if org is None or (org.id != p.org_id and not is_service_admin(s, p)):
         raise NotFound(f"organizations/{org_id} not found")
     return org
@@ -133,7 +137,9 @@ def check_etag(given: str, revision: int, field: str) -> None:
     from ..domain.errors import Aborted
 
     if given and given != f'W/"{revision}"':
-        raise Aborted(f"{field} does not match the current version; re-read and retry", reason="ETAG_MISMATCH")
+        raise Aborted(
+            f"{field} does not match the current version; re-read and retry", reason="ETAG_MISMATCH"
+        )
 
 
 # --- users ------------------------------------------------------------------------
@@ -249,7 +255,9 @@ def _key_owner(s: Session, p: Principal, user_id: str, what: str) -> m.User:
     return user
 
 
-def create_api_key(s: Session, p: Principal, user_id: str, description: str) -> tuple[m.ApiKey, str, m.User]:
+def create_api_key(
+    s: Session, p: Principal, user_id: str, description: str
+) -> tuple[m.ApiKey, str, m.User]:
     names.text(description, "description", 1024)
     user = _key_owner(s, p, user_id, "creating another user's API key")
     key, secret = store_key(s, user.id, description)
@@ -296,14 +304,18 @@ def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
 # --- teams ------------------------------------------------------------------------
 
 
-def create_team(s: Session, p: Principal, *, org_id: str, team_id: str, display_name: str) -> m.Team:
+def create_team(
+    s: Session, p: Principal, *, org_id: str, team_id: str, display_name: str
+) -> m.Team:
     names.principal_id(team_id, "team_id")
     names.text(display_name, "display_name", 256)
     org = get_org(s, p, org_id, "parent")
     if org.id != p.org_id:
         require_org_admin(s, p, org, "creating a team in another organization")
     if s.execute(select(m.Team.id).where(m.Team.name == team_id)).first():
-        raise AlreadyExists(f"teams/{team_id} already exists (team names are unique across the service)")
+        raise AlreadyExists(
+            f"teams/{team_id} already exists (team names are unique across the service)"
+        )
     t = now_us()
     team = m.Team(
         name=team_id,
@@ -320,9 +332,22 @@ def create_team(s: Session, p: Principal, *, org_id: str, team_id: str, display_
     s.add(team)
     s.flush()
     if org.id == p.org_id:  # the creator becomes the team's ADMIN
-        s.add(m.TeamMember(team_id=team.id, user_id=p.user_id, role=int(TeamRole.ADMIN), create_time=t, update_time=t))
+        s.add(
+            m.TeamMember(
+                team_id=team.id,
+                user_id=p.user_id,
+                role=int(TeamRole.ADMIN),
+                create_time=t,
+                update_time=t,
+            )
+        )
     events.record_event(
-        s, org_id=org.id, type=events.TEAM_CREATED, actor=p, resource=f"teams/{team_id}", team_id=team.id
+        s,
+        org_id=org.id,
+        type=events.TEAM_CREATED,
+        actor=p,
+        resource=f"teams/{team_id}",
+        team_id=team.id,
     )
     return team
 
@@ -338,7 +363,9 @@ def _require_team_admin(s: Session, p: Principal, team: m.Team) -> None:
     if (p.org_admin and p.org_id == team.org_id) or is_service_admin(s, p):
         return
     role = s.execute(
-        select(m.TeamMember.role).where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id)
+        select(m.TeamMember.role).where(
+            m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id
+        )
     ).scalar()
     if role != TeamRole.ADMIN:
         raise PermissionDenied(
@@ -353,30 +380,43 @@ def _member_user(s: Session, team: m.Team, user_id: str) -> m.User:
     return user
 
 
-def add_team_member(s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole) -> tuple[m.TeamMember, m.Team, m.User]:
+def add_team_member(
+    s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole
+) -> tuple[m.TeamMember, m.Team, m.User]:
     team = get_team(s, p, team_id)
     _require_team_admin(s, p, team)
     user = _member_user(s, team, user_id)
     if s.get(m.TeamMember, (team.id, user.id)) is not None:
         raise AlreadyExists(f"users/{user_id} is already a member of teams/{team_id}")
     t = now_us()
-    member = m.TeamMember(team_id=team.id, user_id=user.id, role=int(role), create_time=t, update_time=t)
+    member = m.TeamMember(
+        team_id=team.id, user_id=user.id, role=int(role), create_time=t, update_time=t
+    )
     s.add(member)
     s.flush()
     events.record_event(
-        s, org_id=team.org_id, type=events.TEAM_MEMBER_ADDED, actor=p,
-        resource=f"teams/{team_id}/members/{user_id}", details={"role": role.name}, team_id=team.id,
+        s,
+        org_id=team.org_id,
+        type=events.TEAM_MEMBER_ADDED,
+        actor=p,
+        resource=f"teams/{team_id}/members/{user_id}",
+        details={"role": role.name},
+        team_id=team.id,
     )
     return member, team, user
 
 
 def _count_admins(s: Session, team_id: int) -> int:
     return s.execute(
-        select(func.count()).where(m.TeamMember.team_id == team_id, m.TeamMember.role == int(TeamRole.ADMIN))
+        select(func.count()).where(
+            m.TeamMember.team_id == team_id, m.TeamMember.role == int(TeamRole.ADMIN)
+        )
     ).scalar_one()
 
 
-def update_team_member(s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole) -> tuple[m.TeamMember, m.Team, m.User]:
+def update_team_member(
+    s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole
+) -> tuple[m.TeamMember, m.Team, m.User]:
     team = get_team(s, p, team_id)
     _require_team_admin(s, p, team)
     user = _member_user(s, team, user_id)
@@ -384,14 +424,20 @@ def update_team_member(s: Session, p: Principal, team_id: str, user_id: str, rol
     if member is None:
         raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
     if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN")
+        raise FailedPrecondition(
+            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
+        )
     before = TeamRole(member.role)
     member.role = int(role)
     member.update_time = now_us()
     events.record_event(
-        s, org_id=team.org_id, type=events.TEAM_MEMBER_UPDATED, actor=p,
+        s,
+        org_id=team.org_id,
+        type=events.TEAM_MEMBER_UPDATED,
+        actor=p,
         resource=f"teams/{team_id}/members/{user_id}",
-        details={"role": role.name, "previous_role": before.name}, team_id=team.id,
+        details={"role": role.name, "previous_role": before.name},
+        team_id=team.id,
     )
     return member, team, user
 
@@ -405,17 +451,23 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
     if member is None:
         raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
     if member.role == TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN")
+        raise FailedPrecondition(
+            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
+        )
     s.delete(member)
     # What the team gave in the legacy registry goes with it.
     s.execute(
-        m.LegacyRegistryAdmin.__table__.delete().where(
+        delete(m.LegacyRegistryAdmin).where(
             m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == user.id
         )
     )
     events.record_event(
-        s, org_id=team.org_id, type=events.TEAM_MEMBER_REMOVED, actor=p,
-        resource=f"teams/{team_id}/members/{user_id}", team_id=team.id,
+        s,
+        org_id=team.org_id,
+        type=events.TEAM_MEMBER_REMOVED,
+        actor=p,
+        resource=f"teams/{team_id}/members/{user_id}",
+        team_id=team.id,
     )
 
 

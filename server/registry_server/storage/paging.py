@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_
-from sqlalchemy.engine import Row
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,12 +28,16 @@ def parse_order_by(
     tiebreak: Any,
     field: str = "order_by",
 ) -> list[SortKey]:
-    """`"name"`, `"create_time desc"`, `"update_time desc, name"` -> sort keys ending in `tiebreak`."""
+    """`"name"`, `"create_time desc"`, `"update_time desc, name"` -> sort keys + `tiebreak`."""
     text = order_by.strip() or default
     keys: list[SortKey] = []
     for part in text.split(","):
         words = part.split()
-        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+        if (
+            not words
+            or len(words) > 2
+            or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
+        ):
             raise InvalidArgument(field, f"{part.strip()!r}: expected FIELD or FIELD desc")
         if words[0] not in allowed:
             raise InvalidArgument(
@@ -56,13 +59,13 @@ def _seek(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]
 
 @dataclass
 class Page:
-    rows: list[Row[Any]]
+    rows: list[Any]
     next_page_token: str
 
 
 def fetch_page(
     session: Session,
-    stmt: Select[Any],
+    stmt: Any,
     keys: Sequence[SortKey],
     *,
     size: int,

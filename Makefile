@@ -1,0 +1,74 @@
+# Artifact registry service. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BUF    := .tools/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+ADDRESS ?= 127.0.0.1:50051
+DATABASE_URL ?= sqlite:///$(CURDIR)/registry.db
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-sqlite test-postgres lint protos protos-check bench bench-postgres fuzz soak clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv and install the project with its dev extras
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(BUF):
+	@command -v npm >/dev/null || { echo "buf lint needs npm (Debian package npm)"; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+protos: $(STAMP) ## Regenerate the Python stubs from protos/
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=client --pyi_out=client \
+		--grpc_python_out=client protos/registry/v1/*.proto
+
+protos-check: $(STAMP) ## Fail when the checked-in stubs are stale
+	@tmp=$$(mktemp -d) && $(BIN)/python -m grpc_tools.protoc -I protos --python_out=$$tmp \
+		--pyi_out=$$tmp --grpc_python_out=$$tmp protos/registry/v1/*.proto && \
+	for f in $$tmp/registry/v1/*; do cmp -s $$f client/registry/v1/$$(basename $$f) || \
+		{ echo "stale generated code: client/registry/v1/$$(basename $$f) (run make protos)"; rm -rf $$tmp; exit 1; }; done; \
+	rm -rf $$tmp; echo "generated stubs are up to date"
+
+run: $(STAMP) ## Serve on $(ADDRESS) over an embedded SQLite file (registry.db)
+	$(BIN)/registry-server serve --address $(ADDRESS) --database-url $(DATABASE_URL)
+
+test: $(STAMP) ## Run the suite on SQLite, and on PostgreSQL when REGISTRY_TEST_POSTGRES_URL is set
+	@echo "=== test suite on SQLite ==="
+	REGISTRY_TEST_DATABASE=sqlite $(BIN)/pytest $(PYTEST_ARGS)
+	@if [ -n "$$REGISTRY_TEST_POSTGRES_URL" ]; then \
+		echo "=== test suite on PostgreSQL ($$REGISTRY_TEST_POSTGRES_URL) ==="; \
+		REGISTRY_TEST_DATABASE=postgres $(BIN)/pytest $(PYTEST_ARGS); \
+	else echo "=== PostgreSQL run skipped: set REGISTRY_TEST_POSTGRES_URL ==="; fi
+
+test-postgres: $(STAMP) ## Run the suite on PostgreSQL only
+	REGISTRY_TEST_DATABASE=postgres REGISTRY_TEST_POSTGRES_URL=$${REGISTRY_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) $(BUF) protos-check ## ruff check + format check, mypy, buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy server/registry_server client/registry_client
+	$(BUF) lint
+
+bench: $(STAMP) ## Benchmarks (SQLite); bench-postgres for PostgreSQL
+	$(BIN)/python -m bench.run
+
+bench-postgres: $(STAMP) ## Benchmarks on PostgreSQL
+	$(BIN)/python -m bench.run --postgres
+
+fuzz: $(STAMP) ## Longer fuzzing run (not in CI)
+	REGISTRY_FUZZ_EXAMPLES=2000 $(BIN)/pytest -q tests -k fuzz
+
+soak: $(STAMP) ## Bounded soak run with mixed traffic and a migration (minutes)
+	$(BIN)/python -m bench.soak
+
+clean: ## Remove the virtualenv, tools and caches
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
