@@ -20,6 +20,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
@@ -105,8 +106,9 @@ def server(database_url: str) -> Iterator[ServerThread]:
 @pytest.fixture(scope="session")
 def root_key(database_url: str, server: ServerThread) -> str:
     """The service admin's key, made by `registry-server bootstrap` logic."""
-    from registry_server.cli import app as cli
     from typer.testing import CliRunner
+
+    from registry_server.cli import app as cli
 
     result = CliRunner().invoke(
         cli,

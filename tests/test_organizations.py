@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+
 from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from registry.v1 import (
     artifact_service_pb2_grpc,
     collection_service_pb2_grpc,

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from sqlalchemy.exc import IntegrityError
 
-from ..domain.errors import Aborted, RegistryError, Unauthenticated
+from ..domain.errors import Aborted, DeadlineExceeded, RegistryError, Unauthenticated
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from .status import to_grpc_status
@@ -106,7 +106,16 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 try:
                     principal = await self._authenticate(context)
                     _principal.set(principal)
-                    return await inner(request, context)
+                    remaining = context.time_remaining()
+                    if remaining is None:
+                        return await inner(request, context)
+                    if remaining <= 0:
+                        raise DeadlineExceeded("the call's deadline passed before it started")
+                    # Stop waiting at the deadline; the client has given up by then.
+                    try:
+                        return await asyncio.wait_for(inner(request, context), remaining)
+                    except TimeoutError:
+                        raise DeadlineExceeded("the call's deadline passed") from None
                 except asyncio.CancelledError:
                     code = "CANCELLED"
                     raise

@@ -6,11 +6,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import organization_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from ..domain import names
 from ..domain.roles import OrgRole, TeamRole

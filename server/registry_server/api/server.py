@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from registry.v1 import organization_service_pb2, organization_service_pb2_grpc
 
 from .app import App

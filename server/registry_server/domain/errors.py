@@ -86,3 +86,8 @@ class ResourceExhausted(RegistryError):
 class Unavailable(RegistryError):
     code = "UNAVAILABLE"
     default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(RegistryError):
+    code = "DEADLINE_EXCEEDED"
+    default_reason = "DEADLINE_EXCEEDED"

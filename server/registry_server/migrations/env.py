@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import create_engine, pool
+
 from registry_server.storage.db import normalize_url
 from registry_server.storage.models import Base
-from sqlalchemy import create_engine, pool
 
 config = context.config
 target_metadata = Base.metadata
