@@ -16,9 +16,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from sqlalchemy.exc import IntegrityError
 
-from ..domain.errors import Aborted, DeadlineExceeded, RegistryError, Unauthenticated
+from ..domain.errors import (
+    Aborted,
+    DeadlineExceeded,
+    InvalidArgument,
+    RegistryError,
+    Unauthenticated,
+)
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from .status import to_grpc_status
@@ -97,14 +104,24 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         await context.abort(status.code, status.details, status.trailing_metadata)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        decode = handler.request_deserializer
+
+        def parse(raw: bytes) -> Any:
+            # Decoded here rather than by grpc so that garbage is INVALID_ARGUMENT, not INTERNAL.
+            try:
+                return decode(raw) if decode else raw
+            except (DecodeError, ValueError, RuntimeError) as e:
+                raise InvalidArgument("request", f"is not a valid request message: {e}") from None
+
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
                 try:
                     principal = await self._authenticate(context)
+                    request = parse(raw)
                     _principal.set(principal)
                     remaining = context.time_remaining()
                     if remaining is None:
@@ -127,18 +144,17 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         log.info("%s %s %.1fms", method, code, (time.perf_counter() - start) * 1e3)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                unary, response_serializer=handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
                 try:
                     principal = await self._authenticate(context)
+                    request = parse(raw)
                     _principal.set(principal)
                     async for item in inner_stream(request, context):
                         yield item
@@ -154,8 +170,6 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
 
             return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                stream, response_serializer=handler.response_serializer
             )
         return handler
