@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,14 +41,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 class Proc:
-    def __init__(self, args: list[str], port: int) -> None:
+    """`registry-server serve` as a child process; its log goes to a file (a pipe
+    nobody reads would fill up and block the server)."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None) -> None:
         self.port = port
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="registry-server-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
             [str(BIN / "registry-server"), "serve", "--address", f"127.0.0.1:{port}", *args],
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
-            text=True,
+            env={**os.environ, **(env or {})},
         )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     def wait_healthy(self, channel: grpc.Channel | None = None, timeout: float = 30) -> None:
         channel = channel or grpc.insecure_channel(f"127.0.0.1:{self.port}")
@@ -55,7 +65,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stdout.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"server exited: {self.output()}")
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
                     return
@@ -64,10 +74,18 @@ class Proc:
         raise AssertionError("server did not become healthy")
 
     def stop(self) -> str:
+        """SIGTERM (if still running), wait, and return the log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
+        self.proc.wait(timeout=30)
+        self.log.close()
+        out = self.output()
+        Path(self.log.name).unlink(missing_ok=True)
         return out
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
 
 @pytest.fixture

@@ -106,6 +106,8 @@ def parse_rfc3339_micros(text: str, field: str = "filter", position: int = 0) ->
     try:
         tz = UTC
         if not z:
+            if int(om) > 59:
+                raise ValueError(om)
             offset = timedelta(hours=int(oh), minutes=int(om))
             tz = timezone(-offset if sign == "-" else offset)
         dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=tz)
@@ -126,6 +128,12 @@ def _nullable(column: Any) -> bool:
         if isinstance(nullable, bool):
             return nullable
     return True
+
+
+def _int64(value: int) -> Any:
+    """Bound as BIGINT: PostgreSQL would otherwise cast it to the column's type (maybe
+    INTEGER) and fail with "out of range" instead of just not matching."""
+    return sa.literal(value, sa.BigInteger())
 
 
 def _like_contains(value: str) -> str:
@@ -241,7 +249,7 @@ class _Compiler:
         if kind == "int":
             if isinstance(c.value, bool) or not isinstance(c.value, int):
                 raise _value_error(self.field, c.position, f"an integer for field '{name}'")
-            return self.column_compare(spec.column, c.op, c.value)
+            return self.column_compare(spec.column, c.op, _int64(c.value))
         if kind == "time":
             if not isinstance(c.value, str):
                 raise _value_error(
@@ -251,7 +259,7 @@ class _Compiler:
                     f"'{name}'",
                 )
             micros = parse_rfc3339_micros(c.value, self.field, c.position)
-            return self.column_compare(spec.column, c.op, micros)
+            return self.column_compare(spec.column, c.op, _int64(micros))
         if kind == "bool":
             if not isinstance(c.value, bool):
                 raise _value_error(self.field, c.position, f"true or false for field '{name}'")
