@@ -39,11 +39,108 @@ def _bindings() -> list[ServiceBinding]:
             organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server,
             OrganizationServicer,
         ),
+        _registry_binding(),
+        _collection_binding(),
+        _artifact_binding(),
+        _legacy_binding(),
+        _event_binding(),
+        _migration_binding(),
     ]
+
+
+def _artifact_binding() -> ServiceBinding:
+    from registry.v1 import artifact_service_pb2, artifact_service_pb2_grpc
+
+    from .artifacts import ArtifactServicer
+
+    return ServiceBinding(
+        artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
+        artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server,
+        ArtifactServicer,
+    )
+
+
+def _legacy_binding() -> ServiceBinding:
+    from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
+    from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
+
+    from .legacy import LegacyModelRegistryServicer
+
+    return ServiceBinding(
+        legacy_pb2.DESCRIPTOR.services_by_name["LegacyModelRegistryService"].full_name,
+        legacy_pb2_grpc.add_LegacyModelRegistryServiceServicer_to_server,
+        LegacyModelRegistryServicer,
+    )
+
+
+def _registry_binding() -> ServiceBinding:
+    from registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+
+    from .registries import RegistryServicer
+
+    return ServiceBinding(
+        registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
+        RegistryServicer,
+    )
+
+
+def _collection_binding() -> ServiceBinding:
+    from registry.v1 import collection_service_pb2, collection_service_pb2_grpc
+
+    from .collections import CollectionServicer
+
+    return ServiceBinding(
+        collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
+        collection_service_pb2_grpc.add_CollectionServiceServicer_to_server,
+        CollectionServicer,
+    )
+
+
+def _event_binding() -> ServiceBinding:
+    from registry.v1 import event_service_pb2, event_service_pb2_grpc
+
+    from .events import EventServicer
+
+    return ServiceBinding(
+        event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+        event_service_pb2_grpc.add_EventServiceServicer_to_server,
+        EventServicer,
+    )
+
+
+def _migration_binding() -> ServiceBinding:
+    from registry.v1 import migration_service_pb2, migration_service_pb2_grpc
+
+    from .migrations import MigrationServicer
+
+    return ServiceBinding(
+        migration_service_pb2.DESCRIPTOR.services_by_name["MigrationService"].full_name,
+        migration_service_pb2_grpc.add_MigrationServiceServicer_to_server,
+        MigrationServicer,
+    )
 
 
 # Long-running tasks (migration runner, webhook sender) started with the server.
 BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = []
+
+
+def _events_background() -> None:
+    from .events import run_event_hub, run_webhook_worker
+
+    BACKGROUND.extend([run_event_hub, run_webhook_worker])
+
+
+_events_background()
+
+
+def _migration_background() -> None:
+    from .migrations import run_migrations
+
+    BACKGROUND.append(run_migrations)
+
+
+_migration_background()
 
 
 @dataclass(frozen=True)

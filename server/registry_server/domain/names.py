@@ -22,7 +22,7 @@ TAGS_MAX = 100
 def principal_id(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not PRINCIPAL_ID.match(value):
+    if not PRINCIPAL_ID.fullmatch(value):
         raise InvalidArgument(
             field,
             "must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
@@ -48,9 +48,9 @@ def resource_id(value: str, field: str) -> str:
 def alias(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not ALIAS.match(value):
+    if not ALIAS.fullmatch(value):
         raise InvalidArgument(field, "must be 1-128 characters of A-Z, a-z, 0-9, '_', '.', '-'")
-    if VERSION_TOKEN.match(value):
+    if VERSION_TOKEN.fullmatch(value):
         raise InvalidArgument(field, "must not look like a version index (vN)")
     return value
 
@@ -81,7 +81,7 @@ def tags(values: list[str] | tuple[str, ...], field: str) -> list[str]:
 def artifact_type(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is required")
-    if not ARTIFACT_TYPE.match(value):
+    if not ARTIFACT_TYPE.fullmatch(value):
         raise InvalidArgument(field, "must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'")
     return value
 

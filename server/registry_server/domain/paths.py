@@ -67,7 +67,7 @@ def format_path(kind: PathKind, root: str, container: str, item: str, version: V
 
 
 def parse_version(token: str, field: str) -> Version:
-    if names.VERSION_TOKEN.match(token):
+    if names.VERSION_TOKEN.fullmatch(token):
         return Version(index=int(token[1:]))
     try:
         names.alias(token, field)
@@ -83,6 +83,10 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
         raise InvalidArgument(field, "is required")
     if len(path) > MAX_PATH:
         raise InvalidArgument(field, f"must be at most {MAX_PATH} characters")
+    if not path.isprintable():
+        # Checked here because the id patterns end in `$`, which also matches before a
+        # trailing newline: "team\n/p/a" or "a/b/c:v1\n" would otherwise parse.
+        raise InvalidArgument(field, f"{path!r} must not contain control characters")
     head, sep, ver = path.partition(":")
     if sep and not ver:
         raise InvalidArgument(field, f"{path!r}: empty version after ':'")
@@ -107,7 +111,9 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
     try:
         names.principal_id(root, field)
     except InvalidArgument:
-        raise InvalidArgument(field, f"{path!r}: {root!r} is not a team or organization id") from None
+        raise InvalidArgument(
+            field, f"{path!r}: {root!r} is not a team or organization id"
+        ) from None
     if middle == LEGACY_SEGMENT:
         _check(None, item, field, path)
         return ParsedPath(PathKind.LEGACY_MODEL, root, "", item, version)

@@ -21,7 +21,7 @@ M = TypeVar("M", bound=Message)
 
 
 def check_request_id(request_id: str, field: str = "request_id") -> str:
-    if request_id and not REQUEST_ID.match(request_id):
+    if request_id and not REQUEST_ID.fullmatch(request_id):
         raise InvalidArgument(field, "must be a UUID (1-64 characters of A-Z, a-z, 0-9, '-', '_')")
     return request_id
 

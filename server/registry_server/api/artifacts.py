@@ -1,0 +1,341 @@
+"""ArtifactService: proto <-> use cases in service/artifacts.py and service/resolve.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from sqlalchemy.orm import Session
+
+from registry.v1 import artifact_service_pb2 as pb
+from registry.v1 import artifact_service_pb2_grpc as pb_grpc
+from registry.v1 import resources_pb2 as r
+
+from ..domain import names
+from ..domain.errors import InvalidArgument
+from ..domain.paths import parse_path
+from ..service import artifacts as svc
+from ..service.resolve import (
+    ArtifactVersionInfo,
+    CollectionVersionInfo,
+    Resolution,
+    resolve_parsed,
+)
+from .app import App
+from .convert import etag, mask_paths, struct, struct_to_dict, ts
+from .filtering import compile_list_filter
+from .interceptors import current_principal
+from .legacy import model_version_proto
+
+TEAM = "teams/{team}"
+PROJECT = "teams/{team}/projects/{project}"
+ARTIFACT = "teams/{team}/projects/{project}/artifacts/{artifact}"
+VERSION = "teams/{team}/projects/{project}/artifacts/{artifact}/versions/{n}"
+
+
+def user_ref(user: str) -> str:
+    return f"users/{user}" if user else ""
+
+
+def project_proto(team: str, project: Any) -> r.Project:
+    return r.Project(
+        name=f"teams/{team}/projects/{project.name}",
+        description=project.description,
+        create_time=ts(project.create_time),
+        update_time=ts(project.update_time),
+    )
+
+
+def artifact_version_proto(info: ArtifactVersionInfo) -> r.ArtifactVersion:
+    v = info.row
+    return r.ArtifactVersion(
+        name=info.name,
+        version_index=v.version_index,
+        type=info.type,
+        digest=v.digest,
+        size=v.size,
+        manifest=[r.ManifestEntry(**entry) for entry in v.manifest or []],
+        metadata=struct(v.metadata_),
+        description=v.description,
+        aliases=list(info.aliases),
+        tags=list(v.tags or []),
+        producing_run=v.producing_run,
+        created_by=user_ref(info.created_by),
+        create_time=ts(v.create_time),
+        update_time=ts(v.update_time),
+        etag=etag(v.revision),
+        delete_time=ts(v.delete_time),
+        path=info.path,
+    )
+
+
+def collection_version_proto(
+    cv: CollectionVersionInfo, av: ArtifactVersionInfo
+) -> r.CollectionVersion:
+    link = cv.row
+    return r.CollectionVersion(
+        name=cv.name,
+        version_index=link.version_index,
+        artifact_version=av.name,
+        aliases=list(cv.aliases),
+        tags=list(link.tags or []),
+        description=link.description,
+        linked_by=user_ref(cv.linked_by),
+        create_time=ts(link.create_time),
+        update_time=ts(link.update_time),
+        metadata=struct(av.row.metadata_),
+        digest=av.row.digest,
+        type=av.type,
+        path=cv.path,
+    )
+
+
+def resolution_proto(res: Resolution) -> pb.ResolvePathResponse:
+    out = pb.ResolvePathResponse(
+        artifact_version=artifact_version_proto(res.artifact_version),
+        canonical_path=res.canonical_path,
+        redirected=res.redirected,
+    )
+    if res.collection_version is not None:
+        out.collection_version.CopyFrom(
+            collection_version_proto(res.collection_version, res.artifact_version)
+        )
+    if res.model_version is not None:
+        out.registered_model_version.CopyFrom(
+            model_version_proto(res.model_version, res.artifact_version.name)
+        )
+    return out
+
+
+def manifest_entries(entries: Any) -> list[dict[str, Any]]:
+    return [{"path": e.path, "digest": e.digest, "size": e.size, "ref": e.ref} for e in entries]
+
+
+def _version_name(name: str, field: str) -> tuple[str, str, str, int]:
+    v = names.parse(name, VERSION, field)
+    return v["team"], v["project"], v["artifact"], int(v["n"])
+
+
+class ArtifactServicer(pb_grpc.ArtifactServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # --- projects ---
+
+    async def CreateProject(
+        self, request: pb.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> r.Project:
+        p = current_principal()
+        team = names.parse(request.parent, TEAM, "parent")["team"]
+        description = request.description
+        if request.HasField("project") and request.project.description:
+            description = request.project.description
+
+        def work(s: Session) -> r.Project:
+            project = svc.create_project(
+                s, p, team=team, project_id=request.project_id, description=description
+            )
+            return project_proto(team, project)
+
+        return await self.app.create(p, "CreateProject", request.request_id, r.Project, work)
+
+    async def GetProject(
+        self, request: pb.GetProjectRequest, context: grpc.aio.ServicerContext
+    ) -> r.Project:
+        p = current_principal()
+        v = names.parse(request.name, PROJECT, "name")
+        return await self.app.read(
+            lambda s: project_proto(v["team"], svc.get_project(s, p, v["team"], v["project"]))
+        )
+
+    async def ListProjects(
+        self, request: pb.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProjectsResponse:
+        p = current_principal()
+        team = names.parse(request.parent, TEAM, "parent")["team"]
+        where = compile_list_filter(request.filter, svc.PROJECT_FILTER_FIELDS, self.app.db.dialect)
+
+        def work(s: Session) -> pb.ListProjectsResponse:
+            page = svc.list_projects(
+                s,
+                p,
+                team,
+                where=where,
+                order_by=request.order_by,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                query=("projects", team, request.filter, request.order_by),
+            )
+            return pb.ListProjectsResponse(
+                projects=[project_proto(team, row[0]) for row in page.rows],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)
+
+    # --- artifact versions ---
+
+    async def CreateArtifactVersion(
+        self, request: pb.CreateArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.ArtifactVersion:
+        p = current_principal()
+        v = names.parse(request.parent, PROJECT, "parent")
+        metadata = struct_to_dict(request.metadata, "metadata")
+        manifest = manifest_entries(request.manifest)
+
+        def work(s: Session) -> r.ArtifactVersion:
+            info = svc.create_artifact_version(
+                s,
+                p,
+                team=v["team"],
+                project=v["project"],
+                artifact_id=request.artifact_id,
+                type_=request.type,
+                manifest=manifest,
+                metadata=metadata,
+                description=request.description,
+                aliases=list(request.aliases),
+                tags=list(request.tags),
+                run_id=request.run_id,
+            )
+            return artifact_version_proto(info)
+
+        return await self.app.create(
+            p, "CreateArtifactVersion", request.request_id, r.ArtifactVersion, work
+        )
+
+    async def GetArtifactVersion(
+        self, request: pb.GetArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.ArtifactVersion:
+        p = current_principal()
+        team, project, artifact, index = _version_name(request.name, "name")
+        return await self.app.read(
+            lambda s: artifact_version_proto(
+                svc.get_artifact_version(s, p, team, project, artifact, index)
+            )
+        )
+
+    async def ListArtifactVersions(
+        self, request: pb.ListArtifactVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListArtifactVersionsResponse:
+        p = current_principal()
+        v = names.parse(request.parent, ARTIFACT, "parent")
+        where = compile_list_filter(request.filter, svc.VERSION_FILTER_FIELDS, self.app.db.dialect)
+
+        def work(s: Session) -> pb.ListArtifactVersionsResponse:
+            infos, token = svc.list_artifact_versions(
+                s,
+                p,
+                v["team"],
+                v["project"],
+                v["artifact"],
+                where=where,
+                order_by=request.order_by,
+                show_deleted=request.show_deleted,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                query=(
+                    "artifact_versions",
+                    request.parent,
+                    request.filter,
+                    request.order_by,
+                    request.show_deleted,
+                ),
+            )
+            return pb.ListArtifactVersionsResponse(
+                artifact_versions=[artifact_version_proto(i) for i in infos],
+                next_page_token=token,
+            )
+
+        return await self.app.read(work)
+
+    async def UpdateArtifactVersion(
+        self, request: pb.UpdateArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.ArtifactVersion:
+        p = current_principal()
+        av = request.artifact_version
+        team, project, artifact, index = _version_name(av.name, "artifact_version.name")
+        fields = mask_paths(request.update_mask, svc.UPDATABLE_VERSION_FIELDS)
+        metadata = (
+            struct_to_dict(av.metadata, "artifact_version.metadata") if "metadata" in fields else {}
+        )
+
+        def work(s: Session) -> r.ArtifactVersion:
+            info = svc.update_artifact_version(
+                s,
+                p,
+                team,
+                project,
+                artifact,
+                index,
+                fields,
+                description=av.description,
+                metadata=metadata,
+                tags=list(av.tags),
+                aliases=list(av.aliases),
+                etag=av.etag,
+            )
+            return artifact_version_proto(info)
+
+        return await self.app.write(work)
+
+    async def DeleteArtifactVersion(
+        self, request: pb.DeleteArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        team, project, artifact, index = _version_name(request.name, "name")
+        await self.app.write(
+            lambda s: svc.delete_artifact_version(s, p, team, project, artifact, index)
+        )
+        return empty_pb2.Empty()
+
+    # --- usage, lineage, paths ---
+
+    async def UseArtifactVersion(
+        self, request: pb.UseArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.ArtifactVersion:
+        p = current_principal()
+        if request.name and request.path:
+            raise InvalidArgument("path", "give either name or path, not both")
+        if request.name:
+            _version_name(request.name, "name")
+            reference, field = request.name, "name"
+        elif request.path:
+            reference, field = request.path, "path"
+        else:
+            raise InvalidArgument("path", "is required (or give name)")
+        svc.check_run_id(request.run_id, required=True)
+
+        def work(s: Session) -> r.ArtifactVersion:
+            res = svc.use_artifact_version(s, p, reference, field, request.run_id)
+            return artifact_version_proto(res.artifact_version)
+
+        return await self.app.write(work)
+
+    async def GetLineage(
+        self, request: pb.GetLineageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Lineage:
+        p = current_principal()
+        team, project, artifact, index = _version_name(request.name, "name")
+
+        def work(s: Session) -> pb.Lineage:
+            lineage = svc.get_lineage(s, p, team, project, artifact, index)
+            return pb.Lineage(
+                artifact_version=lineage.artifact_version,
+                producing_run=lineage.producing_run,
+                consuming_runs=lineage.consuming_runs,
+                links=[
+                    pb.LineageLink(name=link.name, path=link.path, aliases=list(link.aliases))
+                    for link in lineage.links
+                ],
+            )
+
+        return await self.app.read(work)
+
+    async def ResolvePath(
+        self, request: pb.ResolvePathRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResolvePathResponse:
+        p = current_principal()
+        parsed = parse_path(request.path, "path")  # malformed paths fail before any query
+        return await self.app.read(lambda s: resolution_proto(resolve_parsed(s, p, parsed)))

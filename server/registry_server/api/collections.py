@@ -1,0 +1,265 @@
+"""CollectionService: proto <-> use cases in service/collections.py."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+from sqlalchemy.orm import Session
+
+from registry.v1 import collection_service_pb2 as pb
+from registry.v1 import collection_service_pb2_grpc as pb_grpc
+from registry.v1 import resources_pb2 as r
+
+from ..domain import names
+from ..service import collections as colls
+from ..service.collections import CollectionRef
+from .app import App
+from .convert import etag, mask_paths, struct, ts
+from .interceptors import current_principal
+
+REGISTRY = "organizations/{org}/registries/{registry}"
+COLLECTION = REGISTRY + "/collections/{collection}"
+VERSION = COLLECTION + "/versions/{version}"
+
+
+def collection_proto(view: colls.CollectionView, ref: CollectionRef) -> r.Collection:
+    c = view.row
+    return r.Collection(
+        name=ref.name,
+        type=c.type,
+        description=c.description,
+        tags=list(c.tags or []),
+        version_count=view.version_count,
+        created_by=names.user_name(view.created_by) if view.created_by else "",
+        create_time=ts(c.create_time),
+        update_time=ts(c.update_time),
+        etag=etag(c.revision),
+    )
+
+
+def version_proto(view: colls.VersionView) -> r.CollectionVersion:
+    v = view.row
+    return r.CollectionVersion(
+        name=view.name,
+        version_index=v.version_index,
+        artifact_version=view.artifact_version,
+        aliases=view.aliases,
+        tags=list(v.tags or []),
+        description=v.description,
+        linked_by=names.user_name(view.linked_by) if view.linked_by else "",
+        create_time=ts(v.create_time),
+        update_time=ts(v.update_time),
+        metadata=struct(view.metadata),
+        digest=view.digest,
+        type=view.artifact_type,
+        path=view.path,
+    )
+
+
+def _registry(name: str, field: str) -> tuple[str, str]:
+    v = names.parse(name, REGISTRY, field)
+    return v["org"], v["registry"]
+
+
+def _collection(name: str, field: str) -> CollectionRef:
+    v = names.parse(name, COLLECTION, field)
+    return CollectionRef(v["org"], v["registry"], v["collection"])
+
+
+def _version(name: str, field: str) -> tuple[CollectionRef, int]:
+    v = names.parse(name, VERSION, field)
+    return CollectionRef(v["org"], v["registry"], v["collection"]), int(v["version"])
+
+
+class CollectionServicer(pb_grpc.CollectionServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # --- collections ---
+
+    async def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> r.Collection:
+        p = current_principal()
+        org, registry_id = _registry(request.parent, "parent")
+        spec = request.collection
+        ref = CollectionRef(org, registry_id, request.collection_id)
+
+        def work(s: Session) -> r.Collection:
+            view = colls.create_collection(
+                s,
+                p,
+                org,
+                registry_id,
+                request.collection_id,
+                artifact_type=spec.type,
+                description=spec.description,
+                tags=list(spec.tags),
+            )
+            return collection_proto(view, ref)
+
+        return await self.app.create(p, "CreateCollection", request.request_id, r.Collection, work)
+
+    async def GetCollection(
+        self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> r.Collection:
+        p = current_principal()
+        ref = _collection(request.name, "name")
+        return await self.app.read(lambda s: collection_proto(colls.get_collection(s, p, ref), ref))
+
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCollectionsResponse:
+        p = current_principal()
+        org, registry_id = _registry(request.parent, "parent")
+
+        def work(s: Session) -> pb.ListCollectionsResponse:
+            views, token = colls.list_collections(
+                s,
+                p,
+                org,
+                registry_id,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                filter=request.filter,
+                order_by=request.order_by,
+            )
+            return pb.ListCollectionsResponse(
+                collections=[
+                    collection_proto(v, CollectionRef(org, registry_id, v.row.name)) for v in views
+                ],
+                next_page_token=token,
+            )
+
+        return await self.app.read(work)
+
+    async def UpdateCollection(
+        self, request: pb.UpdateCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> r.Collection:
+        p = current_principal()
+        spec = request.collection
+        ref = _collection(spec.name, "collection.name")
+        fields = mask_paths(request.update_mask, {"description", "tags"})
+
+        def work(s: Session) -> r.Collection:
+            view = colls.update_collection(
+                s,
+                p,
+                ref,
+                fields,
+                description=spec.description,
+                tags=list(spec.tags),
+                etag=spec.etag,
+            )
+            return collection_proto(view, ref)
+
+        return await self.app.write(work)
+
+    async def DeleteCollection(
+        self, request: pb.DeleteCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        ref = _collection(request.name, "name")
+        await self.app.write(lambda s: colls.delete_collection(s, p, ref, request.etag))
+        return empty_pb2.Empty()
+
+    # --- versions ---
+
+    async def LinkArtifactVersion(
+        self, request: pb.LinkArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.CollectionVersion:
+        p = current_principal()
+        org, registry_id = _registry(request.parent, "parent")
+
+        def work(s: Session) -> r.CollectionVersion:
+            view = colls.link_version(
+                s,
+                p,
+                org,
+                registry_id,
+                request.collection_id,
+                artifact_version=request.artifact_version,
+                aliases=list(request.aliases),
+                tags=list(request.tags),
+                description=request.description,
+            )
+            return version_proto(view)
+
+        return await self.app.create(
+            p, "LinkArtifactVersion", request.request_id, r.CollectionVersion, work
+        )
+
+    async def GetCollectionVersion(
+        self, request: pb.GetCollectionVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.CollectionVersion:
+        p = current_principal()
+        ref, index = _version(request.name, "name")
+        return await self.app.read(lambda s: version_proto(colls.get_version(s, p, ref, index)))
+
+    async def ListCollectionVersions(
+        self, request: pb.ListCollectionVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCollectionVersionsResponse:
+        p = current_principal()
+        ref = _collection(request.parent, "parent")
+
+        def work(s: Session) -> pb.ListCollectionVersionsResponse:
+            views, token = colls.list_versions(
+                s,
+                p,
+                ref,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                filter=request.filter,
+                order_by=request.order_by,
+            )
+            return pb.ListCollectionVersionsResponse(
+                collection_versions=[version_proto(v) for v in views], next_page_token=token
+            )
+
+        return await self.app.read(work)
+
+    async def UpdateCollectionVersion(
+        self, request: pb.UpdateCollectionVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.CollectionVersion:
+        p = current_principal()
+        spec = request.collection_version
+        ref, index = _version(spec.name, "collection_version.name")
+        fields = mask_paths(request.update_mask, {"description", "tags"})
+        return await self.app.write(
+            lambda s: version_proto(
+                colls.update_version(
+                    s, p, ref, index, fields, description=spec.description, tags=list(spec.tags)
+                )
+            )
+        )
+
+    async def UnlinkArtifactVersion(
+        self, request: pb.UnlinkArtifactVersionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        ref, index = _version(request.name, "name")
+        await self.app.write(lambda s: colls.unlink_version(s, p, ref, index))
+        return empty_pb2.Empty()
+
+    # --- aliases ---
+
+    async def AddAlias(
+        self, request: pb.AddAliasRequest, context: grpc.aio.ServicerContext
+    ) -> r.CollectionVersion:
+        p = current_principal()
+        ref, index = _version(request.collection_version, "collection_version")
+        expected = (
+            request.expected_version_index if request.HasField("expected_version_index") else None
+        )
+        return await self.app.write(
+            lambda s: version_proto(colls.add_alias(s, p, ref, index, request.alias, expected))
+        )
+
+    async def RemoveAlias(
+        self, request: pb.RemoveAliasRequest, context: grpc.aio.ServicerContext
+    ) -> r.CollectionVersion:
+        p = current_principal()
+        ref, index = _version(request.collection_version, "collection_version")
+        return await self.app.write(
+            lambda s: version_proto(colls.remove_alias(s, p, ref, index, request.alias))
+        )

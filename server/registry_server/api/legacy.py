@@ -1,0 +1,318 @@
+"""LegacyModelRegistryService: proto <-> use cases in service/legacy.py."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import empty_pb2
+from sqlalchemy.orm import Session
+
+from registry.v1 import legacy_model_registry_service_pb2 as pb
+from registry.v1 import legacy_model_registry_service_pb2_grpc as pb_grpc
+from registry.v1 import resources_pb2 as r
+
+from ..domain import names
+from ..service import legacy as svc
+from ..service.resolve import ModelVersionInfo
+from .app import App
+from .convert import etag, mask_paths, ts
+from .filtering import compile_list_filter
+from .interceptors import current_principal
+
+TEAM = "teams/{team}"
+MODEL = "teams/{team}/registeredModels/{model}"
+MODEL_VERSION = "teams/{team}/registeredModels/{model}/versions/{n}"
+
+
+def registered_model_proto(info: svc.ModelInfo) -> r.RegisteredModel:
+    row = info.row
+    return r.RegisteredModel(
+        name=f"teams/{info.team}/registeredModels/{row.name}",
+        description=row.description,
+        tags=list(row.tags or []),
+        version_count=info.version_count,
+        create_time=ts(row.create_time),
+        update_time=ts(row.update_time),
+        etag=etag(row.revision),
+        migrated_to=info.migrated_to,
+    )
+
+
+def model_version_proto(info: ModelVersionInfo, artifact_version: str) -> r.RegisteredModelVersion:
+    row = info.row
+    return r.RegisteredModelVersion(
+        name=info.name,
+        version_index=row.version_index,
+        artifact_version=artifact_version,
+        aliases=list(info.aliases),
+        tags=list(row.tags or []),
+        description=row.description,
+        linked_by=f"users/{info.linked_by}" if info.linked_by else "",
+        create_time=ts(row.create_time),
+        update_time=ts(row.update_time),
+    )
+
+
+def version_view_proto(view: svc.ModelVersionView) -> r.RegisteredModelVersion:
+    return model_version_proto(view.info, view.artifact_version)
+
+
+def settings_proto(settings: svc.Settings) -> r.LegacyRegistrySettings:
+    team = settings.team
+    return r.LegacyRegistrySettings(
+        name=f"teams/{team.name}/legacyRegistrySettings",
+        team=f"teams/{team.name}",
+        protected_aliases=list(team.legacy_protected_aliases or []),
+        registry_admins=[f"users/{u}" for u in settings.registry_admins],
+        state=team.legacy_state,
+        migrated_registry=settings.migrated_registry,
+        update_time=ts(team.legacy_settings_update_time),
+        etag=etag(team.legacy_settings_revision),
+    )
+
+
+def _model(name: str, field: str) -> tuple[str, str]:
+    v = names.parse(name, MODEL, field)
+    return v["team"], v["model"]
+
+
+def _model_version(name: str, field: str) -> tuple[str, str, int]:
+    v = names.parse(name, MODEL_VERSION, field)
+    return v["team"], v["model"], int(v["n"])
+
+
+class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # --- registered models ---
+
+    async def CreateRegisteredModel(
+        self, request: pb.CreateRegisteredModelRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModel:
+        p = current_principal()
+        team = names.parse(request.parent, TEAM, "parent")["team"]
+
+        def work(s: Session) -> r.RegisteredModel:
+            info = svc.create_registered_model(
+                s,
+                p,
+                team=team,
+                model_id=request.registered_model_id,
+                description=request.description,
+                tags=list(request.tags),
+            )
+            return registered_model_proto(info)
+
+        return await self.app.create(
+            p, "CreateRegisteredModel", request.request_id, r.RegisteredModel, work
+        )
+
+    async def GetRegisteredModel(
+        self, request: pb.GetRegisteredModelRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModel:
+        p = current_principal()
+        team, model = _model(request.name, "name")
+        return await self.app.read(
+            lambda s: registered_model_proto(svc.get_registered_model(s, p, team, model))
+        )
+
+    async def ListRegisteredModels(
+        self, request: pb.ListRegisteredModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRegisteredModelsResponse:
+        p = current_principal()
+        team = names.parse(request.parent, TEAM, "parent")["team"]
+        where = compile_list_filter(request.filter, svc.MODEL_FILTER_FIELDS, self.app.db.dialect)
+
+        def work(s: Session) -> pb.ListRegisteredModelsResponse:
+            infos, token = svc.list_registered_models(
+                s,
+                p,
+                team,
+                where=where,
+                order_by=request.order_by,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                query=("registered_models", team, request.filter, request.order_by),
+            )
+            return pb.ListRegisteredModelsResponse(
+                registered_models=[registered_model_proto(i) for i in infos],
+                next_page_token=token,
+            )
+
+        return await self.app.read(work)
+
+    async def UpdateRegisteredModel(
+        self, request: pb.UpdateRegisteredModelRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModel:
+        p = current_principal()
+        rm = request.registered_model
+        team, model = _model(rm.name, "registered_model.name")
+        fields = mask_paths(request.update_mask, {"description", "tags"})
+
+        def work(s: Session) -> r.RegisteredModel:
+            info = svc.update_registered_model(
+                s,
+                p,
+                team,
+                model,
+                fields,
+                description=rm.description,
+                tags=list(rm.tags),
+                etag=rm.etag,
+            )
+            return registered_model_proto(info)
+
+        return await self.app.write(work)
+
+    async def DeleteRegisteredModel(
+        self, request: pb.DeleteRegisteredModelRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        team, model = _model(request.name, "name")
+        await self.app.write(lambda s: svc.delete_registered_model(s, p, team, model))
+        return empty_pb2.Empty()
+
+    # --- versions ---
+
+    async def LinkModelVersion(
+        self, request: pb.LinkModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModelVersion:
+        p = current_principal()
+        team = names.parse(request.parent, TEAM, "parent")["team"]
+
+        def work(s: Session) -> r.RegisteredModelVersion:
+            view = svc.link_model_version(
+                s,
+                p,
+                team=team,
+                model_id=request.registered_model_id,
+                artifact_version=request.artifact_version,
+                aliases=list(request.aliases),
+                tags=list(request.tags),
+            )
+            return version_view_proto(view)
+
+        return await self.app.create(
+            p, "LinkModelVersion", request.request_id, r.RegisteredModelVersion, work
+        )
+
+    async def GetRegisteredModelVersion(
+        self, request: pb.GetRegisteredModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModelVersion:
+        p = current_principal()
+        team, model, index = _model_version(request.name, "name")
+        return await self.app.read(
+            lambda s: version_view_proto(svc.get_model_version(s, p, team, model, index))
+        )
+
+    async def ListRegisteredModelVersions(
+        self, request: pb.ListRegisteredModelVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRegisteredModelVersionsResponse:
+        p = current_principal()
+        team, model = _model(request.parent, "parent")
+        where = compile_list_filter(
+            request.filter, svc.MODEL_VERSION_FILTER_FIELDS, self.app.db.dialect
+        )
+
+        def work(s: Session) -> pb.ListRegisteredModelVersionsResponse:
+            views, token = svc.list_model_versions(
+                s,
+                p,
+                team,
+                model,
+                where=where,
+                order_by=request.order_by,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                query=(
+                    "registered_model_versions",
+                    request.parent,
+                    request.filter,
+                    request.order_by,
+                ),
+            )
+            return pb.ListRegisteredModelVersionsResponse(
+                registered_model_versions=[version_view_proto(v) for v in views],
+                next_page_token=token,
+            )
+
+        return await self.app.read(work)
+
+    async def UpdateRegisteredModelVersion(
+        self, request: pb.UpdateRegisteredModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModelVersion:
+        p = current_principal()
+        mv = request.registered_model_version
+        team, model, index = _model_version(mv.name, "registered_model_version.name")
+        fields = mask_paths(request.update_mask, {"description", "tags"})
+
+        def work(s: Session) -> r.RegisteredModelVersion:
+            view = svc.update_model_version(
+                s, p, team, model, index, fields, description=mv.description, tags=list(mv.tags)
+            )
+            return version_view_proto(view)
+
+        return await self.app.write(work)
+
+    async def UnlinkModelVersion(
+        self, request: pb.UnlinkModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        team, model, index = _model_version(request.name, "name")
+        await self.app.write(lambda s: svc.unlink_model_version(s, p, team, model, index))
+        return empty_pb2.Empty()
+
+    # --- aliases ---
+
+    async def SetRegisteredModelAlias(
+        self, request: pb.SetRegisteredModelAliasRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModelVersion:
+        p = current_principal()
+        team, model = _model(request.registered_model, "registered_model")
+        svc.check_alias(request.alias, "alias")
+        return await self.app.write(
+            lambda s: version_view_proto(
+                svc.set_alias(s, p, team, model, request.alias, request.version_index)
+            )
+        )
+
+    async def DeleteRegisteredModelAlias(
+        self, request: pb.DeleteRegisteredModelAliasRequest, context: grpc.aio.ServicerContext
+    ) -> r.RegisteredModelVersion:
+        p = current_principal()
+        team, model = _model(request.registered_model, "registered_model")
+        svc.check_alias(request.alias, "alias")
+        index = request.version_index if request.HasField("version_index") else None
+        return await self.app.write(
+            lambda s: version_view_proto(svc.delete_alias(s, p, team, model, request.alias, index))
+        )
+
+    # --- settings ---
+
+    async def GetLegacyRegistrySettings(
+        self, request: pb.GetLegacyRegistrySettingsRequest, context: grpc.aio.ServicerContext
+    ) -> r.LegacyRegistrySettings:
+        p = current_principal()
+        team = names.parse(request.team, TEAM, "team")["team"]
+        return await self.app.read(lambda s: settings_proto(svc.get_settings(s, p, team)))
+
+    async def UpdateLegacyRegistrySettings(
+        self, request: pb.UpdateLegacyRegistrySettingsRequest, context: grpc.aio.ServicerContext
+    ) -> r.LegacyRegistrySettings:
+        p = current_principal()
+        team = names.parse(request.team, TEAM, "team")["team"]
+        allowed = {"protected_aliases", "registry_admins"}
+        fields = mask_paths(request.update_mask, allowed) if request.update_mask.paths else allowed
+
+        def work(s: Session) -> r.LegacyRegistrySettings:
+            settings = svc.update_settings(
+                s,
+                p,
+                team,
+                fields,
+                protected_aliases=list(request.protected_aliases),
+                registry_admins=list(request.registry_admins),
+            )
+            return settings_proto(settings)
+
+        return await self.app.write(work)

@@ -1,0 +1,804 @@
+"""Projects, artifact versions, aliases, usage and lineage (ArtifactService use cases).
+
+Artifacts belong to a team's project; team rights govern them (`access.team_access`):
+any team member (and org admins) may view and use, team MEMBER and above (and the
+team's model registry admins) may create projects and versions and change them.
+
+Versions are `v0..vN` per artifact, allocated under a lock on the artifact row
+(`SELECT ... FOR UPDATE` on PostgreSQL; SQLite write transactions are IMMEDIATE and
+already serialize), which also serializes alias moves. `latest` is a stored alias
+that follows the newest version and falls back to the highest non-deleted one when
+its version is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..domain import names, paths
+from ..domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from ..domain.paths import LATEST, ParsedPath, PathKind, Version
+from ..domain.roles import LegacyPermission
+from ..storage import models as m
+from ..storage.db import now_us
+from ..storage.filter_sql import FieldSpec
+from ..storage.paging import Page, fetch_page, parse_order_by
+from . import access, events
+from .context import Principal
+from .organizations import check_etag
+from .resolve import (
+    DELETED_REASON,
+    ArtifactVersionInfo,
+    Resolution,
+    artifact_version_name,
+    resolve_parsed,
+    resolve_reference,
+)
+
+DESCRIPTION_MAX = 64 * 1024
+RUN_ID_MAX = 256
+MANIFEST_MAX_ENTRIES = 10_000
+MANIFEST_PATH_MAX = 1024
+REF_MAX = 2048
+DIGEST = re.compile(r"^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/=_.-]{1,512}$")
+TYPE_MISMATCH = "ARTIFACT_TYPE_MISMATCH"
+
+
+# --- input validation ---------------------------------------------------------------
+
+
+def validate_manifest(
+    entries: Sequence[dict[str, Any]], field: str = "manifest"
+) -> list[dict[str, Any]]:
+    """Checks each entry; returns them sorted by path (the canonical order)."""
+    if len(entries) > MANIFEST_MAX_ENTRIES:
+        raise InvalidArgument(field, f"at most {MANIFEST_MAX_ENTRIES} entries (got {len(entries)})")
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for i, e in enumerate(entries):
+        where = f"{field}[{i}]"
+        path, digest, size, ref = e["path"], e["digest"], e["size"], e["ref"]
+        _check_entry_path(path, f"{where}.path")
+        if path in seen:
+            raise InvalidArgument(f"{where}.path", f"duplicate path {path!r}")
+        seen.add(path)
+        if not DIGEST.match(digest):
+            raise InvalidArgument(
+                f"{where}.digest", f"must be ALGORITHM:VALUE such as sha256:<hex> (got {digest!r})"
+            )
+        if size < 0:
+            raise InvalidArgument(f"{where}.size", "must not be negative")
+        if len(ref) > REF_MAX or not ref.isprintable():
+            raise InvalidArgument(f"{where}.ref", f"must be at most {REF_MAX} printable characters")
+        out.append({"path": path, "digest": digest, "size": size, "ref": ref})
+    out.sort(key=lambda e: e["path"])
+    return out
+
+
+def _check_entry_path(path: str, field: str) -> None:
+    if not path:
+        raise InvalidArgument(field, "is required")
+    if len(path) > MANIFEST_PATH_MAX or not path.isprintable():
+        raise InvalidArgument(field, f"must be at most {MANIFEST_PATH_MAX} printable characters")
+    if path.startswith("/"):
+        raise InvalidArgument(field, f"{path!r} must be relative (no leading '/')")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidArgument(field, f"{path!r} must not contain empty, '.' or '..' segments")
+
+
+def content_digest(manifest: Iterable[dict[str, Any]]) -> str:
+    """sha256 over the manifest entries sorted by path: equal content, equal digest."""
+    canonical = sorted((e["path"], e["digest"], e["size"], e["ref"]) for e in manifest)
+    data = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def check_run_id(run_id: str, field: str = "run_id", *, required: bool = False) -> str:
+    if not run_id:
+        if required:
+            raise InvalidArgument(field, "is required")
+        return run_id
+    if len(run_id) > RUN_ID_MAX or not run_id.isprintable() or run_id != run_id.strip():
+        raise InvalidArgument(
+            field, f"must be at most {RUN_ID_MAX} printable characters without edge spaces"
+        )
+    return run_id
+
+
+def check_description(value: str, field: str) -> str:
+    return names.text(value, field, DESCRIPTION_MAX)
+
+
+# --- projects -------------------------------------------------------------------------
+
+
+def create_project(
+    s: Session, p: Principal, *, team: str, project_id: str, description: str
+) -> m.Project:
+    names.resource_id(project_id, "project_id")
+    if paths.reserved_project_id(project_id):
+        raise InvalidArgument(
+            "project_id",
+            f"{project_id!r} is reserved: '{paths.LEGACY_SEGMENT}' and "
+            f"'{paths.REGISTRY_PREFIX}*' would make paths ambiguous",
+        )
+    check_description(description, "description")
+    t = access.team_access(s, p, team, LegacyPermission.WRITE).team
+    if s.execute(
+        select(m.Project.id).where(m.Project.team_id == t.id, m.Project.name == project_id)
+    ).first():
+        raise AlreadyExists(f"teams/{team}/projects/{project_id} already exists")
+    now = now_us()
+    project = m.Project(
+        team_id=t.id, name=project_id, description=description, create_time=now, update_time=now
+    )
+    s.add(project)
+    s.flush()
+    events.record_event(
+        s,
+        org_id=t.org_id,
+        type=events.PROJECT_CREATED,
+        actor=p,
+        resource=f"teams/{team}/projects/{project_id}",
+        team_id=t.id,
+    )
+    return project
+
+
+def get_project(s: Session, p: Principal, team: str, project: str) -> m.Project:
+    label = f"teams/{team}/projects/{project}"
+    t = access.team_access(s, p, team, LegacyPermission.VIEW, what=label).team
+    row = s.execute(
+        select(m.Project).where(m.Project.team_id == t.id, m.Project.name == project)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return row
+
+
+PROJECT_FILTER_FIELDS: dict[str, FieldSpec] = {
+    "name": FieldSpec("string", m.Project.name),
+    "description": FieldSpec("string", m.Project.description),
+    "create_time": FieldSpec("time", m.Project.create_time),
+}
+PROJECT_ORDER_FIELDS = {"name": m.Project.name, "create_time": m.Project.create_time}
+
+
+def list_projects(
+    s: Session,
+    p: Principal,
+    team: str,
+    *,
+    where: ColumnElement[bool],
+    order_by: str,
+    page_size: int,
+    page_token: str,
+    query: tuple[Any, ...],
+) -> Page:
+    keys = parse_order_by(order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
+    t = access.team_access(s, p, team, LegacyPermission.VIEW).team
+    stmt = select(m.Project).where(m.Project.team_id == t.id, where)
+    return fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=query,
+        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
+    )
+
+
+# --- artifacts ------------------------------------------------------------------------
+
+
+def _artifact(
+    s: Session,
+    p: Principal,
+    team: str,
+    project: str,
+    artifact: str,
+    perm: LegacyPermission,
+    *,
+    for_update: bool = False,
+) -> tuple[access.TeamAccess, m.Artifact]:
+    """The artifact after the team check; locked when `for_update` (serializes writes)."""
+    label = f"teams/{team}/projects/{project}/artifacts/{artifact}"
+    ta = access.team_access(s, p, team, perm, what=label)
+    stmt = (
+        select(m.Artifact)
+        .join(m.Project, m.Project.id == m.Artifact.project_id)
+        .where(
+            m.Project.team_id == ta.team.id, m.Project.name == project, m.Artifact.name == artifact
+        )
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=m.Artifact).execution_options(populate_existing=True)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return ta, row
+
+
+def _version(s: Session, artifact_id: int, index: int, label: str) -> m.ArtifactVersion:
+    row = s.execute(
+        select(m.ArtifactVersion)
+        .where(
+            m.ArtifactVersion.artifact_id == artifact_id, m.ArtifactVersion.version_index == index
+        )
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return row
+
+
+def _user_name(s: Session, user_id: int | None) -> str:
+    if user_id is None:
+        return ""
+    return s.execute(select(m.User.name).where(m.User.id == user_id)).scalar() or ""
+
+
+def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """Aliases of many versions in one query."""
+    found: dict[int, list[str]] = defaultdict(list)
+    if version_ids:
+        rows = s.execute(
+            select(m.ArtifactAlias.version_id, m.ArtifactAlias.alias)
+            .where(m.ArtifactAlias.version_id.in_(list(version_ids)))
+            .order_by(m.ArtifactAlias.alias)
+        ).all()
+        for version_id, alias in rows:
+            found[version_id].append(alias)
+    return {vid: tuple(found.get(vid, ())) for vid in version_ids}
+
+
+def _info(
+    s: Session,
+    version: m.ArtifactVersion,
+    team: m.Team,
+    project: str,
+    artifact: m.Artifact,
+    created_by: str | None = None,
+) -> ArtifactVersionInfo:
+    return ArtifactVersionInfo(
+        row=version,
+        team=team.name,
+        team_id=team.id,
+        org_id=team.org_id,
+        project=project,
+        artifact=artifact.name,
+        type=artifact.type,
+        created_by=created_by if created_by is not None else _user_name(s, version.created_by_id),
+        aliases=_aliases_of(s, [version.id])[version.id],
+    )
+
+
+def _move_aliases(
+    s: Session, artifact_id: int, version_id: int, aliases: Iterable[str]
+) -> dict[str, int | None]:
+    """Points each alias at `version_id` (the artifact row must be locked).
+
+    Returns alias -> version index it was on before (None: new), for aliases that moved.
+    """
+    wanted = list(aliases)
+    if not wanted:
+        return {}
+    current = {
+        row.ArtifactAlias.alias: row
+        for row in s.execute(
+            select(m.ArtifactAlias, m.ArtifactVersion.version_index)
+            .join(m.ArtifactVersion, m.ArtifactVersion.id == m.ArtifactAlias.version_id)
+            .where(m.ArtifactAlias.artifact_id == artifact_id, m.ArtifactAlias.alias.in_(wanted))
+            .execution_options(populate_existing=True)
+        ).all()
+    }
+    moved: dict[str, int | None] = {}
+    for alias in wanted:
+        row = current.get(alias)
+        if row is None:
+            s.add(m.ArtifactAlias(artifact_id=artifact_id, alias=alias, version_id=version_id))
+            moved[alias] = None
+        elif row.ArtifactAlias.version_id != version_id:
+            row.ArtifactAlias.version_id = version_id
+            moved[alias] = row.version_index
+    s.flush()
+    return moved
+
+
+def _lock_or_create_artifact(
+    s: Session, project: m.Project, artifact_id: str, type_: str
+) -> tuple[m.Artifact, bool]:
+    stmt = (
+        select(m.Artifact)
+        .where(m.Artifact.project_id == project.id, m.Artifact.name == artifact_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    artifact = s.execute(stmt).scalar_one_or_none()
+    if artifact is not None:
+        return artifact, False
+    now = now_us()
+    try:
+        with s.begin_nested():
+            artifact = m.Artifact(
+                project_id=project.id,
+                name=artifact_id,
+                type=type_,
+                next_version_index=0,
+                create_time=now,
+                update_time=now,
+            )
+            s.add(artifact)
+    except IntegrityError:
+        # A concurrent first version created it (PostgreSQL); use and lock that one.
+        return s.execute(stmt).scalar_one(), False
+    return artifact, True
+
+
+def create_artifact_version(
+    s: Session,
+    p: Principal,
+    *,
+    team: str,
+    project: str,
+    artifact_id: str,
+    type_: str,
+    manifest: Sequence[dict[str, Any]],
+    metadata: dict[str, Any],
+    description: str,
+    aliases: Sequence[str],
+    tags: Sequence[str],
+    run_id: str,
+) -> ArtifactVersionInfo:
+    """Logs a version; identical content (same digest) returns the existing version."""
+    names.resource_id(artifact_id, "artifact_id")
+    names.artifact_type(type_, "type")
+    entries = validate_manifest(manifest)
+    check_description(description, "description")
+    wanted_aliases = names.aliases(list(aliases), "aliases")
+    wanted_tags = names.tags(list(tags), "tags")
+    check_run_id(run_id)
+    digest = content_digest(entries)
+
+    label = f"teams/{team}/projects/{project}"
+    ta = access.team_access(s, p, team, LegacyPermission.WRITE, what=label)
+    proj = s.execute(
+        select(m.Project).where(m.Project.team_id == ta.team.id, m.Project.name == project)
+    ).scalar_one_or_none()
+    if proj is None:
+        raise NotFound(f"{label} not found")
+    artifact, created = _lock_or_create_artifact(s, proj, artifact_id, type_)
+    if artifact.type != type_:
+        raise FailedPrecondition(
+            f"{label}/artifacts/{artifact_id} has type {artifact.type!r}, not {type_!r}",
+            reason=TYPE_MISMATCH,
+        )
+    if not created:
+        same = s.execute(
+            select(m.ArtifactVersion)
+            .where(
+                m.ArtifactVersion.artifact_id == artifact.id,
+                m.ArtifactVersion.digest == digest,
+                m.ArtifactVersion.delete_time.is_(None),
+            )
+            .order_by(m.ArtifactVersion.version_index)
+            .limit(1)
+        ).scalar_one_or_none()
+        if same is not None:
+            return _info(s, same, ta.team, project, artifact)
+
+    now = now_us()
+    index = artifact.next_version_index
+    artifact.next_version_index = index + 1
+    artifact.update_time = now
+    version = m.ArtifactVersion(
+        artifact_id=artifact.id,
+        version_index=index,
+        digest=digest,
+        size=sum(e["size"] for e in entries),
+        manifest=entries,
+        metadata_=metadata,
+        description=description,
+        tags=wanted_tags,
+        producing_run=run_id,
+        created_by_id=p.user_id,
+        revision=1,
+        create_time=now,
+        update_time=now,
+    )
+    s.add(version)
+    s.flush()
+    moved = _move_aliases(
+        s, artifact.id, version.id, [LATEST, *[a for a in wanted_aliases if a != LATEST]]
+    )
+    name = artifact_version_name(team, project, artifact_id, index)
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.ARTIFACT_VERSION_CREATED,
+        actor=p,
+        resource=name,
+        details={
+            "version_index": index,
+            "type": type_,
+            "digest": digest,
+            "aliases": sorted(moved) if moved else [],
+            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "producing_run": run_id,
+            "artifact_created": created,
+        },
+        team_id=ta.team.id,
+    )
+    return _info(s, version, ta.team, project, artifact, created_by=p.user)
+
+
+def get_artifact_version(
+    s: Session, p: Principal, team: str, project: str, artifact: str, index: int
+) -> ArtifactVersionInfo:
+    """Also returns deleted versions (with delete_time set)."""
+    parsed = ParsedPath(PathKind.PROJECT_ARTIFACT, team, project, artifact, Version(index=index))
+    try:
+        return resolve_parsed(s, p, parsed, allow_deleted=True).artifact_version
+    except NotFound:
+        raise NotFound(
+            f"{artifact_version_name(team, project, artifact, index)} not found"
+        ) from None
+
+
+def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
+    has = exists().where(
+        m.ArtifactAlias.version_id == m.ArtifactVersion.id, m.ArtifactAlias.alias == value
+    )
+    return ~has if op == "!=" else has
+
+
+VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
+    "alias": FieldSpec("alias", builder=_alias_filter),
+    "tag": FieldSpec("tags", m.ArtifactVersion.tags),
+    "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
+    "version_index": FieldSpec("int", m.ArtifactVersion.version_index),
+    "create_time": FieldSpec("time", m.ArtifactVersion.create_time),
+    "digest": FieldSpec("string", m.ArtifactVersion.digest),
+    "producing_run": FieldSpec("string", m.ArtifactVersion.producing_run),
+}
+VERSION_ORDER_FIELDS = {
+    "version_index": m.ArtifactVersion.version_index,
+    "create_time": m.ArtifactVersion.create_time,
+}
+
+
+def list_artifact_versions(
+    s: Session,
+    p: Principal,
+    team: str,
+    project: str,
+    artifact: str,
+    *,
+    where: ColumnElement[bool],
+    order_by: str,
+    show_deleted: bool,
+    page_size: int,
+    page_token: str,
+    query: tuple[Any, ...],
+) -> tuple[list[ArtifactVersionInfo], str]:
+    keys = parse_order_by(order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
+    ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.VIEW)
+    stmt = (
+        select(m.ArtifactVersion, m.User.name)
+        .outerjoin(m.User, m.User.id == m.ArtifactVersion.created_by_id)
+        .where(m.ArtifactVersion.artifact_id == art.id, where)
+    )
+    if not show_deleted:
+        stmt = stmt.where(m.ArtifactVersion.delete_time.is_(None))
+    page = fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=query,
+        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
+    )
+    aliases = _aliases_of(s, [row[0].id for row in page.rows])
+    infos = [
+        ArtifactVersionInfo(
+            row=row[0],
+            team=team,
+            team_id=ta.team.id,
+            org_id=ta.team.org_id,
+            project=project,
+            artifact=artifact,
+            type=art.type,
+            created_by=row[1] or "",
+            aliases=aliases[row[0].id],
+        )
+        for row in page.rows
+    ]
+    return infos, page.next_page_token
+
+
+UPDATABLE_VERSION_FIELDS = {"description", "metadata", "tags", "aliases"}
+
+
+def update_artifact_version(
+    s: Session,
+    p: Principal,
+    team: str,
+    project: str,
+    artifact: str,
+    index: int,
+    fields: set[str],
+    *,
+    description: str,
+    metadata: dict[str, Any],
+    tags: Sequence[str],
+    aliases: Sequence[str],
+    etag: str,
+) -> ArtifactVersionInfo:
+    """Changes the fields in `fields`; `aliases` is the version's whole alias set."""
+    check_description(description, "artifact_version.description")
+    new_tags = names.tags(list(tags), "artifact_version.tags")
+    new_aliases = names.aliases(list(aliases), "artifact_version.aliases")
+    name = artifact_version_name(team, project, artifact, index)
+    ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
+    version = _version(s, art.id, index, name)
+    check_etag(etag, version.revision, "artifact_version.etag")
+    if version.delete_time is not None:
+        raise FailedPrecondition(f"{name} was deleted", reason=DELETED_REASON)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "aliases" in fields:
+        current = set(_aliases_of(s, [version.id])[version.id])
+        removed = sorted(current - set(new_aliases))
+        if LATEST in removed:
+            raise InvalidArgument(
+                "artifact_version.aliases",
+                f"'{LATEST}' moves to the newest version by itself and cannot be removed",
+            )
+        added = [a for a in new_aliases if a not in current]
+        moved = _move_aliases(s, art.id, version.id, added)
+        if removed:
+            s.execute(
+                delete(m.ArtifactAlias).where(
+                    m.ArtifactAlias.version_id == version.id, m.ArtifactAlias.alias.in_(removed)
+                )
+            )
+        details.update(
+            aliases_added=added,
+            aliases_removed=removed,
+            moved_from={a: i for a, i in moved.items() if i is not None},
+        )
+    if "description" in fields:
+        version.description = description
+    if "metadata" in fields:
+        version.metadata_ = metadata
+    if "tags" in fields:
+        details["tags_before"] = list(version.tags or [])
+        version.tags = new_tags
+    version.revision += 1
+    version.update_time = now_us()
+    s.flush()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.ARTIFACT_VERSION_UPDATED,
+        actor=p,
+        resource=name,
+        details=details,
+        team_id=ta.team.id,
+    )
+    return _info(s, version, ta.team, project, art)
+
+
+def delete_artifact_version(
+    s: Session, p: Principal, team: str, project: str, artifact: str, index: int
+) -> None:
+    """Soft delete: links stay but cannot be used; its aliases are removed and `latest`
+    falls back to the highest remaining version."""
+    name = artifact_version_name(team, project, artifact, index)
+    ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
+    version = _version(s, art.id, index, name)
+    if version.delete_time is not None:
+        raise NotFound(f"{name} was already deleted", reason=DELETED_REASON)
+    now = now_us()
+    version.delete_time = now
+    version.update_time = now
+    version.revision += 1
+    removed = list(_aliases_of(s, [version.id])[version.id])
+    s.execute(delete(m.ArtifactAlias).where(m.ArtifactAlias.version_id == version.id))
+    latest_to: int | None = None
+    if LATEST in removed:
+        fallback = s.execute(
+            select(m.ArtifactVersion)
+            .where(
+                m.ArtifactVersion.artifact_id == art.id,
+                m.ArtifactVersion.delete_time.is_(None),
+                m.ArtifactVersion.id != version.id,
+            )
+            .order_by(m.ArtifactVersion.version_index.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if fallback is not None:
+            s.add(m.ArtifactAlias(artifact_id=art.id, alias=LATEST, version_id=fallback.id))
+            latest_to = fallback.version_index
+    s.flush()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.ARTIFACT_VERSION_DELETED,
+        actor=p,
+        resource=name,
+        details={"aliases_removed": removed, "latest_moved_to": latest_to},
+        team_id=ta.team.id,
+    )
+
+
+# --- usage and lineage ------------------------------------------------------------------
+
+
+def use_artifact_version(
+    s: Session, p: Principal, reference: str, field: str, run_id: str
+) -> Resolution:
+    """Resolves a name or path (needs the right to use it) and records the consuming run."""
+    check_run_id(run_id, required=True)
+    res = resolve_reference(s, p, reference, field=field)
+    av = res.artifact_version
+    recorded = s.execute(
+        select(m.ArtifactUsage.run_id).where(
+            m.ArtifactUsage.version_id == av.row.id, m.ArtifactUsage.run_id == run_id
+        )
+    ).first()
+    if recorded is not None:
+        return res
+    try:
+        with s.begin_nested():
+            s.add(
+                m.ArtifactUsage(
+                    version_id=av.row.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
+                )
+            )
+    except IntegrityError:
+        return res  # the same run recorded it concurrently
+    events.record_event(
+        s,
+        org_id=av.org_id,
+        type=events.ARTIFACT_VERSION_USED,
+        actor=p,
+        resource=av.name,
+        details={"run_id": run_id, "path": res.canonical_path, "redirected": res.redirected},
+        team_id=av.team_id,
+        registry_id=res.registry_id,
+    )
+    return res
+
+
+@dataclass(frozen=True)
+class LineageLink:
+    name: str
+    path: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    artifact_version: str
+    producing_run: str
+    consuming_runs: list[str]
+    links: list[LineageLink] = field(default_factory=list)
+
+
+def _grouped_links(rows: Iterable[Any], make: Any) -> list[LineageLink]:
+    """Rows (link id, ..., alias-or-None) -> one LineageLink per link, in row order."""
+    order: list[int] = []
+    first: dict[int, Any] = {}
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        if row.id not in first:
+            first[row.id] = row
+            order.append(row.id)
+        if row.alias is not None:
+            aliases[row.id].append(row.alias)
+    return [make(first[i], tuple(sorted(aliases[i]))) for i in order]
+
+
+def get_lineage(
+    s: Session, p: Principal, team: str, project: str, artifact: str, index: int
+) -> Lineage:
+    """Producing run, consuming runs and every link the caller can see (one query each)."""
+    av = get_artifact_version(s, p, team, project, artifact, index)
+    runs = list(
+        s.execute(
+            select(m.ArtifactUsage.run_id)
+            .where(m.ArtifactUsage.version_id == av.row.id)
+            .order_by(m.ArtifactUsage.create_time, m.ArtifactUsage.run_id)
+        ).scalars()
+    )
+    collection_rows = s.execute(
+        select(
+            m.CollectionVersion.id,
+            m.CollectionVersion.version_index,
+            m.Collection.name.label("collection"),
+            m.Registry.name.label("registry"),
+            m.Organization.name.label("org"),
+            m.CollectionAlias.alias,
+        )
+        .join(m.Collection, m.Collection.id == m.CollectionVersion.collection_id)
+        .join(m.Registry, m.Registry.id == m.Collection.registry_id)
+        .join(m.Organization, m.Organization.id == m.Registry.org_id)
+        .outerjoin(m.CollectionAlias, m.CollectionAlias.version_id == m.CollectionVersion.id)
+        .where(
+            m.CollectionVersion.artifact_version_id == av.row.id,
+            access.visible_registries_clause(p),
+        )
+        .order_by(m.Registry.name, m.Collection.name, m.CollectionVersion.version_index)
+    ).all()
+    links = _grouped_links(
+        collection_rows,
+        lambda r, aliases: LineageLink(
+            f"organizations/{r.org}/registries/{r.registry}/collections/{r.collection}"
+            f"/versions/{r.version_index}",
+            paths.format_path(
+                PathKind.REGISTRY_COLLECTION,
+                r.org,
+                r.registry,
+                r.collection,
+                Version(index=r.version_index),
+            ),
+            aliases,
+        ),
+    )
+    # Legacy registries are team-only: the caller's teams, or all teams for org admins.
+    legacy_visible: ColumnElement[bool] = m.Team.org_id == p.org_id
+    if not p.org_admin:
+        legacy_visible = and_(
+            legacy_visible,
+            exists().where(m.TeamMember.team_id == m.Team.id, m.TeamMember.user_id == p.user_id),
+        )
+    legacy_rows = s.execute(
+        select(
+            m.RegisteredModelVersion.id,
+            m.RegisteredModelVersion.version_index,
+            m.RegisteredModel.name.label("model"),
+            m.Team.name.label("team"),
+            m.RegisteredModelAlias.alias,
+        )
+        .join(
+            m.RegisteredModel, m.RegisteredModel.id == m.RegisteredModelVersion.registered_model_id
+        )
+        .join(m.Team, m.Team.id == m.RegisteredModel.team_id)
+        .outerjoin(
+            m.RegisteredModelAlias, m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id
+        )
+        .where(
+            m.RegisteredModelVersion.artifact_version_id == av.row.id,
+            legacy_visible,
+        )
+        .order_by(m.Team.name, m.RegisteredModel.name, m.RegisteredModelVersion.version_index)
+    ).all()
+    links += _grouped_links(
+        legacy_rows,
+        lambda r, aliases: LineageLink(
+            f"teams/{r.team}/registeredModels/{r.model}/versions/{r.version_index}",
+            paths.format_path(
+                PathKind.LEGACY_MODEL, r.team, "", r.model, Version(index=r.version_index)
+            ),
+            aliases,
+        ),
+    )
+    return Lineage(av.name, av.row.producing_run, runs, links)

@@ -1,0 +1,979 @@
+"""The legacy team Model Registry (LegacyModelRegistryService use cases).
+
+Rights are team rights (SPEC section 3, `roles.legacy_allows`): any team member views
+and uses, team MEMBER also links, edits and sets unprotected aliases, team ADMIN and the
+team's model registry admins also manage protected aliases and settings; org admins may
+do everything in their organization; everyone else gets NOT_FOUND.
+
+The registry's state gates writes: READ_ONLY and MIGRATED answer FAILED_PRECONDITION
+`LEGACY_REGISTRY_READ_ONLY` to every write (reads keep working); DISABLED (an
+organization that started on the Registry) answers `LEGACY_REGISTRY_DISABLED` to
+everything.
+
+Each registered model has its own `v0..vN` index, allocated under a lock on the
+registered-model row, which also serializes alias moves. `latest` is not stored: it is
+the highest index (see `resolve`), so it cannot be set by hand.
+
+Decisions: linking an artifact version that is already linked returns the existing
+link after moving the given aliases onto it (its tags are kept). Unlinking a version, or
+deleting a registered model, that carries a protected alias needs the protected-alias
+right. GetLegacyRegistrySettings is readable by every team member (they need the state
+and where the registry moved).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from ..domain import names
+from ..domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from ..domain.paths import LATEST
+from ..domain.roles import LegacyPermission, LegacyState, Permission
+from ..storage import models as m
+from ..storage.db import now_us
+from ..storage.filter_sql import FieldSpec
+from ..storage.paging import Page, fetch_page, parse_order_by
+from . import access, events
+from .artifacts import DESCRIPTION_MAX
+from .context import Principal
+from .organizations import check_etag
+from .resolve import ModelVersionInfo, Resolution, model_version_name, resolve_reference
+
+READ_ONLY_REASON = "LEGACY_REGISTRY_READ_ONLY"
+DISABLED_REASON = "LEGACY_REGISTRY_DISABLED"
+PROTECTED_REASON = "PROTECTED_ALIAS"
+TYPE_NOT_ACCEPTED = "ARTIFACT_TYPE_NOT_ACCEPTED"
+MODEL_TYPE = "model"
+REGISTRY_ADMINS_MAX = 100
+PROTECTED_ALIASES_MAX = 100
+
+
+# --- access and state -----------------------------------------------------------------
+
+
+def legacy_team(
+    s: Session,
+    p: Principal,
+    team: str,
+    perm: LegacyPermission,
+    *,
+    write: bool,
+    what: str = "",
+    for_update: bool = False,
+) -> access.TeamAccess:
+    """The team after the visibility check, the state check and the rights check.
+
+    The state answers before the rights: a read-only registry says so to everyone who
+    can see it, which is the more useful answer.
+    """
+    ta = access.team_access(s, p, team, LegacyPermission.VIEW, what=what)
+    if for_update:  # re-read under the lock so the checks below see the current state
+        s.execute(
+            select(m.Team)
+            .where(m.Team.id == ta.team.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    check_state(s, ta.team, write=write)
+    require_right(ta, perm, what or f"teams/{team}")
+    return ta
+
+
+def require_right(ta: access.TeamAccess, perm: LegacyPermission, what: str) -> None:
+    if not ta.allows(perm):
+        need = (
+            "team MEMBER"
+            if perm is LegacyPermission.WRITE
+            else "team ADMIN or model registry admin"
+        )
+        raise PermissionDenied(f"this operation on {what} needs {need}", reason="INSUFFICIENT_ROLE")
+
+
+def check_state(s: Session, team: m.Team, *, write: bool) -> None:
+    state = LegacyState(team.legacy_state)
+    if state == LegacyState.DISABLED:
+        raise FailedPrecondition(
+            f"teams/{team.name} has no legacy Model Registry: the organization uses the "
+            "Registry (wandb-registry-*) only",
+            reason=DISABLED_REASON,
+        )
+    if write and state in (LegacyState.READ_ONLY, LegacyState.MIGRATED):
+        message = f"the legacy Model Registry of teams/{team.name} is read-only"
+        target = migrated_registry_name(s, team)
+        if state == LegacyState.MIGRATED and target:
+            registry = target.rsplit("/", 1)[-1]
+            message += (
+                f": it was migrated to {target} (paths wandb-registry-{registry}/...); "
+                "make changes there"
+            )
+        elif state == LegacyState.READ_ONLY:
+            message += " while it is being migrated to the Registry"
+        raise FailedPrecondition(message, reason=READ_ONLY_REASON)
+
+
+def migrated_registry_name(s: Session, team: m.Team) -> str:
+    if team.migrated_registry_id is None:
+        return ""
+    row = s.execute(
+        select(m.Organization.name, m.Registry.name)
+        .join(m.Organization, m.Organization.id == m.Registry.org_id)
+        .where(m.Registry.id == team.migrated_registry_id)
+    ).first()
+    return f"organizations/{row[0]}/registries/{row[1]}" if row else ""
+
+
+def _protected(team: m.Team) -> set[str]:
+    return set(team.legacy_protected_aliases or [])
+
+
+def _require_protected_right(ta: access.TeamAccess, aliases: Sequence[str], what: str) -> None:
+    if ta.allows(LegacyPermission.ADMIN):
+        return
+    raise PermissionDenied(
+        f"{what} involves protected aliases {sorted(set(aliases))}: this needs team ADMIN, "
+        "a model registry admin or an org admin",
+        reason=PROTECTED_REASON,
+    )
+
+
+def check_alias(value: str, field: str) -> str:
+    names.alias(value, field)
+    if value == LATEST:
+        raise InvalidArgument(
+            field, f"'{LATEST}' is always the highest version and cannot be set by hand"
+        )
+    return value
+
+
+def check_aliases(values: Sequence[str], field: str) -> list[str]:
+    out = names.aliases(list(values), field)
+    for i, v in enumerate(values):
+        check_alias(v, f"{field}[{i}]")
+    return out
+
+
+# --- registered models -------------------------------------------------------------------
+
+
+def _model_name(team: str, model: str) -> str:
+    return f"teams/{team}/registeredModels/{model}"
+
+
+def _load_model(
+    s: Session, team: m.Team, model: str, *, for_update: bool = False
+) -> m.RegisteredModel:
+    stmt = select(m.RegisteredModel).where(
+        m.RegisteredModel.team_id == team.id, m.RegisteredModel.name == model
+    )
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{_model_name(team.name, model)} not found")
+    return row
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    row: m.RegisteredModel
+    team: str
+    version_count: int
+    migrated_to: str
+
+
+def _version_count(model_id: Any) -> Any:
+    return (
+        select(func.count())
+        .where(m.RegisteredModelVersion.registered_model_id == model_id)
+        .scalar_subquery()
+    )
+
+
+_MigratedRegistry = aliased(m.Registry, name="migrated_registry")
+_MigratedOrg = aliased(m.Organization, name="migrated_org")
+
+
+def _model_select() -> Any:
+    """Registered models with their version count and migrated collection name."""
+    return (
+        select(
+            m.RegisteredModel,
+            _version_count(m.RegisteredModel.id).label("version_count"),
+            m.Collection.name.label("collection"),
+            _MigratedRegistry.name.label("registry"),
+            _MigratedOrg.name.label("org"),
+        )
+        .outerjoin(m.Collection, m.Collection.id == m.RegisteredModel.migrated_collection_id)
+        .outerjoin(_MigratedRegistry, _MigratedRegistry.id == m.Collection.registry_id)
+        .outerjoin(_MigratedOrg, _MigratedOrg.id == _MigratedRegistry.org_id)
+    )
+
+
+def _model_info(row: Any, team: str) -> ModelInfo:
+    migrated = (
+        f"organizations/{row.org}/registries/{row.registry}/collections/{row.collection}"
+        if row.collection is not None
+        else ""
+    )
+    return ModelInfo(row.RegisteredModel, team, int(row.version_count or 0), migrated)
+
+
+def _model_info_of(s: Session, team: str, model_id: int) -> ModelInfo:
+    row = s.execute(_model_select().where(m.RegisteredModel.id == model_id)).one()
+    return _model_info(row, team)
+
+
+def create_registered_model(
+    s: Session,
+    p: Principal,
+    *,
+    team: str,
+    model_id: str,
+    description: str,
+    tags: Sequence[str],
+) -> ModelInfo:
+    names.resource_id(model_id, "registered_model_id")
+    names.text(description, "description", DESCRIPTION_MAX)
+    new_tags = names.tags(list(tags), "tags")
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True)
+    if s.execute(
+        select(m.RegisteredModel.id).where(
+            m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id
+        )
+    ).first():
+        raise AlreadyExists(f"{_model_name(team, model_id)} already exists")
+    model = _new_model(s, p, ta.team, model_id, description, new_tags)
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_MODEL_CREATED,
+        actor=p,
+        resource=_model_name(team, model_id),
+        team_id=ta.team.id,
+    )
+    return ModelInfo(model, team, 0, "")
+
+
+def _new_model(
+    s: Session, p: Principal, team: m.Team, model_id: str, description: str, tags: list[str]
+) -> m.RegisteredModel:
+    now = now_us()
+    model = m.RegisteredModel(
+        team_id=team.id,
+        name=model_id,
+        description=description,
+        tags=tags,
+        next_version_index=0,
+        created_by_id=p.user_id,
+        revision=1,
+        create_time=now,
+        update_time=now,
+    )
+    s.add(model)
+    s.flush()
+    return model
+
+
+def get_registered_model(s: Session, p: Principal, team: str, model: str) -> ModelInfo:
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    row = s.execute(
+        _model_select().where(
+            m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return _model_info(row, team)
+
+
+MODEL_FILTER_FIELDS: dict[str, FieldSpec] = {
+    "name": FieldSpec("string", m.RegisteredModel.name),
+    "description": FieldSpec("string", m.RegisteredModel.description),
+    "tag": FieldSpec("tags", m.RegisteredModel.tags),
+    "create_time": FieldSpec("time", m.RegisteredModel.create_time),
+    "update_time": FieldSpec("time", m.RegisteredModel.update_time),
+}
+MODEL_ORDER_FIELDS = {
+    "name": m.RegisteredModel.name,
+    "create_time": m.RegisteredModel.create_time,
+    "update_time": m.RegisteredModel.update_time,
+}
+
+
+def list_registered_models(
+    s: Session,
+    p: Principal,
+    team: str,
+    *,
+    where: ColumnElement[bool],
+    order_by: str,
+    page_size: int,
+    page_token: str,
+    query: tuple[Any, ...],
+) -> tuple[list[ModelInfo], str]:
+    keys = parse_order_by(order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
+    stmt = _model_select().where(m.RegisteredModel.team_id == ta.team.id, where)
+    page: Page = fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=query,
+        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
+    )
+    return [_model_info(row, team) for row in page.rows], page.next_page_token
+
+
+def update_registered_model(
+    s: Session,
+    p: Principal,
+    team: str,
+    model: str,
+    fields: set[str],
+    *,
+    description: str,
+    tags: Sequence[str],
+    etag: str,
+) -> ModelInfo:
+    names.text(description, "registered_model.description", DESCRIPTION_MAX)
+    new_tags = names.tags(list(tags), "registered_model.tags")
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    row = _load_model(s, ta.team, model, for_update=True)
+    check_etag(etag, row.revision, "registered_model.etag")
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "description" in fields:
+        row.description = description
+    if "tags" in fields:
+        details["tags_before"] = list(row.tags or [])
+        details["tags"] = new_tags
+        row.tags = new_tags
+    row.revision += 1
+    row.update_time = now_us()
+    s.flush()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_MODEL_UPDATED,
+        actor=p,
+        resource=label,
+        details=details,
+        team_id=ta.team.id,
+    )
+    return _model_info_of(s, team, row.id)
+
+
+def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> None:
+    """Removes the model, its versions and aliases; never the artifact versions."""
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    row = _load_model(s, ta.team, model, for_update=True)
+    aliases = list(
+        s.execute(
+            select(m.RegisteredModelAlias.alias).where(
+                m.RegisteredModelAlias.registered_model_id == row.id
+            )
+        ).scalars()
+    )
+    protected = _protected(ta.team) & set(aliases)
+    if protected:
+        _require_protected_right(ta, sorted(protected), f"deleting {label}")
+    versions = s.execute(
+        select(func.count()).where(m.RegisteredModelVersion.registered_model_id == row.id)
+    ).scalar_one()
+    s.execute(
+        delete(m.RegisteredModelAlias).where(m.RegisteredModelAlias.registered_model_id == row.id)
+    )
+    s.execute(
+        delete(m.RegisteredModelVersion).where(
+            m.RegisteredModelVersion.registered_model_id == row.id
+        )
+    )
+    s.execute(delete(m.RegisteredModel).where(m.RegisteredModel.id == row.id))
+    s.expunge(row)
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_MODEL_DELETED,
+        actor=p,
+        resource=label,
+        details={"versions_removed": versions, "aliases_removed": sorted(aliases)},
+        team_id=ta.team.id,
+    )
+
+
+# --- registered-model versions -------------------------------------------------------------
+
+_Linker = aliased(m.User, name="linker")
+
+
+def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    found: dict[int, list[str]] = defaultdict(list)
+    if version_ids:
+        for version_id, alias in s.execute(
+            select(m.RegisteredModelAlias.version_id, m.RegisteredModelAlias.alias)
+            .where(m.RegisteredModelAlias.version_id.in_(list(version_ids)))
+            .order_by(m.RegisteredModelAlias.alias)
+        ).all():
+            found[version_id].append(alias)
+    return {vid: tuple(found.get(vid, ())) for vid in version_ids}
+
+
+@dataclass(frozen=True)
+class ModelVersionView:
+    """A registered-model version with the artifact version name it links to."""
+
+    info: ModelVersionInfo
+    artifact_version: str
+
+
+_ArtifactTeam = aliased(m.Team, name="artifact_team")
+
+
+def _version_select() -> Any:
+    """Versions with linker and the linked artifact version's name parts."""
+    return (
+        select(
+            m.RegisteredModelVersion,
+            _Linker.name.label("linked_by"),
+            _ArtifactTeam.name.label("a_team"),
+            m.Project.name.label("a_project"),
+            m.Artifact.name.label("a_artifact"),
+            m.ArtifactVersion.version_index.label("a_index"),
+        )
+        .outerjoin(_Linker, _Linker.id == m.RegisteredModelVersion.linked_by_id)
+        .join(
+            m.ArtifactVersion, m.ArtifactVersion.id == m.RegisteredModelVersion.artifact_version_id
+        )
+        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
+        .join(m.Project, m.Project.id == m.Artifact.project_id)
+        .join(_ArtifactTeam, _ArtifactTeam.id == m.Project.team_id)
+    )
+
+
+def _version_views(
+    s: Session, rows: Sequence[Any], team: m.Team, model: str
+) -> list[ModelVersionView]:
+    aliases = _aliases_of(s, [row.RegisteredModelVersion.id for row in rows])
+    return [
+        ModelVersionView(
+            ModelVersionInfo(
+                row=row.RegisteredModelVersion,
+                team=team.name,
+                team_id=team.id,
+                model=model,
+                linked_by=row.linked_by or "",
+                aliases=aliases[row.RegisteredModelVersion.id],
+            ),
+            f"teams/{row.a_team}/projects/{row.a_project}/artifacts/{row.a_artifact}"
+            f"/versions/{row.a_index}",
+        )
+        for row in rows
+    ]
+
+
+def _version_view(s: Session, team: m.Team, model: str, version_id: int) -> ModelVersionView:
+    row = s.execute(_version_select().where(m.RegisteredModelVersion.id == version_id)).one()
+    return _version_views(s, [row], team, model)[0]
+
+
+def _load_version(
+    s: Session, model: m.RegisteredModel, index: int, label: str
+) -> m.RegisteredModelVersion:
+    row = s.execute(
+        select(m.RegisteredModelVersion).where(
+            m.RegisteredModelVersion.registered_model_id == model.id,
+            m.RegisteredModelVersion.version_index == index,
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return row
+
+
+def _move_aliases(
+    s: Session, model_id: int, version_id: int, aliases: Sequence[str]
+) -> dict[str, int | None]:
+    """Points each alias at the version (model row locked); alias -> previous index."""
+    if not aliases:
+        return {}
+    current = {
+        row.RegisteredModelAlias.alias: row
+        for row in s.execute(
+            select(m.RegisteredModelAlias, m.RegisteredModelVersion.version_index)
+            .join(
+                m.RegisteredModelVersion,
+                m.RegisteredModelVersion.id == m.RegisteredModelAlias.version_id,
+            )
+            .where(
+                m.RegisteredModelAlias.registered_model_id == model_id,
+                m.RegisteredModelAlias.alias.in_(list(aliases)),
+            )
+            .execution_options(populate_existing=True)
+        ).all()
+    }
+    moved: dict[str, int | None] = {}
+    now = now_us()
+    for alias in aliases:
+        row = current.get(alias)
+        if row is None:
+            s.add(
+                m.RegisteredModelAlias(
+                    registered_model_id=model_id,
+                    alias=alias,
+                    version_id=version_id,
+                    create_time=now,
+                )
+            )
+            moved[alias] = None
+        elif row.RegisteredModelAlias.version_id != version_id:
+            row.RegisteredModelAlias.version_id = version_id
+            row.RegisteredModelAlias.create_time = now
+            moved[alias] = row.version_index
+    s.flush()
+    return moved
+
+
+def link_model_version(
+    s: Session,
+    p: Principal,
+    *,
+    team: str,
+    model_id: str,
+    artifact_version: str,
+    aliases: Sequence[str],
+    tags: Sequence[str],
+) -> ModelVersionView:
+    """Links an artifact version of type `model`, creating the registered model if needed."""
+    names.resource_id(model_id, "registered_model_id")
+    if not artifact_version:
+        raise InvalidArgument("artifact_version", "is required (a version name or a path)")
+    wanted = check_aliases(aliases, "aliases")
+    new_tags = names.tags(list(tags), "tags")
+    label = _model_name(team, model_id)
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    if ta.team.legacy_state == LegacyState.MIGRATED:
+        from .migration import forward_legacy_link  # to the migrated collection
+
+        forwarded: ModelVersionView = forward_legacy_link(
+            s, p, ta.team, model_id, artifact_version, wanted, new_tags
+        )
+        return forwarded
+    check_state(s, ta.team, write=True)
+    require_right(ta, LegacyPermission.WRITE, label)
+    protected = _protected(ta.team) & set(wanted)
+    if protected:
+        _require_protected_right(ta, sorted(protected), f"linking to {label}")
+    source: Resolution = resolve_reference(
+        s, p, artifact_version, field="artifact_version", permission=Permission.VIEW
+    )
+    av = source.artifact_version
+    if av.org_id != ta.team.org_id:
+        raise NotFound(f"{artifact_version!r} not found")
+    if av.type != MODEL_TYPE:
+        raise FailedPrecondition(
+            f"{av.name} has type {av.type!r}; the legacy Model Registry accepts only "
+            f"artifacts of type {MODEL_TYPE!r}",
+            reason=TYPE_NOT_ACCEPTED,
+        )
+    lock_model = (
+        select(m.RegisteredModel)
+        .where(m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    model = s.execute(lock_model).scalar_one_or_none()
+    model_created = False
+    if model is None:
+        try:
+            with s.begin_nested():
+                model = _new_model(s, p, ta.team, model_id, "", [])
+            model_created = True
+        except IntegrityError:
+            # A concurrent link created it (PostgreSQL); lock and use that one.
+            model = s.execute(lock_model).scalar_one()
+    existing = s.execute(
+        select(m.RegisteredModelVersion).where(
+            m.RegisteredModelVersion.registered_model_id == model.id,
+            m.RegisteredModelVersion.artifact_version_id == av.row.id,
+        )
+    ).scalar_one_or_none()
+    now = now_us()
+    if existing is not None:
+        moved = _move_aliases(s, model.id, existing.id, wanted)
+        if moved:
+            existing.update_time = now
+            model.update_time = now
+            events.record_event(
+                s,
+                org_id=ta.team.org_id,
+                type=events.LEGACY_VERSION_LINKED,
+                actor=p,
+                resource=model_version_name(team, model_id, existing.version_index),
+                details={
+                    "version_index": existing.version_index,
+                    "artifact_version": av.name,
+                    "already_linked": True,
+                    "aliases": sorted(moved),
+                    "moved_from": {a: i for a, i in moved.items() if i is not None},
+                },
+                team_id=ta.team.id,
+            )
+        return _version_view(s, ta.team, model_id, existing.id)
+    index = model.next_version_index
+    model.next_version_index = index + 1
+    model.update_time = now
+    link = m.RegisteredModelVersion(
+        registered_model_id=model.id,
+        version_index=index,
+        artifact_version_id=av.row.id,
+        tags=new_tags,
+        description="",
+        linked_by_id=p.user_id,
+        create_time=now,
+        update_time=now,
+    )
+    s.add(link)
+    s.flush()
+    moved = _move_aliases(s, model.id, link.id, wanted)
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_VERSION_LINKED,
+        actor=p,
+        resource=model_version_name(team, model_id, index),
+        details={
+            "version_index": index,
+            "artifact_version": av.name,
+            "source_path": source.canonical_path,
+            "aliases": sorted(moved),
+            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "model_created": model_created,
+        },
+        team_id=ta.team.id,
+    )
+    return _version_view(s, ta.team, model_id, link.id)
+
+
+def get_model_version(
+    s: Session, p: Principal, team: str, model: str, index: int
+) -> ModelVersionView:
+    label = model_version_name(team, model, index)
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    row = s.execute(
+        _version_select()
+        .join(
+            m.RegisteredModel, m.RegisteredModel.id == m.RegisteredModelVersion.registered_model_id
+        )
+        .where(
+            m.RegisteredModel.team_id == ta.team.id,
+            m.RegisteredModel.name == model,
+            m.RegisteredModelVersion.version_index == index,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return _version_views(s, [row], ta.team, model)[0]
+
+
+def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
+    has = exists().where(
+        m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id,
+        m.RegisteredModelAlias.alias == value,
+    )
+    return ~has if op == "!=" else has
+
+
+MODEL_VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
+    "alias": FieldSpec("alias", builder=_alias_filter),
+    "tag": FieldSpec("tags", m.RegisteredModelVersion.tags),
+    "version_index": FieldSpec("int", m.RegisteredModelVersion.version_index),
+    "create_time": FieldSpec("time", m.RegisteredModelVersion.create_time),
+    "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
+}
+MODEL_VERSION_ORDER_FIELDS = {
+    "version_index": m.RegisteredModelVersion.version_index,
+    "create_time": m.RegisteredModelVersion.create_time,
+}
+
+
+def list_model_versions(
+    s: Session,
+    p: Principal,
+    team: str,
+    model: str,
+    *,
+    where: ColumnElement[bool],
+    order_by: str,
+    page_size: int,
+    page_token: str,
+    query: tuple[Any, ...],
+) -> tuple[list[ModelVersionView], str]:
+    keys = parse_order_by(
+        order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
+    )
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    row = _load_model(s, ta.team, model)
+    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id, where)
+    page = fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=query,
+        key_of=lambda r: tuple(getattr(r[0], k.column.key) for k in keys),
+    )
+    return _version_views(s, page.rows, ta.team, model), page.next_page_token
+
+
+def update_model_version(
+    s: Session,
+    p: Principal,
+    team: str,
+    model: str,
+    index: int,
+    fields: set[str],
+    *,
+    description: str,
+    tags: Sequence[str],
+) -> ModelVersionView:
+    names.text(description, "registered_model_version.description", DESCRIPTION_MAX)
+    new_tags = names.tags(list(tags), "registered_model_version.tags")
+    label = model_version_name(team, model, index)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    row = _load_model(s, ta.team, model, for_update=True)
+    version = _load_version(s, row, index, label)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "description" in fields:
+        version.description = description
+    if "tags" in fields:
+        details["tags_before"] = list(version.tags or [])
+        details["tags"] = new_tags
+        version.tags = new_tags
+    version.update_time = now_us()
+    s.flush()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_VERSION_UPDATED,
+        actor=p,
+        resource=label,
+        details=details,
+        team_id=ta.team.id,
+    )
+    return _version_view(s, ta.team, model, version.id)
+
+
+def unlink_model_version(s: Session, p: Principal, team: str, model: str, index: int) -> None:
+    label = model_version_name(team, model, index)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    row = _load_model(s, ta.team, model, for_update=True)
+    version = _load_version(s, row, index, label)
+    aliases = list(_aliases_of(s, [version.id])[version.id])
+    protected = _protected(ta.team) & set(aliases)
+    if protected:
+        _require_protected_right(ta, sorted(protected), f"unlinking {label}")
+    artifact_version_id = version.artifact_version_id
+    s.execute(delete(m.RegisteredModelAlias).where(m.RegisteredModelAlias.version_id == version.id))
+    s.execute(delete(m.RegisteredModelVersion).where(m.RegisteredModelVersion.id == version.id))
+    s.expunge(version)
+    row.update_time = now_us()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_VERSION_UNLINKED,
+        actor=p,
+        resource=label,
+        details={
+            "version_index": index,
+            "aliases_removed": aliases,
+            "artifact_version_id": artifact_version_id,
+        },
+        team_id=ta.team.id,
+    )
+
+
+def set_alias(
+    s: Session, p: Principal, team: str, model: str, alias: str, index: int
+) -> ModelVersionView:
+    """Moves (or adds) `alias` to version `index`; an event when it actually moves."""
+    check_alias(alias, "alias")
+    if index < 0:
+        raise InvalidArgument("version_index", "must not be negative")
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    if alias in _protected(ta.team):
+        _require_protected_right(ta, [alias], f"setting alias {alias!r} on {label}")
+    row = _load_model(s, ta.team, model, for_update=True)
+    version = _load_version(s, row, index, model_version_name(team, model, index))
+    moved = _move_aliases(s, row.id, version.id, [alias])
+    if moved:
+        now = now_us()
+        row.update_time = now
+        events.record_event(
+            s,
+            org_id=ta.team.org_id,
+            type=events.LEGACY_ALIAS_SET,
+            actor=p,
+            resource=model_version_name(team, model, index),
+            details={
+                "alias": alias,
+                "version_index": index,
+                "previous_version_index": moved[alias],
+            },
+            team_id=ta.team.id,
+        )
+    return _version_view(s, ta.team, model, version.id)
+
+
+def delete_alias(
+    s: Session, p: Principal, team: str, model: str, alias: str, index: int | None
+) -> ModelVersionView:
+    """Removes `alias`; when `index` is given the alias must be on that version."""
+    check_alias(alias, "alias")
+    label = _model_name(team, model)
+    ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
+    if alias in _protected(ta.team):
+        _require_protected_right(ta, [alias], f"removing alias {alias!r} from {label}")
+    row = _load_model(s, ta.team, model, for_update=True)
+    found = s.execute(
+        select(m.RegisteredModelAlias, m.RegisteredModelVersion)
+        .join(
+            m.RegisteredModelVersion,
+            m.RegisteredModelVersion.id == m.RegisteredModelAlias.version_id,
+        )
+        .where(
+            m.RegisteredModelAlias.registered_model_id == row.id,
+            m.RegisteredModelAlias.alias == alias,
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"alias {alias!r} is not set on {label}")
+    version: m.RegisteredModelVersion = found.RegisteredModelVersion
+    if index is not None and version.version_index != index:
+        raise FailedPrecondition(
+            f"alias {alias!r} of {label} is on v{version.version_index}, not v{index}",
+            reason="ALIAS_MOVED",
+        )
+    s.execute(
+        delete(m.RegisteredModelAlias).where(
+            m.RegisteredModelAlias.id == found.RegisteredModelAlias.id
+        )
+    )
+    s.expunge(found.RegisteredModelAlias)
+    row.update_time = now_us()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_ALIAS_DELETED,
+        actor=p,
+        resource=model_version_name(team, model, version.version_index),
+        details={"alias": alias, "version_index": version.version_index},
+        team_id=ta.team.id,
+    )
+    return _version_view(s, ta.team, model, version.id)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    team: m.Team
+    registry_admins: list[str]  # user ids
+    migrated_registry: str
+
+
+def _settings(s: Session, team: m.Team) -> Settings:
+    admins = list(
+        s.execute(
+            select(m.User.name)
+            .join(m.LegacyRegistryAdmin, m.LegacyRegistryAdmin.user_id == m.User.id)
+            .where(m.LegacyRegistryAdmin.team_id == team.id)
+            .order_by(m.User.name)
+        ).scalars()
+    )
+    return Settings(team, admins, migrated_registry_name(s, team))
+
+
+def get_settings(s: Session, p: Principal, team: str) -> Settings:
+    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
+    return _settings(s, ta.team)
+
+
+def update_settings(
+    s: Session,
+    p: Principal,
+    team: str,
+    fields: set[str],
+    *,
+    protected_aliases: Sequence[str],
+    registry_admins: Sequence[str],
+) -> Settings:
+    """Replaces the protected aliases and/or the model registry admins (team members)."""
+    if len(protected_aliases) > PROTECTED_ALIASES_MAX:
+        raise InvalidArgument("protected_aliases", f"at most {PROTECTED_ALIASES_MAX} aliases")
+    new_protected = check_aliases(protected_aliases, "protected_aliases")
+    if len(registry_admins) > REGISTRY_ADMINS_MAX:
+        raise InvalidArgument("registry_admins", f"at most {REGISTRY_ADMINS_MAX} users")
+    admin_ids = [
+        names.parse(u, "users/{user}", f"registry_admins[{i}]")["user"]
+        for i, u in enumerate(registry_admins)
+    ]
+    admin_ids = list(dict.fromkeys(admin_ids))
+    ta = legacy_team(s, p, team, LegacyPermission.ADMIN, write=True, for_update=True)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "registry_admins" in fields:
+        members = dict(
+            s.execute(
+                select(m.User.name, m.User.id)
+                .join(m.TeamMember, m.TeamMember.user_id == m.User.id)
+                .where(m.TeamMember.team_id == ta.team.id, m.User.name.in_(admin_ids))
+            ).all()
+        )
+        outsiders = [u for u in admin_ids if u not in members]
+        if outsiders:
+            raise FailedPrecondition(
+                "model registry admins must be members of the team; not members of "
+                f"teams/{team}: {', '.join('users/' + u for u in outsiders)}",
+                reason="NOT_A_TEAM_MEMBER",
+            )
+        s.execute(delete(m.LegacyRegistryAdmin).where(m.LegacyRegistryAdmin.team_id == ta.team.id))
+        for user_id in members.values():
+            s.add(m.LegacyRegistryAdmin(team_id=ta.team.id, user_id=user_id))
+        details["registry_admins"] = [f"users/{u}" for u in admin_ids]
+    if "protected_aliases" in fields:
+        details["protected_aliases_before"] = list(ta.team.legacy_protected_aliases or [])
+        details["protected_aliases"] = new_protected
+        ta.team.legacy_protected_aliases = new_protected
+    ta.team.legacy_settings_revision += 1
+    ta.team.legacy_settings_update_time = now_us()
+    s.flush()
+    events.record_event(
+        s,
+        org_id=ta.team.org_id,
+        type=events.LEGACY_SETTINGS_UPDATED,
+        actor=p,
+        resource=f"teams/{team}/legacyRegistrySettings",
+        details=details,
+        team_id=ta.team.id,
+    )
+    return _settings(s, ta.team)

@@ -1,0 +1,609 @@
+"""Organization-wide registries, their members and effective roles (SPEC sections 2-3).
+
+Core registries (`model`, `dataset`) come from CreateOrganization; custom ones from
+any user of the organization. Registry settings only move one way: visibility from
+ORGANIZATION to RESTRICTED, accepted types only grow. Every access check goes
+through `access.registry_access` with the permission `authz_table` gives the RPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import Session, aliased
+
+from ..domain import names, paths
+from ..domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from ..domain.filters import parse_filter
+from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
+from ..storage import models as m
+from ..storage.db import now_us
+from ..storage.filter_sql import FieldSpec, compile_filter
+from ..storage.paging import Page, fetch_page, parse_order_by
+from . import authz_table, events
+from .access import check_registry_role, effective_role, registry_access, visible_registries_clause
+from .context import Principal
+from .organizations import check_etag
+
+SERVICE = "RegistryService"
+DESCRIPTION_MAX = 64 * 1024
+ARTIFACT_TYPES_MAX = 100
+PROTECTED_ALIASES_MAX = 100
+# ADMIN is granted, never given to every org member by default.
+DEFAULT_ROLES = (RegistryRole.RESTRICTED_VIEWER, RegistryRole.VIEWER, RegistryRole.MEMBER)
+UPDATABLE = frozenset(
+    {
+        "description",
+        "visibility",
+        "artifact_types",
+        "allow_all_artifact_types",
+        "protected_aliases",
+        "default_role",
+    }
+)
+
+
+def _perm(rpc: str) -> Permission:
+    return authz_table.permission(SERVICE, rpc)
+
+
+def registry_name(org: str, registry_id: str) -> str:
+    return f"organizations/{org}/registries/{registry_id}"
+
+
+def path_prefix(registry_id: str) -> str:
+    return f"{paths.REGISTRY_PREFIX}{registry_id}"
+
+
+def accepts_type(registry: m.Registry, artifact_type: str) -> bool:
+    return registry.allow_all_artifact_types or artifact_type in (registry.artifact_types or [])
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def validate_artifact_types(values: Sequence[str], field: str) -> list[str]:
+    if len(values) > ARTIFACT_TYPES_MAX:
+        raise InvalidArgument(field, f"at most {ARTIFACT_TYPES_MAX} types")
+    out: list[str] = []
+    for i, value in enumerate(values):
+        names.artifact_type(value, f"{field}[{i}]")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def validate_protected_aliases(values: Sequence[str], field: str) -> list[str]:
+    if len(values) > PROTECTED_ALIASES_MAX:
+        raise InvalidArgument(field, f"at most {PROTECTED_ALIASES_MAX} protected aliases")
+    out = names.aliases(list(values), field)
+    if paths.LATEST in out:
+        raise InvalidArgument(
+            f"{field}[{out.index(paths.LATEST)}]",
+            "`latest` always points at the highest version and cannot be protected",
+        )
+    return out
+
+
+def validate_default_role(role: RegistryRole, field: str) -> RegistryRole:
+    if role not in DEFAULT_ROLES:
+        raise InvalidArgument(
+            field,
+            "must be REGISTRY_ROLE_RESTRICTED_VIEWER, REGISTRY_ROLE_VIEWER or REGISTRY_ROLE_MEMBER "
+            "(ADMIN is granted to members, never to the whole organization)",
+        )
+    return role
+
+
+def _own_org(p: Principal, org: str) -> None:
+    """Registries are seen only from inside their organization."""
+    if org != p.org:
+        raise NotFound(f"organizations/{org} not found")
+
+
+# --- registries ---------------------------------------------------------------------
+
+
+def create_registry(
+    s: Session,
+    p: Principal,
+    org: str,
+    registry_id: str,
+    *,
+    description: str,
+    visibility: Visibility,
+    artifact_types: Sequence[str],
+    allow_all_artifact_types: bool,
+    default_role: RegistryRole,
+    protected_aliases: Sequence[str],
+) -> m.Registry:
+    """Any user of the organization may create one and becomes its ADMIN."""
+    names.resource_id(registry_id, "registry_id")
+    names.text(description, "registry.description", DESCRIPTION_MAX)
+    if visibility == Visibility.UNSPECIFIED:
+        visibility = Visibility.ORGANIZATION
+    types = validate_artifact_types(artifact_types, "registry.artifact_types")
+    if not types and not allow_all_artifact_types:
+        raise InvalidArgument(
+            "registry.artifact_types",
+            "list at least one accepted artifact type, or set allow_all_artifact_types",
+        )
+    if default_role == RegistryRole.NONE:
+        default_role = RegistryRole.RESTRICTED_VIEWER
+    validate_default_role(default_role, "registry.default_role")
+    protected = validate_protected_aliases(protected_aliases, "registry.protected_aliases")
+    _own_org(p, org)
+    if s.execute(
+        select(m.Registry.id).where(m.Registry.org_id == p.org_id, m.Registry.name == registry_id)
+    ).first():
+        raise AlreadyExists(f"{registry_name(org, registry_id)} already exists")
+    t = now_us()
+    registry = m.Registry(
+        org_id=p.org_id,
+        name=registry_id,
+        description=description,
+        visibility=int(visibility),
+        artifact_types=types,
+        allow_all_artifact_types=allow_all_artifact_types,
+        protected_aliases=protected,
+        default_role=int(default_role),
+        core=False,
+        created_by_id=p.user_id,
+        create_time=t,
+        update_time=t,
+    )
+    s.add(registry)
+    s.flush()
+    # The creator administers what they made (for a RESTRICTED registry it is the
+    # only way in; for an ORGANIZATION one it keeps them ADMIN if it is restricted later).
+    s.add(
+        m.RegistryMember(
+            registry_id=registry.id,
+            user_id=p.user_id,
+            role=int(RegistryRole.ADMIN),
+            create_time=t,
+            update_time=t,
+        )
+    )
+    s.flush()
+    events.record_event(
+        s,
+        org_id=p.org_id,
+        type=events.REGISTRY_CREATED,
+        actor=p,
+        resource=registry_name(org, registry_id),
+        details={
+            "visibility": Visibility(visibility).name,
+            "artifact_types": types,
+            "allow_all_artifact_types": allow_all_artifact_types,
+        },
+        registry_id=registry.id,
+    )
+    return registry
+
+
+def get_registry(s: Session, p: Principal, org: str, registry_id: str) -> m.Registry:
+    return registry_access(s, p, org, registry_id, _perm("GetRegistry")).registry
+
+
+def migrated_from_team(s: Session, registry: m.Registry) -> str | None:
+    if registry.migrated_from_team_id is None:
+        return None
+    return s.execute(
+        select(m.Team.name).where(m.Team.id == registry.migrated_from_team_id)
+    ).scalar()
+
+
+def _visibility_filter(value: str, op: str) -> ColumnElement[bool]:
+    key = value.upper().removeprefix("VISIBILITY_")
+    if key not in ("ORGANIZATION", "RESTRICTED"):
+        raise InvalidArgument(
+            "filter",
+            f"visibility must be VISIBILITY_ORGANIZATION or VISIBILITY_RESTRICTED (got {value!r})",
+        )
+    number = int(Visibility[key])
+    return m.Registry.visibility != number if op == "!=" else m.Registry.visibility == number
+
+
+REGISTRY_FILTER = {
+    "name": FieldSpec("string", m.Registry.name),
+    "description": FieldSpec("string", m.Registry.description),
+    "create_time": FieldSpec("time", m.Registry.create_time),
+    "update_time": FieldSpec("time", m.Registry.update_time),
+    "visibility": FieldSpec("alias", builder=_visibility_filter),
+    "core": FieldSpec("bool", m.Registry.core),
+}
+REGISTRY_ORDER = {
+    "name": m.Registry.name,
+    "create_time": m.Registry.create_time,
+    "update_time": m.Registry.update_time,
+}
+
+
+def dialect(s: Session) -> str:
+    return s.get_bind().dialect.name
+
+
+def list_registries(
+    s: Session,
+    p: Principal,
+    org: str,
+    *,
+    page_size: int,
+    page_token: str,
+    filter: str,
+    order_by: str,
+) -> Page:
+    """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
+    keys = parse_order_by(order_by, REGISTRY_ORDER, "name", m.Registry.id)
+    expr = parse_filter(filter, "filter")
+    clause = compile_filter(expr, REGISTRY_FILTER, dialect(s), "filter")
+    _own_org(p, org)
+    team = aliased(m.Team)
+    stmt = (
+        select(m.Registry, team.name)
+        .outerjoin(team, team.id == m.Registry.migrated_from_team_id)
+        .where(visible_registries_clause(p))
+    )
+    if clause is not None:
+        stmt = stmt.where(clause)
+    return fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=("registries", org, filter, order_by),
+        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
+    )
+
+
+def update_registry(
+    s: Session,
+    p: Principal,
+    org: str,
+    registry_id: str,
+    fields: set[str],
+    *,
+    description: str,
+    visibility: Visibility,
+    artifact_types: Sequence[str],
+    allow_all_artifact_types: bool,
+    protected_aliases: Sequence[str],
+    default_role: RegistryRole,
+    etag: str,
+) -> m.Registry:
+    """Settings move one way only: see the FAILED_PRECONDITION reasons below."""
+    if "description" in fields:
+        names.text(description, "registry.description", DESCRIPTION_MAX)
+    if "visibility" in fields and visibility == Visibility.UNSPECIFIED:
+        raise InvalidArgument("registry.visibility", "must be ORGANIZATION or RESTRICTED")
+    types = (
+        validate_artifact_types(artifact_types, "registry.artifact_types")
+        if "artifact_types" in fields
+        else []
+    )
+    protected = (
+        validate_protected_aliases(protected_aliases, "registry.protected_aliases")
+        if "protected_aliases" in fields
+        else []
+    )
+    if "default_role" in fields:
+        validate_default_role(default_role, "registry.default_role")
+    registry = registry_access(
+        s, p, org, registry_id, _perm("UpdateRegistry"), for_update=True
+    ).registry
+    check_etag(etag, registry.revision, "registry.etag")
+    name = registry_name(org, registry_id)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "visibility" in fields and visibility != registry.visibility:
+        if registry.core:
+            raise FailedPrecondition(
+                f"{name} is a core registry; its visibility is always ORGANIZATION",
+                reason="CORE_REGISTRY",
+            )
+        if visibility == Visibility.ORGANIZATION:
+            raise FailedPrecondition(
+                f"{name} is RESTRICTED; visibility only goes from ORGANIZATION to RESTRICTED",
+                reason="VISIBILITY_ONE_WAY",
+            )
+        details["previous_visibility"] = Visibility(registry.visibility).name
+        details["visibility"] = Visibility(visibility).name
+        registry.visibility = int(visibility)
+    if "artifact_types" in fields:
+        old = list(registry.artifact_types or [])
+        lost = [t for t in old if t not in types]
+        if lost:
+            raise FailedPrecondition(
+                f"accepted artifact types only grow; {lost} cannot be removed from {name}",
+                reason="ARTIFACT_TYPES_ONLY_GROW",
+            )
+        registry.artifact_types = old + [t for t in types if t not in old]
+        details["artifact_types"] = registry.artifact_types
+    if "allow_all_artifact_types" in fields:
+        if registry.allow_all_artifact_types and not allow_all_artifact_types:
+            raise FailedPrecondition(
+                f"{name} accepts every artifact type; accepted types only grow",
+                reason="ARTIFACT_TYPES_ONLY_GROW",
+            )
+        registry.allow_all_artifact_types = allow_all_artifact_types
+    if not registry.allow_all_artifact_types and not registry.artifact_types:
+        raise InvalidArgument(
+            "registry.artifact_types",
+            "list at least one accepted artifact type, or set allow_all_artifact_types",
+        )
+    if "description" in fields:
+        registry.description = description
+    if "protected_aliases" in fields:
+        details["previous_protected_aliases"] = list(registry.protected_aliases or [])
+        details["protected_aliases"] = protected
+        registry.protected_aliases = protected
+    if "default_role" in fields:
+        details["default_role"] = RegistryRole(default_role).name
+        registry.default_role = int(default_role)
+    registry.revision += 1
+    registry.update_time = now_us()
+    events.record_event(
+        s,
+        org_id=registry.org_id,
+        type=events.REGISTRY_UPDATED,
+        actor=p,
+        resource=name,
+        details=details,
+        registry_id=registry.id,
+    )
+    return registry
+
+
+def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: str) -> None:
+    """Deletes the registry with its collections, links and members; never artifacts."""
+    registry = registry_access(
+        s, p, org, registry_id, _perm("DeleteRegistry"), for_update=True
+    ).registry
+    name = registry_name(org, registry_id)
+    if registry.core:
+        raise FailedPrecondition(
+            f"{name} is a core registry and cannot be deleted", reason="CORE_REGISTRY"
+        )
+    check_etag(etag, registry.revision, "etag")
+    collections = (
+        s.execute(select(m.Collection.id).where(m.Collection.registry_id == registry.id))
+        .scalars()
+        .all()
+    )
+    # Children first: the schema cascades too, but explicit deletes do not depend on
+    # the connection's foreign-key setting.
+    if collections:
+        s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.collection_id.in_(collections)))
+        s.execute(
+            delete(m.CollectionVersion).where(m.CollectionVersion.collection_id.in_(collections))
+        )
+    s.execute(delete(m.Collection).where(m.Collection.registry_id == registry.id))
+    s.execute(delete(m.RegistryMember).where(m.RegistryMember.registry_id == registry.id))
+    s.execute(delete(m.Registry).where(m.Registry.id == registry.id))
+    events.record_event(
+        s,
+        org_id=registry.org_id,
+        type=events.REGISTRY_DELETED,
+        actor=p,
+        resource=name,
+        details={"collections": len(collections)},
+        registry_id=registry.id,
+    )
+
+
+# --- members ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """`users/{u}` or `teams/{t}`."""
+
+    kind: str  # "users" or "teams"
+    id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+    @property
+    def segment(self) -> str:
+        """The member's id inside a RegistryMember name: `users~u` / `teams~t`."""
+        return f"{self.kind}~{self.id}"
+
+
+def parse_member(value: str, field: str) -> MemberRef:
+    kind, sep, ident = value.partition("/")
+    if not sep or kind not in ("users", "teams"):
+        raise InvalidArgument(field, f"{value!r} must be users/{{user}} or teams/{{team}}")
+    names.principal_id(ident, field)
+    return MemberRef(kind, ident)
+
+
+def member_name(org: str, registry_id: str, ref: MemberRef) -> str:
+    return f"{registry_name(org, registry_id)}/members/{ref.segment}"
+
+
+@dataclass(frozen=True)
+class MemberView:
+    row: m.RegistryMember
+    ref: MemberRef
+
+
+def _member_key(s: Session, registry: m.Registry, ref: MemberRef) -> tuple[str, int]:
+    """(registry_members column, user or team id); NOT_FOUND outside the registry's org."""
+    model: Any = m.User if ref.kind == "users" else m.Team
+    found = s.execute(
+        select(model.id).where(model.name == ref.id, model.org_id == registry.org_id)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"{ref.name} not found in the registry's organization")
+    return ("user_id" if ref.kind == "users" else "team_id"), found
+
+
+def _member_event(
+    s: Session,
+    p: Principal,
+    kind: str,
+    registry: m.Registry,
+    org: str,
+    ref: MemberRef,
+    details: dict[str, Any],
+) -> None:
+    events.record_event(
+        s,
+        org_id=registry.org_id,
+        type=kind,
+        actor=p,
+        resource=member_name(org, registry.name, ref),
+        details={"member": ref.name, **details},
+        registry_id=registry.id,
+    )
+
+
+def add_member(
+    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
+) -> MemberView:
+    registry = registry_access(s, p, org, registry_id, _perm("AddRegistryMember")).registry
+    column, principal_id = _member_key(s, registry, ref)
+    if s.execute(
+        select(m.RegistryMember.id).where(
+            m.RegistryMember.registry_id == registry.id,
+            getattr(m.RegistryMember, column) == principal_id,
+        )
+    ).first():
+        raise AlreadyExists(f"{ref.name} is already a member of {registry_name(org, registry_id)}")
+    t = now_us()
+    row = m.RegistryMember(
+        registry_id=registry.id,
+        role=int(role),
+        create_time=t,
+        update_time=t,
+        **{column: principal_id},
+    )
+    s.add(row)
+    s.flush()
+    _member_event(s, p, events.MEMBER_ADDED, registry, org, ref, {"role": role.name})
+    return MemberView(row, ref)
+
+
+def _existing_member(
+    s: Session, registry: m.Registry, org: str, ref: MemberRef
+) -> m.RegistryMember:
+    column, principal_id = _member_key(s, registry, ref)
+    row = s.execute(
+        select(m.RegistryMember).where(
+            m.RegistryMember.registry_id == registry.id,
+            getattr(m.RegistryMember, column) == principal_id,
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{ref.name} is not a member of {registry_name(org, registry.name)}")
+    return row
+
+
+def update_member(
+    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
+) -> MemberView:
+    registry = registry_access(s, p, org, registry_id, _perm("UpdateRegistryMember")).registry
+    row = _existing_member(s, registry, org, ref)
+    before = RegistryRole(row.role)
+    row.role = int(role)
+    row.update_time = now_us()
+    _member_event(
+        s,
+        p,
+        events.MEMBER_UPDATED,
+        registry,
+        org,
+        ref,
+        {"role": role.name, "previous_role": before.name},
+    )
+    return MemberView(row, ref)
+
+
+def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef) -> None:
+    registry = registry_access(s, p, org, registry_id, _perm("RemoveRegistryMember")).registry
+    row = _existing_member(s, registry, org, ref)
+    before = RegistryRole(row.role)
+    s.execute(delete(m.RegistryMember).where(m.RegistryMember.id == row.id))
+    _member_event(s, p, events.MEMBER_REMOVED, registry, org, ref, {"previous_role": before.name})
+
+
+MEMBER_ORDER = {"create_time": m.RegistryMember.create_time}
+
+
+def list_members(
+    s: Session, p: Principal, org: str, registry_id: str, *, page_size: int, page_token: str
+) -> tuple[list[MemberView], str]:
+    """A page of members in grant order; returns (views, next_page_token)."""
+    keys = parse_order_by("", MEMBER_ORDER, "create_time", m.RegistryMember.id)
+    registry = registry_access(s, p, org, registry_id, _perm("ListRegistryMembers")).registry
+    stmt = (
+        select(m.RegistryMember, m.User.name, m.Team.name)
+        .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
+        .outerjoin(m.Team, m.Team.id == m.RegistryMember.team_id)
+        .where(m.RegistryMember.registry_id == registry.id)
+    )
+    page = fetch_page(
+        s,
+        stmt,
+        keys,
+        size=page_size,
+        token=page_token,
+        query=("registry-members", org, registry_id),
+        key_of=lambda row: (row[0].create_time, row[0].id),
+    )
+    views = [
+        MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))
+        for row in page.rows
+    ]
+    return views, page.next_page_token
+
+
+# --- effective role -----------------------------------------------------------------
+
+
+def _principal_of(s: Session, user_id: str) -> Principal | None:
+    row = s.execute(
+        select(m.User, m.Organization.name)
+        .join(m.Organization, m.Organization.id == m.User.org_id)
+        .where(m.User.name == user_id)
+    ).first()
+    if row is None:
+        return None
+    user, org_name = row
+    return Principal(
+        user_id=user.id,
+        user=user.name,
+        org_id=user.org_id,
+        org=org_name,
+        org_role=OrgRole(user.org_role),
+        service_account=user.service_account,
+    )
+
+
+def get_effective_role(
+    s: Session, p: Principal, org: str, registry_id: str, principal: str
+) -> tuple[str, RegistryRole]:
+    """(principal name, role); the caller's own role unless `principal` names another user."""
+    target = names.parse(principal, "users/{user}", "principal")["user"] if principal else p.user
+    access = registry_access(s, p, org, registry_id, _perm("GetEffectiveRole"))
+    if target == p.user:
+        return p.name, access.role
+    check_registry_role(
+        access.role, authz_table.OTHER_PRINCIPAL_ROLE, registry_name(org, registry_id)
+    )
+    other = _principal_of(s, target)
+    # A user of another organization (or none at all) has no access: no existence leak.
+    if other is None:
+        return names.user_name(target), RegistryRole.NONE
+    return other.name, effective_role(s, other, access.registry)
