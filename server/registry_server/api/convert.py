@@ -23,6 +23,14 @@ def ts(micros: int | None) -> timestamp_pb2.Timestamp | None:
     return t
 
 
+def micros(value: timestamp_pb2.Timestamp, field: str) -> int:
+    """A request Timestamp as microseconds; out-of-range values are INVALID_ARGUMENT."""
+    try:
+        return int(value.ToMicroseconds())
+    except ValueError as e:
+        raise InvalidArgument(field, str(e)) from None
+
+
 def etag(revision: int) -> str:
     return f'W/"{revision}"'
 

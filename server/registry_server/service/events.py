@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from ..storage import models as m
@@ -51,6 +51,15 @@ LEGACY_ALIAS_SET = "LEGACY_ALIAS_SET"
 LEGACY_ALIAS_DELETED = "LEGACY_ALIAS_DELETED"
 LEGACY_SETTINGS_UPDATED = "LEGACY_SETTINGS_UPDATED"
 MIGRATION_STATE_CHANGED = "MIGRATION_STATE_CHANGED"
+AUTOMATION_CREATED = "AUTOMATION_CREATED"
+AUTOMATION_DELETED = "AUTOMATION_DELETED"
+
+# First key of the two-key advisory lock serializing an organization's events (PostgreSQL).
+EVENT_LOCK_SPACE = 0x45564E54  # "EVNT"
+# Session.info key: organizations whose events this transaction recorded.
+PENDING_EVENT_ORGS = "registry_pending_event_orgs"
+# Session.info key: event rows waiting for the commit.
+PENDING_EVENTS = "registry_pending_events"
 
 
 def record_event(
@@ -64,16 +73,42 @@ def record_event(
     registry_id: int | None = None,
     team_id: int | None = None,
 ) -> None:
-    """Adds the event to the current transaction (committed or rolled back with it)."""
-    session.execute(
-        insert(m.Event).values(
-            org_id=org_id,
-            registry_id=registry_id,
-            team_id=team_id,
-            type=type,
-            actor=actor if isinstance(actor, str) else actor.name,
-            resource=resource,
-            time=now_us(),
-            details=details or {},
-        )
+    """Adds the event to the current transaction (committed or rolled back with it).
+
+    The row is written just before commit (`_write_pending_events`). On PostgreSQL that
+    step first takes the organization's event lock, held until commit, so an
+    organization's event cursors commit in cursor order and a reader of `cursor > last`
+    can never skip a late-committing lower cursor (see `event_log`). Taking it last,
+    after every row lock the transaction needs, keeps it out of lock-order deadlocks
+    and holds it only for the commit itself. SQLite serializes all writes already.
+    """
+    session.info.setdefault(PENDING_EVENTS, []).append(
+        {
+            "org_id": org_id,
+            "registry_id": registry_id,
+            "team_id": team_id,
+            "type": type,
+            "actor": actor if isinstance(actor, str) else actor.name,
+            "resource": resource,
+            "time": now_us(),
+            "details": details or {},
+        }
     )
+    # Read by event_log after commit to wake this replica's watchers at once.
+    session.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending_events(session: Session) -> None:
+    rows = session.info.pop(PENDING_EVENTS, None)
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        for org_id in sorted({row["org_id"] for row in rows}):
+            session.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK_SPACE, org_id)))
+    session.execute(insert(m.Event), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending_events(session: Session) -> None:
+    session.info.pop(PENDING_EVENTS, None)

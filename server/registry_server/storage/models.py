@@ -486,6 +486,10 @@ class Automation(Base):
     create_time: Mapped[int] = mapped_column(BigInteger)
     # Highest event cursor already scheduled for delivery.
     event_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (
+        Index("ix_automations_registry", "registry_id", "collection_id", "id"),
+        Index("ix_automations_collection", "collection_id"),
+    )
 
 
 class Delivery(Base):
@@ -499,5 +503,8 @@ class Delivery(Base):
     status_code: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 0 while the attempt is pending; then when it was made.
     time: Mapped[int] = mapped_column(BigInteger)
+    # Pending attempts only: when it is due (or the claiming replica's lease ends).
     next_attempt_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index("ix_deliveries_due", "next_attempt_time"),)

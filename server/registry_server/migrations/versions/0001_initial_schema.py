@@ -675,6 +675,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_automations")),
         sa.UniqueConstraint("uid", name=op.f("uq_automations_uid")),
     )
+    with op.batch_alter_table("automations", schema=None) as batch_op:
+        batch_op.create_index("ix_automations_collection", ["collection_id"], unique=False)
+        batch_op.create_index(
+            "ix_automations_registry", ["registry_id", "collection_id", "id"], unique=False
+        )
+
     op.create_table(
         "collection_versions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -840,6 +846,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_deliveries_automation_id"), ["automation_id"], unique=False
         )
+        batch_op.create_index("ix_deliveries_due", ["next_attempt_time"], unique=False)
 
     op.create_table(
         "registered_model_versions",
@@ -954,6 +961,7 @@ def downgrade() -> None:
 
     op.drop_table("registered_model_versions")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_due")
         batch_op.drop_index(batch_op.f("ix_deliveries_automation_id"))
 
     op.drop_table("deliveries")
@@ -967,6 +975,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_collection_versions_artifact_version_id"))
 
     op.drop_table("collection_versions")
+    with op.batch_alter_table("automations", schema=None) as batch_op:
+        batch_op.drop_index("ix_automations_registry")
+        batch_op.drop_index("ix_automations_collection")
+
     op.drop_table("automations")
     op.drop_table("artifact_usages")
     with op.batch_alter_table("artifact_aliases", schema=None) as batch_op:

@@ -1,0 +1,246 @@
+"""EventService: proto <-> use cases in service/event_log.py and service/webhooks.py.
+
+Also the two background tasks of events: the replica's `EventHub` poller (which
+wakes watch streams, and ends them at shutdown) and the webhook delivery worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import empty_pb2
+from sqlalchemy.orm import Session
+
+from registry.v1 import event_service_pb2 as pb
+from registry.v1 import event_service_pb2_grpc as pb_grpc
+from registry.v1 import resources_pb2 as r
+
+from ..domain.errors import Unavailable
+from ..service import event_log, webhooks
+from ..service.context import Principal
+from ..storage import models as m
+from .app import App
+from .convert import micros, struct, ts
+from .interceptors import bearer_token, current_principal
+
+# Without any wake-up, a watch stream still re-reads this often (seconds).
+WATCH_SAFETY_POLL = 2.0
+
+_hubs: weakref.WeakKeyDictionary[App, event_log.EventHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(app: App) -> event_log.EventHub:
+    hub = _hubs.get(app)
+    if hub is None:
+        hub = _hubs[app] = event_log.EventHub(app.read)
+    return hub
+
+
+async def run_event_hub(app: App) -> None:
+    """Background task: polls for other replicas' events; closing it ends watch streams."""
+    await hub_for(app).run()
+
+
+async def run_webhook_worker(app: App) -> None:
+    """Background task: schedules, sends and retries webhook deliveries."""
+    await webhooks.run_delivery_worker(app.db, app.run)
+
+
+def event_proto(e: m.Event) -> r.Event:
+    return r.Event(
+        cursor=e.cursor,
+        type=e.type,
+        actor=e.actor,
+        resource=e.resource,
+        time=ts(e.time),
+        details=struct(e.details),
+    )
+
+
+def automation_proto(a: m.Automation, name: str, created_by: str | None) -> r.Automation:
+    """Never carries the secret."""
+    return r.Automation(
+        name=name,
+        event_types=list(a.event_types or []),
+        alias_regex=a.alias_regex,
+        url=a.url,
+        created_by=f"users/{created_by}" if created_by else "",
+        create_time=ts(a.create_time),
+    )
+
+
+def delivery_proto(d: m.Delivery, automation: str) -> r.Delivery:
+    return r.Delivery(
+        name=f"{automation}/deliveries/{d.id}",
+        event_cursor=d.event_cursor,
+        attempt=d.attempt,
+        status_code=d.status_code,
+        error=d.error,
+        succeeded=d.succeeded,
+        time=ts(d.time),
+    )
+
+
+class EventServicer(pb_grpc.EventServiceServicer):
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.hub = hub_for(app)
+
+    # --- the event log ---
+
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEventsResponse:
+        p = current_principal()
+
+        def work(s: Session) -> pb.ListEventsResponse:
+            page = event_log.list_events(
+                s,
+                p,
+                request.parent,
+                filter=request.filter,
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+            return pb.ListEventsResponse(
+                events=[event_proto(row[0]) for row in page.rows],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[r.Event]:
+        p = current_principal()
+        token = bearer_token(context.invocation_metadata())
+        watch = await self.app.read(
+            lambda s: event_log.prepare_watch(
+                s, p, request.parent, request.filter, request.after_cursor
+            )
+        )
+        last = request.after_cursor
+        waiter = self.hub.subscribe(watch.scope.org_id)
+        try:
+            while True:
+                waiter.clear()  # before reading: a commit during the read wakes us again
+                # Re-authenticated as the stream goes on: a revoked key or a changed
+                # role takes effect here as on any other call.
+                p = await self._principal(token)
+                batch = await self.app.run(self._read_after, p, watch, last)
+                for e in batch:
+                    yield event_proto(e)
+                    last = e.cursor
+                if len(batch) >= event_log.WATCH_BATCH:
+                    continue
+                if not self.hub.closed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.wait(), WATCH_SAFETY_POLL)
+                if self.hub.closed:
+                    raise Unavailable(
+                        f"the server is shutting down; reconnect with after_cursor={last}",
+                        reason="SERVER_SHUTTING_DOWN",
+                    )
+        finally:
+            self.hub.unsubscribe(watch.scope.org_id, waiter)
+
+    def _read_after(self, p: Principal, watch: event_log.Watch, after: int) -> list[m.Event]:
+        with self.app.db.read() as s:
+            return event_log.read_after(s, p, watch, after)
+
+    async def _principal(self, token: str) -> Principal:
+        cached = self.app.auth.cached(token)
+        if cached is not None:
+            return cached
+        return await self.app.run(self.app.auth.authenticate, token)
+
+    async def GetAliasHistory(
+        self, request: pb.GetAliasHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAliasHistoryResponse:
+        p = current_principal()
+        at = micros(request.time, "time") if request.HasField("time") else None
+
+        def work(s: Session) -> pb.GetAliasHistoryResponse:
+            history = event_log.alias_history(s, p, request.collection, request.alias, at)
+            return pb.GetAliasHistoryResponse(
+                assignments=[
+                    pb.AliasAssignment(
+                        version_index=a.version_index,
+                        from_time=ts(a.from_time),
+                        to_time=ts(a.to_time),
+                        actor=a.actor,
+                    )
+                    for a in history.assignments
+                ],
+                version_index_at_time=history.version_index_at_time,
+            )
+
+        return await self.app.read(work)
+
+    # --- automations ---
+
+    async def CreateAutomation(
+        self, request: pb.CreateAutomationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Automation:
+        p = current_principal()
+        a = request.automation
+
+        def work(s: Session) -> r.Automation:
+            row, name = webhooks.create_automation(
+                s,
+                p,
+                request.parent,
+                event_types=list(a.event_types),
+                alias_regex=a.alias_regex,
+                url=a.url,
+                secret=a.secret,
+            )
+            return automation_proto(row, name, p.user)
+
+        return await self.app.create(p, "CreateAutomation", request.request_id, r.Automation, work)
+
+    async def ListAutomations(
+        self, request: pb.ListAutomationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAutomationsResponse:
+        p = current_principal()
+
+        def work(s: Session) -> pb.ListAutomationsResponse:
+            page = webhooks.list_automations(
+                s, p, request.parent, page_size=request.page_size, page_token=request.page_token
+            )
+            return pb.ListAutomationsResponse(
+                automations=[
+                    automation_proto(a, webhooks.automation_name(request.parent, a.uid), creator)
+                    for a, creator in page.rows
+                ],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)
+
+    async def DeleteAutomation(
+        self, request: pb.DeleteAutomationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        p = current_principal()
+        await self.app.write(lambda s: webhooks.delete_automation(s, p, request.name))
+        return empty_pb2.Empty()
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeliveriesResponse:
+        p = current_principal()
+
+        def work(s: Session) -> pb.ListDeliveriesResponse:
+            page = webhooks.list_deliveries(
+                s, p, request.parent, page_size=request.page_size, page_token=request.page_token
+            )
+            return pb.ListDeliveriesResponse(
+                deliveries=[delivery_proto(row[0], request.parent) for row in page.rows],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)

@@ -1,0 +1,466 @@
+"""Reading the event log: list, watch, visibility and alias history.
+
+Visibility (checked in SQL, never per event in Python): an event about a registry
+(`registry_id` set) is visible to whoever may see that registry
+(`access.visible_registries_clause`, i.e. effective role >= RESTRICTED_VIEWER); an
+event about a team (`team_id` set) to the team's members; an event carrying both
+needs both; an organization-level event (neither set: users, keys, the organization
+itself) to the organization's admins only. Organization admins (and service admins)
+see every event of the organization. Events of a deleted registry stay visible to
+admins only, since nobody else holds a role in it any more.
+
+Cursor order across concurrent writers. Event cursors come from an identity column.
+On PostgreSQL, identity values are handed out at INSERT time but become visible at
+COMMIT, so a transaction holding cursor 10 can commit after one holding cursor 11;
+a reader that has seen 11 and asks for `cursor > 11` would skip 10 for good. We
+rule that out by serializing event writers per organization: `events.record_event`
+takes `pg_advisory_xact_lock(EVENT_LOCK_SPACE, org_id)` before inserting, held until
+the transaction ends (the lock is released after the commit is visible). Within one
+organization, cursors are therefore allocated and made visible in the same order.
+Every reader here (lists, watchers, the webhook scheduler) reads within one
+organization, so `cursor > last` never misses a late commit. The cost is that two
+transactions writing events of the same organization run their tail (from the
+first event to commit) one after the other; mutations are short, so this is cheap,
+and other organizations are unaffected. SQLite serializes all writes already.
+
+Watching. A watcher first replays `cursor > after_cursor`, then waits for a wake-up
+and reads again from its last cursor. Wake-ups come from the `EventHub` of the
+replica: at once when this process commits an event of the organization (a
+SQLAlchemy `after_commit` hook), and from a poller that reads the newest cursor of
+each watched organization every ~150 ms (one indexed MAX per organization for all
+watchers together), which catches writes of other replicas sharing the database.
+A watcher also re-reads every few seconds without a wake-up, as a safety net. Since
+a watcher only ever reads `cursor > last` and advances `last` to what it sent, a
+client that reconnects with its last cursor misses nothing and sees nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, event, func, or_, select
+from sqlalchemy.orm import Session
+
+from ..domain import names
+from ..domain.errors import InvalidArgument, NotFound
+from ..domain.filters import And, Comparison, Expr, Not, Or, parse_filter
+from ..domain.roles import Permission
+from ..storage import models as m
+from ..storage.filter_sql import FieldSpec, compile_filter
+from ..storage.paging import Page, SortKey, fetch_page
+from . import authz_table, events
+from .access import registry_access, visible_registries_clause
+from .context import Principal
+from .organizations import get_org, is_service_admin
+
+log = logging.getLogger("registry.events")
+
+SERVICE = "EventService"
+ORG_PATTERN = "organizations/{org}"
+REGISTRY_PATTERN = "organizations/{org}/registries/{registry}"
+COLLECTION_PATTERN = "organizations/{org}/registries/{registry}/collections/{collection}"
+WATCH_BATCH = 500
+ALIAS_HISTORY_MAX_EVENTS = 100_000
+
+
+def dialect(s: Session) -> str:
+    return s.get_bind().dialect.name
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escape character `\\`) matching strings that start with `prefix`."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def under(column: Any, name: str) -> ColumnElement[bool]:
+    """`column` is the resource `name` itself or a resource beneath it."""
+    return or_(column == name, column.like(like_prefix(name + "/"), escape="\\"))
+
+
+# --- filter -----------------------------------------------------------------------
+
+# `resource : "p"` is a prefix match; the parser gives every field one meaning per
+# operator, so `:` comparisons on `resource` are renamed to this member before
+# compiling. The parser never produces a member containing a space.
+_RESOURCE_PREFIX = "resource (prefix)"
+
+
+def _resource_prefix(value: str, op: str) -> ColumnElement[bool]:
+    return m.Event.resource.like(like_prefix(value), escape="\\")
+
+
+EVENT_FILTER: dict[str, FieldSpec] = {
+    "type": FieldSpec("string", m.Event.type),
+    "actor": FieldSpec("string", m.Event.actor),
+    # `=` / `!=` exact; `:` prefix (below).
+    "resource": FieldSpec("string", m.Event.resource, ops=frozenset({"=", "!=", ":"})),
+    _RESOURCE_PREFIX: FieldSpec("alias", builder=_resource_prefix, ops=frozenset({":"})),
+    "time": FieldSpec("time", m.Event.time),
+    "cursor": FieldSpec("int", m.Event.cursor),
+}
+
+
+def _rewrite_resource_prefix(expr: Expr) -> Expr:
+    if isinstance(expr, Comparison):
+        if expr.member == ("resource",) and expr.op == ":":
+            return replace(expr, member=(_RESOURCE_PREFIX,))
+        return expr
+    if isinstance(expr, And):
+        return And(tuple(_rewrite_resource_prefix(i) for i in expr.items))
+    if isinstance(expr, Or):
+        return Or(tuple(_rewrite_resource_prefix(i) for i in expr.items))
+    if isinstance(expr, Not):
+        return Not(_rewrite_resource_prefix(expr.item))
+    return expr
+
+
+def compile_event_filter(
+    text: str, dialect_name: str, field: str = "filter"
+) -> ColumnElement[bool] | None:
+    """The SQL condition of an events filter: type, actor, resource, time, cursor.
+
+    `resource = "x"` is exact, `resource : "x"` matches every resource name that
+    starts with "x" (e.g. a registry name selects the registry and everything in it);
+    other fields are INVALID_ARGUMENT.
+    """
+    expr = parse_filter(text, field)
+    if expr is None:
+        return None
+    return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect_name, field)
+
+
+# --- scope and visibility ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventScope:
+    """What a ListEvents / WatchEvents parent selects."""
+
+    parent: str
+    org_id: int
+    registry_id: int | None
+    # Admin of the whole service reading another organization: sees all of it.
+    service_admin: bool
+
+
+def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") -> EventScope:
+    """`organizations/{org}` (members of it) or a registry name (VIEW on it)."""
+    segments = parent.split("/")
+    if len(segments) == 4 and segments[2] == "registries":
+        v = names.parse(parent, REGISTRY_PATTERN, field)
+        # The registry's own events need what seeing the registry needs.
+        registry = registry_access(s, p, v["org"], v["registry"], Permission.VIEW).registry
+        return EventScope(parent, registry.org_id, registry.id, False)
+    if len(segments) != 2:
+        raise InvalidArgument(
+            field, f"{parent!r} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
+        )
+    org_id = names.parse(parent, ORG_PATTERN, field)["org"]
+    org = get_org(s, p, org_id, field)
+    return EventScope(parent, org.id, None, org.id != p.org_id and is_service_admin(s, p))
+
+
+def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
+    """`SELECT events` of the scope that `p` may see (the rule of the module docstring)."""
+    stmt = select(m.Event).where(m.Event.org_id == scope.org_id)
+    if scope.registry_id is not None:
+        stmt = stmt.where(m.Event.registry_id == scope.registry_id)
+    if scope.service_admin or (p.org_admin and p.org_id == scope.org_id):
+        return stmt
+    my_teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
+    return stmt.outerjoin(m.Registry, m.Registry.id == m.Event.registry_id).where(
+        or_(m.Event.registry_id.is_not(None), m.Event.team_id.is_not(None)),
+        or_(
+            m.Event.registry_id.is_(None),
+            and_(m.Registry.id.is_not(None), visible_registries_clause(p)),
+        ),
+        or_(m.Event.team_id.is_(None), m.Event.team_id.in_(my_teams)),
+    )
+
+
+# --- list and watch ----------------------------------------------------------------
+
+
+def list_events(
+    s: Session, p: Principal, parent: str, *, filter: str, page_size: int, page_token: str
+) -> Page:
+    """Rows of (Event,), oldest first, keyset-paged on the cursor."""
+    clause = compile_event_filter(filter, dialect(s))
+    scope = resolve_scope(s, p, parent)
+    stmt = visible_events(p, scope)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    return fetch_page(
+        s,
+        stmt,
+        [SortKey(m.Event.cursor)],
+        size=page_size,
+        token=page_token,
+        query=("events", parent, filter),
+        key_of=lambda row: (row[0].cursor,),
+    )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A validated WatchEvents request."""
+
+    scope: EventScope
+    clause: ColumnElement[bool] | None
+
+
+def prepare_watch(s: Session, p: Principal, parent: str, filter: str, after_cursor: int) -> Watch:
+    if after_cursor < 0:
+        raise InvalidArgument("after_cursor", "must not be negative")
+    clause = compile_event_filter(filter, dialect(s))
+    return Watch(resolve_scope(s, p, parent), clause)
+
+
+def read_after(
+    s: Session, p: Principal, watch: Watch, after: int, limit: int = WATCH_BATCH
+) -> list[m.Event]:
+    """The next visible events after cursor `after` (visibility re-evaluated each time)."""
+    stmt = visible_events(p, watch.scope).where(m.Event.cursor > after)
+    if watch.clause is not None:
+        stmt = stmt.where(watch.clause)
+    return list(s.execute(stmt.order_by(m.Event.cursor).limit(limit)).scalars())
+
+
+def latest_cursors(s: Session, org_ids: Sequence[int]) -> dict[int, int]:
+    """Newest cursor per organization: one indexed MAX each, in one round trip."""
+    if not org_ids:
+        return {}
+    columns = [
+        select(func.max(m.Event.cursor))
+        .where(m.Event.org_id == org_id)
+        .scalar_subquery()
+        .label(f"o{i}")
+        for i, org_id in enumerate(org_ids)
+    ]
+    row = s.execute(select(*columns)).one()
+    return {org_id: int(row[i] or 0) for i, org_id in enumerate(org_ids)}
+
+
+class EventHub:
+    """Wakes this replica's watchers when their organization may have new events.
+
+    `run()` is the poller (a background task); `close()` (on shutdown) wakes every
+    watcher with `closed` set so streams end promptly.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[Callable[[Session], Any]], Awaitable[Any]],
+        interval: float = 0.15,
+    ) -> None:
+        self._read = read
+        self.interval = interval
+        self._waiters: dict[int, set[asyncio.Event]] = {}
+        self._latest: dict[int, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+        _HUBS.add(self)
+
+    def subscribe(self, org_id: int) -> asyncio.Event:
+        self._loop = asyncio.get_running_loop()
+        waiter = asyncio.Event()
+        self._waiters.setdefault(org_id, set()).add(waiter)
+        return waiter
+
+    def unsubscribe(self, org_id: int, waiter: asyncio.Event) -> None:
+        waiting = self._waiters.get(org_id)
+        if waiting is not None:
+            waiting.discard(waiter)
+            if not waiting:
+                del self._waiters[org_id]
+                self._latest.pop(org_id, None)
+
+    def watching(self, org_id: int) -> int:
+        """How many streams of this replica follow the organization."""
+        return len(self._waiters.get(org_id, ()))
+
+    def wake(self, org_ids: Iterable[int]) -> None:
+        """Event-loop thread only."""
+        for org_id in org_ids:
+            for waiter in self._waiters.get(org_id, ()):
+                waiter.set()
+
+    def wake_threadsafe(self, org_ids: Iterable[int]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.wake, frozenset(org_ids))
+
+    async def run(self) -> None:
+        """Polls the newest cursor of every watched organization until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                org_ids = list(self._waiters)
+                if not org_ids:
+                    continue
+                try:
+                    latest: dict[int, int] = await self._read(
+                        functools.partial(latest_cursors, org_ids=org_ids)
+                    )
+                except Exception as err:  # retried next tick; watchers also self-poll
+                    log.warning("event poll failed: %s", err)
+                    continue
+                changed = [o for o, c in latest.items() if self._latest.get(o) != c]
+                self._latest.update(latest)
+                self.wake(changed)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        for waiting in self._waiters.values():
+            for waiter in waiting:
+                waiter.set()
+
+
+_HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    org_ids = session.info.pop(events.PENDING_EVENT_ORGS, None)
+    if org_ids:
+        for hub in list(_HUBS):
+            hub.wake_threadsafe(org_ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(events.PENDING_EVENT_ORGS, None)
+
+
+# --- alias history -----------------------------------------------------------------
+
+# Events that can move or end an alias of a collection.
+ALIAS_HISTORY_TYPES = (
+    events.ALIAS_ADDED,
+    events.ALIAS_REMOVED,
+    events.VERSION_LINKED,
+    events.VERSION_UNLINKED,
+    events.COLLECTION_DELETED,
+)
+
+
+@dataclass
+class AliasAssignment:
+    version_index: int
+    from_time: int
+    to_time: int | None
+    actor: str
+
+
+@dataclass(frozen=True)
+class AliasHistory:
+    assignments: list[AliasAssignment]
+    version_index_at_time: int  # -1 when no time was asked or nothing held the alias
+
+
+def _version_index(details: dict[str, Any], resource: str) -> int | None:
+    value = details.get("version_index")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    head, _, last = resource.rpartition("/versions/")
+    if head and last.removeprefix("v").isdigit():
+        return int(last.removeprefix("v"))
+    return None
+
+
+def _aliases_in(details: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    single = details.get("alias")
+    if isinstance(single, str):
+        found.append(single)
+    many = details.get("aliases")
+    if isinstance(many, list):
+        found.extend(a for a in many if isinstance(a, str))
+    return found
+
+
+def fold_alias_history(rows: Iterable[Any], alias: str) -> list[AliasAssignment]:
+    """Replays (type, time, actor, resource, details) rows, oldest first, into assignments."""
+    out: list[AliasAssignment] = []
+    current: AliasAssignment | None = None
+
+    def close(at: int) -> None:
+        nonlocal current
+        if current is not None:
+            current.to_time = at
+            current = None
+
+    for type_, time, actor, resource, details in rows:
+        details = details or {}
+        if type_ in (events.ALIAS_ADDED, events.VERSION_LINKED):
+            if alias not in _aliases_in(details):
+                continue
+            index = _version_index(details, resource)
+            if index is None or (current is not None and current.version_index == index):
+                continue
+            close(time)
+            current = AliasAssignment(index, time, None, actor)
+            out.append(current)
+        elif type_ == events.ALIAS_REMOVED:
+            if alias in _aliases_in(details):
+                close(time)
+        elif type_ == events.VERSION_UNLINKED:
+            index = _version_index(details, resource)
+            if current is not None and (
+                index == current.version_index or alias in _aliases_in(details)
+            ):
+                close(time)
+        elif type_ == events.COLLECTION_DELETED:
+            close(time)
+    return out
+
+
+def alias_history(
+    s: Session, p: Principal, collection: str, alias: str, at_time: int | None
+) -> AliasHistory:
+    """Which versions held `alias` of `collection`, when, and who moved it there.
+
+    Works from the event log alone, so it also answers for a deleted collection
+    (while its registry exists and is visible)."""
+    v = names.parse(collection, COLLECTION_PATTERN, "collection")
+    names.alias(alias, "alias")
+    registry = registry_access(
+        s, p, v["org"], v["registry"], authz_table.permission(SERVICE, "GetAliasHistory")
+    ).registry
+    rows = s.execute(
+        select(m.Event.type, m.Event.time, m.Event.actor, m.Event.resource, m.Event.details)
+        .where(
+            m.Event.registry_id == registry.id,
+            m.Event.type.in_(ALIAS_HISTORY_TYPES),
+            under(m.Event.resource, collection),
+        )
+        .order_by(m.Event.cursor)
+        .limit(ALIAS_HISTORY_MAX_EVENTS)
+    ).all()
+    if not rows:
+        exists = s.execute(
+            select(m.Collection.id).where(
+                m.Collection.registry_id == registry.id, m.Collection.name == v["collection"]
+            )
+        ).first()
+        if exists is None:
+            raise NotFound(f"{collection} not found")
+    assignments = fold_alias_history(rows, alias)
+    at = -1
+    if at_time is not None:
+        for a in assignments:
+            if a.from_time <= at_time and (a.to_time is None or at_time < a.to_time):
+                at = a.version_index
+    return AliasHistory(assignments, at)

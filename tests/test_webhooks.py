@@ -1,0 +1,399 @@
+"""Webhook automations through the real server: validation and access, signed
+deliveries received by a real HTTP server on 127.0.0.1, retries with backoff (each
+attempt recorded), alias and type matching, and no duplicates across replicas."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import pytest
+
+from registry.v1 import collection_service_pb2 as cpb
+from registry.v1 import event_service_pb2 as pb
+from registry.v1 import resources_pb2 as r
+from registry_server.api.app import App, Settings
+from registry_server.service import events as ev
+from registry_server.service import webhooks
+from registry_server.storage.db import Database
+
+from .conftest import Person, ServerThread, World, expect_error, unique
+from .test_events import grant, link, list_events, log_version, make_lab, make_registry
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on 127.0.0.1 answering with scripted status codes (then 200)."""
+
+    statuses: list[int] = field(default_factory=list)
+    # When set, answers each request from its headers instead of `statuses`.
+    respond: Callable[[dict[str, str]], int] | None = None
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.received) >= n:
+                    return list(self.received)
+            time.sleep(0.02)
+        raise AssertionError(f"received {len(self.received)} of {n} requests")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with state.lock:
+                state.received.append(Received(dict(self.headers.items()), body, time.monotonic()))
+                if state.respond is not None:
+                    status = state.respond(dict(self.headers.items()))
+                else:
+                    status = state.statuses.pop(0) if state.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=state.server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    state.server.shutdown()
+    state.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fast_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads these on every tick."""
+    monkeypatch.setenv("REGISTRY_WEBHOOK_BACKOFF_MS", "100")
+    monkeypatch.setenv("REGISTRY_WEBHOOK_POLL_MS", "30")
+    monkeypatch.setenv("REGISTRY_WEBHOOK_TIMEOUT_S", "3")
+
+
+@dataclass
+class Setup:
+    world: World
+    member: Person  # registry MEMBER: creates automations, links, moves aliases
+    registry: str
+    collection: str
+    versions: list[r.CollectionVersion]
+
+
+@pytest.fixture
+def setup(world: World) -> Setup:
+    member = world.person("mia")
+    lab = make_lab(world, member)
+    registry = make_registry(world)
+    grant(world, registry, member.name, r.REGISTRY_ROLE_MEMBER)
+    coll = unique("c")
+    versions = [link(member, registry, coll, log_version(lab).name) for _ in range(2)]
+    return Setup(world, member, registry, f"{registry}/collections/{coll}", versions)
+
+
+def create(person: Person, parent: str, **fields: Any) -> r.Automation:
+    fields.setdefault("secret", "s3cret")
+    return person.stubs.events.CreateAutomation(
+        pb.CreateAutomationRequest(parent=parent, automation=r.Automation(**fields))
+    )
+
+
+def deliveries(person: Person, automation: str) -> list[r.Delivery]:
+    out: list[r.Delivery] = []
+    token = ""
+    while True:
+        page = person.stubs.events.ListDeliveries(
+            pb.ListDeliveriesRequest(parent=automation, page_token=token, page_size=2)
+        )
+        out.extend(page.deliveries)
+        token = page.next_page_token
+        if not token:
+            return out
+
+
+def wait_deliveries(
+    person: Person, automation: str, n: int, timeout: float = 20.0
+) -> list[r.Delivery]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = deliveries(person, automation)
+        if len(found) >= n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def add_alias(person: Person, version: str, alias: str) -> None:
+    person.stubs.collections.AddAlias(cpb.AddAliasRequest(collection_version=version, alias=alias))
+
+
+def test_signed_delivery_retried_until_the_receiver_recovers(
+    setup: Setup, receiver: Receiver
+) -> None:
+    receiver.statuses = [500, 500]  # fails twice, then 200
+    automation = create(
+        setup.member,
+        setup.collection,
+        event_types=[ev.ALIAS_ADDED],
+        alias_regex="prod.*",
+        url=receiver.url,
+        secret="top-secret",
+    )
+    add_alias(setup.member, setup.versions[0].name, "staging")  # alias does not match
+    setup.member.stubs.collections.UpdateCollectionVersion(  # type not subscribed
+        cpb.UpdateCollectionVersionRequest(
+            collection_version=r.CollectionVersion(name=setup.versions[0].name, description="x"),
+            update_mask={"paths": ["description"]},
+        )
+    )
+    add_alias(setup.member, setup.versions[1].name, "production")
+    got = receiver.wait_for(3)
+    time.sleep(0.5)
+    assert len(receiver.received) == 3, "one event, three attempts, nothing else"
+    (event,) = list_events(
+        setup.world.admin.stubs,
+        setup.registry,
+        f'type = "{ev.ALIAS_ADDED}" AND resource : "{setup.versions[1].name}"',
+    )
+    for attempt, request in enumerate(got, start=1):
+        expected = "sha256=" + hmac.new(b"top-secret", request.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(request.headers["X-Registry-Signature"], expected)
+        assert request.headers["X-Registry-Event"] == str(event.cursor)
+        assert request.headers["X-Registry-Event-Type"] == ev.ALIAS_ADDED
+        assert request.headers["X-Registry-Attempt"] == str(attempt)
+        assert request.headers["Content-Type"] == "application/json"
+        body = request.json
+        assert body["automation"] == automation.name
+        assert body["event"]["cursor"] == event.cursor
+        assert body["event"]["type"] == ev.ALIAS_ADDED
+        assert body["event"]["resource"] == setup.versions[1].name
+        assert body["event"]["actor"] == setup.member.name
+        assert body["event"]["details"]["alias"] == "production"
+    assert len({r_.headers["X-Registry-Delivery"] for r_ in got}) == 3
+    # exponential backoff: 100 ms, then 200 ms
+    assert got[1].at - got[0].at >= 0.09
+    assert got[2].at - got[1].at >= 0.19
+    # Each attempt is recorded; admins list them.
+    found = wait_deliveries(setup.world.admin, automation.name, 3)
+    assert [(d.attempt, d.status_code, d.succeeded) for d in found] == [
+        (1, 500, False),
+        (2, 500, False),
+        (3, 200, True),
+    ]
+    assert all(d.event_cursor == event.cursor and d.time.seconds > 0 for d in found)
+    assert found[0].error and not found[2].error
+    assert [d.name.rsplit("/", 1)[1] for d in found] == [
+        r_.headers["X-Registry-Delivery"] for r_ in got
+    ]
+    assert all(d.name.startswith(automation.name + "/deliveries/") for d in found)
+
+
+def test_registry_automation_gives_up_and_does_not_retry_client_errors(
+    setup: Setup, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY_WEBHOOK_MAX_ATTEMPTS", "3")
+    admin = setup.world.admin
+    automation = create(
+        setup.member,
+        setup.registry,
+        event_types=[ev.VERSION_LINKED, ev.COLLECTION_CREATED],
+        url=receiver.url,
+    )
+    receiver.respond = lambda h: 404 if h["X-Registry-Event-Type"] == ev.COLLECTION_CREATED else 503
+    lab = make_lab(setup.world, setup.member)
+    other = unique("c")  # a registry automation sees every collection of the registry
+    link(
+        setup.member, setup.registry, other, log_version(lab).name
+    )  # COLLECTION_CREATED + VERSION_LINKED
+    found = wait_deliveries(admin, automation.name, 4)
+    time.sleep(0.6)
+    found = deliveries(admin, automation.name)
+    by_event: dict[int, list[tuple[int, int]]] = {}
+    for d in found:
+        by_event.setdefault(d.event_cursor, []).append((d.attempt, d.status_code))
+    assert sorted(len(v) for v in by_event.values()) == [1, 3], by_event
+    attempts = sorted(by_event.values(), key=len)
+    assert attempts[1] == [(1, 503), (2, 503), (3, 503)]  # gave up after 3 attempts
+    assert attempts[0] == [(1, 404)]  # a 4xx is final
+    assert not any(d.succeeded for d in found)
+
+
+def test_validation_access_and_secret_never_returned(setup: Setup, receiver: Receiver) -> None:
+    world, member = setup.world, setup.member
+    viewer = world.person("vic")
+    grant(world, setup.registry, viewer.name, r.REGISTRY_ROLE_VIEWER)
+    outsider = world.person("otto")
+    good: dict[str, Any] = {"event_types": [ev.ALIAS_ADDED], "url": receiver.url}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"event_types": []}, "automation.event_types"),
+        ({"event_types": ["NOPE"]}, "automation.event_types[0]"),
+        ({"alias_regex": "("}, "automation.alias_regex"),
+        ({"alias_regex": "(a+)+$"}, "automation.alias_regex"),
+        ({"alias_regex": "a" * 257}, "automation.alias_regex"),
+        ({"url": "ftp://example.com/x"}, "automation.url"),
+        ({"url": "http:///nohost"}, "automation.url"),
+        ({"url": ""}, "automation.url"),
+        ({"secret": ""}, "automation.secret"),
+    ]
+    for bad, where in cases:
+        expect_error(
+            INVALID, partial(create, member, setup.registry, **{**good, **bad}), field=where
+        )
+    expect_error(INVALID, partial(create, member, "teams/x", **good), field="parent")
+    expect_error(NOT_FOUND, partial(create, member, f"{setup.registry}/collections/nope", **good))
+    expect_error(DENIED, partial(create, viewer, setup.registry, **good))
+    expect_error(NOT_FOUND, partial(create, outsider, setup.registry, **good))
+
+    made = create(member, setup.registry, **good, alias_regex="^prod$")
+    assert made.secret == "" and made.created_by == member.name and made.url == receiver.url
+    assert made.name.startswith(setup.registry + "/automations/")
+    on_collection = create(member, setup.collection, **good)
+    assert on_collection.name.startswith(setup.collection + "/automations/")
+    # request_id: a retry returns the first automation and records nothing more
+    before = len(list_events(world.admin.stubs, setup.registry))
+    req = pb.CreateAutomationRequest(
+        parent=setup.registry, automation=r.Automation(**good, secret="x"), request_id="retry-1"
+    )
+    first = member.stubs.events.CreateAutomation(req)
+    assert member.stubs.events.CreateAutomation(req).name == first.name
+    assert len(list_events(world.admin.stubs, setup.registry)) == before + 1
+
+    listed = member.stubs.events.ListAutomations(pb.ListAutomationsRequest(parent=setup.registry))
+    assert [a.name for a in listed.automations] == [made.name, first.name]
+    assert all(a.secret == "" for a in listed.automations)
+    paged = member.stubs.events.ListAutomations(
+        pb.ListAutomationsRequest(parent=setup.registry, page_size=1)
+    )
+    assert len(paged.automations) == 1 and paged.next_page_token
+    assert [
+        a.name
+        for a in member.stubs.events.ListAutomations(
+            pb.ListAutomationsRequest(parent=setup.collection)
+        ).automations
+    ] == [on_collection.name]
+    expect_error(
+        NOT_FOUND,
+        outsider.stubs.events.ListAutomations,
+        pb.ListAutomationsRequest(parent=setup.registry),
+    )
+
+    # Deliveries: registry ADMIN only.
+    expect_error(
+        DENIED, member.stubs.events.ListDeliveries, pb.ListDeliveriesRequest(parent=made.name)
+    )
+    assert deliveries(world.admin, made.name) == []
+    expect_error(
+        INVALID,
+        world.admin.stubs.events.ListDeliveries,
+        pb.ListDeliveriesRequest(parent=setup.registry),
+        field="parent",
+    )
+    # Delete: MEMBER; the viewer may not.
+    expect_error(
+        DENIED, viewer.stubs.events.DeleteAutomation, pb.DeleteAutomationRequest(name=made.name)
+    )
+    member.stubs.events.DeleteAutomation(pb.DeleteAutomationRequest(name=made.name))
+    expect_error(
+        NOT_FOUND,
+        world.admin.stubs.events.ListDeliveries,
+        pb.ListDeliveriesRequest(parent=made.name),
+    )
+    expect_error(
+        NOT_FOUND, member.stubs.events.DeleteAutomation, pb.DeleteAutomationRequest(name=made.name)
+    )
+    # An automation name under the wrong parent does not resolve.
+    uid = on_collection.name.rsplit("/", 1)[1]
+    expect_error(
+        NOT_FOUND,
+        member.stubs.events.DeleteAutomation,
+        pb.DeleteAutomationRequest(name=f"{setup.registry}/automations/{uid}"),
+    )
+
+
+def test_automation_sees_only_events_after_its_creation(setup: Setup, receiver: Receiver) -> None:
+    add_alias(setup.member, setup.versions[0].name, "before")
+    automation = create(
+        setup.member, setup.collection, event_types=[ev.ALIAS_ADDED], url=receiver.url
+    )
+    add_alias(setup.member, setup.versions[0].name, "after")
+    (only,) = receiver.wait_for(1)
+    time.sleep(0.4)
+    assert len(receiver.received) == 1 and only.json["event"]["details"]["alias"] == "after"
+    assert only.json["automation"] == automation.name
+
+
+def test_replicas_deliver_each_event_once(
+    setup: Setup, receiver: Receiver, database_url: str, server: ServerThread
+) -> None:
+    """Two more workers on the same database (three in all) race for the same work."""
+    replicas = []
+    for i in range(2):
+        db = Database(database_url)
+        replicas.append((db, ServerThread(App(db, Settings(replica_id=f"hook-{i}"))).start()))
+    try:
+        create(
+            setup.member,
+            setup.collection,
+            event_types=[ev.ALIAS_ADDED, ev.ALIAS_REMOVED],
+            url=receiver.url,
+        )
+        n = 12
+        for i in range(n // 2):
+            add_alias(setup.member, setup.versions[i % 2].name, f"a{i}")
+            setup.member.stubs.collections.RemoveAlias(
+                cpb.RemoveAliasRequest(collection_version=setup.versions[i % 2].name, alias=f"a{i}")
+            )
+        got = receiver.wait_for(n)
+        time.sleep(0.8)
+        cursors = [int(x.headers["X-Registry-Event"]) for x in receiver.received]
+        assert len(cursors) == n and len(set(cursors)) == n, sorted(cursors)
+        assert {x.headers["X-Registry-Attempt"] for x in got} == {"1"}
+    finally:
+        for db, replica in replicas:
+            replica.stop()
+            db.dispose()
+
+
+def test_signature_helper_matches_the_documented_header() -> None:
+    body = b'{"event":{}}'
+    assert (
+        webhooks.signature("k", body)
+        == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    )
