@@ -1,0 +1,1275 @@
+"""`registry`: the artifact registry from a terminal or a script.
+
+Every command prints a table for people, or JSON with `--output json` (one JSON
+document; streams print one JSON object per line). Failures go to standard error
+(as `{"error": {...}}` with `--output json`) and set the exit code: see `EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from registry.v1 import resources_pb2 as r
+
+from .channel import DEFAULT_TARGET
+from .client import Client
+from .config import Config, clear_config, config_path, load_config, save_config
+from .errors import (
+    AbortedError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RegistryError,
+    UnauthenticatedError,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_PERMISSION = 4
+EXIT_INVALID = 5
+
+EXIT_CODES = f"""[bold]Exit codes[/bold]
+
+{EXIT_OK}  success
+
+{EXIT_ERROR}  other server or connection error (unavailable, internal; under --watch, a \
+migration that did not succeed)
+
+{EXIT_USAGE}  usage error (unknown command or option, missing argument, bad local file)
+
+{EXIT_NOT_FOUND}  not found (or not visible to you)
+
+{EXIT_PERMISSION}  permission denied, or not authenticated (run `registry login`)
+
+{EXIT_INVALID}  invalid argument, failed precondition, or conflict (already exists, aborted)
+
+With --output json, results are JSON on standard output and errors are \
+{{"error": {{"code", "message", "reason", "field_violations"}}}} on standard error."""
+EXIT_CODES_SHORT = (
+    f"Exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage error, {EXIT_NOT_FOUND} not found, "
+    f"{EXIT_PERMISSION} permission denied or unauthenticated, {EXIT_INVALID} invalid argument, "
+    f"failed precondition or conflict, {EXIT_ERROR} other errors (see registry --help)."
+)
+
+
+def exit_code(err: RegistryError) -> int:
+    """The process exit code for a failed call."""
+    if isinstance(err, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(err, PermissionDeniedError | UnauthenticatedError):
+        return EXIT_PERMISSION
+    if isinstance(
+        err, InvalidArgumentError | FailedPreconditionError | AlreadyExistsError | AbortedError
+    ):
+        return EXIT_INVALID
+    return EXIT_ERROR
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        envvar="REGISTRY_OUTPUT",
+        case_sensitive=False,
+        help="table (for people) or json (for scripts).",
+    ),
+]
+FilterOption = Annotated[
+    str, typer.Option("--filter", "-f", help="AIP-160 filter, e.g. 'name : \"vision\"'.")
+]
+OrderByOption = Annotated[str, typer.Option("--order-by", help="e.g. 'create_time desc'.")]
+LimitOption = Annotated[
+    int | None, typer.Option("--limit", "-n", min=1, help="Stop after this many items.")
+]
+
+app = typer.Typer(
+    name="registry",
+    help="Artifact registry: registries, collections, links, aliases, artifacts, migration "
+    "and events.\n\nConnects to REGISTRY_ADDRESS with REGISTRY_API_KEY, or to what "
+    "`registry login` saved.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+registry_app = typer.Typer(
+    help="Registries and their members.", no_args_is_help=True, epilog=EXIT_CODES_SHORT
+)
+collection_app = typer.Typer(
+    help="Collections in a registry.", no_args_is_help=True, epilog=EXIT_CODES_SHORT
+)
+alias_app = typer.Typer(
+    help="Aliases on collection versions.", no_args_is_help=True, epilog=EXIT_CODES_SHORT
+)
+artifact_app = typer.Typer(
+    help="Log and use artifact versions.", no_args_is_help=True, epilog=EXIT_CODES_SHORT
+)
+migrate_app = typer.Typer(
+    help="Migrate legacy team Model Registries into the Registry.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_SHORT,
+)
+events_app = typer.Typer(
+    help="The audit history and its live stream.", no_args_is_help=True, epilog=EXIT_CODES_SHORT
+)
+app.add_typer(registry_app, name="registry")
+app.add_typer(collection_app, name="collection")
+app.add_typer(alias_app, name="alias")
+app.add_typer(artifact_app, name="artifact")
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(events_app, name="events")
+
+
+# --- connection and output ---------------------------------------------------------
+
+
+@dataclass
+class Connection:
+    """Connection settings: flags and environment first, then the saved login."""
+
+    address: str
+    api_key: str
+    ca_cert: str
+    client_cert: str
+    client_key: str
+    tls: bool
+    timeout: float
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(
+                self.address,
+                self.api_key,
+                root_certificates=_read_pem(self.ca_cert, "--ca-cert"),
+                certificate_chain=_read_pem(self.client_cert, "--client-cert"),
+                private_key=_read_pem(self.client_key, "--client-key"),
+                tls=True if self.tls else None,
+                timeout=self.timeout,
+            )
+        return self._client
+
+
+def _read_pem(path: str, option: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise typer.BadParameter(f"cannot read {path}: {e.strerror}", param_hint=option) from None
+
+
+@dataclass
+class _Run:
+    """How the running command wants results and errors printed."""
+
+    output: OutputFormat = OutputFormat.table
+
+
+_run = _Run()
+console = Console(highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _connect(
+    ctx: typer.Context,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="REGISTRY_ADDRESS", help=f"host:port (default {DEFAULT_TARGET})."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="REGISTRY_API_KEY", help="API key.", show_default=False)
+    ] = None,
+    ca_cert: Annotated[
+        str | None, typer.Option(envvar="REGISTRY_CA_CERT", help="PEM CA bundle; enables TLS.")
+    ] = None,
+    client_cert: Annotated[
+        str | None,
+        typer.Option(envvar="REGISTRY_CLIENT_CERT", help="PEM client certificate (mutual TLS)."),
+    ] = None,
+    client_key: Annotated[
+        str | None,
+        typer.Option(envvar="REGISTRY_CLIENT_KEY", help="PEM client private key (mutual TLS)."),
+    ] = None,
+    tls: Annotated[
+        bool, typer.Option("--tls", envvar="REGISTRY_TLS", help="TLS with the system CAs.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(envvar="REGISTRY_TIMEOUT", min=0.1, help="Seconds per call.")
+    ] = 10.0,
+) -> None:
+    saved = load_config()
+    ctx.obj = Connection(
+        address=address or saved.address or DEFAULT_TARGET,
+        api_key=api_key if api_key is not None else saved.api_key,
+        ca_cert=ca_cert if ca_cert is not None else saved.ca_cert,
+        client_cert=client_cert if client_cert is not None else saved.client_cert,
+        client_key=client_key if client_key is not None else saved.client_key,
+        tls=tls,
+        timeout=timeout,
+    )
+
+
+def _connection(ctx: typer.Context) -> Connection:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Connection)
+    return obj
+
+
+def _client(ctx: typer.Context, output: OutputFormat) -> Client:
+    _run.output = output
+    return _connection(ctx).client()
+
+
+def _is_json() -> bool:
+    return _run.output is OutputFormat.json
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """Proto JSON with the proto field names, every field present, and int64 as numbers."""
+    return json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+
+
+def _print_json(value: Any, *, lines: bool = False) -> None:
+    text = json.dumps(value) if lines else json.dumps(value, indent=2)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _emit(value: Message | list[Message] | dict[str, Any], human: Callable[[], None]) -> None:
+    if not _is_json():
+        human()
+        return
+    if isinstance(value, Message):
+        _print_json(to_json(value))
+    elif isinstance(value, list):
+        _print_json([to_json(m) for m in value])
+    else:
+        _print_json(value)
+
+
+def _report(err: RegistryError) -> None:
+    if _is_json():
+        sys.stderr.write(json.dumps({"error": err.to_dict()}) + "\n")
+        return
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
+    for violation in err.field_violations:
+        err_console.print(f"  {escape(violation.field)}: {escape(violation.description)}")
+    if isinstance(err, UnauthenticatedError):
+        err_console.print("  (set REGISTRY_API_KEY or run `registry login`)")
+
+
+# --- human rendering ---------------------------------------------------------------
+
+
+def _when(ts: timestamp_pb2.Timestamp) -> str:
+    if not ts.seconds and not ts.nanos:
+        return ""
+    return ts.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _enum_label(wrapper: Any, value: int, prefix: str) -> str:
+    try:
+        return str(wrapper.Name(value)).removeprefix(prefix).lower()
+    except ValueError:
+        return str(value)
+
+
+def _role(value: int) -> str:
+    return _enum_label(r.RegistryRole, value, "REGISTRY_ROLE_") if value else "none"
+
+
+def _state(value: int) -> str:
+    return _enum_label(r.MigrationState, value, "MIGRATION_STATE_")
+
+
+def _join(values: Iterable[str]) -> str:
+    return ", ".join(values)
+
+
+def _short(name: str) -> str:
+    """The last id of a resource name, for compact tables."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _details(rows: Sequence[tuple[str, object]], title: str | None = None) -> None:
+    table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        text = "" if value is None else str(value)
+        if text:
+            table.add_row(key, escape(text))
+    console.print(table)
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], empty: str) -> None:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    count = 0
+    for row in rows:
+        table.add_row(*(escape(str(c)) for c in row))
+        count += 1
+    if count:
+        console.print(table)
+    else:
+        console.print(f"[dim]{escape(empty)}[/dim]")
+
+
+def _show_registry(reg: r.Registry) -> None:
+    types = "any" if reg.allow_all_artifact_types else _join(reg.artifact_types)
+    _details(
+        [
+            ("name", reg.name),
+            ("path prefix", reg.path_prefix),
+            ("description", reg.description),
+            ("visibility", _enum_label(r.Visibility, reg.visibility, "VISIBILITY_")),
+            ("artifact types", types),
+            ("protected aliases", _join(reg.protected_aliases)),
+            ("default role", _role(reg.default_role)),
+            ("core", "yes" if reg.core else "no"),
+            ("migrated from", reg.migrated_from),
+            ("created", _when(reg.create_time)),
+            ("updated", _when(reg.update_time)),
+        ]
+    )
+
+
+def _show_collection(col: r.Collection) -> None:
+    _details(
+        [
+            ("name", col.name),
+            ("type", col.type),
+            ("versions", col.version_count),
+            ("tags", _join(col.tags)),
+            ("created by", col.created_by),
+            ("created", _when(col.create_time)),
+            ("updated", _when(col.update_time)),
+            ("description", col.description),
+        ]
+    )
+
+
+def _version_rows(versions: Iterable[r.CollectionVersion]) -> Iterable[Sequence[object]]:
+    for v in versions:
+        yield (
+            f"v{v.version_index}",
+            _join(v.aliases),
+            _join(v.tags),
+            v.artifact_version,
+            v.linked_by,
+            _when(v.create_time),
+        )
+
+
+VERSION_COLUMNS = ("VERSION", "ALIASES", "TAGS", "ARTIFACT VERSION", "LINKED BY", "CREATED")
+
+
+def _show_collection_version(v: r.CollectionVersion) -> None:
+    _details(
+        [
+            ("name", v.name),
+            ("path", v.path),
+            ("version", f"v{v.version_index}"),
+            ("aliases", _join(v.aliases)),
+            ("tags", _join(v.tags)),
+            ("artifact version", v.artifact_version),
+            ("type", v.type),
+            ("digest", v.digest),
+            ("linked by", v.linked_by),
+            ("created", _when(v.create_time)),
+            ("description", v.description),
+        ]
+    )
+
+
+def _show_artifact_version(v: r.ArtifactVersion, *, manifest: bool = False) -> None:
+    _details(
+        [
+            ("name", v.name),
+            ("path", v.path),
+            ("type", v.type),
+            ("digest", v.digest),
+            ("size", _size(v.size)),
+            ("files", len(v.manifest)),
+            ("aliases", _join(v.aliases)),
+            ("tags", _join(v.tags)),
+            ("producing run", v.producing_run),
+            ("created by", v.created_by),
+            ("created", _when(v.create_time)),
+            ("deleted", _when(v.delete_time)),
+            ("description", v.description),
+            (
+                "metadata",
+                json.dumps(json_format.MessageToDict(v.metadata)) if v.metadata.fields else "",
+            ),
+        ]
+    )
+    if manifest and v.manifest:
+        console.print()
+        _table(
+            ("PATH", "SIZE", "DIGEST", "REF"),
+            ((e.path, _size(e.size), e.digest, e.ref) for e in v.manifest),
+            "no files",
+        )
+
+
+def _show_migration(m: r.Migration) -> None:
+    progress = f"{m.progress.done}/{m.progress.total}" if m.progress.total else ""
+    collections = (
+        f"{m.progress.collections_done}/{m.progress.collections_total}"
+        if m.progress.collections_total
+        else ""
+    )
+    _details(
+        [
+            ("name", m.name),
+            ("state", _state(m.state)),
+            ("teams", _join(m.teams)),
+            ("versions", progress),
+            ("collections", collections),
+            ("verified", m.verification.checked or ""),
+            ("mismatches", _join(m.verification.mismatches)),
+            ("error", m.error),
+            ("created by", m.created_by),
+            ("created", _when(m.create_time)),
+            ("ended", _when(m.end_time)),
+        ]
+    )
+    if m.team_migrations:
+        console.print()
+        _table(
+            ("TEAM", "TARGET REGISTRY", "STATE", "PROGRESS"),
+            (
+                (
+                    t.team,
+                    t.target_registry,
+                    _state(t.state),
+                    f"{t.progress.done}/{t.progress.total}",
+                )
+                for t in m.team_migrations
+            ),
+            "",
+        )
+
+
+def _event_line(e: r.Event) -> str:
+    details = json.dumps(json_format.MessageToDict(e.details)) if e.details.fields else ""
+    parts = (str(e.cursor), _when(e.time), e.type, e.actor, e.resource, details)
+    return " ".join(part for part in parts if part)
+
+
+# --- login ---------------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    address: Annotated[
+        str | None, typer.Option("--address", help="host:port of the registry.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="REGISTRY_API_KEY",
+            help="The key; asked for (hidden) when not given.",
+            show_default=False,
+        ),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Check the key with the server before saving it.")
+    ] = True,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Save the address and API key in your config dir (mode 0600) for later commands."""
+    _run.output = output
+    conn = _connection(ctx)
+    if address:
+        conn.address = address
+    key = api_key or conn.api_key or typer.prompt("API key", hide_input=True)
+    conn.api_key = key.strip()
+    user = conn.client().whoami().name if verify else ""
+    saved = load_config()
+    path = save_config(
+        Config(
+            address=conn.address,
+            api_key=conn.api_key,
+            ca_cert=conn.ca_cert or saved.ca_cert,
+            client_cert=conn.client_cert or saved.client_cert,
+            client_key=conn.client_key or saved.client_key,
+        )
+    )
+    _emit(
+        {"address": conn.address, "user": user, "config": str(path)},
+        lambda: console.print(
+            f"Logged in to {escape(conn.address)}"
+            + (f" as {escape(user)}" if user else "")
+            + f". Saved to {escape(str(path))}"
+        ),
+    )
+
+
+@app.command()
+def logout(output: OutputOption = OutputFormat.table) -> None:
+    """Forget the saved address and API key."""
+    _run.output = output
+    path = config_path()
+    removed = clear_config()
+    _emit(
+        {"config": str(path), "removed": removed},
+        lambda: console.print(f"Removed {path}" if removed else "Not logged in."),
+    )
+
+
+@app.command()
+def whoami(ctx: typer.Context, output: OutputOption = OutputFormat.table) -> None:
+    """Who the API key belongs to."""
+    client = _client(ctx, output)
+    me = client.whoami()
+    _emit(
+        me,
+        lambda: _details(
+            [
+                ("user", me.name),
+                ("display name", me.display_name),
+                ("email", me.email),
+                ("organization", me.organization),
+                ("org role", _enum_label(r.OrgRole, me.org_role, "ORG_ROLE_")),
+                ("service account", "yes" if me.service_account else ""),
+                ("address", client.target),
+            ]
+        ),
+    )
+
+
+# --- registries ----------------------------------------------------------------------
+
+
+@registry_app.command("list")
+def registry_list(
+    ctx: typer.Context,
+    filter: FilterOption = "",
+    order_by: OrderByOption = "",
+    limit: LimitOption = None,
+    organization: Annotated[str | None, typer.Option(help="Organization (default: yours).")] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List the registries you can see."""
+    client = _client(ctx, output)
+    registries = list(
+        client.registries(filter=filter, order_by=order_by, organization=organization, limit=limit)
+    )
+    _emit(
+        list(registries),
+        lambda: _table(
+            ("REGISTRY", "VISIBILITY", "TYPES", "CORE", "DESCRIPTION"),
+            (
+                (
+                    _short(g.name),
+                    _enum_label(r.Visibility, g.visibility, "VISIBILITY_"),
+                    "any" if g.allow_all_artifact_types else _join(g.artifact_types),
+                    "yes" if g.core else "",
+                    g.description,
+                )
+                for g in registries
+            ),
+            "no registries",
+        ),
+    )
+
+
+@registry_app.command("create")
+def registry_create(
+    ctx: typer.Context,
+    registry_id: Annotated[str, typer.Argument(help="Id of the new registry, e.g. vision.")],
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    visibility: Annotated[
+        str, typer.Option(help="organization (every member sees it) or restricted.")
+    ] = "organization",
+    artifact_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", "-t", help="Accepted artifact type (repeatable)."),
+    ] = None,
+    all_types: Annotated[
+        bool, typer.Option("--all-types", help="Accept every artifact type.")
+    ] = False,
+    protected_alias: Annotated[
+        list[str] | None,
+        typer.Option("--protected-alias", help="Alias only admins may move (repeatable)."),
+    ] = None,
+    default_role: Annotated[
+        str | None,
+        typer.Option(help="Role of every org member: restricted_viewer, viewer, member."),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Create a registry in your organization."""
+    client = _client(ctx, output)
+    reg = client.create_registry(
+        registry_id,
+        description=description,
+        visibility=visibility,
+        artifact_types=artifact_type or [],
+        allow_all_artifact_types=all_types,
+        protected_aliases=protected_alias or [],
+        default_role=default_role,
+    )
+    _emit(reg, lambda: _show_registry(reg))
+
+
+@registry_app.command("show")
+def registry_show(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. model, or acme/wandb-registry-model.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Show a registry's settings."""
+    client = _client(ctx, output)
+    reg = client.registry(registry)
+    _emit(reg, lambda: _show_registry(reg))
+
+
+@registry_app.command("members")
+def registry_members(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. model.")],
+    limit: LimitOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List who was granted a role in a registry."""
+    client = _client(ctx, output)
+    members = list(client.members(registry, limit=limit))
+    _emit(
+        list(members),
+        lambda: _table(
+            ("MEMBER", "ROLE", "SINCE"),
+            ((m.member, _role(m.role), _when(m.create_time)) for m in members),
+            "no members",
+        ),
+    )
+
+
+@registry_app.command("grant")
+def registry_grant(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. model.")],
+    member: Annotated[str, typer.Argument(help="users/USER, teams/TEAM, or a user id.")],
+    role: Annotated[str, typer.Argument(help="restricted_viewer, viewer, member or admin.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Grant a user or team a role in a registry (replacing the role it had)."""
+    client = _client(ctx, output)
+    granted = client.grant(registry, member, role)
+    _emit(
+        granted,
+        lambda: console.print(f"{escape(granted.member)} is now {_role(granted.role)}"),
+    )
+
+
+@registry_app.command("revoke")
+def registry_revoke(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. model.")],
+    member: Annotated[str, typer.Argument(help="users/USER, teams/TEAM, or a user id.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Remove the role granted to a user or team in a registry."""
+    client = _client(ctx, output)
+    client.revoke(registry, member)
+    _emit(
+        {"registry": registry, "member": member, "revoked": True},
+        lambda: console.print(f"Revoked the role of {escape(member)} in {escape(registry)}"),
+    )
+
+
+@registry_app.command("delete")
+def registry_delete(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. vision.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Delete a registry with its collections and links (artifacts stay)."""
+    client = _client(ctx, output)
+    if not yes:
+        typer.confirm(f"Delete registry {registry} and all its links?", abort=True)
+    client.delete_registry(registry)
+    _emit(
+        {"registry": registry, "deleted": True},
+        lambda: console.print(f"Deleted {escape(registry)}"),
+    )
+
+
+# --- collections -------------------------------------------------------------------
+
+
+@collection_app.command("list")
+def collection_list(
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Argument(help="e.g. model.")],
+    filter: FilterOption = "",
+    order_by: OrderByOption = "",
+    limit: LimitOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List the collections of a registry."""
+    client = _client(ctx, output)
+    collections = list(client.collections(registry, filter=filter, order_by=order_by, limit=limit))
+    _emit(
+        list(collections),
+        lambda: _table(
+            ("COLLECTION", "TYPE", "VERSIONS", "TAGS", "UPDATED"),
+            (
+                (_short(c.name), c.type, c.version_count, _join(c.tags), _when(c.update_time))
+                for c in collections
+            ),
+            "no collections",
+        ),
+    )
+
+
+@collection_app.command("show")
+def collection_show(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Argument(help="REGISTRY/COLLECTION, e.g. model/resnet.")],
+    filter: FilterOption = "",
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="Versions to list (0 = none).")
+    ] = 20,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Show a collection and its latest versions."""
+    client = _client(ctx, output)
+    col = client.collection(collection)
+    versions = (
+        list(client.versions(col.name, filter=filter, order_by="version_index desc", limit=limit))
+        if limit
+        else []
+    )
+
+    def human() -> None:
+        _show_collection(col)
+        if versions:
+            console.print()
+            _table(VERSION_COLUMNS, _version_rows(versions), "")
+
+    _emit({"collection": to_json(col), "versions": [to_json(v) for v in versions]}, human)
+
+
+# --- links and aliases -------------------------------------------------------------
+
+
+@app.command()
+def link(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="Artifact version: TEAM/PROJECT/ARTIFACT:vN, an alias, or a name.")
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="REGISTRY/COLLECTION (yours) or ORG/wandb-registry-REGISTRY/COLLECTION."
+        ),
+    ],
+    alias: Annotated[
+        list[str] | None, typer.Option("--alias", "-a", help="Alias to set (repeatable).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Link an artifact version into a collection (created when missing)."""
+    client = _client(ctx, output)
+    version = client.link(
+        source, target, aliases=alias or [], tags=tag or [], description=description
+    )
+    _emit(version, lambda: _show_collection_version(version))
+
+
+@app.command()
+def unlink(
+    ctx: typer.Context,
+    version: Annotated[
+        str, typer.Argument(help="REGISTRY/COLLECTION:vN (or :alias) or a version name.")
+    ],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Remove a link from a collection (the artifact version stays)."""
+    client = _client(ctx, output)
+    client.unlink(version)
+    _emit(
+        {"version": version, "unlinked": True},
+        lambda: console.print(f"Unlinked {escape(version)}"),
+    )
+
+
+@alias_app.command("add")
+def alias_add(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="REGISTRY/COLLECTION:vN or a version name.")],
+    alias: Annotated[str, typer.Argument(help="e.g. production.")],
+    expect_version: Annotated[
+        int | None,
+        typer.Option(
+            "--expect-version",
+            help="Only move the alias if it is now on vN (-1: only if it is nowhere).",
+        ),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Put an alias on a collection version, moving it from another version."""
+    client = _client(ctx, output)
+    updated = client.add_alias(version, alias, expected_version_index=expect_version)
+    _emit(updated, lambda: _show_collection_version(updated))
+
+
+@alias_app.command("remove")
+def alias_remove(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="REGISTRY/COLLECTION:vN or :ALIAS.")],
+    alias: Annotated[str, typer.Argument(help="e.g. staging.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Remove an alias from a collection version."""
+    client = _client(ctx, output)
+    updated = client.remove_alias(version, alias)
+    _emit(updated, lambda: _show_collection_version(updated))
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="ORG/wandb-registry-R/C:ALIAS, R/C:vN, TEAM/model-registry/M:v1, "
+            "TEAM/PROJECT/ARTIFACT:latest ..."
+        ),
+    ],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Resolve any path to the artifact version it names."""
+    client = _client(ctx, output)
+    resolved = client.resolve(path)
+
+    def human() -> None:
+        v = resolved.artifact_version
+        rows: list[tuple[str, object]] = [
+            ("canonical path", resolved.canonical_path),
+            ("redirected", "yes" if resolved.redirected else ""),
+        ]
+        if resolved.HasField("collection_version"):
+            rows.append(("collection version", resolved.collection_version.name))
+        if resolved.HasField("registered_model_version"):
+            rows.append(("registered model version", resolved.registered_model_version.name))
+        rows += [
+            ("artifact version", v.name),
+            ("artifact path", v.path),
+            ("type", v.type),
+            ("digest", v.digest),
+            ("size", _size(v.size)),
+            ("aliases", _join(v.aliases)),
+        ]
+        _details(rows)
+
+    _emit(resolved, human)
+
+
+# --- artifacts -----------------------------------------------------------------------
+
+
+def _metadata(value: str) -> dict[str, Any] | None:
+    if not value:
+        return None
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as e:
+            raise typer.BadParameter(f"cannot read {value[1:]}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"not JSON: {e}", param_hint="--metadata") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--metadata")
+    return data
+
+
+@artifact_app.command("log")
+def artifact_log(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, file_okay=False, dir_okay=True, readable=True, help="Files to log."
+        ),
+    ],
+    project: Annotated[str, typer.Option("--project", "-p", help="TEAM/PROJECT.")],
+    name: Annotated[str, typer.Option("--name", help="Artifact name.")],
+    type: Annotated[str, typer.Option("--type", "-t", help="Artifact type, e.g. model.")],
+    alias: Annotated[
+        list[str] | None, typer.Option("--alias", "-a", help="Alias (repeatable).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    metadata: Annotated[
+        str, typer.Option("--metadata", "-m", help="JSON object, or @file.json.")
+    ] = "",
+    run_id: Annotated[str, typer.Option("--run-id", help="The run that produced it.")] = "",
+    ref_prefix: Annotated[
+        str,
+        typer.Option(
+            "--ref-prefix", help="Where the files live, e.g. s3://bucket/dir (recorded per file)."
+        ),
+    ] = "",
+    local_refs: Annotated[
+        bool, typer.Option("--local-refs", help="Record each file's file:// URI as its ref.")
+    ] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Log a local directory as a new artifact version (sha256 manifest of every file)."""
+    client = _client(ctx, output)
+    version = client.log_artifact(
+        project,
+        name,
+        type,
+        directory,
+        ref_prefix=ref_prefix,
+        local_refs=local_refs,
+        metadata=_metadata(metadata),
+        description=description,
+        aliases=alias or [],
+        tags=tag or [],
+        run_id=run_id,
+    )
+    _emit(version, lambda: _show_artifact_version(version))
+
+
+@artifact_app.command("use")
+def artifact_use(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="Any path form, or an artifact version name.")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The run that consumes it.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Resolve a path for a run, record the run as a consumer, and list the files."""
+    client = _client(ctx, output)
+    version = client.use(path, run_id)
+    _emit(version, lambda: _show_artifact_version(version, manifest=True))
+
+
+# --- migration ----------------------------------------------------------------------
+
+
+TeamOption = Annotated[
+    list[str] | None,
+    typer.Option("--team", help="Team to migrate (repeatable; default: every team)."),
+]
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    ctx: typer.Context, team: TeamOption = None, output: OutputOption = OutputFormat.table
+) -> None:
+    """Dry run: what a migration would create, map and warn about (changes nothing)."""
+    client = _client(ctx, output)
+    plan = client.plan_migration(team or [])
+
+    def human() -> None:
+        _table(
+            ("TEAM", "TARGET REGISTRY", "COLLECTIONS", "VERSIONS", "ALIASES", "STATE"),
+            (
+                (
+                    t.team,
+                    t.target_registry + (" (renamed)" if t.renamed else ""),
+                    t.collection_count,
+                    t.version_count,
+                    t.alias_count,
+                    _enum_label(r.LegacyState, t.legacy_state, "LEGACY_STATE_"),
+                )
+                for t in plan.teams
+            ),
+            "no team to migrate",
+        )
+        mappings = [(t.team, m) for t in plan.teams for m in t.member_mappings]
+        if mappings:
+            console.print()
+            _table(
+                ("TEAM", "MEMBER", "LEGACY ROLE", "REGISTRY ROLE"),
+                (
+                    (
+                        team_name,
+                        m.principal + (" (service account)" if m.service_account else ""),
+                        _enum_label(r.TeamRole, m.legacy_role, "TEAM_ROLE_")
+                        + (" + registry admin" if m.legacy_registry_admin else ""),
+                        _role(m.registry_role),
+                    )
+                    for team_name, m in mappings
+                ),
+                "",
+            )
+        # Plan-level warnings may repeat the per-team ones: print each once.
+        warnings = dict.fromkeys([*plan.warnings, *(w for t in plan.teams for w in t.warnings)])
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        console.print(f"{plan.total_versions} versions in total")
+
+    _emit(plan, human)
+
+
+def _watch_migration(client: Client, name: str) -> r.Migration:
+    """Follows a migration to its end: a live progress bar, or JSON lines."""
+    last: r.Migration | None = None
+    if _is_json():
+        for snapshot in client.watch_migration(name):
+            _print_json(to_json(snapshot), lines=True)
+            last = snapshot
+        return last if last is not None else client.migration(name)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(_short(name), total=None, state="pending")
+        for snapshot in client.watch_migration(name):
+            progress.update(
+                task,
+                total=snapshot.progress.total or None,
+                completed=snapshot.progress.done,
+                state=_state(snapshot.state),
+            )
+            last = snapshot
+    final = last if last is not None else client.migration(name)
+    _show_migration(final)
+    return final
+
+
+def _finish_watch(final: r.Migration) -> None:
+    if final.state != r.MIGRATION_STATE_SUCCEEDED:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@migrate_app.command("start")
+def migrate_start(
+    ctx: typer.Context,
+    team: TeamOption = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Start migrating legacy Model Registries (exit 1 under --watch unless it succeeds)."""
+    client = _client(ctx, output)
+    migration = client.start_migration(team or [])
+    if watch:
+        if _is_json():
+            _print_json(to_json(migration), lines=True)
+        _finish_watch(_watch_migration(client, migration.name))
+        return
+    _emit(migration, lambda: _show_migration(migration))
+
+
+@migrate_app.command("status")
+def migrate_status(
+    ctx: typer.Context,
+    migration: Annotated[
+        str | None, typer.Argument(help="Migration id or name (default: list migrations).")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Live progress until it ends.")
+    ] = False,
+    limit: LimitOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Show a migration (or list them); --watch follows it with a progress bar."""
+    client = _client(ctx, output)
+    if migration is None:
+        if watch:
+            raise typer.BadParameter("--watch needs a migration", param_hint="--watch")
+        migrations = list(client.migrations(limit=limit))
+        _emit(
+            list(migrations),
+            lambda: _table(
+                ("MIGRATION", "STATE", "TEAMS", "PROGRESS", "CREATED", "ENDED"),
+                (
+                    (
+                        _short(m.name),
+                        _state(m.state),
+                        _join(m.teams),
+                        f"{m.progress.done}/{m.progress.total}",
+                        _when(m.create_time),
+                        _when(m.end_time),
+                    )
+                    for m in migrations
+                ),
+                "no migrations",
+            ),
+        )
+        return
+    if watch:
+        _finish_watch(_watch_migration(client, migration))
+        return
+    current = client.migration(migration)
+    _emit(current, lambda: _show_migration(current))
+
+
+@migrate_app.command("cancel")
+def migrate_cancel(
+    ctx: typer.Context,
+    migration: Annotated[str, typer.Argument(help="Migration id or name.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Cancel a running migration."""
+    client = _client(ctx, output)
+    result = client.cancel_migration(migration)
+    _emit(result, lambda: _show_migration(result))
+
+
+@migrate_app.command("rollback")
+def migrate_rollback(
+    ctx: typer.Context,
+    migration: Annotated[str, typer.Argument(help="Migration id or name.")],
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Undo a migration: legacy registries writable again, migrated registries removed."""
+    client = _client(ctx, output)
+    result = client.rollback_migration(migration)
+    _emit(result, lambda: _show_migration(result))
+
+
+# --- events --------------------------------------------------------------------------
+
+
+ParentOption = Annotated[
+    str | None,
+    typer.Option("--registry", help="Only this registry's events (default: the organization)."),
+]
+
+
+@events_app.command("list")
+def events_list(
+    ctx: typer.Context,
+    registry: ParentOption = None,
+    filter: FilterOption = "",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List past events (audit history)."""
+    client = _client(ctx, output)
+    events = list(client.events(registry, filter=filter, limit=limit))
+    _emit(
+        list(events),
+        lambda: _table(
+            ("CURSOR", "TIME", "TYPE", "ACTOR", "RESOURCE"),
+            ((e.cursor, _when(e.time), e.type, e.actor, e.resource) for e in events),
+            "no events",
+        ),
+    )
+
+
+@events_app.command("tail")
+def events_tail(
+    ctx: typer.Context,
+    registry: ParentOption = None,
+    filter: FilterOption = "",
+    after: Annotated[
+        int, typer.Option("--after", min=0, help="Resume after this cursor (0 = from the start).")
+    ] = 0,
+    limit: LimitOption = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="Stop after this many seconds (default: never)."),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Print events as they happen (replaying those after --after first).
+
+    Stops after --limit events or --timeout seconds; with --output json, one JSON
+    object per line. Resume later with --after LAST_CURSOR.
+    """
+    client = _client(ctx, output)
+    count = 0
+    started = time.monotonic()
+    stream = client.watch_events(registry, filter=filter, after=after, timeout=timeout)
+    try:
+        for event in stream:
+            if _is_json():
+                _print_json(to_json(event), lines=True)
+            else:
+                console.print(escape(_event_line(event)), soft_wrap=True)
+            count += 1
+            if limit is not None and count >= limit:
+                break
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            close()
+    if not _is_json() and timeout is not None and count == 0:
+        waited = time.monotonic() - started
+        err_console.print(f"[dim]no events in {waited:.1f}s[/dim]")
+
+
+# --- entry point -------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script: runs a command and maps failures to exit codes."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="registry")
+    except RegistryError as err:
+        _report(err)
+        sys.exit(exit_code(err))
+    except grpc.RpcError as err:  # not expected: the client converts errors
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()
