@@ -62,6 +62,14 @@ def serve(
     workers: Annotated[
         int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")
     ] = 16,
+    migration_lease_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_MIGRATION_LEASE_SECONDS",
+            help="Seconds a replica holds a migration between steps; another replica "
+            "takes a migration over once its lease has expired.",
+        ),
+    ] = 15.0,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
@@ -84,6 +92,7 @@ def serve(
     settings = Settings(
         auth_cache_ttl=auth_cache_ttl,
         workers=workers,
+        migration_lease_seconds=migration_lease_seconds,
         replica_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None

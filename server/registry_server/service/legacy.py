@@ -80,11 +80,15 @@ def legacy_team(
     can see it, which is the more useful answer.
     """
     ta = access.team_access(s, p, team, LegacyPermission.VIEW, what=what)
-    if for_update:  # re-read under the lock so the checks below see the current state
+    # Re-read under a lock so the checks below see the current state. A write holds at
+    # least a share lock on PostgreSQL: StartMigration's switch to READ_ONLY then waits
+    # for writes in flight, and writes after it see READ_ONLY (SQLite writes serialize).
+    shared = write and not for_update and s.get_bind().dialect.name == "postgresql"
+    if for_update or shared:
         s.execute(
             select(m.Team)
             .where(m.Team.id == ta.team.id)
-            .with_for_update()
+            .with_for_update(read=shared)
             .execution_options(populate_existing=True)
         )
     check_state(s, ta.team, write=write)

@@ -1,0 +1,370 @@
+"""MigrationService (proto <-> service/migration.py) and the background runner that
+works migrations in bounded steps under a lease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+
+import grpc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.v1 import migration_service_pb2 as pb
+from registry.v1 import migration_service_pb2_grpc as pb_grpc
+from registry.v1 import resources_pb2 as r
+
+from ..domain import names
+from ..domain.roles import MigrationState
+from ..service import migration as svc
+from ..service.context import Principal
+from ..service.organizations import get_org, require_org_admin
+from ..storage import models as m
+from ..storage.filter_sql import FieldSpec
+from ..storage.paging import fetch_page, parse_order_by
+from .app import App
+from .convert import ts
+from .filtering import compile_list_filter
+from .interceptors import current_principal
+
+log = logging.getLogger("registry.migrations")
+
+MIGRATION = "organizations/{org}/migrations/{migration}"
+WATCH_POLL_SECONDS = 0.2
+IDLE_POLL_SECONDS = 0.5
+# CancelMigration / RollbackMigration wait this long (or until the call's deadline)
+# for the runner to reach the final state, then answer the current snapshot.
+UNDO_WAIT_SECONDS = 30.0
+FAILURES_BEFORE_GIVING_UP = 20
+BATCH_DELAY_ENV = "REGISTRY_MIGRATION_BATCH_DELAY_MS"
+
+_FINAL = {int(s) for s in svc.FINAL_STATES}
+
+
+# --- protos -------------------------------------------------------------------------
+
+
+def migration_proto(view: svc.MigrationView) -> r.Migration:
+    row = view.row
+    return r.Migration(
+        name=view.name,
+        state=row.state,
+        teams=[f"teams/{t.team}" for t in view.teams],
+        progress=r.MigrationProgress(
+            total=row.progress_total,
+            done=row.progress_done,
+            collections_total=view.collections_total,
+            collections_done=view.collections_done,
+        ),
+        verification=r.MigrationVerification(
+            checked=row.verification_checked, mismatches=list(row.mismatches or [])
+        ),
+        error=row.error,
+        create_time=ts(row.create_time),
+        end_time=ts(row.end_time),
+        update_time=ts(row.update_time),
+        team_migrations=[
+            r.TeamMigration(
+                team=f"teams/{t.team}",
+                target_registry=t.target_registry,
+                state=int(t.state),
+                progress=r.MigrationProgress(
+                    total=t.versions_total,
+                    done=t.versions_done,
+                    collections_total=t.collections_total,
+                    collections_done=t.collections_done,
+                ),
+            )
+            for t in view.teams
+        ],
+        created_by=names.user_name(view.created_by) if view.created_by else "",
+    )
+
+
+def plan_proto(plan: svc.Plan) -> r.MigrationPlan:
+    org = plan.org.name
+    return r.MigrationPlan(
+        parent=f"organizations/{org}",
+        teams=[
+            r.TeamMigrationPlan(
+                team=f"teams/{t.team.name}",
+                target_registry=f"organizations/{org}/registries/{t.target_name}"
+                if t.target_name
+                else "",
+                renamed=t.renamed,
+                member_mappings=[
+                    r.MemberMapping(
+                        principal=names.user_name(mp.user),
+                        legacy_role=int(mp.legacy_role),
+                        legacy_registry_admin=mp.legacy_registry_admin,
+                        service_account=mp.service_account,
+                        registry_role=int(mp.registry_role),
+                    )
+                    for mp in t.members
+                ],
+                collection_count=t.collection_count,
+                version_count=t.version_count,
+                alias_count=t.alias_count,
+                protected_aliases=t.protected_aliases,
+                warnings=t.warnings,
+                legacy_state=int(t.legacy_state),
+            )
+            for t in plan.teams
+        ],
+        total_versions=plan.total_versions,
+        warnings=plan.warnings,
+    )
+
+
+# --- runner wake-up -----------------------------------------------------------------
+
+_wakeups: weakref.WeakKeyDictionary[App, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def _wakeup(app: App) -> asyncio.Event:
+    event = _wakeups.get(app)
+    if event is None:
+        event = _wakeups[app] = asyncio.Event()
+    return event
+
+
+def wake_runner(app: App) -> None:
+    """New work: the local runner looks at once instead of at its next poll."""
+    _wakeup(app).set()
+
+
+# --- the servicer ---------------------------------------------------------------------
+
+
+def _migration_ref(name: str, field: str = "name") -> tuple[str, str]:
+    v = names.parse(name, MIGRATION, field)
+    return v["org"], v["migration"]
+
+
+def _org_ref(parent: str) -> str:
+    return names.parse(parent, "organizations/{org}", "parent")["org"]
+
+
+LIST_FILTER = {
+    "state": FieldSpec("alias", builder=svc.state_filter),
+    "create_time": FieldSpec("time", m.Migration.create_time),
+    "end_time": FieldSpec("time", m.Migration.end_time),
+}
+
+
+class MigrationServicer(pb_grpc.MigrationServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def PlanMigration(
+        self, request: pb.PlanMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> r.MigrationPlan:
+        p = current_principal()
+        org = _org_ref(request.parent)
+        teams = svc.parse_team_refs(list(request.teams))
+        return await self.app.read(lambda s: plan_proto(svc.plan_migration(s, p, org, teams)))
+
+    async def StartMigration(
+        self, request: pb.StartMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Migration:
+        p = current_principal()
+        org = _org_ref(request.parent)
+        teams = svc.parse_team_refs(list(request.teams))
+
+        def work(s: Session) -> r.Migration:
+            migration = svc.start_migration(s, p, org, teams)
+            return migration_proto(svc.migration_view(s, migration, org))
+
+        result = await self.app.create(p, "StartMigration", request.request_id, r.Migration, work)
+        wake_runner(self.app)
+        return result
+
+    async def GetMigration(
+        self, request: pb.GetMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Migration:
+        p = current_principal()
+        org, uid = _migration_ref(request.name)
+        return await self.app.read(lambda s: migration_proto(svc.get_migration(s, p, org, uid)))
+
+    async def ListMigrations(
+        self, request: pb.ListMigrationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMigrationsResponse:
+        p = current_principal()
+        org_id = _org_ref(request.parent)
+        keys = parse_order_by(
+            "", {"create_time": m.Migration.create_time}, "create_time desc", m.Migration.id
+        )
+        clause = compile_list_filter(request.filter, LIST_FILTER, self.app.db.dialect)
+
+        def work(s: Session) -> pb.ListMigrationsResponse:
+            org = get_org(s, p, org_id, "parent")
+            require_org_admin(s, p, org, "listing migrations")
+            stmt = select(m.Migration).where(m.Migration.org_id == org.id, clause)
+            page = fetch_page(
+                s,
+                stmt,
+                keys,
+                size=request.page_size,
+                token=request.page_token,
+                query=("migrations", org_id, request.filter),
+                key_of=lambda row: (row[0].create_time, row[0].id),
+            )
+            views = svc.migration_views(s, [row[0] for row in page.rows], org.name)
+            return pb.ListMigrationsResponse(
+                migrations=[migration_proto(v) for v in views],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)
+
+    async def WatchMigration(
+        self, request: pb.WatchMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[r.Migration]:
+        """A snapshot now and at every change (progress, state), until a final state."""
+        p = current_principal()
+        org, uid = _migration_ref(request.name)
+        last = b""
+        while True:
+            snapshot, moving = await self.app.read(lambda s: _snapshot(s, p, org, uid))
+            data = snapshot.SerializeToString(deterministic=True)
+            if data != last:
+                last = data
+                yield snapshot
+            if snapshot.state in _FINAL and not moving:
+                return
+            await asyncio.sleep(WATCH_POLL_SECONDS)
+
+    async def CancelMigration(
+        self, request: pb.CancelMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Migration:
+        p = current_principal()
+        org, uid = _migration_ref(request.name)
+        await self.app.write(lambda s: migration_proto(svc.request_cancel(s, p, org, uid)))
+        wake_runner(self.app)
+        return await self._await_final(org, uid, context, {int(MigrationState.CANCELLED)})
+
+    async def RollbackMigration(
+        self, request: pb.RollbackMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> r.Migration:
+        p = current_principal()
+        org, uid = _migration_ref(request.name)
+        await self.app.write(lambda s: migration_proto(svc.request_rollback(s, p, org, uid)))
+        wake_runner(self.app)
+        return await self._await_final(org, uid, context, {int(MigrationState.ROLLED_BACK)})
+
+    async def _await_final(
+        self, org: str, uid: str, context: grpc.aio.ServicerContext, wanted: set[int]
+    ) -> r.Migration:
+        """The runner undoes the work; answer once it is done, or the current snapshot
+        when that takes longer than the call may wait."""
+        p = current_principal()
+        remaining = context.time_remaining()
+        budget = (
+            UNDO_WAIT_SECONDS
+            if remaining is None
+            else max(min(UNDO_WAIT_SECONDS, remaining - 0.5), 0)
+        )
+        deadline = time.monotonic() + budget
+        while True:
+            snapshot = await self.app.read(
+                lambda s: migration_proto(svc.get_migration(s, p, org, uid))
+            )
+            if snapshot.state in wanted or time.monotonic() >= deadline:
+                return snapshot
+            await asyncio.sleep(0.05)
+
+
+def _snapshot(s: Session, p: Principal, org: str, uid: str) -> tuple[r.Migration, bool]:
+    """The migration, and whether it is still moving (a requested rollback counts)."""
+    view = svc.get_migration(s, p, org, uid)
+    moving = view.row.cancel_requested and view.state in svc.UNDOABLE_STATES
+    return migration_proto(view), bool(moving)
+
+
+# --- the runner -----------------------------------------------------------------------
+
+
+async def run_migrations(app: App) -> None:
+    """Background task: claims runnable migrations whose lease expired and works them
+    in bounded steps on the worker pool; stops promptly when cancelled."""
+    lease = svc.Lease(
+        owner=app.settings.replica_id or f"replica-{uuid.uuid4().hex[:12]}",
+        duration_us=int(app.settings.migration_lease_seconds * 1_000_000),
+    )
+    batch_size = max(int(app.settings.migration_batch_size), 1)
+    wake = _wakeup(app)
+    while True:
+        try:
+            migration_id = await app.run(svc.claim_next, app.db, lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a database outage must not end the runner
+            log.exception("claiming migrations failed")
+            migration_id = None
+        if migration_id is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
+            wake.clear()
+            continue
+        log.info("migration %d claimed by %s", migration_id, lease.owner)
+        try:
+            await _work(app, migration_id, lease, batch_size)
+        except asyncio.CancelledError:
+            await _release_on_shutdown(app, migration_id, lease)
+            raise
+
+
+def step_delay() -> float:
+    """Seconds to pause between steps: `REGISTRY_MIGRATION_BATCH_DELAY_MS`, read at every
+    step (throttles a migration on a busy database; makes crash points reproducible)."""
+    try:
+        return max(float(os.environ.get(BATCH_DELAY_ENV, "0") or 0), 0.0) / 1000.0
+    except ValueError:
+        return 0.0
+
+
+async def _work(app: App, migration_id: int, lease: svc.Lease, batch_size: int) -> None:
+    failures = 0
+    while True:
+        try:
+            outcome = await app.run(svc.run_step, app.db, migration_id, lease, batch_size)
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # retried with backoff; repeated failures FAIL it
+            failures += 1
+            log.warning("migration %d step failed (%d): %s", migration_id, failures, exc)
+            if failures >= FAILURES_BEFORE_GIVING_UP:
+                await app.run(
+                    svc.fail_migration,
+                    app.db,
+                    migration_id,
+                    lease,
+                    f"the migration stopped after repeated errors: {exc}",
+                )
+                return
+            await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+            continue
+        if outcome is not svc.Outcome.MORE:
+            log.info("migration %d: %s", migration_id, outcome.value)
+            return
+        delay = step_delay()
+        if delay:
+            await asyncio.sleep(delay)
+
+
+async def _release_on_shutdown(app: App, migration_id: int, lease: svc.Lease) -> None:
+    """Best effort: hand the lease back so another replica need not wait for it."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(
+            loop.run_in_executor(None, svc.release_lease, app.db, migration_id, lease), 2.0
+        )
+    except Exception:  # the lease expires by itself anyway
+        log.info("migration %d: lease left to expire", migration_id)
