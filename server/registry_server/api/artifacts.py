@@ -117,7 +117,7 @@ def _version_name(name: str, field: str) -> tuple[str, str, str, int]:
     return v["team"], v["project"], v["artifact"], int(v["n"])
 
 
-class ArtifactServicer(pb_grpc.ArtifactServiceServicer):  # type: ignore[misc]
+class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 

@@ -71,7 +71,7 @@ def _version(name: str, field: str) -> tuple[CollectionRef, int]:
     return CollectionRef(v["org"], v["registry"], v["collection"]), int(v["version"])
 
 
-class CollectionServicer(pb_grpc.CollectionServiceServicer):  # type: ignore[misc]
+class CollectionServicer(pb_grpc.CollectionServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 

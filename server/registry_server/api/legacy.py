@@ -80,7 +80,7 @@ def _model_version(name: str, field: str) -> tuple[str, str, int]:
     return v["team"], v["model"], int(v["n"])
 
 
-class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):  # type: ignore[misc]
+class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 

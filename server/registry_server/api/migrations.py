@@ -158,7 +158,7 @@ LIST_FILTER = {
 }
 
 
-class MigrationServicer(pb_grpc.MigrationServiceServicer):  # type: ignore[misc]
+class MigrationServicer(pb_grpc.MigrationServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 

@@ -55,7 +55,7 @@ def _registry(name: str, field: str) -> tuple[str, str]:
     return v["org"], v["registry"]
 
 
-class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]
+class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 

@@ -131,9 +131,7 @@ def _check(container: str | None, item: str, field: str, path: str) -> None:
             names.resource_id(container, field)
         names.resource_id(item, field)
     except InvalidArgument as e:
-        raise InvalidArgument(
-            field, f"{path!r}: {e.field_violations[0].description}"
-        ) from None
+        raise InvalidArgument(field, f"{path!r}: {e.field_violations[0].description}") from None
 
 
 def reserved_project_id(project_id: str) -> bool:
