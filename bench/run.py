@@ -1,0 +1,909 @@
+"""The benchmark suite: seed, serve, drive, report.
+
+    python -m bench.run [--postgres] [--cases resolve_alias,...] [--sizes 1k,1m]
+                        [--duration 10] [--quick]
+
+For each size: a fresh database (a SQLite file in a temporary directory, or with
+`--postgres` a new PostgreSQL database on 127.0.0.1:5432, dropped afterwards) is
+bulk-loaded by `bench.seed`, the real server is started as a subprocess
+(`registry-server serve`), and every case is first sent once through the
+generated gRPC stubs (h2load cannot see `grpc-status`, so this proves the request
+succeeds and returns what it should), then driven for `--duration` seconds at 2
+connections x 8 streams. Read cases are driven by h2load; LinkArtifactVersion
+needs a different body per request, which h2load cannot send, so it is driven by
+a grpc.aio client with the same shape (2 channels x 8 concurrent calls), next to
+a Health baseline measured with that same client. Results: a table on stdout and
+JSON in `bench/results/<timestamp>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench import h2load
+from bench.seed import LINK_SOURCE_ARTIFACT, Seeded, Shape, seed
+from registry.v1 import artifact_service_pb2 as art_pb
+from registry.v1 import collection_service_pb2 as col_pb
+from registry.v1 import registry_service_pb2 as reg_pb
+from registry.v1 import resources_pb2 as r
+from registry_client import Stubs, open_channel
+from registry_server.storage.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+CONNECTIONS = 2
+STREAMS = 8
+LIST_FILTER = 'alias = "production" OR version_index > 3'
+LINK_RATE_CEILING = 3000  # link sources seeded per second of load
+
+# Targets of issue 8, checked and reported (not asserted).
+TARGET_RESOLVE_RATIO = 0.6
+TARGET_RESOLVE_P99_MS = 5.0
+TARGET_SCALING = 0.15
+TARGET_LINK_QPS = 1500.0
+TARGET_RSS_MB = 300.0
+
+
+# --- machine and sizes ---------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_mb = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                memory_mb = int(line.split()[1]) // 1024
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_mb": memory_mb,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([km]?)", text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (use e.g. 1k, 100k, 1m)")
+    return int(match.group(1)) * {"": 1, "k": 1000, "m": 1_000_000}[match.group(2)]
+
+
+def size_label(n: int) -> str:
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}m"
+    if n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(postgres: bool, label: str) -> Iterator[str]:
+    """A new, migrated, empty database; removed afterwards."""
+    if not postgres:
+        with tempfile.TemporaryDirectory(prefix=f"registry-bench-{label}-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'registry.db'}"
+            upgrade(url)
+            yield url
+        return
+    import psycopg
+
+    name = f"registry_bench_{os.getpid()}_{label}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
+    url = f"{url}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the server process ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def server_binary() -> str:
+    beside = Path(sys.executable).parent / "registry-server"
+    if beside.exists():
+        return str(beside)
+    return str(ROOT / ".venv" / "bin" / "registry-server")
+
+
+class ServerProcess:
+    """`registry-server serve` as a subprocess, with RSS and CPU sampling."""
+
+    def __init__(
+        self, url: str, *, log_level: str, log_dir: Path, workers: int | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = url
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                server_binary(),
+                "serve",
+                "--address",
+                f"127.0.0.1:{self.port}",
+                "--database-url",
+                url,
+                "--log-level",
+                log_level,
+                *(["--workers", str(workers)] if workers else []),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.rss_max_mb = 0.0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        return 0.0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server so far."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def _sample(self) -> None:
+        while self._sampling and self.proc.poll() is None:
+            self.rss_max_mb = max(self.rss_max_mb, self.rss_mb())
+            time.sleep(0.25)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the server exited:\n{self.log_tail()}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise RuntimeError(f"the server did not become healthy:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self._sampling = False
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# --- a grpc.aio closed-loop driver ------------------------------------------------------
+
+AioCall = Callable[[grpc.aio.Channel, int], Awaitable[Any]]
+
+
+@dataclass
+class AioResult:
+    requests: int
+    failed: int
+    seconds: float
+    qps: float
+    latencies_us: list[int]
+    errors: dict[str, int] = field(default_factory=dict)
+    exhausted: bool = False
+
+    def percentile_ms(self, q: float) -> float:
+        return h2load.percentile(self.latencies_us, q) / 1000.0
+
+
+async def aio_load(
+    target: str,
+    call: AioCall,
+    *,
+    duration: float,
+    warm_up: float = 1.0,
+    channels: int = CONNECTIONS,
+    concurrency: int = STREAMS,
+    limit: int | None = None,
+    rate: float | None = None,
+    until: asyncio.Event | None = None,
+) -> AioResult:
+    """Runs `call(channel, i)` with i = 0, 1, ... from `channels` x `concurrency` loops.
+
+    Closed loop by default (each loop sends its next call when the previous one
+    returns); with `rate`, calls are started at that many per second in total
+    (open loop, for latency probes that should not load the server). Calls started
+    during the first `warm_up` seconds are not measured. Stops early when `limit`
+    calls were started, or when `until` is set."""
+    counter = itertools.count()
+    latencies: list[int] = []
+    errors: dict[str, int] = {}
+    measured_start = time.perf_counter() + warm_up
+    end = measured_start + duration
+    exhausted = False
+    stopped_at: float | None = None
+
+    def running() -> bool:
+        nonlocal stopped_at
+        now = time.perf_counter()
+        if until is not None and until.is_set():
+            stopped_at = stopped_at or now
+            return False
+        return now < end
+
+    opened = [
+        grpc.aio.insecure_channel(
+            target,
+            # separate subchannels, so that `channels` really means TCP connections
+            options=[("grpc.use_local_subchannel_pool", 1)],
+        )
+        for _ in range(channels)
+    ]
+
+    async def one(channel: grpc.aio.Channel, i: int) -> None:
+        started = time.perf_counter()
+        try:
+            await call(channel, i)
+        except grpc.aio.AioRpcError as err:
+            if started >= measured_start:
+                key = f"{err.code().name}: {err.details()}"[:160]
+                errors[key] = errors.get(key, 0) + 1
+            return
+        if started >= measured_start and started < (stopped_at or end):
+            latencies.append(int((time.perf_counter() - started) * 1e6))
+
+    async def loop(channel: grpc.aio.Channel) -> None:
+        nonlocal exhausted
+        while running():
+            i = next(counter)
+            if limit is not None and i >= limit:
+                exhausted = True
+                return
+            await one(channel, i)
+
+    async def paced() -> None:
+        nonlocal exhausted
+        assert rate is not None
+        pending: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        for n in itertools.count():
+            due = start + n / rate
+            if not running():
+                break
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            i = next(counter)
+            if limit is not None and i >= limit:
+                exhausted = True
+                break
+            task = asyncio.create_task(one(opened[n % channels], i))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+
+    try:
+        await asyncio.gather(*[ch.channel_ready() for ch in opened])
+        if rate is not None:
+            await paced()
+        else:
+            await asyncio.gather(*[loop(ch) for ch in opened for _ in range(concurrency)])
+    finally:
+        for ch in opened:
+            await ch.close()
+    seconds = max(1e-9, min(time.perf_counter(), stopped_at or end) - measured_start)
+    failed = sum(errors.values())
+    return AioResult(
+        requests=len(latencies),
+        failed=failed,
+        seconds=seconds,
+        qps=len(latencies) / seconds,
+        latencies_us=latencies,
+        errors=errors,
+        exhausted=exhausted,
+    )
+
+
+def metadata(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+# --- cases -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: a request, how to check it, and how to drive it."""
+
+    name: str
+    label: str
+    method: str  # full gRPC method path
+    driver: str  # "h2load" or "aio"
+    request: Callable[[Seeded], Message]
+    check: Callable[[Stubs, grpc.Channel, Seeded, Message], Message]
+    response_type: type[Message]
+
+
+def _resolve_request(version: str) -> Callable[[Seeded], Message]:
+    def build(sd: Seeded) -> Message:
+        path = f"{sd.org}/wandb-registry-{sd.target_registry}/{sd.target_collection}{version}"
+        request: Message = art_pb.ResolvePathRequest(path=path)
+        return request
+
+    return build
+
+
+def _check_resolve(index: int, alias: str | None) -> Callable[..., Message]:
+    def check(stubs: Stubs, _ch: grpc.Channel, sd: Seeded, req: Message) -> Message:
+        reply = stubs.artifacts.ResolvePath(req, timeout=10)
+        got = reply.collection_version
+        assert got.version_index == index, f"resolved v{got.version_index}, expected v{index}"
+        assert alias is None or alias in got.aliases, f"{alias!r} not among {list(got.aliases)}"
+        assert reply.artifact_version.digest.startswith("sha256:")
+        return reply  # type: ignore[no-any-return]
+
+    return check
+
+
+def _check_health(_stubs: Stubs, channel: grpc.Channel, _sd: Seeded, req: Message) -> Message:
+    reply = health_pb2_grpc.HealthStub(channel).Check(req, timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    return reply  # type: ignore[no-any-return]
+
+
+def _check_get_version(stubs: Stubs, _ch: grpc.Channel, sd: Seeded, req: Message) -> Message:
+    reply = stubs.collections.GetCollectionVersion(req, timeout=10)
+    assert reply.name.endswith("/versions/50"), reply.name
+    assert "production" in reply.aliases
+    return reply  # type: ignore[no-any-return]
+
+
+def _check_list(stubs: Stubs, _ch: grpc.Channel, sd: Seeded, req: Message) -> Message:
+    reply = stubs.collections.ListCollectionVersions(req, timeout=10)
+    assert len(reply.collection_versions) == 50, len(reply.collection_versions)
+    assert reply.next_page_token, "a 50-item page of 97 matches has a next page"
+    return reply  # type: ignore[no-any-return]
+
+
+def _check_role(stubs: Stubs, _ch: grpc.Channel, sd: Seeded, req: Message) -> Message:
+    reply = stubs.registries.GetEffectiveRole(req, timeout=10)
+    assert reply.role == r.REGISTRY_ROLE_MEMBER, reply.role
+    return reply  # type: ignore[no-any-return]
+
+
+def _link_request(sd: Seeded, i: int) -> col_pb.LinkArtifactVersionRequest:
+    return col_pb.LinkArtifactVersionRequest(
+        parent=sd.registry_name,
+        collection_id=sd.link_sinks[i % len(sd.link_sinks)],
+        artifact_version=sd.link_source(i),
+    )
+
+
+def _check_link(stubs: Stubs, _ch: grpc.Channel, sd: Seeded, req: Message) -> Message:
+    reply = stubs.collections.LinkArtifactVersion(req, timeout=10)
+    assert reply.version_index == 0, reply.version_index
+    assert reply.artifact_version.endswith(f"/{LINK_SOURCE_ARTIFACT}/versions/0"), reply
+    return reply  # type: ignore[no-any-return]
+
+
+CASES: list[Case] = [
+    Case(
+        "health",
+        "Health/Check (baseline)",
+        "/grpc.health.v1.Health/Check",
+        "h2load",
+        lambda sd: health_pb2.HealthCheckRequest(),
+        _check_health,
+        health_pb2.HealthCheckResponse,
+    ),
+    Case(
+        "resolve_alias",
+        "ResolvePath :production",
+        "/registry.v1.ArtifactService/ResolvePath",
+        "h2load",
+        _resolve_request(":production"),
+        _check_resolve(50, "production"),
+        art_pb.ResolvePathResponse,
+    ),
+    Case(
+        "resolve_latest",
+        "ResolvePath (latest)",
+        "/registry.v1.ArtifactService/ResolvePath",
+        "h2load",
+        _resolve_request(""),
+        _check_resolve(99, None),
+        art_pb.ResolvePathResponse,
+    ),
+    Case(
+        "get_collection_version",
+        "GetCollectionVersion",
+        "/registry.v1.CollectionService/GetCollectionVersion",
+        "h2load",
+        lambda sd: col_pb.GetCollectionVersionRequest(name=f"{sd.collection_name}/versions/50"),
+        _check_get_version,
+        r.CollectionVersion,
+    ),
+    Case(
+        "list_collection_versions",
+        "ListCollectionVersions 50+filter",
+        "/registry.v1.CollectionService/ListCollectionVersions",
+        "h2load",
+        lambda sd: col_pb.ListCollectionVersionsRequest(
+            parent=sd.collection_name, page_size=50, filter=LIST_FILTER
+        ),
+        _check_list,
+        col_pb.ListCollectionVersionsResponse,
+    ),
+    Case(
+        "get_effective_role",
+        "GetEffectiveRole",
+        "/registry.v1.RegistryService/GetEffectiveRole",
+        "h2load",
+        lambda sd: reg_pb.GetEffectiveRoleRequest(registry=sd.registry_name),
+        _check_role,
+        reg_pb.GetEffectiveRoleResponse,
+    ),
+    Case(
+        "health_aio",
+        "Health/Check (grpc.aio driver)",
+        "/grpc.health.v1.Health/Check",
+        "aio",
+        lambda sd: health_pb2.HealthCheckRequest(),
+        _check_health,
+        health_pb2.HealthCheckResponse,
+    ),
+    Case(
+        "link_artifact_version",
+        "LinkArtifactVersion (write)",
+        "/registry.v1.CollectionService/LinkArtifactVersion",
+        "aio",
+        lambda sd: _link_request(sd, 0),
+        _check_link,
+        r.CollectionVersion,
+    ),
+]
+CASE_NAMES = [c.name for c in CASES]
+
+
+@dataclass
+class CaseResult:
+    case: str
+    label: str
+    driver: str
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failed: int
+    seconds: float
+    ratio_to_health: float | None = None
+    baseline: str = "health"
+    server_cpu_us_per_request: float | None = None
+    server_rss_mb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _aio_call(case: Case, sd: Seeded, key: str) -> AioCall:
+    """The per-request coroutine of an aio-driven case."""
+    md = metadata(key)
+    if case.name == "link_artifact_version":
+
+        async def link(channel: grpc.aio.Channel, i: int) -> Any:
+            call = channel.unary_unary(
+                case.method,
+                request_serializer=col_pb.LinkArtifactVersionRequest.SerializeToString,
+                response_deserializer=r.CollectionVersion.FromString,
+            )
+            # index 0 was linked by the check; loads start at 1
+            return await call(_link_request(sd, i + 1), metadata=md, timeout=30)
+
+        return link
+    body = case.request(sd)
+
+    async def same(channel: grpc.aio.Channel, _i: int) -> Any:
+        call = channel.unary_unary(
+            case.method,
+            request_serializer=type(body).SerializeToString,
+            response_deserializer=case.response_type.FromString,
+        )
+        return await call(body, metadata=md, timeout=30)
+
+    return same
+
+
+def run_case(
+    case: Case,
+    sd: Seeded,
+    server: ServerProcess,
+    binary: str,
+    *,
+    duration: float,
+    warm_up: float,
+) -> CaseResult:
+    key = sd.user_key
+    request = case.request(sd)
+    channel = open_channel(server.target, key)
+    try:
+        reply = case.check(Stubs.on(channel), channel, sd, request)
+    finally:
+        channel.close()
+    expected_bytes = len(reply.SerializeToString()) + 5
+    cpu_before = server.cpu_seconds()
+    notes: list[str] = []
+    if case.driver == "h2load":
+        url = f"http://{server.target}{case.method}"
+        res = h2load.run(
+            binary,
+            url,
+            h2load.grpc_frame(request),
+            api_key=key,
+            duration=duration,
+            connections=CONNECTIONS,
+            streams=STREAMS,
+            warm_up=warm_up,
+        )
+        requests, failed, qps, seconds = (
+            res.requests,
+            res.failed + res.non_2xx,
+            res.qps,
+            res.seconds,
+        )
+        latencies = res.latencies_us
+        # Error replies carry no message, only trailers: short data means gRPC errors.
+        if res.data_bytes and requests and res.data_bytes < 0.99 * expected_bytes * requests:
+            notes.append(
+                f"response data {res.data_bytes} B < {expected_bytes} B x {requests}: "
+                "some calls failed with a gRPC error"
+            )
+        if len(latencies) < requests * 0.9:
+            notes.append(f"log has {len(latencies)} latencies for {requests} requests")
+    else:
+        limit = sd.link_sources - 1 if case.name == "link_artifact_version" else None
+        aio_res = asyncio.run(
+            aio_load(
+                server.target,
+                _aio_call(case, sd, key),
+                duration=duration,
+                warm_up=warm_up,
+                limit=limit,
+            )
+        )
+        requests, failed, qps, seconds = (
+            aio_res.requests,
+            aio_res.failed,
+            aio_res.qps,
+            aio_res.seconds,
+        )
+        latencies = aio_res.latencies_us
+        for message, count in aio_res.errors.items():
+            notes.append(f"{count} x {message}")
+        if aio_res.exhausted:
+            notes.append("ran out of link sources before the end; raise LINK_RATE_CEILING")
+    cpu = server.cpu_seconds() - cpu_before
+    total = requests + failed
+    return CaseResult(
+        case=case.name,
+        label=case.label,
+        driver=case.driver,
+        qps=round(qps, 1),
+        p50_ms=round(h2load.percentile(latencies, 50) / 1000.0, 3),
+        p99_ms=round(h2load.percentile(latencies, 99) / 1000.0, 3),
+        requests=requests,
+        failed=failed,
+        seconds=round(seconds, 2),
+        server_cpu_us_per_request=round(cpu / total * 1e6, 1) if total else None,
+        server_rss_mb=round(server.rss_mb(), 1),
+        notes=notes,
+    )
+
+
+# --- one size ----------------------------------------------------------------------------
+
+
+@dataclass
+class SizeRun:
+    size: str
+    collection_versions: int
+    seed_seconds: float
+    seed_rows: dict[str, int]
+    server_rss_max_mb: float
+    cases: list[CaseResult]
+
+
+def run_size(
+    n: int,
+    cases: list[Case],
+    *,
+    postgres: bool,
+    duration: float,
+    warm_up: float,
+    binary: str,
+    log_level: str,
+    log_dir: Path,
+    workers: int | None = None,
+) -> SizeRun:
+    label = size_label(n)
+    link_sources = int(LINK_RATE_CEILING * (duration + warm_up)) + 100
+    with fresh_database(postgres, label) as url:
+        print(f"[{label}] seeding {n:,} collection versions ...", flush=True)
+        sd = seed(url, Shape(collection_versions=n, link_sources=link_sources))
+        print(f"[{label}] seeded {sum(sd.rows.values()):,} rows in {sd.seconds:.1f} s", flush=True)
+        server = ServerProcess(url, log_level=log_level, log_dir=log_dir, workers=workers)
+        try:
+            server.wait_healthy()
+            results: list[CaseResult] = []
+            for case in cases:
+                print(f"[{label}] {case.label} ...", end=" ", flush=True)
+                try:
+                    res = run_case(case, sd, server, binary, duration=duration, warm_up=warm_up)
+                except (grpc.RpcError, AssertionError) as err:
+                    detail = err.details() if isinstance(err, grpc.RpcError) else str(err)
+                    print(f"FAILED the check: {detail}", flush=True)
+                    results.append(
+                        CaseResult(
+                            case.name,
+                            case.label,
+                            case.driver,
+                            0,
+                            0,
+                            0,
+                            0,
+                            1,
+                            0,
+                            notes=[f"check failed: {detail}"],
+                        )
+                    )
+                    continue
+                print(f"{res.qps:,.0f} req/s, p99 {res.p99_ms:.2f} ms", flush=True)
+                results.append(res)
+        finally:
+            server.stop()
+        if server.proc.returncode not in (0, -signal.SIGTERM):
+            print(f"[{label}] server exited with {server.proc.returncode}:\n{server.log_tail()}")
+    baselines = {c.driver: c.qps for c in results if c.case in ("health", "health_aio") and c.qps}
+    for res in results:
+        base = baselines.get(res.driver)
+        if base and res.case not in ("health", "health_aio"):
+            res.ratio_to_health = round(res.qps / base, 3)
+            res.baseline = "health" if res.driver == "h2load" else "health_aio"
+    return SizeRun(label, n, round(sd.seconds, 1), sd.rows, round(server.rss_max_mb, 1), results)
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def print_table(db: str, runs: list[SizeRun]) -> None:
+    header = f"{'size':>5} {'case':<34} {'driver':<7} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    header += f"{'x base':>7} {'cpu us/req':>10}"
+    print(f"\nDatabase: {db}; {CONNECTIONS} connections x {STREAMS} streams")
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        for c in run.cases:
+            ratio = f"{c.ratio_to_health:.2f}" if c.ratio_to_health is not None else "-"
+            cpu = f"{c.server_cpu_us_per_request:.0f}" if c.server_cpu_us_per_request else "-"
+            print(
+                f"{run.size:>5} {c.label:<34} {c.driver:<7} {c.qps:>9,.0f} {c.p50_ms:>8.2f} "
+                f"{c.p99_ms:>8.2f} {ratio:>7} {cpu:>10}"
+            )
+            for note in c.notes:
+                print(f"{'':>6}note: {note}")
+        print(f"{'':>6}server RSS max {run.server_rss_max_mb:.0f} MB; seed {run.seed_seconds} s")
+
+
+def targets(runs: list[SizeRun]) -> list[dict[str, Any]]:
+    """Issue 8's targets, evaluated on this run's numbers."""
+    out: list[dict[str, Any]] = []
+    by_size = {run.size: {c.case: c for c in run.cases} for run in runs}
+
+    def add(name: str, value: float, limit: float, ok: bool) -> None:
+        out.append({"target": name, "value": round(value, 3), "limit": limit, "met": ok})
+
+    for size, cases in by_size.items():
+        resolve = cases.get("resolve_alias")
+        if resolve and resolve.ratio_to_health is not None:
+            add(
+                f"{size}: ResolvePath QPS / Health QPS >= {TARGET_RESOLVE_RATIO}",
+                resolve.ratio_to_health,
+                TARGET_RESOLVE_RATIO,
+                resolve.ratio_to_health >= TARGET_RESOLVE_RATIO,
+            )
+            add(
+                f"{size}: ResolvePath p99 <= {TARGET_RESOLVE_P99_MS} ms",
+                resolve.p99_ms,
+                TARGET_RESOLVE_P99_MS,
+                resolve.p99_ms <= TARGET_RESOLVE_P99_MS,
+            )
+        link = cases.get("link_artifact_version")
+        if link and link.qps:
+            add(
+                f"{size}: LinkArtifactVersion >= {TARGET_LINK_QPS:.0f}/s",
+                link.qps,
+                TARGET_LINK_QPS,
+                link.qps >= TARGET_LINK_QPS,
+            )
+    small, large = by_size.get("1k"), by_size.get("1m")
+    if small and large:
+        for name, base in small.items():
+            other = large.get(name)
+            if name.startswith("health") or name.startswith("link") or not other or not base.qps:
+                continue
+            change = (other.qps - base.qps) / base.qps
+            add(
+                f"1m vs 1k: {name} QPS within {TARGET_SCALING:.0%}",
+                change,
+                -TARGET_SCALING,
+                change >= -TARGET_SCALING,
+            )
+    for run in runs:
+        if run.size == "1m":
+            add(
+                "1m: server RSS <= 300 MB",
+                run.server_rss_max_mb,
+                TARGET_RSS_MB,
+                run.server_rss_max_mb <= TARGET_RSS_MB,
+            )
+    return out
+
+
+def write_json(payload: dict[str, Any], suffix: str = "") -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{stamp}{suffix}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description="Benchmark the registry server."
+    )
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL on 127.0.0.1:5432")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASE_NAMES),
+        help=f"comma-separated, from: {', '.join(CASE_NAMES)} (health always runs)",
+    )
+    parser.add_argument("--sizes", default="1k,1m", help="collection versions, e.g. 1k,1m")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
+    parser.add_argument("--warm-up", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--quick", action="store_true", help="1k only, 3 s per case")
+    parser.add_argument(
+        "--server-log-level",
+        default="WARNING",
+        help="server log level (INFO logs one line per call, which costs throughput)",
+    )
+    parser.add_argument(
+        "--server-workers", type=int, default=None, help="the server's --workers (default 16)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.duration = "1k", 3.0
+    wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(CASE_NAMES))
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(unknown)}")
+    if "link_artifact_version" in wanted:
+        wanted.append("health_aio")
+    cases = [c for c in CASES if c.name == "health" or c.name in wanted]
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    binary = h2load.find_h2load()
+    db = "postgresql" if args.postgres else "sqlite"
+    started = dt.datetime.now(dt.UTC)
+    host = machine()  # load average before the run, not after it
+    runs: list[SizeRun] = []
+    with tempfile.TemporaryDirectory(prefix="registry-bench-logs-") as logs:
+        for n in sizes:
+            runs.append(
+                run_size(
+                    n,
+                    cases,
+                    postgres=args.postgres,
+                    duration=args.duration,
+                    warm_up=args.warm_up,
+                    binary=binary,
+                    log_level=args.server_log_level,
+                    log_dir=Path(logs),
+                    workers=args.server_workers,
+                )
+            )
+    print_table(db, runs)
+    checked = targets(runs)
+    if checked:
+        print("\nTargets (issue 8):")
+        for t in checked:
+            print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']}")
+    payload = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "database": db,
+        "machine": host,
+        "h2load": h2load.h2load_version(binary),
+        "load": {
+            "connections": CONNECTIONS,
+            "streams_per_connection": STREAMS,
+            "duration_s": args.duration,
+            "warm_up_s": args.warm_up,
+            "server_log_level": args.server_log_level,
+            "server_workers": args.server_workers or 16,
+            "list_filter": LIST_FILTER,
+        },
+        "runs": [asdict(run) for run in runs],
+        "targets": checked,
+    }
+    path = write_json(payload)
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    failed = any(c.failed and c.requests == 0 for run in runs for c in run.cases)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
