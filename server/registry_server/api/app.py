@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..service.auth import Authenticator
@@ -54,6 +55,20 @@ class App:
         def work() -> T:
             with self.db.read() as s:
                 return fn(s)
+
+        return await self.run(work)
+
+    async def hot_read(self, fn: Callable[[Connection], T]) -> T:
+        """A precompiled single-statement read. On SQLite it runs on the event loop:
+        an indexed lookup in the local file is cheaper than the hop to a worker
+        thread. On PostgreSQL it goes to a worker (a network round trip)."""
+        if self.db.is_sqlite:
+            with self.db.read_connection() as conn:
+                return fn(conn)
+
+        def work() -> T:
+            with self.db.read_connection() as conn:
+                return fn(conn)
 
         return await self.run(work)
 

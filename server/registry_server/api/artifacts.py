@@ -14,8 +14,9 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
-from ..domain.paths import parse_path
+from ..domain.paths import PathKind, parse_path
 from ..service import artifacts as svc
+from ..service.fast_resolve import resolve_registry_path
 from ..service.resolve import (
     ArtifactVersionInfo,
     CollectionVersionInfo,
@@ -338,4 +339,9 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ResolvePathResponse:
         p = current_principal()
         parsed = parse_path(request.path, "path")  # malformed paths fail before any query
+        if parsed.kind is PathKind.REGISTRY_COLLECTION:
+            fast = await self.app.hot_read(lambda conn: resolve_registry_path(conn, p, parsed))
+            if fast is not None:
+                return fast
+        # other path forms, and the exact error when the fast path has no answer
         return await self.app.read(lambda s: resolution_proto(resolve_parsed(s, p, parsed)))

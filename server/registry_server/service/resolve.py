@@ -48,6 +48,7 @@ _Creator = aliased(m.User, name="creator")
 _Linker = aliased(m.User, name="linker")
 _OtherCollectionVersion = aliased(m.CollectionVersion, name="other_cv")
 _OtherModelVersion = aliased(m.RegisteredModelVersion, name="other_rmv")
+_HighestCollectionVersion = aliased(m.CollectionVersion, name="highest_cv")
 
 
 # --- what a resolution returns -------------------------------------------------------
@@ -520,6 +521,10 @@ def _resolve_collection(
             m.Collection.name.label("collection_name"),
             m.CollectionVersion,
             _Linker.name.label("linked_by"),
+            select(func.max(_HighestCollectionVersion.version_index))
+            .where(_HighestCollectionVersion.collection_id == m.Collection.id)
+            .scalar_subquery()
+            .label("highest"),
             *_artifact_columns(),
         )
         .select_from(m.Collection)
@@ -558,7 +563,8 @@ def _resolve_collection(
         registry_id=registry.id,
         collection=row.collection_name,
         linked_by=row.linked_by or "",
-        aliases=aliases["c"],
+        # `latest` first, as CollectionService presents it
+        aliases=((LATEST,) if link.version_index == row.highest else ()) + aliases["c"],
     )
     return Resolution(
         PathKind.REGISTRY_COLLECTION,
