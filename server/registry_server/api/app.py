@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from ..service.auth import Authenticator
@@ -58,17 +58,19 @@ class App:
 
         return await self.run(work)
 
-    async def hot_read(self, fn: Callable[[Connection], T]) -> T:
-        """A precompiled single-statement read. On SQLite it runs on the event loop:
-        an indexed lookup in the local file is cheaper than the hop to a worker
-        thread. On PostgreSQL it goes to a worker (a network round trip)."""
+    async def hot_read(self, fn: Callable[[Any, Dialect], T]) -> T:
+        """A precompiled single-statement read on a DB-API connection. On SQLite it
+        runs on the event loop: an indexed lookup in the local file is cheaper than
+        the hop to a worker thread. On PostgreSQL it goes to a worker (a network
+        round trip)."""
+        dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
-            with self.db.read_connection() as conn:
-                return fn(conn)
+            with self.db.hot_connection() as conn:
+                return fn(conn, dialect)
 
         def work() -> T:
-            with self.db.read_connection() as conn:
-                return fn(conn)
+            with self.db.hot_connection() as conn:
+                return fn(conn, dialect)
 
         return await self.run(work)
 

@@ -340,7 +340,9 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         p = current_principal()
         parsed = parse_path(request.path, "path")  # malformed paths fail before any query
         if parsed.kind is PathKind.REGISTRY_COLLECTION:
-            fast = await self.app.hot_read(lambda conn: resolve_registry_path(conn, p, parsed))
+            fast = await self.app.hot_read(
+                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed)
+            )
             if fast is not None:
                 return fast
         # other path forms, and the exact error when the fast path has no answer

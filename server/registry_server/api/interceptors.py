@@ -79,7 +79,10 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if cached is not None:
             return cached
         handler = await continuation(details)
-        if handler is None or is_public(method):
+        if handler is None:
+            return handler
+        if is_public(method):
+            self._wrapped[method] = handler
             return handler
         wrapped = self._wrap(method, handler)
         self._wrapped[method] = wrapped

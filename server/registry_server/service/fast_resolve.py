@@ -14,11 +14,12 @@ return the same response (tests/test_fast_resolve.py checks it).
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
 from registry.v1 import artifact_service_pb2 as pb
@@ -52,10 +53,11 @@ _aa_list = m.ArtifactAlias.__table__.alias("av_aliases")
 
 def _joined_aliases(dialect: str, table: Any, version_id: Any) -> Any:
     """Aliases of one version as a comma-joined string (aliases never contain commas)."""
+    comma = literal_column("','")  # inline: the compiled SQL takes only the real parameters
     agg = (
-        func.group_concat(table.c.alias, ",")
+        func.group_concat(table.c.alias, comma)
         if dialect == "sqlite"
-        else func.string_agg(table.c.alias, ",")
+        else func.string_agg(table.c.alias, comma)
     )
     return select(agg).where(table.c.version_id == version_id).scalar_subquery()
 
@@ -161,10 +163,26 @@ def _split(joined: str | None) -> list[str]:
     return sorted(joined.split(",")) if joined else []
 
 
+@cache
+def _compiled(dialect: Dialect, by: str) -> tuple[str, tuple[str, ...] | None]:
+    """The statement as driver SQL, and the parameter order for positional drivers."""
+    compiled = _statement(dialect.name, by).compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+    return str(compiled), order
+
+
+def _json(value: Any) -> Any:
+    # SQLite hands JSON columns back as text; psycopg already decodes JSONB.
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def resolve_registry_path(
-    conn: Connection, p: Principal, parsed: ParsedPath
+    conn: Any, dialect: Dialect, p: Principal, parsed: ParsedPath
 ) -> pb.ResolvePathResponse | None:
-    """The response for a registry path the caller may use, or None (see module doc)."""
+    """The response for a registry path the caller may use, or None (see module doc).
+
+    `conn` is a DB-API connection (`HotReader` lends one): the statement runs as
+    precompiled driver SQL, with no SQLAlchemy execution layer in between."""
     if parsed.kind is not PathKind.REGISTRY_COLLECTION:
         return None
     version = parsed.version
@@ -182,7 +200,13 @@ def resolve_registry_path(
     else:
         by = "alias"
         params["alias"] = version.alias
-    row = conn.execute(_statement(conn.dialect.name, by), params).first()
+    sql, order = _compiled(dialect, by)
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, tuple(params[k] for k in order) if order else params)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
     if row is None:
         return None
     (
@@ -196,6 +220,8 @@ def resolve_registry_path(
     role = _role(p, org_id, visibility, default_role, granted)
     if role < REGISTRY_PATH_USE.min_role or delete_time is not None:
         return None
+    manifest, metadata = _json(manifest), _json(metadata)
+    cv_tags, av_tags = _json(cv_tags), _json(av_tags)
     av_name = f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{av_index}"
     cv_aliases = _split(collection_aliases)
     if cv_index == highest:

@@ -9,6 +9,7 @@ write must serialize (alias moves, version indices).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,8 @@ class Database:
             )
             self.write_engine = self.read_engine
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._hot_lock = threading.Lock()
+        self._hot_sqlite: Any = None
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @property
@@ -96,6 +99,32 @@ class Database:
             yield session
 
     @contextmanager
+    def hot_connection(self) -> Iterator[Any]:
+        """A DB-API connection for precompiled single-statement reads.
+
+        SQLite: one long-lived autocommit connection (each SELECT sees one consistent
+        snapshot), used from the event loop. PostgreSQL: a pooled connection, rolled
+        back when returned. Driver errors become UNAVAILABLE like everywhere else."""
+        dbapi = self.read_engine.dialect.dbapi
+        try:
+            if self.is_sqlite:
+                with self._hot_lock:
+                    if self._hot_sqlite is None:
+                        self._hot_sqlite = self.read_engine.raw_connection()
+                    yield self._hot_sqlite
+            else:
+                raw = self.read_engine.raw_connection()
+                try:
+                    yield raw
+                finally:
+                    raw.close()
+        except dbapi.OperationalError as e:  # type: ignore[union-attr]
+            raise Unavailable(
+                f"the database is unavailable: {str(e).strip().splitlines()[0]}",
+                reason="DATABASE_UNAVAILABLE",
+            ) from e
+
+    @contextmanager
     def read_connection(self) -> Iterator[Connection]:
         """A Core connection for precompiled hot reads (no ORM session)."""
         with translate_db_errors(), self.read_engine.connect() as conn:
@@ -107,6 +136,9 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        if self._hot_sqlite is not None:
+            self._hot_sqlite.close()
+            self._hot_sqlite = None
         self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()
