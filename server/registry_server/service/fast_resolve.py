@@ -53,7 +53,7 @@ _aa_list = m.ArtifactAlias.__table__.alias("av_aliases")
 
 def _joined_aliases(dialect: str, table: Any, version_id: Any) -> Any:
     """Aliases of one version as a comma-joined string (aliases never contain commas)."""
-    comma = literal_column("','")  # inline: the compiled SQL takes only the real parameters
+    comma: Any = literal_column("','")  # inline: the compiled SQL takes only the real parameters
     agg = (
         func.group_concat(table.c.alias, comma)
         if dialect == "sqlite"
