@@ -842,7 +842,10 @@ def main(argv: list[str] | None = None) -> int:
         help="server log level (INFO logs one line per call, which costs throughput)",
     )
     parser.add_argument(
-        "--server-workers", type=int, default=None, help="the server's --workers (default 16)"
+        "--server-workers",
+        type=int,
+        default=None,
+        help="the server's --workers (default: the server's, 4)",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -893,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warm_up_s": args.warm_up,
             "server_log_level": args.server_log_level,
-            "server_workers": args.server_workers or 16,
+            "server_workers": args.server_workers or 4,
             "list_filter": LIST_FILTER,
         },
         "runs": [asdict(run) for run in runs],

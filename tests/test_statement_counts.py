@@ -23,6 +23,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
 # runs `run_idempotent`.
 UNIT_OF_WORK = (
     ("registry_server/api/app.py", "work"),
+    ("registry_server/api/app.py", "hot_read"),
     ("registry_server/service/idempotency.py", "run_idempotent"),
 )
 
@@ -119,11 +121,49 @@ class StatementCounter:
             event.remove(engine, "before_cursor_execute", self._record)
 
 
+class _CountedCursor:
+    """A DB-API cursor of a hot connection whose statements the counter records."""
+
+    def __init__(self, cursor: Any, counter: StatementCounter) -> None:
+        self._cursor = cursor
+        self._counter = counter
+
+    def execute(self, statement: str, *args: Any) -> Any:
+        self._counter._record(None, None, statement)
+        return self._cursor.execute(statement, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class _CountedConnection:
+    def __init__(self, conn: Any, counter: StatementCounter) -> None:
+        self._conn = conn
+        self._counter = counter
+
+    def cursor(self, *args: Any) -> _CountedCursor:
+        return _CountedCursor(self._conn.cursor(*args), self._counter)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 @pytest.fixture(scope="module")
 def counter(server: ServerThread) -> Iterator[StatementCounter]:
     db = server.app.db
     c = StatementCounter([db.read_engine, db.write_engine])
+    # Hot reads run precompiled SQL on DB-API connections (`Database.hot_connection`,
+    # used only by servicers through `App.hot_read`), which engine events do not see.
+    hot_connection = db.hot_connection
+
+    @contextmanager
+    def counted() -> Iterator[Any]:
+        with hot_connection() as conn:
+            yield _CountedConnection(conn, c)
+
+    db.hot_connection = counted  # type: ignore[method-assign]
     yield c
+    del db.hot_connection
     c.close()
 
 

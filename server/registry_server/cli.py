@@ -61,7 +61,7 @@ def serve(
     ] = 5.0,
     workers: Annotated[
         int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")
-    ] = 16,
+    ] = 4,
     migration_lease_seconds: Annotated[
         float,
         typer.Option(

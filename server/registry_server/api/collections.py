@@ -12,9 +12,11 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..service import collections as colls
+from ..service import fast_link, fast_reads
 from ..service.collections import CollectionRef
 from .app import App
 from .convert import etag, mask_paths, struct, ts
+from .events import hub_for
 from .interceptors import current_principal
 
 REGISTRY = "organizations/{org}/registries/{registry}"
@@ -170,6 +172,22 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     ) -> r.CollectionVersion:
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
+        fast = fast_link.prepare_link(
+            org,
+            registry_id,
+            collection_id=request.collection_id,
+            artifact_version=request.artifact_version,
+            aliases=list(request.aliases),
+            tags=list(request.tags),
+            description=request.description,
+            request_id=request.request_id,
+        )
+        if fast is not None:
+            written = await fast_link.link(self.app.db, self.app.run, p, fast)
+            if written is not None:
+                return self._committed(written)
+        # Everything else, answered exactly: a collection to create, a source already
+        # linked, other source forms, every error.
 
         def work(s: Session) -> r.CollectionVersion:
             view = colls.link_version(
@@ -194,6 +212,12 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     ) -> r.CollectionVersion:
         p = current_principal()
         ref, index = _version(request.name, "name")
+        fast = await self.app.hot_read(
+            lambda conn, dialect: fast_reads.get_collection_version(conn, dialect, p, ref, index)
+        )
+        if fast is not None:
+            return fast
+        # the exact error (or an answer the hot path leaves to the use case)
         return await self.app.read(lambda s: version_proto(colls.get_version(s, p, ref, index)))
 
     async def ListCollectionVersions(
@@ -201,6 +225,20 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     ) -> pb.ListCollectionVersionsResponse:
         p = current_principal()
         ref = _collection(request.parent, "parent")
+        fast = await self.app.hot_read(
+            lambda conn, dialect: fast_reads.list_collection_versions(
+                conn,
+                dialect,
+                p,
+                ref,
+                page_size_value=request.page_size,
+                page_token=request.page_token,
+                filter=request.filter,
+                order_by=request.order_by,
+            )
+        )
+        if fast is not None:
+            return fast
 
         def work(s: Session) -> pb.ListCollectionVersionsResponse:
             views, token = colls.list_versions(
@@ -251,9 +289,23 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         expected = (
             request.expected_version_index if request.HasField("expected_version_index") else None
         )
+        colls.validate_add_alias(request.alias, expected)
+        written = await fast_link.add_alias(
+            self.app.db, self.app.run, p, ref, index, request.alias, expected
+        )
+        if written is not None:
+            return self._committed(written)
+        # every error (and a failed compare-and-set), answered exactly
         return await self.app.write(
             lambda s: version_proto(colls.add_alias(s, p, ref, index, request.alias, expected))
         )
+
+    def _committed(self, written: fast_link.Written) -> r.CollectionVersion:
+        """Wakes this replica's event watchers of the organization, as a session commit
+        does, and returns the reply."""
+        if written.org_id is not None:
+            hub_for(self.app).wake((written.org_id,))
+        return written.reply
 
     async def RemoveAlias(
         self, request: pb.RemoveAliasRequest, context: grpc.aio.ServicerContext

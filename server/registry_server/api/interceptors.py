@@ -132,8 +132,11 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if remaining <= 0:
                         raise DeadlineExceeded("the call's deadline passed before it started")
                     # Stop waiting at the deadline; the client has given up by then.
+                    # (asyncio.timeout cancels this task in place; wait_for would run the
+                    # handler in a task of its own, on every call that has a deadline.)
                     try:
-                        return await asyncio.wait_for(inner(request, context), remaining)
+                        async with asyncio.timeout(remaining):
+                            return await inner(request, context)
                     except TimeoutError:
                         raise DeadlineExceeded("the call's deadline passed") from None
                 except asyncio.CancelledError:
@@ -168,9 +171,13 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = getattr(err, "code", "INTERNAL")
                     await self._fail(context, method, err)
                 finally:
-                    log.info(
-                        "%s %s %.1fms (stream)", method, code, (time.perf_counter() - start) * 1e3
-                    )
+                    if log.isEnabledFor(logging.INFO):
+                        log.info(
+                            "%s %s %.1fms (stream)",
+                            method,
+                            code,
+                            (time.perf_counter() - start) * 1e3,
+                        )
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, response_serializer=handler.response_serializer

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import select
@@ -34,6 +37,7 @@ from .filtering import compile_list_filter
 from .interceptors import current_principal
 
 log = logging.getLogger("registry.migrations")
+T = TypeVar("T")
 
 MIGRATION = "organizations/{org}/migrations/{migration}"
 WATCH_POLL_SECONDS = 0.2
@@ -289,35 +293,79 @@ def _snapshot(s: Session, p: Principal, org: str, uid: str) -> tuple[r.Migration
 
 # --- the runner -----------------------------------------------------------------------
 
+# Each step is one transaction; its batch grows from `Settings.migration_batch_size` while
+# steps stay well under this long and shrinks when they take longer, so the fixed cost of
+# a step is amortized without long transactions (a link into a collection being copied
+# waits for the step's commit, and on SQLite every writer does).
+STEP_TARGET_SECONDS = 0.15
+BATCH_GROWTH_MAX = 32  # at most this many times the configured batch size
+STEP_PAUSE_FRACTION = float(os.environ.get("XPAUSE", "0.25"))
+
+
+class BatchSizer:
+    """The runner's batch size, adapted to how long steps take: doubled while the
+    smoothed step time stays under half the target, halved (not below the configured
+    size) when it goes over twice the target; one slow step on a busy machine does not
+    undo the growth."""
+
+    def __init__(self, base: int, target_seconds: float = STEP_TARGET_SECONDS) -> None:
+        self.base = max(base, 1)
+        self.size = self.base
+        self.target = target_seconds
+        self.smoothed: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.smoothed = seconds if self.smoothed is None else 0.6 * self.smoothed + 0.4 * seconds
+        if self.smoothed < self.target / 2:
+            self.size = min(self.size * 2, self.base * BATCH_GROWTH_MAX)
+            self.smoothed = None  # judged afresh at the new size
+        elif self.smoothed > self.target * 2 and self.size > self.base:
+            self.size = max(self.size // 2, self.base)
+            self.smoothed = None
+
+    def reset(self) -> None:
+        self.size = self.base
+        self.smoothed = None
+
 
 async def run_migrations(app: App) -> None:
     """Background task: claims runnable migrations whose lease expired and works them
-    in bounded steps on the worker pool; stops promptly when cancelled."""
+    in bounded steps on a thread of its own (never more than one step at a time, and
+    never taking a worker that serves calls); stops promptly when cancelled."""
     lease = svc.Lease(
         owner=app.settings.replica_id or f"replica-{uuid.uuid4().hex[:12]}",
         duration_us=int(app.settings.migration_lease_seconds * 1_000_000),
     )
     batch_size = max(int(app.settings.migration_batch_size), 1)
     wake = _wakeup(app)
-    while True:
-        try:
-            migration_id = await app.run(svc.claim_next, app.db, lease)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a database outage must not end the runner
-            log.exception("claiming migrations failed")
-            migration_id = None
-        if migration_id is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
-            wake.clear()
-            continue
-        log.info("migration %d claimed by %s", migration_id, lease.owner)
-        try:
-            await _work(app, migration_id, lease, batch_size)
-        except asyncio.CancelledError:
-            await _release_on_shutdown(app, migration_id, lease)
-            raise
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-migration")
+    try:
+        while True:
+            try:
+                migration_id = await _in_thread(executor, svc.claim_next, app.db, lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database outage must not end the runner
+                log.exception("claiming migrations failed")
+                migration_id = None
+            if migration_id is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
+                wake.clear()
+                continue
+            log.info("migration %d claimed by %s", migration_id, lease.owner)
+            try:
+                await _work(app, executor, migration_id, lease, batch_size)
+            except asyncio.CancelledError:
+                await _release_on_shutdown(app, migration_id, lease)
+                raise
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _in_thread(executor: Executor, fn: Callable[..., T], *args: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(fn, *args))
 
 
 def step_delay() -> float:
@@ -329,11 +377,17 @@ def step_delay() -> float:
         return 0.0
 
 
-async def _work(app: App, migration_id: int, lease: svc.Lease, batch_size: int) -> None:
+async def _work(
+    app: App, executor: Executor, migration_id: int, lease: svc.Lease, batch_size: int
+) -> None:
     failures = 0
+    sizer = BatchSizer(batch_size)
     while True:
+        started = time.monotonic()
         try:
-            outcome = await app.run(svc.run_step, app.db, migration_id, lease, batch_size)
+            outcome = await _in_thread(
+                executor, svc.run_step, app.db, migration_id, lease, sizer.size
+            )
             failures = 0
         except asyncio.CancelledError:
             raise
@@ -341,7 +395,8 @@ async def _work(app: App, migration_id: int, lease: svc.Lease, batch_size: int) 
             failures += 1
             log.warning("migration %d step failed (%d): %s", migration_id, failures, exc)
             if failures >= FAILURES_BEFORE_GIVING_UP:
-                await app.run(
+                await _in_thread(
+                    executor,
                     svc.fail_migration,
                     app.db,
                     migration_id,
@@ -349,18 +404,22 @@ async def _work(app: App, migration_id: int, lease: svc.Lease, batch_size: int) 
                     f"the migration stopped after repeated errors: {exc}",
                 )
                 return
+            sizer.reset()
             await asyncio.sleep(min(0.05 * 2**failures, 2.0))
             continue
         if outcome is not svc.Outcome.MORE:
             log.info("migration %d: %s", migration_id, outcome.value)
             return
-        delay = step_delay()
-        if delay:
-            await asyncio.sleep(delay)
+        took = time.monotonic() - started
+        sizer.observe(took)
+        # A pause in proportion to the step leaves the database and the CPU to the calls
+        # being served (a migration never takes more than its share of a core).
+        await asyncio.sleep(step_delay() + took * STEP_PAUSE_FRACTION)
 
 
 async def _release_on_shutdown(app: App, migration_id: int, lease: svc.Lease) -> None:
-    """Best effort: hand the lease back so another replica need not wait for it."""
+    """Best effort: hand the lease back so another replica need not wait for it (on the
+    loop's default executor: the runner's thread may still be finishing a step)."""
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(

@@ -12,6 +12,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.roles import RegistryRole, Visibility
+from ..service import fast_reads
 from ..service import registries as regs
 from ..storage import models as m
 from .app import App
@@ -230,6 +231,13 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     ) -> pb.GetEffectiveRoleResponse:
         p = current_principal()
         org, registry_id = _registry(request.registry, "registry")
+        fast = await self.app.hot_read(
+            lambda conn, dialect: fast_reads.get_effective_role(
+                conn, dialect, p, org, registry_id, request.principal
+            )
+        )
+        if fast is not None:
+            return fast
 
         def work(s: Session) -> pb.GetEffectiveRoleResponse:
             principal, role = regs.get_effective_role(s, p, org, registry_id, request.principal)

@@ -658,6 +658,24 @@ def _collection_for_link(
         return collection
 
 
+def validate_link(
+    collection_id: str,
+    artifact_version: str,
+    aliases: Sequence[str],
+    tags: Sequence[str],
+    description: str,
+) -> tuple[list[str], list[str]]:
+    """LinkArtifactVersion's input checks, before anything is read: (aliases, tags)
+    without duplicates."""
+    names.resource_id(collection_id, "collection_id")
+    if not artifact_version:
+        raise InvalidArgument("artifact_version", "is required (a resource name or any path form)")
+    alias_list = settable_aliases(aliases, "aliases")
+    tag_list = names.tags(list(tags), "tags")
+    names.text(description, "description", DESCRIPTION_MAX)
+    return alias_list, tag_list
+
+
 def link_version(
     s: Session,
     p: Principal,
@@ -671,13 +689,11 @@ def link_version(
     description: str,
 ) -> VersionView:
     """Links (points at) an artifact version; idempotent for the same source version,
-    whose existing link still gets the requested aliases."""
-    names.resource_id(collection_id, "collection_id")
-    if not artifact_version:
-        raise InvalidArgument("artifact_version", "is required (a resource name or any path form)")
-    alias_list = settable_aliases(aliases, "aliases")
-    tag_list = names.tags(list(tags), "tags")
-    names.text(description, "description", DESCRIPTION_MAX)
+    whose existing link still gets the requested aliases. (`fast_link` does the common
+    case in fewer statements and leaves everything else here.)"""
+    alias_list, tag_list = validate_link(
+        collection_id, artifact_version, aliases, tags, description
+    )
     ref = CollectionRef(org, registry_id, collection_id)
     access = registry_access(s, p, org, registry_id, _perm("LinkArtifactVersion"))
     _require_protected_alias_right(access, alias_list, f"linking into {ref.name}")
@@ -796,6 +812,13 @@ def _set_alias(
     return True
 
 
+def validate_add_alias(alias: str, expected_version_index: int | None) -> None:
+    """AddAlias's input checks, before anything is read."""
+    settable_alias(alias, "alias")
+    if expected_version_index is not None and expected_version_index < -1:
+        raise InvalidArgument("expected_version_index", "must be a version index, or -1 for absent")
+
+
 def add_alias(
     s: Session,
     p: Principal,
@@ -807,9 +830,7 @@ def add_alias(
     """Sets `alias` on version `index`. With `expected_version_index` it is a
     compare-and-set: ABORTED (ALIAS_CONFLICT) unless the alias is now on that index,
     or absent when -1."""
-    settable_alias(alias, "alias")
-    if expected_version_index is not None and expected_version_index < -1:
-        raise InvalidArgument("expected_version_index", "must be a version index, or -1 for absent")
+    validate_add_alias(alias, expected_version_index)
     access, collection = _load_collection(s, p, ref, _perm("AddAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"setting alias {alias!r}")
     version = _load_version(s, ref, collection, index)

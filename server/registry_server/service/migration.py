@@ -26,16 +26,35 @@ that row lock serializes steps on PostgreSQL, and a replica that lost its lease 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from ..domain import names, paths
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound, RegistryError
@@ -72,9 +91,13 @@ MISMATCHES_MAX = 200  # listed in `verification.mismatches` (then a count of the
 EXAMPLES_MAX = 5
 # Legacy paths re-resolved through the shared resolver before the switch commits (the
 # set-based checks already cover every path; this proves the resolver agrees).
-RESOLVER_SAMPLE_PER_TEAM = 16
-RESOLVER_SAMPLE_TOTAL = 160
+RESOLVER_SAMPLE_PER_TEAM = 8
+RESOLVER_SAMPLE_TOTAL = 16
 DELETE_CHUNK_FACTOR = 4  # undo deletes this many batches' worth of links per step
+# A verification step compares whole teams of up to this many versions together (at least
+# one team): one read-only pass of a few statements, no locks, cheaper per version than
+# the copy, and with a fixed cost per step that small groups would pay again and again.
+VERIFY_GROUP_VERSIONS = 25_000
 
 
 # --- names --------------------------------------------------------------------------
@@ -159,31 +182,41 @@ class MemberMapping:
 
 
 def member_mappings(s: Session, team_id: int) -> list[MemberMapping]:
+    return member_mappings_of(s, [team_id]).get(team_id, [])
+
+
+def member_mappings_of(s: Session, team_ids: Sequence[int]) -> dict[int, list[MemberMapping]]:
+    """Each team's members with their mapped registry role, by name; one query."""
+    tm = m.TeamMember
     admin = (
         select(m.LegacyRegistryAdmin.user_id)
         .where(
-            m.LegacyRegistryAdmin.team_id == team_id,
-            m.LegacyRegistryAdmin.user_id == m.TeamMember.user_id,
+            m.LegacyRegistryAdmin.team_id == tm.team_id,
+            m.LegacyRegistryAdmin.user_id == tm.user_id,
         )
         .exists()
     )
+    out: dict[int, list[MemberMapping]] = {team_id: [] for team_id in team_ids}
+    if not team_ids:
+        return out
     rows = s.execute(
-        select(m.User.id, m.User.name, m.TeamMember.role, admin, m.User.service_account)
-        .join(m.User, m.User.id == m.TeamMember.user_id)
-        .where(m.TeamMember.team_id == team_id)
-        .order_by(m.User.name)
+        select(tm.team_id, m.User.id, m.User.name, tm.role, admin, m.User.service_account)
+        .join(m.User, m.User.id == tm.user_id)
+        .where(tm.team_id.in_(list(team_ids)))
+        .order_by(tm.team_id, m.User.name)
     ).all()
-    return [
-        MemberMapping(
-            user_id=uid,
-            user=name,
-            legacy_role=TeamRole(role),
-            legacy_registry_admin=bool(is_admin),
-            service_account=bool(sa),
-            registry_role=mapped_role(TeamRole(role), bool(is_admin), bool(sa)),
+    for team_id, uid, name, role, is_admin, sa in rows:
+        out[team_id].append(
+            MemberMapping(
+                user_id=uid,
+                user=name,
+                legacy_role=TeamRole(role),
+                legacy_registry_admin=bool(is_admin),
+                service_account=bool(sa),
+                registry_role=mapped_role(TeamRole(role), bool(is_admin), bool(sa)),
+            )
         )
-        for uid, name, role, is_admin, sa in rows
-    ]
+    return out
 
 
 # --- planning -----------------------------------------------------------------------
@@ -816,8 +849,19 @@ class _SwitchRejected(Exception):
 
 
 def run_step(db: Database, migration_id: int, lease: Lease, batch_size: int) -> Outcome:
-    """One bounded unit of work on a claimed migration."""
-    verify_team_id: int | None = None
+    """One bounded unit of work on a claimed migration: `batch_size` versions copied, the
+    set-up of teams with up to that many collections, or the verification of teams with up
+    to VERIFY_GROUP_VERSIONS versions (always at least one team)."""
+    try:
+        return _step(db, migration_id, lease, batch_size, skip_conflicts=False)
+    except _CopyConflict:  # rolled back; redone keeping what the new registry holds
+        return _step(db, migration_id, lease, batch_size, skip_conflicts=True)
+
+
+def _step(
+    db: Database, migration_id: int, lease: Lease, batch_size: int, *, skip_conflicts: bool
+) -> Outcome:
+    verify_ids: list[int] = []
     with db.write() as s:
         migration = _renew(s, migration_id, lease)
         if migration is None:
@@ -828,34 +872,109 @@ def run_step(db: Database, migration_id: int, lease: Lease, batch_size: int) -> 
         if state in FINAL_STATES:
             _clear_lease(migration)
             return Outcome.DONE
-        teams = _teams_of(s, migration.id)
+        teams = _team_rows(s, migration.id)
         pending = [t for t in teams if t.state == MigrationState.PENDING]
         running = [t for t in teams if t.state == MigrationState.RUNNING]
         copied = [t for t in teams if t.state == MigrationState.VERIFYING]
         if pending:
-            _set_up_team(s, migration, pending[0])
+            _set_up_teams(s, migration, _bounded(pending, batch_size, "collections_total"))
             return Outcome.MORE
         if running:
-            _copy_batch(s, migration, running, batch_size)
+            _copy_batch(s, migration, running, batch_size, skip_conflicts=skip_conflicts)
             return Outcome.MORE
         if state != MigrationState.VERIFYING:
             _set_state(s, migration, MigrationState.VERIFYING)
             return Outcome.MORE
-        if copied:
-            verify_team_id = copied[0].id
-    if verify_team_id is not None:
-        result = verify_team(db, verify_team_id)
+        verify_ids = [t.id for t in _bounded(copied, VERIFY_GROUP_VERSIONS, "versions_total")]
+    if verify_ids:
+        results = verify_teams(db, verify_ids)
         with db.write() as s:
             migration = _renew(s, migration_id, lease)
             if migration is None:
                 return Outcome.LOST
-            mt = s.get(m.MigrationTeam, verify_team_id)
-            if migration.cancel_requested or mt is None or mt.state != MigrationState.VERIFYING:
+            if migration.cancel_requested:
                 return Outcome.MORE
-            _record_verification(migration, result.checked, result.mismatches)
-            mt.state = int(MigrationState.FAILED if result.mismatches else MigrationState.SUCCEEDED)
+            verifying = {
+                mt.id: mt
+                for mt in s.execute(
+                    select(m.MigrationTeam).where(
+                        m.MigrationTeam.id.in_(verify_ids),
+                        m.MigrationTeam.state == int(MigrationState.VERIFYING),
+                    )
+                ).scalars()
+            }
+            for mt_id in verify_ids:  # in team order, so mismatches list in team order
+                mt = verifying.get(mt_id)
+                if mt is None:
+                    continue
+                result = results[mt_id]
+                _record_verification(migration, result.checked, result.mismatches)
+                mt.state = int(
+                    MigrationState.FAILED if result.mismatches else MigrationState.SUCCEEDED
+                )
         return Outcome.MORE
     return _finish(db, migration_id, lease)
+
+
+@dataclass(frozen=True)
+class _TeamRow:
+    """A migration team as the runner needs it (no ORM identity, nothing to flush)."""
+
+    id: int
+    team_id: int
+    state: int
+    cursor: int
+    target_registry_id: int | None
+    versions_total: int
+    collections_total: int
+
+
+def _team_rows(s: Session, migration_id: int) -> list[_TeamRow]:
+    t = m.MigrationTeam.__table__.c
+    return [
+        _TeamRow(*row)
+        for row in s.execute(
+            select(
+                t.id,
+                t.team_id,
+                t.state,
+                t.cursor,
+                t.target_registry_id,
+                t.versions_total,
+                t.collections_total,
+            )
+            .where(t.migration_id == migration_id)
+            .order_by(t.id)
+        ).all()
+    ]
+
+
+def _bounded(teams: list[_TeamRow], budget: int, size: str) -> list[_TeamRow]:
+    """The first teams whose `size` adds up to at most `budget` (always at least one): a
+    step's work stays bounded while small teams share a step."""
+    out: list[_TeamRow] = []
+    used = 0
+    for team in teams:
+        n = max(int(getattr(team, size)), 1)
+        if out and used + n > budget:
+            break
+        out.append(team)
+        used += n
+    return out
+
+
+def _tune_transaction(s: Session, *, asynchronous_commit: bool = False) -> None:
+    """PostgreSQL, this transaction only: no JIT (its compile time would be paid by every
+    step, for joins over at most a batch). With `asynchronous_commit` (copy batches, which
+    record no events), the commit does not wait for the WAL flush: a batch and its cursor
+    commit together, so a database crash can only lose whole, recent batches, which the
+    runner copies again from the cursor it finds."""
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    settings = [func.set_config("jit", "off", True)]
+    if asynchronous_commit:
+        settings.append(func.set_config("synchronous_commit", "off", True))
+    s.execute(select(*settings))
 
 
 def fail_migration(db: Database, migration_id: int, lease: Lease, error: str) -> None:
@@ -919,55 +1038,73 @@ def _record_verification(migration: m.Migration, checked: int, mismatches: list[
 # --- set-up ---------------------------------------------------------------------------
 
 
-def _set_up_team(s: Session, migration: m.Migration, mt: m.MigrationTeam) -> None:
-    """The team's registry with its members and one collection per registered model."""
-    team = s.execute(select(m.Team).where(m.Team.id == mt.team_id)).scalar_one()
+def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> None:
+    """The teams' registries with their members and one collection per registered model,
+    a few statements for the whole group (each registry is usable once this commits)."""
+    rm, v = m.RegisteredModel, m.RegisteredModelVersion
     org = _org_name(s, migration.org_id)
     actor = _actor(s, migration)
-    if s.execute(
-        select(m.Registry.id).where(
-            m.Registry.org_id == migration.org_id, m.Registry.name == mt.target_name
-        )
-    ).first():
-        # Taken since StartMigration: the next free name, deterministically.
-        mt.target_name, _ = choose_target_name(
-            team.name, _taken_names(s, migration.org_id, [team.name])
-        )
-    rm, v = m.RegisteredModel, m.RegisteredModelVersion
-    other_types = list(
+    ids = [row.id for row in rows]
+    group = list(
         s.execute(
-            select(m.Artifact.type)
-            .select_from(v)
-            .join(rm, rm.id == v.registered_model_id)
-            .join(m.ArtifactVersion, m.ArtifactVersion.id == v.artifact_version_id)
-            .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
-            .where(rm.team_id == team.id, m.Artifact.type != COLLECTION_TYPE)
-            .distinct()
-            .order_by(m.Artifact.type)
-        ).scalars()
+            select(m.MigrationTeam, m.Team)
+            .join(m.Team, m.Team.id == m.MigrationTeam.team_id)
+            .where(m.MigrationTeam.id.in_(ids))
+            .order_by(m.MigrationTeam.id)
+        ).all()
     )
+    team_ids = [team.id for _, team in group]
+    taken = _taken_names(s, migration.org_id, [team.name for _, team in group])
+    for mt, team in group:
+        if mt.target_name in taken:
+            # Taken since StartMigration: the next free name, deterministically.
+            mt.target_name, _ = choose_target_name(team.name, taken)
+        taken.add(mt.target_name)
+    other_types: dict[int, list[str]] = {}
+    for team_id, artifact_type in s.execute(
+        select(rm.team_id, m.Artifact.type)
+        .select_from(v)
+        .join(rm, rm.id == v.registered_model_id)
+        .join(m.ArtifactVersion, m.ArtifactVersion.id == v.artifact_version_id)
+        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
+        .where(rm.team_id.in_(team_ids), m.Artifact.type != COLLECTION_TYPE)
+        .distinct()
+        .order_by(rm.team_id, m.Artifact.type)
+    ).all():
+        other_types.setdefault(team_id, []).append(artifact_type)
     t = now_us()
-    registry = m.Registry(
-        org_id=migration.org_id,
-        name=mt.target_name,
-        description=f"Migrated from the legacy Model Registry of teams/{team.name}.",
-        visibility=int(Visibility.RESTRICTED),
-        artifact_types=[COLLECTION_TYPE, *other_types],
-        allow_all_artifact_types=False,
-        protected_aliases=list(team.legacy_protected_aliases or []),
-        default_role=int(RegistryRole.RESTRICTED_VIEWER),
-        core=False,
-        created_by_id=migration.created_by_id,
-        migrated_from_team_id=team.id,
-        migration_id=migration.id,
-        create_time=t,
-        update_time=t,
-    )
-    s.add(registry)
+    registries = [
+        m.Registry(
+            org_id=migration.org_id,
+            name=mt.target_name,
+            description=f"Migrated from the legacy Model Registry of teams/{team.name}.",
+            visibility=int(Visibility.RESTRICTED),
+            artifact_types=[COLLECTION_TYPE, *other_types.get(team.id, [])],
+            allow_all_artifact_types=False,
+            protected_aliases=list(team.legacy_protected_aliases or []),
+            default_role=int(RegistryRole.RESTRICTED_VIEWER),
+            core=False,
+            created_by_id=migration.created_by_id,
+            migrated_from_team_id=team.id,
+            migration_id=migration.id,
+            create_time=t,
+            update_time=t,
+        )
+        for mt, team in group
+    ]
+    s.add_all(registries)
+    s.flush()  # one multi-row INSERT ... RETURNING for the ids
+    for (mt, _), registry in zip(group, registries, strict=True):
+        mt.target_registry_id = registry.id
+        mt.collections_done = mt.collections_total
+        mt.state = int(MigrationState.RUNNING)
     s.flush()
-    members = _sync_members(s, registry.id, team.id)
+    members = _sync_members(
+        s, [(registry.id, team.id) for registry, (_, team) in zip(registries, group, strict=True)]
+    )
     # New links made in the registry while versions are copied get indices after the
     # legacy ones: next_version_index starts where the registered model's is.
+    mt_table = m.MigrationTeam.__table__.c
     s.execute(
         insert(m.Collection).from_select(
             [
@@ -984,7 +1121,7 @@ def _set_up_team(s: Session, migration: m.Migration, mt: m.MigrationTeam) -> Non
                 "update_time",
             ],
             select(
-                literal(registry.id),
+                mt_table.target_registry_id,
                 rm.name,
                 literal(COLLECTION_TYPE),
                 rm.description,
@@ -996,69 +1133,76 @@ def _set_up_team(s: Session, migration: m.Migration, mt: m.MigrationTeam) -> Non
                 rm.create_time,
                 rm.update_time,
             )
-            .where(rm.team_id == team.id)
+            .join(m.MigrationTeam.__table__, mt_table.team_id == rm.team_id)
+            .where(mt_table.id.in_(ids))
             .order_by(rm.id),
         )
     )
-    mt.target_registry_id = registry.id
-    mt.collections_done = mt.collections_total
-    mt.state = int(MigrationState.RUNNING)
-    events.record_event(
-        s,
-        org_id=migration.org_id,
-        type=events.REGISTRY_CREATED,
-        actor=actor,
-        resource=f"organizations/{org}/registries/{registry.name}",
-        details={
-            "visibility": Visibility.RESTRICTED.name,
-            "artifact_types": registry.artifact_types,
-            "migrated_from": f"teams/{team.name}",
-            "migration": migration_name(org, migration.uid),
-            "members": members,
-            "collections": mt.collections_total,
-        },
-        registry_id=registry.id,
-    )
+    for (mt, team), registry in zip(group, registries, strict=True):
+        events.record_event(
+            s,
+            org_id=migration.org_id,
+            type=events.REGISTRY_CREATED,
+            actor=actor,
+            resource=f"organizations/{org}/registries/{registry.name}",
+            details={
+                "visibility": Visibility.RESTRICTED.name,
+                "artifact_types": registry.artifact_types,
+                "migrated_from": f"teams/{team.name}",
+                "migration": migration_name(org, migration.uid),
+                "members": members.get(registry.id, 0),
+                "collections": mt.collections_total,
+            },
+            registry_id=registry.id,
+        )
     migration.update_time = t
     if migration.state == MigrationState.PENDING:
         _set_state(s, migration, MigrationState.RUNNING)
 
 
-def _sync_members(s: Session, registry_id: int, team_id: int) -> int:
-    """Grants every current team member their mapped role (at set-up, and again when the
-    team's versions are copied, for members who joined or changed role meanwhile)."""
+def _sync_members(s: Session, targets: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """Grants every current member of each team their mapped role in the team's registry
+    (`targets`: (registry id, team id) pairs), at set-up and again when the versions are
+    copied, for members who joined or changed role meanwhile. Returns the number of
+    mapped members per registry."""
+    if not targets:
+        return {}
     t = now_us()
+    registry_ids = [registry_id for registry_id, _ in targets]
     granted = {
-        row.user_id: row
+        (row.registry_id, row.user_id): row
         for row in s.execute(
             select(m.RegistryMember).where(
-                m.RegistryMember.registry_id == registry_id, m.RegistryMember.user_id.is_not(None)
+                m.RegistryMember.registry_id.in_(registry_ids),
+                m.RegistryMember.user_id.is_not(None),
             )
         ).scalars()
     }
-    mappings = [mp for mp in member_mappings(s, team_id) if mp.registry_role != RegistryRole.NONE]
-    new = [mp for mp in mappings if mp.user_id not in granted]
+    mappings = member_mappings_of(s, [team_id for _, team_id in targets])
+    new: list[dict[str, Any]] = []
+    counts: dict[int, int] = {}
+    for registry_id, team_id in targets:
+        mapped = [mp for mp in mappings.get(team_id, []) if mp.registry_role != RegistryRole.NONE]
+        counts[registry_id] = len(mapped)
+        for mp in mapped:
+            row = granted.get((registry_id, mp.user_id))
+            if row is None:
+                new.append(
+                    {
+                        "registry_id": registry_id,
+                        "user_id": mp.user_id,
+                        "team_id": None,
+                        "role": int(mp.registry_role),
+                        "create_time": t,
+                        "update_time": t,
+                    }
+                )
+            elif row.role != mp.registry_role:
+                row.role = int(mp.registry_role)
+                row.update_time = t
     if new:
-        s.execute(
-            insert(m.RegistryMember),
-            [
-                {
-                    "registry_id": registry_id,
-                    "user_id": mp.user_id,
-                    "team_id": None,
-                    "role": int(mp.registry_role),
-                    "create_time": t,
-                    "update_time": t,
-                }
-                for mp in new
-            ],
-        )
-    for mp in mappings:
-        row = granted.get(mp.user_id)
-        if row is not None and row.role != mp.registry_role:
-            row.role = int(mp.registry_role)
-            row.update_time = t
-    return len(mappings)
+        s.execute(insert(m.RegistryMember), new)
+    return counts
 
 
 # --- copying --------------------------------------------------------------------------
@@ -1066,6 +1210,9 @@ def _sync_members(s: Session, registry_id: int, team_id: int) -> int:
 
 LEGACY_TABLES = ("registered_models", "registered_model_versions", "registered_model_aliases")
 TARGET_TABLES = ("collections", "collection_versions", "collection_aliases")
+# Before the first batch: the legacy tables, and the rows the set-up just added that every
+# batch joins (a migration's teams and collections), so batches join by index.
+COPY_TABLES = (*LEGACY_TABLES, "migration_teams", "collections")
 
 
 def _refresh_statistics(s: Session, tables: Sequence[str]) -> None:
@@ -1077,36 +1224,82 @@ def _refresh_statistics(s: Session, tables: Sequence[str]) -> None:
         s.execute(text(f"ANALYZE {', '.join(tables)}"))
 
 
-def _copy_batch(
-    s: Session, migration: m.Migration, running: list[m.MigrationTeam], batch_size: int
-) -> None:
-    """Copies the next `batch_size` versions of the running teams (by id, after the
-    cursor) and their aliases. One keyset window over all the teams keeps the scan dense
-    when many teams migrate together."""
-    rm, v, c, cv = m.RegisteredModel, m.RegisteredModelVersion, m.Collection, m.CollectionVersion
-    cursor = min(mt.cursor for mt in running)
-    by_team = {mt.team_id: mt for mt in running}
-    if cursor == 0:
-        _refresh_statistics(s, LEGACY_TABLES)  # once, before the first batch
-    rows = s.execute(
-        select(v.id, rm.team_id)
-        .join(rm, rm.id == v.registered_model_id)
-        .where(rm.team_id.in_(list(by_team)), v.id > cursor)
+def _insert_skipping_conflicts(dialect: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the dialect: a row that a link or alias made
+    in the new registry meanwhile already holds is kept, not overwritten (verification
+    then reports the difference)."""
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+_VERSION_COLUMNS = (
+    "collection_id",
+    "version_index",
+    "artifact_version_id",
+    "tags",
+    "description",
+    "linked_by_id",
+    "create_time",
+    "update_time",
+)
+
+
+@dataclass(frozen=True)
+class _CopyStatements:
+    """The copy step's statements, built once (bound parameters: migration, after,
+    last, limit), so a step spends its time in the database, not building SQL."""
+
+    window: Any
+    versions: Any
+    versions_skipping_conflicts: Any
+    aliases: Any
+    cursor: Any
+
+
+@functools.cache
+def _copy_statements(dialect: str) -> _CopyStatements:
+    v_t, rm_t, a_t = (
+        m.RegisteredModelVersion.__table__,
+        m.RegisteredModel.__table__,
+        m.RegisteredModelAlias.__table__,
+    )
+    c_t, cv_t, ca_t, mt_t = (
+        m.Collection.__table__,
+        m.CollectionVersion.__table__,
+        m.CollectionAlias.__table__,
+        m.MigrationTeam.__table__,
+    )
+    v, rm, a, c, cv, mt = v_t.c, rm_t.c, a_t.c, c_t.c, cv_t.c, mt_t.c
+    running_team = and_(
+        mt.migration_id == bindparam("migration"),
+        mt.team_id == rm.team_id,
+        mt.state == int(MigrationState.RUNNING),
+    )
+    # The next `limit` versions of the running teams after the cursor, by id, counted per
+    # team. The teams are a list, not a join, so the planner estimates from the teams'
+    # share of the table (a primary-key range scan when they are many); an array on
+    # PostgreSQL (one parameter, one prepared statement).
+    teams = (
+        rm.team_id == any_(bindparam("teams", type_=ARRAY(BigInteger)))
+        if dialect == "postgresql"
+        else rm.team_id.in_(bindparam("teams", expanding=True))
+    )
+    window = (
+        select(v.id.label("id"), rm.team_id.label("team_id"))
+        .join(rm_t, rm.id == v.registered_model_id)
+        .where(teams, v.id > bindparam("after"))
         .order_by(v.id)
-        .limit(batch_size)
-    ).all()
-    if not rows:
-        for mt in running:
-            _finish_copy(s, migration, mt)
-        if migration.state == MigrationState.RUNNING:
-            _refresh_statistics(s, TARGET_TABLES)
-            _set_state(s, migration, MigrationState.VERIFYING)
-        return
-    batch = [row.id for row in rows]
-    hi = max(batch)
-    # The batch's legacy rows first (MATERIALIZED: by primary key, before any join), so
-    # each join below is one index lookup per row whatever the table statistics say.
-    picked = (
+        .limit(bindparam("limit"))
+        .subquery("window")
+    )
+    counted = select(window.c.team_id, func.count(), func.max(window.c.id)).group_by(
+        window.c.team_id
+    )
+    # The window's legacy rows first (MATERIALIZED: a primary-key range scan before any
+    # join, so each join below is an index lookup per row whatever the statistics say),
+    # each joined to its team's target collection by the unique (registry_id, name).
+    batch = (
         select(
             v.id,
             v.registered_model_id,
@@ -1118,146 +1311,158 @@ def _copy_batch(
             v.create_time,
             v.update_time,
         )
-        .where(v.id.in_(batch))
+        .where(v.id > bindparam("after"), v.id <= bindparam("last"))
         .cte("batch")
         .prefix_with("MATERIALIZED")
     )
-    b = picked.c
-    source = (
-        select(
-            c.id.label("collection_id"),
-            b.version_index,
-            b.artifact_version_id,
-            b.tags,
-            b.description,
-            b.linked_by_id,
-            b.create_time,
-            b.update_time,
-        )
-        .select_from(picked)
-        .join(rm, rm.id == b.registered_model_id)
+    b = batch.c
+    legacy_to_target = (
+        select(b.id)
+        .select_from(batch)
+        .join(rm_t, rm.id == b.registered_model_id)
+        .join(mt_t, running_team)
         .join(
-            m.MigrationTeam,
+            c_t,
             and_(
-                m.MigrationTeam.migration_id == migration.id,
-                m.MigrationTeam.team_id == rm.team_id,
-            ),
-        )
-        .join(
-            c,
-            and_(
-                c.registry_id == m.MigrationTeam.target_registry_id,
+                c.registry_id == mt.target_registry_id,
                 c.name == rm.name,
                 c.migrated_from_model_id == rm.id,
             ),
         )
-        .order_by(b.id)
     )
-    columns = [
-        "collection_id",
-        "version_index",
-        "artifact_version_id",
-        "tags",
-        "description",
-        "linked_by_id",
-        "create_time",
-        "update_time",
-    ]
-    returning = (cv.id, cv.collection_id, cv.version_index)
-    try:
-        with s.begin_nested():
-            inserted = s.execute(
-                insert(cv).from_select(columns, source).returning(*returning)
-            ).all()
-    except IntegrityError:
-        # A link made in the new registry meanwhile holds an index or the artifact
-        # version: it is kept (verification reports the difference), the rest is copied.
-        existing = aliased(m.CollectionVersion)
-        guarded = source.where(
-            ~exists().where(
-                existing.collection_id == c.id, existing.version_index == b.version_index
-            ),
-            ~exists().where(
-                existing.collection_id == c.id,
-                existing.artifact_version_id == b.artifact_version_id,
-            ),
+    source = legacy_to_target.with_only_columns(
+        c.id,
+        b.version_index,
+        b.artifact_version_id,
+        b.tags,
+        b.description,
+        b.linked_by_id,
+        b.create_time,
+        b.update_time,
+    ).order_by(b.id)
+    columns = list(_VERSION_COLUMNS)
+    # The window's aliases (by their version id, an index range scan: few versions have
+    # one), onto the versions just copied (same collection, index and artifact version; a
+    # version skipped for a conflict gets none).
+    batch_aliases = (
+        select(
+            a.id,
+            a.alias,
+            a.create_time,
+            v.registered_model_id,
+            v.version_index,
+            v.artifact_version_id,
         )
-        inserted = s.execute(insert(cv).from_select(columns, guarded).returning(*returning)).all()
-    _copy_aliases(s, migration, batch, {(cid, index): vid for vid, cid, index in inserted})
-    counts: dict[int, int] = {}
-    for row in rows:
-        counts[row.team_id] = counts.get(row.team_id, 0) + 1
-    for mt in running:
-        mt.cursor = hi
-        mt.versions_done = mt.versions_done + counts.get(mt.team_id, 0)
-    migration.progress_done = migration.progress_done + len(rows)
-    migration.update_time = now_us()
-
-
-def _copy_aliases(
-    s: Session, migration: m.Migration, batch: list[int], copied: dict[tuple[int, int], int]
-) -> None:
-    """The legacy aliases of the batch's versions, onto the versions just copied."""
-    rm, v, c, a = m.RegisteredModel, m.RegisteredModelVersion, m.Collection, m.RegisteredModelAlias
-    picked = (
-        select(a.id, a.alias, a.version_id, a.create_time)
-        .where(a.version_id.in_(batch))
+        .join(v_t, v.id == a.version_id)
+        .where(a.version_id > bindparam("after"), a.version_id <= bindparam("last"))
         .cte("batch_aliases")
         .prefix_with("MATERIALIZED")
     )
-    b = picked.c
-    legacy = s.execute(
-        select(c.id, b.alias, v.version_index, b.create_time)
-        .select_from(picked)
-        .join(v, v.id == b.version_id)
-        .join(rm, rm.id == v.registered_model_id)
+    ba = batch_aliases.c
+    alias_source = (
+        select(c.id, ba.alias, cv.id, ba.create_time)
+        .select_from(batch_aliases)
+        .join(rm_t, rm.id == ba.registered_model_id)
+        .join(mt_t, running_team)
         .join(
-            m.MigrationTeam,
+            c_t,
             and_(
-                m.MigrationTeam.migration_id == migration.id,
-                m.MigrationTeam.team_id == rm.team_id,
-            ),
-        )
-        .join(
-            c,
-            and_(
-                c.registry_id == m.MigrationTeam.target_registry_id,
+                c.registry_id == mt.target_registry_id,
                 c.name == rm.name,
                 c.migrated_from_model_id == rm.id,
             ),
         )
-        .order_by(b.id)
-    ).all()
-    values = [
-        {"collection_id": cid, "alias": alias, "version_id": copied[(cid, index)], "create_time": t}
-        for cid, alias, index, t in legacy
-        if (cid, index) in copied
-    ]
-    if not values:
-        return
-    try:
-        with s.begin_nested():
-            s.execute(insert(m.CollectionAlias), values)
-    except IntegrityError:
-        # Set in the new registry meanwhile: theirs stays (verification reports it).
-        held = set(
-            s.execute(
-                select(m.CollectionAlias.collection_id, m.CollectionAlias.alias).where(
-                    m.CollectionAlias.collection_id.in_({row["collection_id"] for row in values})
-                )
-            ).all()
+        .join(
+            cv_t,
+            and_(
+                cv.collection_id == c.id,
+                cv.version_index == ba.version_index,
+                cv.artifact_version_id == ba.artifact_version_id,
+            ),
         )
-        values = [row for row in values if (row["collection_id"], row["alias"]) not in held]
-        if values:
-            s.execute(insert(m.CollectionAlias), values)
+        .order_by(ba.id)
+    )
+    return _CopyStatements(
+        window=counted,
+        versions=insert(cv_t).from_select(columns, source),
+        versions_skipping_conflicts=_insert_skipping_conflicts(dialect, cv_t).from_select(
+            columns, source
+        ),
+        aliases=_insert_skipping_conflicts(dialect, ca_t).from_select(
+            ["collection_id", "alias", "version_id", "create_time"], alias_source
+        ),
+        cursor=update(mt_t).where(
+            mt.migration_id == bindparam("migration"),
+            mt.state == int(MigrationState.RUNNING),
+        ),
+    )
 
 
-def _finish_copy(s: Session, migration: m.Migration, mt: m.MigrationTeam) -> None:
-    """The team's versions are copied: indices continue after the legacy ones, and the
-    members are brought up to date with the team."""
+class _CopyConflict(Exception):
+    """A copied version collided with one linked in the new registry meanwhile: the step
+    is redone in a fresh transaction, keeping theirs."""
+
+
+def _copy_batch(
+    s: Session,
+    migration: m.Migration,
+    running: list[_TeamRow],
+    batch_size: int,
+    *,
+    skip_conflicts: bool = False,
+) -> None:
+    """Copies the next `batch_size` versions of the running teams (by id, after the
+    cursor) and their aliases: one statement finds the window's end and per-team counts,
+    one INSERT ... SELECT copies the versions, one the aliases, and one moves the cursors,
+    all in this transaction. One keyset window over all the teams keeps the scan dense
+    when many teams migrate together."""
+    dialect = s.get_bind().dialect.name
+    sql = _copy_statements(dialect)
+    cursor = min(row.cursor for row in running)
+    if cursor == 0:
+        _refresh_statistics(s, COPY_TABLES)  # once, before the first batch
+    _tune_transaction(s, asynchronous_commit=True)
+    params = {"migration": migration.id, "after": cursor}
+    teams = [row.team_id for row in running]
+    per_team = s.execute(sql.window, {**params, "limit": batch_size, "teams": teams}).all()
+    if not per_team:
+        _finish_copy(s, migration, running)
+        return
+    params["last"] = hi = max(int(last) for _, _, last in per_team)
+    counts = {int(team_id): int(n) for team_id, n, _ in per_team}
+    if skip_conflicts:
+        s.execute(sql.versions_skipping_conflicts, params)
+    else:
+        # A plain INSERT: cheaper per row than ON CONFLICT's speculative insertion; a
+        # conflict (a link made in the new registry meanwhile) is rare, and redoes the
+        # step with the other statement.
+        try:
+            s.execute(sql.versions, params)
+        except IntegrityError as e:
+            raise _CopyConflict() from e
+    s.execute(sql.aliases, params)
+    mt = m.MigrationTeam.__table__.c
+    s.execute(
+        sql.cursor.values(
+            cursor=hi,
+            versions_done=mt.versions_done + case(counts, value=mt.team_id, else_=0),
+        ),
+        {"migration": migration.id},
+    )
+    migration.progress_done = migration.progress_done + sum(counts.values())
+    migration.update_time = now_us()
+
+
+def _finish_copy(s: Session, migration: m.Migration, running: list[_TeamRow]) -> None:
+    """The teams' versions are copied: indices continue after the legacy ones, members
+    are brought up to date with the teams, and verification comes next."""
     rm, c = m.RegisteredModel, m.Collection
-    if mt.target_registry_id is not None:
-        _sync_members(s, mt.target_registry_id, mt.team_id)
+    targets = [
+        (row.target_registry_id, row.team_id)
+        for row in running
+        if row.target_registry_id is not None
+    ]
+    _sync_members(s, targets)
     legacy_next = (
         select(rm.next_version_index)
         .where(rm.id == c.migrated_from_model_id)
@@ -1267,15 +1472,23 @@ def _finish_copy(s: Session, migration: m.Migration, mt: m.MigrationTeam) -> Non
     s.execute(
         update(c)
         .where(
-            c.registry_id == mt.target_registry_id,
+            c.registry_id.in_([registry_id for registry_id, _ in targets]),
             c.migrated_from_model_id.is_not(None),
             c.next_version_index < legacy_next,
         )
         .values(next_version_index=legacy_next)
         .execution_options(synchronize_session=False)
     )
-    mt.state = int(MigrationState.VERIFYING)
+    s.execute(
+        update(m.MigrationTeam)
+        .where(m.MigrationTeam.id.in_([row.id for row in running]))
+        .values(state=int(MigrationState.VERIFYING))
+        .execution_options(synchronize_session=False)
+    )
     migration.update_time = now_us()
+    if migration.state == MigrationState.RUNNING:
+        _refresh_statistics(s, TARGET_TABLES)
+        _set_state(s, migration, MigrationState.VERIFYING)
 
 
 # --- verification ---------------------------------------------------------------------
@@ -1307,39 +1520,66 @@ def registry_allows(role: RegistryRole, perm: Permission) -> bool:
     return role != RegistryRole.NONE and role >= perm.min_role
 
 
+@dataclass
+class _Checked:
+    """One team of a verification group: its legacy registry and its target."""
+
+    team: m.Team
+    registry: m.Registry
+    out: Verification
+    versions: int = 0  # legacy versions, as counted by _verify_collections
+
+    @property
+    def label(self) -> str:
+        return f"teams/{self.team.name}"
+
+
 def verify_team(db: Database, migration_team_id: int) -> Verification:
-    """Independent, set-based comparison of one team's legacy registry with its target
-    (read-only; runs without blocking anyone)."""
+    """Independent, set-based comparison of one team's legacy registry with its target."""
+    return verify_teams(db, [migration_team_id])[migration_team_id]
+
+
+def verify_teams(db: Database, migration_team_ids: Sequence[int]) -> dict[int, Verification]:
+    """Independent, set-based comparison of a group of teams' legacy registries with
+    their targets, a fixed number of statements for the whole group (read-only; runs
+    without blocking anyone). Keyed by migration team id."""
     with db.read() as s:
-        mt = s.execute(
-            select(m.MigrationTeam).where(m.MigrationTeam.id == migration_team_id)
-        ).scalar_one()
-        team = s.execute(select(m.Team).where(m.Team.id == mt.team_id)).scalar_one()
-        registry = (
-            s.execute(
-                select(m.Registry).where(m.Registry.id == mt.target_registry_id)
-            ).scalar_one_or_none()
-            if mt.target_registry_id is not None
-            else None
-        )
-        out = Verification()
-        label = f"teams/{team.name}"
-        if registry is None:
-            out.mismatch(f"{label}: the target registry {mt.target_name!r} no longer exists")
-            return out
-        _verify_registry(out, label, team, registry)
-        _verify_collections(s, out, label, team, registry)
-        _verify_versions(s, out, label, team, registry)
-        _verify_aliases(s, out, label, team, registry)
-        _verify_access(s, out, label, team, registry)
-        if out.total_mismatches > len(out.mismatches):
-            out.mismatches.append(
-                f"{label}: ... {out.total_mismatches - len(out.mismatches)} more mismatch(es)"
-            )
-        return out
+        _tune_transaction(s)
+        results: dict[int, Verification] = {}
+        group: dict[int, _Checked] = {}  # by team id
+        for mt, team, registry in s.execute(
+            select(m.MigrationTeam, m.Team, m.Registry)
+            .join(m.Team, m.Team.id == m.MigrationTeam.team_id)
+            .outerjoin(m.Registry, m.Registry.id == m.MigrationTeam.target_registry_id)
+            .where(m.MigrationTeam.id.in_(list(migration_team_ids)))
+            .order_by(m.MigrationTeam.id)
+        ).all():
+            out = results[mt.id] = Verification()
+            if registry is None:
+                out.mismatch(
+                    f"teams/{team.name}: the target registry {mt.target_name!r} no longer exists"
+                )
+                continue
+            checked = group[team.id] = _Checked(team, registry, out)
+            _verify_registry(checked)
+        if group:
+            ids = [mt_id for mt_id in migration_team_ids if mt_id in results]
+            _verify_collections(s, ids, group)
+            _verify_versions(s, ids, group)
+            _verify_aliases(s, ids, group)
+            _verify_access(s, list(group.values()))
+        for checked in group.values():
+            out = checked.out
+            if out.total_mismatches > len(out.mismatches):
+                out.mismatches.append(
+                    f"{checked.label}: ... {out.total_mismatches - len(out.mismatches)} more "
+                    "mismatch(es)"
+                )
+        return results
 
 
-def _verify_registry(out: Verification, label: str, team: m.Team, registry: m.Registry) -> None:
+def _verify_registry(checked: _Checked) -> None:
+    out, label, team, registry = checked.out, checked.label, checked.team, checked.registry
     out.checked += 1
     missing = set(team.legacy_protected_aliases or []) - set(registry.protected_aliases or [])
     if missing:
@@ -1350,230 +1590,326 @@ def _verify_registry(out: Verification, label: str, team: m.Team, registry: m.Re
         out.mismatch(f"{label}: registry {registry.name!r} is not RESTRICTED")
 
 
-def _verify_collections(
-    s: Session, out: Verification, label: str, team: m.Team, registry: m.Registry
-) -> None:
-    rm, v, c, cv = (
-        m.RegisteredModel,
-        m.RegisteredModelVersion,
-        m.Collection,
-        m.CollectionVersion,
+def _group_teams(migration_team_ids: Sequence[int]) -> Any:
+    """The group's `migration_teams` rows, to join each legacy row (by team) to its
+    target registry."""
+    mt = m.MigrationTeam.__table__
+    return (
+        select(mt.c.team_id, mt.c.target_registry_id)
+        .where(mt.c.id.in_(list(migration_team_ids)))
+        .subquery("verified_teams")
     )
-    models = s.execute(select(rm).where(rm.team_id == team.id).order_by(rm.name)).scalars().all()
-    collections = {
-        row.migrated_from_model_id: row
-        for row in s.execute(
-            select(c).where(c.registry_id == registry.id, c.migrated_from_model_id.is_not(None))
-        ).scalars()
-    }
-    legacy_counts = dict(
-        s.execute(
-            select(v.registered_model_id, func.count())
-            .join(rm, rm.id == v.registered_model_id)
-            .where(rm.team_id == team.id)
-            .group_by(v.registered_model_id)
-        ).all()
+
+
+def _per_team(s: Session, stmt: Any) -> dict[int, int]:
+    return {int(team_id): int(n or 0) for team_id, n in s.execute(stmt).all()}
+
+
+def _verify_collections(
+    s: Session, migration_team_ids: list[int], group: dict[int, _Checked]
+) -> None:
+    """Every registered model has its collection: same name, description, tags, creator,
+    creation time, and as many versions inside the legacy index range. One row per
+    registered model of the group (compared here), each with both version counts."""
+    rm, v, c, cv = (
+        m.RegisteredModel.__table__.c,
+        m.RegisteredModelVersion.__table__.c,
+        m.Collection.__table__.c,
+        m.CollectionVersion.__table__.c,
+    )
+    gt = _group_teams(migration_team_ids)
+    team_ids = list(group)
+    legacy_counts = (
+        select(v.registered_model_id.label("model_id"), func.count().label("n"))
+        .select_from(m.RegisteredModelVersion.__table__)
+        .join(m.RegisteredModel.__table__, rm.id == v.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .group_by(v.registered_model_id)
+        .subquery("legacy_counts")
     )
     # Versions inside the legacy index range; later ones were linked in the Registry.
-    migrated_counts = dict(
-        s.execute(
-            select(cv.collection_id, func.count())
-            .join(c, c.id == cv.collection_id)
-            .join(rm, rm.id == c.migrated_from_model_id)
-            .where(c.registry_id == registry.id, cv.version_index < rm.next_version_index)
-            .group_by(cv.collection_id)
-        ).all()
+    model = m.RegisteredModel.__table__.alias("source_model")
+    migrated_counts = (
+        select(cv.collection_id.label("collection_id"), func.count().label("n"))
+        .select_from(m.CollectionVersion.__table__)
+        .join(m.Collection.__table__, c.id == cv.collection_id)
+        .join(gt, gt.c.target_registry_id == c.registry_id)
+        .join(model, model.c.id == c.migrated_from_model_id)
+        .where(cv.version_index < model.c.next_version_index)
+        .group_by(cv.collection_id)
+        .subquery("migrated_counts")
     )
-    for model in models:
+    legacy_n = func.coalesce(legacy_counts.c.n, 0)
+    migrated_n = func.coalesce(migrated_counts.c.n, 0)
+    rows = s.execute(
+        select(
+            rm.team_id,
+            rm.name,
+            rm.description,
+            rm.tags,
+            rm.created_by_id,
+            rm.create_time,
+            rm.next_version_index,
+            c.id,
+            c.name,
+            c.type,
+            c.description,
+            c.tags,
+            c.created_by_id,
+            c.create_time,
+            c.next_version_index,
+            legacy_n,
+            migrated_n,
+        )
+        .select_from(m.RegisteredModel.__table__)
+        .join(gt, gt.c.team_id == rm.team_id)
+        .outerjoin(
+            m.Collection.__table__,
+            and_(c.registry_id == gt.c.target_registry_id, c.migrated_from_model_id == rm.id),
+        )
+        .outerjoin(legacy_counts, legacy_counts.c.model_id == rm.id)
+        .outerjoin(migrated_counts, migrated_counts.c.collection_id == c.id)
+        .order_by(rm.team_id, rm.name)
+    ).all()
+    for row in rows:
+        (team_id, name, description, tags, created_by, created, next_index, col_id) = row[:8]
+        (col_name, col_type, col_description, col_tags, col_by, col_created, col_next) = row[8:15]
+        n_legacy, n_migrated = int(row[15]), int(row[16])
+        checked = group[team_id]
+        out = checked.out
         out.checked += 1
-        where = f"{label}: registered model {model.name!r}"
-        col = collections.get(model.id)
-        if col is None:
-            out.mismatch(f"{where}: no collection in {registry.name!r}")
+        checked.versions += n_legacy  # the legacy versions _verify_versions compares
+        where = f"{checked.label}: registered model {name!r}"
+        if col_id is None:
+            out.mismatch(f"{where}: no collection in {checked.registry.name!r}")
             continue
-        if col.name != model.name:
-            out.mismatch(f"{where}: collection is named {col.name!r}")
-        if col.type != COLLECTION_TYPE:
-            out.mismatch(f"{where}: collection type is {col.type!r}")
-        if col.description != model.description:
+        if col_name != name:
+            out.mismatch(f"{where}: collection is named {col_name!r}")
+        if col_type != COLLECTION_TYPE:
+            out.mismatch(f"{where}: collection type is {col_type!r}")
+        if col_description != description:
             out.mismatch(f"{where}: description differs")
-        if list(col.tags or []) != list(model.tags or []):
-            out.mismatch(f"{where}: tags differ ({col.tags} != {model.tags})")
-        if col.created_by_id != model.created_by_id or col.create_time != model.create_time:
+        if list(col_tags or []) != list(tags or []):
+            out.mismatch(f"{where}: tags differ ({col_tags} != {tags})")
+        if col_by != created_by or col_created != created:
             out.mismatch(f"{where}: creation author or time differs")
-        if col.next_version_index < model.next_version_index:
+        if col_next < next_index:
             out.mismatch(f"{where}: next version index would reuse legacy indices")
-        legacy_n = int(legacy_counts.get(model.id, 0))
-        migrated_n = int(migrated_counts.get(col.id, 0))
-        if legacy_n != migrated_n:
-            out.mismatch(f"{where}: {legacy_n} legacy version(s), {migrated_n} migrated")
+        if n_legacy != n_migrated:
+            out.mismatch(f"{where}: {n_legacy} legacy version(s), {n_migrated} migrated")
 
 
-def _verify_versions(
-    s: Session, out: Verification, label: str, team: m.Team, registry: m.Registry
-) -> None:
-    """Every legacy version: same index -> same artifact version (so digest, metadata and
-    lineage), same tags, description, author and creation time."""
+def _verify_versions(s: Session, migration_team_ids: list[int], group: dict[int, _Checked]) -> None:
+    """Every legacy version: same index -> same artifact version (the same row, so the
+    same digest, metadata and lineage), same tags, description, author and creation
+    time. One pass over the group's versions; only differing rows come back (at most
+    MISMATCHES_MAX + 1 per team)."""
     rm, v, c, cv = (
-        m.RegisteredModel,
-        m.RegisteredModelVersion,
-        m.Collection,
-        m.CollectionVersion,
+        m.RegisteredModel.__table__.c,
+        m.RegisteredModelVersion.__table__.c,
+        m.Collection.__table__.c,
+        m.CollectionVersion.__table__.c,
     )
-    av1 = aliased(m.ArtifactVersion, name="legacy_av")
-    av2 = aliased(m.ArtifactVersion, name="migrated_av")
+    gt = _group_teams(migration_team_ids)
+    for checked in group.values():
+        checked.out.checked += checked.versions  # counted by _verify_collections
     differs = or_(
         cv.id.is_(None),
         cv.artifact_version_id != v.artifact_version_id,
-        av1.digest != av2.digest,
-        av1.producing_run != av2.producing_run,
-        av1.metadata_ != av2.metadata_,
         cv.tags != v.tags,
         cv.description != v.description,
         cv.linked_by_id.is_distinct_from(v.linked_by_id),
         cv.create_time != v.create_time,
     )
-    base = (
+    bad = (
         select(
-            rm.name,
-            v.version_index,
-            cv.id,
-            v.artifact_version_id,
-            cv.artifact_version_id,
-            av1.digest,
-            av2.digest,
-            v.tags,
-            cv.tags,
-            v.description,
-            cv.description,
-            v.linked_by_id,
-            cv.linked_by_id,
-            v.create_time,
-            cv.create_time,
+            rm.team_id.label("team_id"),
+            rm.name.label("model"),
+            v.version_index.label("index"),
+            cv.id.label("cv_id"),
+            v.artifact_version_id.label("legacy_av"),
+            cv.artifact_version_id.label("new_av"),
+            v.tags.label("t1"),
+            cv.tags.label("t2"),
+            v.description.label("desc1"),
+            cv.description.label("desc2"),
+            v.linked_by_id.label("by1"),
+            cv.linked_by_id.label("by2"),
+            v.create_time.label("c1"),
+            cv.create_time.label("c2"),
+            func.row_number()
+            .over(partition_by=rm.team_id, order_by=(rm.name, v.version_index))
+            .label("n"),
         )
-        .select_from(v)
-        .join(rm, rm.id == v.registered_model_id)
-        .join(av1, av1.id == v.artifact_version_id)
+        .select_from(m.RegisteredModelVersion.__table__)
+        .join(m.RegisteredModel.__table__, rm.id == v.registered_model_id)
+        .join(gt, gt.c.team_id == rm.team_id)
         .outerjoin(
-            c,
+            m.Collection.__table__,
             and_(
-                c.registry_id == registry.id, c.name == rm.name, c.migrated_from_model_id == rm.id
+                c.registry_id == gt.c.target_registry_id,
+                c.name == rm.name,
+                c.migrated_from_model_id == rm.id,
             ),
         )
-        .outerjoin(cv, and_(cv.collection_id == c.id, cv.version_index == v.version_index))
-        .outerjoin(av2, av2.id == cv.artifact_version_id)
-        .where(rm.team_id == team.id)
-    )
-    total = s.execute(
-        select(func.count())
-        .select_from(v)
-        .join(rm, rm.id == v.registered_model_id)
-        .where(rm.team_id == team.id)
-    ).scalar_one()
-    out.checked += int(total)
-    bad = s.execute(
-        base.where(differs).order_by(rm.name, v.version_index).limit(MISMATCHES_MAX + 1)
-    ).all()
-    for row in bad:
-        (model, index, cv_id, legacy_av, new_av, d1, d2, t1, t2, desc1, desc2, by1, by2, c1, c2) = (
-            row
+        .outerjoin(
+            m.CollectionVersion.__table__,
+            and_(cv.collection_id == c.id, cv.version_index == v.version_index),
         )
-        where = f"{label}: {model}:v{index}"
-        if cv_id is None:
-            out.mismatch(f"{where}: missing from the collection")
+        .where(differs)
+        .subquery("bad")
+    )
+    av1 = m.ArtifactVersion.__table__.alias("legacy_av")
+    av2 = m.ArtifactVersion.__table__.alias("migrated_av")
+    b = bad.c
+    rows = s.execute(
+        select(*b, av1.c.digest.label("d1"), av2.c.digest.label("d2"))
+        .select_from(bad)
+        .outerjoin(av1, av1.c.id == b.legacy_av)
+        .outerjoin(av2, av2.c.id == b.new_av)
+        .where(b.n <= MISMATCHES_MAX + 1)
+        .order_by(b.team_id, b.n)
+    ).all()
+    suspect: set[int] = set()
+    for row in rows:
+        checked = group[row.team_id]
+        suspect.add(row.team_id)
+        where = f"{checked.label}: {row.model}:v{row.index}"
+        if row.cv_id is None:
+            checked.out.mismatch(f"{where}: missing from the collection")
             continue
         what = []
-        if legacy_av != new_av:
+        if row.legacy_av != row.new_av:
             what.append("artifact version")
-        if d1 != d2:
+        if row.d1 != row.d2:
             what.append("digest")
-        if list(t1 or []) != list(t2 or []):
+        if list(row.t1 or []) != list(row.t2 or []):
             what.append("tags")
-        if desc1 != desc2:
+        if row.desc1 != row.desc2:
             what.append("description")
-        if by1 != by2:
+        if row.by1 != row.by2:
             what.append("linked by")
-        if c1 != c2:
+        if row.c1 != row.c2:
             what.append("creation time")
-        out.mismatch(f"{where}: {', '.join(what) or 'metadata or lineage'} differ(s)")
-    # Nothing extra inside the legacy index range.
+        checked.out.mismatch(f"{where}: {', '.join(what) or 'metadata or lineage'} differ(s)")
+    # Nothing extra inside the legacy index range. With every legacy version found at its
+    # index and per-model counts equal (checked above), there can be none: only teams
+    # with a mismatch so far are searched.
+    suspect |= {team_id for team_id, checked in group.items() if checked.out.total_mismatches}
+    if not suspect:
+        return
+    legacy = m.RegisteredModelVersion
     extra = s.execute(
-        select(c.name, cv.version_index)
-        .select_from(cv)
-        .join(c, c.id == cv.collection_id)
-        .join(rm, rm.id == c.migrated_from_model_id)
+        select(rm.team_id, c.name, cv.version_index)
+        .select_from(m.CollectionVersion.__table__)
+        .join(m.Collection.__table__, c.id == cv.collection_id)
+        .join(m.RegisteredModel.__table__, rm.id == c.migrated_from_model_id)
+        .join(gt, and_(gt.c.team_id == rm.team_id, gt.c.target_registry_id == c.registry_id))
         .where(
-            c.registry_id == registry.id,
+            rm.team_id.in_(sorted(suspect)),
             cv.version_index < rm.next_version_index,
-            ~exists().where(v.registered_model_id == rm.id, v.version_index == cv.version_index),
-        )
-        .order_by(c.name, cv.version_index)
-        .limit(MISMATCHES_MAX)
-    ).all()
-    for name, index in extra:
-        out.mismatch(
-            f"{label}: {name}:v{index} exists in the collection but not in the legacy model"
-        )
-
-
-def _verify_aliases(
-    s: Session, out: Verification, label: str, team: m.Team, registry: m.Registry
-) -> None:
-    """Every legacy alias (so every `:alias` path) is on the version of the same index."""
-    rm, v, c, cv = (
-        m.RegisteredModel,
-        m.RegisteredModelVersion,
-        m.Collection,
-        m.CollectionVersion,
-    )
-    a, ca = m.RegisteredModelAlias, m.CollectionAlias
-    total = s.execute(
-        select(func.count())
-        .select_from(a)
-        .join(rm, rm.id == a.registered_model_id)
-        .where(rm.team_id == team.id)
-    ).scalar_one()
-    out.checked += int(total)
-    bad = s.execute(
-        select(rm.name, a.alias, v.version_index, cv.version_index)
-        .select_from(a)
-        .join(v, v.id == a.version_id)
-        .join(rm, rm.id == a.registered_model_id)
-        .outerjoin(
-            c,
-            and_(
-                c.registry_id == registry.id, c.name == rm.name, c.migrated_from_model_id == rm.id
+            ~exists().where(
+                legacy.registered_model_id == rm.id, legacy.version_index == cv.version_index
             ),
         )
-        .outerjoin(ca, and_(ca.collection_id == c.id, ca.alias == a.alias))
-        .outerjoin(cv, cv.id == ca.version_id)
-        .where(
-            rm.team_id == team.id,
-            or_(cv.id.is_(None), cv.version_index != v.version_index),
-        )
-        .order_by(rm.name, a.alias)
-        .limit(MISMATCHES_MAX)
+        .order_by(rm.team_id, c.name, cv.version_index)
     ).all()
-    for model, alias, legacy_index, new_index in bad:
-        where = f"{label}: {model}:{alias}"
-        if new_index is None:
-            out.mismatch(f"{where}: alias missing from the collection (legacy v{legacy_index})")
+    listed: dict[int, int] = {}
+    for team_id, name, index in extra:
+        listed[team_id] = listed.get(team_id, 0) + 1
+        if listed[team_id] > MISMATCHES_MAX:
+            continue
+        checked = group[team_id]
+        checked.out.mismatch(
+            f"{checked.label}: {name}:v{index} exists in the collection but not in the legacy model"
+        )
+
+
+def _verify_aliases(s: Session, migration_team_ids: list[int], group: dict[int, _Checked]) -> None:
+    """Every legacy alias (so every `:alias` path) is on the version of the same index."""
+    rm, v, c, cv = (
+        m.RegisteredModel.__table__.c,
+        m.RegisteredModelVersion.__table__.c,
+        m.Collection.__table__.c,
+        m.CollectionVersion.__table__.c,
+    )
+    a, ca = m.RegisteredModelAlias.__table__.c, m.CollectionAlias.__table__.c
+    gt = _group_teams(migration_team_ids)
+    team_ids = list(group)
+    for team_id, n in _per_team(
+        s,
+        select(rm.team_id, func.count())
+        .select_from(m.RegisteredModelAlias.__table__)
+        .join(m.RegisteredModel.__table__, rm.id == a.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .group_by(rm.team_id),
+    ).items():
+        group[team_id].out.checked += n
+    bad = (
+        select(
+            rm.team_id.label("team_id"),
+            rm.name.label("model"),
+            a.alias.label("alias"),
+            v.version_index.label("legacy_index"),
+            cv.version_index.label("new_index"),
+            func.row_number().over(partition_by=rm.team_id, order_by=(rm.name, a.alias)).label("n"),
+        )
+        .select_from(m.RegisteredModelAlias.__table__)
+        .join(m.RegisteredModelVersion.__table__, v.id == a.version_id)
+        .join(m.RegisteredModel.__table__, rm.id == a.registered_model_id)
+        .join(gt, gt.c.team_id == rm.team_id)
+        .outerjoin(
+            m.Collection.__table__,
+            and_(
+                c.registry_id == gt.c.target_registry_id,
+                c.name == rm.name,
+                c.migrated_from_model_id == rm.id,
+            ),
+        )
+        .outerjoin(m.CollectionAlias.__table__, and_(ca.collection_id == c.id, ca.alias == a.alias))
+        .outerjoin(m.CollectionVersion.__table__, cv.id == ca.version_id)
+        .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
+        .subquery("bad_aliases")
+    )
+    for row in s.execute(
+        select(bad).where(bad.c.n <= MISMATCHES_MAX).order_by(bad.c.team_id, bad.c.n)
+    ).all():
+        checked = group[row.team_id]
+        where = f"{checked.label}: {row.model}:{row.alias}"
+        if row.new_index is None:
+            checked.out.mismatch(
+                f"{where}: alias missing from the collection (legacy v{row.legacy_index})"
+            )
         else:
-            out.mismatch(f"{where}: on v{new_index} in the collection, v{legacy_index} in legacy")
+            checked.out.mismatch(
+                f"{where}: on v{row.new_index} in the collection, v{row.legacy_index} in legacy"
+            )
 
 
-def _verify_access(
-    s: Session, out: Verification, label: str, team: m.Team, registry: m.Registry
-) -> None:
+def _verify_access(s: Session, group: list[_Checked]) -> None:
     """For every principal who could have access on either side, and every collection,
     each operation is allowed in the new registry exactly when it was in the legacy one
-    (service accounts: as the MEMBER the Registry makes them)."""
-    org = s.execute(select(m.Organization).where(m.Organization.id == team.org_id)).scalar_one()
-    collections = s.execute(
-        select(func.count())
-        .select_from(m.Collection)
-        .where(m.Collection.registry_id == registry.id)
+    (service accounts: as the MEMBER the Registry makes them). Roles in the new registry
+    come from `access.effective_role`, the function every RPC checks with."""
+    org_id = group[0].team.org_id
+    org = s.execute(select(m.Organization).where(m.Organization.id == org_id)).scalar_one()
+    collections = _per_team(
+        s,
+        select(m.Collection.registry_id, func.count())
+        .where(m.Collection.registry_id.in_([g.registry.id for g in group]))
+        .group_by(m.Collection.registry_id),
+    )
+    everyone = s.execute(
+        select(func.count()).select_from(m.User).where(m.User.org_id == org_id)
     ).scalar_one()
+    for checked in group:
+        _verify_team_access(s, checked, org, collections.get(checked.registry.id, 0), everyone)
+
+
+def _verify_team_access(
+    s: Session, checked: _Checked, org: m.Organization, collections: int, everyone: int
+) -> None:
+    out, label, team, registry = checked.out, checked.label, checked.team, checked.registry
     legacy_admin = (
         select(m.LegacyRegistryAdmin.user_id)
         .where(m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == m.User.id)
@@ -1600,9 +1936,6 @@ def _verify_access(
         .where(m.User.org_id == team.org_id, candidates)
         .order_by(m.User.name)
     ).all()
-    everyone = s.execute(
-        select(func.count()).select_from(m.User).where(m.User.org_id == team.org_id)
-    ).scalar_one()
     per_user = max(int(collections), 1) * len(ACCESS_OPERATIONS)
     for user, role, is_legacy_admin in users:
         p = Principal(
@@ -1635,8 +1968,10 @@ def _verify_access(
 
 def _finish(db: Database, migration_id: int, lease: Lease) -> Outcome:
     """All teams verified: FAILED when any mismatched, else redirects + SUCCEEDED."""
+    before = _legacy_answers(db, migration_id)
     try:
         with db.write() as s:
+            _tune_transaction(s)
             migration = _renew(s, migration_id, lease)
             if migration is None:
                 return Outcome.LOST
@@ -1651,7 +1986,7 @@ def _finish(db: Database, migration_id: int, lease: Lease) -> Outcome:
                 )
                 _end(s, migration, MigrationState.FAILED)
                 return Outcome.DONE
-            _switch(s, migration, teams)
+            _switch(s, migration, teams, before)
             return Outcome.DONE
     except _SwitchRejected as rejected:
         with db.write() as s:
@@ -1664,7 +1999,27 @@ def _finish(db: Database, migration_id: int, lease: Lease) -> Outcome:
         return Outcome.DONE
 
 
-def _switch(s: Session, migration: m.Migration, teams: list[m.MigrationTeam]) -> None:
+def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, bool, str]]:
+    """What a sample of legacy paths resolves to before the switch, read outside the
+    switch's transaction (the legacy registries are read-only: the answers cannot change
+    meanwhile, and the switch holds its locks only for the updates and the re-check)."""
+    with db.read() as s:
+        migration = s.execute(
+            select(m.Migration).where(m.Migration.id == migration_id)
+        ).scalar_one()
+        teams = _teams_of(s, migration_id)
+        if migration.mismatches or any(t.state == MigrationState.FAILED for t in teams):
+            return {}
+        principal = _verifier(s, migration, _org_name(s, migration.org_id))
+        return {path: _resolve_outcome(s, principal, path) for path in _path_sample(s, teams)}
+
+
+def _switch(
+    s: Session,
+    migration: m.Migration,
+    teams: list[m.MigrationTeam],
+    before: dict[str, tuple[str, bool, str]],
+) -> None:
     org = _org_name(s, migration.org_id)
     team_rows = {
         t.id: t
@@ -1673,34 +2028,43 @@ def _switch(s: Session, migration: m.Migration, teams: list[m.MigrationTeam]) ->
         ).scalars()
     }
     principal = _verifier(s, migration, org)
-    sample = _path_sample(s, teams)
-    before = {path: _resolve_outcome(s, principal, path) for path in sample}
-    rm, c = m.RegisteredModel, m.Collection
-    for mt in teams:
-        collection_id = (
-            select(c.id)
-            .where(
-                c.registry_id == mt.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            )
-            .correlate(rm)
-            .scalar_subquery()
+    sample = list(before)
+    rm, c, mt = m.RegisteredModel, m.Collection, m.MigrationTeam
+    ids = [t.team_id for t in teams]
+    target_registry = (
+        select(mt.target_registry_id)
+        .where(mt.migration_id == migration.id, mt.team_id == rm.team_id)
+        .correlate(rm)
+        .scalar_subquery()
+    )
+    collection_id = (
+        select(c.id)
+        .where(
+            c.registry_id == target_registry,
+            c.name == rm.name,
+            c.migrated_from_model_id == rm.id,
         )
-        s.execute(
-            update(rm)
-            .where(rm.team_id == mt.team_id)
-            .values(migrated_collection_id=collection_id)
-            .execution_options(synchronize_session=False)
+        .correlate(rm)
+        .scalar_subquery()
+    )
+    s.execute(
+        update(rm)
+        .where(rm.team_id.in_(ids))
+        .values(migrated_collection_id=collection_id)
+        .execution_options(synchronize_session=False)
+    )
+    s.execute(
+        update(m.Team)
+        .where(m.Team.id.in_(ids))
+        .values(
+            legacy_state=int(LegacyState.MIGRATED),
+            migrated_registry_id=select(mt.target_registry_id)
+            .where(mt.migration_id == migration.id, mt.team_id == m.Team.id)
+            .correlate(m.Team)
+            .scalar_subquery(),
         )
-        s.execute(
-            update(m.Team)
-            .where(m.Team.id == mt.team_id)
-            .values(
-                legacy_state=int(LegacyState.MIGRATED), migrated_registry_id=mt.target_registry_id
-            )
-            .execution_options(synchronize_session=False)
-        )
+        .execution_options(synchronize_session=False)
+    )
     mismatches: list[str] = []
     for path, (legacy_answer, _, _) in before.items():
         answer, redirected, canonical = _resolve_outcome(s, principal, path)
