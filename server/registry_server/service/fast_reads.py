@@ -146,7 +146,7 @@ def _joined_aliases(dialect: str) -> Any:
 
     On PostgreSQL in the database's collation order, as the general path's ORDER BY;
     SQLite's order is unspecified, so `_aliases` sorts (BINARY collation = code points)."""
-    comma = literal_column("','")  # inline: the compiled SQL takes only the real parameters
+    comma: Any = literal_column("','")  # inline: the compiled SQL takes only the real parameters
     if dialect == "postgresql":
         agg = func.string_agg(_ca_list.c.alias, aggregate_order_by(comma, _ca_list.c.alias))
     else:
@@ -308,14 +308,14 @@ def _compile(stmt: Select[Any], dialect: Dialect, variables: Sequence[str]) -> _
     expanded = compiled.construct_expanded_state({name: None for name in variables})
     processors: dict[str, Callable[[Any], Any]] = dict(expanded.processors)
     for name, bind in compiled.binds.items():
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None and name not in processors:
-            processors[name] = process
+        bind_process: Any = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind_process is not None and name not in processors:
+            processors[name] = bind_process
     constants = {}
     for name, value in expanded.parameters.items():
         if name in variables:
             continue
-        process = processors.get(name)
+        process: Any = processors.get(name)
         constants[name] = process(value) if process is not None and value is not None else value
     order = tuple(expanded.positiontup) if compiled.positional and expanded.positiontup else None
     return _Compiled(
@@ -632,7 +632,9 @@ def get_effective_role(
     if role is None:
         return None
     return rpb.GetEffectiveRoleResponse(
-        registry=registry_name(org, registry_id), principal=p.name, role=int(role)
+        registry=registry_name(org, registry_id),
+        principal=p.name,
+        role=r.RegistryRole.Name(int(role)),
     )
 
 
