@@ -35,6 +35,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Table,
     and_,
     any_,
     bindparam,
@@ -1265,10 +1266,10 @@ def _copy_statements(dialect: str) -> _CopyStatements:
         m.RegisteredModelAlias.__table__,
     )
     c_t, cv_t, ca_t, mt_t = (
-        m.Collection.__table__,
-        m.CollectionVersion.__table__,
-        m.CollectionAlias.__table__,
-        m.MigrationTeam.__table__,
+        cast(Table, m.Collection.__table__),
+        cast(Table, m.CollectionVersion.__table__),
+        cast(Table, m.CollectionAlias.__table__),
+        cast(Table, m.MigrationTeam.__table__),
     )
     v, rm, a, c, cv, mt = v_t.c, rm_t.c, a_t.c, c_t.c, cv_t.c, mt_t.c
     running_team = and_(
@@ -2084,8 +2085,8 @@ def _switch(
     )
     _end(s, migration, MigrationState.SUCCEEDED)
     actor = _actor(s, migration)
-    for mt in teams:
-        _legacy_state_event(s, migration, org, team_rows[mt.team_id], LegacyState.MIGRATED, actor)
+    for done in teams:
+        _legacy_state_event(s, migration, org, team_rows[done.team_id], LegacyState.MIGRATED, actor)
 
 
 def _verifier(s: Session, migration: m.Migration, org: str) -> Principal:
