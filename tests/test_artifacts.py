@@ -1011,9 +1011,13 @@ def test_resolution_is_a_few_indexed_queries(setup: Setup, server: ServerThread)
             statements.append((threading.get_ident(), statement))
 
     def resolution_statements() -> list[str]:
-        """Statements of the worker thread that resolved (background tasks poll too)."""
-        worker = next(t for t, sql in statements if "artifact_aliases" in sql)
-        return [sql for t, sql in statements if t == worker]
+        """Statements of the worker thread that resolved (background tasks poll too).
+
+        Registry paths the caller may use are answered by one precompiled statement on
+        the hot DB-API connection, which engine events do not see (counted in
+        tests/test_statement_counts.py); then no statement shows up here."""
+        worker = next((t for t, sql in statements if "artifact_aliases" in sql), None)
+        return [sql for t, sql in statements if t == worker] if worker is not None else []
 
     engine = server.app.db.read_engine
     budget = {
