@@ -7,26 +7,33 @@ over once the lease expires:
 
     StartMigration   one transaction: the migration, its teams with frozen target names,
                      `active_team_migrations` claims, legacy registries READ_ONLY.
-    set-up (team)    the RESTRICTED registry, its members, one collection per registered
-                     model (set-based; the registry is usable from here on).
-    copy (batch)     INSERT ... SELECT of up to `batch_size` versions (by
-                     registered_model_versions.id after the team's cursor) and their
-                     aliases; the cursor moves in the same transaction.
-    verify (team)    set-based comparisons in a read transaction (no locks); the result
-                     is recorded in a short write.
-    switch           one transaction: redirects, legacy MIGRATED, SUCCEEDED; the shared
-                     resolver re-checks a sample of legacy paths before it commits.
+    set-up (teams)   the RESTRICTED registries, their members, one collection per
+                     registered model, for teams with up to `batch_size` collections
+                     together (set-based; a registry is usable from here on).
+    copy (batch)     the next `batch_size` versions of the running teams by
+                     registered_model_versions.id after the cursor: one INSERT ... SELECT
+                     for the versions, one for their aliases, driven by the window's rows
+                     (a primary-key range), the cursor moved in the same transaction.
+    verify (teams)   set-based comparisons of whole teams (up to VERIFY_GROUP_VERSIONS
+                     versions together) in a read transaction (no locks), with statements
+                     built once; the result is recorded in a short write.
+    switch           one transaction: redirects (all checked set-based), legacy MIGRATED,
+                     SUCCEEDED; the shared resolver re-checks a sample of legacy paths
+                     before it commits.
     undo (cancel / rollback)
                      redirects off, links deleted in bounded chunks, then the registries;
                      the legacy registry is WRITABLE again, exactly as it was.
 
 Every step first renews the lease with `UPDATE migrations ... WHERE lease_owner = me`;
 that row lock serializes steps on PostgreSQL, and a replica that lost its lease stops.
+The runner's Python work per step is a few statements, so it leaves the interpreter to
+the calls being served (see `_let_others_run` for the parts that are not).
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +55,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -92,9 +100,10 @@ MISMATCHES_MAX = 200  # listed in `verification.mismatches` (then a count of the
 EXAMPLES_MAX = 5
 # Legacy paths re-resolved through the shared resolver before the switch commits (the
 # set-based checks already cover every path; this proves the resolver agrees).
-RESOLVER_SAMPLE_PER_TEAM = 8
-RESOLVER_SAMPLE_TOTAL = 16
+RESOLVER_SAMPLE_PER_TEAM = 4
+RESOLVER_SAMPLE_TOTAL = 8
 DELETE_CHUNK_FACTOR = 4  # undo deletes this many batches' worth of links per step
+GIL_PAUSE_SECONDS = 0.0002  # see _let_others_run
 # A verification step compares whole teams of up to this many versions together (at least
 # one team): one read-only pass of a few statements, no locks, cheaper per version than
 # the copy, and with a fixed cost per step that small groups would pay again and again.
@@ -137,15 +146,16 @@ def choose_target_name(team: str, taken: set[str]) -> tuple[str, bool]:
 
 def _taken_names(s: Session, org_id: int, teams: Iterable[str]) -> set[str]:
     """Registry names of the organization that could clash with the teams' targets."""
-    prefixes = [target_base(t) for t in teams]
+    prefixes = tuple(target_base(t) for t in teams)
     if not prefixes:
         return set()
-    clauses = [m.Registry.name.startswith(prefix, autoescape=True) for prefix in prefixes]
-    return set(
-        s.execute(select(m.Registry.name).where(m.Registry.org_id == org_id, or_(*clauses)))
-        .scalars()
-        .all()
-    )
+    names_like = s.execute(
+        select(m.Registry.name).where(
+            m.Registry.org_id == org_id,
+            m.Registry.name.contains(TARGET_SUFFIX, autoescape=True),
+        )
+    ).scalars()
+    return {name for name in names_like if name.startswith(prefixes)}
 
 
 # --- member mapping -----------------------------------------------------------------
@@ -180,10 +190,6 @@ class MemberMapping:
     legacy_registry_admin: bool
     service_account: bool
     registry_role: RegistryRole
-
-
-def member_mappings(s: Session, team_id: int) -> list[MemberMapping]:
-    return member_mappings_of(s, [team_id]).get(team_id, [])
 
 
 def member_mappings_of(s: Session, team_ids: Sequence[int]) -> dict[int, list[MemberMapping]]:
@@ -339,6 +345,7 @@ def _plan_teams(s: Session, org: m.Organization, teams: list[m.Team]) -> list[Te
         other_types.setdefault(team_id, []).append(artifact_type)
 
     taken = _taken_names(s, org.id, [t.name for t in teams])
+    mappings = member_mappings_of(s, ids)
     for plan in plans:
         team = plan.team
         if not plan.migratable:
@@ -351,7 +358,7 @@ def _plan_teams(s: Session, org: m.Organization, teams: list[m.Team]) -> list[Te
                 f"registry {target_base(team.name)!r} already exists in organizations/"
                 f"{org.name}; the target is {plan.target_name!r}"
             )
-        plan.members = member_mappings(s, team.id)
+        plan.members = mappings.get(team.id, [])
         plan.collection_count = collections.get(team.id, 0)
         plan.version_count = versions.get(team.id, 0)
         plan.alias_count = alias_counts.get(team.id, 0)
@@ -623,21 +630,33 @@ def migration_views(s: Session, migrations: Sequence[m.Migration], org: str) -> 
     )
     teams: dict[int, list[TeamProgress]] = {i: [] for i in ids}
     if ids:
-        for mt, team in s.execute(
-            select(m.MigrationTeam, m.Team.name)
-            .join(m.Team, m.Team.id == m.MigrationTeam.team_id)
-            .where(m.MigrationTeam.migration_id.in_(ids))
-            .order_by(m.MigrationTeam.id)
+        # Plain rows, not ORM objects: WatchMigration builds this view five times a
+        # second while a migration runs.
+        mt = _table(m.MigrationTeam).c
+        for row in s.execute(
+            select(
+                mt.migration_id,
+                m.Team.name,
+                mt.target_name,
+                mt.state,
+                mt.versions_total,
+                mt.versions_done,
+                mt.collections_total,
+                mt.collections_done,
+            )
+            .join(m.Team, m.Team.id == mt.team_id)
+            .where(mt.migration_id.in_(ids))
+            .order_by(mt.id)
         ).all():
-            teams[mt.migration_id].append(
+            teams[row.migration_id].append(
                 TeamProgress(
-                    team=team,
-                    target_registry=f"organizations/{org}/registries/{mt.target_name}",
-                    state=MigrationState(mt.state),
-                    versions_total=mt.versions_total,
-                    versions_done=mt.versions_done,
-                    collections_total=mt.collections_total,
-                    collections_done=mt.collections_done,
+                    team=row.name,
+                    target_registry=f"organizations/{org}/registries/{row.target_name}",
+                    state=MigrationState(row.state),
+                    versions_total=row.versions_total,
+                    versions_done=row.versions_done,
+                    collections_total=row.collections_total,
+                    collections_done=row.collections_done,
                 )
             )
     return [
@@ -931,7 +950,7 @@ class _TeamRow:
 
 
 def _team_rows(s: Session, migration_id: int) -> list[_TeamRow]:
-    t = m.MigrationTeam.__table__.c
+    t = _table(m.MigrationTeam).c
     return [
         _TeamRow(*row)
         for row in s.execute(
@@ -976,6 +995,14 @@ def _tune_transaction(s: Session, *, asynchronous_commit: bool = False) -> None:
     if asynchronous_commit:
         settings.append(func.set_config("synchronous_commit", "off", True))
     s.execute(select(*settings))
+
+
+def _let_others_run() -> None:
+    """Hands the interpreter lock to threads waiting for it (the event loop, which serves
+    SQLite reads itself, and the call workers) between units of the runner's Python work:
+    without a pause they would wait for the interpreter's switch interval at every
+    hand-over while the runner checks access or re-resolves paths."""
+    time.sleep(GIL_PAUSE_SECONDS)
 
 
 def fail_migration(db: Database, migration_id: int, lease: Lease, error: str) -> None:
@@ -1043,24 +1070,32 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
     """The teams' registries with their members and one collection per registered model,
     a few statements for the whole group (each registry is usable once this commits)."""
     rm, v = m.RegisteredModel, m.RegisteredModelVersion
+    mt_t, team_t, registry_t = _table(m.MigrationTeam), _table(m.Team), _table(m.Registry)
     org = _org_name(s, migration.org_id)
     actor = _actor(s, migration)
     ids = [row.id for row in rows]
-    group = list(
-        s.execute(
-            select(m.MigrationTeam, m.Team)
-            .join(m.Team, m.Team.id == m.MigrationTeam.team_id)
-            .where(m.MigrationTeam.id.in_(ids))
-            .order_by(m.MigrationTeam.id)
-        ).all()
-    )
-    team_ids = [team.id for _, team in group]
-    taken = _taken_names(s, migration.org_id, [team.name for _, team in group])
-    for mt, team in group:
-        if mt.target_name in taken:
+    group = s.execute(
+        select(
+            mt_t.c.id,
+            mt_t.c.team_id,
+            mt_t.c.target_name,
+            mt_t.c.collections_total,
+            team_t.c.name,
+            team_t.c.legacy_protected_aliases,
+        )
+        .join(team_t, team_t.c.id == mt_t.c.team_id)
+        .where(mt_t.c.id.in_(ids))
+        .order_by(mt_t.c.id)
+    ).all()
+    taken = _taken_names(s, migration.org_id, [row.name for row in group])
+    targets: list[str] = []
+    for row in group:
+        target = row.target_name
+        if target in taken:
             # Taken since StartMigration: the next free name, deterministically.
-            mt.target_name, _ = choose_target_name(team.name, taken)
-        taken.add(mt.target_name)
+            target, _ = choose_target_name(row.name, taken)
+        taken.add(target)
+        targets.append(target)
     other_types: dict[int, list[str]] = {}
     for team_id, artifact_type in s.execute(
         select(rm.team_id, m.Artifact.type)
@@ -1068,44 +1103,57 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
         .join(rm, rm.id == v.registered_model_id)
         .join(m.ArtifactVersion, m.ArtifactVersion.id == v.artifact_version_id)
         .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
-        .where(rm.team_id.in_(team_ids), m.Artifact.type != COLLECTION_TYPE)
+        .where(rm.team_id.in_([row.team_id for row in group]), m.Artifact.type != COLLECTION_TYPE)
         .distinct()
         .order_by(rm.team_id, m.Artifact.type)
     ).all():
         other_types.setdefault(team_id, []).append(artifact_type)
     t = now_us()
-    registries = [
-        m.Registry(
-            org_id=migration.org_id,
-            name=mt.target_name,
-            description=f"Migrated from the legacy Model Registry of teams/{team.name}.",
-            visibility=int(Visibility.RESTRICTED),
-            artifact_types=[COLLECTION_TYPE, *other_types.get(team.id, [])],
-            allow_all_artifact_types=False,
-            protected_aliases=list(team.legacy_protected_aliases or []),
-            default_role=int(RegistryRole.RESTRICTED_VIEWER),
-            core=False,
-            created_by_id=migration.created_by_id,
-            migrated_from_team_id=team.id,
-            migration_id=migration.id,
-            create_time=t,
-            update_time=t,
-        )
-        for mt, team in group
+    values = [
+        {
+            "org_id": migration.org_id,
+            "name": target,
+            "description": f"Migrated from the legacy Model Registry of teams/{row.name}.",
+            "visibility": int(Visibility.RESTRICTED),
+            "artifact_types": [COLLECTION_TYPE, *other_types.get(row.team_id, [])],
+            "allow_all_artifact_types": False,
+            "protected_aliases": list(row.legacy_protected_aliases or []),
+            "default_role": int(RegistryRole.RESTRICTED_VIEWER),
+            "core": False,
+            "revision": 1,
+            "created_by_id": migration.created_by_id,
+            "migrated_from_team_id": row.team_id,
+            "migration_id": migration.id,
+            "create_time": t,
+            "update_time": t,
+        }
+        for row, target in zip(group, targets, strict=True)
     ]
-    s.add_all(registries)
-    s.flush()  # one multi-row INSERT ... RETURNING for the ids
-    for (mt, _), registry in zip(group, registries, strict=True):
-        mt.target_registry_id = registry.id
-        mt.collections_done = mt.collections_total
-        mt.state = int(MigrationState.RUNNING)
-    s.flush()
+    registry_ids = list(
+        s.execute(
+            insert(registry_t).returning(registry_t.c.id, sort_by_parameter_order=True), values
+        ).scalars()
+    )
+    s.execute(
+        update(mt_t)
+        .where(mt_t.c.id == bindparam("team_migration"))
+        .values(
+            target_name=bindparam("target"),
+            target_registry_id=bindparam("registry"),
+            collections_done=mt_t.c.collections_total,
+            state=int(MigrationState.RUNNING),
+        ),
+        [
+            {"team_migration": row.id, "target": target, "registry": registry_id}
+            for row, target, registry_id in zip(group, targets, registry_ids, strict=True)
+        ],
+    )
     members = _sync_members(
-        s, [(registry.id, team.id) for registry, (_, team) in zip(registries, group, strict=True)]
+        s,
+        [(registry_id, row.team_id) for row, registry_id in zip(group, registry_ids, strict=True)],
     )
     # New links made in the registry while versions are copied get indices after the
     # legacy ones: next_version_index starts where the registered model's is.
-    mt_table = m.MigrationTeam.__table__.c
     s.execute(
         insert(m.Collection).from_select(
             [
@@ -1122,7 +1170,7 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
                 "update_time",
             ],
             select(
-                mt_table.target_registry_id,
+                mt_t.c.target_registry_id,
                 rm.name,
                 literal(COLLECTION_TYPE),
                 rm.description,
@@ -1134,27 +1182,27 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
                 rm.create_time,
                 rm.update_time,
             )
-            .join(m.MigrationTeam.__table__, mt_table.team_id == rm.team_id)
-            .where(mt_table.id.in_(ids))
+            .join(mt_t, mt_t.c.team_id == rm.team_id)
+            .where(mt_t.c.id.in_(ids))
             .order_by(rm.id),
         )
     )
-    for (mt, team), registry in zip(group, registries, strict=True):
+    for row, registry_id, registry in zip(group, registry_ids, values, strict=True):
         events.record_event(
             s,
             org_id=migration.org_id,
             type=events.REGISTRY_CREATED,
             actor=actor,
-            resource=f"organizations/{org}/registries/{registry.name}",
+            resource=f"organizations/{org}/registries/{registry['name']}",
             details={
                 "visibility": Visibility.RESTRICTED.name,
-                "artifact_types": registry.artifact_types,
-                "migrated_from": f"teams/{team.name}",
+                "artifact_types": registry["artifact_types"],
+                "migrated_from": f"teams/{row.name}",
                 "migration": migration_name(org, migration.uid),
-                "members": members.get(registry.id, 0),
-                "collections": mt.collections_total,
+                "members": members.get(registry_id, 0),
+                "collections": row.collections_total,
             },
-            registry_id=registry.id,
+            registry_id=registry_id,
         )
     migration.update_time = t
     if migration.state == MigrationState.PENDING:
@@ -1225,6 +1273,11 @@ def _refresh_statistics(s: Session, tables: Sequence[str]) -> None:
         s.execute(text(f"ANALYZE {', '.join(tables)}"))
 
 
+def _table(model: type[m.Base]) -> Table:
+    """A model's Core table (typed: `__table__` is declared as a FromClause)."""
+    return cast(Table, model.__table__)
+
+
 def _insert_skipping_conflicts(dialect: str, table: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for the dialect: a row that a link or alias made
     in the new registry meanwhile already holds is kept, not overwritten (verification
@@ -1261,15 +1314,15 @@ class _CopyStatements:
 @functools.cache
 def _copy_statements(dialect: str) -> _CopyStatements:
     v_t, rm_t, a_t = (
-        m.RegisteredModelVersion.__table__,
-        m.RegisteredModel.__table__,
-        m.RegisteredModelAlias.__table__,
+        _table(m.RegisteredModelVersion),
+        _table(m.RegisteredModel),
+        _table(m.RegisteredModelAlias),
     )
     c_t, cv_t, ca_t, mt_t = (
-        cast(Table, m.Collection.__table__),
-        cast(Table, m.CollectionVersion.__table__),
-        cast(Table, m.CollectionAlias.__table__),
-        cast(Table, m.MigrationTeam.__table__),
+        _table(m.Collection),
+        _table(m.CollectionVersion),
+        _table(m.CollectionAlias),
+        _table(m.MigrationTeam),
     )
     v, rm, a, c, cv, mt = v_t.c, rm_t.c, a_t.c, c_t.c, cv_t.c, mt_t.c
     running_team = and_(
@@ -1422,13 +1475,13 @@ def _copy_batch(
     cursor = min(row.cursor for row in running)
     if cursor == 0:
         _refresh_statistics(s, COPY_TABLES)  # once, before the first batch
-    _tune_transaction(s, asynchronous_commit=True)
     params = {"migration": migration.id, "after": cursor}
     teams = [row.team_id for row in running]
     per_team = s.execute(sql.window, {**params, "limit": batch_size, "teams": teams}).all()
     if not per_team:
         _finish_copy(s, migration, running)
         return
+    _tune_transaction(s, asynchronous_commit=True)  # a batch records no event
     params["last"] = hi = max(int(last) for _, _, last in per_team)
     counts = {int(team_id): int(n) for team_id, n, _ in per_team}
     if skip_conflicts:
@@ -1442,7 +1495,7 @@ def _copy_batch(
         except IntegrityError as e:
             raise _CopyConflict() from e
     s.execute(sql.aliases, params)
-    mt = m.MigrationTeam.__table__.c
+    mt = _table(m.MigrationTeam).c
     s.execute(
         sql.cursor.values(
             cursor=hi,
@@ -1535,11 +1588,6 @@ class _Checked:
         return f"teams/{self.team.name}"
 
 
-def verify_team(db: Database, migration_team_id: int) -> Verification:
-    """Independent, set-based comparison of one team's legacy registry with its target."""
-    return verify_teams(db, [migration_team_id])[migration_team_id]
-
-
 def verify_teams(db: Database, migration_team_ids: Sequence[int]) -> dict[int, Verification]:
     """Independent, set-based comparison of a group of teams' legacy registries with
     their targets, a fixed number of statements for the whole group (read-only; runs
@@ -1548,6 +1596,7 @@ def verify_teams(db: Database, migration_team_ids: Sequence[int]) -> dict[int, V
         _tune_transaction(s)
         results: dict[int, Verification] = {}
         group: dict[int, _Checked] = {}  # by team id
+        verified: list[int] = []  # their migration team ids
         for mt, team, registry in s.execute(
             select(m.MigrationTeam, m.Team, m.Registry)
             .join(m.Team, m.Team.id == m.MigrationTeam.team_id)
@@ -1562,13 +1611,14 @@ def verify_teams(db: Database, migration_team_ids: Sequence[int]) -> dict[int, V
                 )
                 continue
             checked = group[team.id] = _Checked(team, registry, out)
+            verified.append(mt.id)
             _verify_registry(checked)
         if group:
-            ids = [mt_id for mt_id in migration_team_ids if mt_id in results]
-            _verify_collections(s, ids, group)
-            _verify_versions(s, ids, group)
-            _verify_aliases(s, ids, group)
-            _verify_access(s, list(group.values()))
+            params = {"team_migrations": verified, "teams": list(group)}
+            _verify_collections(s, params, group)
+            _verify_versions(s, params, group)
+            _verify_aliases(s, params, group)
+            _verify_access(s, params, group)
         for checked in group.values():
             out = checked.out
             if out.total_mismatches > len(out.mismatches):
@@ -1591,58 +1641,71 @@ def _verify_registry(checked: _Checked) -> None:
         out.mismatch(f"{label}: registry {registry.name!r} is not RESTRICTED")
 
 
-def _group_teams(migration_team_ids: Sequence[int]) -> Any:
-    """The group's `migration_teams` rows, to join each legacy row (by team) to its
-    target registry."""
-    mt = m.MigrationTeam.__table__
-    return (
-        select(mt.c.team_id, mt.c.target_registry_id)
-        .where(mt.c.id.in_(list(migration_team_ids)))
+@dataclass(frozen=True)
+class _VerifyStatements:
+    """Verification's statements, built once (bound parameters: team_migrations, teams,
+    suspects and registries are lists; org is an id): building and annotating these
+    joins anew for every group would cost more than running them."""
+
+    collections: Any
+    versions: Any
+    extra: Any
+    alias_counts: Any
+    aliases: Any
+    collection_counts: Any
+    people: Any
+    candidates: Any
+
+
+@functools.cache
+def _verify_statements() -> _VerifyStatements:
+    rm_t, v_t, c_t, cv_t = (
+        _table(m.RegisteredModel),
+        _table(m.RegisteredModelVersion),
+        _table(m.Collection),
+        _table(m.CollectionVersion),
+    )
+    a_t, ca_t, mt_t = (
+        _table(m.RegisteredModelAlias),
+        _table(m.CollectionAlias),
+        _table(m.MigrationTeam),
+    )
+    rm, v, c, cv, a, ca = rm_t.c, v_t.c, c_t.c, cv_t.c, a_t.c, ca_t.c
+    # The group's teams, each with its target registry.
+    gt = (
+        select(mt_t.c.team_id, mt_t.c.target_registry_id)
+        .where(mt_t.c.id.in_(bindparam("team_migrations", expanding=True)))
         .subquery("verified_teams")
     )
-
-
-def _per_team(s: Session, stmt: Any) -> dict[int, int]:
-    return {int(team_id): int(n or 0) for team_id, n in s.execute(stmt).all()}
-
-
-def _verify_collections(
-    s: Session, migration_team_ids: list[int], group: dict[int, _Checked]
-) -> None:
-    """Every registered model has its collection: same name, description, tags, creator,
-    creation time, and as many versions inside the legacy index range. One row per
-    registered model of the group (compared here), each with both version counts."""
-    rm, v, c, cv = (
-        m.RegisteredModel.__table__.c,
-        m.RegisteredModelVersion.__table__.c,
-        m.Collection.__table__.c,
-        m.CollectionVersion.__table__.c,
+    in_group = rm.team_id.in_(bindparam("teams", expanding=True))
+    target = and_(
+        c.registry_id == gt.c.target_registry_id,
+        c.name == rm.name,
+        c.migrated_from_model_id == rm.id,
     )
-    gt = _group_teams(migration_team_ids)
-    team_ids = list(group)
+
+    # Collections: one row per registered model, with both version counts (versions
+    # inside the legacy index range; later ones were linked in the Registry).
     legacy_counts = (
         select(v.registered_model_id.label("model_id"), func.count().label("n"))
-        .select_from(m.RegisteredModelVersion.__table__)
-        .join(m.RegisteredModel.__table__, rm.id == v.registered_model_id)
-        .where(rm.team_id.in_(team_ids))
+        .select_from(v_t)
+        .join(rm_t, rm.id == v.registered_model_id)
+        .where(in_group)
         .group_by(v.registered_model_id)
         .subquery("legacy_counts")
     )
-    # Versions inside the legacy index range; later ones were linked in the Registry.
-    model = m.RegisteredModel.__table__.alias("source_model")
+    model = rm_t.alias("source_model")
     migrated_counts = (
         select(cv.collection_id.label("collection_id"), func.count().label("n"))
-        .select_from(m.CollectionVersion.__table__)
-        .join(m.Collection.__table__, c.id == cv.collection_id)
+        .select_from(cv_t)
+        .join(c_t, c.id == cv.collection_id)
         .join(gt, gt.c.target_registry_id == c.registry_id)
         .join(model, model.c.id == c.migrated_from_model_id)
         .where(cv.version_index < model.c.next_version_index)
         .group_by(cv.collection_id)
         .subquery("migrated_counts")
     )
-    legacy_n = func.coalesce(legacy_counts.c.n, 0)
-    migrated_n = func.coalesce(migrated_counts.c.n, 0)
-    rows = s.execute(
+    collections = (
         select(
             rm.team_id,
             rm.name,
@@ -1659,61 +1722,20 @@ def _verify_collections(
             c.created_by_id,
             c.create_time,
             c.next_version_index,
-            legacy_n,
-            migrated_n,
+            func.coalesce(legacy_counts.c.n, 0),
+            func.coalesce(migrated_counts.c.n, 0),
         )
-        .select_from(m.RegisteredModel.__table__)
+        .select_from(rm_t)
         .join(gt, gt.c.team_id == rm.team_id)
         .outerjoin(
-            m.Collection.__table__,
-            and_(c.registry_id == gt.c.target_registry_id, c.migrated_from_model_id == rm.id),
+            c_t, and_(c.registry_id == gt.c.target_registry_id, c.migrated_from_model_id == rm.id)
         )
         .outerjoin(legacy_counts, legacy_counts.c.model_id == rm.id)
         .outerjoin(migrated_counts, migrated_counts.c.collection_id == c.id)
         .order_by(rm.team_id, rm.name)
-    ).all()
-    for row in rows:
-        (team_id, name, description, tags, created_by, created, next_index, col_id) = row[:8]
-        (col_name, col_type, col_description, col_tags, col_by, col_created, col_next) = row[8:15]
-        n_legacy, n_migrated = int(row[15]), int(row[16])
-        checked = group[team_id]
-        out = checked.out
-        out.checked += 1
-        checked.versions += n_legacy  # the legacy versions _verify_versions compares
-        where = f"{checked.label}: registered model {name!r}"
-        if col_id is None:
-            out.mismatch(f"{where}: no collection in {checked.registry.name!r}")
-            continue
-        if col_name != name:
-            out.mismatch(f"{where}: collection is named {col_name!r}")
-        if col_type != COLLECTION_TYPE:
-            out.mismatch(f"{where}: collection type is {col_type!r}")
-        if col_description != description:
-            out.mismatch(f"{where}: description differs")
-        if list(col_tags or []) != list(tags or []):
-            out.mismatch(f"{where}: tags differ ({col_tags} != {tags})")
-        if col_by != created_by or col_created != created:
-            out.mismatch(f"{where}: creation author or time differs")
-        if col_next < next_index:
-            out.mismatch(f"{where}: next version index would reuse legacy indices")
-        if n_legacy != n_migrated:
-            out.mismatch(f"{where}: {n_legacy} legacy version(s), {n_migrated} migrated")
-
-
-def _verify_versions(s: Session, migration_team_ids: list[int], group: dict[int, _Checked]) -> None:
-    """Every legacy version: same index -> same artifact version (the same row, so the
-    same digest, metadata and lineage), same tags, description, author and creation
-    time. One pass over the group's versions; only differing rows come back (at most
-    MISMATCHES_MAX + 1 per team)."""
-    rm, v, c, cv = (
-        m.RegisteredModel.__table__.c,
-        m.RegisteredModelVersion.__table__.c,
-        m.Collection.__table__.c,
-        m.CollectionVersion.__table__.c,
     )
-    gt = _group_teams(migration_team_ids)
-    for checked in group.values():
-        checked.out.checked += checked.versions  # counted by _verify_collections
+
+    # Versions: only differing rows, at most MISMATCHES_MAX + 1 per team.
     differs = or_(
         cv.id.is_(None),
         cv.artifact_version_id != v.artifact_version_id,
@@ -1742,37 +1764,179 @@ def _verify_versions(s: Session, migration_team_ids: list[int], group: dict[int,
             .over(partition_by=rm.team_id, order_by=(rm.name, v.version_index))
             .label("n"),
         )
-        .select_from(m.RegisteredModelVersion.__table__)
-        .join(m.RegisteredModel.__table__, rm.id == v.registered_model_id)
+        .select_from(v_t)
+        .join(rm_t, rm.id == v.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(
-            m.Collection.__table__,
-            and_(
-                c.registry_id == gt.c.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            ),
-        )
-        .outerjoin(
-            m.CollectionVersion.__table__,
-            and_(cv.collection_id == c.id, cv.version_index == v.version_index),
-        )
+        .outerjoin(c_t, target)
+        .outerjoin(cv_t, and_(cv.collection_id == c.id, cv.version_index == v.version_index))
         .where(differs)
         .subquery("bad")
     )
-    av1 = m.ArtifactVersion.__table__.alias("legacy_av")
-    av2 = m.ArtifactVersion.__table__.alias("migrated_av")
-    b = bad.c
-    rows = s.execute(
-        select(*b, av1.c.digest.label("d1"), av2.c.digest.label("d2"))
+    av1 = _table(m.ArtifactVersion).alias("legacy_av")
+    av2 = _table(m.ArtifactVersion).alias("migrated_av")
+    versions = (
+        select(*bad.c, av1.c.digest.label("d1"), av2.c.digest.label("d2"))
         .select_from(bad)
-        .outerjoin(av1, av1.c.id == b.legacy_av)
-        .outerjoin(av2, av2.c.id == b.new_av)
-        .where(b.n <= MISMATCHES_MAX + 1)
-        .order_by(b.team_id, b.n)
-    ).all()
+        .outerjoin(av1, av1.c.id == bad.c.legacy_av)
+        .outerjoin(av2, av2.c.id == bad.c.new_av)
+        .where(bad.c.n <= MISMATCHES_MAX + 1)
+        .order_by(bad.c.team_id, bad.c.n)
+    )
+    legacy = v_t.alias("legacy_version")
+    extra = (
+        select(rm.team_id, c.name, cv.version_index)
+        .select_from(cv_t)
+        .join(c_t, c.id == cv.collection_id)
+        .join(rm_t, rm.id == c.migrated_from_model_id)
+        .join(gt, and_(gt.c.team_id == rm.team_id, gt.c.target_registry_id == c.registry_id))
+        .where(
+            rm.team_id.in_(bindparam("suspects", expanding=True)),
+            cv.version_index < rm.next_version_index,
+            ~exists().where(
+                legacy.c.registered_model_id == rm.id,
+                legacy.c.version_index == cv.version_index,
+            ),
+        )
+        .order_by(rm.team_id, c.name, cv.version_index)
+    )
+
+    # Aliases: counted, and the ones not on the version of the same index.
+    alias_counts = (
+        select(rm.team_id, func.count())
+        .select_from(a_t)
+        .join(rm_t, rm.id == a.registered_model_id)
+        .where(in_group)
+        .group_by(rm.team_id)
+    )
+    bad_aliases = (
+        select(
+            rm.team_id.label("team_id"),
+            rm.name.label("model"),
+            a.alias.label("alias"),
+            v.version_index.label("legacy_index"),
+            cv.version_index.label("new_index"),
+            func.row_number().over(partition_by=rm.team_id, order_by=(rm.name, a.alias)).label("n"),
+        )
+        .select_from(a_t)
+        .join(v_t, v.id == a.version_id)
+        .join(rm_t, rm.id == a.registered_model_id)
+        .join(gt, gt.c.team_id == rm.team_id)
+        .outerjoin(c_t, target)
+        .outerjoin(ca_t, and_(ca.collection_id == c.id, ca.alias == a.alias))
+        .outerjoin(cv_t, cv.id == ca.version_id)
+        .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
+        .subquery("bad_aliases")
+    )
+    aliases = (
+        select(bad_aliases)
+        .where(bad_aliases.c.n <= MISMATCHES_MAX)
+        .order_by(bad_aliases.c.team_id, bad_aliases.c.n)
+    )
+
+    # Access: who could have access to a team's legacy registry or its target (the
+    # organization's admins, the team's members, users granted on the target, members of
+    # teams granted on it), with the user's team role and legacy admin flag.
+    tm, rmem, u = _table(m.TeamMember), _table(m.RegistryMember), _table(m.User)
+    org = bindparam("org", type_=BigInteger())
+    granted_team_member = tm.alias("granted_team_member")
+    pairs = union(
+        select(gt.c.team_id, u.c.id.label("user_id"))
+        .select_from(gt)
+        .join(u, and_(u.c.org_id == org, u.c.org_role == int(OrgRole.ADMIN))),
+        select(tm.c.team_id, tm.c.user_id).join(gt, gt.c.team_id == tm.c.team_id),
+        select(gt.c.team_id, rmem.c.user_id)
+        .join(gt, gt.c.target_registry_id == rmem.c.registry_id)
+        .where(rmem.c.user_id.is_not(None)),
+        select(gt.c.team_id, granted_team_member.c.user_id)
+        .select_from(rmem)
+        .join(gt, gt.c.target_registry_id == rmem.c.registry_id)
+        .join(granted_team_member, granted_team_member.c.team_id == rmem.c.team_id),
+    ).subquery("candidates")
+    team_role = tm.alias("team_role")
+    legacy_admin = _table(m.LegacyRegistryAdmin)
+    candidates = (
+        select(
+            pairs.c.team_id,
+            u.c.id,
+            u.c.name,
+            u.c.org_id,
+            u.c.org_role,
+            u.c.service_account,
+            team_role.c.role,
+            legacy_admin.c.user_id.is_not(None).label("legacy_admin"),
+        )
+        .select_from(pairs)
+        .join(u, and_(u.c.id == pairs.c.user_id, u.c.org_id == org))
+        .outerjoin(
+            team_role,
+            and_(team_role.c.team_id == pairs.c.team_id, team_role.c.user_id == u.c.id),
+        )
+        .outerjoin(
+            legacy_admin,
+            and_(legacy_admin.c.team_id == pairs.c.team_id, legacy_admin.c.user_id == u.c.id),
+        )
+        .order_by(pairs.c.team_id, u.c.name)
+    )
+    return _VerifyStatements(
+        collections=collections,
+        versions=versions,
+        extra=extra,
+        alias_counts=alias_counts,
+        aliases=aliases,
+        collection_counts=select(c.registry_id, func.count())
+        .where(c.registry_id.in_(bindparam("registries", expanding=True)))
+        .group_by(c.registry_id),
+        people=select(func.count()).select_from(u).where(u.c.org_id == org),
+        candidates=candidates,
+    )
+
+
+def _per_team(s: Session, stmt: Any, params: dict[str, Any]) -> dict[int, int]:
+    return {int(key): int(n or 0) for key, n in s.execute(stmt, params).all()}
+
+
+def _verify_collections(s: Session, params: dict[str, Any], group: dict[int, _Checked]) -> None:
+    """Every registered model has its collection: same name, description, tags, creator,
+    creation time, and as many versions inside the legacy index range. One row per
+    registered model of the group (compared here), each with both version counts."""
+    for row in s.execute(_verify_statements().collections, params).all():
+        (team_id, name, description, tags, created_by, created, next_index, col_id) = row[:8]
+        (col_name, col_type, col_description, col_tags, col_by, col_created, col_next) = row[8:15]
+        n_legacy, n_migrated = int(row[15]), int(row[16])
+        checked = group[team_id]
+        out = checked.out
+        out.checked += 1
+        checked.versions += n_legacy  # the legacy versions _verify_versions compares
+        where = f"{checked.label}: registered model {name!r}"
+        if col_id is None:
+            out.mismatch(f"{where}: no collection in {checked.registry.name!r}")
+            continue
+        if col_name != name:
+            out.mismatch(f"{where}: collection is named {col_name!r}")
+        if col_type != COLLECTION_TYPE:
+            out.mismatch(f"{where}: collection type is {col_type!r}")
+        if col_description != description:
+            out.mismatch(f"{where}: description differs")
+        if list(col_tags or []) != list(tags or []):
+            out.mismatch(f"{where}: tags differ ({col_tags} != {tags})")
+        if col_by != created_by or col_created != created:
+            out.mismatch(f"{where}: creation author or time differs")
+        if col_next < next_index:
+            out.mismatch(f"{where}: next version index would reuse legacy indices")
+        if n_legacy != n_migrated:
+            out.mismatch(f"{where}: {n_legacy} legacy version(s), {n_migrated} migrated")
+
+
+def _verify_versions(s: Session, params: dict[str, Any], group: dict[int, _Checked]) -> None:
+    """Every legacy version: same index -> same artifact version (the same row, so the
+    same digest, metadata and lineage), same tags, description, author and creation
+    time. One pass over the group's versions; only differing rows come back (at most
+    MISMATCHES_MAX + 1 per team)."""
+    sql = _verify_statements()
+    for checked in group.values():
+        checked.out.checked += checked.versions  # counted by _verify_collections
     suspect: set[int] = set()
-    for row in rows:
+    for row in s.execute(sql.versions, params).all():
         checked = group[row.team_id]
         suspect.add(row.team_id)
         where = f"{checked.label}: {row.model}:v{row.index}"
@@ -1799,24 +1963,8 @@ def _verify_versions(s: Session, migration_team_ids: list[int], group: dict[int,
     suspect |= {team_id for team_id, checked in group.items() if checked.out.total_mismatches}
     if not suspect:
         return
-    legacy = m.RegisteredModelVersion
-    extra = s.execute(
-        select(rm.team_id, c.name, cv.version_index)
-        .select_from(m.CollectionVersion.__table__)
-        .join(m.Collection.__table__, c.id == cv.collection_id)
-        .join(m.RegisteredModel.__table__, rm.id == c.migrated_from_model_id)
-        .join(gt, and_(gt.c.team_id == rm.team_id, gt.c.target_registry_id == c.registry_id))
-        .where(
-            rm.team_id.in_(sorted(suspect)),
-            cv.version_index < rm.next_version_index,
-            ~exists().where(
-                legacy.registered_model_id == rm.id, legacy.version_index == cv.version_index
-            ),
-        )
-        .order_by(rm.team_id, c.name, cv.version_index)
-    ).all()
     listed: dict[int, int] = {}
-    for team_id, name, index in extra:
+    for team_id, name, index in s.execute(sql.extra, {**params, "suspects": sorted(suspect)}).all():
         listed[team_id] = listed.get(team_id, 0) + 1
         if listed[team_id] > MISMATCHES_MAX:
             continue
@@ -1826,55 +1974,12 @@ def _verify_versions(s: Session, migration_team_ids: list[int], group: dict[int,
         )
 
 
-def _verify_aliases(s: Session, migration_team_ids: list[int], group: dict[int, _Checked]) -> None:
+def _verify_aliases(s: Session, params: dict[str, Any], group: dict[int, _Checked]) -> None:
     """Every legacy alias (so every `:alias` path) is on the version of the same index."""
-    rm, v, c, cv = (
-        m.RegisteredModel.__table__.c,
-        m.RegisteredModelVersion.__table__.c,
-        m.Collection.__table__.c,
-        m.CollectionVersion.__table__.c,
-    )
-    a, ca = m.RegisteredModelAlias.__table__.c, m.CollectionAlias.__table__.c
-    gt = _group_teams(migration_team_ids)
-    team_ids = list(group)
-    for team_id, n in _per_team(
-        s,
-        select(rm.team_id, func.count())
-        .select_from(m.RegisteredModelAlias.__table__)
-        .join(m.RegisteredModel.__table__, rm.id == a.registered_model_id)
-        .where(rm.team_id.in_(team_ids))
-        .group_by(rm.team_id),
-    ).items():
+    sql = _verify_statements()
+    for team_id, n in _per_team(s, sql.alias_counts, params).items():
         group[team_id].out.checked += n
-    bad = (
-        select(
-            rm.team_id.label("team_id"),
-            rm.name.label("model"),
-            a.alias.label("alias"),
-            v.version_index.label("legacy_index"),
-            cv.version_index.label("new_index"),
-            func.row_number().over(partition_by=rm.team_id, order_by=(rm.name, a.alias)).label("n"),
-        )
-        .select_from(m.RegisteredModelAlias.__table__)
-        .join(m.RegisteredModelVersion.__table__, v.id == a.version_id)
-        .join(m.RegisteredModel.__table__, rm.id == a.registered_model_id)
-        .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(
-            m.Collection.__table__,
-            and_(
-                c.registry_id == gt.c.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            ),
-        )
-        .outerjoin(m.CollectionAlias.__table__, and_(ca.collection_id == c.id, ca.alias == a.alias))
-        .outerjoin(m.CollectionVersion.__table__, cv.id == ca.version_id)
-        .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
-        .subquery("bad_aliases")
-    )
-    for row in s.execute(
-        select(bad).where(bad.c.n <= MISMATCHES_MAX).order_by(bad.c.team_id, bad.c.n)
-    ).all():
+    for row in s.execute(sql.aliases, params).all():
         checked = group[row.team_id]
         where = f"{checked.label}: {row.model}:{row.alias}"
         if row.new_index is None:
@@ -1887,81 +1992,66 @@ def _verify_aliases(s: Session, migration_team_ids: list[int], group: dict[int, 
             )
 
 
-def _verify_access(s: Session, group: list[_Checked]) -> None:
+def _verify_access(s: Session, params: dict[str, Any], group: dict[int, _Checked]) -> None:
     """For every principal who could have access on either side, and every collection,
     each operation is allowed in the new registry exactly when it was in the legacy one
     (service accounts: as the MEMBER the Registry makes them). Roles in the new registry
-    come from `access.effective_role`, the function every RPC checks with."""
-    org_id = group[0].team.org_id
-    org = s.execute(select(m.Organization).where(m.Organization.id == org_id)).scalar_one()
-    collections = _per_team(
-        s,
-        select(m.Collection.registry_id, func.count())
-        .where(m.Collection.registry_id.in_([g.registry.id for g in group]))
-        .group_by(m.Collection.registry_id),
-    )
-    everyone = s.execute(
-        select(func.count()).select_from(m.User).where(m.User.org_id == org_id)
+    come from `access.effective_role`, the function every RPC checks with; who could have
+    access comes from one query for the whole group."""
+    sql = _verify_statements()
+    first = next(iter(group.values()))
+    org = s.execute(
+        select(m.Organization).where(m.Organization.id == first.team.org_id)
     ).scalar_one()
-    for checked in group:
-        _verify_team_access(s, checked, org, collections.get(checked.registry.id, 0), everyone)
+    params = {
+        **params,
+        "org": org.id,
+        "registries": [checked.registry.id for checked in group.values()],
+    }
+    collections = _per_team(s, sql.collection_counts, params)
+    everyone = int(s.execute(sql.people, params).scalar_one())
+    candidates: dict[int, list[Any]] = {team_id: [] for team_id in group}
+    for row in s.execute(sql.candidates, params).all():
+        candidates[row.team_id].append(row)
+    for team_id, checked in group.items():
+        _let_others_run()
+        per_user = max(collections.get(checked.registry.id, 0), 1) * len(ACCESS_OPERATIONS)
+        _verify_team_access(s, checked, org.name, candidates[team_id], per_user, everyone)
 
 
 def _verify_team_access(
-    s: Session, checked: _Checked, org: m.Organization, collections: int, everyone: int
+    s: Session,
+    checked: _Checked,
+    org: str,
+    users: list[Any],
+    per_user: int,
+    everyone: int,
 ) -> None:
-    out, label, team, registry = checked.out, checked.label, checked.team, checked.registry
-    legacy_admin = (
-        select(m.LegacyRegistryAdmin.user_id)
-        .where(m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == m.User.id)
-        .exists()
-    )
-    granted_teams = select(m.RegistryMember.team_id).where(
-        m.RegistryMember.registry_id == registry.id, m.RegistryMember.team_id.is_not(None)
-    )
-    candidates = or_(
-        m.User.org_role == int(OrgRole.ADMIN),
-        exists().where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == m.User.id),
-        exists().where(
-            m.RegistryMember.registry_id == registry.id, m.RegistryMember.user_id == m.User.id
-        ),
-        exists().where(m.TeamMember.user_id == m.User.id, m.TeamMember.team_id.in_(granted_teams)),
-    )
-    team_role = (
-        select(m.TeamMember.role)
-        .where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == m.User.id)
-        .scalar_subquery()
-    )
-    users = s.execute(
-        select(m.User, team_role, legacy_admin)
-        .where(m.User.org_id == team.org_id, candidates)
-        .order_by(m.User.name)
-    ).all()
-    per_user = max(int(collections), 1) * len(ACCESS_OPERATIONS)
-    for user, role, is_legacy_admin in users:
+    out, label, registry = checked.out, checked.label, checked.registry
+    for row in users:
         p = Principal(
-            user_id=user.id,
-            user=user.name,
-            org_id=user.org_id,
-            org=org.name,
-            org_role=OrgRole(user.org_role),
-            service_account=user.service_account,
+            user_id=row.id,
+            user=row.name,
+            org_id=row.org_id,
+            org=org,
+            org_role=OrgRole(row.org_role),
+            service_account=bool(row.service_account),
         )
-        legacy_role = expected_team_role(TeamRole(role or 0), user.service_account)
+        legacy_role = expected_team_role(TeamRole(row.role or 0), p.service_account)
         new_role = effective_role(s, p, registry)
         out.checked += per_user
         for operation, legacy_perm, registry_perm in ACCESS_OPERATIONS:
-            before = legacy_allows(legacy_role, bool(is_legacy_admin), p.org_admin, legacy_perm)
+            before = legacy_allows(legacy_role, bool(row.legacy_admin), p.org_admin, legacy_perm)
             after = registry_allows(new_role, registry_perm)
             if before != after:
                 out.mismatch(
-                    f"{label}: users/{user.name} {'could' if before else 'could not'} "
+                    f"{label}: users/{row.name} {'could' if before else 'could not'} "
                     f"{operation} in the legacy registry but {'can' if after else 'cannot'} "
                     f"in {registry.name!r} (role {new_role.name})"
                 )
     # Everyone else: no team role, no grant, not an admin, RESTRICTED registry -> no
     # access on either side (the registry's visibility was checked above).
-    out.checked += (int(everyone) - len(users)) * per_user
+    out.checked += (everyone - len(users)) * per_user
 
 
 # --- the switch -------------------------------------------------------------------------
@@ -2012,7 +2102,11 @@ def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, boo
         if migration.mismatches or any(t.state == MigrationState.FAILED for t in teams):
             return {}
         principal = _verifier(s, migration, _org_name(s, migration.org_id))
-        return {path: _resolve_outcome(s, principal, path) for path in _path_sample(s, teams)}
+        answers: dict[str, tuple[str, bool, str]] = {}
+        for path in _path_sample(s, teams):
+            _let_others_run()
+            answers[path] = _resolve_outcome(s, principal, path)
+        return answers
 
 
 def _switch(
@@ -2022,12 +2116,11 @@ def _switch(
     before: dict[str, tuple[str, bool, str]],
 ) -> None:
     org = _org_name(s, migration.org_id)
-    team_rows = {
-        t.id: t
-        for t in s.execute(
-            select(m.Team).where(m.Team.id.in_([mt.team_id for mt in teams]))
-        ).scalars()
-    }
+    team_names: dict[int, str] = dict(
+        s.execute(
+            select(m.Team.id, m.Team.name).where(m.Team.id.in_([mt.team_id for mt in teams]))
+        ).all()
+    )
     principal = _verifier(s, migration, org)
     sample = list(before)
     rm, c, mt = m.RegisteredModel, m.Collection, m.MigrationTeam
@@ -2066,8 +2159,9 @@ def _switch(
         )
         .execution_options(synchronize_session=False)
     )
-    mismatches: list[str] = []
+    mismatches = _unredirected_models(s, migration)
     for path, (legacy_answer, _, _) in before.items():
+        _let_others_run()
         answer, redirected, canonical = _resolve_outcome(s, principal, path)
         if answer != legacy_answer:
             mismatches.append(
@@ -2077,16 +2171,45 @@ def _switch(
             mismatches.append(f"{path}: not redirected to the migrated collection")
         elif redirected and not canonical.startswith(f"{org}/{paths.REGISTRY_PREFIX}"):
             mismatches.append(f"{path}: redirected to {canonical!r}, not a registry path")
+    checked = len(sample) + sum(mt.collections_total for mt in teams)
     if mismatches:
-        raise _SwitchRejected(len(sample), mismatches)
-    _record_verification(migration, len(sample), [])
+        raise _SwitchRejected(checked, mismatches)
+    _record_verification(migration, checked, [])
     s.execute(
         delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
     )
     _end(s, migration, MigrationState.SUCCEEDED)
     actor = _actor(s, migration)
-    for done in teams:
-        _legacy_state_event(s, migration, org, team_rows[done.team_id], LegacyState.MIGRATED, actor)
+    for team_id in ids:
+        team = (team_id, team_names[team_id])
+        _legacy_state_event(s, migration, org, team, LegacyState.MIGRATED, actor)
+
+
+def _unredirected_models(s: Session, migration: m.Migration) -> list[str]:
+    """Registered models of the migration's teams that do not redirect to the collection
+    migrated from them in their team's target registry (every legacy path, set-based;
+    the resolver sample then shows that ResolvePath follows these redirects)."""
+    rm, c, mt = m.RegisteredModel, m.Collection, m.MigrationTeam
+    rows = s.execute(
+        select(m.Team.name, rm.name)
+        .select_from(rm)
+        .join(mt, and_(mt.migration_id == migration.id, mt.team_id == rm.team_id))
+        .join(m.Team, m.Team.id == rm.team_id)
+        .outerjoin(c, c.id == rm.migrated_collection_id)
+        .where(
+            or_(
+                c.id.is_(None),
+                c.registry_id != mt.target_registry_id,
+                c.migrated_from_model_id != rm.id,
+            )
+        )
+        .order_by(m.Team.name, rm.name)
+        .limit(MISMATCHES_MAX)
+    ).all()
+    return [
+        f"teams/{team}: registered model {model!r} does not redirect to its migrated collection"
+        for team, model in rows
+    ]
 
 
 def _verifier(s: Session, migration: m.Migration, org: str) -> Principal:
