@@ -7,17 +7,39 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from registry.v1 import organization_service_pb2, organization_service_pb2_grpc
+from registry.v1 import (
+    artifact_service_pb2,
+    artifact_service_pb2_grpc,
+    collection_service_pb2,
+    collection_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
+    migration_service_pb2,
+    migration_service_pb2_grpc,
+    organization_service_pb2,
+    organization_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
+from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
+from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
 from .app import App
+from .artifacts import ArtifactServicer
+from .collections import CollectionServicer
+from .events import EventServicer, run_event_hub, run_webhook_worker
 from .interceptors import RegistryInterceptor
+from .legacy import LegacyModelRegistryServicer
+from .migrations import MigrationServicer, run_migrations
 from .organizations import OrganizationServicer
+from .registries import RegistryServicer
 
 log = logging.getLogger("registry.server")
 
@@ -31,116 +53,34 @@ class ServiceBinding:
     servicer: Callable[[App], Any]
 
 
+# Every service: its generated modules and the servicer that implements it.
+SERVICES: list[tuple[ModuleType, ModuleType, Callable[[App], Any]]] = [
+    (organization_service_pb2, organization_service_pb2_grpc, OrganizationServicer),
+    (registry_service_pb2, registry_service_pb2_grpc, RegistryServicer),
+    (collection_service_pb2, collection_service_pb2_grpc, CollectionServicer),
+    (artifact_service_pb2, artifact_service_pb2_grpc, ArtifactServicer),
+    (legacy_pb2, legacy_pb2_grpc, LegacyModelRegistryServicer),
+    (event_service_pb2, event_service_pb2_grpc, EventServicer),
+    (migration_service_pb2, migration_service_pb2_grpc, MigrationServicer),
+]
+
+
 def _bindings() -> list[ServiceBinding]:
-    # One line per service; imports here keep start-up order explicit.
-    return [
-        ServiceBinding(
-            organization_service_pb2.DESCRIPTOR.services_by_name["OrganizationService"].full_name,
-            organization_service_pb2_grpc.add_OrganizationServiceServicer_to_server,
-            OrganizationServicer,
-        ),
-        _registry_binding(),
-        _collection_binding(),
-        _artifact_binding(),
-        _legacy_binding(),
-        _event_binding(),
-        _migration_binding(),
-    ]
+    out = []
+    for pb2, pb2_grpc, servicer in SERVICES:
+        (service,) = pb2.DESCRIPTOR.services_by_name.values()
+        add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
+        out.append(ServiceBinding(service.full_name, add, servicer))
+    return out
 
 
-def _artifact_binding() -> ServiceBinding:
-    from registry.v1 import artifact_service_pb2, artifact_service_pb2_grpc
-
-    from .artifacts import ArtifactServicer
-
-    return ServiceBinding(
-        artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
-        artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server,
-        ArtifactServicer,
-    )
-
-
-def _legacy_binding() -> ServiceBinding:
-    from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
-    from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
-
-    from .legacy import LegacyModelRegistryServicer
-
-    return ServiceBinding(
-        legacy_pb2.DESCRIPTOR.services_by_name["LegacyModelRegistryService"].full_name,
-        legacy_pb2_grpc.add_LegacyModelRegistryServiceServicer_to_server,
-        LegacyModelRegistryServicer,
-    )
-
-
-def _registry_binding() -> ServiceBinding:
-    from registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-
-    from .registries import RegistryServicer
-
-    return ServiceBinding(
-        registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
-        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server,
-        RegistryServicer,
-    )
-
-
-def _collection_binding() -> ServiceBinding:
-    from registry.v1 import collection_service_pb2, collection_service_pb2_grpc
-
-    from .collections import CollectionServicer
-
-    return ServiceBinding(
-        collection_service_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
-        collection_service_pb2_grpc.add_CollectionServiceServicer_to_server,
-        CollectionServicer,
-    )
-
-
-def _event_binding() -> ServiceBinding:
-    from registry.v1 import event_service_pb2, event_service_pb2_grpc
-
-    from .events import EventServicer
-
-    return ServiceBinding(
-        event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
-        event_service_pb2_grpc.add_EventServiceServicer_to_server,
-        EventServicer,
-    )
-
-
-def _migration_binding() -> ServiceBinding:
-    from registry.v1 import migration_service_pb2, migration_service_pb2_grpc
-
-    from .migrations import MigrationServicer
-
-    return ServiceBinding(
-        migration_service_pb2.DESCRIPTOR.services_by_name["MigrationService"].full_name,
-        migration_service_pb2_grpc.add_MigrationServiceServicer_to_server,
-        MigrationServicer,
-    )
-
-
-# Long-running tasks (migration runner, webhook sender) started with the server.
-BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = []
-
-
-def _events_background() -> None:
-    from .events import run_event_hub, run_webhook_worker
-
-    BACKGROUND.extend([run_event_hub, run_webhook_worker])
-
-
-_events_background()
-
-
-def _migration_background() -> None:
-    from .migrations import run_migrations
-
-    BACKGROUND.append(run_migrations)
-
-
-_migration_background()
+# Long-running tasks started with the server: the event watch poller, the webhook
+# sender and the migration runner.
+BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = [
+    run_event_hub,
+    run_webhook_worker,
+    run_migrations,
+]
 
 
 @dataclass(frozen=True)
