@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,9 +21,11 @@ from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..service.idempotency import run_idempotent
 from ..storage.db import Database
+from ..storage.hot_cache import HotCache
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=Message)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class App:
         self.db = db
         self.settings = settings or Settings()
         self.auth = Authenticator(db, ttl=self.settings.auth_cache_ttl)
+        self.hot_cache = HotCache()
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
@@ -60,17 +63,30 @@ class App:
 
         return await self.run(work)
 
-    async def hot_read(self, fn: Callable[[Any, Dialect], T]) -> T:
+    async def hot_read(
+        self, fn: Callable[[Any, Dialect], R | None], key: Hashable | None = None
+    ) -> R | None:
         """A precompiled single-statement read on a DB-API connection. On SQLite it
         runs on the event loop: an indexed lookup in the local file is cheaper than
         the hop to a worker thread. On PostgreSQL it goes to a worker (a network
-        round trip)."""
+        round trip).
+
+        With a `key` naming the call completely (method, principal, request), SQLite
+        answers are kept in `hot_cache` until the next commit to the file."""
         dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
             with self.db.hot_connection() as conn:
-                return fn(conn, dialect)
+                if key is None:
+                    return fn(conn, dialect)
+                kept = self.hot_cache.lookup(conn, key)
+                if kept is not None:
+                    return kept  # type: ignore[return-value]
+                answer = fn(conn, dialect)
+                if answer is not None:
+                    self.hot_cache.store(key, answer)
+                return answer
 
-        def work() -> T:
+        def work() -> R | None:
             with self.db.hot_connection() as conn:
                 return fn(conn, dialect)
 

@@ -341,7 +341,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         parsed = parse_path(request.path, "path")  # malformed paths fail before any query
         if parsed.kind is PathKind.REGISTRY_COLLECTION:
             fast = await self.app.hot_read(
-                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed)
+                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed),
+                key=("ResolvePath", p, request.path),
             )
             if fast is not None:
                 return fast

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from . import names
 from .errors import InvalidArgument
@@ -78,6 +79,7 @@ def parse_version(token: str, field: str) -> Version:
     return Version(alias=token)
 
 
+@lru_cache(maxsize=4096)  # pure, and the same paths come back (every job resolves them)
 def parse_path(path: str, field: str = "path") -> ParsedPath:
     if not path:
         raise InvalidArgument(field, "is required")
