@@ -8,6 +8,7 @@ into list queries so that filtering happens in SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -28,29 +29,52 @@ from .context import Principal
 # --- registries -------------------------------------------------------------------
 
 
-def granted_role(session: Session, p: Principal, registry_id: int) -> RegistryRole:
-    """Highest role granted to the user directly or through any of their teams."""
-    teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
-    best = session.execute(
-        select(func.max(m.RegistryMember.role)).where(
+def granted_role_columns(registry_id: Any, user_id: Any) -> tuple[Any, Any]:
+    """Scalar subqueries for the role granted to `user_id` in `registry_id` directly, and
+    the highest one granted to any of their teams: two index seeks rather than a scan of
+    the members. `registry_id` may be a column of an enclosing statement (correlated);
+    both arguments may be bind parameters. `combine_role` takes the two values."""
+    direct = (
+        select(m.RegistryMember.role)
+        .where(m.RegistryMember.registry_id == registry_id, m.RegistryMember.user_id == user_id)
+        .scalar_subquery()
+    )
+    teams_of_user = select(m.TeamMember.team_id).where(m.TeamMember.user_id == user_id)
+    via_team = (
+        select(func.max(m.RegistryMember.role))
+        .where(
             m.RegistryMember.registry_id == registry_id,
-            or_(m.RegistryMember.user_id == p.user_id, m.RegistryMember.team_id.in_(teams)),
+            m.RegistryMember.team_id.in_(teams_of_user),
         )
-    ).scalar()
-    return RegistryRole(best or 0)
+        .scalar_subquery()
+    )
+    return direct, via_team
 
 
-def effective_role(session: Session, p: Principal, registry: m.Registry) -> RegistryRole:
-    if registry.org_id != p.org_id:
+def combine_role(
+    p: Principal, org_id: int, visibility: int, default_role: int, *granted: int | None
+) -> RegistryRole:
+    """The effective registry role (SPEC section 3), from the registry's organization,
+    visibility and default role and the roles granted to the caller (None: no grant).
+    The one statement of the rule: the ORM checks and the precompiled statements, which
+    return these values as columns, all call it."""
+    if org_id != p.org_id:
         return RegistryRole.NONE
     if p.org_admin:
         return RegistryRole.ADMIN
-    role = granted_role(session, p, registry.id)
-    if registry.visibility == Visibility.ORGANIZATION:
-        role = max(role, RegistryRole(registry.default_role))
+    role = RegistryRole(max((g or 0 for g in granted), default=0))
+    if visibility == Visibility.ORGANIZATION:
+        role = max(role, RegistryRole(default_role))
     if p.service_account:
         role = registry_role_for_service_account(role)
     return role
+
+
+def effective_role(session: Session, p: Principal, registry: m.Registry) -> RegistryRole:
+    if registry.org_id != p.org_id or p.org_admin:  # no grant can change the answer
+        return combine_role(p, registry.org_id, registry.visibility, registry.default_role)
+    granted = session.execute(select(*granted_role_columns(registry.id, p.user_id))).one()
+    return combine_role(p, registry.org_id, registry.visibility, registry.default_role, *granted)
 
 
 def visible_registries_clause(p: Principal) -> ColumnElement[bool]:

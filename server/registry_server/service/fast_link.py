@@ -41,7 +41,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -56,8 +56,8 @@ from ..storage import models as m
 from ..storage.db import Database, now_us
 from . import authz_table, events
 from . import collections as colls
+from .access import combine_role, granted_role_columns
 from .context import Principal
-from .fast_resolve import _role as effective_role_of
 from .idempotency import check_request_id
 from .resolve import parse_reference
 
@@ -81,7 +81,6 @@ _art = _table(m.Artifact)
 _proj = _table(m.Project)
 _team = _table(m.Team)
 _tm = _table(m.TeamMember)
-_rm = _table(m.RegistryMember)
 _ca = _table(m.CollectionAlias)
 _user = _table(m.User)
 _events = _table(m.Event)
@@ -103,19 +102,6 @@ class _Fallback(Exception):
 # --- statements ------------------------------------------------------------------------
 
 
-def _granted_role() -> Any:
-    """The highest registry role granted to the caller directly or through a team."""
-    teams_of_user = select(_tm.c.team_id).where(_tm.c.user_id == bindparam("uid"))
-    return (
-        select(func.max(_rm.c.role))
-        .where(
-            _rm.c.registry_id == _reg.c.id,
-            or_(_rm.c.user_id == bindparam("uid"), _rm.c.team_id.in_(teams_of_user)),
-        )
-        .scalar_subquery()
-    )
-
-
 def _registry_collection() -> Any:
     """organizations -> registries -> collections, by the names in the request."""
     return _org.join(
@@ -132,7 +118,7 @@ def _registry_columns() -> tuple[Any, ...]:
         _reg.c.artifact_types,
         _reg.c.allow_all_artifact_types,
         _reg.c.protected_aliases,
-        _granted_role(),
+        *granted_role_columns(_reg.c.id, bindparam("uid")),
         _coll.c.id,
         _coll.c.type,
         _coll.c.next_version_index,
@@ -666,11 +652,11 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
         raise _Fallback  # no such registry, collection (to create) or source
     (
         registry_pk, org_id, visibility, default_role, artifact_types, allow_all, protected,
-        granted, collection_pk, collection_type, next_index,
+        direct, via_team, collection_pk, collection_type, next_index,
         av_pk, av_index, digest, metadata, delete_time, artifact_type, team_org_id,
         team_role, already_linked,
     ) = row  # fmt: skip
-    role = effective_role_of(p, org_id, visibility, default_role, granted)
+    role = combine_role(p, org_id, visibility, default_role, direct, via_team)
     if role < LINK_ROLE:
         raise _Fallback
     _require_protected_alias_right(role, protected, req.aliases)
@@ -879,10 +865,11 @@ def _add_alias(
     ).fetchone()
     if target is None:
         raise _Fallback
-    registry_pk, org_id, visibility, default_role, _, _, protected, granted, collection_pk = target[
-        :9
-    ]
-    role = effective_role_of(p, org_id, visibility, default_role, granted)
+    (
+        registry_pk, org_id, visibility, default_role, _, _, protected, direct, via_team,
+        collection_pk,
+    ) = target[:10]  # fmt: skip
+    role = combine_role(p, org_id, visibility, default_role, direct, via_team)
     if role < ALIAS_ROLE:
         raise _Fallback
     _require_protected_alias_right(role, protected, [alias])

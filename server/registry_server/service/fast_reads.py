@@ -53,11 +53,12 @@ from ..domain import names, paths
 from ..domain.errors import RegistryError
 from ..domain.filters import parse_filter
 from ..domain.pagination import decode_token, encode_token, page_size
-from ..domain.roles import RegistryRole, Visibility, registry_role_for_service_account
+from ..domain.roles import RegistryRole
 from ..storage import models as m
 from ..storage.filter_sql import FieldSpec, compile_filter
 from ..storage.paging import SortKey, parse_order_by
 from . import authz_table
+from .access import combine_role, granted_role_columns
 from .collections import CollectionRef, artifact_version_name, version_name, version_path
 from .context import Principal
 from .registries import registry_name
@@ -70,8 +71,6 @@ _av = m.ArtifactVersion.__table__
 _art = m.Artifact.__table__
 _proj = m.Project.__table__
 _team = m.Team.__table__
-_rm = m.RegistryMember.__table__
-_tm = m.TeamMember.__table__
 _ca = m.CollectionAlias.__table__
 _linker = m.User.__table__.alias("linker")
 _highest_cv = m.CollectionVersion.__table__.alias("highest_cv")
@@ -107,25 +106,9 @@ EFFECTIVE_ROLE_ROLE = _min_role("RegistryService", "GetEffectiveRole")
 # --- statements -----------------------------------------------------------------------
 
 
-def _granted_roles() -> tuple[Any, Any]:
-    """The role granted to the caller (`:uid`) in `_reg` directly, and the highest one
-    granted to any of their teams: two index seeks rather than a scan of the members."""
-    direct = (
-        select(_rm.c.role)
-        .where(_rm.c.registry_id == _reg.c.id, _rm.c.user_id == bindparam("uid"))
-        .scalar_subquery()
-    )
-    teams_of_user = select(_tm.c.team_id).where(_tm.c.user_id == bindparam("uid"))
-    via_team = (
-        select(func.max(_rm.c.role))
-        .where(_rm.c.registry_id == _reg.c.id, _rm.c.team_id.in_(teams_of_user))
-        .scalar_subquery()
-    )
-    return direct, via_team
-
-
 def _registry_columns() -> tuple[Any, ...]:
-    return (_reg.c.org_id, _reg.c.visibility, _reg.c.default_role, *_granted_roles())
+    granted = granted_role_columns(_reg.c.id, bindparam("uid"))
+    return (_reg.c.org_id, _reg.c.visibility, _reg.c.default_role, *granted)
 
 
 def _registry_where() -> ColumnElement[bool]:
@@ -419,18 +402,8 @@ _REGISTRY_WIDTH = 5  # the columns of `_registry_columns`
 
 
 def _role(p: Principal, header: Sequence[Any]) -> RegistryRole:
-    """access.effective_role, from the `_registry_columns` the statement returned."""
-    org_id, visibility, default_role, direct, via_team = header[:_REGISTRY_WIDTH]
-    if org_id != p.org_id:
-        return RegistryRole.NONE
-    if p.org_admin:
-        return RegistryRole.ADMIN
-    role = RegistryRole(max(direct or 0, via_team or 0))
-    if visibility == Visibility.ORGANIZATION:
-        role = max(role, RegistryRole(default_role))
-    if p.service_account:
-        role = registry_role_for_service_account(role)
-    return role
+    """The caller's effective role, from the `_registry_columns` the statement returned."""
+    return combine_role(p, *header[:_REGISTRY_WIDTH])
 
 
 def _allowed(p: Principal, header: Sequence[Any], need: RegistryRole) -> RegistryRole | None:

@@ -18,7 +18,7 @@ import json
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import and_, bindparam, func, literal_column, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
@@ -27,8 +27,8 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import paths
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
-from ..domain.roles import RegistryRole, Visibility, registry_role_for_service_account
 from ..storage import models as m
+from .access import combine_role, granted_role_columns
 from .authz_table import REGISTRY_PATH_USE
 from .context import Principal
 
@@ -43,8 +43,6 @@ _proj = m.Project.__table__
 _team = m.Team.__table__
 _linker = m.User.__table__.alias("linker")
 _creator = m.User.__table__.alias("creator")
-_rm = m.RegistryMember.__table__
-_tm = m.TeamMember.__table__
 _ca = m.CollectionAlias.__table__
 # separate names for the alias-list subqueries (`_ca` also joins the alias form)
 _ca_list = m.CollectionAlias.__table__.alias("cv_aliases")
@@ -65,15 +63,7 @@ def _joined_aliases(dialect: str, table: Any, version_id: Any) -> Any:
 @cache
 def _statement(dialect: str, by: str) -> Select[Any]:
     """The resolve statement for `by` in ("index", "alias", "latest"), built once."""
-    teams_of_user = select(_tm.c.team_id).where(_tm.c.user_id == bindparam("uid"))
-    granted = (
-        select(func.max(_rm.c.role))
-        .where(
-            _rm.c.registry_id == _reg.c.id,
-            or_(_rm.c.user_id == bindparam("uid"), _rm.c.team_id.in_(teams_of_user)),
-        )
-        .scalar_subquery()
-    )
+    granted = granted_role_columns(_reg.c.id, bindparam("uid"))
     highest = (
         select(func.max(_cv2.c.version_index))
         .where(_cv2.c.collection_id == _coll.c.id)
@@ -108,7 +98,7 @@ def _statement(dialect: str, by: str) -> Select[Any]:
         _proj.c.name,
         _team.c.name,
         _creator.c.name,
-        granted,
+        *granted,
         highest,
         _joined_aliases(dialect, _ca_list, _cv.c.id),
         _joined_aliases(dialect, _aa_list, _av.c.id),
@@ -141,22 +131,6 @@ def _statement(dialect: str, by: str) -> Select[Any]:
             _coll.c.name == bindparam("collection"),
         )
     )
-
-
-def _role(
-    p: Principal, org_id: int, visibility: int, default_role: int, granted: int | None
-) -> RegistryRole:
-    """access.effective_role, from values the statement already returned."""
-    if org_id != p.org_id:
-        return RegistryRole.NONE
-    if p.org_admin:
-        return RegistryRole.ADMIN
-    role = RegistryRole(granted or 0)
-    if visibility == Visibility.ORGANIZATION:
-        role = max(role, RegistryRole(default_role))
-    if p.service_account:
-        role = registry_role_for_service_account(role)
-    return role
 
 
 def _split(joined: str | None) -> list[str]:
@@ -215,9 +189,9 @@ def resolve_registry_path(
         av_index, digest, size, manifest, metadata, av_description, av_tags,
         producing_run, av_create, av_update, revision, delete_time,
         artifact, artifact_type, project, team, creator,
-        granted, highest, collection_aliases, artifact_aliases,
+        direct, via_team, highest, collection_aliases, artifact_aliases,
     ) = row  # fmt: skip
-    role = _role(p, org_id, visibility, default_role, granted)
+    role = combine_role(p, org_id, visibility, default_role, direct, via_team)
     if role < REGISTRY_PATH_USE.min_role or delete_time is not None:
         return None
     manifest, metadata = _json(manifest), _json(metadata)
