@@ -500,8 +500,11 @@ def _alias_filter(collection_id: int) -> Any:
             cond = (
                 select(m.CollectionAlias.id)
                 .where(
-                    m.CollectionAlias.version_id == m.CollectionVersion.id,
+                    # collection and alias first: the (collection_id, alias) unique index
+                    # finds the one row, rather than every collection's alias of that name
+                    m.CollectionAlias.collection_id == collection_id,
                     m.CollectionAlias.alias == value,
+                    m.CollectionAlias.version_id == m.CollectionVersion.id,
                 )
                 .exists()
             )
