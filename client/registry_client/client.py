@@ -283,6 +283,39 @@ class Client:
         finally:
             call.cancel()
 
+    def _watch(
+        self,
+        rpc: Any,
+        request: Callable[[], Message],
+        timeout: float | None,
+        *,
+        quiet_deadline: bool,
+    ) -> Iterator[Any]:
+        """A watch stream that outlives dropped connections: on UNAVAILABLE it is opened
+        again with a fresh `request()` (which resumes from what the caller has seen),
+        under the retry policy. `timeout` bounds the whole watch; when it passes, the
+        watch ends quietly if `quiet_deadline`, else raises DeadlineExceededError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if quiet_deadline and remaining == 0.0:
+                return
+            try:
+                for item in self._stream(rpc, request(), remaining):
+                    failures = 0
+                    yield item
+                return
+            except DeadlineExceededError:
+                if quiet_deadline and deadline is not None:
+                    return
+                raise
+            except UnavailableError:
+                if failures >= self.retry.max_retries:
+                    raise
+                time.sleep(self.retry.delay(failures))
+                failures += 1
+
     def _pager(
         self,
         rpc: Any,
@@ -1201,26 +1234,15 @@ class Client:
         `timeout` bounds the whole watch and raises DeadlineExceededError when hit.
         """
         full_name = names.migration_name(name, self._org, "name")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        failures = 0
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                for migration in self._stream(
-                    self.stubs.migrations.WatchMigration,
-                    mig_pb.WatchMigrationRequest(name=full_name),
-                    remaining,
-                ):
-                    failures = 0
-                    yield cast(r.Migration, migration)
-                    if migration.state in FINAL_MIGRATION_STATES:
-                        return
+        for migration in self._watch(
+            self.stubs.migrations.WatchMigration,
+            lambda: mig_pb.WatchMigrationRequest(name=full_name),
+            timeout,
+            quiet_deadline=False,
+        ):
+            yield cast(r.Migration, migration)
+            if migration.state in FINAL_MIGRATION_STATES:
                 return
-            except UnavailableError:
-                if failures >= self.retry.max_retries:
-                    raise
-                time.sleep(self.retry.delay(failures))
-                failures += 1
 
     def wait_for_migration(self, name: str, *, timeout: float | None = None) -> r.Migration:
         """Blocks until the migration reaches a final state and returns it."""
@@ -1279,34 +1301,16 @@ class Client:
         or repeated. Iteration ends (without error) when `timeout` seconds have passed.
         """
         parent_name = names.events_parent(parent, self._org)
-        deadline = None if timeout is None else time.monotonic() + timeout
         cursor = after
-        failures = 0
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            try:
-                for event in self._stream(
-                    self.stubs.events.WatchEvents,
-                    ev_pb.WatchEventsRequest(
-                        parent=parent_name, filter=filter, after_cursor=cursor
-                    ),
-                    remaining,
-                ):
-                    failures = 0
-                    cursor = max(cursor, int(event.cursor))
-                    yield cast(r.Event, event)
-                return
-            except DeadlineExceededError:
-                if deadline is not None:
-                    return
-                raise
-            except UnavailableError:
-                if failures >= self.retry.max_retries:
-                    raise
-                time.sleep(self.retry.delay(failures))
-                failures += 1
+
+        def resume() -> ev_pb.WatchEventsRequest:
+            return ev_pb.WatchEventsRequest(parent=parent_name, filter=filter, after_cursor=cursor)
+
+        for event in self._watch(
+            self.stubs.events.WatchEvents, resume, timeout, quiet_deadline=True
+        ):
+            cursor = max(cursor, int(event.cursor))
+            yield cast(r.Event, event)
 
     def alias_history(
         self, collection: str, alias: str, *, at: float | None = None
