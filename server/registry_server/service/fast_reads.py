@@ -364,35 +364,14 @@ def _fits(column: str, value: Any) -> bool:
 def _fetch(
     conn: Any, dialect: Dialect, compiled: _Compiled, values: Mapping[str, Any], many: bool = False
 ) -> Any:
-    """Runs one statement: its row (or rows).
-
-    On PostgreSQL the statement runs in autocommit mode: a lone SELECT needs no
-    transaction, and otherwise the driver would open one (BEGIN) and the pool end it
-    (ROLLBACK) when the connection is returned, two more round trips per read. The
-    connection goes back to the pool in its usual mode."""
-    driver = _idle_psycopg(conn) if dialect.name == "postgresql" else None
-    if driver is not None:
-        driver.autocommit = True
+    """Runs one statement: its row (or rows). (On PostgreSQL the hot connections are in
+    autocommit mode: a lone SELECT opens no transaction and costs one round trip.)"""
+    cursor = conn.cursor()
     try:
-        cursor = conn.cursor()
-        try:
-            cursor.execute(compiled.sql, compiled.params(values))
-            return cursor.fetchall() if many else cursor.fetchone()
-        finally:
-            cursor.close()
+        cursor.execute(compiled.sql, compiled.params(values))
+        return cursor.fetchall() if many else cursor.fetchone()
     finally:
-        if driver is not None:
-            driver.autocommit = False
-
-
-def _idle_psycopg(conn: Any) -> Any:
-    """The psycopg connection under a pooled one when no transaction is open on it."""
-    from psycopg.pq import TransactionStatus
-
-    driver = conn.driver_connection
-    if driver.autocommit or driver.info.transaction_status != TransactionStatus.IDLE:
-        return None
-    return driver
+        cursor.close()
 
 
 # --- results --------------------------------------------------------------------------
