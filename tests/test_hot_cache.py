@@ -152,3 +152,10 @@ def test_entries_are_bounded_by_size() -> None:
     assert cache.lookup(conn, "a") is None
     assert cache.lookup(conn, "b") is not None and cache.lookup(conn, "c") is not None
     assert len(cache) == 2
+
+    few = HotCache(max_entries=2)
+    assert few.lookup(conn, "a") is None  # takes the file's version: entries now last
+    for key in ("a", "b", "c"):
+        few.store(key, answer(10))
+    assert len(few) == 2 and few.lookup(conn, "a") is None  # the oldest went
+    assert few.lookup(conn, "b") is not None and few.lookup(conn, "c") is not None

@@ -7,8 +7,9 @@ is still the answer: a hit costs one pragma and a dict lookup, and any commit
 anywhere empties the cache. There is no expiry time and no stale read.
 
 Keys name the call completely (method, caller, request), so an answer is only
-given back to a caller for whom it was computed. Entries are bounded by their
-serialized size; an answer larger than `max_entry_bytes` is never kept.
+given back to a caller for whom it was computed. Entries are bounded in number and
+by their serialized size (the oldest go first); an answer larger than
+`max_entry_bytes` is never kept.
 
 PostgreSQL has no such counter (a commit on another replica is invisible here
 without a query), so the cache is used on SQLite only.
@@ -23,7 +24,14 @@ from google.protobuf.message import Message
 
 
 class HotCache:
-    def __init__(self, *, max_bytes: int = 16 << 20, max_entry_bytes: int = 256 << 10) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 16 << 20,
+        max_entry_bytes: int = 256 << 10,
+    ) -> None:
+        self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self._entries: dict[Hashable, tuple[Message, int]] = {}
@@ -56,12 +64,14 @@ class HotCache:
         size = answer.ByteSize()
         if size > self.max_entry_bytes:
             return
-        while self._entries and self._bytes + size > self.max_bytes:
-            oldest = next(iter(self._entries))  # dicts keep insertion order
-            self._bytes -= self._entries.pop(oldest)[1]
         previous = self._entries.pop(key, None)
         if previous is not None:
             self._bytes -= previous[1]
+        while self._entries and (
+            self._bytes + size > self.max_bytes or len(self._entries) >= self.max_entries
+        ):
+            oldest = next(iter(self._entries))  # dicts keep insertion order
+            self._bytes -= self._entries.pop(oldest)[1]
         self._entries[key] = (answer, size)
         self._bytes += size
 
