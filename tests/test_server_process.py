@@ -157,10 +157,11 @@ def test_sigterm_lets_in_flight_calls_finish(bootstrapped: tuple[str, str]) -> N
     proc = Proc(["--database-url", url, "--grace", "5"], port)
     proc.wait_healthy()
     stubs = Stubs.on(open_channel(f"127.0.0.1:{port}", key))
-    futures = [
-        stubs.organizations.ListUsers.future(pb.ListUsersRequest(parent="organizations/acme"))
-        for _ in range(50)
-    ]
+    request = pb.ListUsersRequest(parent="organizations/acme")
+    # connected and authenticated first, so that the calls below reach the server at
+    # once rather than racing the signal for a connection
+    stubs.organizations.ListUsers(request, timeout=10)
+    futures = [stubs.organizations.ListUsers.future(request) for _ in range(50)]
     proc.proc.send_signal(signal.SIGTERM)
     results = []
     for f in futures:
