@@ -67,7 +67,7 @@ UNIT_OF_WORK = (
 )
 
 
-def _in_unit_of_work() -> bool:
+def in_unit_of_work() -> bool:
     frame = sys._getframe(2)
     while frame is not None:
         filename = frame.f_code.co_filename.replace("\\", "/")
@@ -94,7 +94,7 @@ class StatementCounter:
         if (
             self.active
             and not statement.lstrip().upper().startswith(NOT_COUNTED)
-            and _in_unit_of_work()
+            and in_unit_of_work()
         ):
             with self._lock:
                 self.statements.append(statement)
