@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,19 @@ class Settings:
     migration_lease_seconds: float = 15.0
     replica_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def freeze_heap() -> None:
+    """Moves every object alive now out of the cyclic garbage collector's sight
+    (`gc.collect`, then `gc.freeze`). Called once, as soon as the server is up: what
+    start-up built (modules, SQLAlchemy and protobuf metadata,
+    ~100 MB) lives as long as the process, and a full collection that scans it all
+    stops every thread for 50-60 ms (measured during migrations, whose steps allocate
+    enough to trigger them), which is what a p99 sees. Later full collections scan
+    only what was made since. Reference counting still frees what these objects drop;
+    the collection first leaves no cyclic garbage among them."""
+    gc.collect()
+    gc.freeze()
 
 
 class App:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -358,8 +357,7 @@ async def run_migrations(app: App) -> None:
                 continue
             log.info("migration %d claimed by %s", migration_id, lease.owner)
             try:
-                with _older_objects_frozen():
-                    await _work(db, executor, migration_id, lease, batch_size)
+                await _work(db, executor, migration_id, lease, batch_size)
             except asyncio.CancelledError:
                 await _release_on_shutdown(db, migration_id, lease)
                 raise
@@ -367,21 +365,6 @@ async def run_migrations(app: App) -> None:
         executor.shutdown(wait=False, cancel_futures=True)
         if db is not app.db:
             db.dispose()
-
-
-@contextlib.contextmanager
-def _older_objects_frozen() -> Iterator[None]:
-    """While a migration runs, the objects that existed before it are left out of full
-    garbage collections (`gc.freeze`), and put back afterwards. Its steps allocate enough
-    to trigger full collections, and one that scans the whole heap of a serving process
-    stops every thread for tens of milliseconds (measured: 50-60 ms, most of the
-    ResolvePath p99 during a migration); scanning only what the migration made takes a
-    fraction of that. Nothing leaks: `gc.unfreeze` returns them to the oldest generation."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _runner_database(app: App) -> Database:

@@ -31,7 +31,7 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
-from .app import App
+from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
 from .events import EventServicer, run_event_hub, run_webhook_worker
@@ -164,6 +164,7 @@ class RegistryServer:
 async def serve_forever(app: App, address: str, tls: TlsConfig | None, grace: float) -> None:
     server = RegistryServer(app, address, tls)
     await server.start()
+    freeze_heap()  # what start-up built is never scanned by a full collection again
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
