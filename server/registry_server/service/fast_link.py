@@ -58,6 +58,7 @@ from . import authz_table, events
 from . import collections as colls
 from .access import combine_role, granted_role_columns
 from .context import Principal
+from .fast_sql import joined_aliases, json_value
 from .idempotency import check_request_id
 from .resolve import parse_reference
 
@@ -184,17 +185,6 @@ def _alias_target_statement(dialect: str) -> ClauseElement:
     return stmt
 
 
-def _joined_aliases(dialect: str) -> Any:
-    """The version's aliases as one comma-joined string (aliases never contain commas)."""
-    comma: Any = literal_column("','")
-    agg = (
-        func.group_concat(_version_ca.c.alias, comma)
-        if dialect == "sqlite"
-        else func.string_agg(_version_ca.c.alias, comma)
-    )
-    return select(agg).where(_version_ca.c.version_id == _cv.c.id).scalar_subquery()
-
-
 def _alias_version_statement(dialect: str) -> ClauseElement:
     """The version an alias goes to (what its reply shows) and where the alias is now.
 
@@ -220,7 +210,7 @@ def _alias_version_statement(dialect: str) -> ClauseElement:
             _proj.c.name,
             _team.c.name,
             highest,
-            _joined_aliases(dialect),
+            joined_aliases(dialect, _version_ca, _cv.c.id),
             _ca.c.id,
             _holder_cv.c.version_index,
         )
@@ -390,11 +380,6 @@ class _Statements:
 
 def _json_in(value: Any) -> str:
     return json.dumps(value)
-
-
-def _json_out(value: Any) -> Any:
-    # SQLite hands JSON columns back as text; psycopg already decodes JSONB.
-    return json.loads(value) if isinstance(value, str) else value
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -662,7 +647,7 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
     _require_protected_alias_right(role, protected, req.aliases)
     if team_org_id != p.org_id or not _sees_team(p, team_role) or delete_time is not None:
         raise _Fallback
-    if not (allow_all or artifact_type in (_json_out(artifact_types) or [])):
+    if not (allow_all or artifact_type in (json_value(artifact_types) or [])):
         raise _Fallback
     if collection_type != artifact_type or already_linked:
         raise _Fallback
@@ -731,7 +716,7 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
         linked_by=p.user,
         create_time=now,
         update_time=now,
-        metadata=_json_out(metadata),
+        metadata=json_value(metadata),
         digest=digest,
         artifact_type=artifact_type,
     )
@@ -759,7 +744,7 @@ def _require_protected_alias_right(
 ) -> None:
     if not aliases or role >= PROTECTED_ALIAS_ROLE:
         return
-    guarded = set(_json_out(protected) or [])
+    guarded = set(json_value(protected) or [])
     if any(alias in guarded for alias in aliases):
         raise _Fallback  # PERMISSION_DENIED (PROTECTED_ALIAS) from the general path
 
@@ -914,12 +899,12 @@ def _add_alias(
         index,
         artifact_version=colls.artifact_version_name(team, project, artifact, av_index),
         aliases=ordered,
-        tags=_json_out(tags) or [],
+        tags=json_value(tags) or [],
         description=description,
         linked_by=linked_by,
         create_time=create_time,
         update_time=update_time,
-        metadata=_json_out(metadata),
+        metadata=json_value(metadata),
         digest=digest,
         artifact_type=artifact_type,
     )

@@ -22,7 +22,6 @@ error. Both paths return the same response (tests/test_fast_reads.py checks it).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,11 +36,9 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    literal_column,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
@@ -61,6 +58,7 @@ from . import authz_table
 from .access import combine_role, granted_role_columns
 from .collections import CollectionRef, artifact_version_name, version_name, version_path
 from .context import Principal
+from .fast_sql import joined_aliases, json_value, split_aliases
 from .registries import registry_name
 
 _org = m.Organization.__table__
@@ -124,19 +122,6 @@ def _highest_index(collection_id: Any) -> Any:
     )
 
 
-def _joined_aliases(dialect: str) -> Any:
-    """A version's aliases as one comma-joined string (aliases never contain commas).
-
-    On PostgreSQL in the database's collation order, as the general path's ORDER BY;
-    SQLite's order is unspecified, so `_aliases` sorts (BINARY collation = code points)."""
-    comma: Any = literal_column("','")  # inline: the compiled SQL takes only the real parameters
-    if dialect == "postgresql":
-        agg = func.string_agg(_ca_list.c.alias, aggregate_order_by(comma, _ca_list.c.alias))
-    else:
-        agg = func.group_concat(_ca_list.c.alias, comma)
-    return select(agg).where(_ca_list.c.version_id == _cv.c.id).scalar_subquery()
-
-
 def _version_columns(dialect: str) -> tuple[Any, ...]:
     """What a CollectionVersion proto shows, in the order `_VersionProtos.make` reads it."""
     return (
@@ -154,7 +139,7 @@ def _version_columns(dialect: str) -> tuple[Any, ...]:
         _art.c.type,
         _proj.c.name,
         _team.c.name,
-        _joined_aliases(dialect),
+        joined_aliases(dialect, _ca_list, _cv.c.id),
     )
 
 
@@ -390,27 +375,6 @@ def _allowed(p: Principal, header: Sequence[Any], need: RegistryRole) -> Registr
     return role if role != RegistryRole.NONE and role >= need else None
 
 
-_decode_json = json.JSONDecoder().raw_decode
-
-
-def _json(value: Any) -> Any:
-    """A JSON column's value. SQLite hands back the text the ORM stored with json.dumps
-    (decoded without json.loads' whitespace handling); psycopg already decodes JSONB."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return _decode_json(value)[0]
-    except ValueError:  # text written by other means, e.g. with leading whitespace
-        return json.loads(value)
-
-
-def _aliases(joined: str | None, sort: bool) -> list[str]:
-    if not joined:
-        return []
-    found = joined.split(",")
-    return sorted(found) if sort else found
-
-
 def _set_time(field: Any, micros: int) -> None:
     """Timestamp.FromMicroseconds, on the message's own field."""
     seconds, rest = divmod(micros, 1_000_000)
@@ -437,7 +401,7 @@ class _VersionProtos:
             _id, index, tags, description, create_time, update_time, linker,
             av_index, digest, metadata, artifact, artifact_type, project, team, joined,
         ) = row  # fmt: skip
-        aliases = _aliases(joined, self.sort_aliases)
+        aliases = split_aliases(joined, self.sort_aliases)
         if index == self.highest:
             aliases.insert(0, paths.LATEST)
         version = new(
@@ -445,7 +409,7 @@ class _VersionProtos:
             version_index=index,
             artifact_version=artifact_version_name(team, project, artifact, av_index),
             aliases=aliases,
-            tags=_json(tags) or (),
+            tags=json_value(tags) or (),
             description=description,
             linked_by=names.user_name(linker) if linker else "",
             digest=digest,
@@ -454,7 +418,7 @@ class _VersionProtos:
         )
         _set_time(version.create_time, create_time)
         _set_time(version.update_time, update_time)
-        data = _json(metadata)
+        data = json_value(metadata)
         if data:
             version.metadata.update(data)
         else:

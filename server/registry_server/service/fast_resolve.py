@@ -14,11 +14,10 @@ return the same response (tests/test_fast_resolve.py checks it).
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal_column, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 
@@ -31,6 +30,7 @@ from ..storage import models as m
 from .access import combine_role, granted_role_columns
 from .authz_table import REGISTRY_PATH_USE
 from .context import Principal
+from .fast_sql import joined_aliases, json_value, split_aliases
 
 _org = m.Organization.__table__
 _reg = m.Registry.__table__
@@ -47,17 +47,6 @@ _ca = m.CollectionAlias.__table__
 # separate names for the alias-list subqueries (`_ca` also joins the alias form)
 _ca_list = m.CollectionAlias.__table__.alias("cv_aliases")
 _aa_list = m.ArtifactAlias.__table__.alias("av_aliases")
-
-
-def _joined_aliases(dialect: str, table: Any, version_id: Any) -> Any:
-    """Aliases of one version as a comma-joined string (aliases never contain commas)."""
-    comma: Any = literal_column("','")  # inline: the compiled SQL takes only the real parameters
-    agg = (
-        func.group_concat(table.c.alias, comma)
-        if dialect == "sqlite"
-        else func.string_agg(table.c.alias, comma)
-    )
-    return select(agg).where(table.c.version_id == version_id).scalar_subquery()
 
 
 @cache
@@ -100,8 +89,8 @@ def _statement(dialect: str, by: str) -> Select[Any]:
         _creator.c.name,
         *granted,
         highest,
-        _joined_aliases(dialect, _ca_list, _cv.c.id),
-        _joined_aliases(dialect, _aa_list, _av.c.id),
+        joined_aliases(dialect, _ca_list, _cv.c.id),
+        joined_aliases(dialect, _aa_list, _av.c.id),
     ).select_from(
         _org.join(_reg, _reg.c.org_id == _org.c.id).join(_coll, _coll.c.registry_id == _reg.c.id)
     )
@@ -133,21 +122,12 @@ def _statement(dialect: str, by: str) -> Select[Any]:
     )
 
 
-def _split(joined: str | None) -> list[str]:
-    return sorted(joined.split(",")) if joined else []
-
-
 @cache
 def _compiled(dialect: Dialect, by: str) -> tuple[str, tuple[str, ...] | None]:
     """The statement as driver SQL, and the parameter order for positional drivers."""
     compiled = _statement(dialect.name, by).compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
     return str(compiled), order
-
-
-def _json(value: Any) -> Any:
-    # SQLite hands JSON columns back as text; psycopg already decodes JSONB.
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def resolve_registry_path(
@@ -194,10 +174,10 @@ def resolve_registry_path(
     role = combine_role(p, org_id, visibility, default_role, direct, via_team)
     if role < REGISTRY_PATH_USE.min_role or delete_time is not None:
         return None
-    manifest, metadata = _json(manifest), _json(metadata)
-    cv_tags, av_tags = _json(cv_tags), _json(av_tags)
+    manifest, metadata = json_value(manifest), json_value(metadata)
+    cv_tags, av_tags = json_value(cv_tags), json_value(av_tags)
     av_name = f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{av_index}"
-    cv_aliases = _split(collection_aliases)
+    cv_aliases = split_aliases(collection_aliases)
     if cv_index == highest:
         cv_aliases.insert(0, LATEST)
     cv_path = paths.format_path(
@@ -215,7 +195,7 @@ def resolve_registry_path(
         manifest=[r.ManifestEntry(**entry) for entry in manifest or ()],
         metadata=meta,
         description=av_description,
-        aliases=_split(artifact_aliases),
+        aliases=split_aliases(artifact_aliases),
         tags=av_tags or [],
         producing_run=producing_run,
         created_by=f"users/{creator}" if creator else "",
