@@ -25,18 +25,23 @@ H2LOAD = "/usr/bin/h2load"
 INSTALL_HINT = "h2load is missing: install it with `sudo apt-get install nghttp2-client`"
 
 
-def find_h2load() -> str:
-    """The h2load binary; exits with the install command when it is missing."""
-    path = H2LOAD if Path(H2LOAD).exists() else shutil.which("h2load")
+def find_binary(name: str, install_hint: str, preferred: str | None = None) -> str:
+    """A load driver's binary (`preferred` if it exists, else from PATH); exits with
+    the install command when it is missing."""
+    path = preferred if preferred and Path(preferred).exists() else shutil.which(name)
     if not path:
-        print(INSTALL_HINT, file=sys.stderr)
+        print(install_hint, file=sys.stderr)
         raise SystemExit(2)
     return path
 
 
-def h2load_version(binary: str) -> str:
+def binary_version(binary: str) -> str:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or out.stderr.strip()
+
+
+def find_h2load() -> str:
+    return find_binary("h2load", INSTALL_HINT, H2LOAD)
 
 
 def grpc_frame(message: Message) -> bytes:

@@ -11,9 +11,9 @@ generated gRPC stubs (h2load cannot see `grpc-status`, so this proves the reques
 succeeds and returns what it should), then driven for `--duration` seconds at 2
 connections x 8 streams. Read cases are driven by h2load; LinkArtifactVersion
 needs a different body per request, which h2load cannot send, so it is driven by
-a grpc.aio client with the same shape (2 channels x 8 concurrent calls), next to
-a Health baseline measured with that same client. Results: a table on stdout and
-JSON in `bench/results/<timestamp>.json`.
+`bench/h2post.js` (Node.js's HTTP/2 client posting pre-built gRPC frames, one per
+call) with the same shape, next to a Health baseline measured with that same
+driver. Results: a table on stdout and JSON in `bench/results/<timestamp>.json`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import h2load
+from bench import h2load, h2post
 from bench.seed import LINK_SOURCE_ARTIFACT, Seeded, Shape, seed
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
@@ -60,6 +60,8 @@ CONNECTIONS = 2
 STREAMS = 8
 LIST_FILTER = 'alias = "production" OR version_index > 3'
 LINK_RATE_CEILING = 3000  # link sources seeded per second of load
+BASELINES = ("health", "health_h2post")  # Health/Check per driver
+HEALTH_RATE_CEILING = 20000  # Health requests prepared per second of h2post load
 
 # Targets of issue 8, checked and reported (not asserted).
 TARGET_RESOLVE_RATIO = 0.6
@@ -386,7 +388,7 @@ class Case:
     name: str
     label: str
     method: str  # full gRPC method path
-    driver: str  # "h2load" or "aio"
+    driver: str  # "h2load" or "h2post"
     request: Callable[[Seeded], Message]
     check: Callable[[Stubs, grpc.Channel, Seeded, Message], Message]
     response_type: type[Message]
@@ -512,10 +514,10 @@ CASES: list[Case] = [
         reg_pb.GetEffectiveRoleResponse,
     ),
     Case(
-        "health_aio",
-        "Health/Check (grpc.aio driver)",
+        "health_h2post",
+        "Health/Check (h2post driver)",
         "/grpc.health.v1.Health/Check",
-        "aio",
+        "h2post",
         lambda sd: health_pb2.HealthCheckRequest(),
         _check_health,
         health_pb2.HealthCheckResponse,
@@ -524,7 +526,7 @@ CASES: list[Case] = [
         "link_artifact_version",
         "LinkArtifactVersion (write)",
         "/registry.v1.CollectionService/LinkArtifactVersion",
-        "aio",
+        "h2post",
         lambda sd: _link_request(sd, 0),
         _check_link,
         r.CollectionVersion,
@@ -551,32 +553,12 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _aio_call(case: Case, sd: Seeded, key: str) -> AioCall:
-    """The per-request coroutine of an aio-driven case."""
-    md = metadata(key)
+def _h2post_requests(case: Case, sd: Seeded, seconds: float) -> Iterator[Message]:
+    """What the h2post driver sends: a new link source each call, else the same request."""
     if case.name == "link_artifact_version":
-
-        async def link(channel: grpc.aio.Channel, i: int) -> Any:
-            call = channel.unary_unary(
-                case.method,
-                request_serializer=col_pb.LinkArtifactVersionRequest.SerializeToString,
-                response_deserializer=r.CollectionVersion.FromString,
-            )
-            # index 0 was linked by the check; loads start at 1
-            return await call(_link_request(sd, i + 1), metadata=md, timeout=30)
-
-        return link
-    body = case.request(sd)
-
-    async def same(channel: grpc.aio.Channel, _i: int) -> Any:
-        call = channel.unary_unary(
-            case.method,
-            request_serializer=type(body).SerializeToString,
-            response_deserializer=case.response_type.FromString,
-        )
-        return await call(body, metadata=md, timeout=30)
-
-    return same
+        # index 0 was linked by the check; loads start at 1
+        return (_link_request(sd, i) for i in range(1, sd.link_sources))
+    return itertools.repeat(case.request(sd), int(HEALTH_RATE_CEILING * seconds))
 
 
 def run_case(
@@ -584,6 +566,7 @@ def run_case(
     sd: Seeded,
     server: ServerProcess,
     binary: str,
+    node: str | None,
     *,
     duration: float,
     warm_up: float,
@@ -626,27 +609,24 @@ def run_case(
         if len(latencies) < requests * 0.9:
             notes.append(f"log has {len(latencies)} latencies for {requests} requests")
     else:
-        limit = sd.link_sources - 1 if case.name == "link_artifact_version" else None
-        aio_res = asyncio.run(
-            aio_load(
-                server.target,
-                _aio_call(case, sd, key),
-                duration=duration,
-                warm_up=warm_up,
-                limit=limit,
-            )
+        assert node is not None
+        post = h2post.run(
+            node,
+            server.target,
+            case.method,
+            _h2post_requests(case, sd, warm_up + duration),
+            api_key=key,
+            duration=duration,
+            connections=CONNECTIONS,
+            streams=STREAMS,
+            warm_up=warm_up,
         )
-        requests, failed, qps, seconds = (
-            aio_res.requests,
-            aio_res.failed,
-            aio_res.qps,
-            aio_res.seconds,
-        )
-        latencies = aio_res.latencies_us
-        for message, count in aio_res.errors.items():
+        requests, failed, qps, seconds = post.requests, post.failed, post.qps, post.seconds
+        latencies = post.latencies_us
+        for message, count in post.errors.items():
             notes.append(f"{count} x {message}")
-        if aio_res.exhausted:
-            notes.append("ran out of link sources before the end; raise LINK_RATE_CEILING")
+        if post.exhausted:
+            notes.append("ran out of requests before the end; raise the *_RATE_CEILING")
     cpu = server.cpu_seconds() - cpu_before
     total = requests + failed
     return CaseResult(
@@ -686,6 +666,7 @@ def run_size(
     duration: float,
     warm_up: float,
     binary: str,
+    node: str | None,
     log_level: str,
     log_dir: Path,
     workers: int | None = None,
@@ -703,7 +684,9 @@ def run_size(
             for case in cases:
                 print(f"[{label}] {case.label} ...", end=" ", flush=True)
                 try:
-                    res = run_case(case, sd, server, binary, duration=duration, warm_up=warm_up)
+                    res = run_case(
+                        case, sd, server, binary, node, duration=duration, warm_up=warm_up
+                    )
                 except (grpc.RpcError, AssertionError) as err:
                     detail = err.details() if isinstance(err, grpc.RpcError) else str(err)
                     print(f"FAILED the check: {detail}", flush=True)
@@ -728,12 +711,12 @@ def run_size(
             server.stop()
         if server.proc.returncode not in (0, -signal.SIGTERM):
             print(f"[{label}] server exited with {server.proc.returncode}:\n{server.log_tail()}")
-    baselines = {c.driver: c.qps for c in results if c.case in ("health", "health_aio") and c.qps}
+    baselines = {c.driver: c.qps for c in results if c.case in BASELINES and c.qps}
     for res in results:
         base = baselines.get(res.driver)
-        if base and res.case not in ("health", "health_aio"):
+        if base and res.case not in BASELINES:
             res.ratio_to_health = round(res.qps / base, 3)
-            res.baseline = "health" if res.driver == "h2load" else "health_aio"
+            res.baseline = "health" if res.driver == "h2load" else "health_h2post"
     return SizeRun(label, n, round(sd.seconds, 1), sd.rows, round(server.rss_max_mb, 1), results)
 
 
@@ -855,10 +838,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown cases: {', '.join(unknown)}")
     if "link_artifact_version" in wanted:
-        wanted.append("health_aio")
+        wanted.append("health_h2post")
     cases = [c for c in CASES if c.name == "health" or c.name in wanted]
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     binary = h2load.find_h2load()
+    node = h2post.find_node() if any(c.driver == "h2post" for c in cases) else None
     db = "postgresql" if args.postgres else "sqlite"
     started = dt.datetime.now(dt.UTC)
     host = machine()  # load average before the run, not after it
@@ -873,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
                     duration=args.duration,
                     warm_up=args.warm_up,
                     binary=binary,
+                    node=node,
                     log_level=args.server_log_level,
                     log_dir=Path(logs),
                     workers=args.server_workers,
@@ -889,7 +874,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "database": db,
         "machine": host,
-        "h2load": h2load.h2load_version(binary),
+        "h2load": h2load.binary_version(binary),
+        "node": h2load.binary_version(node) if node else None,
         "load": {
             "connections": CONNECTIONS,
             "streams_per_connection": STREAMS,
