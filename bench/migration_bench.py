@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         if result["final_state"] != "MIGRATION_STATE_SUCCEEDED":
             print(server.log_tail(40))
-    report(db, args, result, sd)
+    report(db, args, result, sd, host)
     payload = {
         "started": started.isoformat(timespec="seconds"),
         "command": " ".join(
@@ -409,10 +409,14 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def report(db: str, args: argparse.Namespace, result: dict[str, Any], sd: Seeded) -> None:
+def report(
+    db: str, args: argparse.Namespace, result: dict[str, Any], sd: Seeded, host: dict[str, Any]
+) -> None:
     idle, busy = result["resolve_idle"], result["resolve_during"]
     first = result["first_team"]
     print(f"\nMigration benchmark ({db}): {result['versions']:,} versions over {args.teams} teams")
+    print(f"  machine                {host['nproc']} x {host['cpu_model']}, "
+          f"CPU probe {host['cpu_probe_ms']} ms")  # fmt: skip
     print(f"  final state            {result['final_state']} {result['error']}")
     rate = result["versions_per_s"]
     print(f"  total                  {result['seconds']:.2f} s  ({rate:,} versions/s)")

@@ -93,7 +93,21 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpu_probe_ms": cpu_probe_ms(),
     }
+
+
+def cpu_probe_ms() -> float:
+    """The best of five timings of a fixed pure-Python loop on one core, in ms: how fast
+    this virtual machine was at the time of the run. The same command has been seen
+    to run 2-3x slower on other days (other hosts or neighbours), so compare runs by
+    their ratios to the Health baseline, and absolute figures only at similar probes."""
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        sum(i * i for i in range(100_000))
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1e3, 2)
 
 
 def parse_size(text: str) -> int:
@@ -723,10 +737,14 @@ def run_size(
 # --- reporting ---------------------------------------------------------------------------
 
 
-def print_table(db: str, runs: list[SizeRun]) -> None:
+def print_table(db: str, runs: list[SizeRun], host: dict[str, Any]) -> None:
     header = f"{'size':>5} {'case':<34} {'driver':<7} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} "
     header += f"{'x base':>7} {'cpu us/req':>10}"
     print(f"\nDatabase: {db}; {CONNECTIONS} connections x {STREAMS} streams")
+    print(
+        f"Machine: {host['nproc']} x {host['cpu_model']}, "
+        f"CPU probe {host['cpu_probe_ms']} ms (lower is faster)"
+    )
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -863,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
                     workers=args.server_workers,
                 )
             )
-    print_table(db, runs)
+    print_table(db, runs, host)
     checked = targets(runs)
     if checked:
         print("\nTargets (issue 8):")
