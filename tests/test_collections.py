@@ -112,6 +112,21 @@ def grant(world: World, registry: str, member: str, role: int) -> None:
     )
 
 
+def member_lab_and_registry(
+    world: World, owner: Person, *, visibility: int = r.VISIBILITY_RESTRICTED
+) -> tuple[Lab, str]:
+    """A lab of `owner`'s to log versions in, and a new registry where `owner` is MEMBER."""
+    lab = make_lab(world, owner)
+    registry = create_registry(world, visibility=visibility)
+    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    return lab, registry
+
+
+def registry_path(registry: str, collection: str, version: str = "") -> str:
+    """The short path of a collection (`version`: ":alias", ":v3" or "" for latest)."""
+    return f"wandb-registry-{registry.rsplit('/', 1)[1]}/{collection}{version}"
+
+
 def link(
     person: Person,
     registry: str,

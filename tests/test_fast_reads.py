@@ -25,7 +25,15 @@ from registry_server.service.collections import CollectionRef
 from registry_server.service.context import Principal
 
 from .conftest import Person, ServerThread, World, expect_error, make_world
-from .test_collections import add_alias, create_registry, grant, link, log_version, make_lab
+from .test_collections import (
+    add_alias,
+    create_registry,
+    grant,
+    link,
+    log_version,
+    make_lab,
+    member_lab_and_registry,
+)
 
 FILTERS = [
     "",
@@ -423,9 +431,7 @@ def test_changes_are_seen_at_once(server: ServerThread, scene: Scene) -> None:
     """Nothing is cached but statements: an alias move, a new link and a revoked grant
     show on the next read."""
     world, owner = scene.world, scene.owner
-    lab = make_lab(world, owner)
-    registry = create_registry(world)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     reader = world.person("reader")
     grant(world, registry, reader.name, r.REGISTRY_ROLE_VIEWER)
     coll = f"{registry}/collections/c"

@@ -15,7 +15,13 @@ from registry_server.service.fast_resolve import resolve_registry_path
 from registry_server.service.resolve import resolve_parsed
 
 from .conftest import Person, ServerThread, World, expect_error
-from .test_collections import create_registry, grant, link, log_version, make_lab
+from .test_collections import (
+    grant,
+    link,
+    log_version,
+    member_lab_and_registry,
+    registry_path,
+)
 
 
 def both(server: ServerThread, person: Person, path: str) -> tuple[object, object]:
@@ -38,9 +44,7 @@ def test_fast_and_general_resolvers_agree(server: ServerThread, world: World) ->
     restricted = world.person("restricted")
     robot = world.person("robot", service_account=True)
     outsider = world.person("outsider")
-    lab = make_lab(world, owner)
-    registry = create_registry(world, visibility=r.VISIBILITY_RESTRICTED)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     grant(world, registry, viewer.name, r.REGISTRY_ROLE_VIEWER)
     grant(world, registry, restricted.name, r.REGISTRY_ROLE_RESTRICTED_VIEWER)
     grant(world, registry, robot.name, r.REGISTRY_ROLE_RESTRICTED_VIEWER)
@@ -75,13 +79,11 @@ def test_fast_and_general_resolvers_agree(server: ServerThread, world: World) ->
 def test_errors_still_come_from_the_general_resolver(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
     restricted = world.person("restricted")
-    lab = make_lab(world, owner)
-    registry = create_registry(world, visibility=r.VISIBILITY_RESTRICTED)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     grant(world, registry, restricted.name, r.REGISTRY_ROLE_RESTRICTED_VIEWER)
     v0 = log_version(lab)
     link(owner, registry, "c", v0.name, ["production"])
-    path = f"wandb-registry-{registry.rsplit('/', 1)[1]}/c:production"
+    path = registry_path(registry, "c", ":production")
     expect_error(
         grpc.StatusCode.PERMISSION_DENIED,
         restricted.stubs.artifacts.ResolvePath,
@@ -105,10 +107,8 @@ def test_errors_still_come_from_the_general_resolver(server: ServerThread, world
 @pytest.mark.parametrize("alias", ["production", "latest"])
 def test_alias_moves_are_seen_at_once(world: World, alias: str) -> None:
     owner = world.person("owner")
-    lab = make_lab(world, owner)
-    registry = create_registry(world, visibility=r.VISIBILITY_ORGANIZATION)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
-    path = f"wandb-registry-{registry.rsplit('/', 1)[1]}/c:{alias}"
+    lab, registry = member_lab_and_registry(world, owner, visibility=r.VISIBILITY_ORGANIZATION)
+    path = registry_path(registry, "c", f":{alias}")
     for i in range(3):
         version = log_version(lab)
         link(owner, registry, "c", version.name, ["production"])

@@ -16,7 +16,7 @@ from registry.v1 import resources_pb2 as r
 from registry_server.storage.hot_cache import HotCache
 
 from .conftest import ServerThread, World, database_kind, expect_error
-from .test_collections import create_registry, grant, link, log_version, make_lab
+from .test_collections import grant, link, log_version, member_lab_and_registry, registry_path
 
 sqlite_only = pytest.mark.skipif(database_kind() != "sqlite", reason="the cache is SQLite's")
 
@@ -29,13 +29,11 @@ def resolve(stubs: object, path: str) -> apb.ResolvePathResponse:
 def test_a_kept_answer_lasts_until_the_next_commit(server: ServerThread, world: World) -> None:
     cache = server.app.hot_cache
     owner = world.person("owner")
-    lab = make_lab(world, owner)
-    registry = create_registry(world)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     v0, v1 = log_version(lab), log_version(lab)
     first = link(owner, registry, "resnet", v0.name, ["production"])
     second = link(owner, registry, "resnet", v1.name)
-    path = f"wandb-registry-{registry.rsplit('/', 1)[1]}/resnet:production"
+    path = registry_path(registry, "resnet", ":production")
 
     hits = cache.hits
     assert resolve(owner.stubs, path).collection_version.name == first.name
@@ -65,12 +63,10 @@ def test_a_kept_answer_is_only_given_to_its_caller(server: ServerThread, world: 
     owner = world.person("owner")
     viewer = world.person("viewer")
     outsider = world.person("outsider")
-    lab = make_lab(world, owner)
-    registry = create_registry(world)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     grant(world, registry, viewer.name, r.REGISTRY_ROLE_VIEWER)
     version = link(owner, registry, "resnet", log_version(lab).name, ["production"])
-    path = f"wandb-registry-{registry.rsplit('/', 1)[1]}/resnet:production"
+    path = registry_path(registry, "resnet", ":production")
     get = pb.GetCollectionVersionRequest(name=version.name)
     role = rpb.GetEffectiveRoleRequest(registry=registry)
 
@@ -94,9 +90,7 @@ def test_a_kept_answer_is_only_given_to_its_caller(server: ServerThread, world: 
 @sqlite_only
 def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
-    lab = make_lab(world, owner)
-    registry = create_registry(world)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     for alias in ("a", "b", "c"):
         link(owner, registry, "resnet", log_version(lab).name, [alias])
     parent = f"{registry}/collections/resnet"
@@ -125,11 +119,9 @@ def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> 
 @pytest.mark.skipif(database_kind() == "sqlite", reason="PostgreSQL keeps nothing")
 def test_postgresql_keeps_nothing(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
-    lab = make_lab(world, owner)
-    registry = create_registry(world)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    lab, registry = member_lab_and_registry(world, owner)
     link(owner, registry, "resnet", log_version(lab).name, ["production"])
-    path = f"wandb-registry-{registry.rsplit('/', 1)[1]}/resnet:production"
+    path = registry_path(registry, "resnet", ":production")
     resolve(owner.stubs, path)
     resolve(owner.stubs, path)
     assert len(server.app.hot_cache) == 0

@@ -63,6 +63,7 @@ NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
 UNIT_OF_WORK = (
     ("registry_server/api/app.py", "work"),
     ("registry_server/api/app.py", "hot_read"),
+    ("registry_server/storage/hot_async.py", "_read"),  # PostgreSQL hot reads, in a greenlet
     ("registry_server/service/idempotency.py", "run_idempotent"),
 )
 
@@ -155,8 +156,9 @@ class _CountedConnection:
 def counter(server: ServerThread) -> Iterator[StatementCounter]:
     db = server.app.db
     c = StatementCounter([db.read_engine, db.write_engine], server.app.hot_cache.clear)
-    # Hot reads run precompiled SQL on DB-API connections (`Database.hot_connection`,
-    # used only by servicers through `App.hot_read`), which engine events do not see.
+    # Hot reads run precompiled SQL on DB-API connections, which engine events do not
+    # see: on SQLite `Database.hot_connection`, on PostgreSQL the connections that
+    # `Database.hot_async` lends on the event loop (both used by `App.hot_read` only).
     hot_connection = db.hot_connection
 
     @contextmanager
@@ -165,8 +167,14 @@ def counter(server: ServerThread) -> Iterator[StatementCounter]:
             yield _CountedConnection(conn, c)
 
     db.hot_connection = counted  # type: ignore[method-assign]
+    pool = db.hot_async
+    if pool is not None:
+        lend = pool.lend
+        pool.lend = lambda conn: _CountedConnection(lend(conn), c)
     yield c
     del db.hot_connection
+    if pool is not None:
+        pool.lend = lend
     c.close()
 
 

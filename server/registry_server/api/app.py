@@ -80,10 +80,10 @@ class App:
     async def hot_read(
         self, fn: Callable[[Any, Dialect], R | None], key: Hashable | None = None
     ) -> R | None:
-        """A precompiled single-statement read on a DB-API connection. On SQLite it
-        runs on the event loop: an indexed lookup in the local file is cheaper than
-        the hop to a worker thread. On PostgreSQL it goes to a worker (a network
-        round trip).
+        """A precompiled single-statement read on a DB-API connection, on the event loop:
+        on SQLite an indexed lookup in the local file is cheaper than the hop to a
+        worker thread; on PostgreSQL the loop serves other calls during the round trip
+        (`storage.hot_async`).
 
         With a `key` naming the call completely (method, principal, request), SQLite
         answers are kept in `hot_cache` until the next commit to the file."""
@@ -100,11 +100,8 @@ class App:
                     self.hot_cache.store(key, answer)
                 return answer
 
-        def work() -> R | None:
-            with self.db.hot_connection() as conn:
-                return fn(conn, dialect)
-
-        return await self.run(work)
+        assert self.db.hot_async is not None
+        return await self.db.hot_async.run(fn, dialect)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:
@@ -123,6 +120,11 @@ class App:
     ) -> M:
         """A write whose proto response is remembered under request_id (AIP-155)."""
         return await self.run(run_idempotent, self.db, p, method, request_id, cls, fn)
+
+    async def aclose(self) -> None:
+        """Closes what belongs to the event loop (PostgreSQL hot-read connections)."""
+        if self.db.hot_async is not None:
+            await self.db.hot_async.aclose()
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -155,6 +155,7 @@ class RegistryServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
+        await self.app.aclose()
         self.app.close()
 
     async def wait(self) -> None:

@@ -2,9 +2,10 @@
 
 SQLite: WAL, foreign keys, busy_timeout; reads on a pool of connections, writes
 on a single connection that opens `BEGIN IMMEDIATE`, so writers queue instead of
-failing on lock upgrades. PostgreSQL: psycopg 3, one pool for sessions and one of
-autocommit connections for the precompiled hot reads, row locks where a write must
-serialize (alias moves, version indices).
+failing on lock upgrades. PostgreSQL: psycopg 3, one pool for sessions, the servers'
+precompiled hot reads on async autocommit connections of the event loop
+(`hot_async`), and row locks where a write must serialize (alias moves, version
+indices).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
+from .hot_async import AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
 
@@ -46,6 +48,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8, echo: bool = False) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self.hot_async: AsyncHotPool | None = None  # PostgreSQL's hot reads on the loop
         if self.is_sqlite:
             self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
             self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
@@ -61,6 +64,10 @@ class Database:
             )
             self.write_engine = self.read_engine
             self.hot_engine = self._postgres_hot_engine(pool_size, echo)
+            self.hot_async = AsyncHotPool(
+                make_url(self.url).set(drivername="postgresql").render_as_string(False),
+                pool_size,
+            )
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._hot_lock = threading.Lock()
         self._hot_sqlite: Any = None
@@ -133,7 +140,9 @@ class Database:
         SQLite: one long-lived autocommit connection (each SELECT sees one consistent
         snapshot), used from the event loop. PostgreSQL: a pooled autocommit connection
         of `hot_engine` (statements prepared once, generic plans), invalidated when the
-        driver reports it broken. Driver errors become UNAVAILABLE like everywhere else."""
+        driver reports it broken; the server's own calls use `hot_async` instead, on the
+        event loop, and this path serves direct callers (tests, tools). Driver errors
+        become UNAVAILABLE like everywhere else."""
         dbapi = self.read_engine.dialect.dbapi
         try:
             if self.is_sqlite:

@@ -1,0 +1,168 @@
+"""PostgreSQL hot reads on the event loop.
+
+The precompiled hot reads (`service.fast_resolve`, `service.fast_reads`) are plain
+functions over a DB-API connection: a statement or two, then protos built from the
+rows. On SQLite they run on the event loop against the local file. On PostgreSQL each
+statement is a network round trip, which a worker thread used to wait for: every call
+then paid the hand-off to the thread and back, with the interpreter lock passed
+between them. Here they run on the event loop too: `run` starts the read in a greenlet
+(as SQLAlchemy's asyncio extension does) and lends it `LentConnection`, whose cursor
+awaits psycopg's AsyncConnection at each `execute` and `fetch*`, so the loop serves
+other calls during the round trip. Same functions, same statements as the synchronous
+`Database.hot_connection`, which tests and tools keep using.
+
+Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
+own snapshot; nothing to roll back when one goes back), statements prepared on first
+use and planned generically, as `Database.hot_engine`. Idle ones are reused, new ones
+opened on demand, and callers beyond `size` wait for a free slot. A connection that
+the driver reports broken (a database restart), that a cancelled call left in the
+middle of a statement, or that is not idle after the read, is closed and dropped;
+connection failures answer UNAVAILABLE, as everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy.engine import Dialect
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from ..domain.errors import Unavailable
+
+R = TypeVar("R")
+APPLICATION_NAME = "registry-hot-read"  # names these sessions in pg_stat_activity
+
+
+class _Cursor:
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Any = None) -> _Cursor:
+        await_only(self._cursor.execute(sql, params))
+        return self
+
+    def fetchone(self) -> Any:
+        return await_only(self._cursor.fetchone())
+
+    def fetchall(self) -> list[Any]:
+        return await_only(self._cursor.fetchall())
+
+    def close(self) -> None:
+        await_only(self._cursor.close())
+
+
+class LentConnection:
+    """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self._conn.cursor())
+
+
+@dataclass
+class _LoopPool:
+    slots: asyncio.Semaphore
+    idle: list[psycopg.AsyncConnection[Any]] = field(default_factory=list)
+    closing: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _unavailable(err: psycopg.Error) -> Unavailable:
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return Unavailable(f"the database is unavailable: {first}", reason="DATABASE_UNAVAILABLE")
+
+
+def _read(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
+    """The read, in its greenlet (a named frame: tests look for it)."""
+    return fn(conn, dialect)
+
+
+class AsyncHotPool:
+    def __init__(self, conninfo: str, size: int) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self.lend: Callable[[psycopg.AsyncConnection[Any]], Any] = LentConnection
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def run(self, fn: Callable[[Any, Dialect], R], dialect: Dialect) -> R:
+        """`fn(connection, dialect)` on a connection of this event loop's pool."""
+        pool = self._pool()
+        async with pool.slots:
+            conn = pool.idle.pop() if pool.idle else await self._connect()
+            reusable = False
+            try:
+                result: R = await greenlet_spawn(_read, fn, self.lend(conn), dialect)
+                reusable = True
+                return result
+            except psycopg.OperationalError as err:
+                raise _unavailable(err) from err
+            except psycopg.Error:
+                reusable = True  # a statement failed; the session itself may be fine
+                raise
+            finally:
+                if reusable and self._idle_and_sound(conn):
+                    pool.idle.append(conn)
+                else:
+                    self._close_later(pool, conn)
+
+    async def aclose(self) -> None:
+        """Closes this event loop's idle connections (at shutdown, calls finished)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is None:
+            return
+        idle, pool.idle = pool.idle, []
+        for conn in idle:
+            await conn.close()
+        if pool.closing:
+            await asyncio.gather(*pool.closing, return_exceptions=True)
+
+    def _pool(self) -> _LoopPool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _LoopPool(asyncio.Semaphore(self.size))
+        return pool
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo,
+                autocommit=True,
+                prepare_threshold=0,
+                application_name=APPLICATION_NAME,
+                connect_timeout=10,
+            )
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+        except psycopg.OperationalError as err:
+            raise _unavailable(err) from err
+        return conn
+
+    @staticmethod
+    def _idle_and_sound(conn: psycopg.AsyncConnection[Any]) -> bool:
+        return (
+            not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == TransactionStatus.IDLE
+        )
+
+    @staticmethod
+    def _close_later(pool: _LoopPool, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Drops the connection; closing it is a round trip, not the caller's to wait for
+        (nor a cancelled caller's to skip)."""
+        task = asyncio.get_running_loop().create_task(conn.close())
+        pool.closing.add(task)
+        task.add_done_callback(pool.closing.discard)
