@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -33,9 +33,13 @@ from .test_collections import (
     org_events,
 )
 
+T = TypeVar("T")
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
+
+def _on_server_loop(server: ServerThread, change: Coroutine[Any, Any, T]) -> T:
+    """Runs a fast-path coroutine on the server's event loop, as the servicers do (its
+    PostgreSQL connections belong to that loop)."""
+    return asyncio.run_coroutine_threadsafe(change, server.loop).result(30)
 
 
 def _principal(server: ServerThread, person: Person) -> Principal:
@@ -74,7 +78,7 @@ def fast(
     if req is None:
         return None
     p = _principal(server, person)
-    written = asyncio.run(fast_link.link(server.app.db, _inline, p, req))
+    written = _on_server_loop(server, fast_link.link(server.app.db, p, req))
     return None if written is None else written.reply
 
 
@@ -113,8 +117,8 @@ def fast_alias(
     parts = version.split("/")
     ref = CollectionRef(parts[1], parts[3], parts[5])
     p = _principal(server, person)
-    written = asyncio.run(
-        fast_link.add_alias(server.app.db, _inline, p, ref, int(parts[7]), alias, expected)
+    written = _on_server_loop(
+        server, fast_link.add_alias(server.app.db, p, ref, int(parts[7]), alias, expected)
     )
     return None if written is None else written.reply
 

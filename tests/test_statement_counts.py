@@ -63,7 +63,7 @@ NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
 UNIT_OF_WORK = (
     ("registry_server/api/app.py", "work"),
     ("registry_server/api/app.py", "hot_read"),
-    ("registry_server/storage/hot_async.py", "_read"),  # PostgreSQL hot reads, in a greenlet
+    ("registry_server/storage/hot_async.py", "_call"),  # PostgreSQL hot paths, in a greenlet
     ("registry_server/service/idempotency.py", "run_idempotent"),
 )
 

@@ -122,9 +122,10 @@ class App:
         return await self.run(run_idempotent, self.db, p, method, request_id, cls, fn)
 
     async def aclose(self) -> None:
-        """Closes what belongs to the event loop (PostgreSQL hot-read connections)."""
-        if self.db.hot_async is not None:
-            await self.db.hot_async.aclose()
+        """Closes what belongs to the event loop (PostgreSQL hot-path connections)."""
+        for pool in (self.db.hot_async, self.db.hot_async_writes):
+            if pool is not None:
+                await pool.aclose()
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -183,7 +183,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
             request_id=request.request_id,
         )
         if fast is not None:
-            written = await fast_link.link(self.app.db, self.app.run, p, fast)
+            written = await fast_link.link(self.app.db, p, fast)
             if written is not None:
                 return self._committed(written)
         # Everything else, answered exactly: a collection to create, a source already
@@ -292,9 +292,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
             request.expected_version_index if request.HasField("expected_version_index") else None
         )
         colls.validate_add_alias(request.alias, expected)
-        written = await fast_link.add_alias(
-            self.app.db, self.app.run, p, ref, index, request.alias, expected
-        )
+        written = await fast_link.add_alias(self.app.db, p, ref, index, request.alias, expected)
         if written is not None:
             return self._committed(written)
         # every error (and a failed compare-and-set), answered exactly

@@ -5,7 +5,8 @@ pipeline does at the end of a run. The general use case (`collections.link_versi
 loads ORM objects through the shared resolver and access checks and re-reads the new
 link to answer: a dozen statements and milliseconds of CPU, all while holding the
 SQLite write lock. Here one statement, built once per dialect with Core and run as
-driver SQL on a DB-API connection (`Database.write_connection`), returns the registry
+driver SQL on a DB-API connection (on SQLite `Database.write_connection`, on
+PostgreSQL an async connection lent by `Database.hot_async_writes`), returns the registry
 with the caller's granted role, the row-locked collection (FOR UPDATE on PostgreSQL;
 SQLite writes hold BEGIN IMMEDIATE), the source artifact version with the caller's
 team role, and whether it is already linked. Then come the inserts (link, aliases,
@@ -15,7 +16,7 @@ where the alias is now in one statement.
 
 Transactions: on SQLite one thread per database runs these changes (`_SqliteWriter`),
 a batch of them per transaction with a savepoint for each; on PostgreSQL each change is
-its own transaction on the worker pool.
+its own transaction, on the event loop (`storage.hot_async`).
 
 Like `fast_resolve`, this module only does the plain successful change. Anything else
 (a source given by registry or legacy path, a missing collection to create, a source
@@ -35,12 +36,13 @@ import json
 import queue
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Table, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -446,28 +448,28 @@ def prepare_link(
 
 # --- transactions ---------------------------------------------------------------------------
 
-Runner = Callable[..., Awaitable[Any]]  # App.run: a blocking function on the worker pool
 Change = Callable[..., Written]  # runs on _Statements inside a transaction
 
 
-async def _write(db: Database, run: Runner, change: Change, *args: Any) -> Written | None:
+async def _write(db: Database, change: Change, *args: Any) -> Written | None:
     """Runs `change` in a write transaction: on SQLite through the database's hot writer
-    thread, on PostgreSQL (concurrent writers, network round trips) on the worker pool."""
+    thread; on PostgreSQL (concurrent writers, network round trips) on the event loop,
+    one transaction per change on an async connection (`storage.hot_async`)."""
     if db.is_sqlite:
         return await _sqlite_writer(db).submit(change, *args)
-    return await run(_one_transaction, db, change, *args)  # type: ignore[no-any-return]
+    pool = db.hot_async_writes
+    assert pool is not None
 
+    def in_transaction(conn: Any, dialect: Dialect) -> Written:
+        sql = _Statements(conn, dialect)
+        try:
+            return change(sql, *args)
+        finally:
+            sql.close()
 
-def _one_transaction(db: Database, change: Change, *args: Any) -> Written | None:
-    dbapi: Any = db.write_engine.dialect.dbapi
     try:
-        with db.write_connection() as conn:
-            sql = _Statements(conn, db.write_engine.dialect)
-            try:
-                return change(sql, *args)
-            finally:
-                sql.close()
-    except (_Fallback, dbapi.IntegrityError):
+        return await pool.run(in_transaction, db.write_engine.dialect, transaction=True)
+    except (_Fallback, psycopg.IntegrityError):
         return None
 
 
@@ -603,10 +605,10 @@ def _sqlite_writer(db: Database) -> _SqliteWriter:
 # --- LinkArtifactVersion ----------------------------------------------------------------
 
 
-async def link(db: Database, run: Runner, p: Principal, req: LinkRequest) -> Written | None:
+async def link(db: Database, p: Principal, req: LinkRequest) -> Written | None:
     """Links `req.source` as the next version of an existing collection; None when the
     general use case must answer (see the module docstring)."""
-    return await _write(db, run, _link, p, req)
+    return await _write(db, _link, p, req)
 
 
 def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
@@ -824,7 +826,6 @@ def _write_events(sql: _Statements, org_id: int, rows: list[dict[str, Any]]) -> 
 
 async def add_alias(
     db: Database,
-    run: Runner,
     p: Principal,
     ref: colls.CollectionRef,
     index: int,
@@ -833,7 +834,7 @@ async def add_alias(
 ) -> Written | None:
     """Puts `alias` on version `index` (a validated request); None when the general use
     case must answer: every error, including ALIAS_CONFLICT of a failed compare-and-set."""
-    return await _write(db, run, _add_alias, p, ref, index, alias, expected_version_index)
+    return await _write(db, _add_alias, p, ref, index, alias, expected_version_index)
 
 
 def _add_alias(

@@ -48,7 +48,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8, echo: bool = False) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        self.hot_async: AsyncHotPool | None = None  # PostgreSQL's hot reads on the loop
+        # PostgreSQL: hot reads and hot writes on the event loop (storage/hot_async.py)
+        self.hot_async: AsyncHotPool | None = None
+        self.hot_async_writes: AsyncHotPool | None = None
         if self.is_sqlite:
             self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
             self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
@@ -64,10 +66,9 @@ class Database:
             )
             self.write_engine = self.read_engine
             self.hot_engine = self._postgres_hot_engine(pool_size, echo)
-            self.hot_async = AsyncHotPool(
-                make_url(self.url).set(drivername="postgresql").render_as_string(False),
-                pool_size,
-            )
+            conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(False)
+            self.hot_async = AsyncHotPool(conninfo, pool_size)
+            self.hot_async_writes = AsyncHotPool(conninfo, pool_size)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._hot_lock = threading.Lock()
         self._hot_sqlite: Any = None

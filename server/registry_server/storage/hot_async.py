@@ -1,4 +1,4 @@
-"""PostgreSQL hot reads on the event loop.
+"""PostgreSQL hot reads (and hot writes) on the event loop.
 
 The precompiled hot reads (`service.fast_resolve`, `service.fast_reads`) are plain
 functions over a DB-API connection: a statement or two, then protos built from the
@@ -9,7 +9,10 @@ between them. Here they run on the event loop too: `run` starts the read in a gr
 (as SQLAlchemy's asyncio extension does) and lends it `LentConnection`, whose cursor
 awaits psycopg's AsyncConnection at each `execute` and `fetch*`, so the loop serves
 other calls during the round trip. Same functions, same statements as the synchronous
-`Database.hot_connection`, which tests and tools keep using.
+`Database.hot_connection`, which tests and tools keep using. The hot writes of
+`service.fast_link` run the same way, each in its own transaction, on a second pool
+(`Database.hot_async_writes`), so that writes waiting on row locks never hold the
+connections reads need.
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -55,6 +58,9 @@ class _Cursor:
     def fetchall(self) -> list[Any]:
         return await_only(self._cursor.fetchall())
 
+    def executemany(self, sql: str, rows: Any) -> None:
+        await_only(self._cursor.executemany(sql, rows))
+
     def close(self) -> None:
         await_only(self._cursor.close())
 
@@ -84,8 +90,8 @@ def _unavailable(err: psycopg.Error) -> Unavailable:
     return Unavailable(f"the database is unavailable: {first}", reason="DATABASE_UNAVAILABLE")
 
 
-def _read(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
-    """The read, in its greenlet (a named frame: tests look for it)."""
+def _call(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
+    """The read or change, in its greenlet (a named frame: tests look for it)."""
     return fn(conn, dialect)
 
 
@@ -98,14 +104,21 @@ class AsyncHotPool:
             weakref.WeakKeyDictionary()
         )
 
-    async def run(self, fn: Callable[[Any, Dialect], R], dialect: Dialect) -> R:
-        """`fn(connection, dialect)` on a connection of this event loop's pool."""
+    async def run(
+        self, fn: Callable[[Any, Dialect], R], dialect: Dialect, *, transaction: bool = False
+    ) -> R:
+        """`fn(connection, dialect)` on a connection of this event loop's pool; with
+        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises)."""
         pool = self._pool()
         async with pool.slots:
             conn = pool.idle.pop() if pool.idle else await self._connect()
             reusable = False
             try:
-                result: R = await greenlet_spawn(_read, fn, self.lend(conn), dialect)
+                if transaction:
+                    async with conn.transaction():
+                        result: R = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
+                else:
+                    result = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
                 reusable = True
                 return result
             except psycopg.OperationalError as err:
