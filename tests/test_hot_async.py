@@ -14,7 +14,7 @@ import pytest
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.storage.hot_async import APPLICATION_NAME, AsyncHotPool
+from registry_server.storage.hot_async import READS, WRITES, AsyncHotPool
 
 from .conftest import Person, ServerThread, World, database_kind, failure
 from .test_collections import (
@@ -41,6 +41,18 @@ def _role(person: Person, registry: str) -> Any:
     return person.stubs.registries.GetEffectiveRole(
         rpb.GetEffectiveRoleRequest(registry=registry), timeout=10
     )
+
+
+def _sessions(database_url: str, application_name: str, what: str = "pid") -> list[Any]:
+    """`what` of each session of the database named `application_name`."""
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        rows = admin.execute(
+            f"SELECT {what} FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            (application_name,),
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def test_hot_reads_run_on_the_event_loop_thread(server: ServerThread, world: World) -> None:
@@ -75,18 +87,12 @@ def test_a_dropped_connection_costs_one_unavailable_at_most(
     for _ in range(3):  # opens (and keeps) the hot-read connections these calls need
         assert _role(owner, registry).role == r.REGISTRY_ROLE_ADMIN
 
-    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo, autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = %s AND datname = current_database()",
-            (APPLICATION_NAME,),
-        ).fetchone()
-    assert killed is not None and killed[0] >= 1
+    killed = len(_sessions(database_url, READS, "pg_terminate_backend(pid)"))
+    assert killed >= 1
 
     unavailable = 0
     answers = []
-    for _ in range(killed[0] + 5):
+    for _ in range(killed + 5):
         try:
             answers.append(_role(owner, registry).role)
         except grpc.RpcError as err:
@@ -94,5 +100,23 @@ def test_a_dropped_connection_costs_one_unavailable_at_most(
             assert f.code == grpc.StatusCode.UNAVAILABLE, f
             assert f.reason == "DATABASE_UNAVAILABLE", f
             unavailable += 1
-    assert unavailable <= killed[0]
+    assert unavailable <= killed
     assert answers[-5:] == [r.REGISTRY_ROLE_ADMIN] * 5
+
+
+def test_changes_left_to_the_general_path_keep_their_connection(
+    server: ServerThread, world: World, database_url: str
+) -> None:
+    """A link the fast path hands over (here: into a collection that does not exist
+    yet) rolls its transaction back; the connection stays in the pool."""
+    owner = world.person("owner")
+    lab, registry = member_lab_and_registry(world, owner)
+    link(owner, registry, "warm", log_version(lab).name)  # creates the collection
+    link(owner, registry, "warm", log_version(lab).name)  # the fast path: a connection
+    before = set(_sessions(database_url, WRITES))
+    assert before
+    for i in range(3):
+        version = link(owner, registry, f"new-{i}", log_version(lab).name)
+        assert version.version_index == 0
+    after = set(_sessions(database_url, WRITES))
+    assert after == before, (before, after)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
+from . import hot_async
 from .hot_async import AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
@@ -67,8 +68,8 @@ class Database:
             self.write_engine = self.read_engine
             self.hot_engine = self._postgres_hot_engine(pool_size, echo)
             conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(False)
-            self.hot_async = AsyncHotPool(conninfo, pool_size)
-            self.hot_async_writes = AsyncHotPool(conninfo, pool_size)
+            self.hot_async = AsyncHotPool(conninfo, pool_size, hot_async.READS)
+            self.hot_async_writes = AsyncHotPool(conninfo, pool_size, hot_async.WRITES)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._hot_lock = threading.Lock()
         self._hot_sqlite: Any = None

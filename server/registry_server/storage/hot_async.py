@@ -39,7 +39,8 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from ..domain.errors import Unavailable
 
 R = TypeVar("R")
-APPLICATION_NAME = "registry-hot-read"  # names these sessions in pg_stat_activity
+# what the pools' sessions are called in pg_stat_activity
+READS, WRITES = "registry-hot-read", "registry-hot-write"
 
 
 class _Cursor:
@@ -96,9 +97,10 @@ def _call(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
 
 
 class AsyncHotPool:
-    def __init__(self, conninfo: str, size: int) -> None:
+    def __init__(self, conninfo: str, size: int, application_name: str) -> None:
         self.conninfo = conninfo
         self.size = size
+        self.application_name = application_name
         self.lend: Callable[[psycopg.AsyncConnection[Any]], Any] = LentConnection
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
@@ -112,19 +114,20 @@ class AsyncHotPool:
         pool = self._pool()
         async with pool.slots:
             conn = pool.idle.pop() if pool.idle else await self._connect()
-            reusable = False
+            reusable = True
             try:
                 if transaction:
                     async with conn.transaction():
                         result: R = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
                 else:
                     result = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
-                reusable = True
                 return result
             except psycopg.OperationalError as err:
                 raise _unavailable(err) from err
-            except psycopg.Error:
-                reusable = True  # a statement failed; the session itself may be fine
+            except BaseException as err:
+                # An error of the read or change leaves the session as it was (rolled
+                # back, idle); a cancelled call may have left a statement running.
+                reusable = isinstance(err, Exception)
                 raise
             finally:
                 if reusable and self._idle_and_sound(conn):
@@ -156,7 +159,7 @@ class AsyncHotPool:
                 self.conninfo,
                 autocommit=True,
                 prepare_threshold=0,
-                application_name=APPLICATION_NAME,
+                application_name=self.application_name,
                 connect_timeout=10,
             )
             await conn.execute("SET plan_cache_mode = force_generic_plan")
