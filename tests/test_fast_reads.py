@@ -60,9 +60,7 @@ def principal(server: ServerThread, person: Person) -> Principal:
 
 
 def fast(server: ServerThread, fn: Callable[[Any, Dialect], Any]) -> Any:
-    db = server.app.db
-    with db.hot_connection() as conn:
-        return fn(conn, db.read_engine.dialect)
+    return server.hot_read(fn)
 
 
 def general(server: ServerThread, fn: Callable[[Any], Any]) -> Any:
@@ -493,17 +491,23 @@ def test_one_statement_per_read_and_two_per_page_whatever_its_size(
     p = principal(server, scene.owner)
     ref = scene.refs[0]
     db = server.app.db
-    dialect = db.read_engine.dialect
 
     def count(fn: Callable[[Any, Dialect], Any]) -> int:
-        with db.hot_connection() as raw:
+        counted: list[CountingConnection] = []
+
+        def read(raw: Any, dialect: Dialect) -> Any:
             conn = CountingConnection(raw)
-            assert fn(conn, dialect) is not None
+            counted.append(conn)
+            answer = fn(conn, dialect)
+            assert answer is not None
             if db.dialect == "postgresql":
                 # hot connections run each statement in autocommit: none left a transaction
                 assert raw.driver_connection.autocommit
                 assert raw.driver_connection.info.transaction_status == 0  # IDLE
-        return len(conn.statements)
+            return answer
+
+        server.hot_read(read)
+        return len(counted[0].statements)
 
     assert count(lambda c, d: fast_reads.get_collection_version(c, d, p, ref, 3)) == 1
     assert (

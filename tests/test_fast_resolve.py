@@ -28,8 +28,7 @@ def both(server: ServerThread, person: Person, path: str) -> tuple[object, objec
     app = server.app
     p = app.auth.authenticate(person.key)
     parsed = parse_path(path)
-    with app.db.hot_connection() as conn:
-        fast = resolve_registry_path(conn, app.db.read_engine.dialect, p, parsed)
+    fast = server.hot_read(lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed))
     try:
         with app.db.read() as s:
             slow = resolution_proto(resolve_parsed(s, p, parsed))

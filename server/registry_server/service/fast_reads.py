@@ -3,8 +3,8 @@
 GetCollectionVersion, ListCollectionVersions and GetEffectiveRole (the caller's own
 role) are what dashboards and jobs poll. Like `fast_resolve`, each is answered by
 statements built once per dialect (for a list, once per filter and order too), run
-as driver SQL on a DB-API connection lent by `Database.hot_connection`, without an
-ORM session:
+as driver SQL on a DB-API connection lent by `App.hot_read` (SQLite's
+`Database.hot_connection`, PostgreSQL's `storage.hot_async`), without an ORM session:
 
 - GetCollectionVersion: one statement (registry, collection, the caller's granted
   role, the version with its artifact version, linker, aliases and `latest`);

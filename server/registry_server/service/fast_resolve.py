@@ -24,11 +24,12 @@ from sqlalchemy.sql import Select
 from registry.v1 import artifact_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
-from ..domain import paths
+from ..domain import names, paths
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..storage import models as m
 from .access import combine_role, granted_role_columns
 from .authz_table import REGISTRY_PATH_USE
+from .collections import artifact_version_name
 from .context import Principal
 from .fast_sql import joined_aliases, json_value, split_aliases
 
@@ -176,7 +177,7 @@ def resolve_registry_path(
         return None
     manifest, metadata = json_value(manifest), json_value(metadata)
     cv_tags, av_tags = json_value(cv_tags), json_value(av_tags)
-    av_name = f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{av_index}"
+    av_name = artifact_version_name(team, project, artifact, av_index)
     cv_aliases = split_aliases(collection_aliases)
     if cv_index == highest:
         cv_aliases.insert(0, LATEST)
@@ -198,7 +199,7 @@ def resolve_registry_path(
         aliases=split_aliases(artifact_aliases),
         tags=av_tags or [],
         producing_run=producing_run,
-        created_by=f"users/{creator}" if creator else "",
+        created_by=names.user_name(creator) if creator else "",
         etag=f'W/"{revision}"',
         path=paths.format_path(
             PathKind.PROJECT_ARTIFACT, team, project, artifact, Version(av_index)
@@ -216,7 +217,7 @@ def resolve_registry_path(
         aliases=cv_aliases,
         tags=cv_tags or [],
         description=cv_description,
-        linked_by=f"users/{linker}" if linker else "",
+        linked_by=names.user_name(linker) if linker else "",
         metadata=meta,
         digest=digest,
         type=artifact_type,

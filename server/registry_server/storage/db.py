@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, make_url
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
-from . import hot_async
-from .hot_async import AsyncHotPool
+from .hot_async import READS, WRITES, AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
 
@@ -55,7 +54,6 @@ class Database:
         if self.is_sqlite:
             self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
             self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
-            self.hot_engine = self.read_engine  # lends the one hot connection
         else:
             self.read_engine = create_engine(
                 self.url,
@@ -66,10 +64,9 @@ class Database:
                 echo=echo,
             )
             self.write_engine = self.read_engine
-            self.hot_engine = self._postgres_hot_engine(pool_size, echo)
             conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(False)
-            self.hot_async = AsyncHotPool(conninfo, pool_size, hot_async.READS)
-            self.hot_async_writes = AsyncHotPool(conninfo, pool_size, hot_async.WRITES)
+            self.hot_async = AsyncHotPool(conninfo, pool_size, READS)
+            self.hot_async_writes = AsyncHotPool(conninfo, pool_size, WRITES)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._hot_lock = threading.Lock()
         self._hot_sqlite: Any = None
@@ -105,31 +102,6 @@ class Database:
 
         return engine
 
-    def _postgres_hot_engine(self, pool_size: int, echo: bool) -> Engine:
-        """Connections for the precompiled hot reads on PostgreSQL. Autocommit: each
-        statement is its own snapshot, and a connection goes back to the pool without a
-        ROLLBACK round trip. Each statement is prepared on first use and planned once
-        (`force_generic_plan`): these are point lookups by unique keys, where planning
-        cost more than running (measured: 2 ms of planning for 0.4 ms of execution)."""
-        engine = create_engine(
-            self.url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_recycle=1800,
-            pool_reset_on_return=None,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"prepare_threshold": 0},
-            echo=echo,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SET plan_cache_mode = force_generic_plan")
-            dbapi_conn.commit()
-
-        return engine
-
     @contextmanager
     def read(self) -> Iterator[Session]:
         with translate_db_errors(), self._reader() as session, session.begin():
@@ -137,41 +109,22 @@ class Database:
 
     @contextmanager
     def hot_connection(self) -> Iterator[Any]:
-        """A DB-API connection for precompiled single-statement reads.
-
-        SQLite: one long-lived autocommit connection (each SELECT sees one consistent
-        snapshot), used from the event loop. PostgreSQL: a pooled autocommit connection
-        of `hot_engine` (statements prepared once, generic plans), invalidated when the
-        driver reports it broken; the server's own calls use `hot_async` instead, on the
-        event loop, and this path serves direct callers (tests, tools). Driver errors
-        become UNAVAILABLE like everywhere else."""
+        """SQLite's connection for the precompiled hot reads: one long-lived autocommit
+        connection (each SELECT sees one consistent snapshot), used from the event loop.
+        (PostgreSQL's hot reads run on `hot_async`.) Driver errors become UNAVAILABLE
+        like everywhere else."""
+        assert self.is_sqlite, "PostgreSQL's hot reads run on hot_async"
         dbapi = self.read_engine.dialect.dbapi
         try:
-            if self.is_sqlite:
-                with self._hot_lock:
-                    if self._hot_sqlite is None:
-                        self._hot_sqlite = self.hot_engine.raw_connection()
-                    yield self._hot_sqlite
-            else:
-                raw = self.hot_engine.raw_connection()
-                try:
-                    yield raw
-                except dbapi.OperationalError as e:  # type: ignore[union-attr]
-                    raw.invalidate(e)  # never hand a broken session out again
-                    raise
-                finally:
-                    raw.close()
+            with self._hot_lock:
+                if self._hot_sqlite is None:
+                    self._hot_sqlite = self.read_engine.raw_connection()
+                yield self._hot_sqlite
         except dbapi.OperationalError as e:  # type: ignore[union-attr]
             raise Unavailable(
                 f"the database is unavailable: {str(e).strip().splitlines()[0]}",
                 reason="DATABASE_UNAVAILABLE",
             ) from e
-
-    @contextmanager
-    def read_connection(self) -> Iterator[Connection]:
-        """A Core connection for precompiled hot reads (no ORM session)."""
-        with translate_db_errors(), self.read_engine.connect() as conn:
-            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -180,21 +133,19 @@ class Database:
 
     @contextmanager
     def write_connection(self) -> Iterator[Any]:
-        """A DB-API connection inside one write transaction, for precompiled statements
-        on hot write paths (no ORM session: its unit of work costs more than the writes).
-
-        SQLite: the single write connection, opened with `BEGIN IMMEDIATE` as `write()`
-        does, so these writes queue with every other writer. PostgreSQL: a pooled
-        connection; the driver opens the transaction at the first statement. Commits when
-        the block ends, rolls back when it raises. Connection failures become UNAVAILABLE
-        as in `write()`; other driver errors (IntegrityError, ...) propagate unchanged."""
+        """SQLite's write connection inside one `BEGIN IMMEDIATE` transaction, as
+        `write()` opens it, for the precompiled hot writes (no ORM session: its unit of
+        work costs more than the writes); they queue with every other writer. Commits
+        when the block ends, rolls back when it raises. Connection failures become
+        UNAVAILABLE as in `write()`; other driver errors (IntegrityError, ...) propagate
+        unchanged. (PostgreSQL's hot writes run on `hot_async_writes`.)"""
+        assert self.is_sqlite, "PostgreSQL's hot writes run on hot_async_writes"
         dbapi = self.write_engine.dialect.dbapi
         raw = self.write_engine.raw_connection()
         try:
-            if self.is_sqlite:
-                begin = raw.cursor()
-                begin.execute("BEGIN IMMEDIATE")
-                begin.close()
+            begin = raw.cursor()
+            begin.execute("BEGIN IMMEDIATE")
+            begin.close()
             try:
                 yield raw
             except BaseException:
@@ -202,8 +153,6 @@ class Database:
                 raise
             raw.commit()
         except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            if not self.is_sqlite:
-                raw.invalidate(e)  # the session is gone: never hand it out again
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if "database is locked" in first:
                 raise Unavailable("the database is busy; retry", reason="DATABASE_BUSY") from e
@@ -218,8 +167,6 @@ class Database:
             self._hot_sqlite.close()
             self._hot_sqlite = None
         self.read_engine.dispose()
-        if self.hot_engine is not self.read_engine:
-            self.hot_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()
 
