@@ -287,14 +287,17 @@ async def aio_load(
     warm_up: float = 1.0,
     channels: int = CONNECTIONS,
     until: asyncio.Event | None = None,
+    measure_from: asyncio.Event | None = None,
 ) -> AioResult:
     """Starts `call(channel, i)` with i = 0, 1, ... at `rate` calls per second in total
     over `channels` connections (open loop: a latency probe that should not load the
     server), for `warm_up` + `duration` seconds or until `until` is set. Calls started
-    during the first `warm_up` seconds are not measured."""
+    during the first `warm_up` seconds, or before `measure_from` is set, are not
+    measured (the probe's connections are warm by then)."""
     latencies: list[int] = []
     errors: dict[str, int] = {}
     measured_start = time.perf_counter() + warm_up
+    first_measured: float | None = None
     end = measured_start + duration
     stopped_at: float | None = None
 
@@ -316,15 +319,19 @@ async def aio_load(
     ]
 
     async def one(channel: grpc.aio.Channel, i: int) -> None:
+        nonlocal first_measured
         started = time.perf_counter()
+        measured = started >= measured_start and (measure_from is None or measure_from.is_set())
+        if measured and first_measured is None:
+            first_measured = started
         try:
             await call(channel, i)
         except grpc.aio.AioRpcError as err:
-            if started >= measured_start:
+            if measured:
                 key = f"{err.code().name}: {err.details()}"[:160]
                 errors[key] = errors.get(key, 0) + 1
             return
-        if started >= measured_start and started < (stopped_at or end):
+        if measured and started < (stopped_at or end):
             latencies.append(int((time.perf_counter() - started) * 1e6))
 
     async def paced() -> None:
@@ -349,7 +356,8 @@ async def aio_load(
     finally:
         for ch in opened:
             await ch.close()
-    seconds = max(1e-9, min(time.perf_counter(), stopped_at or end) - measured_start)
+    began = first_measured if measure_from is not None and first_measured else measured_start
+    seconds = max(1e-9, min(time.perf_counter(), stopped_at or end) - began)
     return AioResult(
         requests=len(latencies),
         failed=sum(errors.values()),
