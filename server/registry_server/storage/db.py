@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
+from .errors import database_unavailable
 from .hot_async import READS, WRITES, AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
@@ -121,10 +122,7 @@ class Database:
                     self._hot_sqlite = self.read_engine.raw_connection()
                 yield self._hot_sqlite
         except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            raise Unavailable(
-                f"the database is unavailable: {str(e).strip().splitlines()[0]}",
-                reason="DATABASE_UNAVAILABLE",
-            ) from e
+            raise database_unavailable(e) from e
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -153,12 +151,7 @@ class Database:
                 raise
             raw.commit()
         except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if "database is locked" in first:
-                raise Unavailable("the database is busy; retry", reason="DATABASE_BUSY") from e
-            raise Unavailable(
-                f"the database is unavailable: {first}", reason="DATABASE_UNAVAILABLE"
-            ) from e
+            raise database_unavailable(e) from e
         finally:
             raw.close()
 
@@ -192,12 +185,7 @@ def translate_db_errors() -> Iterator[None]:
     try:
         yield
     except OperationalError as e:
-        if "database is locked" in str(e):
-            raise Unavailable("the database is busy; retry", reason="DATABASE_BUSY") from e
-        raise Unavailable(
-            f"the database is unavailable: {str(e.orig).strip().splitlines()[0] if e.orig else e}",
-            reason="DATABASE_UNAVAILABLE",
-        ) from e
+        raise database_unavailable(e.orig or e) from e
     except DBAPIError as e:
         if e.connection_invalidated:
             raise Unavailable(

@@ -38,7 +38,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Dialect
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from ..domain.errors import Unavailable
+from .errors import database_unavailable
 
 R = TypeVar("R")
 # what the pools' sessions are called in pg_stat_activity
@@ -92,12 +92,6 @@ class _LoopPool:
     closing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def _unavailable(err: psycopg.Error) -> Unavailable:
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else type(err).__name__
-    return Unavailable(f"the database is unavailable: {first}", reason="DATABASE_UNAVAILABLE")
-
-
 def _call(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
     """The read or change, in its greenlet (a named frame: tests look for it)."""
     return fn(conn, dialect)
@@ -130,7 +124,7 @@ class AsyncHotPool:
                     result = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
                 return result
             except psycopg.OperationalError as err:
-                raise _unavailable(err) from err
+                raise database_unavailable(err) from err
             except BaseException as err:
                 # An error of the read or change leaves the session as it was (rolled
                 # back, idle); a cancelled call may have left a statement running.
@@ -171,7 +165,7 @@ class AsyncHotPool:
             )
             await conn.execute("SET plan_cache_mode = force_generic_plan")
         except psycopg.OperationalError as err:
-            raise _unavailable(err) from err
+            raise database_unavailable(err) from err
         return conn
 
     @staticmethod
