@@ -60,7 +60,7 @@ CONNECTIONS = 2
 STREAMS = 8
 LIST_FILTER = 'alias = "production" OR version_index > 3'
 LINK_RATE_CEILING = 3000  # link sources seeded per second of load
-BASELINES = ("health", "health_h2post")  # Health/Check per driver
+BASELINES = {"h2load": "health", "h2post": "health_h2post"}  # Health/Check per driver
 HEALTH_RATE_CEILING = 20000  # Health requests prepared per second of h2post load
 
 # Targets of issue 8, checked and reported (not asserted).
@@ -696,12 +696,12 @@ def run_size(
             server.stop()
         if server.proc.returncode not in (0, -signal.SIGTERM):
             print(f"[{label}] server exited with {server.proc.returncode}:\n{server.log_tail()}")
-    baselines = {c.driver: c.qps for c in results if c.case in BASELINES and c.qps}
+    baselines = {c.driver: c.qps for c in results if c.case == BASELINES[c.driver] and c.qps}
     for res in results:
         base = baselines.get(res.driver)
-        if base and res.case not in BASELINES:
+        if base and res.case != BASELINES[res.driver]:
             res.ratio_to_health = round(res.qps / base, 3)
-            res.baseline = "health" if res.driver == "h2load" else "health_h2post"
+            res.baseline = BASELINES[res.driver]
     return SizeRun(label, n, round(sd.seconds, 1), sd.rows, round(server.rss_max_mb, 1), results)
 
 
