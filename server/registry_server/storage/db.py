@@ -11,6 +11,7 @@ indices).
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from .errors import database_unavailable
 from .hot_async import READS, WRITES, AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
+WRITE_LOCK_TIMEOUT_SECONDS = 30.0
+WRITE_LOCK_POLL_SECONDS = 0.001
 
 
 def default_url() -> str:
@@ -74,11 +77,16 @@ class Database:
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @property
+    def is_memory(self) -> bool:
+        """An in-memory SQLite database (this process's only: no other can open it)."""
+        return self.url in ("sqlite://", "sqlite:///:memory:")
+
+    @property
     def dialect(self) -> str:
         return self.read_engine.dialect.name
 
     def _sqlite_engine(self, *, immediate: bool, pool_size: int, echo: bool) -> Engine:
-        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        memory = self.is_memory
         engine = create_engine(
             self.url,
             poolclass=NullPool if memory else QueuePool,
@@ -93,13 +101,17 @@ class Database:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            # A write connection waits for the write lock in `begin_immediate` only.
+            cur.execute(f"PRAGMA busy_timeout={0 if immediate else 30000}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if immediate:
+                begin_immediate(conn.connection.dbapi_connection)
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
 
@@ -141,9 +153,7 @@ class Database:
         dbapi = self.write_engine.dialect.dbapi
         raw = self.write_engine.raw_connection()
         try:
-            begin = raw.cursor()
-            begin.execute("BEGIN IMMEDIATE")
-            begin.close()
+            begin_immediate(raw.dbapi_connection)
             try:
                 yield raw
             except BaseException:
@@ -179,6 +189,28 @@ class Database:
         return "current" if rev == head_revision() else "outdated"
 
 
+def begin_immediate(dbapi_conn: Any) -> None:
+    """`BEGIN IMMEDIATE` on an SQLite write connection, waiting up to
+    WRITE_LOCK_TIMEOUT_SECONDS for another process's write transaction by trying again
+    every WRITE_LOCK_POLL_SECONDS. SQLite's own busy handler sleeps up to 100 ms between
+    tries and so keeps missing the moments between another process's back-to-back
+    transactions (a migration runner's steps): a call's write could wait for a whole
+    migration. Within one process writers queue for the one write connection instead."""
+    deadline = time.monotonic() + WRITE_LOCK_TIMEOUT_SECONDS
+    cur = dbapi_conn.cursor()
+    try:
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if not str(e).startswith("database is locked") or time.monotonic() > deadline:
+                    raise
+            time.sleep(WRITE_LOCK_POLL_SECONDS)
+    finally:
+        cur.close()
+
+
 @contextmanager
 def translate_db_errors() -> Iterator[None]:
     """Connection-level database failures become UNAVAILABLE with a clear message."""
@@ -186,6 +218,8 @@ def translate_db_errors() -> Iterator[None]:
         yield
     except OperationalError as e:
         raise database_unavailable(e.orig or e) from e
+    except sqlite3.OperationalError as e:  # from `begin_immediate`, unwrapped
+        raise database_unavailable(e) from e
     except DBAPIError as e:
         if e.connection_invalidated:
             raise Unavailable(
