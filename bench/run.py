@@ -204,24 +204,39 @@ class ServerProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def rss_mb(self) -> float:
+    def pids(self) -> list[int]:
+        """The server and its children (the migration runner process)."""
+        pid = self.proc.pid
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024.0
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [pid, *(int(p) for p in f.read().split())]
         except OSError:
-            pass
-        return 0.0
+            return [pid]
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its children."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024.0
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server so far."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        """User + system CPU time of the server and its children so far."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _sample(self) -> None:
         while self._sampling and self.proc.poll() is None:

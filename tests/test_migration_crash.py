@@ -8,6 +8,7 @@ migration itself goes through the real server process and its runner."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -104,11 +105,45 @@ def bootstrap(url: str) -> str:
     return result.stdout.strip()
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    return [p for p in pids if alive(p)]
+
+
+def alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie waiting for its parent."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} is still running"
+        time.sleep(0.05)
+
+
 class ServerProcess:
     """`registry-server serve` on a free port, with its log in a file."""
 
     def __init__(
-        self, url: str, log_dir: Path, *, lease_seconds: float, delay_ms: int, wait: bool = True
+        self,
+        url: str,
+        log_dir: Path,
+        *,
+        lease_seconds: float,
+        delay_ms: int,
+        wait: bool = True,
+        log_level: str = "WARNING",
+        runner: str = "process",
     ) -> None:
         self.port = free_port()
         self.log = log_dir / f"server-{self.port}.log"
@@ -117,7 +152,8 @@ class ServerProcess:
             "REGISTRY_DATABASE_URL": url,
             "REGISTRY_MIGRATION_LEASE_SECONDS": str(lease_seconds),
             "REGISTRY_MIGRATION_BATCH_DELAY_MS": str(delay_ms),
-            "REGISTRY_LOG_LEVEL": "WARNING",
+            "REGISTRY_LOG_LEVEL": log_level,
+            "REGISTRY_MIGRATION_RUNNER": runner,
         }
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
@@ -151,9 +187,22 @@ class ServerProcess:
                     time.sleep(0.05)
         raise AssertionError(f"server did not become healthy: {self.log.read_text()}")
 
+    def runner(self, other_than: int | None = None, timeout: float = 30) -> int:
+        """The pid of the server's migration runner process (a new one: not `other_than`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [p for p in child_pids(self.proc.pid) if p != other_than]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"no runner process: {self.log.read_text()}"
+            time.sleep(0.05)
+
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, the lease is left to expire."""
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the server and its migration runner process, as a crash of the
+        machine would: no shutdown code runs, the lease is left to expire."""
+        for pid in [*child_pids(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self) -> None:
@@ -631,3 +680,79 @@ def test_sigkill_at_several_points_then_resume_matches_an_uninterrupted_run(tmp_
             assert target["state"] == int(LegacyState.MIGRATED)
         # 4,000 versions with a pause between steps: the pauses dominate.
         assert elapsed < 30, elapsed
+
+
+def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_server(
+    tmp_path: Path,
+) -> None:
+    """`serve` runs migrations in a child process: a killed child is replaced and the
+    next migration runs in the new one; a server that stops or is killed takes its
+    child with it (the child's stdin closes)."""
+    suffix = uuid.uuid4().hex[:6]
+    teams = [f"child-a-{suffix}", f"child-b-{suffix}"]
+    with fresh_database() as url:
+        key = bootstrap(url)
+        seed_teams(url, teams, models=3, per_model=20)
+        server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=0, log_level="INFO")
+        channel, stubs = admin_stubs(server.target, key)
+        try:
+            first = server.runner()
+            done = wait_final(stubs, start_migration(stubs, [teams[0]]).name)
+            assert done.state == r.MIGRATION_STATE_SUCCEEDED, done.error
+            assert "/runner" in " ".join(
+                line for line in server.log.read_text().splitlines() if "claimed by" in line
+            )
+
+            os.kill(first, signal.SIGKILL)
+            second = server.runner(other_than=first)
+            done = wait_final(stubs, start_migration(stubs, [teams[1]]).name)
+            assert done.state == r.MIGRATION_STATE_SUCCEEDED, done.error
+            assert f"process {first} exited" in server.log.read_text()
+
+            server.stop()  # SIGTERM: the server stops its runner
+            assert server.proc.returncode == 0
+            wait_gone(second)
+
+            server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=0)
+            orphan = server.runner()
+            server.proc.send_signal(signal.SIGKILL)  # the server alone
+            server.proc.wait(10)
+            wait_gone(orphan)
+        finally:
+            channel.close()
+            server.stop()
+
+
+def test_a_replica_without_a_runner_leaves_migrations_to_run_migrations(tmp_path: Path) -> None:
+    """`serve --migration-runner off` starts no runner: its migration waits until a
+    `registry-server run-migrations` process (a worker of its own) runs it."""
+    suffix = uuid.uuid4().hex[:6]
+    team = f"worker-{suffix}"
+    with fresh_database() as url:
+        key = bootstrap(url)
+        seed_teams(url, [team], models=2, per_model=20)
+        server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=0, runner="off")
+        channel, stubs = admin_stubs(server.target, key)
+        worker = None
+        try:
+            name = start_migration(stubs, [team]).name
+            time.sleep(1.5)  # three of a runner's idle polls
+            waiting = stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name), timeout=10)
+            assert waiting.state == r.MIGRATION_STATE_PENDING
+            assert child_pids(server.proc.pid) == []
+
+            with open(tmp_path / "worker.log", "w") as out:
+                worker = subprocess.Popen(
+                    [str(BIN / "registry-server"), "run-migrations", "--database-url", url],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            done = wait_final(stubs, name)
+            assert done.state == r.MIGRATION_STATE_SUCCEEDED, done.error
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(20) == 0, (tmp_path / "worker.log").read_text()
+        finally:
+            if worker is not None and worker.poll() is None:
+                worker.kill()
+            channel.close()
+            server.stop()

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import uuid
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -18,6 +19,13 @@ from .storage.db import Database, env_url, require_current_schema, safe_url
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+class RunnerMode(StrEnum):
+    process = "process"
+    thread = "thread"
+    off = "off"
+
 
 DatabaseUrl = Annotated[
     str,
@@ -70,6 +78,15 @@ def serve(
             "takes a migration over once its lease has expired.",
         ),
     ] = 15.0,
+    migration_runner: Annotated[
+        RunnerMode,
+        typer.Option(
+            envvar="REGISTRY_MIGRATION_RUNNER",
+            help="Where this replica runs legacy migrations: in a child process (the "
+            "calls it serves never wait for the migration's Python work), on a thread of "
+            "this process, or not at all (`registry-server run-migrations` elsewhere).",
+        ),
+    ] = RunnerMode.process,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
@@ -93,10 +110,63 @@ def serve(
         auth_cache_ttl=auth_cache_ttl,
         workers=workers,
         migration_lease_seconds=migration_lease_seconds,
-        replica_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        migration_runner=migration_runner.value,
+        replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
     asyncio.run(serve_forever(App(db, settings), address, tls, grace))
+
+
+@app.command("run-migrations")
+def run_migrations(
+    database_url: DatabaseUrl = "",
+    replica_id: Annotated[
+        str, typer.Option(help="Lease owner shown in logs. Default: host:pid:random.")
+    ] = "",
+    migration_lease_seconds: Annotated[
+        float, typer.Option(envvar="REGISTRY_MIGRATION_LEASE_SECONDS")
+    ] = 15.0,
+    migration_batch_size: Annotated[
+        int, typer.Option(help="Versions per step at first (steps grow while they are fast).")
+    ] = 500,
+    niceness: Annotated[
+        int, typer.Option(help="Added to the process's nice value (lower CPU priority).")
+    ] = 0,
+    wake_on_stdin: Annotated[
+        bool,
+        typer.Option(hidden=True, help="Look for work on each line of stdin; stop at its end."),
+    ] = False,
+    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Run legacy migrations (no gRPC): for replicas served with `--migration-runner off`."""
+    from .api.runner_process import run_runner_process
+
+    if niceness:
+        os.nice(niceness)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    db = Database(database_url or env_url())
+    try:
+        require_current_schema(db, auto_upgrade_empty=False)  # `serve` upgrades an empty one
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        db.dispose()
+    asyncio.run(
+        run_runner_process(
+            db.url,
+            replica_id=replica_id or replica_name(),
+            lease_seconds=migration_lease_seconds,
+            batch_size=migration_batch_size,
+            wake_on_stdin=wake_on_stdin,
+        )
+    )
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @app.command()

@@ -37,6 +37,9 @@ class Settings:
     workers: int = 4
     migration_batch_size: int = 500
     migration_lease_seconds: float = 15.0
+    # Where this replica runs migrations (api/migrations.py `run_migrations`): "thread",
+    # "process" (a child process; what `registry-server serve` uses unless told) or "off".
+    migration_runner: str = "thread"
     replica_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -301,6 +301,9 @@ def _snapshot(s: Session, p: Principal, org: str, uid: str) -> tuple[r.Migration
 STEP_TARGET_SECONDS = 0.15
 BATCH_GROWTH_MAX = 32  # at most this many times the configured batch size
 RUNNER_CONNECTIONS = 2  # a step's write session, and verification's read beside it
+# Writers of other processes poll for SQLite's write lock every millisecond
+# (storage/db.py `begin_immediate`): a pause of a few between steps lets them in.
+SQLITE_STEP_GAP_SECONDS = 0.003
 
 
 class BatchSizer:
@@ -330,17 +333,40 @@ class BatchSizer:
 
 
 async def run_migrations(app: App) -> None:
-    """Background task: claims runnable migrations whose lease expired and works them
-    in bounded steps on a thread of its own (never more than one step at a time, and
-    never taking a worker that serves calls); stops promptly when cancelled."""
+    """Background task of the server: runs migrations where `Settings.migration_runner`
+    says. `thread`: in this process, on a thread of the runner's own. `process`: in a
+    child `registry-server run-migrations` process that this task starts, wakes and
+    restarts (see runner_process.py). `off`: not on this replica."""
+    mode = app.settings.migration_runner
+    if mode == "off":
+        return
+    if mode == "process":
+        if app.db.is_memory:
+            log.warning("an in-memory database cannot be shared: migrations run on a thread")
+        else:
+            from .runner_process import supervise_runner_process
+
+            await supervise_runner_process(app, _wakeup(app))
+            return
     lease = svc.Lease(
         owner=app.settings.replica_id or f"replica-{uuid.uuid4().hex[:12]}",
         duration_us=int(app.settings.migration_lease_seconds * 1_000_000),
     )
-    batch_size = max(int(app.settings.migration_batch_size), 1)
-    wake = _wakeup(app)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-migration")
     db = _runner_database(app)
+    try:
+        await run_runner(db, lease, app.settings.migration_batch_size, _wakeup(app))
+    finally:
+        if db is not app.db:
+            db.dispose()
+
+
+async def run_runner(db: Database, lease: svc.Lease, batch_size: int, wake: asyncio.Event) -> None:
+    """Claims runnable migrations whose lease expired and works them in bounded steps
+    on a thread of its own (never more than one step at a time, and never taking a
+    worker that serves calls); looks for work when `wake` is set or every
+    IDLE_POLL_SECONDS; stops promptly when cancelled."""
+    batch_size = max(int(batch_size), 1)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-migration")
     try:
         while True:
             try:
@@ -363,8 +389,6 @@ async def run_migrations(app: App) -> None:
                 raise
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-        if db is not app.db:
-            db.dispose()
 
 
 def _runner_database(app: App) -> Database:
@@ -423,8 +447,9 @@ async def _work(
             log.info("migration %d: %s", migration_id, outcome.value)
             return
         sizer.observe(time.monotonic() - started)
-        # Between steps the event loop runs whatever became ready meanwhile.
-        await asyncio.sleep(step_delay())
+        # Between steps the event loop runs whatever became ready meanwhile, and on
+        # SQLite other processes' writers take the write lock.
+        await asyncio.sleep(max(step_delay(), SQLITE_STEP_GAP_SECONDS if db.is_sqlite else 0.0))
 
 
 async def _release_on_shutdown(db: Database, migration_id: int, lease: svc.Lease) -> None:
