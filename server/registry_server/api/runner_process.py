@@ -77,23 +77,27 @@ async def supervise_runner_process(app: App, wake: asyncio.Event) -> None:
     pause = RESTART_MIN_SECONDS
     while True:
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *runner_command(app), stdin=asyncio.subprocess.PIPE, env=env
-        )
-        log.info("migration runner process %d started", proc.pid)
         try:
-            await _forward_wakeups(proc, wake)
-        except asyncio.CancelledError:
-            await _stop(proc)
-            raise
-        if time.monotonic() - started >= HEALTHY_AFTER_SECONDS:
-            pause = RESTART_MIN_SECONDS
-        log.warning(
-            "migration runner process %d exited with %s; starting another in %.1f s",
-            proc.pid,
-            proc.returncode,
-            pause,
-        )
+            proc = await asyncio.create_subprocess_exec(
+                *runner_command(app), stdin=asyncio.subprocess.PIPE, env=env
+            )
+        except OSError as err:  # out of processes or memory: try again later
+            log.error("cannot start the migration runner process (%s); again in %.1f s", err, pause)
+        else:
+            log.info("migration runner process %d started", proc.pid)
+            try:
+                await _forward_wakeups(proc, wake)
+            except asyncio.CancelledError:
+                await _stop(proc)
+                raise
+            if time.monotonic() - started >= HEALTHY_AFTER_SECONDS:
+                pause = RESTART_MIN_SECONDS
+            log.warning(
+                "migration runner process %d exited with %s; starting another in %.1f s",
+                proc.pid,
+                proc.returncode,
+                pause,
+            )
         await asyncio.sleep(pause)
         pause = min(pause * 2, RESTART_MAX_SECONDS)
 
@@ -102,12 +106,12 @@ async def _forward_wakeups(proc: asyncio.subprocess.Process, wake: asyncio.Event
     """Until the child exits: a line to its stdin whenever `wake` is set."""
     assert proc.stdin is not None
     exited = asyncio.create_task(proc.wait())
+    woken: asyncio.Task[bool] | None = None
     try:
         while True:
             woken = asyncio.create_task(wake.wait())
             done, _ = await asyncio.wait({exited, woken}, return_when=asyncio.FIRST_COMPLETED)
             if exited in done:
-                woken.cancel()
                 return
             wake.clear()
             try:
@@ -118,6 +122,8 @@ async def _forward_wakeups(proc: asyncio.subprocess.Process, wake: asyncio.Event
                 return
     finally:
         exited.cancel()
+        if woken is not None:
+            woken.cancel()
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
