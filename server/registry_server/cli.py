@@ -8,23 +8,17 @@ import os
 import socket
 import sys
 import uuid
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from .api.settings import RunnerMode, Settings
 from .domain.errors import RegistryError
 from .storage.db import Database, env_url, require_current_schema, safe_url
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-
-class RunnerMode(StrEnum):
-    process = "process"
-    thread = "thread"
-    off = "off"
 
 
 DatabaseUrl = Annotated[
@@ -90,27 +84,20 @@ def serve(
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
-    from .api.app import App, Settings
+    from .api.app import App
     from .api.server import TlsConfig, serve_forever
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging(log_level)
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
-    db = Database(database_url or env_url())
-    try:
-        require_current_schema(db)
-    except RegistryError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(2) from None
+    db = current_database(database_url)
     settings = Settings(
         auth_cache_ttl=auth_cache_ttl,
         workers=workers,
         migration_lease_seconds=migration_lease_seconds,
-        migration_runner=migration_runner.value,
+        migration_runner=migration_runner,
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
@@ -143,17 +130,9 @@ def run_migrations(
 
     if niceness:
         os.nice(niceness)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    db = Database(database_url or env_url())
-    try:
-        require_current_schema(db, auto_upgrade_empty=False)  # `serve` upgrades an empty one
-    except RegistryError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        db.dispose()
+    setup_logging(log_level)
+    db = current_database(database_url, auto_upgrade_empty=False)  # `serve` upgrades one
+    db.dispose()
     asyncio.run(
         run_runner_process(
             db.url,
@@ -163,6 +142,25 @@ def run_migrations(
             wake_on_stdin=wake_on_stdin,
         )
     )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def current_database(database_url: str, *, auto_upgrade_empty: bool = True) -> Database:
+    """The database, refused (exit status 2, with the command to run) unless its schema
+    is current; an empty one is upgraded first when `auto_upgrade_empty`."""
+    db = Database(database_url or env_url())
+    try:
+        require_current_schema(db, auto_upgrade_empty=auto_upgrade_empty)
+    except RegistryError as e:
+        db.dispose()
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    return db
 
 
 def replica_name() -> str:

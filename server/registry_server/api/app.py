@@ -11,7 +11,6 @@ import functools
 import gc
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -23,25 +22,11 @@ from ..service.context import Principal
 from ..service.idempotency import run_idempotent
 from ..storage.db import Database
 from ..storage.hot_cache import HotCache
+from .settings import Settings
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=Message)
-
-
-@dataclass
-class Settings:
-    auth_cache_ttl: float = 5.0
-    # Threads for ORM sessions and PostgreSQL round trips. Few beat many: on 2 cores
-    # 4 workers served more calls than 16 (less GIL and lock handoff).
-    workers: int = 4
-    migration_batch_size: int = 500
-    migration_lease_seconds: float = 15.0
-    # Where this replica runs migrations (api/migrations.py `run_migrations`): "thread",
-    # "process" (a child process; what `registry-server serve` uses unless told) or "off".
-    migration_runner: str = "thread"
-    replica_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def freeze_heap() -> None:

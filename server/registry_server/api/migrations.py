@@ -9,7 +9,6 @@ import functools
 import logging
 import os
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from .app import App
 from .convert import ts
 from .filtering import compile_list_filter
 from .interceptors import current_principal
+from .settings import RunnerMode
 
 log = logging.getLogger("registry.migrations")
 T = TypeVar("T")
@@ -338,9 +338,9 @@ async def run_migrations(app: App) -> None:
     child `registry-server run-migrations` process that this task starts, wakes and
     restarts (see runner_process.py). `off`: not on this replica."""
     mode = app.settings.migration_runner
-    if mode == "off":
+    if mode == RunnerMode.off:
         return
-    if mode == "process":
+    if mode == RunnerMode.process:
         if app.db.is_memory:
             log.warning("an in-memory database cannot be shared: migrations run on a thread")
         else:
@@ -348,10 +348,7 @@ async def run_migrations(app: App) -> None:
 
             await supervise_runner_process(app, _wakeup(app))
             return
-    lease = svc.Lease(
-        owner=app.settings.replica_id or f"replica-{uuid.uuid4().hex[:12]}",
-        duration_us=int(app.settings.migration_lease_seconds * 1_000_000),
-    )
+    lease = svc.Lease.for_seconds(app.settings.replica_id, app.settings.migration_lease_seconds)
     db = _runner_database(app)
     try:
         await run_runner(db, lease, app.settings.migration_batch_size, _wakeup(app))

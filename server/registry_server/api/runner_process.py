@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 
 from ..service import migration as svc
 from ..storage.db import Database
@@ -50,7 +49,6 @@ RUNNER_NICENESS = 10
 
 def runner_command(app: App) -> list[str]:
     """The child's command line (the database URL goes in its environment, not here)."""
-    replica = app.settings.replica_id or f"replica-{uuid.uuid4().hex[:12]}"
     return [
         sys.executable,
         "-m",
@@ -58,7 +56,7 @@ def runner_command(app: App) -> list[str]:
         "run-migrations",
         "--wake-on-stdin",
         "--replica-id",
-        f"{replica}/runner",
+        f"{app.settings.replica_id}/runner",
         "--migration-lease-seconds",
         str(app.settings.migration_lease_seconds),
         "--migration-batch-size",
@@ -177,7 +175,7 @@ async def run_runner_process(
     if wake_on_stdin:
         await loop.connect_read_pipe(lambda: _StdinWatch(wake, stop), sys.stdin)
     db = Database(url, pool_size=RUNNER_CONNECTIONS)
-    lease = svc.Lease(owner=replica_id, duration_us=int(lease_seconds * 1_000_000))
+    lease = svc.Lease.for_seconds(replica_id, lease_seconds)
     runner = asyncio.create_task(run_runner(db, lease, batch_size, wake))
     stopping = asyncio.create_task(stop.wait())
     log.info("migration runner %s (process %d) is running", replica_id, os.getpid())

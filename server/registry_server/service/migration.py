@@ -764,6 +764,10 @@ class Lease:
     owner: str
     duration_us: int
 
+    @classmethod
+    def for_seconds(cls, owner: str, seconds: float) -> Lease:
+        return cls(owner=owner, duration_us=int(seconds * 1_000_000))
+
 
 class Outcome(Enum):
     MORE = "more"  # more work: call run_step again

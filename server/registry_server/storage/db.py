@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
-from .errors import database_unavailable
+from .errors import database_unavailable, is_busy
 from .hot_async import READS, WRITES, AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
@@ -204,7 +204,7 @@ def begin_immediate(dbapi_conn: Any) -> None:
                 cur.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as e:
-                if not str(e).startswith("database is locked") or time.monotonic() > deadline:
+                if not is_busy(e) or time.monotonic() > deadline:
                     raise
             time.sleep(WRITE_LOCK_POLL_SECONDS)
     finally:

@@ -1,0 +1,33 @@
+"""A replica's settings (plain values: `registry-server serve` fills them from its
+flags; tests and embedders construct them)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RunnerMode(StrEnum):
+    """Where a replica runs migrations: a child process, a thread of its own, or not."""
+
+    process = "process"
+    thread = "thread"
+    off = "off"
+
+
+@dataclass
+class Settings:
+    auth_cache_ttl: float = 5.0
+    # Threads for ORM sessions and PostgreSQL round trips. Few beat many: on 2 cores
+    # 4 workers served more calls than 16 (less GIL and lock handoff).
+    workers: int = 4
+    migration_batch_size: int = 500
+    migration_lease_seconds: float = 15.0
+    # Where this replica runs migrations (api/migrations.py `run_migrations`);
+    # `registry-server serve` uses PROCESS unless told otherwise.
+    migration_runner: RunnerMode = RunnerMode.thread
+    # Owner of the migration leases this replica takes (and its runner process's prefix).
+    replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
+    extra: dict[str, Any] = field(default_factory=dict)
