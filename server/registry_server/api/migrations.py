@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from registry.v1 import migration_service_pb2 as pb
@@ -24,6 +25,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.roles import MigrationState
+from ..service import fast_migration
 from ..service import migration as svc
 from ..service.context import Principal
 from ..service.organizations import get_org, require_org_admin
@@ -195,7 +197,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     ) -> r.Migration:
         p = current_principal()
         org, uid = _migration_ref(request.name)
-        return await self.app.read(lambda s: migration_proto(svc.get_migration(s, p, org, uid)))
+        return await self._snapshot(p, org, uid)
 
     async def ListMigrations(
         self, request: pb.ListMigrationsRequest, context: grpc.aio.ServicerContext
@@ -236,14 +238,29 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         org, uid = _migration_ref(request.name)
         last = b""
         while True:
-            snapshot, moving = await self.app.read(lambda s: _snapshot(s, p, org, uid))
+            snapshot = await self._snapshot(p, org, uid)
             data = snapshot.SerializeToString(deterministic=True)
             if data != last:
                 last = data
                 yield snapshot
-            if snapshot.state in _FINAL and not moving:
+            if snapshot.state in _FINAL and not await self.app.read(
+                lambda s: _rollback_requested(s, p, org, uid)
+            ):
                 return
             await asyncio.sleep(WATCH_POLL_SECONDS)
+
+    async def _snapshot(self, p: Principal, org: str, uid: str) -> r.Migration:
+        """The migration as GetMigration shows it: from the hot statements when they can
+        answer (an admin of its organization reads it), else from the general use case."""
+
+        def hot(conn: Any, dialect: Dialect) -> r.Migration | None:
+            view = fast_migration.get_migration(conn, dialect, p, org, uid)
+            return migration_proto(view) if view is not None else None
+
+        fast = await self.app.hot_read(hot)
+        if fast is not None:
+            return fast
+        return await self.app.read(lambda s: migration_proto(svc.get_migration(s, p, org, uid)))
 
     async def CancelMigration(
         self, request: pb.CancelMigrationRequest, context: grpc.aio.ServicerContext
@@ -277,19 +294,17 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         )
         deadline = time.monotonic() + budget
         while True:
-            snapshot = await self.app.read(
-                lambda s: migration_proto(svc.get_migration(s, p, org, uid))
-            )
+            snapshot = await self._snapshot(p, org, uid)
             if snapshot.state in wanted or time.monotonic() >= deadline:
                 return snapshot
             await asyncio.sleep(0.05)
 
 
-def _snapshot(s: Session, p: Principal, org: str, uid: str) -> tuple[r.Migration, bool]:
-    """The migration, and whether it is still moving (a requested rollback counts)."""
+def _rollback_requested(s: Session, p: Principal, org: str, uid: str) -> bool:
+    """Whether a rollback of the migration, in a final state now, was asked for: the
+    runner then moves it on."""
     view = svc.get_migration(s, p, org, uid)
-    moving = view.row.cancel_requested and view.state in svc.UNDOABLE_STATES
-    return migration_proto(view), bool(moving)
+    return view.row.cancel_requested and view.state in svc.UNDOABLE_STATES
 
 
 # --- the runner -----------------------------------------------------------------------

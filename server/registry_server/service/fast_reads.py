@@ -58,7 +58,14 @@ from . import authz_table
 from .access import combine_role, granted_role_columns
 from .collections import CollectionRef, artifact_version_name, version_name, version_path
 from .context import Principal
-from .fast_sql import joined_aliases, json_value, split_aliases
+from .fast_sql import (
+    Compiled,
+    compile_statement,
+    fetch,
+    joined_aliases,
+    json_value,
+    split_aliases,
+)
 from .registries import registry_name
 
 _org = m.Organization.__table__
@@ -250,63 +257,21 @@ def _seek(keys: Sequence[SortKey]) -> ColumnElement[bool]:
 # --- compiled SQL ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    """Driver SQL with its parameter order (positional drivers), constant parameters
-    (filter values, already through their bind processors) and processors of the rest."""
-
-    sql: str
-    order: tuple[str, ...] | None
-    constants: Mapping[str, Any]
-    processors: Mapping[str, Callable[[Any], Any]]
-
-    def params(self, values: Mapping[str, Any]) -> Any:
-        merged = dict(self.constants)
-        for name, value in values.items():
-            process = self.processors.get(name)
-            merged[name] = process(value) if process is not None and value is not None else value
-        if self.order is not None:
-            return tuple(merged[name] for name in self.order)
-        return merged
+@cache
+def _compiled_role(dialect: Dialect) -> Compiled:
+    return compile_statement(_role_statement(), dialect, ("uid", "org", "registry"))
 
 
-def _compile(stmt: Select[Any], dialect: Dialect, variables: Sequence[str]) -> _Compiled:
-    compiled = stmt.compile(dialect=dialect)
-    # Expands IN lists into separate parameters, as SQLAlchemy does at execution time.
-    expanded = compiled.construct_expanded_state({name: None for name in variables})
-    processors: dict[str, Callable[[Any], Any]] = dict(expanded.processors)
-    for name, bind in compiled.binds.items():
-        bind_process: Any = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if bind_process is not None and name not in processors:
-            processors[name] = bind_process
-    constants = {}
-    for name, value in expanded.parameters.items():
-        if name in variables:
-            continue
-        process: Any = processors.get(name)
-        constants[name] = process(value) if process is not None and value is not None else value
-    order = tuple(expanded.positiontup) if compiled.positional and expanded.positiontup else None
-    return _Compiled(
-        expanded.statement,
-        order,
-        constants,
-        {name: processors[name] for name in variables if name in processors},
+@cache
+def _compiled_collection(dialect: Dialect) -> Compiled:
+    return compile_statement(
+        _collection_statement(), dialect, ("uid", "org", "registry", "collection")
     )
 
 
 @cache
-def _compiled_role(dialect: Dialect) -> _Compiled:
-    return _compile(_role_statement(), dialect, ("uid", "org", "registry"))
-
-
-@cache
-def _compiled_collection(dialect: Dialect) -> _Compiled:
-    return _compile(_collection_statement(), dialect, ("uid", "org", "registry", "collection"))
-
-
-@cache
-def _compiled_version(dialect: Dialect) -> _Compiled:
-    return _compile(
+def _compiled_version(dialect: Dialect) -> Compiled:
+    return compile_statement(
         _version_statement(dialect.name),
         dialect,
         ("uid", "org", "registry", "collection", "index"),
@@ -315,7 +280,7 @@ def _compiled_version(dialect: Dialect) -> _Compiled:
 
 @dataclass(frozen=True)
 class _PageQuery:
-    compiled: _Compiled
+    compiled: Compiled
     key_columns: tuple[str, ...]  # column names of the sort key, tiebreak last
 
 
@@ -337,26 +302,15 @@ def _page_query(dialect: Dialect, filter: str, order_by: str, after: bool) -> _P
     stmt = stmt.order_by(
         *[k.column.desc() if k.descending else k.column.asc() for k in keys]
     ).limit(bindparam(_LIMIT, type_=Integer))
-    return _PageQuery(_compile(stmt, dialect, variables), tuple(k.column.key for k in keys))
+    return _PageQuery(
+        compile_statement(stmt, dialect, variables), tuple(k.column.key for k in keys)
+    )
 
 
 def _fits(column: str, value: Any) -> bool:
     """Whether a token's key value can be bound to its (integer) sort column."""
     bits = 63 if isinstance(_cv.c[column].type, BigInteger) else 31
     return type(value) is int and -(2**bits) <= value < 2**bits
-
-
-def _fetch(
-    conn: Any, dialect: Dialect, compiled: _Compiled, values: Mapping[str, Any], many: bool = False
-) -> Any:
-    """Runs one statement: its row (or rows). (On PostgreSQL the hot connections are in
-    autocommit mode: a lone SELECT opens no transaction and costs one round trip.)"""
-    cursor = conn.cursor()
-    try:
-        cursor.execute(compiled.sql, compiled.params(values))
-        return cursor.fetchall() if many else cursor.fetchone()
-    finally:
-        cursor.close()
 
 
 # --- results --------------------------------------------------------------------------
@@ -435,7 +389,7 @@ def get_collection_version(
     """The version if the caller may view it, else None (see module doc)."""
     if index > _INT32_MAX:
         return None
-    row = _fetch(
+    row = fetch(
         conn,
         dialect,
         _compiled_version(dialect),
@@ -477,7 +431,7 @@ def list_collection_versions(
         return None
     if after is not None and not all(map(_fits, query.key_columns, after)):
         return None  # a forged token: leave it to the general path
-    header = _fetch(
+    header = fetch(
         conn,
         dialect,
         _compiled_collection(dialect),
@@ -508,12 +462,12 @@ def list_collection_versions(
 
 
 def _fetch_page(
-    conn: Any, dialect: Dialect, compiled: _Compiled, values: Mapping[str, Any]
+    conn: Any, dialect: Dialect, compiled: Compiled, values: Mapping[str, Any]
 ) -> list[Any] | None:
     """The page's rows; None when the SQLite statement used up its time on the event
     loop (`SQLITE_LOOP_BUDGET`)."""
     if dialect.name != "sqlite":
-        return list(_fetch(conn, dialect, compiled, values, many=True))
+        return list(fetch(conn, dialect, compiled, values, many=True))
     deadline = time.thread_time() + SQLITE_LOOP_BUDGET
 
     def progress() -> int:
@@ -521,7 +475,7 @@ def _fetch_page(
 
     conn.set_progress_handler(progress, _SQLITE_PROGRESS_STEP)
     try:
-        return list(_fetch(conn, dialect, compiled, values, many=True))
+        return list(fetch(conn, dialect, compiled, values, many=True))
     except sqlite3.OperationalError as e:
         if "interrupted" in str(e):
             return None
@@ -536,7 +490,7 @@ def get_effective_role(
     """The caller's own role in the registry, or None (another principal, or no access)."""
     if principal and principal != p.name:
         return None
-    header = _fetch(
+    header = fetch(
         conn,
         dialect,
         _compiled_role(dialect),

@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -613,9 +613,36 @@ class TeamProgress:
     collections_done: int
 
 
+class MigrationRow(Protocol):
+    """What a view reads of a migration: an `m.Migration`, or `fast_migration`'s row."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def progress_total(self) -> int: ...
+    @property
+    def progress_done(self) -> int: ...
+    @property
+    def verification_checked(self) -> int: ...
+    @property
+    def mismatches(self) -> list[str]: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def create_time(self) -> int: ...
+    @property
+    def update_time(self) -> int: ...
+    @property
+    def end_time(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class MigrationView:
-    row: m.Migration
+    row: MigrationRow
     org: str
     created_by: str
     teams: list[TeamProgress]
