@@ -11,7 +11,8 @@ admins, protected aliases), next to the 1k-version Registry data set of
 
 1. idle: ResolvePath by alias (the `bench.run` case) is sent at a fixed rate
    (`--probe-rate`, open loop, 2 channels) for `--idle-seconds`; its p50/p99 are
-   the idle figures;
+   the idle figures. The write traffic of step 2 runs here too: the first team's
+   member links a version every 20 ms into a registry made for it;
 2. StartMigration of all the legacy teams, as the org admin, once the probe runs
    again and every connection the run uses is open and warm; from the moment it is
    sent
@@ -21,7 +22,8 @@ admins, protected aliases), next to the 1k-version Registry data set of
      `{team}-mr-migrated` registry every 20 ms until it succeeds (time until the
      registry is writable),
    - WatchMigration records every state change and the progress;
-3. at SUCCEEDED: versions/s over the whole run (copy and verification), the
+3. at SUCCEEDED: versions/s over the whole run (copy and verification), where the
+   slowest 1% of the probe's calls fell (StartMigration in flight, then each state), the
    migration's own verification counts, and an independent spot check: every
    team's legacy path `model-0000:production` resolves with `redirected=true` to
    the artifact version it named before.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import sys
@@ -55,10 +58,12 @@ from bench.run import (
     metadata,
     write_json,
 )
-from bench.seed import Seeded, Shape, seed
+from bench.seed import PROBE_SOURCES, Seeded, Shape, seed
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
 from registry.v1 import migration_service_pb2 as mig_pb
+from registry.v1 import registry_service_pb2 as reg_pb
+from registry.v1 import registry_service_pb2_grpc as reg_grpc
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 
@@ -181,6 +186,76 @@ async def writable_after(
     return None, attempts, last_error
 
 
+async def idle_writer(
+    channel: grpc.aio.Channel, sd: Seeded, done: asyncio.Event
+) -> tuple[int, dict[str, int]]:
+    """Links the first legacy team's probe sources (the ones the write probe links
+    later), as its member, into a registry made for this every WRITE_PROBE_INTERVAL
+    until `done`; the number of links and the errors (by status code)."""
+    team = sd.legacy[0]
+    registries = reg_grpc.RegistryServiceStub(channel)
+    registry = await registries.CreateRegistry(
+        reg_pb.CreateRegistryRequest(
+            parent=sd.org_name,
+            registry_id="idle-writes",
+            registry=r.Registry(allow_all_artifact_types=True),
+        ),
+        metadata=metadata(sd.admin_key),
+        timeout=30,
+    )
+    await registries.AddRegistryMember(
+        reg_pb.AddRegistryMemberRequest(
+            registry=registry.name,
+            member=f"users/{team.member_user}",
+            role=r.REGISTRY_ROLE_MEMBER,
+        ),
+        metadata=metadata(sd.admin_key),
+        timeout=30,
+    )
+    link = channel.unary_unary(
+        "/registry.v1.CollectionService/LinkArtifactVersion",
+        request_serializer=col_pb.LinkArtifactVersionRequest.SerializeToString,
+        response_deserializer=r.CollectionVersion.FromString,
+    )
+    links, errors = 0, {}
+    for i in range(PROBE_SOURCES):
+        if done.is_set():
+            break
+        request = col_pb.LinkArtifactVersionRequest(
+            parent=registry.name,
+            collection_id="idle-writes",
+            artifact_version=sd.probe_source(team, i),
+        )
+        try:
+            await link(request, metadata=metadata(team.member_key), timeout=30)
+            links += 1
+        except grpc.aio.AioRpcError as err:
+            errors[err.code().name] = errors.get(err.code().name, 0) + 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), WRITE_PROBE_INTERVAL)
+    return links, errors
+
+
+def slowest(
+    res: AioResult, t0: float, phases: list[tuple[float, str]], share: float = 1.0
+) -> dict[str, Any]:
+    """The slowest `share` percent of the calls (those that make the p99): when each
+    started, in seconds after StartMigration was sent, and how many fell in each phase
+    (StartMigration in flight, then each state WatchMigration showed, by start time)."""
+    ordered = sorted(phases)
+    count = max(1, round(len(res.latencies_us) * share / 100))
+    calls = sorted(zip(res.latencies_us, res.started_at, strict=True), reverse=True)[:count]
+    by_phase: dict[str, int] = {}
+    for _us, started in calls:
+        offset = started - t0
+        phase = next((name for at, name in reversed(ordered) if at <= offset), ordered[0][1])
+        by_phase[phase] = by_phase.get(phase, 0) + 1
+    return {
+        "calls": [[round(started - t0, 3), round(us / 1000, 2)] for us, started in calls],
+        "by_phase": by_phase,
+    }
+
+
 def summarize(res: AioResult) -> dict[str, Any]:
     return {
         "requests": res.requests,
@@ -199,7 +274,20 @@ async def migrate_under_load(
     target = server.target
     probe = resolve_call(sd)
     idle_start = time.time() + 1.0  # after the warm-up
-    idle = await aio_load(target, probe, duration=idle_seconds, warm_up=1.0, rate=probe_rate)
+    # The idle window has the write traffic of the migration window too: the write probe
+    # there links every WRITE_PROBE_INTERVAL, so here the first team's member does as
+    # well, into a registry of its own. The ratio then measures the migration, not the
+    # links (nor the first link's cold code path in a server that has served none).
+    idle_done = asyncio.Event()
+    async with grpc.aio.insecure_channel(target) as idle_channel:
+        idle_writes = asyncio.create_task(idle_writer(idle_channel, sd, idle_done))
+        try:
+            idle = await aio_load(
+                target, probe, duration=idle_seconds, warm_up=1.0, rate=probe_rate
+            )
+        finally:
+            idle_done.set()
+            idle_links, idle_write_errors = await idle_writes
     idle_end = time.time()
     teams = [f"teams/{t.name}" for t in sd.legacy]
     # Everything the run needs is connected before StartMigration, and the probe is
@@ -265,6 +353,7 @@ async def migrate_under_load(
         final = await poll_until_final(target, sd.admin_key, started.name, asyncio.Event())
         total_seconds = time.perf_counter() - t0
     versions = sum(t.versions for t in sd.legacy)
+    phases = [(0.0, "StartMigration"), (round(start_seconds, 3), "after StartMigration")]
     return {
         "migration": started.name,
         "start_migration_rpc_s": round(start_seconds, 3),
@@ -290,7 +379,9 @@ async def migrate_under_load(
             "last_error_before_writable": write_error,
         },
         "resolve_idle": summarize(idle),
+        "idle_writes": {"links": idle_links, "errors": idle_write_errors},
         "resolve_during": summarize(busy),
+        "slowest_during": slowest(busy, t0, phases + watch.states),
         "windows": {"idle": [idle_start, idle_end], "during": [busy_start, busy_end]},
     }
 
@@ -524,6 +615,10 @@ def report(
                 f"  {label:<22} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                 f"{row['max_ms']:>8.2f} {row['calls']:>7}"
             )
+    writes = result["idle_writes"]
+    print(f"  idle write traffic     {writes['links']} links, errors {writes['errors'] or 'none'}")
+    slow = result["slowest_during"]
+    print(f"  slowest 1% during      {slow['by_phase']}")
     print(f"  server RSS max         {result['server_rss_max_mb']:.0f} MB")
     if result["spot_check_problems"]:
         print(f"  spot check problems    {result['spot_check_problems'][:5]}")

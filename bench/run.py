@@ -288,6 +288,8 @@ class AioResult:
     qps: float
     latencies_us: list[int]
     errors: dict[str, int] = field(default_factory=dict)
+    # when each measured call started (time.perf_counter), in the order of latencies_us
+    started_at: list[float] = field(default_factory=list)
 
     def percentile_ms(self, q: float) -> float:
         return h2load.percentile(self.latencies_us, q) / 1000.0
@@ -310,6 +312,7 @@ async def aio_load(
     during the first `warm_up` seconds, or before `measure_from` is set, are not
     measured (the probe's connections are warm by then)."""
     latencies: list[int] = []
+    started_at: list[float] = []
     errors: dict[str, int] = {}
     measured_start = time.perf_counter() + warm_up
     first_measured: float | None = None
@@ -348,6 +351,7 @@ async def aio_load(
             return
         if measured and started < (stopped_at or end):
             latencies.append(int((time.perf_counter() - started) * 1e6))
+            started_at.append(started)
 
     async def paced() -> None:
         pending: set[asyncio.Task[None]] = set()
@@ -380,6 +384,7 @@ async def aio_load(
         qps=len(latencies) / seconds,
         latencies_us=latencies,
         errors=errors,
+        started_at=started_at,
     )
 
 
