@@ -61,6 +61,7 @@ from bench.run import (
 from bench.seed import PROBE_SOURCES, Seeded, Shape, seed
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
+from registry.v1 import collection_service_pb2_grpc as col_grpc
 from registry.v1 import migration_service_pb2 as mig_pb
 from registry.v1 import registry_service_pb2 as reg_pb
 from registry.v1 import registry_service_pb2_grpc as reg_grpc
@@ -165,11 +166,7 @@ async def writable_after(
     team = sd.legacy[0]
     attempts = 0
     last_error = ""
-    link = channel.unary_unary(
-        "/registry.v1.CollectionService/LinkArtifactVersion",
-        request_serializer=col_pb.LinkArtifactVersionRequest.SerializeToString,
-        response_deserializer=r.CollectionVersion.FromString,
-    )
+    link = col_grpc.CollectionServiceStub(channel).LinkArtifactVersion
     while not done.is_set():
         request = col_pb.LinkArtifactVersionRequest(
             parent=registry,
@@ -212,11 +209,7 @@ async def idle_writer(
         metadata=metadata(sd.admin_key),
         timeout=30,
     )
-    link = channel.unary_unary(
-        "/registry.v1.CollectionService/LinkArtifactVersion",
-        request_serializer=col_pb.LinkArtifactVersionRequest.SerializeToString,
-        response_deserializer=r.CollectionVersion.FromString,
-    )
+    link = col_grpc.CollectionServiceStub(channel).LinkArtifactVersion
     links, errors = 0, {}
     for i in range(PROBE_SOURCES):
         if done.is_set():

@@ -16,18 +16,16 @@ exact error. Both return the same snapshot (tests/test_fast_migration.py checks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, select
 from sqlalchemy.engine import Dialect
 
-from ..domain.roles import MigrationState
 from ..storage import models as m
 from .context import Principal
 from .fast_sql import Compiled, compile_statement, fetch, json_value
-from .migration import MigrationView, TeamProgress
+from .migration import MigrationView, team_progress, team_progress_columns
 
 _org = m.Organization.__table__
 _mig = m.Migration.__table__
@@ -68,38 +66,12 @@ def _compiled_migration(dialect: Dialect) -> Compiled:
 @cache
 def _compiled_teams(dialect: Dialect) -> Compiled:
     stmt = (
-        select(
-            _team.c.name,
-            _mt.c.target_name,
-            _mt.c.state,
-            _mt.c.versions_total,
-            _mt.c.versions_done,
-            _mt.c.collections_total,
-            _mt.c.collections_done,
-        )
+        select(*team_progress_columns())
         .select_from(_mt.join(_team, _team.c.id == _mt.c.team_id))
         .where(_mt.c.migration_id == bindparam("migration_id", type_=BigInteger))
         .order_by(_mt.c.id)
     )
     return compile_statement(stmt, dialect, ("migration_id",))
-
-
-@dataclass(frozen=True)
-class _Row:
-    """The columns of `m.Migration` that a `MigrationView` reads."""
-
-    id: int
-    uid: str
-    state: int
-    progress_total: int
-    progress_done: int
-    verification_checked: int
-    mismatches: list[str]
-    error: str
-    cancel_requested: bool
-    create_time: int
-    update_time: int
-    end_time: int | None
 
 
 def get_migration(
@@ -111,7 +83,8 @@ def get_migration(
     row = fetch(conn, dialect, _compiled_migration(dialect), {"org": org, "uid": uid})
     if row is None or row[0] != p.org_id:
         return None
-    migration = _Row(
+    migration = m.Migration(  # transient: never added to a session
+        org_id=row[0],
         id=row[1],
         uid=row[2],
         state=row[3],
@@ -125,27 +98,5 @@ def get_migration(
         update_time=row[11],
         end_time=row[12],
     )
-    prefix = f"organizations/{org}/registries/"
-    teams = [
-        TeamProgress(
-            team=name,
-            target_registry=prefix + target,
-            state=MigrationState(state),
-            versions_total=versions_total,
-            versions_done=versions_done,
-            collections_total=collections_total,
-            collections_done=collections_done,
-        )
-        for (
-            name,
-            target,
-            state,
-            versions_total,
-            versions_done,
-            collections_total,
-            collections_done,
-        ) in fetch(
-            conn, dialect, _compiled_teams(dialect), {"migration_id": migration.id}, many=True
-        )
-    ]
-    return MigrationView(migration, org, row[13] or "", teams)
+    teams = fetch(conn, dialect, _compiled_teams(dialect), {"migration_id": row[1]}, many=True)
+    return MigrationView(migration, org, row[13] or "", [team_progress(org, t) for t in teams])

@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -613,36 +613,9 @@ class TeamProgress:
     collections_done: int
 
 
-class MigrationRow(Protocol):
-    """What a view reads of a migration: an `m.Migration`, or `fast_migration`'s row."""
-
-    @property
-    def uid(self) -> str: ...
-    @property
-    def state(self) -> int: ...
-    @property
-    def progress_total(self) -> int: ...
-    @property
-    def progress_done(self) -> int: ...
-    @property
-    def verification_checked(self) -> int: ...
-    @property
-    def mismatches(self) -> list[str]: ...
-    @property
-    def error(self) -> str: ...
-    @property
-    def cancel_requested(self) -> bool: ...
-    @property
-    def create_time(self) -> int: ...
-    @property
-    def update_time(self) -> int: ...
-    @property
-    def end_time(self) -> int | None: ...
-
-
 @dataclass(frozen=True)
 class MigrationView:
-    row: MigrationRow
+    row: m.Migration
     org: str
     created_by: str
     teams: list[TeamProgress]
@@ -664,6 +637,35 @@ class MigrationView:
         return sum(t.collections_done for t in self.teams)
 
 
+def team_progress_columns() -> tuple[Any, ...]:
+    """The columns a `TeamProgress` is built from (`team_progress`), in its order:
+    plain rows, not ORM objects (WatchMigration reads them five times a second)."""
+    mt, team = _table(m.MigrationTeam).c, _table(m.Team).c
+    return (
+        team.name,
+        mt.target_name,
+        mt.state,
+        mt.versions_total,
+        mt.versions_done,
+        mt.collections_total,
+        mt.collections_done,
+    )
+
+
+def team_progress(org: str, row: Sequence[Any]) -> TeamProgress:
+    """A team's progress from the `team_progress_columns` of its row."""
+    name, target, state, versions_total, versions_done, collections_total, done = row
+    return TeamProgress(
+        team=name,
+        target_registry=f"organizations/{org}/registries/{target}",
+        state=MigrationState(state),
+        versions_total=versions_total,
+        versions_done=versions_done,
+        collections_total=collections_total,
+        collections_done=done,
+    )
+
+
 def migration_views(s: Session, migrations: Sequence[m.Migration], org: str) -> list[MigrationView]:
     """Views of a page of migrations: their teams and creators in two queries."""
     ids = [mig.id for mig in migrations]
@@ -675,35 +677,14 @@ def migration_views(s: Session, migrations: Sequence[m.Migration], org: str) -> 
     )
     teams: dict[int, list[TeamProgress]] = {i: [] for i in ids}
     if ids:
-        # Plain rows, not ORM objects: WatchMigration builds this view five times a
-        # second while a migration runs.
         mt = _table(m.MigrationTeam).c
         for row in s.execute(
-            select(
-                mt.migration_id,
-                m.Team.name,
-                mt.target_name,
-                mt.state,
-                mt.versions_total,
-                mt.versions_done,
-                mt.collections_total,
-                mt.collections_done,
-            )
-            .join(m.Team, m.Team.id == mt.team_id)
+            select(mt.migration_id, *team_progress_columns())
+            .join(_table(m.Team), _table(m.Team).c.id == mt.team_id)
             .where(mt.migration_id.in_(ids))
             .order_by(mt.id)
         ).all():
-            teams[row.migration_id].append(
-                TeamProgress(
-                    team=row.name,
-                    target_registry=f"organizations/{org}/registries/{row.target_name}",
-                    state=MigrationState(row.state),
-                    versions_total=row.versions_total,
-                    versions_done=row.versions_done,
-                    collections_total=row.collections_total,
-                    collections_done=row.collections_done,
-                )
-            )
+            teams[row[0]].append(team_progress(org, row[1:]))
     return [
         MigrationView(mig, org, creators.get(mig.created_by_id or 0, ""), teams[mig.id])
         for mig in migrations
