@@ -36,7 +36,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import os
 import re
 import sys
 import tempfile
@@ -47,6 +49,7 @@ from typing import Any
 
 import grpc
 
+from bench import schedstat
 from bench.h2load import percentile
 from bench.run import (
     ROOT,
@@ -229,6 +232,20 @@ async def idle_writer(
     return links, errors
 
 
+def processes(server: ServerProcess, postgres: bool) -> dict[str, list[int]]:
+    """The processes whose CPU use the report shows: the server, its migration runner
+    child, this benchmark (the probe's client) and, on PostgreSQL, the database's
+    processes (where the runner's SQL runs). Looked up afresh for each snapshot."""
+    groups = {
+        "server": [server.proc.pid],
+        "runner": schedstat.children(server.proc.pid),
+        "probe": [os.getpid()],
+    }
+    if postgres:
+        groups["postgres"] = schedstat.named("postgres")
+    return groups
+
+
 def slowest(
     res: AioResult, t0: float, phases: list[tuple[float, str]], share: float = 1.0
 ) -> dict[str, Any]:
@@ -262,7 +279,7 @@ def summarize(res: AioResult) -> dict[str, Any]:
 
 
 async def migrate_under_load(
-    server: ServerProcess, sd: Seeded, *, probe_rate: float, idle_seconds: float
+    server: ServerProcess, sd: Seeded, *, probe_rate: float, idle_seconds: float, postgres: bool
 ) -> dict[str, Any]:
     target = server.target
     probe = resolve_call(sd)
@@ -272,6 +289,8 @@ async def migrate_under_load(
     # well, into a registry of its own. The ratio then measures the migration, not the
     # links (nor the first link's cold code path in a server that has served none).
     idle_done = asyncio.Event()
+    # CPU use over the idle window (with the probe's warm-up second: same rate, same calls)
+    idle_cpu_from, idle_cpu_at = schedstat.snapshot(processes(server, postgres)), time.time()
     async with grpc.aio.insecure_channel(target) as idle_channel:
         idle_writes = asyncio.create_task(idle_writer(idle_channel, sd, idle_done))
         try:
@@ -282,6 +301,9 @@ async def migrate_under_load(
             idle_done.set()
             idle_links, idle_write_errors = await idle_writes
     idle_end = time.time()
+    cpu_idle = schedstat.usage(
+        idle_cpu_from, schedstat.snapshot(processes(server, postgres)), idle_end - idle_cpu_at
+    )
     teams = [f"teams/{t.name}" for t in sd.legacy]
     # Everything the run needs is connected before StartMigration, and the probe is
     # already running on warm connections: the window measures the migration, not
@@ -312,6 +334,7 @@ async def migrate_under_load(
             response_deserializer=r.Migration.FromString,
         )
         migrating.set()
+        busy_cpu_from = schedstat.snapshot(processes(server, postgres))
         t0 = time.perf_counter()
         busy_start = time.time()
         try:
@@ -337,6 +360,9 @@ async def migrate_under_load(
         write_task = asyncio.create_task(writable_after(write_channel, sd, first_target, t0, done))
         busy = await busy_task
         busy_end = time.time()
+        cpu_busy = schedstat.usage(
+            busy_cpu_from, schedstat.snapshot(processes(server, postgres)), busy_end - busy_start
+        )
         watch = await watch_task
         writable, attempts, write_error = await write_task
     final = watch.final
@@ -376,6 +402,10 @@ async def migrate_under_load(
         "resolve_during": summarize(busy),
         "slowest_during": slowest(busy, t0, phases + watch.states),
         "windows": {"idle": [idle_start, idle_end], "during": [busy_start, busy_end]},
+        "cpu": {
+            "idle": {k: dataclasses.asdict(v) for k, v in cpu_idle.items()},
+            "during": {k: dataclasses.asdict(v) for k, v in cpu_busy.items()},
+        },
     }
 
 
@@ -504,7 +534,11 @@ def main(argv: list[str] | None = None) -> int:
             print("migrating under a ResolvePath probe ...", flush=True)
             result = asyncio.run(
                 migrate_under_load(
-                    server, sd, probe_rate=args.probe_rate, idle_seconds=args.idle_seconds
+                    server,
+                    sd,
+                    probe_rate=args.probe_rate,
+                    idle_seconds=args.idle_seconds,
+                    postgres=args.postgres,
                 )
             )
             result["spot_check_problems"] = (
@@ -612,6 +646,13 @@ def report(
     print(f"  idle write traffic     {writes['links']} links, errors {writes['errors'] or 'none'}")
     slow = result["slowest_during"]
     print(f"  slowest 1% during      {slow['by_phase']}")
+    # ms per second of the window, summed over threads: on a CPU / runnable but waiting
+    for window in ("idle", "during"):
+        use = result["cpu"][window]
+        shown = ", ".join(
+            f"{who} {u['run_ms_per_s']:.0f}/{u['wait_ms_per_s']:.0f}" for who, u in use.items()
+        )
+        print(f"  CPU {window + ' ms/s':<18} {shown}  (ran/waited for a CPU)")
     print(f"  server RSS max         {result['server_rss_max_mb']:.0f} MB")
     if result["spot_check_problems"]:
         print(f"  spot check problems    {result['spot_check_problems'][:5]}")
