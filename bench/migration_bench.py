@@ -238,7 +238,7 @@ def processes(server: ServerProcess, postgres: bool) -> dict[str, list[int]]:
     processes (where the runner's SQL runs). Looked up afresh for each snapshot."""
     groups = {
         "server": [server.proc.pid],
-        "runner": schedstat.children(server.proc.pid),
+        "runner": server.pids()[1:],
         "probe": [os.getpid()],
     }
     if postgres:
@@ -290,7 +290,7 @@ async def migrate_under_load(
     # links (nor the first link's cold code path in a server that has served none).
     idle_done = asyncio.Event()
     # CPU use over the idle window (with the probe's warm-up second: same rate, same calls)
-    idle_cpu_from, idle_cpu_at = schedstat.snapshot(processes(server, postgres)), time.time()
+    idle_cpu = schedstat.Meter(lambda: processes(server, postgres))
     async with grpc.aio.insecure_channel(target) as idle_channel:
         idle_writes = asyncio.create_task(idle_writer(idle_channel, sd, idle_done))
         try:
@@ -301,9 +301,7 @@ async def migrate_under_load(
             idle_done.set()
             idle_links, idle_write_errors = await idle_writes
     idle_end = time.time()
-    cpu_idle = schedstat.usage(
-        idle_cpu_from, schedstat.snapshot(processes(server, postgres)), idle_end - idle_cpu_at
-    )
+    cpu_idle = idle_cpu.usage()
     teams = [f"teams/{t.name}" for t in sd.legacy]
     # Everything the run needs is connected before StartMigration, and the probe is
     # already running on warm connections: the window measures the migration, not
@@ -334,7 +332,7 @@ async def migrate_under_load(
             response_deserializer=r.Migration.FromString,
         )
         migrating.set()
-        busy_cpu_from = schedstat.snapshot(processes(server, postgres))
+        busy_cpu = schedstat.Meter(lambda: processes(server, postgres))
         t0 = time.perf_counter()
         busy_start = time.time()
         try:
@@ -360,9 +358,7 @@ async def migrate_under_load(
         write_task = asyncio.create_task(writable_after(write_channel, sd, first_target, t0, done))
         busy = await busy_task
         busy_end = time.time()
-        cpu_busy = schedstat.usage(
-            busy_cpu_from, schedstat.snapshot(processes(server, postgres)), busy_end - busy_start
-        )
+        cpu_busy = busy_cpu.usage()
         watch = await watch_task
         writable, attempts, write_error = await write_task
     final = watch.final

@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 Snapshot = dict[str, dict[int, tuple[int, int]]]  # process label -> tid -> (run, wait) ns
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of `pid` (Linux /proc; empty elsewhere)."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-    return []
 
 
 def _threads(pid: int) -> dict[int, tuple[int, int]]:
@@ -84,3 +78,16 @@ def usage(before: Snapshot, after: Snapshot, seconds: float) -> dict[str, CpuUse
         scale = 1e6 * max(seconds, 1e-9)
         out[label] = CpuUse(round(run / scale, 1), round(wait / scale, 1))
     return out
+
+
+class Meter:
+    """The CPU use of some processes from its creation on; `groups` names them (looked
+    up again at the end, so that a child started meanwhile counts)."""
+
+    def __init__(self, groups: Callable[[], Mapping[str, Sequence[int]]]) -> None:
+        self.groups = groups
+        self.start = snapshot(groups())
+        self.at = time.monotonic()
+
+    def usage(self) -> dict[str, CpuUse]:
+        return usage(self.start, snapshot(self.groups()), time.monotonic() - self.at)
