@@ -246,6 +246,20 @@ def processes(server: ServerProcess, postgres: bool) -> dict[str, list[int]]:
     return groups
 
 
+def runner_busy_share(server: ServerProcess) -> str:
+    """The share of the time the server's runner child works while the server answers
+    calls (its `--busy-share` argument: server/registry_server/api/pacing.py)."""
+    for pid in server.pids()[1:]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode().split("\0")
+        except OSError:
+            continue
+        if "--busy-share" in args:
+            return args[args.index("--busy-share") + 1]
+    return "unknown"
+
+
 def slowest(
     res: AioResult, t0: float, phases: list[tuple[float, str]], share: float = 1.0
 ) -> dict[str, Any]:
@@ -543,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                 else ["not checked: the migration did not succeed"]
             )
             result["server_rss_max_mb"] = round(server.rss_max_mb, 1)
+            result["runner_busy_share"] = runner_busy_share(server)
         finally:
             server.stop()
         if args.server_timing:
@@ -611,6 +626,10 @@ def report(
     print(f"  final state            {result['final_state']} {result['error']}")
     rate = result["versions_per_s"]
     print(f"  total                  {result['seconds']:.2f} s  ({rate:,} versions/s)")
+    print(
+        f"  runner's busy share    {result['runner_busy_share']} "
+        "(REGISTRY_MIGRATION_BUSY_SHARE: the share of the time it works while calls come)"
+    )
     print(f"  states                 {result['states']}")
     print(
         f"  verification           checked {result['verification']['checked']:,}, "

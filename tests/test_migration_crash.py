@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -144,6 +146,7 @@ class ServerProcess:
         wait: bool = True,
         log_level: str = "WARNING",
         runner: str = "process",
+        busy_share: float | None = None,
     ) -> None:
         self.port = free_port()
         self.log = log_dir / f"server-{self.port}.log"
@@ -155,6 +158,8 @@ class ServerProcess:
             "REGISTRY_LOG_LEVEL": log_level,
             "REGISTRY_MIGRATION_RUNNER": runner,
         }
+        if busy_share is not None:
+            env["REGISTRY_MIGRATION_BUSY_SHARE"] = str(busy_share)
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [str(BIN / "registry-server"), "serve", "--address", f"127.0.0.1:{self.port}"],
@@ -697,6 +702,11 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
         channel, stubs = admin_stubs(server.target, key)
         try:
             first = server.runner()
+            # it gives way to this server, by the database's default share (pacing.py)
+            args = Path(f"/proc/{first}/cmdline").read_bytes().decode().split("\0")
+            share = "0.3" if database_kind() == "sqlite" else "1.0"
+            assert args[args.index("--yield-to-pid") + 1] == str(server.proc.pid), args
+            assert args[args.index("--busy-share") + 1] == share, args
             done = wait_final(stubs, start_migration(stubs, [teams[0]]).name)
             assert done.state == r.MIGRATION_STATE_SUCCEEDED, done.error
             assert "/runner" in " ".join(
@@ -721,6 +731,47 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
         finally:
             channel.close()
             server.stop()
+
+
+def test_the_runner_process_gives_way_while_its_server_answers_calls(tmp_path: Path) -> None:
+    """While its server answers calls, the runner child works only its busy share of the
+    time (api/pacing.py) and logs how long it paused; with a share of 1 it never pauses.
+    Either way the migration succeeds."""
+    suffix = uuid.uuid4().hex[:6]
+    teams = [f"paced-{suffix}", f"unpaced-{suffix}"]
+    paused: dict[float, float] = {}
+    with fresh_database() as url:
+        key = bootstrap(url)
+        seed_teams(url, teams, models=10, per_model=200)
+        for team, share in zip(teams, (0.2, 1.0), strict=True):
+            server = ServerProcess(
+                url, tmp_path, lease_seconds=5.0, delay_ms=0, log_level="INFO", busy_share=share
+            )
+            channel, stubs = admin_stubs(server.target, key)
+            stop = threading.Event()
+
+            def keep_busy(stubs: Stubs = stubs, stop: threading.Event = stop) -> None:
+                request = mpb.ListMigrationsRequest(parent=f"organizations/{ROOT_ORG}")
+                while not stop.is_set():
+                    stubs.migrations.ListMigrations(request, timeout=10)
+
+            callers = [threading.Thread(target=keep_busy) for _ in range(4)]
+            try:
+                for caller in callers:
+                    caller.start()
+                done = wait_final(stubs, start_migration(stubs, [team]).name)
+                assert done.state == r.MIGRATION_STATE_SUCCEEDED, done.error
+            finally:
+                stop.set()
+                for caller in callers:
+                    caller.join()
+                channel.close()
+                server.stop()
+            log = server.log.read_text()
+            found = re.search(r"migration \d+: done \(([\d.]+) s paused while the server", log)
+            assert found, log
+            paused[share] = float(found.group(1))
+    assert paused[0.2] > 0.0 and paused[1.0] == 0.0, paused
 
 
 def test_a_replica_without_a_runner_leaves_migrations_to_run_migrations(tmp_path: Path) -> None:

@@ -31,6 +31,19 @@ DatabaseUrl = Annotated[
     ),
 ]
 
+# serve's --migration-busy-share, passed on to its runner child as --busy-share
+BusyShare = Annotated[
+    float | None,
+    typer.Option(
+        envvar="REGISTRY_MIGRATION_BUSY_SHARE",
+        min=0.01,
+        max=1.0,
+        help="The share of the time a migration works while the server answers calls "
+        "(at full speed while it is idle; api/pacing.py); 1: full speed always. "
+        "Default: 0.3 on SQLite, 1 on PostgreSQL.",
+    ),
+]
+
 
 @app.command()
 def serve(
@@ -81,6 +94,7 @@ def serve(
             "this process, or not at all (`registry-server run-migrations` elsewhere).",
         ),
     ] = RunnerMode.process,
+    migration_busy_share: BusyShare = None,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
@@ -98,6 +112,7 @@ def serve(
         workers=workers,
         migration_lease_seconds=migration_lease_seconds,
         migration_runner=migration_runner,
+        migration_busy_share=migration_busy_share,
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
@@ -119,6 +134,14 @@ def run_migrations(
     niceness: Annotated[
         int, typer.Option(help="Added to the process's nice value (lower CPU priority).")
     ] = 0,
+    yield_to_pid: Annotated[
+        int,
+        typer.Option(
+            help="Give way to this process (a server on this machine): while it uses "
+            "CPU, work only --busy-share of the time. 0: never pause."
+        ),
+    ] = 0,
+    busy_share: BusyShare = None,
     wake_on_stdin: Annotated[
         bool,
         typer.Option(hidden=True, help="Look for work on each line of stdin; stop at its end."),
@@ -140,6 +163,8 @@ def run_migrations(
             lease_seconds=migration_lease_seconds,
             batch_size=migration_batch_size,
             wake_on_stdin=wake_on_stdin,
+            yield_to_pid=yield_to_pid,
+            busy_share=busy_share,
         )
     )
 

@@ -37,6 +37,7 @@ from .app import App
 from .convert import ts
 from .filtering import compile_list_filter
 from .interceptors import current_principal
+from .pacing import Pacer
 from .settings import RunnerMode
 
 log = logging.getLogger("registry.migrations")
@@ -372,11 +373,18 @@ async def run_migrations(app: App) -> None:
             db.dispose()
 
 
-async def run_runner(db: Database, lease: svc.Lease, batch_size: int, wake: asyncio.Event) -> None:
+async def run_runner(
+    db: Database,
+    lease: svc.Lease,
+    batch_size: int,
+    wake: asyncio.Event,
+    pacer: Pacer | None = None,
+) -> None:
     """Claims runnable migrations whose lease expired and works them in bounded steps
     on a thread of its own (never more than one step at a time, and never taking a
     worker that serves calls); looks for work when `wake` is set or every
-    IDLE_POLL_SECONDS; stops promptly when cancelled."""
+    IDLE_POLL_SECONDS; stops promptly when cancelled. With a `pacer` it pauses after
+    each step as long as the pacer says (the server's load, `pacing.py`)."""
     batch_size = max(int(batch_size), 1)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-migration")
     try:
@@ -395,7 +403,7 @@ async def run_runner(db: Database, lease: svc.Lease, batch_size: int, wake: asyn
                 continue
             log.info("migration %d claimed by %s", migration_id, lease.owner)
             try:
-                await _work(db, executor, migration_id, lease, batch_size)
+                await _work(db, executor, migration_id, lease, batch_size, pacer)
             except asyncio.CancelledError:
                 await _release_on_shutdown(db, migration_id, lease)
                 raise
@@ -428,10 +436,18 @@ def step_delay() -> float:
 
 
 async def _work(
-    db: Database, executor: Executor, migration_id: int, lease: svc.Lease, batch_size: int
+    db: Database,
+    executor: Executor,
+    migration_id: int,
+    lease: svc.Lease,
+    batch_size: int,
+    pacer: Pacer | None,
 ) -> None:
     failures = 0
     sizer = BatchSizer(batch_size)
+    paced = 0.0  # seconds paused for the server's calls (pacing.py)
+    if pacer is not None:
+        pacer.restart()
     while True:
         started = time.monotonic()
         try:
@@ -456,12 +472,23 @@ async def _work(
             await asyncio.sleep(min(0.05 * 2**failures, 2.0))
             continue
         if outcome is not svc.Outcome.MORE:
-            log.info("migration %d: %s", migration_id, outcome.value)
+            log.info(
+                "migration %d: %s (%.2f s paused while the server was busy)",
+                migration_id,
+                outcome.value,
+                paced,
+            )
             return
-        sizer.observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        sizer.observe(took)
         # Between steps the event loop runs whatever became ready meanwhile, and on
         # SQLite other processes' writers take the write lock.
-        await asyncio.sleep(max(step_delay(), SQLITE_STEP_GAP_SECONDS if db.is_sqlite else 0.0))
+        pause = max(step_delay(), SQLITE_STEP_GAP_SECONDS if db.is_sqlite else 0.0)
+        if pacer is not None:
+            give_way = pacer.pause_after(took)
+            paced += max(give_way - pause, 0.0)
+            pause = max(pause, give_way)
+        await asyncio.sleep(pause)
 
 
 async def _release_on_shutdown(db: Database, migration_id: int, lease: svc.Lease) -> None:

@@ -8,9 +8,11 @@ with the calls this server answers for the CPU only, never for this process's
 interpreter lock: every call's completion-queue events and handler need that lock, and
 a runner thread holding it between its SQL statements made them wait for the
 interpreter's switch interval, again and again per call. The child also runs at a
-lower CPU priority (RUNNER_NICENESS). On SQLite it is another process writing to the
-file: writers wait for each other's transactions (storage/db.py `begin_immediate`),
-and the runner pauses briefly between steps so that a call's write gets in.
+lower CPU priority (RUNNER_NICENESS), and while this server answers calls it works only
+part of the time (`--yield-to-pid`, `pacing.py`). On SQLite it is another process
+writing to the file: writers wait for each other's transactions (storage/db.py
+`begin_immediate`), and the runner pauses briefly between steps so that a call's write
+gets in.
 
 The server writes a line to the child's stdin when it has new work (StartMigration,
 CancelMigration, RollbackMigration), so the child looks at once instead of at its next
@@ -33,6 +35,7 @@ import time
 from ..service import migration as svc
 from ..storage.db import Database
 from .app import App
+from .pacing import Pacer, default_busy_share
 
 log = logging.getLogger("registry.migrations")
 
@@ -49,6 +52,9 @@ RUNNER_NICENESS = 10
 
 def runner_command(app: App) -> list[str]:
     """The child's command line (the database URL goes in its environment, not here)."""
+    share = app.settings.migration_busy_share
+    if share is None:
+        share = default_busy_share(app.db.is_sqlite)
     return [
         sys.executable,
         "-m",
@@ -63,6 +69,10 @@ def runner_command(app: App) -> list[str]:
         str(app.settings.migration_batch_size),
         "--niceness",
         str(RUNNER_NICENESS),
+        "--yield-to-pid",
+        str(os.getpid()),
+        "--busy-share",
+        str(share),
         "--log-level",
         logging.getLevelName(logging.getLogger().getEffectiveLevel()),
     ]
@@ -162,7 +172,14 @@ class _StdinWatch(asyncio.Protocol):
 
 
 async def run_runner_process(
-    url: str, *, replica_id: str, lease_seconds: float, batch_size: int, wake_on_stdin: bool
+    url: str,
+    *,
+    replica_id: str,
+    lease_seconds: float,
+    batch_size: int,
+    wake_on_stdin: bool,
+    yield_to_pid: int = 0,
+    busy_share: float | None = None,
 ) -> None:
     """`registry-server run-migrations`: the runner until SIGTERM, SIGINT or (with
     `wake_on_stdin`) the end of stdin; the migration in hand, if any, is released."""
@@ -176,7 +193,10 @@ async def run_runner_process(
         await loop.connect_read_pipe(lambda: _StdinWatch(wake, stop), sys.stdin)
     db = Database(url, pool_size=RUNNER_CONNECTIONS)
     lease = svc.Lease.for_seconds(replica_id, lease_seconds)
-    runner = asyncio.create_task(run_runner(db, lease, batch_size, wake))
+    if busy_share is None:
+        busy_share = default_busy_share(db.is_sqlite)
+    pacer = Pacer.for_process(yield_to_pid, busy_share) if yield_to_pid else None
+    runner = asyncio.create_task(run_runner(db, lease, batch_size, wake, pacer))
     stopping = asyncio.create_task(stop.wait())
     log.info("migration runner %s (process %d) is running", replica_id, os.getpid())
     try:

@@ -28,6 +28,9 @@ class Settings:
     # Where this replica runs migrations (api/migrations.py `run_migrations`);
     # `registry-server serve` uses PROCESS unless told otherwise.
     migration_runner: RunnerMode = RunnerMode.thread
+    # With the process runner: the share of the time a migration works while this
+    # replica answers calls; None: the database's default (api/pacing.py).
+    migration_busy_share: float | None = None
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)
