@@ -320,6 +320,8 @@ RUNNER_CONNECTIONS = 2  # a step's write session, and verification's read beside
 # Writers of other processes poll for SQLite's write lock every millisecond
 # (storage/db.py `begin_immediate`): a pause of a few between steps lets them in.
 SQLITE_STEP_GAP_SECONDS = 0.003
+# A pause for the server's calls (pacing.py) lasts at most this share of the lease.
+PACING_LEASE_SHARE = 0.25
 
 
 class BatchSizer:
@@ -485,7 +487,8 @@ async def _work(
         # SQLite other processes' writers take the write lock.
         pause = max(step_delay(), SQLITE_STEP_GAP_SECONDS if db.is_sqlite else 0.0)
         if pacer is not None:
-            give_way = pacer.pause_after(took)
+            # never long enough to put the lease at risk (a step renews it)
+            give_way = min(pacer.pause_after(took), lease.duration_us / 1e6 * PACING_LEASE_SHARE)
             paced += max(give_way - pause, 0.0)
             pause = max(pause, give_way)
         await asyncio.sleep(pause)
