@@ -18,20 +18,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from registry_server.api.pacing import thread_schedstat
+
 Snapshot = dict[str, dict[int, tuple[int, int]]]  # process label -> tid -> (run, wait) ns
-
-
-def _threads(pid: int) -> dict[int, tuple[int, int]]:
-    found: dict[int, tuple[int, int]] = {}
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with (
-                contextlib.suppress(OSError, ValueError),
-                open(f"/proc/{pid}/task/{tid}/schedstat") as f,
-            ):
-                run, wait, _slices = (int(x) for x in f.read().split())
-                found[int(tid)] = (run, wait)
-    return found
 
 
 def named(name: str) -> list[int]:
@@ -52,7 +41,7 @@ def snapshot(groups: Mapping[str, Sequence[int]]) -> Snapshot:
     for label, pids in groups.items():
         threads: dict[int, tuple[int, int]] = {}
         for pid in pids:
-            threads.update(_threads(pid))
+            threads.update(thread_schedstat(pid))
         out[label] = threads
     return out
 

@@ -33,6 +33,7 @@ runner does not pause.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -48,22 +49,31 @@ def default_busy_share(is_sqlite: bool) -> float:
     return SQLITE_BUSY_SHARE if is_sqlite else POSTGRES_BUSY_SHARE
 
 
+def thread_schedstat(pid: int) -> dict[int, tuple[int, int]]:
+    """Linux's scheduler accounting of each thread of `pid` alive now
+    (`/proc/<pid>/task/<tid>/schedstat`): tid -> (ns on a CPU, ns runnable but waiting
+    for one). Empty when the process is gone or this is not Linux. (The benchmarks'
+    `bench/schedstat.py` reads it too.)"""
+    found: dict[int, tuple[int, int]] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, ValueError),  # the thread ended meanwhile
+                open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f,
+            ):
+                run, wait, _slices = (int(x) for x in f.read().split())
+                found[int(tid)] = (run, wait)
+    return found
+
+
 def process_cpu_seconds(pid: int) -> float | None:
-    """Seconds that the threads of `pid` alive now have run on a CPU, or None (Linux's
-    per-thread `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds: the process-wide
-    `stat` counts in ticks of 10 ms, too coarse for steps of a few ms)."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    """Seconds that the threads of `pid` alive now have run on a CPU, or None (from
+    `thread_schedstat`, in nanoseconds: the process-wide `stat` counts in ticks of 10 ms,
+    too coarse for steps of a few ms)."""
+    threads = thread_schedstat(pid)
+    if not threads:  # a live process has at least one thread
         return None
-    total = 0
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-                total += int(f.read().split(maxsplit=1)[0])
-        except (OSError, ValueError, IndexError):  # the thread ended meanwhile
-            continue
-    return total / 1e9
+    return sum(run for run, _wait in threads.values()) / 1e9
 
 
 def check_busy_share(value: float) -> float:
