@@ -51,13 +51,13 @@ import grpc
 
 from bench import schedstat
 from bench.h2load import percentile
+from bench.host import machine
 from bench.run import (
     ROOT,
     AioResult,
     ServerProcess,
     aio_load,
     fresh_database,
-    machine,
     metadata,
     write_json,
 )

@@ -25,10 +25,8 @@ import datetime as dt
 import itertools
 import json
 import os
-import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import h2load, h2post
+from bench.host import free_port, machine, wait_serving
 from bench.seed import LINK_SOURCE_ARTIFACT, Seeded, Shape, seed
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
@@ -72,42 +71,6 @@ TARGET_RSS_MB = 300.0
 
 
 # --- machine and sizes ---------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory_mb = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                memory_mb = int(line.split()[1]) // 1024
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "memory_mb": memory_mb,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "cpu_probe_ms": cpu_probe_ms(),
-    }
-
-
-def cpu_probe_ms() -> float:
-    """The best of five timings of a fixed pure-Python loop on one core, in ms: how fast
-    this virtual machine was at the time of the run. The same command has been seen
-    to run 2-3x slower on other days (other hosts or neighbours), so compare runs by
-    their ratios to the Health baseline, and absolute figures only at similar probes."""
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        sum(i * i for i in range(100_000))
-        best = min(best, time.perf_counter() - start)
-    return round(best * 1e3, 2)
 
 
 def parse_size(text: str) -> int:
@@ -153,13 +116,6 @@ def fresh_database(postgres: bool, label: str) -> Iterator[str]:
 
 
 # --- the server process ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def server_binary() -> str:
@@ -244,20 +200,11 @@ class ServerProcess:
             time.sleep(0.25)
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the server exited:\n{self.log_tail()}")
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.2)
-        raise RuntimeError(f"the server did not become healthy:\n{self.log_tail()}")
+        why = wait_serving(self.target, self.proc, timeout)
+        if why == "exited":
+            raise RuntimeError(f"the server exited:\n{self.log_tail()}")
+        if why:
+            raise RuntimeError(f"the server did not become healthy:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         self._log.flush()

@@ -51,7 +51,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import select
 
 from bench.h2load import percentile
-from bench.run import ServerProcess, fresh_database, machine, write_json
+from bench.host import machine
+from bench.run import ServerProcess, fresh_database, write_json
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import event_service_pb2 as epb

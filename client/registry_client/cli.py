@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import grpc
 import typer
 from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.markup import escape
@@ -256,12 +257,51 @@ def _is_json() -> bool:
 
 def to_json(message: Message) -> dict[str, Any]:
     """Proto JSON with the proto field names, every field present, and int64 as numbers."""
-    return json_format.MessageToDict(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        unquote_int64_if_possible=True,
+    obj = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    _unquote_int64(message, obj)
+    return obj
+
+
+_INT64 = frozenset({FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64})
+
+
+def _number(value: Any) -> Any:
+    """An int64 that ProtoJSON wrote as a string, as a number when a double holds it exactly
+    (what JSON readers parse numbers into)."""
+    if isinstance(value, str) and float(int(value)) == int(value):
+        return int(value)
+    return value
+
+
+def _unquote_int64(message: Message, obj: dict[str, Any]) -> None:
+    """Rewrites, in `obj` (MessageToDict of `message` with proto field names), the int64
+    fields of our own messages as numbers; well-known types keep their JSON forms."""
+    for fd in message.DESCRIPTOR.fields:
+        if fd.name in obj:
+            obj[fd.name] = _unquote_field(fd, getattr(message, fd.name), obj[fd.name])
+
+
+def _unquote_field(fd: Any, value: Any, out: Any) -> Any:  # fd: a FieldDescriptor
+    if fd.cpp_type in _INT64:
+        return [_number(v) for v in out] if fd.is_repeated else _number(out)
+    message_type = fd.message_type
+    if message_type is None:  # a scalar, a string or an enum
+        return out
+    if message_type.GetOptions().map_entry:
+        value_fd = message_type.fields_by_name["value"]
+        for k, v in value.items():
+            key = str(k).lower() if isinstance(k, bool) else str(k)
+            out[key] = _unquote_field(value_fd, v, out[key])
+    elif _ours(message_type):
+        for m, o in zip(value, out, strict=True) if fd.is_repeated else [(value, out)]:
+            _unquote_int64(m, o)
+    return out
+
+
+def _ours(descriptor: Descriptor) -> bool:
+    return not descriptor.full_name.startswith("google.protobuf.")
 
 
 def _print_json(value: Any, *, lines: bool = False) -> None:

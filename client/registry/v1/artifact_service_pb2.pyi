@@ -96,7 +96,7 @@ class ListArtifactVersionsRequest(_message.Message):
     filter: str
     order_by: str
     show_deleted: bool
-    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., show_deleted: _Optional[bool] = ...) -> None: ...
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., show_deleted: bool = ...) -> None: ...
 
 class ListArtifactVersionsResponse(_message.Message):
     __slots__ = ("artifact_versions", "next_page_token")
@@ -176,4 +176,4 @@ class ResolvePathResponse(_message.Message):
     registered_model_version: _resources_pb2.RegisteredModelVersion
     canonical_path: str
     redirected: bool
-    def __init__(self, artifact_version: _Optional[_Union[_resources_pb2.ArtifactVersion, _Mapping]] = ..., collection_version: _Optional[_Union[_resources_pb2.CollectionVersion, _Mapping]] = ..., registered_model_version: _Optional[_Union[_resources_pb2.RegisteredModelVersion, _Mapping]] = ..., canonical_path: _Optional[str] = ..., redirected: _Optional[bool] = ...) -> None: ...
+    def __init__(self, artifact_version: _Optional[_Union[_resources_pb2.ArtifactVersion, _Mapping]] = ..., collection_version: _Optional[_Union[_resources_pb2.CollectionVersion, _Mapping]] = ..., registered_model_version: _Optional[_Union[_resources_pb2.RegisteredModelVersion, _Mapping]] = ..., canonical_path: _Optional[str] = ..., redirected: bool = ...) -> None: ...

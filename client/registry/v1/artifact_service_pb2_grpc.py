@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from registry.v1 import artifact_service_pb2 as registry_dot_v1_dot_artifact__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class ArtifactServiceStub:
+class ArtifactServiceStub(object):
     """Projects, artifact versions, lineage and path resolution.
     """
 
@@ -94,7 +94,7 @@ class ArtifactServiceStub:
                 _registered_method=True)
 
 
-class ArtifactServiceServicer:
+class ArtifactServiceServicer(object):
     """Projects, artifact versions, lineage and path resolution.
     """
 
@@ -235,7 +235,7 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ArtifactService:
+class ArtifactService(object):
     """Projects, artifact versions, lineage and path resolution.
     """
 

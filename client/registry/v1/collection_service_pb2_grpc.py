@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from registry.v1 import collection_service_pb2 as registry_dot_v1_dot_collection__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class CollectionServiceStub:
+class CollectionServiceStub(object):
     """Collections in a registry and their versions (links to artifact versions).
     """
 
@@ -99,7 +99,7 @@ class CollectionServiceStub:
                 _registered_method=True)
 
 
-class CollectionServiceServicer:
+class CollectionServiceServicer(object):
     """Collections in a registry and their versions (links to artifact versions).
     """
 
@@ -247,7 +247,7 @@ def add_CollectionServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class CollectionService:
+class CollectionService(object):
     """Collections in a registry and their versions (links to artifact versions).
     """
 

@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from registry.v1 import event_service_pb2 as registry_dot_v1_dot_event__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class EventServiceStub:
+class EventServiceStub(object):
     """The audit history, a resumable watch stream and webhook automations.
     """
 
@@ -74,7 +74,7 @@ class EventServiceStub:
                 _registered_method=True)
 
 
-class EventServiceServicer:
+class EventServiceServicer(object):
     """The audit history, a resumable watch stream and webhook automations.
     """
 
@@ -168,7 +168,7 @@ def add_EventServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EventService:
+class EventService(object):
     """The audit history, a resumable watch stream and webhook automations.
     """
 

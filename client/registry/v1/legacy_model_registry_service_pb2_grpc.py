@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from registry.v1 import legacy_model_registry_service_pb2 as registry_dot_v1_dot_legacy__model__registry__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class LegacyModelRegistryServiceStub:
+class LegacyModelRegistryServiceStub(object):
     """The legacy team Model Registry: registered models and their versions.
     """
 
@@ -109,7 +109,7 @@ class LegacyModelRegistryServiceStub:
                 _registered_method=True)
 
 
-class LegacyModelRegistryServiceServicer:
+class LegacyModelRegistryServiceServicer(object):
     """The legacy team Model Registry: registered models and their versions.
     """
 
@@ -279,7 +279,7 @@ def add_LegacyModelRegistryServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class LegacyModelRegistryService:
+class LegacyModelRegistryService(object):
     """The legacy team Model Registry: registered models and their versions.
     """
 

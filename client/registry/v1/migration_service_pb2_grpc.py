@@ -6,7 +6,7 @@ import warnings
 from registry.v1 import migration_service_pb2 as registry_dot_v1_dot_migration__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class MigrationServiceStub:
+class MigrationServiceStub(object):
     """Migrates legacy team Model Registries into the Registry.
     """
 
@@ -73,7 +73,7 @@ class MigrationServiceStub:
                 _registered_method=True)
 
 
-class MigrationServiceServicer:
+class MigrationServiceServicer(object):
     """Migrates legacy team Model Registries into the Registry.
     """
 
@@ -167,7 +167,7 @@ def add_MigrationServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class MigrationService:
+class MigrationService(object):
     """Migrates legacy team Model Registries into the Registry.
     """
 

@@ -21,7 +21,7 @@ class CreateOrganizationRequest(_message.Message):
     legacy_model_registry_enabled: bool
     request_id: str
     organization: _resources_pb2.Organization
-    def __init__(self, organization_id: _Optional[str] = ..., display_name: _Optional[str] = ..., legacy_model_registry_enabled: _Optional[bool] = ..., request_id: _Optional[str] = ..., organization: _Optional[_Union[_resources_pb2.Organization, _Mapping]] = ...) -> None: ...
+    def __init__(self, organization_id: _Optional[str] = ..., display_name: _Optional[str] = ..., legacy_model_registry_enabled: bool = ..., request_id: _Optional[str] = ..., organization: _Optional[_Union[_resources_pb2.Organization, _Mapping]] = ...) -> None: ...
 
 class GetOrganizationRequest(_message.Message):
     __slots__ = ("name",)
@@ -53,7 +53,7 @@ class CreateUserRequest(_message.Message):
     service_account: bool
     org_role: _resources_pb2.OrgRole
     request_id: str
-    def __init__(self, parent: _Optional[str] = ..., user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: _Optional[bool] = ..., org_role: _Optional[_Union[_resources_pb2.OrgRole, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, parent: _Optional[str] = ..., user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: bool = ..., org_role: _Optional[_Union[_resources_pb2.OrgRole, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetUserRequest(_message.Message):
     __slots__ = ("name",)

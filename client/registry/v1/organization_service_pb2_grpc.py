@@ -7,7 +7,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from registry.v1 import organization_service_pb2 as registry_dot_v1_dot_organization__service__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class OrganizationServiceStub:
+class OrganizationServiceStub(object):
     """Organizations, users, service accounts, teams, memberships and API keys.
     """
 
@@ -129,7 +129,7 @@ class OrganizationServiceStub:
                 _registered_method=True)
 
 
-class OrganizationServiceServicer:
+class OrganizationServiceServicer(object):
     """Organizations, users, service accounts, teams, memberships and API keys.
     """
 
@@ -346,7 +346,7 @@ def add_OrganizationServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class OrganizationService:
+class OrganizationService(object):
     """Organizations, users, service accounts, teams, memberships and API keys.
     """
 

@@ -99,7 +99,7 @@ class Organization(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., legacy_model_registry_enabled: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., legacy_model_registry_enabled: bool = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("name", "organization", "display_name", "email", "service_account", "org_role", "create_time", "update_time", "etag")
@@ -121,7 +121,7 @@ class User(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., organization: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: _Optional[bool] = ..., org_role: _Optional[_Union[OrgRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., organization: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: bool = ..., org_role: _Optional[_Union[OrgRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("name", "description", "secret", "create_time")
@@ -319,7 +319,7 @@ class Registry(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     etag: str
     migrated_from: str
-    def __init__(self, name: _Optional[str] = ..., path_prefix: _Optional[str] = ..., description: _Optional[str] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., artifact_types: _Optional[_Iterable[str]] = ..., allow_all_artifact_types: _Optional[bool] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., default_role: _Optional[_Union[RegistryRole, str]] = ..., core: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., migrated_from: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., path_prefix: _Optional[str] = ..., description: _Optional[str] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., artifact_types: _Optional[_Iterable[str]] = ..., allow_all_artifact_types: bool = ..., protected_aliases: _Optional[_Iterable[str]] = ..., default_role: _Optional[_Union[RegistryRole, str]] = ..., core: bool = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., migrated_from: _Optional[str] = ...) -> None: ...
 
 class RegistryMember(_message.Message):
     __slots__ = ("name", "member", "role", "create_time", "update_time")
@@ -399,7 +399,7 @@ class MemberMapping(_message.Message):
     legacy_registry_admin: bool
     service_account: bool
     registry_role: RegistryRole
-    def __init__(self, principal: _Optional[str] = ..., legacy_role: _Optional[_Union[TeamRole, str]] = ..., legacy_registry_admin: _Optional[bool] = ..., service_account: _Optional[bool] = ..., registry_role: _Optional[_Union[RegistryRole, str]] = ...) -> None: ...
+    def __init__(self, principal: _Optional[str] = ..., legacy_role: _Optional[_Union[TeamRole, str]] = ..., legacy_registry_admin: bool = ..., service_account: bool = ..., registry_role: _Optional[_Union[RegistryRole, str]] = ...) -> None: ...
 
 class TeamMigrationPlan(_message.Message):
     __slots__ = ("team", "target_registry", "renamed", "member_mappings", "collection_count", "version_count", "alias_count", "protected_aliases", "warnings", "legacy_state")
@@ -423,7 +423,7 @@ class TeamMigrationPlan(_message.Message):
     protected_aliases: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     legacy_state: LegacyState
-    def __init__(self, team: _Optional[str] = ..., target_registry: _Optional[str] = ..., renamed: _Optional[bool] = ..., member_mappings: _Optional[_Iterable[_Union[MemberMapping, _Mapping]]] = ..., collection_count: _Optional[int] = ..., version_count: _Optional[int] = ..., alias_count: _Optional[int] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., legacy_state: _Optional[_Union[LegacyState, str]] = ...) -> None: ...
+    def __init__(self, team: _Optional[str] = ..., target_registry: _Optional[str] = ..., renamed: bool = ..., member_mappings: _Optional[_Iterable[_Union[MemberMapping, _Mapping]]] = ..., collection_count: _Optional[int] = ..., version_count: _Optional[int] = ..., alias_count: _Optional[int] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., legacy_state: _Optional[_Union[LegacyState, str]] = ...) -> None: ...
 
 class MigrationPlan(_message.Message):
     __slots__ = ("parent", "teams", "total_versions", "warnings")
@@ -545,4 +545,4 @@ class Delivery(_message.Message):
     error: str
     succeeded: bool
     time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., event_cursor: _Optional[int] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., succeeded: _Optional[bool] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., event_cursor: _Optional[int] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., succeeded: bool = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
