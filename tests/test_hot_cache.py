@@ -4,6 +4,8 @@ caller. On PostgreSQL nothing is kept."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -13,7 +15,7 @@ from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as pb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.storage.hot_cache import HotCache
+from registry_server.storage.hot_cache import CommitWatch, HotCache
 
 from .conftest import ServerThread, World, database_kind, expect_error
 from .test_collections import grant, link, log_version, member_lab_and_registry, registry_path
@@ -39,6 +41,7 @@ def test_a_kept_answer_lasts_until_the_next_commit(server: ServerThread, world: 
     assert resolve(owner.stubs, path).collection_version.name == first.name
     assert resolve(owner.stubs, path).collection_version.name == first.name
     assert cache.hits == hits + 1  # the second call was answered from the cache
+    assert cache.watch.mapped  # commits are seen in the file's wal-index header
 
     # a write through the service moves the alias: the next answer follows it
     move = pb.AddAliasRequest(collection_version=second.name, alias="production")
@@ -151,3 +154,64 @@ def test_entries_are_bounded_by_size() -> None:
         few.store(key, answer(10))
     assert len(few) == 2 and few.lookup(conn, "a") is None  # the oldest went
     assert few.lookup(conn, "b") is not None and few.lookup(conn, "c") is not None
+
+
+def _wal_file(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+def test_the_commit_watch_reads_the_wal_index_header(tmp_path: object) -> None:
+    """Every commit by another connection changes the watched value, reads do not, and the
+    value comes from the mapped `-shm` header (no statement per call)."""
+    path = f"{tmp_path}/watch.db"
+    hot, other = _wal_file(path), _wal_file(path)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    hot.execute("SELECT count(*) FROM t").fetchone()  # the hot connection has read
+    watch = CommitWatch()
+    first = watch.version(hot)
+    assert watch.mapped and isinstance(first, bytes) and len(first) == 48
+    hot.execute("SELECT count(*) FROM t").fetchone()
+    assert watch.version(hot) == first
+    seen = {first}
+    for i in range(3):
+        other.execute("INSERT INTO t VALUES (?)", (i,))
+        now = watch.version(hot)
+        assert now not in seen
+        seen.add(now)
+    other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next commit restarts the WAL
+    other.execute("INSERT INTO t VALUES (9)")
+    now = watch.version(hot)
+    assert now not in seen
+    insert = (
+        f"import sqlite3; sqlite3.connect({path!r}, isolation_level=None)"
+        ".execute('INSERT INTO t VALUES (10)')"
+    )
+    subprocess.run([sys.executable, "-c", insert], check=True)  # another process
+    assert watch.version(hot) != now
+
+
+def test_the_commit_watch_falls_back_to_the_pragma() -> None:
+    memory = sqlite3.connect(":memory:")
+    watch = CommitWatch()
+    assert watch.version(memory) == watch.version(memory) and not watch.mapped
+
+
+def test_a_header_that_misses_a_commit_hands_over_to_the_pragma(tmp_path: object) -> None:
+    path = f"{tmp_path}/stuck.db"
+    hot, other = _wal_file(path), _wal_file(path)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    hot.execute("SELECT count(*) FROM t").fetchone()
+    watch = CommitWatch()
+    watch.version(hot)
+    assert watch.mapped
+    watch._header = memoryview(bytes(48))  # as if the mapping were no longer the file's
+    watch._next_check = 0.0
+    before = watch.version(hot)  # the first cross-check notes header and pragma
+    other.execute("INSERT INTO t VALUES (1)")
+    watch._next_check = 0.0
+    after = watch.version(hot)  # the pragma moved, the header did not
+    assert not watch.mapped and after != before
+    other.execute("INSERT INTO t VALUES (2)")
+    assert watch.version(hot) != after  # from now on the pragma answers

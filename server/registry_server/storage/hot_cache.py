@@ -1,10 +1,20 @@
 """Answers of hot reads, kept while the SQLite file is unchanged.
 
-SQLite's `PRAGMA data_version` changes on a connection whenever another
-connection, in this process or any other, commits to the file. The hot
-connection only reads, so while the value stays the same every answer it gave
-is still the answer: a hit costs one pragma and a dict lookup, and any commit
-anywhere empties the cache. There is no expiry time and no stale read.
+Every commit to a SQLite file in WAL mode, by any connection of any process, rewrites
+the wal-index header at the start of the `-shm` file, which every connection maps
+into memory (https://www.sqlite.org/walformat.html): its change counter, the last
+valid frame and their checksum. While those 48 bytes stay the same every answer the
+hot connection gave is still the answer, so a hit costs a 48-byte comparison in a
+mapping of that file and a dict lookup, and any commit anywhere empties the cache.
+There is no expiry time and no stale read.
+
+Where the file cannot be mapped (an in-memory database, another journal mode), the
+check is `PRAGMA data_version`, which changes whenever another connection commits.
+It is the slower of the two under load: the driver releases the interpreter lock
+for the statement, and the event loop's thread then waits to get it back. Once a
+second the mapped header is checked against it; should the pragma see a commit that
+the header did not (the mapping no longer the file's), the cache says so in the log
+and uses the pragma from then on.
 
 Keys name the call completely (method, caller, request), so an answer is only
 given back to a caller for whom it was computed. Entries are bounded in number and
@@ -17,10 +27,114 @@ without a query), so the cache is used on SQLite only.
 
 from __future__ import annotations
 
+import logging
+import mmap
+import os
+import time
 from collections.abc import Hashable
 from typing import Any
 
 from google.protobuf.message import Message
+
+log = logging.getLogger(__name__)
+
+WAL_INDEX_HEADER_BYTES = 48  # the first of the two copies of the wal-index header
+CROSS_CHECK_SECONDS = 1.0
+
+
+def data_version(conn: Any) -> int:
+    cursor = conn.cursor()
+    try:
+        cursor.execute("PRAGMA data_version")
+        version: int = cursor.fetchone()[0]
+        return version
+    finally:
+        cursor.close()
+
+
+class CommitWatch:
+    """A value that changes with every commit to the SQLite file of `conn` (the hot
+    connection, which must stay open while the watch is used: an open connection keeps
+    the `-shm` file from being removed): the mapped wal-index header, or else
+    `PRAGMA data_version`."""
+
+    def __init__(self) -> None:
+        self._header: memoryview | None = None
+        self._map: mmap.mmap | None = None
+        self._mappable = True
+        self._next_check = 0.0  # monotonic time of the next cross-check (or mapping attempt)
+        self._checked: tuple[bytes, int] | None = None  # (header, data_version) then
+
+    @property
+    def mapped(self) -> bool:
+        return self._header is not None
+
+    def version(self, conn: Any) -> Hashable:
+        header = self._header
+        if header is None and self._mappable and time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + CROSS_CHECK_SECONDS
+            self._map_header(conn)
+            header = self._header
+        if header is None:
+            return data_version(conn)
+        if time.monotonic() >= self._next_check:
+            self._cross_check(conn, header)
+            if self._header is None:
+                return data_version(conn)
+        return header.tobytes()
+
+    def _map_header(self, conn: Any) -> None:
+        cursor = conn.cursor()
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            files = {row[1]: row[2] for row in cursor.execute("PRAGMA database_list")}
+        finally:
+            cursor.close()
+        path = files.get("main", "")
+        if str(mode).lower() != "wal" or not path:
+            self._mappable = False  # in memory, or a journal without a wal-index
+            return
+        try:
+            fd = os.open(f"{path}-shm", os.O_RDONLY)
+        except FileNotFoundError:
+            return  # not created yet (nothing has read the file): tried again later
+        try:
+            self._map = mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+        except ValueError:
+            return  # not sized yet: tried again later
+        except OSError as e:
+            log.warning("hot cache: cannot map %s-shm (%s); using PRAGMA data_version", path, e)
+            self._mappable = False
+            return
+        finally:
+            os.close(fd)
+        self._header = memoryview(self._map)[:WAL_INDEX_HEADER_BYTES]
+        self._checked = None
+
+    def _cross_check(self, conn: Any, header: memoryview) -> None:
+        """Compares the header with the pragma. Both are read only when no commit comes
+        between two reads of the header, so that they describe the same commits."""
+        self._next_check = time.monotonic() + CROSS_CHECK_SECONDS
+        before = header.tobytes()
+        version = data_version(conn)
+        if header.tobytes() != before:
+            return  # a commit came meanwhile: next time
+        checked, self._checked = self._checked, (before, version)
+        if checked is not None and checked[0] == before and checked[1] != version:
+            log.warning(
+                "hot cache: a commit changed PRAGMA data_version but not the mapped wal-index "
+                "header; using PRAGMA data_version from now on"
+            )
+            self.close()
+            self._mappable = False
+
+    def close(self) -> None:
+        if self._header is not None:
+            self._header.release()
+            self._header = None
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
 
 class HotCache:
@@ -36,18 +150,14 @@ class HotCache:
         self.max_entry_bytes = max_entry_bytes
         self._entries: dict[Hashable, tuple[Message, int]] = {}
         self._bytes = 0
-        self._version: int | None = None
+        self._version: Hashable | None = None
+        self.watch = CommitWatch()
         self.hits = 0
         self.misses = 0
 
     def lookup(self, conn: Any, key: Hashable) -> Message | None:
         """The kept answer for `key`, or None. `conn` is the hot SQLite connection."""
-        cursor = conn.cursor()
-        try:
-            cursor.execute("PRAGMA data_version")
-            version = cursor.fetchone()[0]
-        finally:
-            cursor.close()
+        version = self.watch.version(conn)
         if version != self._version:
             self.clear()
             self._version = version
