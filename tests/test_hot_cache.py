@@ -13,8 +13,10 @@ from google.protobuf import field_mask_pb2
 
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as pb
+from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
+from registry_client import Stubs, open_channel
 from registry_server.storage.hot_cache import CommitWatch, HotCache
 
 from .conftest import ServerThread, World, database_kind, expect_error
@@ -91,6 +93,26 @@ def test_a_kept_answer_is_only_given_to_its_caller(server: ServerThread, world: 
 
 
 @sqlite_only
+def test_a_revoked_key_gets_no_kept_reply(server: ServerThread, world: World) -> None:
+    owner = world.person("owner")
+    lab, registry = member_lab_and_registry(world, owner)
+    link(owner, registry, "resnet", log_version(lab).name, ["production"])
+    path = registry_path(registry, "resnet", ":production")
+    second = world.admin.stubs.organizations.CreateApiKey(
+        opb.CreateApiKeyRequest(parent=owner.name)
+    )
+    with open_channel(world.target, second.secret) as channel:
+        stubs = Stubs.on(channel)
+        hits = server.app.hot_cache.hits
+        first = resolve(stubs, path)
+        assert resolve(stubs, path) == first
+        assert server.app.hot_cache.hits == hits + 1  # kept for this key
+        owner.stubs.organizations.DeleteApiKey(opb.DeleteApiKeyRequest(name=second.name))
+        expect_error(grpc.StatusCode.UNAUTHENTICATED, resolve, stubs, path)
+    assert resolve(owner.stubs, path) == first  # the owner's other key is another entry
+
+
+@sqlite_only
 def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
@@ -134,41 +156,60 @@ def test_entries_are_bounded_by_size() -> None:
     cache = HotCache(max_bytes=3000, max_entry_bytes=1500)
     conn = sqlite3.connect(":memory:")
 
-    def answer(n: int) -> r.CollectionVersion:
-        return r.CollectionVersion(description="x" * n)
+    def answer(n: int) -> bytes:
+        return b"x" * n
 
-    assert cache.lookup(conn, "a") is None
-    cache.store("a", answer(1000))
-    cache.store("b", answer(1000))
-    cache.store("too big", answer(2000))
-    assert cache.lookup(conn, "too big") is None
-    assert cache.lookup(conn, "a") is not None
-    cache.store("c", answer(1000))  # over the budget: the oldest entry goes
-    assert cache.lookup(conn, "a") is None
-    assert cache.lookup(conn, "b") is not None and cache.lookup(conn, "c") is not None
+    def keep(c: HotCache, key: str, n: int) -> None:
+        _, seen = c.lookup(conn, key)
+        c.store(conn, key, answer(n), seen)
+
+    assert cache.lookup(conn, "a")[0] is None
+    keep(cache, "a", 1001)
+    keep(cache, "b", 1001)
+    keep(cache, "too big", 2000)
+    assert cache.lookup(conn, "too big")[0] is None
+    assert cache.lookup(conn, "a")[0] == answer(1001)
+    keep(cache, "c", 1001)  # over the budget: the oldest entry goes
+    assert cache.lookup(conn, "a")[0] is None
+    assert cache.lookup(conn, "b")[0] is not None and cache.lookup(conn, "c")[0] is not None
     assert len(cache) == 2
 
     few = HotCache(max_entries=2)
-    assert few.lookup(conn, "a") is None  # takes the file's version: entries now last
     for key in ("a", "b", "c"):
-        few.store(key, answer(10))
-    assert len(few) == 2 and few.lookup(conn, "a") is None  # the oldest went
-    assert few.lookup(conn, "b") is not None and few.lookup(conn, "c") is not None
+        keep(few, key, 10)
+    assert len(few) == 2 and few.lookup(conn, "a")[0] is None  # the oldest went
+    assert few.lookup(conn, "b")[0] is not None and few.lookup(conn, "c")[0] is not None
 
 
-def _wal_file(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return conn
+def _hot_and_other(directory: object, name: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """Two connections to a new WAL file with a table `t`: one that has read (as the hot
+    connection has), one to commit with."""
+    path = f"{directory}/{name}"
+    hot, other = (sqlite3.connect(path, isolation_level=None) for _ in range(2))
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("CREATE TABLE t (x INTEGER)")
+    hot.execute("SELECT count(*) FROM t").fetchone()
+    return hot, other
+
+
+def test_a_reply_computed_across_a_commit_is_not_kept(tmp_path: object) -> None:
+    hot, other = _hot_and_other(tmp_path, "race.db")
+    cache = HotCache()
+    kept, seen = cache.lookup(hot, "k")
+    assert kept is None
+    other.execute("INSERT INTO t VALUES (1)")  # lands while the reply is being computed
+    cache.store(hot, "k", b"maybe from before the insert", seen)
+    assert cache.lookup(hot, "k")[0] is None and len(cache) == 0
+    kept, seen = cache.lookup(hot, "k")
+    cache.store(hot, "k", b"after", seen)
+    assert cache.lookup(hot, "k")[0] == b"after"
 
 
 def test_the_commit_watch_reads_the_wal_index_header(tmp_path: object) -> None:
     """Every commit by another connection changes the watched value, reads do not, and the
     value comes from the mapped `-shm` header (no statement per call)."""
+    hot, other = _hot_and_other(tmp_path, "watch.db")
     path = f"{tmp_path}/watch.db"
-    hot, other = _wal_file(path), _wal_file(path)
-    other.execute("CREATE TABLE t (x INTEGER)")
-    hot.execute("SELECT count(*) FROM t").fetchone()  # the hot connection has read
     watch = CommitWatch()
     first = watch.version(hot)
     assert watch.mapped and isinstance(first, bytes) and len(first) == 48
@@ -199,10 +240,7 @@ def test_the_commit_watch_falls_back_to_the_pragma() -> None:
 
 
 def test_a_header_that_misses_a_commit_hands_over_to_the_pragma(tmp_path: object) -> None:
-    path = f"{tmp_path}/stuck.db"
-    hot, other = _wal_file(path), _wal_file(path)
-    other.execute("CREATE TABLE t (x INTEGER)")
-    hot.execute("SELECT count(*) FROM t").fetchone()
+    hot, other = _hot_and_other(tmp_path, "stuck.db")
     watch = CommitWatch()
     watch.version(hot)
     assert watch.mapped

@@ -65,31 +65,31 @@ class App:
 
         return await self.run(work)
 
-    async def hot_read(
-        self, fn: Callable[[Any, Dialect], R | None], key: Hashable | None = None
-    ) -> R | None:
+    async def hot_read(self, fn: Callable[[Any, Dialect], R | None]) -> R | None:
         """A precompiled single-statement read on a DB-API connection, on the event loop:
         on SQLite an indexed lookup in the local file is cheaper than the hop to a
         worker thread; on PostgreSQL the loop serves other calls during the round trip
-        (`storage.hot_async`).
-
-        With a `key` naming the call completely (method, principal, request), SQLite
-        answers are kept in `hot_cache` until the next commit to the file."""
+        (`storage.hot_async`)."""
         dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
             with self.db.hot_connection() as conn:
-                if key is None:
-                    return fn(conn, dialect)
-                kept = self.hot_cache.lookup(conn, key)
-                if kept is not None:
-                    return kept  # type: ignore[return-value]
-                answer = fn(conn, dialect)
-                if answer is not None:
-                    self.hot_cache.store(key, answer)
-                return answer
-
+                return fn(conn, dialect)
         assert self.db.hot_async is not None
         return await self.db.hot_async.run(fn, dialect)
+
+    @property
+    def keeps_answers(self) -> bool:
+        """Whether replies are kept between commits (`storage.hot_cache`: SQLite only)."""
+        return self.db.is_sqlite
+
+    def kept_answer(self, key: Hashable) -> tuple[bytes | None, Hashable]:
+        """The reply kept for `key` or None, and the version to pass to `keep_answer`."""
+        with self.db.hot_connection() as conn:
+            return self.hot_cache.lookup(conn, key)
+
+    def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None:
+        with self.db.hot_connection() as conn:
+            self.hot_cache.store(conn, key, answer, seen)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:

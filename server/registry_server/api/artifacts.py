@@ -341,8 +341,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         parsed = parse_path(request.path, "path")  # malformed paths fail before any query
         if parsed.kind is PathKind.REGISTRY_COLLECTION:
             fast = await self.app.hot_read(
-                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed),
-                key=("ResolvePath", p, request.path),
+                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed)
             )
             if fast is not None:
                 return fast

@@ -213,8 +213,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         p = current_principal()
         ref, index = _version(request.name, "name")
         fast = await self.app.hot_read(
-            lambda conn, dialect: fast_reads.get_collection_version(conn, dialect, p, ref, index),
-            key=("GetCollectionVersion", p, request.name),
+            lambda conn, dialect: fast_reads.get_collection_version(conn, dialect, p, ref, index)
         )
         if fast is not None:
             return fast
@@ -236,8 +235,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 page_token=request.page_token,
                 filter=request.filter,
                 order_by=request.order_by,
-            ),
-            key=("ListCollectionVersions", p, request.SerializeToString(deterministic=True)),
+            )
         )
         if fast is not None:
             return fast

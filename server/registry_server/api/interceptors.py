@@ -1,9 +1,12 @@
-"""One server interceptor: authentication, error mapping and access logging.
+"""One server interceptor: authentication, error mapping, kept replies and access logging.
 
 It wraps each method handler once: the wrapper authenticates the bearer key
 (except for health checks and reflection), exposes the principal to the servicer
 through `current_principal()`, turns domain errors into `google.rpc.Status`, and
-logs one line per call (never the key).
+logs one line per call (never the key). For the read-only `KEPT_METHODS`, on SQLite,
+it first looks for the reply kept for the same method, key and request bytes
+(`storage.hot_cache`: valid until the next commit to the file), and keeps the
+serialized reply of each successful call.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -41,6 +44,26 @@ PUBLIC_PREFIXES = (
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 
 
+# Reads whose reply depends only on the caller, the request and the database: no clock,
+# no side effect. A reply is kept per API key, so a key sees only what it was shown.
+KEPT_METHODS = frozenset(
+    {
+        "/registry.v1.ArtifactService/ResolvePath",
+        "/registry.v1.CollectionService/GetCollectionVersion",
+        "/registry.v1.CollectionService/ListCollectionVersions",
+        "/registry.v1.RegistryService/GetEffectiveRole",
+    }
+)
+
+
+class KeptAnswers(Protocol):
+    """Where replies are kept between commits (`App.kept_answer` / `App.keep_answer`)."""
+
+    def kept_answer(self, key: Hashable) -> tuple[bytes | None, Hashable]: ...
+
+    def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None: ...
+
+
 def current_principal() -> Principal:
     return _principal.get()
 
@@ -64,9 +87,15 @@ def bearer_token(metadata: Any) -> str:
 
 
 class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticator: Authenticator, run: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        run: Callable[..., Awaitable[Any]],
+        answers: KeptAnswers | None = None,
+    ) -> None:
         self.auth = authenticator
         self.run = run  # runs a blocking function off the event loop
+        self.answers = answers  # None: nothing is kept (PostgreSQL)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -88,8 +117,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._wrapped[method] = wrapped
         return wrapped
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
-        token = bearer_token(context.invocation_metadata())
+    async def _authenticate(self, token: str) -> Principal:
         principal = self.auth.cached(token)
         if principal is None:
             principal = await self.run(self.auth.authenticate, token)
@@ -106,6 +134,22 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         status = to_grpc_status(err)
         await context.abort(status.code, status.details, status.trailing_metadata)
 
+    @staticmethod
+    async def _call(inner: Callable[..., Any], request: Any, context: Any) -> Any:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return await inner(request, context)
+        if remaining <= 0:
+            raise DeadlineExceeded("the call's deadline passed before it started")
+        # Stop waiting at the deadline; the client has given up by then.
+        # (asyncio.timeout cancels this task in place; wait_for would run the
+        # handler in a task of its own, on every call that has a deadline.)
+        try:
+            async with asyncio.timeout(remaining):
+                return await inner(request, context)
+        except TimeoutError:
+            raise DeadlineExceeded("the call's deadline passed") from None
+
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
 
@@ -118,27 +162,27 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         if handler.unary_unary is not None:
             inner = handler.unary_unary
+            serialize = handler.response_serializer
+            answers = self.answers if method in KEPT_METHODS else None
 
             async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
                 try:
-                    principal = await self._authenticate(context)
+                    token = bearer_token(context.invocation_metadata())
+                    if answers is not None:
+                        key = (method, token, raw)
+                        kept, seen = answers.kept_answer(key)
+                        if kept is not None:
+                            return kept
+                    principal = await self._authenticate(token)
                     request = parse(raw)
                     _principal.set(principal)
-                    remaining = context.time_remaining()
-                    if remaining is None:
-                        return await inner(request, context)
-                    if remaining <= 0:
-                        raise DeadlineExceeded("the call's deadline passed before it started")
-                    # Stop waiting at the deadline; the client has given up by then.
-                    # (asyncio.timeout cancels this task in place; wait_for would run the
-                    # handler in a task of its own, on every call that has a deadline.)
-                    try:
-                        async with asyncio.timeout(remaining):
-                            return await inner(request, context)
-                    except TimeoutError:
-                        raise DeadlineExceeded("the call's deadline passed") from None
+                    reply = await self._call(inner, request, context)
+                    if answers is not None:
+                        reply = serialize(reply)
+                        answers.keep_answer(key, reply, seen)
+                    return reply
                 except asyncio.CancelledError:
                     code = "CANCELLED"
                     raise
@@ -149,8 +193,12 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if log.isEnabledFor(logging.INFO):
                         log.info("%s %s %.1fms", method, code, (time.perf_counter() - start) * 1e3)
 
+            def serialize_reply(reply: Any) -> bytes:
+                # kept replies are already serialized
+                return reply if isinstance(reply, bytes) else serialize(reply)
+
             return grpc.unary_unary_rpc_method_handler(
-                unary, response_serializer=handler.response_serializer
+                unary, response_serializer=serialize_reply if answers else serialize
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
@@ -159,7 +207,9 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 start = time.perf_counter()
                 code = "OK"
                 try:
-                    principal = await self._authenticate(context)
+                    principal = await self._authenticate(
+                        bearer_token(context.invocation_metadata())
+                    )
                     request = parse(raw)
                     _principal.set(principal)
                     async for item in inner_stream(request, context):

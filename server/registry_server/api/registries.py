@@ -234,8 +234,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         fast = await self.app.hot_read(
             lambda conn, dialect: fast_reads.get_effective_role(
                 conn, dialect, p, org, registry_id, request.principal
-            ),
-            key=("GetEffectiveRole", p, request.registry, request.principal),
+            )
         )
         if fast is not None:
             return fast

@@ -112,7 +112,9 @@ class RegistryServer:
         self.port = 0
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[RegistryInterceptor(app.auth, app.run)],
+            interceptors=[
+                RegistryInterceptor(app.auth, app.run, app if app.keeps_answers else None)
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -1,11 +1,15 @@
-"""Answers of hot reads, kept while the SQLite file is unchanged.
+"""Serialized replies of the hot reads, kept while the SQLite file is unchanged.
+
+The interceptor (`api/interceptors.py`) keeps the replies of a few read-only RPCs
+(`KEPT_METHODS`) under the call's method, API key and request bytes, and answers the
+same call from here before it authenticates or parses anything.
 
 Every commit to a SQLite file in WAL mode, by any connection of any process, rewrites
 the wal-index header at the start of the `-shm` file, which every connection maps
 into memory (https://www.sqlite.org/walformat.html): its change counter, the last
 valid frame and their checksum. While those 48 bytes stay the same every answer the
-hot connection gave is still the answer, so a hit costs a 48-byte comparison in a
-mapping of that file and a dict lookup, and any commit anywhere empties the cache.
+server gave is still the answer, so a hit costs a 48-byte comparison in a mapping of
+that file and a dict lookup, and any commit anywhere empties the cache.
 There is no expiry time and no stale read.
 
 Where the file cannot be mapped (an in-memory database, another journal mode), the
@@ -16,8 +20,10 @@ second the mapped header is checked against it; should the pragma see a commit t
 the header did not (the mapping no longer the file's), the cache says so in the log
 and uses the pragma from then on.
 
-Keys name the call completely (method, caller, request), so an answer is only
-given back to a caller for whom it was computed. Entries are bounded in number and
+Keys name the call completely (method, API key, request), so an answer is only given
+back to the key it was computed for, after that key authenticated; a revoked key or a
+changed grant is a commit, which empties the cache. A reply computed while a commit
+landed is not kept (`store` checks the version again). Entries are bounded in number and
 by their serialized size (the oldest go first); an answer larger than
 `max_entry_bytes` is never kept.
 
@@ -33,8 +39,6 @@ import os
 import time
 from collections.abc import Hashable
 from typing import Any
-
-from google.protobuf.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +152,16 @@ class HotCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
-        self._entries: dict[Hashable, tuple[Message, int]] = {}
+        self._entries: dict[Hashable, bytes] = {}
         self._bytes = 0
         self._version: Hashable | None = None
         self.watch = CommitWatch()
         self.hits = 0
         self.misses = 0
 
-    def lookup(self, conn: Any, key: Hashable) -> Message | None:
-        """The kept answer for `key`, or None. `conn` is the hot SQLite connection."""
+    def lookup(self, conn: Any, key: Hashable) -> tuple[bytes | None, Hashable]:
+        """(the kept answer for `key` or None, the file's version now). `conn` is the hot
+        SQLite connection. Pass the version to `store` with the answer computed next."""
         version = self.watch.version(conn)
         if version != self._version:
             self.clear()
@@ -164,25 +169,28 @@ class HotCache:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
-            return None
-        self.hits += 1
-        return entry[0]
+        else:
+            self.hits += 1
+        return entry, version
 
-    def store(self, key: Hashable, answer: Message) -> None:
-        """Keep `answer`, computed after the `lookup` of the same key. Evicts the oldest
-        entries when the size budget is spent."""
-        size = answer.ByteSize()
-        if size > self.max_entry_bytes:
+    def store(self, conn: Any, key: Hashable, answer: bytes, seen: Hashable) -> None:
+        """Keeps `answer` (serialized), computed after a `lookup` that returned the version
+        `seen`, unless a commit came since then: the answer may predate it, and a later
+        lookup would not know. Evicts the oldest entries when the size budget is spent."""
+        size = len(answer)
+        if size > self.max_entry_bytes or self.watch.version(conn) != seen:
+            return
+        if self._version != seen:  # a lookup in between saw the commit and cleared
             return
         previous = self._entries.pop(key, None)
         if previous is not None:
-            self._bytes -= previous[1]
+            self._bytes -= len(previous)
         while self._entries and (
             self._bytes + size > self.max_bytes or len(self._entries) >= self.max_entries
         ):
             oldest = next(iter(self._entries))  # dicts keep insertion order
-            self._bytes -= self._entries.pop(oldest)[1]
-        self._entries[key] = (answer, size)
+            self._bytes -= len(self._entries.pop(oldest))
+        self._entries[key] = answer
         self._bytes += size
 
     def clear(self) -> None:
