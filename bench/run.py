@@ -43,7 +43,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import h2load, h2post
-from bench.host import free_port, machine, wait_serving
+from bench.host import cpu_seconds, free_port, machine, wait_serving
 from bench.seed import LINK_SOURCE_ARTIFACT, Seeded, Shape, seed
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
@@ -184,15 +184,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its children so far."""
-        ticks = 0
-        for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
-                pass
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return sum(cpu_seconds(pid) for pid in self.pids())
 
     def _sample(self) -> None:
         while self._sampling and self.proc.poll() is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 
@@ -24,7 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from bench import h2load
-from bench.host import free_port, machine, wait_serving
+from bench.host import cpu_seconds, free_port, machine, wait_serving
 
 
 async def _serve(port: int) -> None:
@@ -35,12 +34,6 @@ async def _serve(port: int) -> None:
     await server.wait_for_termination()
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(binary: str, duration: float) -> dict[str, float]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.transport", "--serve", str(port)])
@@ -48,7 +41,7 @@ def measure(binary: str, duration: float) -> dict[str, float]:
         why = wait_serving(f"127.0.0.1:{port}", proc, 30.0)
         if why:
             raise RuntimeError(f"the transport server did not answer ({why})")
-        before = _cpu_seconds(proc.pid)
+        before = cpu_seconds(proc.pid)
         res = h2load.run(
             binary,
             f"http://127.0.0.1:{port}/grpc.health.v1.Health/Check",
@@ -56,7 +49,7 @@ def measure(binary: str, duration: float) -> dict[str, float]:
             api_key="unused",  # the bare server reads no metadata
             duration=duration,
         )
-        cpu = _cpu_seconds(proc.pid) - before  # includes the 1 s warm-up
+        cpu = cpu_seconds(proc.pid) - before  # includes the 1 s warm-up
     finally:
         proc.terminate()
         proc.wait(timeout=10)
