@@ -5,7 +5,10 @@ what one grpc.aio unary call costs on this machine with the installed grpcio: th
 ceiling for every case of `bench.run`, whose baseline is the same Health call answered
 by the registry server. Run it to compare grpcio releases or hosts:
 
-    python -m bench.transport [--duration 6] [--runs 3]
+    python -m bench.transport [--duration 6] [--runs 3] [--event-loop asyncio,uvloop]
+
+With several event loops, the runs alternate between them (the registry server runs on
+uvloop unless `REGISTRY_EVENT_LOOP=asyncio`).
 
 Each run starts a fresh server process and prints requests/s, p50 and p99 at 2
 connections x 8 streams, and the server's CPU time per call (every thread of the
@@ -34,9 +37,20 @@ async def _serve(port: int) -> None:
     await server.wait_for_termination()
 
 
-def measure(binary: str, duration: float) -> dict[str, float]:
+def _run_server(port: int, event_loop: str) -> None:
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_serve(port))
+    else:
+        asyncio.run(_serve(port))
+
+
+def measure(binary: str, duration: float, event_loop: str = "uvloop") -> dict[str, float]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.transport", "--serve", str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.transport", "--serve", str(port), "--event-loop", event_loop]
+    )
     try:
         why = wait_serving(f"127.0.0.1:{port}", proc, 30.0)
         if why:
@@ -67,10 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--event-loop", default="uvloop", help="asyncio, uvloop, or both comma-separated"
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    loops = args.event_loop.split(",")
     if args.serve:
-        asyncio.run(_serve(args.serve))
+        _run_server(args.serve, loops[0])
         return 0
     binary = h2load.find_h2load()
     host = machine()
@@ -79,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{host['cpu_model']}, CPU probe {host['cpu_probe_ms']:.2f} ms (lower is faster)"
     )
     for i in range(args.runs):
-        r = measure(binary, args.duration)
-        print(
-            f"run {i + 1}: {r['qps']:,.0f} calls/s, p50 {r['p50_ms']:.2f} ms, "
-            f"p99 {r['p99_ms']:.2f} ms, server CPU {r['cpu_us_per_call']:.0f} us/call"
-            + (f", {r['failed']:.0f} failed" if r["failed"] else "")
-        )
+        for loop in loops:
+            r = measure(binary, args.duration, loop)
+            print(
+                f"run {i + 1} ({loop}): {r['qps']:,.0f} calls/s, p50 {r['p50_ms']:.2f} ms, "
+                f"p99 {r['p99_ms']:.2f} ms, server CPU {r['cpu_us_per_call']:.0f} us/call"
+                + (f", {r['failed']:.0f} failed" if r["failed"] else "")
+            )
     return 0
 
 

@@ -27,7 +27,8 @@ from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.api.app import App, Settings
-from registry_server.api.server import RegistryServer
+from registry_server.api.server import RegistryServer, new_event_loop
+from registry_server.api.settings import EventLoop
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
@@ -62,12 +63,16 @@ def database_url() -> Iterator[str]:
             yield url
 
 
+# The loop the in-process servers run on: `registry-server serve`'s default unless set.
+EVENT_LOOP = EventLoop(os.environ.get("REGISTRY_TEST_EVENT_LOOP", EventLoop.uvloop.value))
+
+
 class ServerThread:
     """A RegistryServer running on its own event loop in a background thread."""
 
     def __init__(self, app: App, address: str = "127.0.0.1:0", **kwargs: object) -> None:
         self.app = app
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop(EVENT_LOOP)
         self.server: RegistryServer | None = None
         self.port = 0
         self._kwargs = kwargs

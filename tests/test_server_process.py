@@ -30,6 +30,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "registry-server"), *args],
@@ -60,9 +68,17 @@ class Proc:
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_healthy(self, channel: grpc.Channel | None = None, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        # First the port, with a bare socket: a TLS channel whose first connection was
+        # refused waited out its 20 s connect timeout on the next one (grpcio 1.78).
+        while not port_open(self.port):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not listen: {self.output()}")
+            time.sleep(0.05)
         channel = channel or grpc.insecure_channel(f"127.0.0.1:{self.port}")
         stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.output()}")
@@ -173,6 +189,23 @@ def test_sigterm_lets_in_flight_calls_finish(bootstrapped: tuple[str, str]) -> N
     assert results, "no in-flight call completed"
     assert proc.proc.wait(timeout=15) == 0
     assert "shutting down" in proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("loop", "logged"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events")]
+)
+def test_either_event_loop_serves(bootstrapped: tuple[str, str], loop: str, logged: str) -> None:
+    url, key = bootstrapped
+    port = free_port()
+    proc = Proc(["--database-url", url], port, env={"REGISTRY_EVENT_LOOP": loop})
+    proc.wait_healthy()
+    stubs = Stubs.on(open_channel(f"127.0.0.1:{port}", key))
+    users = stubs.organizations.ListUsers(pb.ListUsersRequest(parent="organizations/acme"))
+    assert [u.name for u in users.users] == ["users/alice"]
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.proc.wait(timeout=15) == 0
+    out = proc.stop()
+    assert logged in out and "shutting down" in out
 
 
 def test_tls_and_mutual_tls(bootstrapped: tuple[str, str], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .api.settings import RunnerMode, Settings
+from .api.settings import EventLoop, RunnerMode, Settings
 from .domain.errors import RegistryError
 from .storage.db import Database, env_url, require_current_schema, safe_url
 
@@ -95,11 +95,19 @@ def serve(
         ),
     ] = RunnerMode.process,
     migration_busy_share: BusyShare = None,
+    event_loop: Annotated[
+        EventLoop,
+        typer.Option(
+            envvar="REGISTRY_EVENT_LOOP",
+            help="The event loop the server runs on: uvloop (less CPU per call) or "
+            "asyncio (the standard library's).",
+        ),
+    ] = EventLoop.uvloop,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
     from .api.app import App
-    from .api.server import TlsConfig, serve_forever
+    from .api.server import TlsConfig, run_on_loop, serve_forever
 
     setup_logging(log_level)
     if bool(tls_cert) != bool(tls_key):
@@ -116,7 +124,7 @@ def serve(
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
-    asyncio.run(serve_forever(App(db, settings), address, tls, grace))
+    run_on_loop(serve_forever(App(db, settings), address, tls, grace), event_loop)
 
 
 @app.command("run-migrations")

@@ -41,6 +41,7 @@ from .legacy import LegacyModelRegistryServicer
 from .migrations import MigrationServicer, run_migrations
 from .organizations import OrganizationServicer
 from .registries import RegistryServicer
+from .settings import EventLoop
 
 log = logging.getLogger("registry.server")
 
@@ -148,7 +149,14 @@ class RegistryServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         for start in BACKGROUND:
             self._tasks.append(asyncio.create_task(start(self.app)))
-        log.info("serving on %s (port %d)", self.address, self.port)
+        loop = type(asyncio.get_running_loop())
+        log.info(
+            "serving on %s (port %d, %s.%s)",
+            self.address,
+            self.port,
+            loop.__module__,
+            loop.__name__,
+        )
         return self.port
 
     async def stop(self, grace: float) -> None:
@@ -172,6 +180,22 @@ class RegistryServer:
 # process, ResolvePath's p99 during a migration went from 4.0-5.5x its idle p99 to
 # 2.7-4.9x with this alone (python -m bench.migration_bench, 4 runs each).
 SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
+    """A new event loop of `kind`. grpc.aio runs on either; on uvloop a unary call cost
+    its server 10-20% less CPU (bench/README.md, "Transport")."""
+    if kind is EventLoop.uvloop:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_on_loop(main: Coroutine[Any, Any, None], kind: EventLoop) -> None:
+    """`asyncio.run(main)` on a new event loop of `kind`."""
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(kind)) as runner:
+        runner.run(main)
 
 
 async def serve_forever(app: App, address: str, tls: TlsConfig | None, grace: float) -> None:

@@ -17,6 +17,13 @@ class RunnerMode(StrEnum):
     off = "off"
 
 
+class EventLoop(StrEnum):
+    """The asyncio event loop a served process runs on (api/server.py `run_on_loop`)."""
+
+    uvloop = "uvloop"  # libuv's loop: less CPU per call (README, "Performance")
+    asyncio = "asyncio"  # the standard library's
+
+
 @dataclass
 class Settings:
     auth_cache_ttl: float = 5.0
