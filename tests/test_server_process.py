@@ -93,7 +93,11 @@ class Proc:
         """SIGTERM (if still running), wait, and return the log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never left running after the test
+            raise
         self.log.close()
         out = self.output()
         Path(self.log.name).unlink(missing_ok=True)
@@ -198,13 +202,15 @@ def test_either_event_loop_serves(bootstrapped: tuple[str, str], loop: str, logg
     url, key = bootstrapped
     port = free_port()
     proc = Proc(["--database-url", url], port, env={"REGISTRY_EVENT_LOOP": loop})
-    proc.wait_healthy()
-    stubs = Stubs.on(open_channel(f"127.0.0.1:{port}", key))
-    users = stubs.organizations.ListUsers(pb.ListUsersRequest(parent="organizations/acme"))
-    assert [u.name for u in users.users] == ["users/alice"]
-    proc.proc.send_signal(signal.SIGINT)
-    assert proc.proc.wait(timeout=15) == 0
-    out = proc.stop()
+    try:
+        proc.wait_healthy()
+        stubs = Stubs.on(open_channel(f"127.0.0.1:{port}", key))
+        users = stubs.organizations.ListUsers(pb.ListUsersRequest(parent="organizations/acme"))
+        assert [u.name for u in users.users] == ["users/alice"]
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.proc.wait(timeout=15) == 0
+    finally:
+        out = proc.stop()  # SIGTERM first if it still runs
     assert logged in out and "shutting down" in out
 
 
