@@ -589,7 +589,7 @@ def run_case(
     )
 
 
-# --- one size ----------------------------------------------------------------------------
+# --- sizes ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -602,8 +602,19 @@ class SizeRun:
     cases: list[CaseResult]
 
 
-def run_size(
-    n: int,
+@dataclass
+class _Size:
+    """One size's seeded database and running server, and its results so far."""
+
+    n: int
+    label: str
+    sd: Seeded
+    server: ServerProcess
+    results: list[CaseResult] = field(default_factory=list)
+
+
+def run_sizes(
+    sizes: list[int],
     cases: list[Case],
     *,
     postgres: bool,
@@ -614,54 +625,71 @@ def run_size(
     log_level: str,
     log_dir: Path,
     workers: int | None = None,
-) -> SizeRun:
-    label = size_label(n)
+) -> list[SizeRun]:
+    """Seeds every size and starts a server on each, then runs each case on every size
+    in turn: a case's 1M figure and its 1k figure are measured seconds apart rather
+    than minutes (on a shared machine the host's speed drifts; the 1M seed alone takes
+    a minute)."""
     link_sources = int(LINK_RATE_CEILING * (duration + warm_up)) + 100
-    with fresh_database(postgres, label) as url:
-        print(f"[{label}] seeding {n:,} collection versions ...", flush=True)
-        sd = seed(url, Shape(collection_versions=n, link_sources=link_sources))
-        print(f"[{label}] seeded {sum(sd.rows.values()):,} rows in {sd.seconds:.1f} s", flush=True)
-        server = ServerProcess(url, log_level=log_level, log_dir=log_dir, workers=workers)
-        try:
+    with contextlib.ExitStack() as stack:
+        running: list[_Size] = []
+        for n in sizes:
+            label = size_label(n)
+            url = stack.enter_context(fresh_database(postgres, label))
+            print(f"[{label}] seeding {n:,} collection versions ...", flush=True)
+            sd = seed(url, Shape(collection_versions=n, link_sources=link_sources))
+            print(
+                f"[{label}] seeded {sum(sd.rows.values()):,} rows in {sd.seconds:.1f} s", flush=True
+            )
+            server = ServerProcess(url, log_level=log_level, log_dir=log_dir, workers=workers)
+            stack.callback(server.stop)  # before its database is dropped
             server.wait_healthy()
-            results: list[CaseResult] = []
-            for case in cases:
-                print(f"[{label}] {case.label} ...", end=" ", flush=True)
-                try:
-                    res = run_case(
-                        case, sd, server, binary, node, duration=duration, warm_up=warm_up
-                    )
-                except (grpc.RpcError, AssertionError) as err:
-                    detail = err.details() if isinstance(err, grpc.RpcError) else str(err)
-                    print(f"FAILED the check: {detail}", flush=True)
-                    results.append(
-                        CaseResult(
-                            case.name,
-                            case.label,
-                            case.driver,
-                            0,
-                            0,
-                            0,
-                            0,
-                            1,
-                            0,
-                            notes=[f"check failed: {detail}"],
-                        )
-                    )
-                    continue
-                print(f"{res.qps:,.0f} req/s, p99 {res.p99_ms:.2f} ms", flush=True)
-                results.append(res)
-        finally:
-            server.stop()
-        if server.proc.returncode not in (0, -signal.SIGTERM):
-            print(f"[{label}] server exited with {server.proc.returncode}:\n{server.log_tail()}")
+            running.append(_Size(n, label, sd, server))
+        for case in cases:
+            for size in running:
+                size.results.append(
+                    _run_checked(case, size, binary, node, duration=duration, warm_up=warm_up)
+                )
+    for size in running:
+        if size.server.proc.returncode not in (0, -signal.SIGTERM):
+            print(f"[{size.label}] server exited with {size.server.proc.returncode}:")
+            print(size.server.log_tail())
+    return [_size_run(size) for size in running]
+
+
+def _run_checked(
+    case: Case, size: _Size, binary: str, node: str | None, *, duration: float, warm_up: float
+) -> CaseResult:
+    print(f"[{size.label}] {case.label} ...", end=" ", flush=True)
+    try:
+        res = run_case(case, size.sd, size.server, binary, node, duration=duration, warm_up=warm_up)
+    except (grpc.RpcError, AssertionError) as err:
+        detail = err.details() if isinstance(err, grpc.RpcError) else str(err)
+        print(f"FAILED the check: {detail}", flush=True)
+        return CaseResult(
+            case.name, case.label, case.driver, 0, 0, 0, 0, 1, 0,
+            notes=[f"check failed: {detail}"],
+        )  # fmt: skip
+    print(f"{res.qps:,.0f} req/s, p99 {res.p99_ms:.2f} ms", flush=True)
+    return res
+
+
+def _size_run(size: _Size) -> SizeRun:
+    results = size.results
     baselines = {c.driver: c.qps for c in results if c.case == BASELINES[c.driver] and c.qps}
     for res in results:
         base = baselines.get(res.driver)
         if base and res.case != BASELINES[res.driver]:
             res.ratio_to_health = round(res.qps / base, 3)
             res.baseline = BASELINES[res.driver]
-    return SizeRun(label, n, round(sd.seconds, 1), sd.rows, round(server.rss_max_mb, 1), results)
+    return SizeRun(
+        size.label,
+        size.n,
+        round(size.sd.seconds, 1),
+        size.sd.rows,
+        round(size.server.rss_max_mb, 1),
+        results,
+    )
 
 
 # --- reporting ---------------------------------------------------------------------------
@@ -794,23 +822,19 @@ def main(argv: list[str] | None = None) -> int:
     db = "postgresql" if args.postgres else "sqlite"
     started = dt.datetime.now(dt.UTC)
     host = machine()  # load average before the run, not after it
-    runs: list[SizeRun] = []
     with tempfile.TemporaryDirectory(prefix="registry-bench-logs-") as logs:
-        for n in sizes:
-            runs.append(
-                run_size(
-                    n,
-                    cases,
-                    postgres=args.postgres,
-                    duration=args.duration,
-                    warm_up=args.warm_up,
-                    binary=binary,
-                    node=node,
-                    log_level=args.server_log_level,
-                    log_dir=Path(logs),
-                    workers=args.server_workers,
-                )
-            )
+        runs = run_sizes(
+            sizes,
+            cases,
+            postgres=args.postgres,
+            duration=args.duration,
+            warm_up=args.warm_up,
+            binary=binary,
+            node=node,
+            log_level=args.server_log_level,
+            log_dir=Path(logs),
+            workers=args.server_workers,
+        )
     print_table(db, runs, host)
     checked = targets(runs)
     if checked:
