@@ -183,8 +183,8 @@ SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
-    """A new event loop of `kind`. grpc.aio runs on either; on uvloop a unary call cost
-    its server 10-20% less CPU (bench/README.md, "Transport")."""
+    """A new event loop of `kind`. grpc.aio runs on either; on uvloop a unary call costs
+    the server less CPU (bench/README.md, "Transport")."""
     if kind is EventLoop.uvloop:
         import uvloop
 
