@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     loops = args.event_loop.split(",")
+    if unknown := set(loops) - {"asyncio", "uvloop"}:
+        parser.error(f"--event-loop: unknown {', '.join(sorted(unknown))} (asyncio, uvloop)")
     if args.serve:
         _run_server(args.serve, loops[0])
         return 0

@@ -178,9 +178,9 @@ class HotCache:
         `seen`, unless a commit came since then: the answer may predate it, and a later
         lookup would not know. Evicts the oldest entries when the size budget is spent."""
         size = len(answer)
+        # The watched value never comes back to an earlier one, so an unchanged value
+        # also means no lookup in between saw a commit (and cleared).
         if size > self.max_entry_bytes or self.watch.version(conn) != seen:
-            return
-        if self._version != seen:  # a lookup in between saw the commit and cleared
             return
         previous = self._entries.pop(key, None)
         if previous is not None:
