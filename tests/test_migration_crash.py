@@ -117,6 +117,23 @@ def child_pids(pid: int) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def runner_pids(pid: int) -> list[int]:
+    """Live migration runner children of server `pid`."""
+    return [p for p in child_pids(pid) if "run-migrations" in _cmdline(p)]
+
+
+def write_process_pids(pid: int) -> list[int]:
+    """Live hot write children of server `pid` (SQLite, service/write_process.py)."""
+    return [p for p in child_pids(pid) if "write_process" in _cmdline(p)]
+
+
 def alive(pid: int) -> bool:
     """Running: neither gone nor a zombie waiting for its parent."""
     try:
@@ -196,7 +213,7 @@ class ServerProcess:
         """The pid of the server's migration runner process (a new one: not `other_than`)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [p for p in child_pids(self.proc.pid) if p != other_than]
+            found = [p for p in runner_pids(self.proc.pid) if p != other_than]
             if found:
                 return found[0]
             assert time.monotonic() < deadline, f"no runner process: {self.log.read_text()}"
@@ -725,9 +742,13 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
 
             server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=0)
             orphan = server.runner()
+            # SQLite's hot writes have a child too, and it goes the same way
+            writers = write_process_pids(server.proc.pid)
+            assert len(writers) == (1 if database_kind() == "sqlite" else 0), writers
             server.proc.send_signal(signal.SIGKILL)  # the server alone
             server.proc.wait(10)
-            wait_gone(orphan)
+            for pid in [orphan, *writers]:
+                wait_gone(pid)
         finally:
             channel.close()
             server.stop()
@@ -790,7 +811,7 @@ def test_a_replica_without_a_runner_leaves_migrations_to_run_migrations(tmp_path
             time.sleep(1.5)  # three of a runner's idle polls
             waiting = stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name), timeout=10)
             assert waiting.state == r.MIGRATION_STATE_PENDING
-            assert child_pids(server.proc.pid) == []
+            assert runner_pids(server.proc.pid) == []
 
             with open(tmp_path / "worker.log", "w") as out:
                 worker = subprocess.Popen(

@@ -32,6 +32,7 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
+from ..service import write_process
 from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
@@ -41,7 +42,7 @@ from .legacy import LegacyModelRegistryServicer
 from .migrations import MigrationServicer, run_migrations
 from .organizations import OrganizationServicer
 from .registries import RegistryServicer
-from .settings import EventLoop
+from .settings import EventLoop, HotWriter
 
 log = logging.getLogger("registry.server")
 
@@ -149,6 +150,8 @@ class RegistryServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         for start in BACKGROUND:
             self._tasks.append(asyncio.create_task(start(self.app)))
+        if self.app.settings.hot_writer is HotWriter.process:
+            write_process.use_write_process(self.app.db)
         loop = type(asyncio.get_running_loop())
         log.info(
             "serving on %s (port %d, %s.%s)",
@@ -166,6 +169,7 @@ class RegistryServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
+        write_process.stop_write_process(self.app.db)
         await self.app.aclose()
         self.app.close()
 

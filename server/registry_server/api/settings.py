@@ -17,6 +17,13 @@ class RunnerMode(StrEnum):
     off = "off"
 
 
+class HotWriter(StrEnum):
+    """Where a SQLite replica runs its precompiled hot writes (service/fast_link.py)."""
+
+    process = "process"  # a child process with its own interpreter lock
+    thread = "thread"  # a thread of this process
+
+
 class EventLoop(StrEnum):
     """The asyncio event loop a served process runs on (api/server.py `run_on_loop`)."""
 
@@ -38,6 +45,9 @@ class Settings:
     # With the process runner: the share of the time a migration works while this
     # replica answers calls; None: the database's default (api/pacing.py).
     migration_busy_share: float | None = None
+    # Where SQLite's hot writes (LinkArtifactVersion, AddAlias) run
+    # (service/write_process.py); `registry-server serve` uses PROCESS unless told otherwise.
+    hot_writer: HotWriter = HotWriter.thread
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,9 +14,11 @@ events, request_id) and one UPDATE of the collection; the reply is built from va
 at hand. AddAlias takes the same locked collection, then reads the target version and
 where the alias is now in one statement.
 
-Transactions: on SQLite one thread per database runs these changes (`_SqliteWriter`),
-a batch of them per transaction with a savepoint for each; on PostgreSQL each change is
-its own transaction, on the event loop (`storage.hot_async`).
+Transactions: on SQLite a batch of these changes per transaction, with a savepoint for
+each (`run_batch`), in the server's hot write process (`service/write_process.py`,
+what `registry-server serve` uses) or else on one thread per database
+(`_SqliteWriter`); on PostgreSQL each change is its own transaction, on the event loop
+(`storage.hot_async`).
 
 Like `fast_resolve`, this module only does the plain successful change. Anything else
 (a source given by registry or legacy path, a missing collection to create, a source
@@ -56,7 +58,7 @@ from ..domain.paths import LATEST, ParsedPath, PathKind
 from ..domain.roles import RegistryRole, TeamRole
 from ..storage import models as m
 from ..storage.db import Database, now_us
-from . import authz_table, events
+from . import authz_table, events, write_process
 from . import collections as colls
 from .access import combine_role, granted_role_columns
 from .context import Principal
@@ -452,10 +454,15 @@ Change = Callable[..., Written]  # runs on _Statements inside a transaction
 
 
 async def _write(db: Database, change: Change, *args: Any) -> Written | None:
-    """Runs `change` in a write transaction: on SQLite through the database's hot writer
-    thread; on PostgreSQL (concurrent writers, network round trips) on the event loop,
-    one transaction per change on an async connection (`storage.hot_async`)."""
+    """Runs `change` in a write transaction: on SQLite in the database's hot write
+    process if it has one, else through its hot writer thread; on PostgreSQL
+    (concurrent writers, network round trips) on the event loop, one transaction per
+    change on an async connection (`storage.hot_async`)."""
     if db.is_sqlite:
+        process = write_process.write_process(db)
+        future = process.submit(change.__name__, args) if process is not None else None
+        if future is not None:
+            return cast(Written | None, await future)
         return await _sqlite_writer(db).submit(change, *args)
     pool = db.hot_async_writes
     assert pool is not None
@@ -539,36 +546,10 @@ class _SqliteWriter:
                     self._start()
 
     def _run_batch(self, batch: list[_Job]) -> list[Written | BaseException | None]:
-        dbapi: Any = self.db.write_engine.dialect.dbapi
-        outcomes: list[Written | BaseException | None] = []
-        try:
-            with self.db.write_connection() as conn:
-                sql = _Statements(conn, self.db.write_engine.dialect)
-                try:
-                    for job in batch:
-                        if job.future.cancelled():  # the caller is gone: change nothing
-                            outcomes.append(None)
-                            continue
-                        sql.cursor.execute("SAVEPOINT hot_write")
-                        try:
-                            outcome: Written | BaseException | None = job.change(sql, *job.args)
-                        except (_Fallback, dbapi.IntegrityError):
-                            outcome = None
-                        except dbapi.Error:
-                            raise  # the connection is in trouble: the whole batch fails
-                        except Exception as err:  # answered to its own caller only
-                            outcome = err
-                        if isinstance(outcome, Written):
-                            sql.cursor.execute("RELEASE hot_write")
-                        else:
-                            sql.cursor.execute("ROLLBACK TO hot_write")
-                            sql.cursor.execute("RELEASE hot_write")
-                        outcomes.append(outcome)
-                finally:
-                    sql.close()
-        except Exception as err:  # BEGIN or COMMIT failed: nothing of the batch was kept
-            return [err] * len(batch)
-        return outcomes
+        return run_batch(
+            self.db,
+            [None if job.future.cancelled() else (job.change, job.args) for job in batch],
+        )
 
     @staticmethod
     def _answer(batch: list[_Job], outcomes: list[Written | BaseException | None]) -> None:
@@ -578,6 +559,46 @@ class _SqliteWriter:
         for loop, answers in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(_deliver, answers)
+
+
+def run_batch(
+    db: Database, changes: Sequence[tuple[Change, tuple[Any, ...]] | None]
+) -> list[Written | BaseException | None]:
+    """Runs `changes` in one SQLite write transaction, each in a savepoint of its own:
+    a change's outcome is its Written, None (it fell back; rolled back alone) or the
+    exception it raised (rolled back alone). A change given as None (its caller is
+    gone) changes nothing. If BEGIN or COMMIT fails, every outcome is that error."""
+    dbapi: Any = db.write_engine.dialect.dbapi
+    outcomes: list[Written | BaseException | None] = []
+    try:
+        with db.write_connection() as conn:
+            sql = _Statements(conn, db.write_engine.dialect)
+            try:
+                for item in changes:
+                    if item is None:
+                        outcomes.append(None)
+                        continue
+                    change, args = item
+                    sql.cursor.execute("SAVEPOINT hot_write")
+                    try:
+                        outcome: Written | BaseException | None = change(sql, *args)
+                    except (_Fallback, dbapi.IntegrityError):
+                        outcome = None
+                    except dbapi.Error:
+                        raise  # the connection is in trouble: the whole batch fails
+                    except Exception as err:  # answered to its own caller only
+                        outcome = err
+                    if isinstance(outcome, Written):
+                        sql.cursor.execute("RELEASE hot_write")
+                    else:
+                        sql.cursor.execute("ROLLBACK TO hot_write")
+                        sql.cursor.execute("RELEASE hot_write")
+                    outcomes.append(outcome)
+            finally:
+                sql.close()
+    except Exception as err:  # BEGIN or COMMIT failed: nothing of the batch was kept
+        return [err] * len(changes)
+    return outcomes
 
 
 def _deliver(answers: list[tuple[_Job, Any]]) -> None:
@@ -910,6 +931,10 @@ def _add_alias(
         artifact_type=artifact_type,
     )
     return Written(reply, org_id if changed else None)
+
+
+# the changes a hot write process may run, by name (service/write_process.py)
+CHANGES: dict[str, Change] = {change.__name__: change for change in (_link, _add_alias)}
 
 
 # --- replies ---------------------------------------------------------------------------------
