@@ -161,7 +161,7 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def pids(self) -> list[int]:
-        """The server and its children (the migration runner process)."""
+        """The server and its children (migration runner, SQLite hot write process)."""
         pid = self.proc.pid
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as f:
