@@ -145,13 +145,14 @@ class RegistryServer:
             self.port = self.server.add_insecure_port(self.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.address}")
+        if self.app.settings.hot_writer is HotWriter.process:
+            # started first, so that it is ready (or starting) when the first call comes
+            write_process.use_write_process(self.app.db)
         await self.server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         for start in BACKGROUND:
             self._tasks.append(asyncio.create_task(start(self.app)))
-        if self.app.settings.hot_writer is HotWriter.process:
-            write_process.use_write_process(self.app.db)
         loop = type(asyncio.get_running_loop())
         log.info(
             "serving on %s (port %d, %s.%s)",
