@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from registry_server.storage.migrate import upgrade
 
 from .conftest import ServerThread, World, database_kind
 from .test_collections import create_registry, grant, link, log_version, make_lab
+from .test_migration_crash import alive, wait_gone
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "sqlite", reason="PostgreSQL's hot writes run on the event loop"
@@ -39,18 +41,9 @@ def _child(server: ServerThread) -> WriteProcess:
     return process
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is not alive: it has exited and waits for its parent
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-
-
-def _wait_for(condition: object, seconds: float = 10.0) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
 
@@ -76,7 +69,7 @@ def test_an_in_memory_database_keeps_its_writes_in_process() -> None:
 def test_links_are_written_by_the_child(world: World, server: ServerThread) -> None:
     process = _child(server)
     pid = process.pid
-    assert pid is not None and pid != os.getpid() and _alive(pid)
+    assert pid is not None and pid != os.getpid() and alive(pid)
     owner = world.person("wp-owner")
     lab = make_lab(world, owner)
     registry = create_registry(world)
@@ -123,11 +116,11 @@ def test_calls_of_a_dead_child_are_answered_by_the_general_path(
             os.kill(pid, signal.SIGCONT)
     assert reply.version_index == 1 and list(reply.aliases) == ["latest", "prod"]
     assert reply.artifact_version == second.name
-    _wait_for(lambda: not _alive(pid))
+    wait_gone(pid)
     # the next hot write starts another child
     again = link(owner, registry, "models", third.name)
     assert again.version_index == 2
-    assert process.pid not in (None, pid) and _alive(process.pid)  # type: ignore[arg-type]
+    assert process.pid not in (None, pid) and alive(process.pid)  # type: ignore[arg-type]
 
 
 def test_a_child_ends_with_its_server_end() -> None:
@@ -144,10 +137,10 @@ def test_a_child_ends_with_its_server_end() -> None:
             process = loop.run_until_complete(start())
             assert process is not None and process.pid is not None
             pid = process.pid
-            assert _alive(pid)
+            assert alive(pid)
             # closing our end is all it takes (the kernel does it when the server dies)
             write_process.stop_write_process(db)
-            assert process.pid is None and not _alive(pid)
+            assert process.pid is None and not alive(pid)
             assert write_process.write_process(db) is None
         finally:
             loop.close()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import pickle
@@ -85,7 +84,7 @@ class WriteProcess:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._ids = itertools.count(1)
+        self._sent = 0  # changes sent so far; also the last job id
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._out = bytearray()
         self._in = bytearray()
@@ -95,7 +94,6 @@ class WriteProcess:
         self._sending = False
         self._started = 0.0
         self._paused_until = 0.0
-        self._sent = 0
 
     @property
     def pid(self) -> int | None:
@@ -144,10 +142,10 @@ class WriteProcess:
         if not self.start() or asyncio.get_running_loop() is not self._loop:
             return None
         assert self._loop is not None
-        job = next(self._ids)
+        self._sent += 1
+        job = self._sent
         future = self._loop.create_future()
         self._waiting[job] = future
-        self._sent += 1
         self._out += _frame((job, change, args))
         if not self._sending:  # the calls of this loop iteration go out in one send
             self._sending = True
@@ -190,19 +188,20 @@ class WriteProcess:
                 future.set_result(outcome)
 
     def _lost(self) -> None:
-        """The child is gone: what it did not answer goes to the general path."""
+        """The child is gone."""
         lived = time.monotonic() - self._started
         code = self._proc.poll() if self._proc is not None else None
         log.warning("hot write process %s exited (%s) after %.1f s", self.pid, code, lived)
         if lived < HEALTHY_SECONDS:
             self._paused_until = time.monotonic() + RETRY_SECONDS
         self._close_socket()
+
+    def _close_socket(self) -> None:
+        """Closes our end; what the child did not answer goes to the general path."""
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
                 future.set_result(None)
-
-    def _close_socket(self) -> None:
         sock, loop = self._sock, self._loop
         self._sock = None
         self._out.clear()
