@@ -32,6 +32,7 @@ from sqlalchemy.orm import aliased
 from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
+from registry_server.api.pacing import default_busy_share
 from registry_server.domain.roles import LegacyState, OrgRole, TeamRole
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
@@ -721,7 +722,7 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
             first = server.runner()
             # it gives way to this server, by the database's default share (pacing.py)
             args = Path(f"/proc/{first}/cmdline").read_bytes().decode().split("\0")
-            share = "0.3" if database_kind() == "sqlite" else "1.0"
+            share = str(default_busy_share(database_kind() == "sqlite"))
             assert args[args.index("--yield-to-pid") + 1] == str(server.proc.pid), args
             assert args[args.index("--busy-share") + 1] == share, args
             done = wait_final(stubs, start_migration(stubs, [teams[0]]).name)

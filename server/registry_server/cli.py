@@ -40,7 +40,7 @@ BusyShare = Annotated[
         max=1.0,
         help="The share of the time a migration works while the server answers calls "
         "(at full speed while it is idle; api/pacing.py); 1: full speed always. "
-        "Default: 0.3 on SQLite, 1 on PostgreSQL.",
+        "Default: 0.3 on SQLite, 0.6 on PostgreSQL.",
     ),
 ]
 

@@ -23,9 +23,15 @@ The default share depends on where the copy's work runs (`default_busy_share`):
   instead of 260-349; ResolvePath's p99 during the migration was 1.25-1.59x its idle
   p99 (6 runs) instead of 1.22-3.48x (9 runs, 2 over 2x); 15,000-22,000 versions/s
   instead of 52,000-59,000.
-- PostgreSQL: in the database's processes, and the calls' slow moments there did not
-  follow the runner's share (1.3x, 7.8x and 3.0x at 0.3, for a third of the speed:
-  5,500-5,900 versions/s), so by default the runner does not pause there.
+- PostgreSQL: in the database's processes, which compete for the same CPUs when the
+  database is on this machine. Measured the same way (database on the same 2 CPUs,
+  alternating runs), ResolvePath's p99 during the migration was 1.49-2.21x its idle
+  p99 at 0.6 (8 runs, 6 within 2x) at 15,000-18,000 versions/s, against 2.42-3.89x at
+  1 (5 runs, none within 2x) at 25,000-32,000; at 0.3 the copy fell under 10,000
+  versions/s. The slowest calls come in bursts of a few tens of ms when a step's
+  heavy statement starts (the set-up, the first batch, the end of the copy); pausing
+  shortens how long the CPUs stay contended after them. A database on its own host
+  does not compete with the server for CPU, and `1` then gives full speed.
 
 Where the server's CPU time cannot be read (not Linux, or the process is gone) the
 runner does not pause.
@@ -42,7 +48,7 @@ from collections.abc import Callable
 BUSY_LOAD = 0.05
 # The share of the time the runner works while its server is busy, by default.
 SQLITE_BUSY_SHARE = 0.3
-POSTGRES_BUSY_SHARE = 1.0
+POSTGRES_BUSY_SHARE = 0.6
 
 
 def default_busy_share(is_sqlite: bool) -> float:
