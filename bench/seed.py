@@ -332,7 +332,6 @@ def seed(url: str, shape: Shape) -> Seeded:
                 name=ORG,
                 display_name="Benchmark organization",
                 legacy_model_registry_enabled=True,
-                root=False,
                 revision=1,
                 create_time=t0,
                 update_time=t0,

@@ -281,17 +281,29 @@ def test_every_mutating_rpc_has_an_expected_event_type() -> None:
     assert not missing, f"mutating RPCs without an expected event type: {sorted(missing)}"
 
 
-def test_organization_rpcs_record_one_event_each(world: World, root_stubs: Stubs) -> None:
-    org = unique("org")
-    create = opb.CreateOrganizationRequest(organization_id=org, display_name="x")
-    root_stubs.organizations.CreateOrganization(create)
-    created = list_events(root_stubs, f"organizations/{org}")
-    assert [(e.type, e.resource) for e in created] == [
-        (ev.ORGANIZATION_CREATED, f"organizations/{org}")
+def test_organization_rpcs_record_one_event_each(
+    world: World, root_stubs: Stubs, server: ServerThread
+) -> None:
+    from .conftest import make_world
+
+    # A service admin's onboarding lands in the organization it touched, where that
+    # organization's admins see who reached in and from where.
+    fresh = make_world(server, root_stubs)
+    created = list_events(fresh.admin.stubs, fresh.org_name)
+    assert [(e.type, e.resource.split("/apiKeys/")[0]) for e in created] == [
+        (ev.ORGANIZATION_CREATED, fresh.org_name),
+        (ev.USER_CREATED, fresh.admin.name),
+        (ev.API_KEY_CREATED, fresh.admin.name),
+    ]
+    assert {e.actor for e in created} == {"users/root-admin"}
+    assert [dict(e.details).get("service_admin_of") for e in created[1:]] == [
+        "organizations/root",
+        "organizations/root",
     ]
     CHECKED.add("OrganizationService.CreateOrganization")
+    create = opb.CreateOrganizationRequest(organization_id=fresh.org, display_name="x")
     expect_error(EXISTS, root_stubs.organizations.CreateOrganization, create)
-    assert len(list_events(root_stubs, f"organizations/{org}")) == 1
+    assert len(list_events(fresh.admin.stubs, fresh.org_name)) == 3
 
     admin = world.admin.stubs.organizations
     probe = Probe(world.admin.stubs, world.org_name)
@@ -745,7 +757,9 @@ def test_events_are_filtered_to_what_the_caller_can_see(world: World, root_stubs
     assert len(list_events(world.admin.stubs, world.org_name)) > len(
         list_events(alice.stubs, world.org_name)
     )
-    assert {e.resource for e in list_events(root_stubs, world.org_name)} >= alice_sees
+    # A service admin of another organization is an outsider here like anyone else.
+    outside = pb.ListEventsRequest(parent=world.org_name)
+    expect_error(NOT_FOUND, root_stubs.events.ListEvents, outside)
     other = unique("org")
     root_stubs.organizations.CreateOrganization(
         opb.CreateOrganizationRequest(organization_id=other)

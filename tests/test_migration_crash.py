@@ -57,8 +57,8 @@ FINAL = {
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A migrated database of its own (SQLite file or PostgreSQL database)."""
+def fresh_database(revision: str = "head") -> Iterator[str]:
+    """A database of its own (SQLite file or PostgreSQL database) at schema `revision`."""
     if database_kind() == "postgres":
         import psycopg
 
@@ -68,7 +68,7 @@ def fresh_database() -> Iterator[str]:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = PG_URL.rsplit("/", 1)[0] + "/" + name
         try:
-            upgrade(url)
+            upgrade(url, revision)
             yield url
         finally:
             with psycopg.connect(base, autocommit=True) as conn:
@@ -76,7 +76,7 @@ def fresh_database() -> Iterator[str]:
     else:
         with tempfile.TemporaryDirectory(prefix="registry-migration-") as d:
             url = f"sqlite:///{Path(d) / 'registry.db'}"
-            upgrade(url)
+            upgrade(url, revision)
             yield url
 
 

@@ -165,10 +165,11 @@ def test_outdated_schema_is_refused_with_the_command_to_run(tmp_path: Path) -> N
 
 def test_bootstrap_twice_fails_cleanly(bootstrapped: tuple[str, str]) -> None:
     url, _ = bootstrapped
-    again = run_cli("bootstrap", "--organization", "acme", "--admin", "bob", "--database-url", url)
-    assert again.returncode == 1
-    assert "already exists" in again.stderr
-    assert again.stdout == ""
+    for org in ("acme", "other"):
+        again = run_cli("bootstrap", "--organization", org, "--admin", "bob", "--database-url", url)
+        assert again.returncode == 2
+        assert "already has an organization (organizations/acme)" in again.stderr
+        assert again.stdout == ""
 
 
 def test_sigterm_lets_in_flight_calls_finish(bootstrapped: tuple[str, str]) -> None:

@@ -364,6 +364,38 @@ class Client:
             r.Organization,
         )
 
+    def organizations(
+        self, *, page_size: int = 0, limit: int | None = None
+    ) -> Pager[r.Organization]:
+        """Every organization for a service admin; your own for anyone else."""
+        return self._pager(
+            self.stubs.organizations.ListOrganizations,
+            lambda token: org_pb.ListOrganizationsRequest(page_size=page_size, page_token=token),
+            org_pb.ListOrganizationsResponse,
+            lambda resp: resp.organizations,
+            limit,
+        )
+
+    def create_organization(
+        self,
+        organization_id: str,
+        *,
+        display_name: str = "",
+        legacy_model_registry_enabled: bool = True,
+        request_id: str | None = None,
+    ) -> r.Organization:
+        """A new organization with its core registries (service admins only)."""
+        return self._create(
+            self.stubs.organizations.CreateOrganization,
+            org_pb.CreateOrganizationRequest(
+                organization_id=organization_id,
+                display_name=display_name,
+                legacy_model_registry_enabled=legacy_model_registry_enabled,
+                request_id=request_id or new_request_id(),
+            ),
+            r.Organization,
+        )
+
     def users(
         self,
         *,

@@ -1,4 +1,4 @@
-"""`registry-server`: serve, bootstrap, db upgrade."""
+"""`registry-server`: serve, bootstrap, admin, db upgrade."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from .storage.db import Database, env_url, require_current_schema, safe_url
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+admin_app = typer.Typer(help="Service administration from the database.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 
 DatabaseUrl = Annotated[
@@ -220,49 +222,66 @@ def bootstrap(
         bool, typer.Option(help="Enable the legacy team Model Registry for the organization.")
     ] = True,
 ) -> None:
-    """Create an organization, its core registries and an admin; print the admin's API key."""
-    from .domain.roles import OrgRole
+    """Set up an empty database: the first organization, its core registries and an admin
+    who is also a service admin; print the admin's API key. Refused (exit 2) when the
+    database already has an organization."""
     from .service import organizations as orgs
-    from .service.auth import store_key
-    from .storage import models as m
-    from .storage.db import now_us
 
     db = Database(database_url or env_url())
     try:
         require_current_schema(db)
         with db.write() as s:
-            org = orgs.create_organization(
+            secret = orgs.bootstrap(
                 s,
-                None,
                 organization_id=organization,
+                admin_id=admin,
                 display_name=display_name or organization,
                 legacy_model_registry_enabled=legacy_model_registry,
-                root=True,
             )
-            from .domain import names
-
-            names.principal_id(admin, "admin")
-            t = now_us()
-            user = m.User(
-                name=admin,
-                org_id=org.id,
-                display_name=admin,
-                email="",
-                service_account=False,
-                org_role=int(OrgRole.ADMIN),
-                create_time=t,
-                update_time=t,
-            )
-            s.add(user)
-            s.flush()
-            _, secret = store_key(s, user.id, "bootstrap")
     except RegistryError as e:
         typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if e.reason == "ALREADY_BOOTSTRAPPED" else 1) from None
     except Exception as e:  # unique violations and the like
         typer.echo(f"error: {e.__class__.__name__}: {str(e).splitlines()[0]}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        db.dispose()
     typer.echo(secret)
+
+
+def _set_service_admin(user: str, database_url: str, flag: bool) -> None:
+    from .service import organizations as orgs
+
+    db = Database(database_url or env_url())
+    try:
+        require_current_schema(db)
+        with db.write() as s:
+            orgs.set_service_admin(s, user, flag)
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(3 if e.code == "NOT_FOUND" else 1) from None
+    finally:
+        db.dispose()
+    state = "is now" if flag else "is no longer"
+    typer.echo(f"users/{user} {state} a service admin", err=True)
+
+
+@admin_app.command("grant-service-admin")
+def grant_service_admin(
+    user: Annotated[str, typer.Argument(help="User id.")], database_url: DatabaseUrl = ""
+) -> None:
+    """Make USER a service admin: may create and list organizations and create users and
+    API keys in any of them (each such action is an event in the organization touched).
+    Servers pick the change up within their key cache time (--auth-cache-ttl)."""
+    _set_service_admin(user, database_url, True)
+
+
+@admin_app.command("revoke-service-admin")
+def revoke_service_admin(
+    user: Annotated[str, typer.Argument(help="User id.")], database_url: DatabaseUrl = ""
+) -> None:
+    """Take the service admin flag from USER."""
+    _set_service_admin(user, database_url, False)
 
 
 @db_app.command("upgrade")

@@ -29,6 +29,22 @@ class GetOrganizationRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class ListOrganizationsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListOrganizationsResponse(_message.Message):
+    __slots__ = ("organizations", "next_page_token")
+    ORGANIZATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    organizations: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Organization]
+    next_page_token: str
+    def __init__(self, organizations: _Optional[_Iterable[_Union[_resources_pb2.Organization, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class UpdateOrganizationRequest(_message.Message):
     __slots__ = ("organization", "update_mask")
     ORGANIZATION_FIELD_NUMBER: _ClassVar[int]

@@ -47,6 +47,11 @@ class OrganizationServiceStub(object):
                 request_serializer=registry_dot_v1_dot_organization__service__pb2.GetOrganizationRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_resources__pb2.Organization.FromString,
                 _registered_method=True)
+        self.ListOrganizations = channel.unary_unary(
+                '/registry.v1.OrganizationService/ListOrganizations',
+                request_serializer=registry_dot_v1_dot_organization__service__pb2.ListOrganizationsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_organization__service__pb2.ListOrganizationsResponse.FromString,
+                _registered_method=True)
         self.UpdateOrganization = channel.unary_unary(
                 '/registry.v1.OrganizationService/UpdateOrganization',
                 request_serializer=registry_dot_v1_dot_organization__service__pb2.UpdateOrganizationRequest.SerializeToString,
@@ -134,15 +139,24 @@ class OrganizationServiceServicer(object):
     """
 
     def CreateOrganization(self, request, context):
-        """Creates an organization with its core registries. Service admins only
-        (an admin of any organization created by `registry-server bootstrap`).
+        """Creates an organization with its core registries. Service admins only: users
+        flagged by `registry-server bootstrap` or `registry-server admin
+        grant-service-admin`, never implied by an organization role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOrganization(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """An organization: its members, and service admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrganizations(self, request, context):
+        """Every organization for a service admin; the caller's own for anyone else.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -257,6 +271,11 @@ def add_OrganizationServiceServicer_to_server(servicer, server):
                     servicer.GetOrganization,
                     request_deserializer=registry_dot_v1_dot_organization__service__pb2.GetOrganizationRequest.FromString,
                     response_serializer=registry_dot_v1_dot_resources__pb2.Organization.SerializeToString,
+            ),
+            'ListOrganizations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrganizations,
+                    request_deserializer=registry_dot_v1_dot_organization__service__pb2.ListOrganizationsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_organization__service__pb2.ListOrganizationsResponse.SerializeToString,
             ),
             'UpdateOrganization': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateOrganization,
@@ -394,6 +413,33 @@ class OrganizationService(object):
             '/registry.v1.OrganizationService/GetOrganization',
             registry_dot_v1_dot_organization__service__pb2.GetOrganizationRequest.SerializeToString,
             registry_dot_v1_dot_resources__pb2.Organization.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrganizations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.OrganizationService/ListOrganizations',
+            registry_dot_v1_dot_organization__service__pb2.ListOrganizationsRequest.SerializeToString,
+            registry_dot_v1_dot_organization__service__pb2.ListOrganizationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,7 +102,7 @@ class Organization(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., legacy_model_registry_enabled: bool = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("name", "organization", "display_name", "email", "service_account", "org_role", "create_time", "update_time", "etag")
+    __slots__ = ("name", "organization", "display_name", "email", "service_account", "org_role", "create_time", "update_time", "etag", "service_admin")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ADMIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     organization: str
     display_name: str
@@ -121,7 +122,8 @@ class User(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., organization: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: bool = ..., org_role: _Optional[_Union[OrgRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    service_admin: bool
+    def __init__(self, name: _Optional[str] = ..., organization: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., service_account: bool = ..., org_role: _Optional[_Union[OrgRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., service_admin: bool = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("name", "description", "secret", "create_time")

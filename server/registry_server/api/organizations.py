@@ -45,6 +45,7 @@ def user_proto(u: m.User, org_name: str) -> r.User:
         create_time=ts(u.create_time),
         update_time=ts(u.update_time),
         etag=etag(u.revision),
+        service_admin=u.service_admin,
     )
 
 
@@ -120,7 +121,32 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> r.Organization:
         p = current_principal()
         org_id = names.parse(request.name, "organizations/{org}", "name")["org"]
-        return await self.app.read(lambda s: org_proto(orgs.get_org(s, p, org_id)))
+        return await self.app.read(
+            lambda s: org_proto(orgs.get_org(s, p, org_id, service_admin_reach=True))
+        )
+
+    async def ListOrganizations(
+        self, request: pb.ListOrganizationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOrganizationsResponse:
+        p = current_principal()
+        keys = parse_order_by("", {"name": m.Organization.name}, "name", m.Organization.id)
+
+        def work(s: Session) -> pb.ListOrganizationsResponse:
+            page = fetch_page(
+                s,
+                orgs.list_organizations(s, p),
+                keys,
+                size=request.page_size,
+                token=request.page_token,
+                query=("organizations",),
+                key_of=lambda row: (row[0].name, row[0].id),
+            )
+            return pb.ListOrganizationsResponse(
+                organizations=[org_proto(row[0]) for row in page.rows],
+                next_page_token=page.next_page_token,
+            )
+
+        return await self.app.read(work)
 
     async def UpdateOrganization(
         self, request: pb.UpdateOrganizationRequest, context: grpc.aio.ServicerContext

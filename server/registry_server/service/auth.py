@@ -90,6 +90,7 @@ class Authenticator:
                     m.User.name,
                     m.User.org_role,
                     m.User.service_account,
+                    m.User.service_admin,
                     m.Organization.id,
                     m.Organization.name,
                 )
@@ -105,11 +106,12 @@ class Authenticator:
         principal = Principal(
             user_id=row[2],
             user=row[3],
-            org_id=row[6],
-            org=row[7],
+            org_id=row[7],
+            org=row[8],
             org_role=OrgRole(row[4]),
             service_account=bool(row[5]),
             key_id=key_id,
+            service_admin=bool(row[6]),
         )
         with self._lock:
             self._cache[key_id] = _Entry(row[0], principal, time.monotonic() + self.ttl)

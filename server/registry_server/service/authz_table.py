@@ -6,10 +6,14 @@ here, so this table is what is enforced. Other RPCs map to a short rule string
 naming the check their use case makes:
 
     authenticated      any valid API key
-    service_admin      an admin of the bootstrap organization
+    service_admin      a user flagged service admin (`registry-server admin`); never
+                       implied by an organization role
+    org_or_service_admin  an admin of that organization, or a service admin
     org_member         a user of the organization named by the request
+    org_member_or_service_admin   that, or a service admin
     org_admin          an admin of that organization
-    self_or_org_admin  the user named by the request, or an org admin
+    self_or_org_admin  the user named by the request, or an admin of their organization
+    self_or_org_or_service_admin  that, or a service admin
     team:view|write|admin          team rights (`access.team_access`)
     legacy:view|write|admin        team rights in the legacy Model Registry
     path:use           per path form: team view for project and legacy paths,
@@ -44,14 +48,15 @@ AUTHZ: dict[str, Rule] = {
         "OrganizationService",
         {
             "CreateOrganization": "service_admin",
-            "GetOrganization": "org_member",
+            "GetOrganization": "org_member_or_service_admin",
+            "ListOrganizations": "authenticated",
             "UpdateOrganization": "org_admin",
-            "CreateUser": "org_admin",
+            "CreateUser": "org_or_service_admin",
             "GetUser": "org_member",
             "ListUsers": "org_member",
             "UpdateUser": "self_or_org_admin",
             "GetCurrentUser": "authenticated",
-            "CreateApiKey": "self_or_org_admin",
+            "CreateApiKey": "self_or_org_or_service_admin",
             "ListApiKeys": "self_or_org_admin",
             "DeleteApiKey": "self_or_org_admin",
             "CreateTeam": "org_member",

@@ -16,6 +16,9 @@ class Principal:
     org_role: OrgRole
     service_account: bool
     key_id: str = ""
+    # An operator of the installation (SPEC section 3): may create and list organizations
+    # and create users and keys in any of them; nothing else crosses organizations.
+    service_admin: bool = False
 
     @property
     def name(self) -> str:

@@ -58,7 +58,7 @@ from ..storage.paging import Page, SortKey, fetch_page
 from . import authz_table, events
 from .access import registry_access, visible_registries_clause
 from .context import Principal
-from .organizations import get_org, is_service_admin
+from .organizations import get_org
 
 log = logging.getLogger("registry.events")
 
@@ -146,8 +146,6 @@ class EventScope:
     parent: str
     org_id: int
     registry_id: int | None
-    # Admin of the whole service reading another organization: sees all of it.
-    service_admin: bool
 
 
 def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") -> EventScope:
@@ -157,14 +155,14 @@ def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") 
         v = names.parse(parent, REGISTRY_PATTERN, field)
         # The registry's own events need what seeing the registry needs.
         registry = registry_access(s, p, v["org"], v["registry"], Permission.VIEW).registry
-        return EventScope(parent, registry.org_id, registry.id, False)
+        return EventScope(parent, registry.org_id, registry.id)
     if len(segments) != 2:
         raise InvalidArgument(
             field, f"{parent!r} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
         )
     org_id = names.parse(parent, ORG_PATTERN, field)["org"]
     org = get_org(s, p, org_id, field)
-    return EventScope(parent, org.id, None, org.id != p.org_id and is_service_admin(s, p))
+    return EventScope(parent, org.id, None)
 
 
 def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
@@ -172,7 +170,7 @@ def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
     stmt = select(m.Event).where(m.Event.org_id == scope.org_id)
     if scope.registry_id is not None:
         stmt = stmt.where(m.Event.registry_id == scope.registry_id)
-    if scope.service_admin or (p.org_admin and p.org_id == scope.org_id):
+    if p.org_admin and p.org_id == scope.org_id:
         return stmt
     my_teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
     return stmt.outerjoin(m.Registry, m.Registry.id == m.Event.registry_id).where(

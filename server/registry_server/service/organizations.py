@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import names
@@ -27,14 +29,14 @@ def create_organization(
     organization_id: str,
     display_name: str,
     legacy_model_registry_enabled: bool,
-    root: bool = False,
 ) -> m.Organization:
     """Creates the organization and its core registries. `actor` None = bootstrap."""
     names.principal_id(organization_id, "organization_id")
     names.text(display_name, "display_name", 256)
-    if actor is not None and not is_service_admin(s, actor):
+    if actor is not None and not actor.service_admin:
         raise PermissionDenied(
-            "creating organizations needs a service admin (an admin of the bootstrap organization)",
+            "creating organizations needs a service admin "
+            "(`registry-server admin grant-service-admin USER`)",
             reason="SERVICE_ADMIN_REQUIRED",
         )
     if s.execute(select(m.Organization.id).where(m.Organization.name == organization_id)).first():
@@ -44,7 +46,6 @@ def create_organization(
         name=organization_id,
         display_name=display_name,
         legacy_model_registry_enabled=legacy_model_registry_enabled,
-        root=root,
         create_time=t,
         update_time=t,
     )
@@ -78,28 +79,108 @@ def create_organization(
     return org
 
 
-def is_service_admin(s: Session, p: Principal) -> bool:
-    if not p.org_admin:
-        return False
-    return bool(
-        s.execute(select(m.Organization.root).where(m.Organization.id == p.org_id)).scalar()
+def bootstrap(
+    s: Session,
+    *,
+    organization_id: str,
+    admin_id: str,
+    display_name: str,
+    legacy_model_registry_enabled: bool,
+) -> str:
+    """The first organization, its first admin (made a service admin) and that admin's
+    API key, returned. Refused on a database that already has an organization: further
+    organizations come from a service admin's CreateOrganization."""
+    names.principal_id(admin_id, "admin")
+    if s.get_bind().dialect.name == "postgresql":  # two bootstraps at once: one wins
+        s.execute(text("LOCK TABLE organizations IN SHARE ROW EXCLUSIVE MODE"))
+    existing = s.execute(select(m.Organization.name).order_by(m.Organization.id)).first()
+    if existing is not None:
+        raise FailedPrecondition(
+            f"this database already has an organization (organizations/{existing[0]}); "
+            "bootstrap only sets up an empty one. A service admin adds organizations with "
+            "OrganizationService/CreateOrganization, and `registry-server admin "
+            "grant-service-admin USER` makes another user a service admin",
+            reason="ALREADY_BOOTSTRAPPED",
+        )
+    org = create_organization(
+        s,
+        None,
+        organization_id=organization_id,
+        display_name=display_name,
+        legacy_model_registry_enabled=legacy_model_registry_enabled,
     )
+    user = _insert_user(
+        s,
+        org.id,
+        "system",
+        user_id=admin_id,
+        display_name=admin_id,
+        email="",
+        service_account=False,
+        org_role=OrgRole.ADMIN,
+        service_admin=True,
+        details={"service_admin": True},
+    )
+    _, secret = store_key(s, user.id, "bootstrap")
+    return secret
 
 
-def get_org(s: Session, p: Principal, org_id: str, field: str = "name") -> m.Organization:
-    """The organization, visible to its members and to service admins."""
+def set_service_admin(s: Session, user_id: str, flag: bool) -> m.User:
+    """`registry-server admin grant-service-admin|revoke-service-admin`: run by an
+    operator with database access, recorded as an event in the user's organization."""
+    user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"users/{user_id} not found")
+    if user.service_admin != flag:
+        user.service_admin = flag
+        user.revision += 1
+        user.update_time = now_us()
+        events.record_event(
+            s,
+            org_id=user.org_id,
+            type=events.SERVICE_ADMIN_GRANTED if flag else events.SERVICE_ADMIN_REVOKED,
+            actor="system",
+            resource=f"users/{user_id}",
+        )
+    return user
+
+
+def _reach_details(p: Principal, org_id: int) -> dict[str, str]:
+    """Event details of a service admin acting in another organization, so that its
+    admins see who reached in from where."""
+    if p.org_id == org_id:
+        return {}
+    return {"service_admin_of": f"organizations/{p.org}"}
+
+
+def get_org(
+    s: Session, p: Principal, org_id: str, field: str = "name", *, service_admin_reach: bool = False
+) -> m.Organization:
+    """The organization, visible to its members. `service_admin_reach`: also to service
+    admins, for the few operations that cross organizations (SPEC section 3: reading and
+    listing organizations, creating users and keys in them)."""
     org = s.execute(
         select(m.Organization).where(m.Organization.name == org_id)
     ).scalar_one_or_none()
-    if org is None or (org.id != p.org_id and not is_service_admin(s, p)):
+    if org is None or (org.id != p.org_id and not (service_admin_reach and p.service_admin)):
         raise NotFound(f"organizations/{org_id} not found")
     return org
 
 
-def require_org_admin(s: Session, p: Principal, org: m.Organization, what: str) -> None:
-    if (org.id == p.org_id and p.org_admin) or is_service_admin(s, p):
+def require_org_admin(
+    s: Session, p: Principal, org: m.Organization, what: str, *, service_admin_reach: bool = False
+) -> None:
+    if org.id == p.org_id and p.org_admin:
+        return
+    if service_admin_reach and p.service_admin:
         return
     raise PermissionDenied(f"{what} needs an organization admin", reason="ORG_ADMIN_REQUIRED")
+
+
+def list_organizations(s: Session, p: Principal) -> Select[Any]:
+    """Every organization for a service admin; the caller's own for anyone else."""
+    stmt = select(m.Organization)
+    return stmt if p.service_admin else stmt.where(m.Organization.id == p.org_id)
 
 
 def update_organization(
@@ -159,18 +240,45 @@ def create_user(
     names.principal_id(user_id, "user_id")
     names.text(display_name, "display_name", 256)
     names.text(email, "email", 320)
-    org = get_org(s, p, org_id, "parent")
-    require_org_admin(s, p, org, "creating users")
+    org = get_org(s, p, org_id, "parent", service_admin_reach=True)
+    require_org_admin(s, p, org, "creating users", service_admin_reach=True)
     if s.execute(select(m.User.id).where(m.User.name == user_id)).first():
         raise AlreadyExists(f"users/{user_id} already exists")
+    return _insert_user(
+        s,
+        org.id,
+        p,
+        user_id=user_id,
+        display_name=display_name,
+        email=email,
+        service_account=service_account,
+        org_role=org_role,
+        details=_reach_details(p, org.id),
+    )
+
+
+def _insert_user(
+    s: Session,
+    org_id: int,
+    actor: Principal | str,
+    *,
+    user_id: str,
+    display_name: str,
+    email: str,
+    service_account: bool,
+    org_role: OrgRole,
+    service_admin: bool = False,
+    details: dict[str, Any] | None = None,
+) -> m.User:
     t = now_us()
     user = m.User(
         name=user_id,
-        org_id=org.id,
+        org_id=org_id,
         display_name=display_name,
         email=email,
         service_account=service_account,
         org_role=int(org_role),
+        service_admin=service_admin,
         create_time=t,
         update_time=t,
     )
@@ -178,18 +286,20 @@ def create_user(
     s.flush()
     events.record_event(
         s,
-        org_id=org.id,
+        org_id=org_id,
         type=events.USER_CREATED,
-        actor=p,
+        actor=actor,
         resource=f"users/{user_id}",
-        details={"service_account": service_account, "org_role": OrgRole(org_role).name},
+        details={"service_account": service_account, "org_role": org_role.name, **(details or {})},
     )
     return user
 
 
-def get_user(s: Session, p: Principal, user_id: str) -> m.User:
+def get_user(
+    s: Session, p: Principal, user_id: str, *, service_admin_reach: bool = False
+) -> m.User:
     user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
-    if user is None or (user.org_id != p.org_id and not is_service_admin(s, p)):
+    if user is None or (user.org_id != p.org_id and not (service_admin_reach and p.service_admin)):
         raise NotFound(f"users/{user_id} not found")
     return user
 
@@ -246,12 +356,14 @@ def update_user(
 # --- API keys ---------------------------------------------------------------------
 
 
-def _key_owner(s: Session, p: Principal, user_id: str, what: str) -> m.User:
-    user = get_user(s, p, user_id)
+def _key_owner(
+    s: Session, p: Principal, user_id: str, what: str, *, service_admin_reach: bool = False
+) -> m.User:
+    user = get_user(s, p, user_id, service_admin_reach=service_admin_reach)
     if user.id != p.user_id:
         org = s.get(m.Organization, user.org_id)
         assert org is not None
-        require_org_admin(s, p, org, what)
+        require_org_admin(s, p, org, what, service_admin_reach=service_admin_reach)
     return user
 
 
@@ -259,7 +371,9 @@ def create_api_key(
     s: Session, p: Principal, user_id: str, description: str
 ) -> tuple[m.ApiKey, str, m.User]:
     names.text(description, "description", 1024)
-    user = _key_owner(s, p, user_id, "creating another user's API key")
+    # A service admin may create keys in any organization (onboarding and recovery); the
+    # event below lands in the key owner's organization, where its admins see it.
+    user = _key_owner(s, p, user_id, "creating another user's API key", service_admin_reach=True)
     key, secret = store_key(s, user.id, description)
     events.record_event(
         s,
@@ -267,6 +381,7 @@ def create_api_key(
         type=events.API_KEY_CREATED,
         actor=p,
         resource=f"users/{user.name}/apiKeys/{key.key_id}",
+        details=_reach_details(p, user.org_id),
     )
     return key, secret, user
 
@@ -310,8 +425,6 @@ def create_team(
     names.principal_id(team_id, "team_id")
     names.text(display_name, "display_name", 256)
     org = get_org(s, p, org_id, "parent")
-    if org.id != p.org_id:
-        require_org_admin(s, p, org, "creating a team in another organization")
     if s.execute(select(m.Team.id).where(m.Team.name == team_id)).first():
         raise AlreadyExists(
             f"teams/{team_id} already exists (team names are unique across the service)"
@@ -331,16 +444,15 @@ def create_team(
     )
     s.add(team)
     s.flush()
-    if org.id == p.org_id:  # the creator becomes the team's ADMIN
-        s.add(
-            m.TeamMember(
-                team_id=team.id,
-                user_id=p.user_id,
-                role=int(TeamRole.ADMIN),
-                create_time=t,
-                update_time=t,
-            )
+    s.add(  # the creator becomes the team's ADMIN
+        m.TeamMember(
+            team_id=team.id,
+            user_id=p.user_id,
+            role=int(TeamRole.ADMIN),
+            create_time=t,
+            update_time=t,
         )
+    )
     events.record_event(
         s,
         org_id=org.id,
@@ -354,13 +466,13 @@ def create_team(
 
 def get_team(s: Session, p: Principal, team_id: str) -> m.Team:
     team = s.execute(select(m.Team).where(m.Team.name == team_id)).scalar_one_or_none()
-    if team is None or (team.org_id != p.org_id and not is_service_admin(s, p)):
+    if team is None or team.org_id != p.org_id:
         raise NotFound(f"teams/{team_id} not found")
     return team
 
 
 def _require_team_admin(s: Session, p: Principal, team: m.Team) -> None:
-    if (p.org_admin and p.org_id == team.org_id) or is_service_admin(s, p):
+    if p.org_admin and p.org_id == team.org_id:
         return
     role = s.execute(
         select(m.TeamMember.role).where(

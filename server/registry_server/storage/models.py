@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -59,8 +60,6 @@ class Organization(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(256), default="")
     legacy_model_registry_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Created by `registry-server bootstrap`: its admins administer the whole service.
-    root: Mapped[bool] = mapped_column(Boolean, default=False)
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -73,6 +72,9 @@ class User(TimestampMixin, Base):
     email: Mapped[str] = mapped_column(String(320), default="")
     service_account: Mapped[bool] = mapped_column(Boolean, default=False)
     org_role: Mapped[int] = mapped_column(Integer)  # OrgRole
+    # The installation's operators (SPEC section 3): set by `registry-server bootstrap` and
+    # `registry-server admin grant-service-admin`, never implied by an organization role.
+    service_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     revision: Mapped[int] = mapped_column(Integer, default=1)
     __table_args__ = (Index("ix_users_org_name", "org_id", "name"),)
 
