@@ -531,25 +531,9 @@ def _relog(
     if asked.description and asked.description != version.description:
         fields.append("description")
         version.description = asked.description
-    if asked.run_id and not version.producing_run:
-        fields.append("producing_run")
-        version.producing_run = asked.run_id
-    elif asked.run_id and asked.run_id != version.producing_run:
-        recorded = s.execute(
-            select(m.ArtifactLogRun.run_id).where(
-                m.ArtifactLogRun.version_id == version.id, m.ArtifactLogRun.run_id == asked.run_id
-            )
-        ).first()
-        if recorded is None:  # the artifact row is locked: no concurrent insert
-            fields.append("logging_runs")
-            s.add(
-                m.ArtifactLogRun(
-                    version_id=version.id,
-                    run_id=asked.run_id,
-                    user_id=p.user_id,
-                    create_time=now_us(),
-                )
-            )
+    recorded_as = _record_run(s, p, version, asked.run_id)
+    if recorded_as:
+        fields.append(recorded_as)
     if not fields:
         return _info(s, version, team, project, artifact)  # nothing new: no change, no event
     if asked.run_id:
@@ -567,6 +551,30 @@ def _relog(
         team_id=team.id,
     )
     return _info(s, version, team, project, artifact)
+
+
+def _record_run(s: Session, p: Principal, version: m.ArtifactVersion, run_id: str) -> str:
+    """Records `run_id` as having logged `version` (the artifact row locked): as its
+    producing run when it has none, else among the runs that logged it again. Returns
+    the field that changed, "" when the run was recorded already (or none is given)."""
+    if not run_id or run_id == version.producing_run:
+        return ""
+    if not version.producing_run:
+        version.producing_run = run_id
+        return "producing_run"
+    recorded = s.execute(
+        select(m.ArtifactLogRun.run_id).where(
+            m.ArtifactLogRun.version_id == version.id, m.ArtifactLogRun.run_id == run_id
+        )
+    ).first()
+    if recorded is not None:
+        return ""
+    s.add(
+        m.ArtifactLogRun(
+            version_id=version.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
+        )
+    )
+    return "logging_runs"
 
 
 def get_artifact_version(
