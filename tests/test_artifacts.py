@@ -354,14 +354,16 @@ def test_log_versions_dedupe_and_latest(setup: Setup, server: ServerThread) -> N
 
     v1 = log(setup.member, setup.project, "resnet", salt="b")
     assert v1.version_index == 1 and list(v1.aliases) == ["latest"]
-    # identical content logged again returns the existing version, changes nothing
-    again = log(setup.member, setup.project, "resnet", salt="a", aliases=("ignored",))
-    assert again.name == v0.name and again.digest == v0.digest
-    assert "ignored" not in again.aliases and "latest" not in again.aliases
+    assert not v0.reused and not v1.reused
+    # identical content logged again returns the existing version (tests/test_relogging.py)
+    again = log(setup.member, setup.project, "resnet", salt="a", aliases=("requested",))
+    assert again.name == v0.name and again.digest == v0.digest and again.reused
+    assert "requested" in again.aliases and "latest" not in again.aliases
     got0 = setup.viewer.stubs.artifacts.GetArtifactVersion(
         pb.GetArtifactVersionRequest(name=v0.name)
     )
-    assert list(got0.aliases) == ["candidate"]  # latest moved to v1
+    assert list(got0.aliases) == ["candidate", "requested"]  # latest moved to v1
+    assert not got0.reused  # said only in CreateArtifactVersion's reply
     # the same manifest in another order is the same content
     reordered = setup.member.stubs.artifacts.CreateArtifactVersion(
         pb.CreateArtifactVersionRequest(

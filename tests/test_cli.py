@@ -346,10 +346,17 @@ def test_artifact_log_link_aliases_resolve_unlink(
     assert logged["metadata"] == {"accuracy": 0.91}
     assert logged["producing_run"] == "train-1"
     assert set(logged["aliases"]) >= {"best", "latest"}
-    # The same content again is the same version.
+    assert logged["reused"] is False
+    # The same content again is the same version, reused, with the alias asked for.
     again = cli.json("artifact", "log", str(files), "-p", f"{team}/training", "--name", "resnet",
-                     "-t", "model")  # fmt: skip
-    assert again["name"] == logged["name"]
+                     "-t", "model", "-a", "reviewed")  # fmt: skip
+    assert again["name"] == logged["name"] and again["reused"] is True
+    assert set(again["aliases"]) >= {"best", "reviewed"}
+    said = cli("artifact", "log", str(files), "-p", f"{team}/training", "--name", "resnet",
+               "-t", "model", "--run-id", "train-2")  # fmt: skip
+    assert said.code == OK and said.stdout.startswith("reused v0")
+    reviewed = cli.json("resolve", f"{team}/training/resnet:reviewed")
+    assert reviewed["artifact_version"]["name"] == logged["name"]
     with_refs = cli.json("artifact", "log", str(files), "-p", f"{team}/training", "--name",
                          "refs", "-t", "model", "--ref-prefix", "s3://bucket/resnet")  # fmt: skip
     assert {e["ref"] for e in with_refs["manifest"]} == {

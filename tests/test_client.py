@@ -244,6 +244,28 @@ def test_versions_pager_and_filters(world: World, admin: Client, tmp_path: Path)
     assert admin.collection(collection).version_count == 5
 
 
+def test_logging_identical_content_again_reuses_its_version(
+    world: World, admin: Client, tmp_path: Path
+) -> None:
+    first = model_source(admin, tmp_path)
+    assert not first.reused
+    team_project = first.path.rsplit("/", 1)[0]
+    again = admin.log_artifact(
+        team_project,
+        "resnet",
+        "model",
+        tmp_path / next(p.name for p in tmp_path.iterdir()),
+        aliases=["best"],
+        tags=["again"],
+        run_id="train-2",
+    )
+    assert again.reused and again.name == first.name
+    assert "best" in again.aliases and list(again.tags) == ["again"]
+    assert admin.resolve(f"{team_project}/resnet:best").artifact_version.name == first.name
+    assert list(admin.lineage(first.name).logging_runs) == []  # no producing run before
+    assert admin.artifact_version(first.name).producing_run == "train-2"
+
+
 # --- retries and request_id ----------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Alias moves are atomic: many clients moving the same alias at once leave it on exactly
-one version, and every acknowledged move is observable, in order, in the event log.
+one version, and every acknowledged move is observable, in order, in the event log. And
+concurrent creates of one name: exactly one succeeds, every other answers ALREADY_EXISTS.
 
 Each of THREADS clients (a distinct user) alternates the alias between two versions of
 its own, so every call is a real move; the event log must then hold exactly one event
@@ -14,15 +15,20 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
+import pytest
 from google.protobuf import field_mask_pb2
 from sqlalchemy import func, select
 
 from registry.v1 import artifact_service_pb2 as apb
+from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import legacy_model_registry_service_pb2 as lpb
+from registry.v1 import organization_service_pb2 as org_pb
+from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.storage import models as m
 
-from .conftest import Person, ServerThread, World
+from .conftest import Person, ServerThread, World, failure, unique
 from .test_artifacts import events_of, files, new_project
 
 THREADS = 8
@@ -178,3 +184,94 @@ def test_concurrent_legacy_alias_moves(world: World, server: ServerThread) -> No
             .where(m.Team.name == team, m.RegisteredModelAlias.alias == "champion")
         ).scalar_one()
     assert rows == 1
+
+
+# --- concurrent creates of one name ---------------------------------------------------------
+
+
+def race(calls: int, call: Callable[[], object]) -> list[str]:
+    """Runs `call` from `calls` threads at once: "OK" or the status code name of each."""
+    start = threading.Barrier(calls)
+
+    def one(_: int) -> str:
+        start.wait()
+        try:
+            call()
+        except grpc.RpcError as exc:
+            found = failure(exc)
+            return f"{found.code.name}: {found.message}"
+        return "OK"
+
+    with ThreadPoolExecutor(calls) as pool:
+        return list(pool.map(one, range(calls)))
+
+
+def _create_call(world: World, resource: str, name: str) -> Callable[[], object]:
+    stubs = world.admin.stubs
+    team = world.team("creators")
+    calls: dict[str, Callable[[], object]] = {
+        "registry": lambda: stubs.registries.CreateRegistry(
+            rpb.CreateRegistryRequest(
+                parent=world.org_name,
+                registry_id=name,
+                registry=r.Registry(allow_all_artifact_types=True),
+            )
+        ),
+        "collection": lambda: stubs.collections.CreateCollection(
+            cpb.CreateCollectionRequest(
+                parent=f"{world.org_name}/registries/model",
+                collection_id=name,
+                collection=r.Collection(type="model"),
+            )
+        ),
+        "project": lambda: stubs.artifacts.CreateProject(
+            apb.CreateProjectRequest(parent=f"teams/{team}", project_id=name)
+        ),
+        "team": lambda: stubs.organizations.CreateTeam(
+            org_pb.CreateTeamRequest(parent=world.org_name, team_id=name)
+        ),
+        "registered-model": lambda: stubs.legacy.CreateRegisteredModel(
+            lpb.CreateRegisteredModelRequest(parent=f"teams/{team}", registered_model_id=name)
+        ),
+        "user": lambda: stubs.organizations.CreateUser(
+            org_pb.CreateUserRequest(parent=world.org_name, user_id=name)
+        ),
+    }
+    return calls[resource]
+
+
+@pytest.mark.parametrize(
+    "resource", ["registry", "collection", "project", "team", "registered-model", "user"]
+)
+def test_concurrent_creates_answer_already_exists_to_every_loser(
+    world: World, resource: str
+) -> None:
+    """On PostgreSQL the losers' INSERTs wait for the winner's commit and meet the unique
+    key; each then runs once more and its existence check answers ALREADY_EXISTS."""
+    for _ in range(3):
+        outcomes = race(THREADS, _create_call(world, resource, unique("same")))
+        assert outcomes.count("OK") == 1, outcomes
+        losers = [o for o in outcomes if o != "OK"]
+        assert all(o.startswith("ALREADY_EXISTS: ") for o in losers), losers
+
+
+def test_concurrent_logs_of_identical_content_reuse_one_version(world: World) -> None:
+    """The same content logged at once to a new artifact: one version is created, every
+    other call answers it, reused (identical content is not an error)."""
+    team = world.team("creators")
+    project = new_project(world.admin, team)
+    name = unique("model")
+    start = threading.Barrier(THREADS)
+
+    def log(_: int) -> r.ArtifactVersion:
+        start.wait()
+        return world.admin.stubs.artifacts.CreateArtifactVersion(
+            apb.CreateArtifactVersionRequest(
+                parent=project, artifact_id=name, type="model", manifest=files("same")
+            )
+        )
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        logged = list(pool.map(log, range(THREADS)))
+    assert {v.name for v in logged} == {f"{project}/artifacts/{name}/versions/0"}
+    assert sorted(v.reused for v in logged) == [False] + [True] * (THREADS - 1)

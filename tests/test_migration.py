@@ -5,6 +5,7 @@ exactly, read-only enforcement, forwarded links, and disabled legacy registries.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,7 +70,10 @@ class LegacyTeam:
                     type="model",
                     manifest=[
                         r.ManifestEntry(
-                            path="model.pt", digest=f"sha256:{self.id}-{i}", size=10 + i
+                            path="model.pt",
+                            digest="sha256:"
+                            + hashlib.sha256(f"{self.id}-{i}".encode()).hexdigest(),
+                            size=10 + i,
                         )
                     ],
                     metadata=_struct({"accuracy": 0.5 + i / 100, "step": i}),

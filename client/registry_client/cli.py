@@ -1013,7 +1013,8 @@ def artifact_log(
     ] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Log a local directory as a new artifact version (sha256 manifest of every file)."""
+    """Log a local directory as a new artifact version (sha256 manifest of every file);
+    content logged before reuses its version (printed as `reused vN`)."""
     client = _client(ctx, output)
     version = client.log_artifact(
         project,
@@ -1028,7 +1029,16 @@ def artifact_log(
         tags=tag or [],
         run_id=run_id,
     )
-    _emit(version, lambda: _show_artifact_version(version))
+
+    def human() -> None:
+        if version.reused:
+            console.print(
+                f"reused v{version.version_index}: this content was logged before; "
+                "the aliases, tags, metadata and run asked for were applied to it"
+            )
+        _show_artifact_version(version)
+
+    _emit(version, human)
 
 
 @artifact_app.command("use")

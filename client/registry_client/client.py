@@ -611,7 +611,10 @@ class Client:
 
         The content is either a local `directory` (walked, every file hashed with sha256,
         see `manifest_from_directory`) or a ready `manifest`. Logging identical content
-        again returns the existing version.
+        again returns the existing version with `reused` set, and applies what was asked
+        for to it: the aliases move to it, the tags are added, the metadata keys are set
+        over its own, a description replaces its own, and `run_id` becomes its producing
+        run if it has none, else one of its `logging_runs` (see `lineage`).
         """
         if (directory is None) == (manifest is None):
             raise invalid_argument("manifest", "give exactly one of directory and manifest")

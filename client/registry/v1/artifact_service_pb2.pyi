@@ -147,16 +147,18 @@ class LineageLink(_message.Message):
     def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Lineage(_message.Message):
-    __slots__ = ("artifact_version", "producing_run", "consuming_runs", "links")
+    __slots__ = ("artifact_version", "producing_run", "consuming_runs", "links", "logging_runs")
     ARTIFACT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PRODUCING_RUN_FIELD_NUMBER: _ClassVar[int]
     CONSUMING_RUNS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    LOGGING_RUNS_FIELD_NUMBER: _ClassVar[int]
     artifact_version: str
     producing_run: str
     consuming_runs: _containers.RepeatedScalarFieldContainer[str]
     links: _containers.RepeatedCompositeFieldContainer[LineageLink]
-    def __init__(self, artifact_version: _Optional[str] = ..., producing_run: _Optional[str] = ..., consuming_runs: _Optional[_Iterable[str]] = ..., links: _Optional[_Iterable[_Union[LineageLink, _Mapping]]] = ...) -> None: ...
+    logging_runs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, artifact_version: _Optional[str] = ..., producing_run: _Optional[str] = ..., consuming_runs: _Optional[_Iterable[str]] = ..., links: _Optional[_Iterable[_Union[LineageLink, _Mapping]]] = ..., logging_runs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResolvePathRequest(_message.Message):
     __slots__ = ("path",)

@@ -118,7 +118,13 @@ class ArtifactServiceServicer(object):
 
     def CreateArtifactVersion(self, request, context):
         """Logs a version. Identical content (same digest) logged again to the same
-        artifact returns the existing version.
+        artifact returns the existing version, marked `reused`, with what was asked for
+        applied to it: the aliases move to it (`latest` stays on the newest version), the
+        tags are added to its own, the metadata keys are set over its own, a non-empty
+        description replaces its own, and the run becomes its producing run if it has none,
+        else one of its `logging_runs` (GetLineage). New ids and aliases follow the rules
+        of SPEC section 2 ("Names"); manifest digests are `sha256:` and 64 hex digits or
+        `md5:` and 32.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

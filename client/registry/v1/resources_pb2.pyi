@@ -194,7 +194,7 @@ class ManifestEntry(_message.Message):
     def __init__(self, path: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class ArtifactVersion(_message.Message):
-    __slots__ = ("name", "version_index", "type", "digest", "size", "manifest", "metadata", "description", "aliases", "tags", "producing_run", "created_by", "create_time", "update_time", "etag", "delete_time", "path")
+    __slots__ = ("name", "version_index", "type", "digest", "size", "manifest", "metadata", "description", "aliases", "tags", "producing_run", "created_by", "create_time", "update_time", "etag", "delete_time", "path", "reused")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_INDEX_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +212,7 @@ class ArtifactVersion(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     name: str
     version_index: int
     type: str
@@ -229,7 +230,8 @@ class ArtifactVersion(_message.Message):
     etag: str
     delete_time: _timestamp_pb2.Timestamp
     path: str
-    def __init__(self, name: _Optional[str] = ..., version_index: _Optional[int] = ..., type: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., manifest: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., producing_run: _Optional[str] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ...) -> None: ...
+    reused: bool
+    def __init__(self, name: _Optional[str] = ..., version_index: _Optional[int] = ..., type: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., manifest: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., producing_run: _Optional[str] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., reused: bool = ...) -> None: ...
 
 class RegisteredModel(_message.Message):
     __slots__ = ("name", "description", "tags", "version_count", "create_time", "update_time", "etag", "migrated_to")

@@ -186,7 +186,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         manifest = manifest_entries(request.manifest)
 
         def work(s: Session) -> r.ArtifactVersion:
-            info = svc.create_artifact_version(
+            info, reused = svc.create_artifact_version(
                 s,
                 p,
                 team=v["team"],
@@ -200,7 +200,9 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 tags=list(request.tags),
                 run_id=request.run_id,
             )
-            return artifact_version_proto(info)
+            reply = artifact_version_proto(info)
+            reply.reused = reused
+            return reply
 
         return await self.app.create(
             p, "CreateArtifactVersion", request.request_id, r.ArtifactVersion, work
@@ -326,6 +328,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 artifact_version=lineage.artifact_version,
                 producing_run=lineage.producing_run,
                 consuming_runs=lineage.consuming_runs,
+                logging_runs=lineage.logging_runs,
                 links=[
                     pb.LineageLink(name=link.name, path=link.path, aliases=list(link.aliases))
                     for link in lineage.links

@@ -9,10 +9,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.json_format import MessageToDict
 
-from ..domain.errors import InvalidArgument
-
-METADATA_MAX_KEYS = 100
-METADATA_MAX_BYTES = 64 * 1024
+from ..domain.errors import InvalidArgument, quote
+from ..domain.metadata import MAX_BYTES as METADATA_MAX_BYTES
+from ..domain.metadata import MAX_KEYS as METADATA_MAX_KEYS
 
 
 def ts(micros: int | None) -> timestamp_pb2.Timestamp | None:
@@ -51,7 +50,7 @@ def struct_to_dict(s: struct_pb2.Struct, field: str = "metadata") -> dict[str, A
         raise InvalidArgument(field, f"at most {METADATA_MAX_BYTES} bytes")
     for key, value in data.items():
         if not key or len(key) > 128 or not key.isprintable():
-            raise InvalidArgument(f"{field}.{key}", "keys must be 1-128 printable characters")
+            raise InvalidArgument(field, f"key {quote(key)} must be 1-128 printable characters")
         _check_value(value, f"{field}.{key}")
     result: dict[str, Any] = _normalize(data)
     return result

@@ -269,7 +269,6 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> r.RegisteredModelVersion:
         p = current_principal()
         team, model = _model(request.registered_model, "registered_model")
-        svc.check_alias(request.alias, "alias")
         return await self.app.write(
             lambda s: version_view_proto(
                 svc.set_alias(s, p, team, model, request.alias, request.version_index)
@@ -281,7 +280,6 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> r.RegisteredModelVersion:
         p = current_principal()
         team, model = _model(request.registered_model, "registered_model")
-        svc.check_alias(request.alias, "alias")
         index = request.version_index if request.HasField("version_index") else None
         return await self.app.write(
             lambda s: version_view_proto(svc.delete_alias(s, p, team, model, request.alias, index))

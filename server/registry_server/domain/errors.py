@@ -6,6 +6,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+# How much of the caller's input a message quotes: a 20k-character name must still
+# fit, with its BadRequest detail, in the client's 16 KiB limit on trailing metadata.
+QUOTE_MAX = 200
+
+
+def shorten(text: str, limit: int = QUOTE_MAX, *, quoted: bool = False) -> str:
+    """`text` (its `repr` when `quoted`), cut to its first `limit` characters followed
+    by `...(N more)` when longer."""
+    shown = repr(text[:limit]) if quoted else text[:limit]
+    if len(text) <= limit:
+        return shown
+    return f"{shown}...({len(text) - limit} more)"
+
+
+def quote(value: str) -> str:
+    """The caller's input as every message quotes it: `repr`, at most QUOTE_MAX characters."""
+    return shorten(value, quoted=True)
+
 
 @dataclass(frozen=True)
 class FieldViolation:

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, quote
 
 MAX_FILTER_LENGTH = 2000
 MAX_DEPTH = 32
@@ -144,7 +144,7 @@ class _Parser:
         if self.at_end():
             return "end of filter"
         w = self.word()
-        return repr(w) if w else repr(self.char())
+        return quote(w) if w else repr(self.char())
 
     # --- grammar ---------------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from enum import Enum
 from functools import lru_cache
 
 from . import names
-from .errors import InvalidArgument
+from .errors import InvalidArgument, quote
 
 LEGACY_SEGMENT = "model-registry"
 REGISTRY_PREFIX = "wandb-registry-"
-LATEST = "latest"
+LATEST = names.LATEST
 MAX_PATH = 512
 
 
@@ -74,7 +74,7 @@ def parse_version(token: str, field: str) -> Version:
         names.alias(token, field)
     except InvalidArgument:
         raise InvalidArgument(
-            field, f"version {token!r} must be vN or an alias (A-Z, a-z, 0-9, '_', '.', '-')"
+            field, f"version {quote(token)} must be vN or an alias (A-Z, a-z, 0-9, '_', '.', '-')"
         ) from None
     return Version(alias=token)
 
@@ -88,16 +88,16 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
     if not path.isprintable():
         # Checked here because the id patterns end in `$`, which also matches before a
         # trailing newline: "team\n/p/a" or "a/b/c:v1\n" would otherwise parse.
-        raise InvalidArgument(field, f"{path!r} must not contain control characters")
+        raise InvalidArgument(field, f"{quote(path)} must not contain control characters")
     head, sep, ver = path.partition(":")
     if sep and not ver:
-        raise InvalidArgument(field, f"{path!r}: empty version after ':'")
+        raise InvalidArgument(field, f"{quote(path)}: empty version after ':'")
     if ":" in ver:
-        raise InvalidArgument(field, f"{path!r}: more than one ':'")
+        raise InvalidArgument(field, f"{quote(path)}: more than one ':'")
     version = parse_version(ver, field) if sep else Version(alias=LATEST)
     parts = head.split("/")
     if any(p == "" for p in parts):
-        raise InvalidArgument(field, f"{path!r}: empty path segment")
+        raise InvalidArgument(field, f"{quote(path)}: empty path segment")
     if len(parts) == 2 and parts[0].startswith(REGISTRY_PREFIX):
         registry, item = parts[0][len(REGISTRY_PREFIX) :], parts[1]
         _check(registry, item, field, path)
@@ -105,7 +105,7 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
     if len(parts) != 3:
         raise InvalidArgument(
             field,
-            f"{path!r} is not a path: expected team/project/artifact, "
+            f"{quote(path)} is not a path: expected team/project/artifact, "
             "team/model-registry/model, org/wandb-registry-REGISTRY/collection "
             "or wandb-registry-REGISTRY/collection, optionally followed by :vN or :alias",
         )
@@ -114,7 +114,7 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
         names.principal_id(root, field)
     except InvalidArgument:
         raise InvalidArgument(
-            field, f"{path!r}: {root!r} is not a team or organization id"
+            field, f"{quote(path)}: {quote(root)} is not a team or organization id"
         ) from None
     if middle == LEGACY_SEGMENT:
         _check(None, item, field, path)
@@ -133,7 +133,9 @@ def _check(container: str | None, item: str, field: str, path: str) -> None:
             names.resource_id(container, field)
         names.resource_id(item, field)
     except InvalidArgument as e:
-        raise InvalidArgument(field, f"{path!r}: {e.field_violations[0].description}") from None
+        raise InvalidArgument(
+            field, f"{quote(path)}: {e.field_violations[0].description}"
+        ) from None
 
 
 def reserved_project_id(project_id: str) -> bool:

@@ -31,7 +31,9 @@ from ..domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    quote,
 )
+from ..domain.metadata import merged as merged_metadata
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
@@ -55,7 +57,9 @@ RUN_ID_MAX = 256
 MANIFEST_MAX_ENTRIES = 10_000
 MANIFEST_PATH_MAX = 1024
 REF_MAX = 2048
-DIGEST = re.compile(r"^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/=_.-]{1,512}$")
+# Manifest entry digests: ALGORITHM:HEX, the hex digits counted per algorithm.
+DIGEST_HEX_DIGITS = {"sha256": 64, "md5": 32}
+HEX = re.compile(r"[0-9A-Fa-f]+")
 TYPE_MISMATCH = "ARTIFACT_TYPE_MISMATCH"
 
 
@@ -75,12 +79,9 @@ def validate_manifest(
         path, digest, size, ref = e["path"], e["digest"], e["size"], e["ref"]
         _check_entry_path(path, f"{where}.path")
         if path in seen:
-            raise InvalidArgument(f"{where}.path", f"duplicate path {path!r}")
+            raise InvalidArgument(f"{where}.path", f"duplicate path {quote(path)}")
         seen.add(path)
-        if not DIGEST.match(digest):
-            raise InvalidArgument(
-                f"{where}.digest", f"must be ALGORITHM:VALUE such as sha256:<hex> (got {digest!r})"
-            )
+        digest = check_digest(digest, f"{where}.digest")
         if size < 0:
             raise InvalidArgument(f"{where}.size", "must not be negative")
         if len(ref) > REF_MAX or not ref.isprintable():
@@ -90,16 +91,37 @@ def validate_manifest(
     return out
 
 
+def check_digest(digest: str, field: str) -> str:
+    """`sha256:` and 64 hex digits, or `md5:` and 32; returned with lowercase digits
+    (the same bytes, the same digest)."""
+    algorithm, _, value = digest.partition(":")
+    digits = DIGEST_HEX_DIGITS.get(algorithm)
+    if digits is None:
+        raise InvalidArgument(
+            field,
+            f"must be sha256:<64 hex digits> or md5:<32 hex digits> (got {quote(digest)})",
+        )
+    if len(value) != digits or not HEX.fullmatch(value):
+        raise InvalidArgument(
+            field,
+            f"a {algorithm} digest needs exactly {digits} hex digits after '{algorithm}:' "
+            f"(got {quote(digest)})",
+        )
+    return f"{algorithm}:{value.lower()}"
+
+
 def _check_entry_path(path: str, field: str) -> None:
     if not path:
         raise InvalidArgument(field, "is required")
     if len(path) > MANIFEST_PATH_MAX or not path.isprintable():
         raise InvalidArgument(field, f"must be at most {MANIFEST_PATH_MAX} printable characters")
     if path.startswith("/"):
-        raise InvalidArgument(field, f"{path!r} must be relative (no leading '/')")
+        raise InvalidArgument(field, f"{quote(path)} must be relative (no leading '/')")
     for segment in path.split("/"):
         if segment in ("", ".", ".."):
-            raise InvalidArgument(field, f"{path!r} must not contain empty, '.' or '..' segments")
+            raise InvalidArgument(
+                field, f"{quote(path)} must not contain empty, '.' or '..' segments"
+            )
 
 
 def content_digest(manifest: Iterable[dict[str, Any]]) -> str:
@@ -131,11 +153,11 @@ def check_description(value: str, field: str) -> str:
 def create_project(
     s: Session, p: Principal, *, team: str, project_id: str, description: str
 ) -> m.Project:
-    names.resource_id(project_id, "project_id")
+    names.new_id(project_id, "project_id")
     if paths.reserved_project_id(project_id):
         raise InvalidArgument(
             "project_id",
-            f"{project_id!r} is reserved: '{paths.LEGACY_SEGMENT}' and "
+            f"{quote(project_id)} is reserved: '{paths.LEGACY_SEGMENT}' and "
             f"'{paths.REGISTRY_PREFIX}*' would make paths ambiguous",
         )
     check_description(description, "description")
@@ -333,7 +355,8 @@ def _lock_or_create_artifact(
     )
     artifact = s.execute(stmt).scalar_one_or_none()
     if artifact is not None:
-        return artifact, False
+        return artifact, False  # also one named before today's rules: it keeps working
+    names.new_id(artifact_id, "artifact_id")
     now = now_us()
     try:
         with s.begin_nested():
@@ -366,13 +389,15 @@ def create_artifact_version(
     aliases: Sequence[str],
     tags: Sequence[str],
     run_id: str,
-) -> ArtifactVersionInfo:
-    """Logs a version; identical content (same digest) returns the existing version."""
+) -> tuple[ArtifactVersionInfo, bool]:
+    """Logs a version: (the version, whether it was reused). Identical content (same
+    digest) logged again to the same artifact returns the existing version with what
+    was asked for applied to it (`_relog`)."""
     names.resource_id(artifact_id, "artifact_id")
     names.artifact_type(type_, "type")
     entries = validate_manifest(manifest)
     check_description(description, "description")
-    wanted_aliases = names.aliases(list(aliases), "aliases")
+    wanted_aliases = names.new_aliases(list(aliases), "aliases")
     wanted_tags = names.tags(list(tags), "tags")
     check_run_id(run_id)
     digest = content_digest(entries)
@@ -387,7 +412,7 @@ def create_artifact_version(
     artifact, created = _lock_or_create_artifact(s, proj, artifact_id, type_)
     if artifact.type != type_:
         raise FailedPrecondition(
-            f"{label}/artifacts/{artifact_id} has type {artifact.type!r}, not {type_!r}",
+            f"{label}/artifacts/{artifact_id} has type {artifact.type!r}, not {quote(type_)}",
             reason=TYPE_MISMATCH,
         )
     if not created:
@@ -402,7 +427,8 @@ def create_artifact_version(
             .limit(1)
         ).scalar_one_or_none()
         if same is not None:
-            return _info(s, same, ta.team, project, artifact)
+            asked = Relog(metadata, description, wanted_aliases, wanted_tags, run_id)
+            return _relog(s, p, ta.team, project, artifact, same, asked), True
 
     now = now_us()
     index = artifact.next_version_index
@@ -425,9 +451,7 @@ def create_artifact_version(
     )
     s.add(version)
     s.flush()
-    moved = _move_aliases(
-        s, artifact.id, version.id, [LATEST, *[a for a in wanted_aliases if a != LATEST]]
-    )
+    moved = _move_aliases(s, artifact.id, version.id, [LATEST, *wanted_aliases])
     name = artifact_version_name(team, project, artifact_id, index)
     events.record_event(
         s,
@@ -446,7 +470,111 @@ def create_artifact_version(
         },
         team_id=ta.team.id,
     )
-    return _info(s, version, ta.team, project, artifact, created_by=p.user)
+    return _info(s, version, ta.team, project, artifact, created_by=p.user), False
+
+
+@dataclass(frozen=True)
+class Relog:
+    """What a CreateArtifactVersion of identical content asked for (validated)."""
+
+    metadata: dict[str, Any]
+    description: str
+    aliases: list[str]
+    tags: list[str]
+    run_id: str
+
+
+def _relog(
+    s: Session,
+    p: Principal,
+    team: m.Team,
+    project: str,
+    artifact: m.Artifact,
+    version: m.ArtifactVersion,
+    asked: Relog,
+) -> ArtifactVersionInfo:
+    """Identical content logged again: `version` (the artifact row locked) gets what was
+    asked for, nothing is dropped. Aliases move to it (`latest` stays on the newest
+    version), tags are added to its own, metadata keys are set over its own, a
+    description replaces its own, and the run is recorded: as the producing run when it
+    has none, else as a run that logged it again (`GetLineage`'s `logging_runs`). One
+    ARTIFACT_VERSION_UPDATED event (details `relogged: true`) when anything changed."""
+    name = artifact_version_name(team.name, project, artifact.name, version.version_index)
+    held = set(_aliases_of(s, [version.id])[version.id]) - {LATEST}
+    arriving = [a for a in asked.aliases if a not in held]
+    names.check_alias_count(len(held) + len(arriving), "aliases", name)
+    own_tags = list(version.tags or [])
+    new_tags = [t for t in asked.tags if t not in own_tags]
+    if len(own_tags) + len(new_tags) > names.TAGS_MAX:
+        raise InvalidArgument("tags", f"at most {names.TAGS_MAX} tags, also with those {name} has")
+    own_metadata = dict(version.metadata_ or {})
+    new_metadata = merged_metadata(own_metadata, asked.metadata, "metadata")
+
+    fields: list[str] = []
+    details: dict[str, Any] = {"relogged": True}
+    if arriving:
+        moved = _move_aliases(s, artifact.id, version.id, arriving)
+        fields.append("aliases")
+        details.update(
+            aliases_added=arriving, moved_from={a: i for a, i in moved.items() if i is not None}
+        )
+    if new_tags:
+        fields.append("tags")
+        details["tags_before"] = own_tags
+        version.tags = own_tags + new_tags
+    if new_metadata != own_metadata:
+        fields.append("metadata")
+        details["metadata_keys"] = sorted(
+            k for k, v in asked.metadata.items() if k not in own_metadata or own_metadata[k] != v
+        )
+        version.metadata_ = new_metadata
+    if asked.description and asked.description != version.description:
+        fields.append("description")
+        version.description = asked.description
+    recorded_as = _record_run(s, p, version, asked.run_id)
+    if recorded_as:
+        fields.append(recorded_as)
+    if not fields:
+        return _info(s, version, team, project, artifact)  # nothing new: no change, no event
+    if asked.run_id:
+        details["run_id"] = asked.run_id
+    version.revision += 1
+    version.update_time = now_us()
+    s.flush()
+    events.record_event(
+        s,
+        org_id=team.org_id,
+        type=events.ARTIFACT_VERSION_UPDATED,
+        actor=p,
+        resource=name,
+        details={"fields": fields, **details},
+        team_id=team.id,
+    )
+    return _info(s, version, team, project, artifact)
+
+
+def _record_run(s: Session, p: Principal, version: m.ArtifactVersion, run_id: str) -> str:
+    """Records `run_id` as having logged `version` (the artifact row locked): as its
+    producing run when it has none, else among the runs that logged it again. Returns
+    the field that changed, "" when the run was recorded already (or none is given)."""
+    if not run_id or run_id == version.producing_run:
+        return ""
+    if not version.producing_run:
+        version.producing_run = run_id
+        return "producing_run"
+    recorded = s.execute(
+        select(m.ArtifactLogRun.run_id).where(
+            m.ArtifactLogRun.version_id == version.id, m.ArtifactLogRun.run_id == run_id
+        )
+    ).first()
+    if recorded is not None:
+        return ""
+    s.add(
+        m.ArtifactLogRun(
+            version_id=version.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
+        )
+    )
+    return "logging_runs"
 
 
 def get_artifact_version(
@@ -572,6 +700,9 @@ def update_artifact_version(
                 f"'{LATEST}' moves to the newest version by itself and cannot be removed",
             )
         added = [a for a in new_aliases if a not in current]
+        for a in added:  # those it holds already may predate today's rules
+            names.new_alias(a, f"artifact_version.aliases[{list(aliases).index(a)}]")
+        names.check_alias_count(len(set(new_aliases) - {LATEST}), "artifact_version.aliases", name)
         moved = _move_aliases(s, art.id, version.id, added)
         if removed:
             s.execute(
@@ -701,6 +832,8 @@ class Lineage:
     producing_run: str
     consuming_runs: list[str]
     links: list[LineageLink] = field(default_factory=list)
+    # runs that logged identical content again after the producing run
+    logging_runs: list[str] = field(default_factory=list)
 
 
 def _grouped_links(rows: Iterable[Any], make: Any) -> list[LineageLink]:
@@ -717,18 +850,25 @@ def _grouped_links(rows: Iterable[Any], make: Any) -> list[LineageLink]:
     return [make(first[i], tuple(sorted(aliases[i]))) for i in order]
 
 
+def _runs(s: Session, table: type[m.RunRecord], version_id: int) -> list[str]:
+    """The runs `table` records for a version, oldest first."""
+    return list(
+        s.execute(
+            select(table.run_id)
+            .where(table.version_id == version_id)
+            .order_by(table.create_time, table.run_id)
+        ).scalars()
+    )
+
+
 def get_lineage(
     s: Session, p: Principal, team: str, project: str, artifact: str, index: int
 ) -> Lineage:
-    """Producing run, consuming runs and every link the caller can see (one query each)."""
+    """Producing run, runs that logged it again, consuming runs and every link the
+    caller can see (one query each)."""
     av = get_artifact_version(s, p, team, project, artifact, index)
-    runs = list(
-        s.execute(
-            select(m.ArtifactUsage.run_id)
-            .where(m.ArtifactUsage.version_id == av.row.id)
-            .order_by(m.ArtifactUsage.create_time, m.ArtifactUsage.run_id)
-        ).scalars()
-    )
+    runs = _runs(s, m.ArtifactUsage, av.row.id)
+    logging_runs = _runs(s, m.ArtifactLogRun, av.row.id)
     collection_rows = s.execute(
         select(
             m.CollectionVersion.id,
@@ -801,4 +941,4 @@ def get_lineage(
             aliases,
         ),
     )
-    return Lineage(av.name, av.row.producing_run, runs, links)
+    return Lineage(av.name, av.row.producing_run, runs, links, logging_runs)

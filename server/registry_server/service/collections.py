@@ -25,6 +25,7 @@ from ..domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    quote,
 )
 from ..domain.filters import parse_filter
 from ..domain.roles import LegacyPermission, Permission
@@ -40,7 +41,6 @@ from .registries import accepts_type, dialect, registry_name
 
 SERVICE = "CollectionService"
 DESCRIPTION_MAX = 64 * 1024
-ALIASES_PER_REQUEST_MAX = 100
 
 
 def _perm(rpc: str) -> Permission:
@@ -63,30 +63,6 @@ def version_path(org: str, registry_id: str, collection_id: str, index: int) -> 
 
 def artifact_version_name(team: str, project: str, artifact: str, index: int) -> str:
     return f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{index}"
-
-
-# --- validation ---------------------------------------------------------------------
-
-
-def settable_alias(value: str, field: str) -> str:
-    """An alias a user may set or remove by hand (`latest` moves by itself)."""
-    names.alias(value, field)
-    if value == paths.LATEST:
-        raise InvalidArgument(
-            field, "`latest` always points at the highest version and cannot be set or removed"
-        )
-    return value
-
-
-def settable_aliases(values: Sequence[str], field: str) -> list[str]:
-    if len(values) > ALIASES_PER_REQUEST_MAX:
-        raise InvalidArgument(field, f"at most {ALIASES_PER_REQUEST_MAX} aliases")
-    out: list[str] = []
-    for i, value in enumerate(values):
-        settable_alias(value, f"{field}[{i}]")
-        if value not in out:
-            out.append(value)
-    return out
 
 
 def _protected(registry: m.Registry, aliases: Sequence[str]) -> list[str]:
@@ -191,7 +167,7 @@ def create_collection(
     description: str,
     tags: Sequence[str],
 ) -> CollectionView:
-    names.resource_id(collection_id, "collection_id")
+    names.new_id(collection_id, "collection_id")
     names.artifact_type(artifact_type, "collection.type")
     names.text(description, "collection.description", DESCRIPTION_MAX)
     tag_list = names.tags(list(tags), "collection.tags")
@@ -649,7 +625,8 @@ def _collection_for_link(
     )
     collection = s.execute(stmt).scalar_one_or_none()
     if collection is not None:
-        return collection
+        return collection  # also one named before today's rules: it keeps working
+    names.new_id(ref.collection, "collection_id")
     try:
         with s.begin_nested():
             return _insert_collection(s, p, access, ref, artifact_type, "", [])
@@ -673,7 +650,7 @@ def validate_link(
     names.resource_id(collection_id, "collection_id")
     if not artifact_version:
         raise InvalidArgument("artifact_version", "is required (a resource name or any path form)")
-    alias_list = settable_aliases(aliases, "aliases")
+    alias_list = names.new_aliases(list(aliases), "aliases")
     tag_list = names.tags(list(tags), "tags")
     names.text(description, "description", DESCRIPTION_MAX)
     return alias_list, tag_list
@@ -716,6 +693,7 @@ def link_version(
             m.CollectionVersion.artifact_version_id == source.version.id,
         )
     ).scalar_one_or_none()
+    linked_now = version is None
     if version is None:
         t = now_us()
         version = m.CollectionVersion(
@@ -748,14 +726,32 @@ def link_version(
             },
             registry_id=access.registry.id,
         )
+    holders = {alias: _alias_holder(s, collection, alias) for alias in alias_list}
+    if not linked_now:  # a new link holds only these (at most ALIASES_PER_VERSION)
+        arriving = [
+            a for a, held in holders.items() if not held or held[0].version_id != version.id
+        ]
+        _check_room(s, ref, version, len(arriving), "aliases")
     for alias in alias_list:
-        _set_alias(
-            s, p, access, ref, collection, version, alias, _alias_holder(s, collection, alias)
-        )
+        _set_alias(s, p, access, ref, collection, version, alias, holders[alias])
     return _version_view(s, ref, version)
 
 
 # --- aliases ------------------------------------------------------------------------
+
+
+def _check_room(
+    s: Session, ref: CollectionRef, version: m.CollectionVersion, arriving: int, field: str
+) -> None:
+    """INVALID_ARGUMENT (TOO_MANY_ALIASES) unless `arriving` more aliases fit on `version`."""
+    if not arriving:
+        return
+    held = s.execute(
+        select(func.count())
+        .select_from(m.CollectionAlias)
+        .where(m.CollectionAlias.version_id == version.id)
+    ).scalar_one()
+    names.check_alias_count(held + arriving, field, f"{ref.name}/versions/{version.version_index}")
 
 
 def _alias_holder(
@@ -817,7 +813,7 @@ def _set_alias(
 
 def validate_add_alias(alias: str, expected_version_index: int | None) -> None:
     """AddAlias's input checks, before anything is read."""
-    settable_alias(alias, "alias")
+    names.new_alias(alias, "alias")
     if expected_version_index is not None and expected_version_index < -1:
         raise InvalidArgument("expected_version_index", "must be a version index, or -1 for absent")
 
@@ -835,17 +831,18 @@ def add_alias(
     or absent when -1."""
     validate_add_alias(alias, expected_version_index)
     access, collection = _load_collection(s, p, ref, _perm("AddAlias"), for_update=True)
-    _require_protected_alias_right(access, [alias], f"setting alias {alias!r}")
+    _require_protected_alias_right(access, [alias], f"setting alias {quote(alias)}")
     version = _load_version(s, ref, collection, index)
     holder = _alias_holder(s, collection, alias)
     current = holder[1] if holder else -1
     if expected_version_index is not None and expected_version_index != current:
         raise Aborted(
-            f"alias {alias!r} of {ref.name} is {_where(current)}, "
+            f"alias {quote(alias)} of {ref.name} is {_where(current)}, "
             f"not {_where(expected_version_index)}; re-read and retry",
             reason="ALIAS_CONFLICT",
             metadata={"current_version_index": str(current)},
         )
+    _check_room(s, ref, version, 0 if current == index else 1, "alias")
     _set_alias(s, p, access, ref, collection, version, alias, holder)
     return _version_view(s, ref, version)
 
@@ -857,13 +854,13 @@ def _where(index: int) -> str:
 def remove_alias(
     s: Session, p: Principal, ref: CollectionRef, index: int, alias: str
 ) -> VersionView:
-    settable_alias(alias, "alias")
+    names.existing_alias(alias, "alias")
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
-    _require_protected_alias_right(access, [alias], f"removing alias {alias!r}")
+    _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
     version = _load_version(s, ref, collection, index)
     holder = _alias_holder(s, collection, alias)
     if holder is None or holder[0].version_id != version.id:
-        raise NotFound(f"alias {alias!r} is not on {ref.name}/versions/{index}")
+        raise NotFound(f"alias {quote(alias)} is not on {ref.name}/versions/{index}")
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.id == holder[0].id))
     _alias_removed(s, p, access, ref, alias, index)
     return _version_view(s, ref, version)

@@ -49,7 +49,7 @@ from sqlalchemy import ColumnElement, Select, and_, event, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import InvalidArgument, NotFound
+from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.filters import And, Comparison, Expr, Not, Or, parse_filter
 from ..domain.roles import Permission
 from ..storage import models as m
@@ -158,7 +158,7 @@ def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") 
         return EventScope(parent, registry.org_id, registry.id)
     if len(segments) != 2:
         raise InvalidArgument(
-            field, f"{parent!r} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
+            field, f"{quote(parent)} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
         )
     org_id = names.parse(parent, ORG_PATTERN, field)["org"]
     org = get_org(s, p, org_id, field)

@@ -893,6 +893,8 @@ def _add_alias(
         raise _Fallback  # ABORTED (ALIAS_CONFLICT) from the general path
     aliases = set(joined_aliases.split(",")) if joined_aliases else set()
     changed = holder_pk is None or current != index
+    if changed and len(aliases) >= names.ALIASES_PER_VERSION:
+        raise _Fallback  # INVALID_ARGUMENT (TOO_MANY_ALIASES) from the general path
     if changed:
         now = now_us()
         if holder_pk is not None:

@@ -8,12 +8,12 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain.errors import InvalidArgument
 from ..storage import models as m
 from ..storage.db import Database, now_us
+from ..storage.errors import lost_race
 from .context import Principal
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -49,31 +49,36 @@ def run_idempotent(
     cls: type[M],
     work: Callable[[Session], M],
 ) -> M:
-    """Runs `work` in one write transaction, remembering its response under request_id."""
+    """Runs `work` in one write transaction, remembering its response under request_id.
+
+    A transaction that lost a race (`storage.errors.lost_race`) runs once more: a create
+    of a name that a concurrent one took first then answers ALREADY_EXISTS from its
+    existence check, and a concurrent retry with the same request_id the response the
+    winner stored."""
     check_request_id(request_id)
-    if not request_id:
+
+    def once() -> M:
         with db.write() as s:
-            return work(s)
-    try:
-        with db.write() as s:
-            prior = _lookup(s, p, method, request_id, cls)
-            if prior is not None:
-                return prior
+            if request_id:
+                prior = _lookup(s, p, method, request_id, cls)
+                if prior is not None:
+                    return prior
             result = work(s)
-            s.execute(
-                insert(m.IdempotencyKey).values(
-                    user_id=p.user_id,
-                    method=method,
-                    request_id=request_id,
-                    response=result.SerializeToString(),
-                    create_time=now_us(),
+            if request_id:
+                s.execute(
+                    insert(m.IdempotencyKey).values(
+                        user_id=p.user_id,
+                        method=method,
+                        request_id=request_id,
+                        response=result.SerializeToString(),
+                        create_time=now_us(),
+                    )
                 )
-            )
             return result
-    except IntegrityError:
-        # A concurrent retry with the same request_id won; answer what it stored.
-        with db.read() as s:
-            prior = _lookup(s, p, method, request_id, cls)
-        if prior is None:
+
+    try:
+        return once()
+    except Exception as err:
+        if not lost_race(err):
             raise
-        return prior
+    return once()

@@ -39,8 +39,8 @@ from ..domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    quote,
 )
-from ..domain.paths import LATEST
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
@@ -153,22 +153,6 @@ def _require_protected_right(ta: access.TeamAccess, aliases: Sequence[str], what
     )
 
 
-def check_alias(value: str, field: str) -> str:
-    names.alias(value, field)
-    if value == LATEST:
-        raise InvalidArgument(
-            field, f"'{LATEST}' is always the highest version and cannot be set by hand"
-        )
-    return value
-
-
-def check_aliases(values: Sequence[str], field: str) -> list[str]:
-    out = names.aliases(list(values), field)
-    for i, v in enumerate(values):
-        check_alias(v, f"{field}[{i}]")
-    return out
-
-
 # --- registered models -------------------------------------------------------------------
 
 
@@ -249,7 +233,7 @@ def create_registered_model(
     description: str,
     tags: Sequence[str],
 ) -> ModelInfo:
-    names.resource_id(model_id, "registered_model_id")
+    names.new_id(model_id, "registered_model_id")
     names.text(description, "description", DESCRIPTION_MAX)
     new_tags = names.tags(list(tags), "tags")
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True)
@@ -512,9 +496,10 @@ def _load_version(
 
 
 def _move_aliases(
-    s: Session, model_id: int, version_id: int, aliases: Sequence[str]
+    s: Session, model_id: int, version_id: int, aliases: Sequence[str], field: str, what: str
 ) -> dict[str, int | None]:
-    """Points each alias at the version (model row locked); alias -> previous index."""
+    """Points each alias at the version `what` (model row locked); alias -> previous
+    index. INVALID_ARGUMENT naming `field` when the version would hold too many."""
     if not aliases:
         return {}
     current = {
@@ -532,6 +517,18 @@ def _move_aliases(
             .execution_options(populate_existing=True)
         ).all()
     }
+    arriving = [
+        a
+        for a in aliases
+        if a not in current or current[a].RegisteredModelAlias.version_id != version_id
+    ]
+    if arriving:
+        held = s.execute(
+            select(func.count())
+            .select_from(m.RegisteredModelAlias)
+            .where(m.RegisteredModelAlias.version_id == version_id)
+        ).scalar_one()
+        names.check_alias_count(held + len(arriving), field, what)
     moved: dict[str, int | None] = {}
     now = now_us()
     for alias in aliases:
@@ -568,7 +565,7 @@ def link_model_version(
     names.resource_id(model_id, "registered_model_id")
     if not artifact_version:
         raise InvalidArgument("artifact_version", "is required (a version name or a path)")
-    wanted = check_aliases(aliases, "aliases")
+    wanted = names.new_aliases(list(aliases), "aliases")
     new_tags = names.tags(list(tags), "tags")
     label = _model_name(team, model_id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
@@ -589,7 +586,7 @@ def link_model_version(
     )
     av = source.artifact_version
     if av.org_id != ta.team.org_id:
-        raise NotFound(f"{artifact_version!r} not found")
+        raise NotFound(f"{quote(artifact_version)} not found")
     if av.type != MODEL_TYPE:
         raise FailedPrecondition(
             f"{av.name} has type {av.type!r}; the legacy Model Registry accepts only "
@@ -604,7 +601,8 @@ def link_model_version(
     )
     model = s.execute(lock_model).scalar_one_or_none()
     model_created = False
-    if model is None:
+    if model is None:  # (one named before today's rules keeps working)
+        names.new_id(model_id, "registered_model_id")
         try:
             with s.begin_nested():
                 model = _new_model(s, p, ta.team, model_id, "", [])
@@ -620,7 +618,14 @@ def link_model_version(
     ).scalar_one_or_none()
     now = now_us()
     if existing is not None:
-        moved = _move_aliases(s, model.id, existing.id, wanted)
+        moved = _move_aliases(
+            s,
+            model.id,
+            existing.id,
+            wanted,
+            "aliases",
+            model_version_name(team, model_id, existing.version_index),
+        )
         if moved:
             existing.update_time = now
             model.update_time = now
@@ -655,7 +660,9 @@ def link_model_version(
     )
     s.add(link)
     s.flush()
-    moved = _move_aliases(s, model.id, link.id, wanted)
+    moved = _move_aliases(
+        s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
+    )
     events.record_event(
         s,
         org_id=ta.team.org_id,
@@ -819,16 +826,18 @@ def set_alias(
     s: Session, p: Principal, team: str, model: str, alias: str, index: int
 ) -> ModelVersionView:
     """Moves (or adds) `alias` to version `index`; an event when it actually moves."""
-    check_alias(alias, "alias")
+    names.new_alias(alias, "alias")
     if index < 0:
         raise InvalidArgument("version_index", "must not be negative")
     label = _model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     if alias in _protected(ta.team):
-        _require_protected_right(ta, [alias], f"setting alias {alias!r} on {label}")
+        _require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     version = _load_version(s, row, index, model_version_name(team, model, index))
-    moved = _move_aliases(s, row.id, version.id, [alias])
+    moved = _move_aliases(
+        s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
+    )
     if moved:
         now = now_us()
         row.update_time = now
@@ -852,11 +861,11 @@ def delete_alias(
     s: Session, p: Principal, team: str, model: str, alias: str, index: int | None
 ) -> ModelVersionView:
     """Removes `alias`; when `index` is given the alias must be on that version."""
-    check_alias(alias, "alias")
+    names.existing_alias(alias, "alias")
     label = _model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     if alias in _protected(ta.team):
-        _require_protected_right(ta, [alias], f"removing alias {alias!r} from {label}")
+        _require_protected_right(ta, [alias], f"removing alias {quote(alias)} from {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     found = s.execute(
         select(m.RegisteredModelAlias, m.RegisteredModelVersion)
@@ -870,11 +879,11 @@ def delete_alias(
         )
     ).first()
     if found is None:
-        raise NotFound(f"alias {alias!r} is not set on {label}")
+        raise NotFound(f"alias {quote(alias)} is not set on {label}")
     version: m.RegisteredModelVersion = found.RegisteredModelVersion
     if index is not None and version.version_index != index:
         raise FailedPrecondition(
-            f"alias {alias!r} of {label} is on v{version.version_index}, not v{index}",
+            f"alias {quote(alias)} of {label} is on v{version.version_index}, not v{index}",
             reason="ALIAS_MOVED",
         )
     s.execute(
@@ -935,7 +944,7 @@ def update_settings(
     """Replaces the protected aliases and/or the model registry admins (team members)."""
     if len(protected_aliases) > PROTECTED_ALIASES_MAX:
         raise InvalidArgument("protected_aliases", f"at most {PROTECTED_ALIASES_MAX} aliases")
-    new_protected = check_aliases(protected_aliases, "protected_aliases")
+    new_protected = names.existing_aliases(list(protected_aliases), "protected_aliases")
     if len(registry_admins) > REGISTRY_ADMINS_MAX:
         raise InvalidArgument("registry_admins", f"at most {REGISTRY_ADMINS_MAX} users")
     admin_ids = [

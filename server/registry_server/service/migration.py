@@ -66,7 +66,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
-from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound, RegistryError
+from ..domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RegistryError,
+    quote,
+)
 from ..domain.roles import (
     ACTIVE_MIGRATION_STATES,
     LegacyPermission,
@@ -718,7 +724,7 @@ def state_filter(value: str, op: str) -> Any:
     key = value.upper().removeprefix("MIGRATION_STATE_")
     if key not in MigrationState.__members__ or key == "UNSPECIFIED":
         allowed = ", ".join(s.name for s in MigrationState if s != MigrationState.UNSPECIFIED)
-        raise InvalidArgument("filter", f"state must be one of {allowed} (got {value!r})")
+        raise InvalidArgument("filter", f"state must be one of {allowed} (got {quote(value)})")
     number = int(MigrationState[key])
     return m.Migration.state != number if op == "!=" else m.Migration.state == number
 

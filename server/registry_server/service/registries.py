@@ -21,6 +21,7 @@ from ..domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    quote,
 )
 from ..domain.filters import parse_filter
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
@@ -84,13 +85,7 @@ def validate_artifact_types(values: Sequence[str], field: str) -> list[str]:
 def validate_protected_aliases(values: Sequence[str], field: str) -> list[str]:
     if len(values) > PROTECTED_ALIASES_MAX:
         raise InvalidArgument(field, f"at most {PROTECTED_ALIASES_MAX} protected aliases")
-    out = names.aliases(list(values), field)
-    if paths.LATEST in out:
-        raise InvalidArgument(
-            f"{field}[{out.index(paths.LATEST)}]",
-            "`latest` always points at the highest version and cannot be protected",
-        )
-    return out
+    return names.existing_aliases(list(values), field)
 
 
 def validate_default_role(role: RegistryRole, field: str) -> RegistryRole:
@@ -126,7 +121,7 @@ def create_registry(
     protected_aliases: Sequence[str],
 ) -> m.Registry:
     """Any user of the organization may create one and becomes its ADMIN."""
-    names.resource_id(registry_id, "registry_id")
+    names.new_id(registry_id, "registry_id")
     names.text(description, "registry.description", DESCRIPTION_MAX)
     if visibility == Visibility.UNSPECIFIED:
         visibility = Visibility.ORGANIZATION
@@ -423,7 +418,7 @@ class MemberRef:
 def parse_member(value: str, field: str) -> MemberRef:
     kind, sep, ident = value.partition("/")
     if not sep or kind not in ("users", "teams"):
-        raise InvalidArgument(field, f"{value!r} must be users/{{user}} or teams/{{team}}")
+        raise InvalidArgument(field, f"{quote(value)} must be users/{{user}} or teams/{{team}}")
     names.principal_id(ident, field)
     return MemberRef(kind, ident)
 

@@ -32,7 +32,7 @@ from sqlalchemy import Select, and_, func, literal, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names, paths
-from ..domain.errors import InvalidArgument, NotFound
+from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyState, Permission, RegistryRole
 from ..storage import models as m
@@ -175,7 +175,7 @@ _NAME_PATTERNS = (
 def parse_reference(text: str, field: str) -> ParsedPath:
     """A path, or a version resource name turned into the equivalent path."""
     if not text.isprintable():
-        raise InvalidArgument(field, f"{text!r} must not contain control characters")
+        raise InvalidArgument(field, f"{quote(text)} must not contain control characters")
     head = text.split("/", 1)[0]
     if head in ("teams", "organizations") and text.count("/") > 3:
         segments = text.count("/") + 1
@@ -195,7 +195,8 @@ def parse_reference(text: str, field: str) -> ParsedPath:
 def names_error(text: str, field: str) -> InvalidArgument:
     return InvalidArgument(
         field,
-        f"{text!r} is neither a path nor an artifact, registered-model or collection version name",
+        f"{quote(text)} is neither a path nor an artifact, registered-model or collection "
+        "version name",
     )
 
 
@@ -334,7 +335,7 @@ def _aliases(
 
 
 def _not_found(parsed: ParsedPath) -> NotFound:
-    return NotFound(f"path {parsed.format()!r} not found")
+    return NotFound(f"path {quote(parsed.format())} not found")
 
 
 def _allowed_in_team(p: Principal, team_org_id: int, team_role: int | None) -> bool:

@@ -53,7 +53,7 @@ from sqlalchemy import CursorResult, Update, delete, exists, func, insert, selec
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import InvalidArgument, NotFound
+from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, now_us
@@ -99,7 +99,7 @@ def validate_event_types(values: Sequence[str], field: str) -> list[str]:
         if value not in KNOWN_EVENT_TYPES:
             raise InvalidArgument(
                 f"{field}[{i}]",
-                f"unknown event type {value!r}; known: {', '.join(sorted(KNOWN_EVENT_TYPES))}",
+                f"unknown event type {quote(value)}; known: {', '.join(sorted(KNOWN_EVENT_TYPES))}",
             )
         if value not in out:
             out.append(value)
@@ -214,7 +214,7 @@ def parse_parent(value: str, field: str) -> Parent:
         return Parent(v["org"], v["registry"], v["collection"])
     if len(value.split("/")) != 4:
         raise InvalidArgument(
-            field, f"{value!r} is not of the form {REGISTRY_PATTERN} or {COLLECTION_PATTERN}"
+            field, f"{quote(value)} is not of the form {REGISTRY_PATTERN} or {COLLECTION_PATTERN}"
         )
     v = names.parse(value, REGISTRY_PATTERN, field)
     return Parent(v["org"], v["registry"], None)
@@ -224,7 +224,8 @@ def parse_automation_name(value: str, field: str) -> tuple[Parent, str]:
     head, sep, uid = value.rpartition("/automations/")
     if not sep:
         raise InvalidArgument(
-            field, f"{value!r} is not of the form {{registry or collection}}/automations/{{id}}"
+            field,
+            f"{quote(value)} is not of the form {{registry or collection}}/automations/{{id}}",
         )
     parent = parse_parent(head, field)
     names.parse(f"automations/{uid}", "automations/{automation}", field)

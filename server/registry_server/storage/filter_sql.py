@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, quote
 from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value
 
 Kind = Literal["string", "int", "bool", "time", "tags", "json_map", "alias"]
@@ -204,7 +204,7 @@ class _Compiler:
         )
         raise InvalidArgument(
             self.field,
-            f"unknown field '{'.'.join(c.member)}' at position {c.position}; "
+            f"unknown field {quote('.'.join(c.member))} at position {c.position}; "
             f"allowed: {allowed or '(none)'}",
         )
 
@@ -214,7 +214,7 @@ class _Compiler:
         ):
             raise self.error(
                 c,
-                f"invalid key {key!r}: must be 1-{METADATA_KEY_MAX} characters "
+                f"invalid key {quote(key)}: must be 1-{METADATA_KEY_MAX} characters "
                 "without control characters",
             )
         return key

@@ -191,10 +191,9 @@ class ArtifactAlias(Base):
     __table_args__ = (UniqueConstraint("artifact_id", "alias"),)
 
 
-class ArtifactUsage(Base):
-    """A run that consumed an artifact version (lineage)."""
+class RunRecord:
+    """A run recorded against an artifact version (lineage), once per run."""
 
-    __tablename__ = "artifact_usages"
     version_id: Mapped[int] = mapped_column(
         ForeignKey("artifact_versions.id", ondelete="CASCADE"), primary_key=True
     )
@@ -203,6 +202,19 @@ class ArtifactUsage(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     create_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class ArtifactUsage(RunRecord, Base):
+    """A run that consumed an artifact version (lineage)."""
+
+    __tablename__ = "artifact_usages"
+
+
+class ArtifactLogRun(RunRecord, Base):
+    """A run that logged an artifact version's content again after its producing run
+    (identical content: CreateArtifactVersion answered with this version, reused)."""
+
+    __tablename__ = "artifact_log_runs"
 
 
 # --- legacy Model Registry -----------------------------------------------------------

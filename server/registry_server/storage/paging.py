@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, quote
 from ..domain.pagination import decode_token, encode_token, page_size
 
 
@@ -38,10 +38,10 @@ def parse_order_by(
             or len(words) > 2
             or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
         ):
-            raise InvalidArgument(field, f"{part.strip()!r}: expected FIELD or FIELD desc")
+            raise InvalidArgument(field, f"{quote(part.strip())}: expected FIELD or FIELD desc")
         if words[0] not in allowed:
             raise InvalidArgument(
-                field, f"unknown field {words[0]!r}; allowed: {', '.join(sorted(allowed))}"
+                field, f"unknown field {quote(words[0])}; allowed: {', '.join(sorted(allowed))}"
             )
         keys.append(SortKey(allowed[words[0]], len(words) == 2 and words[1].lower() == "desc"))
     keys.append(SortKey(tiebreak, keys[-1].descending if keys else False))
