@@ -108,10 +108,26 @@ class ServerThread:
         self._thread.join(10)
 
 
+# Webhook tests send to receivers on 127.0.0.1 over plain http, which a server refuses
+# by default (tests/test_webhook_safety.py serves with the defaults).
+WEBHOOKS_TO_LOOPBACK: dict[str, Any] = {
+    "webhook_allow_http": True,
+    "webhook_allow_cidrs": ("127.0.0.0/8",),
+}
+
+
 @pytest.fixture(scope="session")
 def server(database_url: str) -> Iterator[ServerThread]:
     db = Database(database_url)
-    app = App(db, Settings(auth_cache_ttl=5.0, replica_id="test-replica", hot_writer=HOT_WRITER))
+    app = App(
+        db,
+        Settings(
+            auth_cache_ttl=5.0,
+            replica_id="test-replica",
+            hot_writer=HOT_WRITER,
+            **WEBHOOKS_TO_LOOPBACK,
+        ),
+    )
     thread = ServerThread(app).start()
     yield thread
     thread.stop()

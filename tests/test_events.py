@@ -1246,9 +1246,7 @@ def test_automation_rpcs_record_one_event_each(world: World) -> None:
     registry = make_registry(world)
     probe = Probe(world.admin.stubs, world.org_name)
     stub = world.admin.stubs.events
-    automation = r.Automation(
-        event_types=[ev.ALIAS_ADDED], url="http://127.0.0.1:9/hook", secret="s3cret"
-    )
+    automation = r.Automation(event_types=[ev.ALIAS_ADDED], url="http://127.0.0.1:9/hook")
     bad = r.Automation(event_types=["NO_SUCH_TYPE"], url="http://127.0.0.1:9/hook", secret="s")
     probe.none(
         INVALID, stub.CreateAutomation, pb.CreateAutomationRequest(parent=registry, automation=bad)

@@ -1,11 +1,17 @@
-"""Webhook automations through the real server: validation and access, signed
-deliveries received by a real HTTP server on 127.0.0.1, retries with backoff (each
-attempt recorded), alias and type matching, and no duplicates across replicas."""
+"""Webhook automations through the real server: validation and access, deliveries
+signed with the Standard Webhooks scheme received by a real HTTP server on 127.0.0.1
+(the session server allows http and 127.0.0.0/8: conftest.WEBHOOKS_TO_LOOPBACK),
+retries with backoff (each attempt recorded), alias and type matching, no duplicates
+across replicas, secrets (generated, never returned, sealed under a server key),
+UpdateAutomation and TestAutomation, redirects and the address check at connect time.
+Refusals under the default rules: tests/test_webhook_safety.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import threading
 import time
@@ -21,12 +27,15 @@ import pytest
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import event_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
+from registry_client import webhooks as standard_webhooks
 from registry_server.api.app import App, Settings
 from registry_server.service import events as ev
-from registry_server.service import webhooks
+from registry_server.service import webhook_targets
+from registry_server.service.secret_box import SecretBox
+from registry_server.storage import models as m
 from registry_server.storage.db import Database
 
-from .conftest import Person, ServerThread, World, expect_error, unique
+from .conftest import WEBHOOKS_TO_LOOPBACK, Person, ServerThread, World, expect_error, unique
 from .test_events import grant, link, list_events, log_version, make_lab, make_registry
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -53,6 +62,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     # When set, answers each request from its headers instead of `statuses`.
     respond: Callable[[dict[str, str]], int] | None = None
+    # Sent as the Location header (with a 3xx status).
+    location: str = ""
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -86,6 +97,8 @@ def receiver() -> Iterator[Receiver]:
                 else:
                     status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
+            if state.location:
+                self.send_header("Location", state.location)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -129,8 +142,11 @@ def setup(world: World) -> Setup:
     return Setup(world, member, registry, f"{registry}/collections/{coll}", versions)
 
 
+SECRET = standard_webhooks.new_secret()
+
+
 def create(person: Person, parent: str, **fields: Any) -> r.Automation:
-    fields.setdefault("secret", "s3cret")
+    fields.setdefault("secret", SECRET)
     return person.stubs.events.CreateAutomation(
         pb.CreateAutomationRequest(parent=parent, automation=r.Automation(**fields))
     )
@@ -174,7 +190,6 @@ def test_signed_delivery_retried_until_the_receiver_recovers(
         event_types=[ev.ALIAS_ADDED],
         alias_regex="prod.*",
         url=receiver.url,
-        secret="top-secret",
     )
     add_alias(setup.member, setup.versions[0].name, "staging")  # alias does not match
     setup.member.stubs.collections.UpdateCollectionVersion(  # type not subscribed
@@ -193,8 +208,7 @@ def test_signed_delivery_retried_until_the_receiver_recovers(
         f'type = "{ev.ALIAS_ADDED}" AND resource : "{setup.versions[1].name}"',
     )
     for attempt, request in enumerate(got, start=1):
-        expected = "sha256=" + hmac.new(b"top-secret", request.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(request.headers["X-Registry-Signature"], expected)
+        standard_webhooks.verify(SECRET, request.headers, request.body)
         assert request.headers["X-Registry-Event"] == str(event.cursor)
         assert request.headers["X-Registry-Event-Type"] == ev.ALIAS_ADDED
         assert request.headers["X-Registry-Attempt"] == str(attempt)
@@ -270,7 +284,8 @@ def test_validation_access_and_secret_never_returned(setup: Setup, receiver: Rec
         ({"url": "ftp://example.com/x"}, "automation.url"),
         ({"url": "http:///nohost"}, "automation.url"),
         ({"url": ""}, "automation.url"),
-        ({"secret": ""}, "automation.secret"),
+        ({"secret": "s3cret"}, "automation.secret"),
+        ({"secret": "whsec_c2hvcnQ="}, "automation.secret"),  # 5 bytes of key
     ]
     for bad, where in cases:
         expect_error(
@@ -289,7 +304,7 @@ def test_validation_access_and_secret_never_returned(setup: Setup, receiver: Rec
     # request_id: a retry returns the first automation and records nothing more
     before = len(list_events(world.admin.stubs, setup.registry))
     req = pb.CreateAutomationRequest(
-        parent=setup.registry, automation=r.Automation(**good, secret="x"), request_id="retry-1"
+        parent=setup.registry, automation=r.Automation(**good, secret=SECRET), request_id="retry-1"
     )
     first = member.stubs.events.CreateAutomation(req)
     assert member.stubs.events.CreateAutomation(req).name == first.name
@@ -366,7 +381,8 @@ def test_replicas_deliver_each_event_once(
     replicas = []
     for i in range(2):
         db = Database(database_url)
-        replicas.append((db, ServerThread(App(db, Settings(replica_id=f"hook-{i}"))).start()))
+        settings = Settings(replica_id=f"hook-{i}", **WEBHOOKS_TO_LOOPBACK)
+        replicas.append((db, ServerThread(App(db, settings)).start()))
     try:
         create(
             setup.member,
@@ -391,9 +407,3 @@ def test_replicas_deliver_each_event_once(
             db.dispose()
 
 
-def test_signature_helper_matches_the_documented_header() -> None:
-    body = b'{"event":{}}'
-    assert (
-        webhooks.signature("k", body)
-        == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
-    )
