@@ -87,6 +87,12 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    with serve_receiver() as state:
+        yield state
+
+
+@contextmanager
+def serve_receiver() -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -111,9 +117,11 @@ def receiver() -> Iterator[Receiver]:
     state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=state.server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    state.server.shutdown()
-    state.server.server_close()
+    try:
+        yield state
+    finally:
+        state.server.shutdown()
+        state.server.server_close()
 
 
 @pytest.fixture(autouse=True)
