@@ -1,6 +1,7 @@
 """Authorization, table-driven (SPEC section 3): every principal kind x every
 RegistryService / CollectionService RPC and EventService automation RPC (plus
-resolving and using through a registry path) -> the expected status code, on a RESTRICTED and on an ORGANIZATION registry.
+resolving and using through a registry path) -> the expected status code, on a
+RESTRICTED and on an ORGANIZATION registry.
 
 The expected codes come from this file's own `need` column, checked against the
 server's table (`service/authz_table.py`); a last test fails when any RPC of any
