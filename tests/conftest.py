@@ -7,6 +7,7 @@ Tests isolate themselves by creating their own organization (`world` fixture).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import os
 import tempfile
@@ -29,6 +30,7 @@ from registry_client import Stubs, open_channel
 from registry_server.api.app import App, Settings
 from registry_server.api.server import RegistryServer, new_event_loop
 from registry_server.api.settings import EventLoop, HotWriter
+from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
@@ -114,6 +116,21 @@ WEBHOOKS_TO_LOOPBACK: dict[str, Any] = {
     "webhook_allow_http": True,
     "webhook_allow_cidrs": ("127.0.0.0/8",),
 }
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Host name -> addresses: what webhook URLs resolve to for the in-process servers
+    (no test asks real DNS)."""
+    table: dict[str, list[str]] = {}
+
+    def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
+        if host not in table:
+            raise OSError(f"{host}: unknown in this test")
+        return [ipaddress.ip_address(a) for a in table[host]]
+
+    monkeypatch.setattr(webhook_targets, "resolve", resolve)
+    return table
 
 
 @pytest.fixture(scope="session")

@@ -116,20 +116,6 @@ def strict(strict_server: ServerThread, root_key: str) -> Iterator[Strict]:
     channel.close()
 
 
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Host name -> addresses, answered by the servers' resolver in this process."""
-    table: dict[str, list[str]] = {}
-
-    def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
-        if host not in table:
-            raise OSError(f"{host}: unknown in this test")
-        return [ipaddress.ip_address(a) for a in table[host]]
-
-    monkeypatch.setattr(webhook_targets, "resolve", resolve)
-    return table
-
-
 def create(strict: Strict, url: str, **fields: Any) -> r.Automation:
     return strict.member.stubs.events.CreateAutomation(
         pb.CreateAutomationRequest(

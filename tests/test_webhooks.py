@@ -680,20 +680,6 @@ def test_redirect_is_not_followed(setup: Setup, receiver: Receiver) -> None:
     assert len(receiver.received) == 1
 
 
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Host name -> addresses, answered by the servers' resolver in this process."""
-    table: dict[str, list[str]] = {}
-
-    def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
-        if host not in table:
-            raise OSError(f"{host}: unknown in this test")
-        return [ipaddress.ip_address(a) for a in table[host]]
-
-    monkeypatch.setattr(webhook_targets, "resolve", resolve)
-    return table
-
-
 def test_delivery_rechecks_address_at_connect_time(
     setup: Setup, receiver: Receiver, dns: dict[str, list[str]]
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import grpc
 from google.protobuf import empty_pb2
@@ -192,15 +192,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> r.Automation:
         p = current_principal()
         a = request.automation
-        spec = webhooks.automation_spec(
-            webhooks.UPDATABLE,
-            event_types=list(a.event_types),
-            alias_regex=a.alias_regex,
-            url=a.url,
-            secret=a.secret,
-            enabled=a.enabled if a.HasField("enabled") else True,
-            policy=self.app.webhook_policy,
-        )
+        spec = self._spec(a, webhooks.UPDATABLE, updating=False)
         await self._check_url(p, request.parent, "parent", "CreateAutomation", spec.url)
         made: list[str] = []
 
@@ -216,6 +208,21 @@ class EventServicer(pb_grpc.EventServiceServicer):
         if made:  # only this reply carries it: the stored replay of request_id does not
             reply.secret = made[0]
         return reply
+
+    def _spec(
+        self, a: r.Automation, fields: Collection[str], *, updating: bool
+    ) -> webhooks.AutomationSpec:
+        return webhooks.automation_spec(
+            fields,
+            event_types=list(a.event_types),
+            alias_regex=a.alias_regex,
+            url=a.url,
+            secret=a.secret,
+            # Left out of a create: enabled. Named by an update's mask: as sent.
+            enabled=a.enabled if a.HasField("enabled") or updating else True,
+            policy=self.app.webhook_policy,
+            rotating=updating,
+        )
 
     async def _check_url(self, p: Principal, name: str, field: str, rpc: str, url: str) -> None:
         """Access first, then the URL's host resolved and checked (off the event loop and
@@ -242,16 +249,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
         p = current_principal()
         a = request.automation
         fields = mask_paths(request.update_mask, set(webhooks.UPDATABLE))
-        spec = webhooks.automation_spec(
-            fields,
-            event_types=list(a.event_types),
-            alias_regex=a.alias_regex,
-            url=a.url,
-            secret=a.secret,
-            enabled=a.enabled,
-            policy=self.app.webhook_policy,
-            rotating=True,
-        )
+        spec = self._spec(a, fields, updating=True)
         if "url" in fields:
             await self._check_url(p, a.name, "automation.name", "UpdateAutomation", spec.url)
 
