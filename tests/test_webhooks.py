@@ -24,6 +24,8 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
 
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import event_service_pb2 as pb
@@ -31,11 +33,13 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_client import webhooks as standard_webhooks
 from registry_server.api.app import App, Settings
+from registry_server.cli import app as server_cli
 from registry_server.service import events as ev
 from registry_server.service import webhook_targets
 from registry_server.service.secret_box import SecretBox
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
+from registry_server.storage.migrate import upgrade
 
 from .conftest import WEBHOOKS_TO_LOOPBACK, Person, ServerThread, World, expect_error, unique
 from .test_events import grant, link, list_events, log_version, make_lab, make_registry
@@ -728,3 +732,74 @@ def test_allow_cidr_opens_internal_range(setup: Setup, receiver: Receiver) -> No
     assert webhook_targets.refusal(ipaddress.ip_address("fd00::1"), wide) is None
     for never in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"]:
         assert webhook_targets.refusal(ipaddress.ip_address(never), wide), never
+
+
+# --- operator commands ------------------------------------------------------------------------
+
+
+def test_reseal_secrets_encrypts_plaintext_and_rotates_keys(tmp_path: Any) -> None:
+    """`registry-server db reseal-secrets` on a database of its own: plaintext secrets
+    get sealed, then a new first key in the file reseals them under it."""
+    url = f"sqlite:///{tmp_path / 'reseal.db'}"
+    upgrade(url)
+    engine = create_engine(url)  # foreign keys off: bare rows are enough here
+    with engine.begin() as conn:
+        for uid in ("a1", "a2"):
+            conn.execute(
+                text(
+                    "INSERT INTO automations (uid, org_id, registry_id, event_types, alias_regex,"
+                    " url, secret, create_time, event_cursor) VALUES (:uid, 1, 1, '[]', '',"
+                    " 'https://hooks.example.test/', :secret, 1, 0)"
+                ),
+                {"uid": uid, "secret": f"whsec_{uid}"},
+            )
+    old_key, new_key = (base64.b64encode(bytes([b]) * 32).decode() for b in (1, 2))
+    key_file = tmp_path / "keys"
+
+    def reseal() -> dict[str, str]:
+        result = CliRunner().invoke(
+            server_cli,
+            ["db", "reseal-secrets", "--database-url", url, "--secret-key-file", str(key_file)],
+        )
+        assert result.exit_code == 0, result.output
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT uid, secret, secret_sealed FROM automations"))
+            found = {uid: sealed for uid, secret, sealed in rows if secret == ""}
+        assert set(found) == {"a1", "a2"}
+        return found
+
+    key_file.write_text(old_key + "\n")
+    first = reseal()
+    old_box = SecretBox.from_file(str(key_file))
+    assert {uid: old_box.open(v, uid) for uid, v in first.items()} == {
+        "a1": "whsec_a1",
+        "a2": "whsec_a2",
+    }
+    key_file.write_text(f"{new_key}\n# the previous key, until resealed\n{old_key}\n")
+    second = reseal()
+    new_box = SecretBox.from_file(str(key_file))
+    assert all(v.startswith(f"v1:{new_box.sealing_id}:") for v in second.values())
+    assert new_box.open(second["a1"], "a1") == "whsec_a1"
+    # Without the old key, a secret sealed with it cannot be opened: a clear error.
+    key_file.write_text(new_key + "\n")
+    with pytest.raises(Exception, match=old_box.sealing_id):
+        SecretBox.from_file(str(key_file)).open(first["a1"], "a1")
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "says"),
+    [
+        (["--webhook-allow-cidr", "10.0.0.0/8", "--webhook-allow-cidr", "bogus"], {}, "bogus"),
+        ([], {"REGISTRY_WEBHOOK_ALLOW_CIDR": "10.0.0.0/8,300.1.1.1/32"}, "300.1.1.1"),
+        (["--secret-key-file", "/nonexistent/keys"], {}, "cannot read"),
+    ],
+)
+def test_serve_refuses_bad_webhook_settings(
+    tmp_path: Any, flags: list[str], env: dict[str, str], says: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    result = CliRunner().invoke(
+        server_cli, ["serve", "--database-url", url, "--address", "127.0.0.1:0", *flags], env=env
+    )
+    assert result.exit_code == 2 and says in result.output, result.output
