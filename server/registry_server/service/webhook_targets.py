@@ -205,7 +205,7 @@ def parse_target(url: str, policy: TargetPolicy) -> Target:
         parts: SplitResult = urlsplit(url)
         port = parts.port
     except ValueError as err:
-        raise TargetRefused(f"is not a valid URL: {err}") from None
+        raise TargetRefused(f"is not a valid URL: {str(err)[:QUOTE_MAX]}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise TargetRefused("must be an https:// URL with a host")
