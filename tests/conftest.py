@@ -120,8 +120,8 @@ WEBHOOKS_TO_LOOPBACK: dict[str, Any] = {
 
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Host name -> addresses: what webhook URLs resolve to for the in-process servers
-    (no test asks real DNS)."""
+    """Host name -> addresses: what webhook URLs' host names resolve to, for the
+    in-process servers, while the test runs (instead of asking DNS)."""
     table: dict[str, list[str]] = {}
 
     def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
