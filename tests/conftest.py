@@ -7,6 +7,7 @@ Tests isolate themselves by creating their own organization (`world` fixture).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import os
 import tempfile
@@ -29,6 +30,7 @@ from registry_client import Stubs, open_channel
 from registry_server.api.app import App, Settings
 from registry_server.api.server import RegistryServer, new_event_loop
 from registry_server.api.settings import EventLoop, HotWriter
+from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
@@ -108,10 +110,41 @@ class ServerThread:
         self._thread.join(10)
 
 
+# Webhook tests send to receivers on 127.0.0.1 over plain http, which a server refuses
+# by default (tests/test_webhook_safety.py serves with the defaults).
+WEBHOOKS_TO_LOOPBACK: dict[str, Any] = {
+    "webhook_allow_http": True,
+    "webhook_allow_cidrs": ("127.0.0.0/8",),
+}
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Host name -> addresses: what webhook URLs' host names resolve to, for the
+    in-process servers, while the test runs (instead of asking DNS)."""
+    table: dict[str, list[str]] = {}
+
+    def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
+        if host not in table:
+            raise OSError(f"{host}: unknown in this test")
+        return [ipaddress.ip_address(a) for a in table[host]]
+
+    monkeypatch.setattr(webhook_targets, "resolve", resolve)
+    return table
+
+
 @pytest.fixture(scope="session")
 def server(database_url: str) -> Iterator[ServerThread]:
     db = Database(database_url)
-    app = App(db, Settings(auth_cache_ttl=5.0, replica_id="test-replica", hot_writer=HOT_WRITER))
+    app = App(
+        db,
+        Settings(
+            auth_cache_ttl=5.0,
+            replica_id="test-replica",
+            hot_writer=HOT_WRITER,
+            **WEBHOOKS_TO_LOOPBACK,
+        ),
+    )
     thread = ServerThread(app).start()
     yield thread
     thread.stop()

@@ -1,6 +1,7 @@
 """Authorization, table-driven (SPEC section 3): every principal kind x every
-RegistryService / CollectionService RPC (plus resolving and using through a registry
-path) -> the expected status code, on a RESTRICTED and on an ORGANIZATION registry.
+RegistryService / CollectionService RPC and EventService automation RPC (plus
+resolving and using through a registry path) -> the expected status code, on a
+RESTRICTED and on an ORGANIZATION registry.
 
 The expected codes come from this file's own `need` column, checked against the
 server's table (`service/authz_table.py`); a last test fails when any RPC of any
@@ -263,7 +264,34 @@ def _remove_protected_alias(env: Env, reg: RegistryEnv, who: Person, role: int) 
     )
 
 
+def _automation(env: Env, reg: RegistryEnv) -> str:
+    """A disabled automation on the registry (made once, by the admin)."""
+    if reg.name not in _AUTOMATIONS:
+        _AUTOMATIONS[reg.name] = _create_automation(env.admin, reg).name
+    return _AUTOMATIONS[reg.name]
+
+
+_AUTOMATIONS: dict[str, str] = {}
+# Nothing listens there: TestAutomation records a refused connection, quickly.
+_HOOK = "http://127.0.0.1:9/hook"
+
+
+def _create_automation(who: Person, reg: RegistryEnv) -> r.Automation:
+    return who.stubs.events.CreateAutomation(
+        event_service_pb2.CreateAutomationRequest(
+            parent=reg.name,
+            automation=r.Automation(event_types=["ALIAS_ADDED"], url=_HOOK, enabled=False),
+        )
+    )
+
+
+def _delete_automation(env: Env, reg: RegistryEnv, who: Person, role: int) -> None:
+    made = _create_automation(env.admin, reg)
+    who.stubs.events.DeleteAutomation(event_service_pb2.DeleteAutomationRequest(name=made.name))
+
+
 REG, COLL, ART = "RegistryService", "CollectionService", "ArtifactService"
+EVT = "EventService"
 
 CASES: list[Case] = [
     # --- RegistryService ---
@@ -455,6 +483,57 @@ CASES: list[Case] = [
         "protected alias",
         "PROTECTED_ALIAS",
     ),
+    # --- EventService: automations (MEMBER), their deliveries (ADMIN) ---
+    Case(
+        EVT,
+        "CreateAutomation",
+        MEMBER,
+        lambda env, reg, who, role: _create_automation(who, reg),
+    ),
+    Case(
+        EVT,
+        "GetAutomation",
+        MEMBER,
+        lambda env, reg, who, role: who.stubs.events.GetAutomation(
+            event_service_pb2.GetAutomationRequest(name=_automation(env, reg))
+        ),
+    ),
+    Case(
+        EVT,
+        "ListAutomations",
+        MEMBER,
+        lambda env, reg, who, role: who.stubs.events.ListAutomations(
+            event_service_pb2.ListAutomationsRequest(parent=reg.name)
+        ),
+    ),
+    Case(
+        EVT,
+        "UpdateAutomation",
+        MEMBER,
+        lambda env, reg, who, role: who.stubs.events.UpdateAutomation(
+            event_service_pb2.UpdateAutomationRequest(
+                automation=r.Automation(name=_automation(env, reg), alias_regex=who.id),
+                update_mask=_mask("alias_regex"),
+            )
+        ),
+    ),
+    Case(EVT, "DeleteAutomation", MEMBER, _delete_automation),
+    Case(
+        EVT,
+        "TestAutomation",
+        MEMBER,
+        lambda env, reg, who, role: who.stubs.events.TestAutomation(
+            event_service_pb2.TestAutomationRequest(name=_automation(env, reg))
+        ),
+    ),
+    Case(
+        EVT,
+        "ListDeliveries",
+        ADMIN,
+        lambda env, reg, who, role: who.stubs.events.ListDeliveries(
+            event_service_pb2.ListDeliveriesRequest(parent=_automation(env, reg))
+        ),
+    ),
     # --- through a registry path: a RESTRICTED_VIEWER sees but cannot use ---
     Case(
         ART,
@@ -545,8 +624,13 @@ def test_every_rpc_of_every_service_has_an_authorization_rule() -> None:
 
 
 def test_every_registry_and_collection_rpc_has_matrix_rows() -> None:
+    """And every EventService RPC about automations (a registry or collection's)."""
     covered = {(c.service, c.rpc) for c in CASES}
-    needed = {(svc, rpc) for svc, rpc in all_rpcs() if svc in (REG, COLL)}
+    needed = {
+        (svc, rpc)
+        for svc, rpc in all_rpcs()
+        if svc in (REG, COLL) or (svc == EVT and ("Automation" in rpc or "Deliver" in rpc))
+    }
     assert not needed - covered, f"RPCs without a row in the matrix: {sorted(needed - covered)}"
 
 

@@ -19,9 +19,11 @@ import pytest
 
 from registry.v1 import resources_pb2 as r
 from registry_client import Client, RetryPolicy
+from registry_client import webhooks as standard_webhooks
 
 from .conftest import Person, ServerThread, World, unique
 from .test_client import mtls_server
+from .test_webhooks import Receiver, serve_receiver
 
 OK, ERROR, USAGE, NOT_FOUND, DENIED, INVALID = 0, 1, 2, 3, 4, 5
 
@@ -551,3 +553,58 @@ def test_events_list_and_tail(world: World, cli: Cli, admin: Client, tmp_path: P
     assert human.code == OK and "ALIAS_ADDED" in human.stdout and link.name in human.stdout
     outsider = cli.as_(world.person("outsider"))
     assert_code(outsider("events", "tail", "--registry", "no-such", "--limit", "1"), NOT_FOUND)
+
+
+# --- automations ----------------------------------------------------------------------------
+
+
+def test_automation_create_list_show_update_test_deliveries_delete(
+    world: World, cli: Cli, admin: Client
+) -> None:
+    with serve_receiver() as receiver:
+        automation_commands(world, cli, admin, receiver)
+
+
+def automation_commands(world: World, cli: Cli, admin: Client, receiver: Receiver) -> None:
+    made = cli.json("automation", "create", "model", receiver.url, "-e", "ALIAS_ADDED")
+    name, secret = made["name"], made["secret"]
+    assert name.startswith(f"organizations/{world.org}/registries/model/automations/")
+    assert secret.startswith("whsec_") and made["enabled"] is True
+    assert [a["name"] for a in cli.json("automation", "list", "model")] == [name]
+    assert all(a["secret"] == "" for a in cli.json("automation", "list", "model"))
+    shown = cli("automation", "show", name)
+    assert shown.code == OK and receiver.url in shown.stdout and secret not in shown.stdout
+    human = cli("automation", "create", "model", receiver.url, "-e", "VERSION_LINKED")
+    assert human.code == OK and "whsec_" in human.stdout and "never shown again" in human.stdout
+
+    off = cli.json("automation", "update", name, "--disable", "--alias-regex", "prod.*")
+    assert off["enabled"] is False and off["alias_regex"] == "prod.*" and off["secret"] == ""
+    rotated = cli.json("automation", "update", name, "--rotate-secret")
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != secret
+    assert cli.json("automation", "show", name)["secret"] == ""
+
+    ping = cli.json("automation", "test", name)  # a disabled automation can be tested
+    assert ping["succeeded"] is True and ping["status_code"] == 200
+    (got,) = receiver.wait_for(1)
+    standard_webhooks.verify(rotated["secret"], got.headers, got.body)
+    assert got.headers["webhook-id"] == ping["webhook_id"]
+    listed = cli.json("automation", "deliveries", name)
+    assert [d["name"] for d in listed] == [ping["name"]]
+    assert "ok" in cli("automation", "deliveries", name).stdout
+
+    receiver.statuses = [500]
+    failed = cli("automation", "test", name, "-o", "json")
+    assert failed.code == ERROR and json.loads(failed.stdout)["status_code"] == 500
+
+    refused = cli("automation", "create", "model", "http://10.0.0.1/hook", "-e", "ALIAS_ADDED",
+                  "-o", "json")  # fmt: skip
+    assert_code(refused, INVALID, "INVALID_ARGUMENT")
+    assert refused.error()["field_violations"][0]["field"] == "automation.url"
+    assert_code(cli("automation", "update", name), USAGE)
+    assert_code(cli("automation", "create", "model", receiver.url), USAGE)
+    member = cli.as_(world.person("member"))
+    assert_code(member("automation", "deliveries", name), DENIED)  # a restricted viewer
+    deleted = cli.json("automation", "delete", name)
+    assert deleted == {"name": name, "deleted": True}
+    assert_code(cli("automation", "show", name), NOT_FOUND)
+    assert name not in [a.name for a in admin.automations("model")]

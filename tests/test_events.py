@@ -222,7 +222,9 @@ EXPECTED: dict[str, str] = {
     "LegacyModelRegistryService.DeleteRegisteredModelAlias": ev.LEGACY_ALIAS_DELETED,
     "LegacyModelRegistryService.UpdateLegacyRegistrySettings": ev.LEGACY_SETTINGS_UPDATED,
     "EventService.CreateAutomation": ev.AUTOMATION_CREATED,
+    "EventService.UpdateAutomation": ev.AUTOMATION_UPDATED,
     "EventService.DeleteAutomation": ev.AUTOMATION_DELETED,
+    "EventService.TestAutomation": ev.AUTOMATION_TESTED,
     "MigrationService.StartMigration": ev.MIGRATION_STATE_CHANGED,
     "MigrationService.CancelMigration": ev.MIGRATION_STATE_CHANGED,
     "MigrationService.RollbackMigration": ev.MIGRATION_STATE_CHANGED,
@@ -1260,9 +1262,7 @@ def test_automation_rpcs_record_one_event_each(world: World) -> None:
     registry = make_registry(world)
     probe = Probe(world.admin.stubs, world.org_name)
     stub = world.admin.stubs.events
-    automation = r.Automation(
-        event_types=[ev.ALIAS_ADDED], url="http://127.0.0.1:9/hook", secret="s3cret"
-    )
+    automation = r.Automation(event_types=[ev.ALIAS_ADDED], url="http://127.0.0.1:9/hook")
     bad = r.Automation(event_types=["NO_SUCH_TYPE"], url="http://127.0.0.1:9/hook", secret="s")
     probe.none(
         INVALID, stub.CreateAutomation, pb.CreateAutomationRequest(parent=registry, automation=bad)
@@ -1271,6 +1271,29 @@ def test_automation_rpcs_record_one_event_each(world: World) -> None:
         "EventService.CreateAutomation",
         stub.CreateAutomation,
         pb.CreateAutomationRequest(parent=registry, automation=automation),
+    )
+    assert e.resource == created.name
+    _, e = probe.one(
+        "EventService.UpdateAutomation",
+        stub.UpdateAutomation,
+        pb.UpdateAutomationRequest(
+            automation=r.Automation(name=created.name, enabled=False),
+            update_mask={"paths": ["enabled"]},
+        ),
+    )
+    assert e.resource == created.name and e.details["enabled"] is False
+    probe.none(
+        INVALID,
+        stub.UpdateAutomation,
+        pb.UpdateAutomationRequest(
+            automation=r.Automation(name=created.name), update_mask={"paths": ["secret"]}
+        ),
+    )
+    # Nothing listens on port 9: the attempt fails, the event is recorded all the same.
+    _, e = probe.one(
+        "EventService.TestAutomation",
+        stub.TestAutomation,
+        pb.TestAutomationRequest(name=created.name),
     )
     assert e.resource == created.name
     probe.one(

@@ -318,7 +318,6 @@ def populated(server: ServerThread, root_stubs: Stubs) -> Populated:
                     event_types=["ALIAS_ADDED"],
                     alias_regex=f"^never-{i}$",
                     url="http://127.0.0.1:9/hook",
-                    secret="statement-count-test",
                 ),
             )
         )

@@ -312,6 +312,11 @@ REQUESTS: dict[str, dict[str, Any]] = {
         },
     },
     "EventService.ListAutomations": {"parent": "{registry}"},
+    "EventService.GetAutomation": {"name": "{automation}"},
+    "EventService.UpdateAutomation": {
+        "automation": {"name": "{automation}", "enabled": False}, "updateMask": "enabled"
+    },
+    "EventService.TestAutomation": {"name": "{automation}"},
     "EventService.DeleteAutomation": {"name": "{automation}"},
     "EventService.ListDeliveries": {"parent": "{automation}"},
 }  # fmt: skip

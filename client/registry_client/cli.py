@@ -29,6 +29,7 @@ from rich.table import Table
 
 from registry.v1 import resources_pb2 as r
 
+from . import webhooks
 from .channel import DEFAULT_TARGET
 from .client import Client
 from .config import Config, clear_config, config_path, load_config, save_config
@@ -146,7 +147,13 @@ app.add_typer(collection_app, name="collection")
 app.add_typer(alias_app, name="alias")
 app.add_typer(artifact_app, name="artifact")
 app.add_typer(migrate_app, name="migrate")
+automation_app = typer.Typer(
+    help="Webhook automations on a registry or collection, and their deliveries.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_SHORT,
+)
 app.add_typer(events_app, name="events")
+app.add_typer(automation_app, name="automation")
 
 
 # --- connection and output ---------------------------------------------------------
@@ -1304,6 +1311,223 @@ def events_tail(
     if not _is_json() and timeout is not None and count == 0:
         waited = time.monotonic() - started
         err_console.print(f"[dim]no events in {waited:.1f}s[/dim]")
+
+
+# --- automations ---------------------------------------------------------------------
+
+AutomationName = Annotated[
+    str, typer.Argument(help="The automation's name (.../automations/ID), as create printed.")
+]
+EventTypeOption = Annotated[
+    list[str] | None,
+    typer.Option("--event", "-e", help="Event type to deliver, e.g. ALIAS_ADDED (repeatable)."),
+]
+AliasRegexOption = Annotated[
+    str | None,
+    typer.Option("--alias-regex", help="Only events whose alias matches it whole, e.g. 'prod.*'."),
+]
+
+
+def _show_automation(a: r.Automation) -> None:
+    _details(
+        [
+            ("name", a.name),
+            ("url", a.url),
+            ("enabled", "yes" if a.enabled else "no"),
+            ("event types", _join(a.event_types)),
+            ("alias regex", a.alias_regex),
+            ("created by", a.created_by),
+            ("created", _when(a.create_time)),
+            ("updated", _when(a.update_time)),
+            ("etag", a.etag),
+        ]
+    )
+    if a.secret:
+        console.print(
+            f"secret  {escape(a.secret)}\n[dim]Keep it: it signs every delivery and is "
+            "never shown again.[/dim]"
+        )
+
+
+def _show_delivery(d: r.Delivery) -> None:
+    _details(
+        [
+            ("name", d.name),
+            ("result", "ok" if d.succeeded else "failed"),
+            ("status", d.status_code or ""),
+            ("error", d.error),
+            ("event", d.event_cursor),
+            ("attempt", d.attempt),
+            ("webhook id", d.webhook_id),
+            ("time", _when(d.time)),
+        ]
+    )
+
+
+@automation_app.command("create")
+def automation_create(
+    ctx: typer.Context,
+    parent: Annotated[str, typer.Argument(help="A registry (model) or collection (model/resnet).")],
+    url: Annotated[str, typer.Argument(help="https:// URL that receives the events.")],
+    event: EventTypeOption = None,
+    alias_regex: AliasRegexOption = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="REGISTRY_WEBHOOK_SECRET",
+            help="whsec_... signing secret (default: a new one, printed once).",
+        ),
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Create a webhook; prints its secret when it made one (only this once)."""
+    client = _client(ctx, output)
+    if not event:
+        raise typer.BadParameter("at least one is required", param_hint="--event")
+    made = client.create_automation(
+        parent,
+        url,
+        event,
+        alias_regex=alias_regex or "",
+        secret=secret,
+        enabled=not disabled,
+    )
+    _emit(made, lambda: _show_automation(made))
+
+
+@automation_app.command("list")
+def automation_list(
+    ctx: typer.Context,
+    parent: Annotated[str, typer.Argument(help="A registry (model) or collection (model/resnet).")],
+    limit: LimitOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List the automations of a registry or collection."""
+    client = _client(ctx, output)
+    found = list(client.automations(parent, limit=limit))
+    _emit(
+        list(found),
+        lambda: _table(
+            ("ID", "ENABLED", "URL", "EVENTS", "ALIAS REGEX"),
+            (
+                (
+                    _short(a.name),
+                    "yes" if a.enabled else "no",
+                    a.url,
+                    _join(a.event_types),
+                    a.alias_regex,
+                )
+                for a in found
+            ),
+            "no automations",
+        ),
+    )
+
+
+@automation_app.command("show")
+def automation_show(
+    ctx: typer.Context, name: AutomationName, output: OutputOption = OutputFormat.table
+) -> None:
+    """Show an automation (never its secret)."""
+    client = _client(ctx, output)
+    found = client.automation(name)
+    _emit(found, lambda: _show_automation(found))
+
+
+@automation_app.command("update")
+def automation_update(
+    ctx: typer.Context,
+    name: AutomationName,
+    url: Annotated[str | None, typer.Option(help="A new https:// URL.")] = None,
+    event: EventTypeOption = None,
+    alias_regex: AliasRegexOption = None,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Turn deliveries on or off.")
+    ] = None,
+    rotate_secret: Annotated[
+        bool,
+        typer.Option("--rotate-secret", help="Replace the secret with a new one, printed once."),
+    ] = False,
+    etag: Annotated[str, typer.Option(help="Only if the automation is still at this etag.")] = "",
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Change an automation's URL, event types, alias regex, state or secret."""
+    client = _client(ctx, output)
+    secret = webhooks.new_secret() if rotate_secret else None
+    if url is None and not event and alias_regex is None and enable is None and secret is None:
+        raise typer.BadParameter(
+            "give at least one of --url, --event, --alias-regex, --enable/--disable, "
+            "--rotate-secret"
+        )
+    updated = client.update_automation(
+        name,
+        url=url,
+        event_types=event or None,
+        alias_regex=alias_regex,
+        enabled=enable,
+        secret=secret,
+        etag=etag,
+    )
+    if secret is not None:
+        updated.secret = secret  # made here: shown this once
+    _emit(updated, lambda: _show_automation(updated))
+
+
+@automation_app.command("delete")
+def automation_delete(
+    ctx: typer.Context, name: AutomationName, output: OutputOption = OutputFormat.table
+) -> None:
+    """Delete an automation and its delivery history."""
+    client = _client(ctx, output)
+    client.delete_automation(name)
+    _emit(
+        {"name": name, "deleted": True},
+        lambda: console.print(f"Deleted {escape(name)}"),
+    )
+
+
+@automation_app.command("test")
+def automation_test(
+    ctx: typer.Context, name: AutomationName, output: OutputOption = OutputFormat.table
+) -> None:
+    """Send a signed AUTOMATION_TESTED event now; exits 1 when it was not accepted."""
+    client = _client(ctx, output)
+    delivery = client.test_automation(name)
+    _emit(delivery, lambda: _show_delivery(delivery))
+    if not delivery.succeeded:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@automation_app.command("deliveries")
+def automation_deliveries(
+    ctx: typer.Context,
+    name: AutomationName,
+    limit: LimitOption = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List an automation's delivery attempts, oldest first (registry admins)."""
+    client = _client(ctx, output)
+    found = list(client.deliveries(name, limit=limit))
+    _emit(
+        list(found),
+        lambda: _table(
+            ("DELIVERY", "TIME", "EVENT", "ATTEMPT", "STATUS", "RESULT", "ERROR"),
+            (
+                (
+                    _short(d.name),
+                    _when(d.time),
+                    d.event_cursor,
+                    d.attempt,
+                    d.status_code or "",
+                    "ok" if d.succeeded else "failed",
+                    d.error,
+                )
+                for d in found
+            ),
+            "no deliveries",
+        ),
+    )
 
 
 # --- entry point -------------------------------------------------------------------

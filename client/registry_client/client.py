@@ -42,7 +42,7 @@ from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import registry_service_pb2 as reg_pb
 from registry.v1 import resources_pb2 as r
 
-from . import names
+from . import names, webhooks
 from .channel import DEFAULT_TARGET, Stubs, open_channel
 from .errors import (
     DeadlineExceededError,
@@ -1358,6 +1358,122 @@ class Client:
         if stamp is not None:
             request.time.CopyFrom(stamp)
         return self._read(self.stubs.events.GetAliasHistory, request, ev_pb.GetAliasHistoryResponse)
+
+    # --- automations (webhooks) ------------------------------------------------------
+
+    def automations(
+        self, parent: str, *, page_size: int = 0, limit: int | None = None
+    ) -> Pager[r.Automation]:
+        """The webhook automations of a registry (`model`) or a collection (`model/resnet`)."""
+        parent_name = names.automation_parent(parent, self._org)
+        return self._pager(
+            self.stubs.events.ListAutomations,
+            lambda token: ev_pb.ListAutomationsRequest(
+                parent=parent_name, page_size=page_size, page_token=token
+            ),
+            ev_pb.ListAutomationsResponse,
+            lambda resp: resp.automations,
+            limit,
+        )
+
+    def automation(self, name: str) -> r.Automation:
+        return self._read(
+            self.stubs.events.GetAutomation,
+            ev_pb.GetAutomationRequest(name=names.automation_name(name)),
+            r.Automation,
+        )
+
+    def create_automation(
+        self,
+        parent: str,
+        url: str,
+        event_types: Sequence[str],
+        *,
+        alias_regex: str = "",
+        secret: str | None = None,
+        enabled: bool = True,
+        request_id: str | None = None,
+    ) -> r.Automation:
+        """Creates a webhook on a registry or collection. Without `secret` one is made
+        here (so a retried call keeps it) and set on the returned automation's `secret`:
+        keep it, the server never shows it again."""
+        chosen = secret if secret is not None else webhooks.new_secret()
+        made = self._create(
+            self.stubs.events.CreateAutomation,
+            ev_pb.CreateAutomationRequest(
+                parent=names.automation_parent(parent, self._org),
+                automation=r.Automation(
+                    url=url,
+                    event_types=list(event_types),
+                    alias_regex=alias_regex,
+                    secret=chosen,
+                    enabled=enabled,
+                ),
+                request_id=request_id or new_request_id(),
+            ),
+            r.Automation,
+        )
+        if secret is None:
+            made.secret = chosen
+        return made
+
+    def update_automation(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        alias_regex: str | None = None,
+        enabled: bool | None = None,
+        secret: str | None = None,
+        etag: str = "",
+    ) -> r.Automation:
+        """Changes the given fields; a `secret` replaces the old one at once."""
+        changes = _changes(
+            url=url,
+            event_types=None if event_types is None else list(event_types),
+            alias_regex=alias_regex,
+            enabled=enabled,
+            secret=secret,
+        )
+        return self._write(
+            self.stubs.events.UpdateAutomation,
+            ev_pb.UpdateAutomationRequest(
+                automation=r.Automation(name=names.automation_name(name), etag=etag, **changes),
+                update_mask=_mask(changes),
+            ),
+            r.Automation,
+        )
+
+    def delete_automation(self, name: str) -> None:
+        self._write(
+            self.stubs.events.DeleteAutomation,
+            ev_pb.DeleteAutomationRequest(name=names.automation_name(name)),
+            empty_pb2.Empty,
+        )
+
+    def test_automation(self, name: str) -> r.Delivery:
+        """Sends a signed AUTOMATION_TESTED event to the automation's URL now; the attempt."""
+        return self._write(
+            self.stubs.events.TestAutomation,
+            ev_pb.TestAutomationRequest(name=names.automation_name(name)),
+            r.Delivery,
+        )
+
+    def deliveries(
+        self, automation: str, *, page_size: int = 0, limit: int | None = None
+    ) -> Pager[r.Delivery]:
+        """Every delivery attempt of an automation, oldest first (registry admins)."""
+        parent = names.automation_name(automation, "parent")
+        return self._pager(
+            self.stubs.events.ListDeliveries,
+            lambda token: ev_pb.ListDeliveriesRequest(
+                parent=parent, page_size=page_size, page_token=token
+            ),
+            ev_pb.ListDeliveriesResponse,
+            lambda resp: resp.deliveries,
+            limit,
+        )
 
 
 __all__ = [

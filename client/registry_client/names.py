@@ -225,3 +225,25 @@ def events_parent(value: str | None, org: OrgSource) -> str:
     if parts[0] == "organizations" and len(parts) == 2:
         return value
     return registry_name(value, org, "parent")
+
+
+def automation_parent(value: str, org: OrgSource, field: str = "parent") -> str:
+    """A registry (`model`) or a collection (`model/resnet`), short or full."""
+    parts = _segments(value, field)
+    if parts[0] == "organizations":
+        if len(parts) == 4:
+            return registry_name(value, org, field)
+        return collection_ref(value, org, field).name
+    if len(parts) == 1 or (len(parts) == 2 and parts[1].startswith(REGISTRY_PREFIX)):
+        return registry_name(value, org, field)
+    return collection_ref(value, org, field).name
+
+
+def automation_name(value: str, field: str = "name") -> str:
+    """The full name an automation was given: `{registry or collection}/automations/{id}`."""
+    parts = _segments(value, field)
+    if parts[0] != "organizations" or len(parts) not in (6, 8) or parts[-2] != "automations":
+        raise invalid_argument(
+            field, f"{value!r} is not a registry's or collection's .../automations/ID name"
+        )
+    return value

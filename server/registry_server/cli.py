@@ -47,6 +47,18 @@ BusyShare = Annotated[
 ]
 
 
+SecretKeyFile = Annotated[
+    str,
+    typer.Option(
+        "--secret-key-file",
+        envvar="REGISTRY_SECRET_KEY_FILE",
+        help="File of AES-256 keys (base64, one a line, the first in use; make one with "
+        "`openssl rand -base64 32`) that encrypt webhook secrets at rest. Unset: they are "
+        "stored in plaintext.",
+    ),
+]
+
+
 @app.command()
 def serve(
     address: Annotated[
@@ -114,6 +126,25 @@ def serve(
             "asyncio (the standard library's).",
         ),
     ] = EventLoop.uvloop,
+    webhook_allow_http: Annotated[
+        bool,
+        typer.Option(
+            "--webhook-allow-http",
+            envvar="REGISTRY_WEBHOOK_ALLOW_HTTP",
+            help="Let automations send to plain http:// URLs (https:// only by default).",
+        ),
+    ] = False,
+    webhook_allow_cidr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--webhook-allow-cidr",
+            envvar="REGISTRY_WEBHOOK_ALLOW_CIDR",
+            help="A range webhooks may reach although it is loopback, private, link-local, "
+            "unique-local or reserved, e.g. 10.20.0.0/16 (repeatable; the environment "
+            "variable takes a comma-separated list).",
+        ),
+    ] = None,
+    secret_key_file: SecretKeyFile = "",
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
@@ -133,10 +164,22 @@ def serve(
         migration_runner=migration_runner,
         migration_busy_share=migration_busy_share,
         hot_writer=hot_writer,
+        webhook_allow_http=webhook_allow_http,
+        webhook_allow_cidrs=tuple(_comma_list(webhook_allow_cidr)),
+        secret_key_file=secret_key_file,
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
-    run_on_loop(serve_forever(App(db, settings), address, tls, grace), event_loop)
+    try:
+        served = App(db, settings)
+    except ValueError as err:  # an allow-list entry or the key file
+        db.dispose()
+        raise typer.BadParameter(str(err)) from None
+    run_on_loop(serve_forever(served, address, tls, grace), event_loop)
+
+
+def _comma_list(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
 @app.command("run-migrations")
@@ -292,6 +335,31 @@ def db_upgrade(database_url: DatabaseUrl = "", revision: str = "head") -> None:
     url = database_url or env_url()
     upgrade(Database(url).url, revision)
     typer.echo(f"database at {safe_url(url)} is at {revision}", err=True)
+
+
+@db_app.command("reseal-secrets")
+def db_reseal_secrets(database_url: DatabaseUrl = "", secret_key_file: SecretKeyFile = "") -> None:
+    """Encrypt every automation secret with the first key of --secret-key-file: those
+    stored in plaintext and those sealed with an older key of the file (key rotation)."""
+    from .service.secret_box import SecretBox, SecretUnavailable
+    from .service.webhooks import reseal_secrets
+
+    if not secret_key_file:
+        raise typer.BadParameter("is required", param_hint="--secret-key-file")
+    try:
+        box = SecretBox.from_file(secret_key_file)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--secret-key-file") from None
+    db = current_database(database_url, auto_upgrade_empty=False)
+    try:
+        with db.write() as s:
+            count = reseal_secrets(s, box)
+    except SecretUnavailable as err:
+        typer.echo(f"error: {err} (nothing was changed)", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    typer.echo(f"resealed {count} automation secrets with key {box.sealing_id}", err=True)
 
 
 def main() -> None:

@@ -23,41 +23,48 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fregistry/v1/event_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bregistry/v1/resources.proto\"Z\n\x11ListEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.registry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x12WatchEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03\"e\n\x16GetAliasHistoryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x0f\x41liasAssignment\x12\x15\n\rversion_index\x18\x01 \x01(\x03\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"k\n\x17GetAliasHistoryResponse\x12\x31\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1c.registry.v1.AliasAssignment\x12\x1d\n\x15version_index_at_time\x18\x02 \x01(\x03\"j\n\x17\x43reateAutomationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12+\n\nautomation\x18\x02 \x01(\x0b\x32\x17.registry.v1.Automation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"O\n\x16ListAutomationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x17ListAutomationsResponse\x12,\n\x0b\x61utomations\x18\x01 \x03(\x0b\x32\x17.registry.v1.Automation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15ListDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x04\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.registry.v1.ListEventsRequest\x1a\x1f.registry.v1.ListEventsResponse\x12\x44\n\x0bWatchEvents\x12\x1f.registry.v1.WatchEventsRequest\x1a\x12.registry.v1.Event0\x01\x12\\\n\x0fGetAliasHistory\x12#.registry.v1.GetAliasHistoryRequest\x1a$.registry.v1.GetAliasHistoryResponse\x12Q\n\x10\x43reateAutomation\x12$.registry.v1.CreateAutomationRequest\x1a\x17.registry.v1.Automation\x12\\\n\x0fListAutomations\x12#.registry.v1.ListAutomationsRequest\x1a$.registry.v1.ListAutomationsResponse\x12P\n\x10\x44\x65leteAutomation\x12$.registry.v1.DeleteAutomationRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x0eListDeliveries\x12\".registry.v1.ListDeliveriesRequest\x1a#.registry.v1.ListDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fregistry/v1/event_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bregistry/v1/resources.proto\"Z\n\x11ListEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.registry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x12WatchEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03\"e\n\x16GetAliasHistoryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x0f\x41liasAssignment\x12\x15\n\rversion_index\x18\x01 \x01(\x03\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"k\n\x17GetAliasHistoryResponse\x12\x31\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1c.registry.v1.AliasAssignment\x12\x1d\n\x15version_index_at_time\x18\x02 \x01(\x03\"j\n\x17\x43reateAutomationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12+\n\nautomation\x18\x02 \x01(\x0b\x32\x17.registry.v1.Automation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"O\n\x16ListAutomationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x17ListAutomationsResponse\x12,\n\x0b\x61utomations\x18\x01 \x03(\x0b\x32\x17.registry.v1.Automation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14GetAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"w\n\x17UpdateAutomationRequest\x12+\n\nautomation\x18\x01 \x01(\x0b\x32\x17.registry.v1.Automation\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\'\n\x17\x44\x65leteAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15TestAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15ListDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xcc\x06\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.registry.v1.ListEventsRequest\x1a\x1f.registry.v1.ListEventsResponse\x12\x44\n\x0bWatchEvents\x12\x1f.registry.v1.WatchEventsRequest\x1a\x12.registry.v1.Event0\x01\x12\\\n\x0fGetAliasHistory\x12#.registry.v1.GetAliasHistoryRequest\x1a$.registry.v1.GetAliasHistoryResponse\x12Q\n\x10\x43reateAutomation\x12$.registry.v1.CreateAutomationRequest\x1a\x17.registry.v1.Automation\x12K\n\rGetAutomation\x12!.registry.v1.GetAutomationRequest\x1a\x17.registry.v1.Automation\x12\\\n\x0fListAutomations\x12#.registry.v1.ListAutomationsRequest\x1a$.registry.v1.ListAutomationsResponse\x12Q\n\x10UpdateAutomation\x12$.registry.v1.UpdateAutomationRequest\x1a\x17.registry.v1.Automation\x12P\n\x10\x44\x65leteAutomation\x12$.registry.v1.DeleteAutomationRequest\x1a\x16.google.protobuf.Empty\x12K\n\x0eTestAutomation\x12\".registry.v1.TestAutomationRequest\x1a\x15.registry.v1.Delivery\x12Y\n\x0eListDeliveries\x12\".registry.v1.ListDeliveriesRequest\x1a#.registry.v1.ListDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.event_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTEVENTSREQUEST']._serialized_start=139
-  _globals['_LISTEVENTSREQUEST']._serialized_end=229
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=231
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=312
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=314
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=388
-  _globals['_GETALIASHISTORYREQUEST']._serialized_start=390
-  _globals['_GETALIASHISTORYREQUEST']._serialized_end=491
-  _globals['_ALIASASSIGNMENT']._serialized_start=494
-  _globals['_ALIASASSIGNMENT']._serialized_end=641
-  _globals['_GETALIASHISTORYRESPONSE']._serialized_start=643
-  _globals['_GETALIASHISTORYRESPONSE']._serialized_end=750
-  _globals['_CREATEAUTOMATIONREQUEST']._serialized_start=752
-  _globals['_CREATEAUTOMATIONREQUEST']._serialized_end=858
-  _globals['_LISTAUTOMATIONSREQUEST']._serialized_start=860
-  _globals['_LISTAUTOMATIONSREQUEST']._serialized_end=939
-  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_start=941
-  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_end=1037
-  _globals['_DELETEAUTOMATIONREQUEST']._serialized_start=1039
-  _globals['_DELETEAUTOMATIONREQUEST']._serialized_end=1078
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1080
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1158
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1160
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1252
-  _globals['_EVENTSERVICE']._serialized_start=1255
-  _globals['_EVENTSERVICE']._serialized_end=1862
+  _globals['_LISTEVENTSREQUEST']._serialized_start=173
+  _globals['_LISTEVENTSREQUEST']._serialized_end=263
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=265
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=346
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=348
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=422
+  _globals['_GETALIASHISTORYREQUEST']._serialized_start=424
+  _globals['_GETALIASHISTORYREQUEST']._serialized_end=525
+  _globals['_ALIASASSIGNMENT']._serialized_start=528
+  _globals['_ALIASASSIGNMENT']._serialized_end=675
+  _globals['_GETALIASHISTORYRESPONSE']._serialized_start=677
+  _globals['_GETALIASHISTORYRESPONSE']._serialized_end=784
+  _globals['_CREATEAUTOMATIONREQUEST']._serialized_start=786
+  _globals['_CREATEAUTOMATIONREQUEST']._serialized_end=892
+  _globals['_LISTAUTOMATIONSREQUEST']._serialized_start=894
+  _globals['_LISTAUTOMATIONSREQUEST']._serialized_end=973
+  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_start=975
+  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_end=1071
+  _globals['_GETAUTOMATIONREQUEST']._serialized_start=1073
+  _globals['_GETAUTOMATIONREQUEST']._serialized_end=1109
+  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_start=1111
+  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_end=1230
+  _globals['_DELETEAUTOMATIONREQUEST']._serialized_start=1232
+  _globals['_DELETEAUTOMATIONREQUEST']._serialized_end=1271
+  _globals['_TESTAUTOMATIONREQUEST']._serialized_start=1273
+  _globals['_TESTAUTOMATIONREQUEST']._serialized_end=1310
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1312
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1390
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1392
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1484
+  _globals['_EVENTSERVICE']._serialized_start=1487
+  _globals['_EVENTSERVICE']._serialized_end=2331
 # @@protoc_insertion_point(module_scope)

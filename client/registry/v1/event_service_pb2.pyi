@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from registry.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
@@ -99,7 +100,27 @@ class ListAutomationsResponse(_message.Message):
     next_page_token: str
     def __init__(self, automations: _Optional[_Iterable[_Union[_resources_pb2.Automation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class GetAutomationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UpdateAutomationRequest(_message.Message):
+    __slots__ = ("automation", "update_mask")
+    AUTOMATION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    automation: _resources_pb2.Automation
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, automation: _Optional[_Union[_resources_pb2.Automation, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
 class DeleteAutomationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class TestAutomationRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str

@@ -57,15 +57,30 @@ class EventServiceStub(object):
                 request_serializer=registry_dot_v1_dot_event__service__pb2.CreateAutomationRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_resources__pb2.Automation.FromString,
                 _registered_method=True)
+        self.GetAutomation = channel.unary_unary(
+                '/registry.v1.EventService/GetAutomation',
+                request_serializer=registry_dot_v1_dot_event__service__pb2.GetAutomationRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_resources__pb2.Automation.FromString,
+                _registered_method=True)
         self.ListAutomations = channel.unary_unary(
                 '/registry.v1.EventService/ListAutomations',
                 request_serializer=registry_dot_v1_dot_event__service__pb2.ListAutomationsRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_event__service__pb2.ListAutomationsResponse.FromString,
                 _registered_method=True)
+        self.UpdateAutomation = channel.unary_unary(
+                '/registry.v1.EventService/UpdateAutomation',
+                request_serializer=registry_dot_v1_dot_event__service__pb2.UpdateAutomationRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_resources__pb2.Automation.FromString,
+                _registered_method=True)
         self.DeleteAutomation = channel.unary_unary(
                 '/registry.v1.EventService/DeleteAutomation',
                 request_serializer=registry_dot_v1_dot_event__service__pb2.DeleteAutomationRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.TestAutomation = channel.unary_unary(
+                '/registry.v1.EventService/TestAutomation',
+                request_serializer=registry_dot_v1_dot_event__service__pb2.TestAutomationRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_resources__pb2.Delivery.FromString,
                 _registered_method=True)
         self.ListDeliveries = channel.unary_unary(
                 '/registry.v1.EventService/ListDeliveries',
@@ -99,6 +114,16 @@ class EventServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CreateAutomation(self, request, context):
+        """Targets must be https:// (http:// only where the server allows it) and must not
+        resolve to loopback, private, link-local or other internal addresses. When the
+        request carries no secret, the server makes one and returns it in this reply
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAutomation(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,8 +135,23 @@ class EventServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAutomation(self, request, context):
+        """AIP-134: enabled, url, event_types, alias_regex, secret (writing it rotates it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteAutomation(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestAutomation(self, request, context):
+        """Sends a signed PING event to the automation's URL now (also when it is disabled)
+        and returns the attempt, which ListDeliveries lists too.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -145,15 +185,30 @@ def add_EventServiceServicer_to_server(servicer, server):
                     request_deserializer=registry_dot_v1_dot_event__service__pb2.CreateAutomationRequest.FromString,
                     response_serializer=registry_dot_v1_dot_resources__pb2.Automation.SerializeToString,
             ),
+            'GetAutomation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutomation,
+                    request_deserializer=registry_dot_v1_dot_event__service__pb2.GetAutomationRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_resources__pb2.Automation.SerializeToString,
+            ),
             'ListAutomations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAutomations,
                     request_deserializer=registry_dot_v1_dot_event__service__pb2.ListAutomationsRequest.FromString,
                     response_serializer=registry_dot_v1_dot_event__service__pb2.ListAutomationsResponse.SerializeToString,
             ),
+            'UpdateAutomation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAutomation,
+                    request_deserializer=registry_dot_v1_dot_event__service__pb2.UpdateAutomationRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_resources__pb2.Automation.SerializeToString,
+            ),
             'DeleteAutomation': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteAutomation,
                     request_deserializer=registry_dot_v1_dot_event__service__pb2.DeleteAutomationRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'TestAutomation': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestAutomation,
+                    request_deserializer=registry_dot_v1_dot_event__service__pb2.TestAutomationRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_resources__pb2.Delivery.SerializeToString,
             ),
             'ListDeliveries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeliveries,
@@ -281,6 +336,33 @@ class EventService(object):
             _registered_method=True)
 
     @staticmethod
+    def GetAutomation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.EventService/GetAutomation',
+            registry_dot_v1_dot_event__service__pb2.GetAutomationRequest.SerializeToString,
+            registry_dot_v1_dot_resources__pb2.Automation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAutomations(request,
             target,
             options=(),
@@ -308,6 +390,33 @@ class EventService(object):
             _registered_method=True)
 
     @staticmethod
+    def UpdateAutomation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.EventService/UpdateAutomation',
+            registry_dot_v1_dot_event__service__pb2.UpdateAutomationRequest.SerializeToString,
+            registry_dot_v1_dot_resources__pb2.Automation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteAutomation(request,
             target,
             options=(),
@@ -324,6 +433,33 @@ class EventService(object):
             '/registry.v1.EventService/DeleteAutomation',
             registry_dot_v1_dot_event__service__pb2.DeleteAutomationRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestAutomation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.EventService/TestAutomation',
+            registry_dot_v1_dot_event__service__pb2.TestAutomationRequest.SerializeToString,
+            registry_dot_v1_dot_resources__pb2.Delivery.FromString,
             options,
             channel_credentials,
             insecure,

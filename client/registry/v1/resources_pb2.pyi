@@ -516,7 +516,7 @@ class Event(_message.Message):
     def __init__(self, cursor: _Optional[int] = ..., type: _Optional[str] = ..., actor: _Optional[str] = ..., resource: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Automation(_message.Message):
-    __slots__ = ("name", "event_types", "alias_regex", "url", "secret", "created_by", "create_time")
+    __slots__ = ("name", "event_types", "alias_regex", "url", "secret", "created_by", "create_time", "enabled", "etag", "update_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
     ALIAS_REGEX_FIELD_NUMBER: _ClassVar[int]
@@ -524,6 +524,9 @@ class Automation(_message.Message):
     SECRET_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     event_types: _containers.RepeatedScalarFieldContainer[str]
     alias_regex: str
@@ -531,10 +534,13 @@ class Automation(_message.Message):
     secret: str
     created_by: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., alias_regex: _Optional[str] = ..., url: _Optional[str] = ..., secret: _Optional[str] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    enabled: bool
+    etag: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., alias_regex: _Optional[str] = ..., url: _Optional[str] = ..., secret: _Optional[str] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., enabled: bool = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("name", "event_cursor", "attempt", "status_code", "error", "succeeded", "time")
+    __slots__ = ("name", "event_cursor", "attempt", "status_code", "error", "succeeded", "time", "webhook_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVENT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -542,6 +548,7 @@ class Delivery(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     event_cursor: int
     attempt: int
@@ -549,4 +556,5 @@ class Delivery(_message.Message):
     error: str
     succeeded: bool
     time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., event_cursor: _Optional[int] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., succeeded: bool = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    webhook_id: str
+    def __init__(self, name: _Optional[str] = ..., event_cursor: _Optional[int] = ..., attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., succeeded: bool = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_id: _Optional[str] = ...) -> None: ...

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..service.idempotency import run_idempotent
+from ..service.secret_box import SecretBox
+from ..service.webhook_targets import TargetPolicy
 from ..storage.db import Database
 from ..storage.hot_cache import HotCache
 from .settings import Settings
@@ -47,6 +49,14 @@ class App:
         self.db = db
         self.settings = settings or Settings()
         self.auth = Authenticator(db, ttl=self.settings.auth_cache_ttl)
+        self.webhook_policy = TargetPolicy.of(
+            self.settings.webhook_allow_http, self.settings.webhook_allow_cidrs
+        )
+        self.secret_box = (
+            SecretBox.from_file(self.settings.secret_key_file)
+            if self.settings.secret_key_file
+            else None
+        )
         self.hot_cache = HotCache()
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"

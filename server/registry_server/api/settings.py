@@ -48,6 +48,14 @@ class Settings:
     # Where SQLite's hot writes (LinkArtifactVersion, AddAlias) run
     # (service/write_process.py); `registry-server serve` uses PROCESS unless told otherwise.
     hot_writer: HotWriter = HotWriter.thread
+    # Webhook targets (service/webhook_targets.py): plain http:// allowed, and the
+    # networks opened despite being loopback, private, link-local, ... (CIDRs). Every
+    # replica delivers any automation's events: give them all the same values.
+    webhook_allow_http: bool = False
+    webhook_allow_cidrs: tuple[str, ...] = ()
+    # A file of AES-256 keys that seal automation secrets at rest (service/secret_box.py);
+    # "" stores them in plaintext.
+    secret_key_file: str = ""
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)

@@ -163,8 +163,12 @@ AUTHZ: dict[str, Rule] = {
             "GetAliasHistory": Permission.VIEW,
             # Members create automations; admins see deliveries.
             "CreateAutomation": Permission.WRITE,
+            "GetAutomation": Permission.WRITE,
             "ListAutomations": Permission.WRITE,
+            "UpdateAutomation": Permission.WRITE,
             "DeleteAutomation": Permission.WRITE,
+            # Sends one signed request to the automation's (already checked) URL.
+            "TestAutomation": Permission.WRITE,
             "ListDeliveries": Permission.ADMIN,
         },
     ),

@@ -55,6 +55,9 @@ LEGACY_SETTINGS_UPDATED = "LEGACY_SETTINGS_UPDATED"
 MIGRATION_STATE_CHANGED = "MIGRATION_STATE_CHANGED"
 AUTOMATION_CREATED = "AUTOMATION_CREATED"
 AUTOMATION_DELETED = "AUTOMATION_DELETED"
+AUTOMATION_UPDATED = "AUTOMATION_UPDATED"
+# Recorded by TestAutomation and sent to the tested automation only (never subscribed).
+AUTOMATION_TESTED = "AUTOMATION_TESTED"
 
 # First key of the two-key advisory lock serializing an organization's events (PostgreSQL).
 EVENT_LOCK_SPACE = 0x45564E54  # "EVNT"
@@ -100,15 +103,34 @@ def record_event(
     session.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
 
 
+def _lock_event_orgs(session: Session, rows: list[dict[str, Any]]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        for org_id in sorted({row["org_id"] for row in rows}):
+            session.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK_SPACE, org_id)))
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending_events(session: Session) -> None:
     rows = session.info.pop(PENDING_EVENTS, None)
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        for org_id in sorted({row["org_id"] for row in rows}):
-            session.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK_SPACE, org_id)))
+    _lock_event_orgs(session, rows)
     session.execute(insert(m.Event), rows)
+
+
+def record_event_now(session: Session, **fields: Any) -> int:
+    """`record_event`, written at once (with any still pending): returns its cursor.
+    The organization's event lock is then held until commit, so call it after every
+    row lock the transaction takes, and keep the rest of the transaction short."""
+    record_event(session, **fields)
+    rows = session.info.pop(PENDING_EVENTS)
+    _lock_event_orgs(session, rows)
+    cursor = 0
+    for row in rows:
+        cursor = session.execute(
+            insert(m.Event).values(**row).returning(m.Event.cursor)
+        ).scalar_one()
+    return int(cursor)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,29 +1,35 @@
 """Webhook automations on a registry or a collection, and their delivery worker.
 
-An automation names event types, an optional alias regex, a URL and a secret.
-The worker (one per replica, all sharing the database) works in three short
-steps, none of which holds a transaction open during HTTP:
+An automation names event types, an optional alias regex, a URL (checked by
+`webhook_targets`: https only unless allowed, no internal addresses) and a secret
+(stored sealed under the server's key when it has one: `secret_box`). The worker
+(one per replica, all sharing the database) works in three short steps, none of
+which holds a transaction open during HTTP:
 
-1. Schedule: for an automation with events past its `event_cursor`, read the next
-   batch of its registry's events in cursor order, move `event_cursor` past them
+1. Schedule: for an enabled automation with events past its `event_cursor`, read the
+   next batch of its registry's events in cursor order, move `event_cursor` past them
    with a compare-and-set (`WHERE event_cursor = <old>`), and insert one pending
    attempt per matching event, in the same transaction. A replica that loses the
    compare-and-set rolls back, so each event is scheduled once. Cursor order is
    safe to follow on PostgreSQL thanks to the per-organization event lock (see
-   `event_log`).
+   `event_log`). A disabled automation is not scheduled; enabling it again moves its
+   cursor to the newest event, so it delivers what happens from then on.
 2. Claim: a pending attempt (`time = 0`) whose `next_attempt_time` is due is
    claimed by setting `next_attempt_time` to the end of a lease, again with a
    compare-and-set; a replica that dies mid-delivery leaves the lease to expire and
    another one retries it (at-least-once delivery).
-3. Deliver and record: POST `{"event": ..., "automation": name}` with
-   `X-Registry-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`,
-   `X-Registry-Event` (the event cursor, the same on every retry: receivers dedupe
-   on it), `X-Registry-Event-Type`, `X-Registry-Delivery` (this attempt's id, as in
-   ListDeliveries) and `X-Registry-Attempt`. The attempt row gets its time, status
-   and error; on a network error, a timeout, 408, 429 or 5xx a next attempt is
-   scheduled after `backoff * 2^(attempt-1)`, up to `max_attempts` attempts. Other
-   4xx answers are final. Redirects are not followed. Deliveries of one automation
-   may arrive out of order while earlier ones are being retried.
+3. Deliver and record: POST `{"event": ..., "automation": name}` signed with the
+   Standard Webhooks scheme (`registry_client.webhooks`): `webhook-id` (the same on
+   every attempt of one event: receivers dedupe on it), `webhook-timestamp`,
+   `webhook-signature`; also `X-Registry-Event` (the cursor), `X-Registry-Event-Type`,
+   `X-Registry-Delivery` (this attempt's id, as in ListDeliveries) and
+   `X-Registry-Attempt`. `webhook_http` checks the addresses again and connects to a
+   checked one (DNS rebinding); redirects are not followed. The attempt row gets its
+   time, status and error; on a network error, a timeout, 408, 429 or 5xx a next
+   attempt is scheduled after `backoff * 2^(attempt-1)`, up to `max_attempts`
+   attempts. Other answers, a refused address and a secret this server cannot
+   decrypt are final. Deliveries of one automation may arrive out of order while
+   earlier ones are being retried.
 
 Settings (environment, read on every worker tick): REGISTRY_WEBHOOK_BACKOFF_MS
 (1000), REGISTRY_WEBHOOK_MAX_ATTEMPTS (5), REGISTRY_WEBHOOK_TIMEOUT_S (5),
@@ -33,17 +39,13 @@ REGISTRY_WEBHOOK_POLL_MS (250), REGISTRY_WEBHOOK_CONCURRENCY (4).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import http.client
 import json
 import logging
 import os
 import re
-import urllib.error
-import urllib.request
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -52,34 +54,39 @@ from urllib.parse import urlsplit
 from sqlalchemy import CursorResult, Update, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from registry_client import webhooks as standard_webhooks
+
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, now_us
 from ..storage.paging import Page, SortKey, fetch_page
-from . import authz_table, events
+from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
+from .organizations import check_etag
+from .secret_box import SecretBox, SecretUnavailable, open_secret
+from .webhook_http import ERROR_MAX, AttemptResult
+from .webhook_targets import TargetPolicy, TargetRefused, parse_target
 
 log = logging.getLogger("registry.webhooks")
 
 SERVICE = "EventService"
 ALIAS_REGEX_MAX = 256
-URL_MAX = 2048
 SECRET_MAX = 256
 EVENT_TYPES_MAX = 64
-ERROR_MAX = 1000
-RESPONSE_READ_MAX = 64 * 1024
 BACKOFF_CAP_US = 3600 * 1_000_000
-RETRYABLE_STATUS = frozenset({408, 429})
+USER_AGENT = "artifact-registry-webhooks/2"
 
-# Every event type the service records (the constants of `service/events.py`).
+# Every event type the service records (the constants of `service/events.py`), but the
+# test ping, which only TestAutomation sends.
 KNOWN_EVENT_TYPES = frozenset(
     value
     for key, value in vars(events).items()
     if isinstance(value, str) and key.isupper() and key == value
-)
+) - {events.AUTOMATION_TESTED}
+UPDATABLE = frozenset({"enabled", "url", "event_types", "alias_regex", "secret"})
 
 
 def _perm(rpc: str) -> Permission:
@@ -161,32 +168,76 @@ def validate_alias_regex(value: str, field: str) -> str:
     return value
 
 
-def validate_url(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(field, "is required")
-    if len(value) > URL_MAX:
-        raise InvalidArgument(field, f"must be at most {URL_MAX} characters")
+def validate_url(value: str, field: str, policy: TargetPolicy) -> str:
+    """The URL's form and any literal address (no DNS: `webhook_targets.check_url`
+    resolves host names, off the transaction)."""
     try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as err:
-        raise InvalidArgument(field, f"is not a valid URL: {err}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(field, "must be an http:// or https:// URL with a host")
-    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise InvalidArgument(
-            field, "must be ASCII without spaces (percent-encode others; punycode for hosts)"
-        )
-    _ = port
+        parse_target(value, policy)
+    except TargetRefused as err:
+        raise InvalidArgument(field, str(err)) from None
     return value
 
 
 def validate_secret(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(field, "is required (it signs every delivery)")
+    """A Standard Webhooks secret; never quoted back (it is a secret)."""
     if len(value) > SECRET_MAX:
         raise InvalidArgument(field, f"must be at most {SECRET_MAX} characters")
+    try:
+        standard_webhooks.secret_key(value)
+    except ValueError as err:
+        raise InvalidArgument(
+            field,
+            f"{err} (e.g. whsec_ and the base64 of 32 random bytes); leave it empty on "
+            "create and the server makes one",
+        ) from None
     return value
+
+
+@dataclass(frozen=True)
+class AutomationSpec:
+    """Checked automation fields (a field left out of an update keeps its default)."""
+
+    event_types: list[str]
+    alias_regex: str
+    url: str
+    secret: str
+    enabled: bool
+
+
+def automation_spec(
+    fields: Collection[str],
+    *,
+    event_types: Sequence[str],
+    alias_regex: str,
+    url: str,
+    secret: str,
+    enabled: bool,
+    policy: TargetPolicy,
+    rotating: bool = False,
+) -> AutomationSpec:
+    """Checks the named `fields`; INVALID_ARGUMENT names the first bad one. An empty
+    secret on create means "make one"; a rotation (`rotating`) must bring its own."""
+    if "secret" in fields and not secret and rotating:
+        raise InvalidArgument(
+            "automation.secret",
+            "is required to rotate it: replies never carry a secret after creation, so "
+            "choose it (whsec_ and the base64 of 32 random bytes)",
+        )
+    return AutomationSpec(
+        event_types=(
+            validate_event_types(event_types, "automation.event_types")
+            if "event_types" in fields
+            else []
+        ),
+        alias_regex=(
+            validate_alias_regex(alias_regex, "automation.alias_regex")
+            if "alias_regex" in fields
+            else ""
+        ),
+        url=validate_url(url, "automation.url", policy) if "url" in fields else "",
+        secret=validate_secret(secret, "automation.secret") if secret else "",
+        enabled=enabled,
+    )
 
 
 # --- names ------------------------------------------------------------------------------
@@ -269,56 +320,90 @@ def _scope_clause(target: Target) -> Any:
 # --- automations ------------------------------------------------------------------------
 
 
+def automation_secret(automation: m.Automation, box: SecretBox | None) -> str:
+    """The plaintext secret; SecretUnavailable when it is sealed and cannot be opened."""
+    if automation.secret_sealed:
+        return open_secret(automation.secret_sealed, automation.uid, box)
+    return automation.secret
+
+
+def store_secret(automation: m.Automation, secret: str, box: SecretBox | None) -> None:
+    """Sealed, bound to the automation's uid, when the server has a key."""
+    if box is None:
+        automation.secret, automation.secret_sealed = secret, None
+    else:
+        automation.secret, automation.secret_sealed = "", box.seal(secret, automation.uid)
+
+
+def signing_key(secret: str) -> bytes:
+    """A `whsec_` secret's key bytes; a secret stored before secrets had that form
+    signs with its UTF-8 bytes."""
+    try:
+        return standard_webhooks.secret_key(secret)
+    except ValueError:
+        return secret.encode()
+
+
+def _latest_cursor(s: Session, org_id: int) -> int:
+    # With the organization's event lock held (we recorded an event), no lower cursor
+    # of this organization can still be in flight.
+    found = s.execute(select(func.max(m.Event.cursor)).where(m.Event.org_id == org_id)).scalar()
+    return int(found or 0)
+
+
+def authorize(s: Session, p: Principal, name: str, field: str, rpc: str) -> None:
+    """The access check of `rpc` on a registry/collection or automation `name`, made
+    before the host of a new URL is resolved (DNS only for callers who may write)."""
+    if "/automations/" in name:
+        _automation(s, p, name, field, rpc)
+    else:
+        _target(s, p, parse_parent(name, field), rpc)
+
+
 def create_automation(
-    s: Session,
-    p: Principal,
-    parent: str,
-    *,
-    event_types: Sequence[str],
-    alias_regex: str,
-    url: str,
-    secret: str,
-) -> tuple[m.Automation, str]:
-    """The automation and its name; it sees events recorded after it."""
+    s: Session, p: Principal, parent: str, spec: AutomationSpec, box: SecretBox | None
+) -> tuple[m.Automation, str, str]:
+    """The automation, its name and its secret (made here when `spec` has none). It sees
+    events recorded after it (while enabled)."""
     where = parse_parent(parent, "parent")
-    types = validate_event_types(event_types, "automation.event_types")
-    regex = validate_alias_regex(alias_regex, "automation.alias_regex")
-    validate_url(url, "automation.url")
-    validate_secret(secret, "automation.secret")
     target = _target(s, p, where, "CreateAutomation")
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
+    secret = spec.secret or standard_webhooks.new_secret()
     events.record_event(
         s,
         org_id=target.registry.org_id,
         type=events.AUTOMATION_CREATED,
         actor=p,
         resource=name,
-        details={"event_types": types, "alias_regex": regex, "host": urlsplit(url).hostname or ""},
+        details={
+            "event_types": spec.event_types,
+            "alias_regex": spec.alias_regex,
+            "host": urlsplit(spec.url).hostname or "",
+            "enabled": spec.enabled,
+        },
         registry_id=target.registry.id,
     )
-    # Everything up to and including our own event is history, not news. With the
-    # organization's event lock held, no lower cursor of this organization can still
-    # be in flight.
-    start = s.execute(
-        select(func.max(m.Event.cursor)).where(m.Event.org_id == target.registry.org_id)
-    ).scalar()
+    now = now_us()
     automation = m.Automation(
         uid=uid,
         org_id=target.registry.org_id,
         registry_id=target.registry.id,
         collection_id=target.collection_id,
-        event_types=types,
-        alias_regex=regex,
-        url=url,
-        secret=secret,
+        event_types=spec.event_types,
+        alias_regex=spec.alias_regex,
+        url=spec.url,
+        enabled=spec.enabled,
+        revision=1,
         created_by_id=p.user_id,
-        create_time=now_us(),
-        event_cursor=int(start or 0),
+        create_time=now,
+        update_time=now,
+        event_cursor=_latest_cursor(s, target.registry.org_id),
     )
+    store_secret(automation, secret, box)
     s.add(automation)
     s.flush()
-    return automation, name
+    return automation, name, secret
 
 
 def list_automations(
@@ -359,6 +444,61 @@ def _automation(
     return target, automation
 
 
+def creator_name(s: Session, automation: m.Automation) -> str | None:
+    if automation.created_by_id is None:
+        return None
+    return s.execute(select(m.User.name).where(m.User.id == automation.created_by_id)).scalar()
+
+
+def get_automation(s: Session, p: Principal, name: str) -> m.Automation:
+    return _automation(s, p, name, "name", "GetAutomation")[1]
+
+
+def update_automation(
+    s: Session,
+    p: Principal,
+    name: str,
+    fields: Collection[str],
+    spec: AutomationSpec,
+    etag: str,
+    box: SecretBox | None,
+) -> m.Automation:
+    """Changes the `fields` (UPDATABLE) to the values of `spec`; a URL must have been
+    checked with `webhook_targets.check_url`. Writing `secret` rotates it."""
+    target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
+    check_etag(etag, automation.revision, "automation.etag")
+    if "event_types" in fields:
+        automation.event_types = spec.event_types
+    if "alias_regex" in fields:
+        automation.alias_regex = spec.alias_regex
+    if "url" in fields:
+        automation.url = spec.url
+    if "secret" in fields:
+        store_secret(automation, spec.secret, box)
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    enabling = "enabled" in fields and spec.enabled and not automation.enabled
+    if "enabled" in fields:
+        details["enabled"] = spec.enabled
+        automation.enabled = spec.enabled
+    if "url" in fields:
+        details["host"] = urlsplit(spec.url).hostname or ""
+    events.record_event(
+        s,
+        org_id=target.registry.org_id,
+        type=events.AUTOMATION_UPDATED,
+        actor=p,
+        resource=name,
+        details=details,
+        registry_id=target.registry.id,
+    )
+    if enabling:  # what happened while it was off is not news (nor is this event)
+        automation.event_cursor = _latest_cursor(s, target.registry.org_id)
+    automation.revision += 1
+    automation.update_time = now_us()
+    s.flush()
+    return automation
+
+
 def delete_automation(s: Session, p: Principal, name: str) -> None:
     target, automation = _automation(s, p, name, "name", "DeleteAutomation")
     s.execute(delete(m.Delivery).where(m.Delivery.automation_id == automation.id))
@@ -388,6 +528,27 @@ def list_deliveries(
         query=("deliveries", parent),
         key_of=lambda row: (row[0].id,),
     )
+
+
+def get_delivery(s: Session, delivery_id: int) -> m.Delivery:
+    found = s.get(m.Delivery, delivery_id)
+    if found is None:
+        raise NotFound(f"delivery {delivery_id} not found")
+    return found
+
+
+def reseal_secrets(s: Session, box: SecretBox) -> int:
+    """Seals every automation secret with `box`'s first key (key rotation, or a key
+    configured after secrets were stored in plaintext); SecretUnavailable (and the
+    caller rolls back) when one cannot be opened."""
+    count = 0
+    for automation in s.execute(select(m.Automation).order_by(m.Automation.id)).scalars():
+        if automation.secret_sealed and box.sealed_with_current_key(automation.secret_sealed):
+            continue
+        store_secret(automation, automation_secret(automation, box), box)
+        count += 1
+    s.flush()
+    return count
 
 
 # --- matching -----------------------------------------------------------------------------
@@ -481,7 +642,11 @@ def automations_with_news(s: Session) -> list[int]:
     news = exists().where(
         m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
     )
-    return list(s.execute(select(m.Automation.id).where(news).order_by(m.Automation.id)).scalars())
+    return list(
+        s.execute(
+            select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
+        ).scalars()
+    )
 
 
 def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
@@ -495,7 +660,7 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
                 .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
                 .where(m.Automation.id == automation_id)
             ).first()
-            if row is None:
+            if row is None or not row[0].enabled:
                 return 0
             automation, org, registry, collection = row
             start = automation.event_cursor
@@ -570,10 +735,20 @@ class Claim:
     secret: str
     body: bytes
     lease_until: int
+    retry: bool = True  # a failed attempt may be followed by another
 
     @property
     def delivery_name(self) -> str:
         return f"{self.automation}/deliveries/{self.delivery_id}"
+
+    @property
+    def webhook_id(self) -> str:
+        return webhook_id(self.automation.rsplit("/", 1)[1], self.event_cursor)
+
+
+def webhook_id(automation_uid: str, event_cursor: int) -> str:
+    """The `webhook-id` of an automation's delivery of one event (every attempt)."""
+    return f"msg_{automation_uid}_{event_cursor}"
 
 
 def rfc3339(micros: int) -> str:
@@ -592,7 +767,50 @@ def event_json(e: m.Event) -> dict[str, Any]:
     }
 
 
-def claim_due(db: Database, limit: int, lease_us: int) -> list[Claim]:
+def _parent_name(org: str, registry: str, collection: str | None) -> str:
+    parent = f"organizations/{org}/registries/{registry}"
+    return f"{parent}/collections/{collection}" if collection is not None else parent
+
+
+def _claim(
+    s: Session,
+    delivery: m.Delivery,
+    automation: m.Automation,
+    event: m.Event | None,
+    name: str,
+    lease_until: int,
+    box: SecretBox | None,
+    *,
+    retry: bool = True,
+) -> Claim | None:
+    """The attempt to make, or None after recording why it cannot be made."""
+    if event is None:  # cannot happen while the organization exists
+        _finish(s, delivery.id, lease_until, 0, "the event no longer exists", False)
+        return None
+    try:
+        secret = automation_secret(automation, box)
+    except SecretUnavailable as err:
+        _finish(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
+        return None
+    body = json.dumps(
+        {"event": event_json(event), "automation": name}, separators=(",", ":"), sort_keys=True
+    ).encode()
+    return Claim(
+        delivery_id=delivery.id,
+        attempt=delivery.attempt,
+        event_cursor=delivery.event_cursor,
+        event_type=event.type,
+        automation_id=automation.id,
+        automation=name,
+        url=automation.url,
+        secret=secret,
+        body=body,
+        lease_until=lease_until,
+        retry=retry,
+    )
+
+
+def claim_due(db: Database, limit: int, lease_us: int, box: SecretBox | None) -> list[Claim]:
     """Claims up to `limit` due attempts (compare-and-set on next_attempt_time)."""
     now = now_us()
     due_filter = (m.Delivery.next_attempt_time <= now, m.Delivery.time == 0)
@@ -642,94 +860,39 @@ def claim_due(db: Database, limit: int, lease_us: int) -> list[Claim]:
         ).all()
         claims: list[Claim] = []
         for delivery, automation, event, org, registry, collection in rows:
-            parent = f"organizations/{org}/registries/{registry}"
-            if automation.collection_id is not None:
-                parent += f"/collections/{collection}"
-            name = automation_name(parent, automation.uid)
-            if event is None:  # cannot happen while the organization exists
-                _finish(s, delivery.id, lease_until, 0, "the event no longer exists", False)
-                continue
-            body = json.dumps(
-                {"event": event_json(event), "automation": name},
-                separators=(",", ":"),
-                sort_keys=True,
-            ).encode()
-            claims.append(
-                Claim(
-                    delivery_id=delivery.id,
-                    attempt=delivery.attempt,
-                    event_cursor=delivery.event_cursor,
-                    event_type=event.type,
-                    automation_id=automation.id,
-                    automation=name,
-                    url=automation.url,
-                    secret=automation.secret,
-                    body=body,
-                    lease_until=lease_until,
+            name = automation_name(_parent_name(org, registry, collection), automation.uid)
+            if not automation.enabled:  # disabled after this attempt was scheduled
+                _finish(
+                    s, delivery.id, lease_until, 0, "not sent: the automation is disabled", False
                 )
-            )
+                continue
+            claim = _claim(s, delivery, automation, event, name, lease_until, box)
+            if claim is not None:
+                claims.append(claim)
         return claims
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The `X-Registry-Signature` header value for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
+    """The request headers: Standard Webhooks' three, and the registry's own."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": claim.webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard_webhooks.signature(
+            signing_key(claim.secret), claim.webhook_id, timestamp, claim.body
+        ),
+        "X-Registry-Event": str(claim.event_cursor),
+        "X-Registry-Event-Type": claim.event_type,
+        "X-Registry-Delivery": str(claim.delivery_id),
+        "X-Registry-Attempt": str(claim.attempt),
+    }
 
 
-@dataclass(frozen=True)
-class AttemptResult:
-    status_code: int
-    error: str
-
-    @property
-    def succeeded(self) -> bool:
-        return 200 <= self.status_code < 300
-
-    @property
-    def retryable(self) -> bool:
-        if self.succeeded:
-            return False
-        return (
-            self.status_code == 0 or self.status_code >= 500 or self.status_code in RETRYABLE_STATUS
-        )
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx becomes an HTTPError: a failed attempt
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def send(claim: Claim, timeout: float) -> AttemptResult:
-    """One blocking HTTP POST (run on a worker thread)."""
-    request = urllib.request.Request(
-        claim.url,
-        data=claim.body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "artifact-registry-webhooks/1",
-            "X-Registry-Signature": signature(claim.secret, claim.body),
-            "X-Registry-Event": str(claim.event_cursor),
-            "X-Registry-Event-Type": claim.event_type,
-            "X-Registry-Delivery": str(claim.delivery_id),
-            "X-Registry-Attempt": str(claim.attempt),
-        },
-    )
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(RESPONSE_READ_MAX)
-            status = int(response.status)
-        return AttemptResult(status, "" if 200 <= status < 300 else f"HTTP {status}")
-    except urllib.error.HTTPError as err:
-        err.close()
-        return AttemptResult(err.code, f"HTTP {err.code}: {err.reason}"[:ERROR_MAX])
-    except urllib.error.URLError as err:
-        return AttemptResult(0, str(err.reason)[:ERROR_MAX] or "connection failed")
-    except (OSError, http.client.HTTPException, ValueError) as err:
-        return AttemptResult(0, (f"{type(err).__name__}: {err}")[:ERROR_MAX])
+def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
+    """One blocking, signed POST (run on a worker thread)."""
+    headers = signed_headers(claim, int(time.time()))
+    return webhook_http.post(claim.url, claim.body, headers, policy=policy, timeout=timeout)
 
 
 def _finish(
@@ -768,7 +931,7 @@ def record_attempt(
             result.succeeded,
         ):
             return  # automation deleted, or our lease ran out and another replica took over
-        if result.retryable and claim.attempt < config.max_attempts:
+        if claim.retry and result.retryable and claim.attempt < config.max_attempts:
             s.execute(
                 insert(m.Delivery).values(
                     automation_id=claim.automation_id,
@@ -783,11 +946,59 @@ def record_attempt(
             )
 
 
+def test_automation(
+    db: Database,
+    p: Principal,
+    name: str,
+    policy: TargetPolicy,
+    box: SecretBox | None,
+    config: WebhookConfig,
+) -> int:
+    """Records an AUTOMATION_TESTED event, sends it to this automation now (enabled or
+    not; never retried) and returns the id of the attempt, as ListDeliveries lists it."""
+    with db.write() as s:
+        target, automation = _automation(s, p, name, "name", "TestAutomation")
+        lease_until = now_us() + config.lease_us
+        delivery = m.Delivery(
+            automation_id=automation.id,
+            event_cursor=0,  # set below, once the event has its cursor
+            attempt=1,
+            status_code=0,
+            error="",
+            succeeded=False,
+            time=0,
+            next_attempt_time=lease_until,  # claimed by this call
+        )
+        s.add(delivery)
+        s.flush()
+        # The event lock comes last (after the row locks above): see record_event_now.
+        delivery.event_cursor = events.record_event_now(
+            s,
+            org_id=target.registry.org_id,
+            type=events.AUTOMATION_TESTED,
+            actor=p,
+            resource=name,
+            details={"host": urlsplit(automation.url).hostname or ""},
+            registry_id=target.registry.id,
+        )
+        s.flush()
+        delivery_id = delivery.id
+        event = s.get(m.Event, delivery.event_cursor)
+        claim = _claim(s, delivery, automation, event, name, lease_until, box, retry=False)
+    if claim is not None:
+        record_attempt(db, claim, send(claim, policy, config.timeout_s), config)
+    return delivery_id
+
+
 async def _attempt(
-    db: Database, run: Callable[..., Awaitable[Any]], claim: Claim, config: WebhookConfig
+    db: Database,
+    run: Callable[..., Awaitable[Any]],
+    claim: Claim,
+    config: WebhookConfig,
+    policy: TargetPolicy,
 ) -> None:
     try:
-        result: AttemptResult = await run(send, claim, config.timeout_s)
+        result: AttemptResult = await run(send, claim, policy, config.timeout_s)
         if not result.succeeded:
             log.info(
                 "webhook %s attempt %d failed: %s", claim.delivery_name, claim.attempt, result.error
@@ -799,10 +1010,16 @@ async def _attempt(
         log.warning("webhook %s attempt %d: %s", claim.delivery_name, claim.attempt, err)
 
 
-async def run_delivery_worker(db: Database, run: Callable[..., Awaitable[Any]]) -> None:
+async def run_delivery_worker(
+    db: Database,
+    run: Callable[..., Awaitable[Any]],
+    policy: TargetPolicy,
+    box: SecretBox | None,
+) -> None:
     """The background task: schedule, claim and deliver until cancelled.
 
-    `run` runs a blocking function on a worker thread (App.run)."""
+    `run` runs a blocking function on a worker thread (App.run); `policy` says where
+    deliveries may go, `box` opens sealed secrets."""
     inflight: set[asyncio.Task[None]] = set()
     try:
         while True:
@@ -811,8 +1028,8 @@ async def run_delivery_worker(db: Database, run: Callable[..., Awaitable[Any]]) 
                 await run(schedule_deliveries, db, config.batch)
                 free = config.concurrency - len(inflight)
                 if free > 0:
-                    for claim in await run(claim_due, db, free, config.lease_us):
-                        task = asyncio.create_task(_attempt(db, run, claim, config))
+                    for claim in await run(claim_due, db, free, config.lease_us, box):
+                        task = asyncio.create_task(_attempt(db, run, claim, config, policy))
                         inflight.add(task)
                         task.add_done_callback(inflight.discard)
             except asyncio.CancelledError:

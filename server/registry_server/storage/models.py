@@ -24,6 +24,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -493,11 +495,17 @@ class Automation(Base):
     event_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
     alias_regex: Mapped[str] = mapped_column(String(512), default="")
     url: Mapped[str] = mapped_column(String(2048))
+    # The signing secret in plaintext, or "" when `secret_sealed` holds it encrypted
+    # under the server's key (service/secret_box.py).
     secret: Mapped[str] = mapped_column(String(256))
+    secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     create_time: Mapped[int] = mapped_column(BigInteger)
+    update_time: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     # Highest event cursor already scheduled for delivery.
     event_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     __table_args__ = (
