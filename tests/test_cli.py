@@ -502,6 +502,31 @@ def test_migrate_plan_start_watch_and_status(
     assert final["state"] == "MIGRATION_STATE_SUCCEEDED"
 
 
+def test_migrate_plan_and_status_name_the_planned_access_changes(
+    world: World, cli: Cli, admin: Client, tmp_path: Path
+) -> None:
+    team, _ = legacy_team(admin, tmp_path)
+    robot = world.person("robot", service_account=True)
+    admin.add_team_member(team, robot.id, "viewer")
+    registry = f"{world.org_name}/registries/{team}-mr-migrated"
+    planned = cli.json("migrate", "plan", "--team", team)["teams"][0]["access_changes"]
+    assert [(c["principal"], c["registry"], c["before"], c["after"]) for c in planned] == [
+        (robot.name, registry, "team VIEWER", "MEMBER")
+    ]
+    human_plan = cli("migrate", "plan", "--team", team).stdout
+    assert "Planned access changes" in human_plan and robot.name in human_plan
+    assert "service accounts are never below MEMBER" in human_plan
+    final = cli("migrate", "start", "--team", team, "--watch", "-o", "json").lines()[-1]
+    assert final["state"] == "MIGRATION_STATE_SUCCEEDED"
+    assert [c["principal"] for c in final["verification"]["access_changes"]] == [robot.name]
+    status = cli("migrate", "status", final["name"]).stdout
+    assert "Access changes" in status and robot.name in status and "team VIEWER" in status
+    members = cli("registry", "members", f"{team}-mr-migrated").stdout
+    assert f"teams/{team}" in members and "team roles" in members
+    listed = cli.json("registry", "members", f"{team}-mr-migrated")
+    assert [(x["member"], x.get("follows_team_roles")) for x in listed] == [(f"teams/{team}", True)]
+
+
 def test_migrate_start_watch_exits_1_when_the_migration_does_not_succeed(
     world: World, cli: Cli, admin: Client, tmp_path: Path, server: ServerThread
 ) -> None:

@@ -488,6 +488,10 @@ def test_plan_migrate_verify_and_check_everything_independently(
     assert "empty" in warnings and "no versions" in warnings
     assert "already exists" in warnings
     assert P["robot2"].name in warnings  # the service account lifted to MEMBER
+    # ... and named as the one planned access change
+    assert [(c.principal, c.before, c.after) for t in plan.teams for c in t.access_changes] == [
+        (P["robot2"].name, "team VIEWER", "MEMBER")
+    ]
 
     # --- legacy rights, probed before the migration (each probe changes nothing)
     legacy_codes = {
@@ -544,6 +548,7 @@ def test_plan_migrate_verify_and_check_everything_independently(
     done = [s.progress.done for s in snapshots_during]
     assert done == sorted(done) and done[-1] == 11
     assert not final.verification.mismatches and final.verification.checked > 11
+    assert [c.principal for c in final.verification.access_changes] == [P["robot2"].name]
     assert final.end_time.seconds > 0 and final.created_by == admin.name
     assert {t.state for t in final.team_migrations} == {r.MIGRATION_STATE_SUCCEEDED}
     listed = admin.stubs.migrations.ListMigrations(
@@ -552,7 +557,8 @@ def test_plan_migrate_verify_and_check_everything_independently(
     assert [m.name for m in listed] == [migration.name]
     targets = {t.team: t.target_registry for t in final.team_migrations}
 
-    # --- the registries: RESTRICTED, protected aliases, exactly the mapped members
+    # --- the registries: RESTRICTED, protected aliases, the team as the one member, its
+    # roles followed: each member holds the mapped role
     for team in org.teams:
         registry = admin.stubs.registries.GetRegistry(
             rpb.GetRegistryRequest(name=targets[team.name])
@@ -565,9 +571,16 @@ def test_plan_migrate_verify_and_check_everything_independently(
         members = admin.stubs.registries.ListRegistryMembers(
             rpb.ListRegistryMembersRequest(parent=targets[team.name], page_size=100)
         ).members
-        assert {m.member: m.role for m in members} == {
-            p: role for (t, p), (_, role) in roles.items() if t == team.name
-        }
+        assert [(m.member, m.role, m.follows_team_roles) for m in members] == [
+            (team.name, r.REGISTRY_ROLE_UNSPECIFIED, True)
+        ]
+        mapped = {p: role for (t, p), (_, role) in roles.items() if t == team.name}
+        for person in everyone:
+            held = admin.stubs.registries.GetEffectiveRole(
+                rpb.GetEffectiveRoleRequest(registry=targets[team.name], principal=person.name)
+            ).role
+            expected = r.REGISTRY_ROLE_ADMIN if person is admin else mapped.get(person.name, 0)
+            assert held == expected, (team.id, person.id, held)
         settings = admin.stubs.legacy.GetLegacyRegistrySettings(
             lpb.GetLegacyRegistrySettingsRequest(team=team.name)
         )

@@ -438,11 +438,18 @@ def dump_target(url: str, team: str) -> dict[str, Any]:
             registry = s.execute(
                 select(m.Registry).where(m.Registry.id == team_row.migrated_registry_id)
             ).scalar_one()
+            member_team = aliased(m.Team)
             members = sorted(
-                (name.removeprefix(f"{team}-"), role)
-                for name, role in s.execute(
-                    select(m.User.name, m.RegistryMember.role)
-                    .join(m.User, m.User.id == m.RegistryMember.user_id)
+                ((user or "").removeprefix(f"{team}-"), member_team_name == team, role, follows)
+                for user, member_team_name, role, follows in s.execute(
+                    select(
+                        m.User.name,
+                        member_team.name,
+                        m.RegistryMember.role,
+                        m.RegistryMember.team_roles,
+                    )
+                    .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
+                    .outerjoin(member_team, member_team.id == m.RegistryMember.team_id)
                     .where(m.RegistryMember.registry_id == registry.id)
                 ).all()
             )
@@ -696,6 +703,8 @@ def test_sigkill_at_several_points_then_resume_matches_an_uninterrupted_run(tmp_
         for crashed_team, reference_team in zip(crashed, reference, strict=True):
             target = dump_target(url, crashed_team)
             assert target == dump_target(url, reference_team)
+            # One member, the team itself with its roles followed: none twice.
+            assert target["members"] == [("", True, 0, True)]
             legacy = dump_legacy(url, crashed_team)
             assert target["versions"] == legacy["versions"]  # nothing lost, nothing twice
             assert target["aliases"] == legacy["aliases"]

@@ -542,6 +542,20 @@ def _show_migration(m: r.Migration) -> None:
             ),
             "",
         )
+    _show_access_changes(m.verification.access_changes, "Access changes (planned, verified)")
+
+
+def _show_access_changes(changes: Sequence[r.AccessChange], title: str) -> None:
+    """Planned access changes, one per line: who, where, from what to what, and why."""
+    if not changes:
+        return
+    console.print()
+    console.print(f"[bold]{escape(title)}[/bold]")
+    _table(
+        ("MEMBER", "REGISTRY", "BEFORE", "AFTER", "WHY"),
+        ((c.principal, c.registry, c.before, c.after, c.reason) for c in changes),
+        "",
+    )
 
 
 def _event_line(e: r.Event) -> str:
@@ -735,7 +749,14 @@ def registry_members(
         list(members),
         lambda: _table(
             ("MEMBER", "ROLE", "SINCE"),
-            ((m.member, _role(m.role), _when(m.create_time)) for m in members),
+            (
+                (
+                    m.member,
+                    "team roles (follows the team)" if m.follows_team_roles else _role(m.role),
+                    _when(m.create_time),
+                )
+                for m in members
+            ),
             "no members",
         ),
     )
@@ -1111,6 +1132,9 @@ def migrate_plan(
                 ),
                 "",
             )
+        _show_access_changes(
+            [c for t in plan.teams for c in t.access_changes], "Planned access changes"
+        )
         # Plan-level warnings may repeat the per-team ones: print each once.
         warnings = dict.fromkeys([*plan.warnings, *(w for t in plan.teams for w in t.warnings)])
         for warning in warnings:

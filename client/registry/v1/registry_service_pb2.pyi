@@ -66,24 +66,28 @@ class DeleteRegistryRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class AddRegistryMemberRequest(_message.Message):
-    __slots__ = ("registry", "member", "role")
+    __slots__ = ("registry", "member", "role", "follows_team_roles")
     REGISTRY_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_TEAM_ROLES_FIELD_NUMBER: _ClassVar[int]
     registry: str
     member: str
     role: _resources_pb2.RegistryRole
-    def __init__(self, registry: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[_resources_pb2.RegistryRole, str]] = ...) -> None: ...
+    follows_team_roles: bool
+    def __init__(self, registry: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[_resources_pb2.RegistryRole, str]] = ..., follows_team_roles: bool = ...) -> None: ...
 
 class UpdateRegistryMemberRequest(_message.Message):
-    __slots__ = ("registry", "member", "role")
+    __slots__ = ("registry", "member", "role", "follows_team_roles")
     REGISTRY_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_TEAM_ROLES_FIELD_NUMBER: _ClassVar[int]
     registry: str
     member: str
     role: _resources_pb2.RegistryRole
-    def __init__(self, registry: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[_resources_pb2.RegistryRole, str]] = ...) -> None: ...
+    follows_team_roles: bool
+    def __init__(self, registry: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[_resources_pb2.RegistryRole, str]] = ..., follows_team_roles: bool = ...) -> None: ...
 
 class RemoveRegistryMemberRequest(_message.Message):
     __slots__ = ("registry", "member")

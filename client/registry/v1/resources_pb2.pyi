@@ -326,18 +326,20 @@ class Registry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., path_prefix: _Optional[str] = ..., description: _Optional[str] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., artifact_types: _Optional[_Iterable[str]] = ..., allow_all_artifact_types: bool = ..., protected_aliases: _Optional[_Iterable[str]] = ..., default_role: _Optional[_Union[RegistryRole, str]] = ..., core: bool = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., migrated_from: _Optional[str] = ...) -> None: ...
 
 class RegistryMember(_message.Message):
-    __slots__ = ("name", "member", "role", "create_time", "update_time")
+    __slots__ = ("name", "member", "role", "create_time", "update_time", "follows_team_roles")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_TEAM_ROLES_FIELD_NUMBER: _ClassVar[int]
     name: str
     member: str
     role: RegistryRole
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[RegistryRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    follows_team_roles: bool
+    def __init__(self, name: _Optional[str] = ..., member: _Optional[str] = ..., role: _Optional[_Union[RegistryRole, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., follows_team_roles: bool = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "type", "description", "tags", "version_count", "created_by", "create_time", "update_time", "etag")
@@ -405,8 +407,22 @@ class MemberMapping(_message.Message):
     registry_role: RegistryRole
     def __init__(self, principal: _Optional[str] = ..., legacy_role: _Optional[_Union[TeamRole, str]] = ..., legacy_registry_admin: bool = ..., service_account: bool = ..., registry_role: _Optional[_Union[RegistryRole, str]] = ...) -> None: ...
 
+class AccessChange(_message.Message):
+    __slots__ = ("principal", "registry", "before", "after", "reason")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    registry: str
+    before: str
+    after: str
+    reason: str
+    def __init__(self, principal: _Optional[str] = ..., registry: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class TeamMigrationPlan(_message.Message):
-    __slots__ = ("team", "target_registry", "renamed", "member_mappings", "collection_count", "version_count", "alias_count", "protected_aliases", "warnings", "legacy_state")
+    __slots__ = ("team", "target_registry", "renamed", "member_mappings", "collection_count", "version_count", "alias_count", "protected_aliases", "warnings", "legacy_state", "access_changes")
     TEAM_FIELD_NUMBER: _ClassVar[int]
     TARGET_REGISTRY_FIELD_NUMBER: _ClassVar[int]
     RENAMED_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +433,7 @@ class TeamMigrationPlan(_message.Message):
     PROTECTED_ALIASES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     LEGACY_STATE_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_CHANGES_FIELD_NUMBER: _ClassVar[int]
     team: str
     target_registry: str
     renamed: bool
@@ -427,7 +444,8 @@ class TeamMigrationPlan(_message.Message):
     protected_aliases: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     legacy_state: LegacyState
-    def __init__(self, team: _Optional[str] = ..., target_registry: _Optional[str] = ..., renamed: bool = ..., member_mappings: _Optional[_Iterable[_Union[MemberMapping, _Mapping]]] = ..., collection_count: _Optional[int] = ..., version_count: _Optional[int] = ..., alias_count: _Optional[int] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., legacy_state: _Optional[_Union[LegacyState, str]] = ...) -> None: ...
+    access_changes: _containers.RepeatedCompositeFieldContainer[AccessChange]
+    def __init__(self, team: _Optional[str] = ..., target_registry: _Optional[str] = ..., renamed: bool = ..., member_mappings: _Optional[_Iterable[_Union[MemberMapping, _Mapping]]] = ..., collection_count: _Optional[int] = ..., version_count: _Optional[int] = ..., alias_count: _Optional[int] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., legacy_state: _Optional[_Union[LegacyState, str]] = ..., access_changes: _Optional[_Iterable[_Union[AccessChange, _Mapping]]] = ...) -> None: ...
 
 class MigrationPlan(_message.Message):
     __slots__ = ("parent", "teams", "total_versions", "warnings")
@@ -454,12 +472,14 @@ class MigrationProgress(_message.Message):
     def __init__(self, total: _Optional[int] = ..., done: _Optional[int] = ..., collections_total: _Optional[int] = ..., collections_done: _Optional[int] = ...) -> None: ...
 
 class MigrationVerification(_message.Message):
-    __slots__ = ("checked", "mismatches")
+    __slots__ = ("checked", "mismatches", "access_changes")
     CHECKED_FIELD_NUMBER: _ClassVar[int]
     MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_CHANGES_FIELD_NUMBER: _ClassVar[int]
     checked: int
     mismatches: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[str]] = ...) -> None: ...
+    access_changes: _containers.RepeatedCompositeFieldContainer[AccessChange]
+    def __init__(self, checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[str]] = ..., access_changes: _Optional[_Iterable[_Union[AccessChange, _Mapping]]] = ...) -> None: ...
 
 class TeamMigration(_message.Message):
     __slots__ = ("team", "target_registry", "state", "progress")

@@ -71,7 +71,9 @@ def migration_proto(view: svc.MigrationView) -> r.Migration:
             collections_done=view.collections_done,
         ),
         verification=r.MigrationVerification(
-            checked=row.verification_checked, mismatches=list(row.mismatches or [])
+            checked=row.verification_checked,
+            mismatches=list(row.mismatches or []),
+            access_changes=[r.AccessChange(**change) for change in row.access_changes or []],
         ),
         error=row.error,
         create_time=ts(row.create_time),
@@ -122,6 +124,7 @@ def plan_proto(plan: svc.Plan) -> r.MigrationPlan:
                 protected_aliases=t.protected_aliases,
                 warnings=t.warnings,
                 legacy_state=int(t.legacy_state),
+                access_changes=[r.AccessChange(**c.as_json()) for c in t.access_changes],
             )
             for t in plan.teams
         ],

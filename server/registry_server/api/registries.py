@@ -48,12 +48,25 @@ def member_proto(org: str, registry_id: str, view: regs.MemberView) -> r.Registr
         role=view.row.role,
         create_time=ts(view.row.create_time),
         update_time=ts(view.row.update_time),
+        follows_team_roles=view.row.team_roles,
     )
 
 
 def _registry(name: str, field: str) -> tuple[str, str]:
     v = names.parse(name, REGISTRY, field)
     return v["org"], v["registry"]
+
+
+def _member_grant(
+    request: pb.AddRegistryMemberRequest | pb.UpdateRegistryMemberRequest,
+) -> tuple[str, str, regs.MemberRef, regs.Grant]:
+    """(org, registry id, member, grant) of an Add/UpdateRegistryMember request."""
+    org, registry_id = _registry(request.registry, "registry")
+    ref = regs.parse_member(request.member, "member")
+    role = enum_value(
+        request.role, r.RegistryRole, "role", allow_unspecified=request.follows_team_roles
+    )
+    return org, registry_id, ref, regs.grant_of(ref, RegistryRole(role), request.follows_team_roles)
 
 
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
@@ -178,12 +191,10 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         self, request: pb.AddRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
         p = current_principal()
-        org, registry_id = _registry(request.registry, "registry")
-        ref = regs.parse_member(request.member, "member")
-        role = RegistryRole(enum_value(request.role, r.RegistryRole, "role"))
+        org, registry_id, ref, grant = _member_grant(request)
         return await self.app.write(
             lambda s: member_proto(
-                org, registry_id, regs.add_member(s, p, org, registry_id, ref, role)
+                org, registry_id, regs.add_member(s, p, org, registry_id, ref, grant)
             )
         )
 
@@ -191,12 +202,10 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         self, request: pb.UpdateRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
         p = current_principal()
-        org, registry_id = _registry(request.registry, "registry")
-        ref = regs.parse_member(request.member, "member")
-        role = RegistryRole(enum_value(request.role, r.RegistryRole, "role"))
+        org, registry_id, ref, grant = _member_grant(request)
         return await self.app.write(
             lambda s: member_proto(
-                org, registry_id, regs.update_member(s, p, org, registry_id, ref, role)
+                org, registry_id, regs.update_member(s, p, org, registry_id, ref, grant)
             )
         )
 

@@ -85,6 +85,27 @@ def registry_role_for_service_account(role: RegistryRole) -> RegistryRole:
     return max(role, RegistryRole.MEMBER)
 
 
+# A registry member that follows a team's roles (the member of a migrated registry, SPEC
+# section 4) gives each member of the team the registry role of their current team role;
+# the team's model registry admins get TEAM_REGISTRY_ADMIN_ROLE. `access.granted_role_columns`
+# turns this table into SQL.
+REGISTRY_ROLE_OF_TEAM_ROLE = {
+    TeamRole.VIEWER: RegistryRole.VIEWER,
+    TeamRole.MEMBER: RegistryRole.MEMBER,
+    TeamRole.ADMIN: RegistryRole.ADMIN,
+}
+TEAM_REGISTRY_ADMIN_ROLE = RegistryRole.ADMIN
+
+
+def registry_role_of_team_role(team_role: TeamRole, model_registry_admin: bool) -> RegistryRole:
+    """The role a team-role-following registry member gives one member of the team."""
+    if team_role == TeamRole.UNSPECIFIED:
+        return RegistryRole.NONE
+    if model_registry_admin:
+        return TEAM_REGISTRY_ADMIN_ROLE
+    return REGISTRY_ROLE_OF_TEAM_ROLE[team_role]
+
+
 def legacy_allows(
     team_role: TeamRole, registry_admin: bool, org_admin: bool, perm: LegacyPermission
 ) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal_column, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from ..domain.errors import NotFound, PermissionDenied
 from ..domain.roles import (
+    REGISTRY_ROLE_OF_TEAM_ROLE,
+    TEAM_REGISTRY_ADMIN_ROLE,
     LegacyPermission,
     Permission,
     RegistryRole,
@@ -31,24 +33,50 @@ from .context import Principal
 
 def granted_role_columns(registry_id: Any, user_id: Any) -> tuple[Any, Any]:
     """Scalar subqueries for the role granted to `user_id` in `registry_id` directly, and
-    the highest one granted to any of their teams: two index seeks rather than a scan of
-    the members. `registry_id` may be a column of an enclosing statement (correlated);
-    both arguments may be bind parameters. `combine_role` takes the two values."""
+    the highest one granted to any of their teams: index seeks rather than a scan of the
+    members. A team's row that follows the team's roles (`RegistryMember.team_roles`)
+    gives the role of the user's current team role there (`REGISTRY_ROLE_OF_TEAM_ROLE`;
+    the team's model registry admins ADMIN), so team changes count at once. `registry_id`
+    may be a column of an enclosing statement (correlated); both arguments may be bind
+    parameters. `combine_role` takes the two values."""
     direct = (
         select(m.RegistryMember.role)
         .where(m.RegistryMember.registry_id == registry_id, m.RegistryMember.user_id == user_id)
         .scalar_subquery()
     )
-    teams_of_user = select(m.TeamMember.team_id).where(m.TeamMember.user_id == user_id)
+    # Aliases of their own: an enclosing statement that selects from these tables (the
+    # precompiled statements embed this) must not correlate them away.
+    grant = aliased(m.RegistryMember, name="team_grant")
+    membership = aliased(m.TeamMember, name="granted_membership")
+    admin = aliased(m.LegacyRegistryAdmin, name="granted_registry_admin")
+    followed = case(
+        (membership.role == _number(TeamRole.UNSPECIFIED), _number(RegistryRole.NONE)),
+        (
+            exists().where(admin.team_id == grant.team_id, admin.user_id == user_id),
+            _number(TEAM_REGISTRY_ADMIN_ROLE),
+        ),
+        *(
+            (membership.role == _number(team_role), _number(role))
+            for team_role, role in REGISTRY_ROLE_OF_TEAM_ROLE.items()
+        ),
+        else_=_number(RegistryRole.NONE),
+    )
     via_team = (
-        select(func.max(m.RegistryMember.role))
-        .where(
-            m.RegistryMember.registry_id == registry_id,
-            m.RegistryMember.team_id.in_(teams_of_user),
+        select(func.max(case((grant.team_roles, followed), else_=grant.role)))
+        .select_from(grant)
+        .join(
+            membership,
+            and_(membership.team_id == grant.team_id, membership.user_id == user_id),
         )
+        .where(grant.registry_id == registry_id)
         .scalar_subquery()
     )
     return direct, via_team
+
+
+def _number(role: int) -> Any:
+    """A role number inline in the SQL (a constant, not a parameter of every statement)."""
+    return literal_column(str(int(role)))
 
 
 def combine_role(
@@ -78,7 +106,9 @@ def effective_role(session: Session, p: Principal, registry: m.Registry) -> Regi
 
 
 def visible_registries_clause(p: Principal) -> ColumnElement[bool]:
-    """SQL condition over `registries` rows: the principal can see the registry."""
+    """SQL condition over `registries` rows: the principal can see the registry. A row
+    that follows a team's roles needs no case of its own: every team role maps to at
+    least VIEWER, so a member of the team sees the registry as long as they are one."""
     same_org = m.Registry.org_id == p.org_id
     if p.org_admin:
         return same_org

@@ -73,11 +73,13 @@ def legacy_team(
     write: bool,
     what: str = "",
     for_update: bool = False,
+    migrated_ok: bool = False,
 ) -> access.TeamAccess:
     """The team after the visibility check, the state check and the rights check.
 
     The state answers before the rights: a read-only registry says so to everyone who
-    can see it, which is the more useful answer.
+    can see it, which is the more useful answer. `migrated_ok`: a write that a MIGRATED
+    registry still takes.
     """
     ta = access.team_access(s, p, team, LegacyPermission.VIEW, what=what)
     # Re-read under a lock so the checks below see the current state. A write holds at
@@ -91,7 +93,8 @@ def legacy_team(
             .with_for_update(read=shared)
             .execution_options(populate_existing=True)
         )
-    check_state(s, ta.team, write=write)
+    migrated = ta.team.legacy_state == LegacyState.MIGRATED
+    check_state(s, ta.team, write=write and not (migrated_ok and migrated))
     require_right(ta, perm, what or f"teams/{team}")
     return ta
 
@@ -941,7 +944,10 @@ def update_settings(
     protected_aliases: Sequence[str],
     registry_admins: Sequence[str],
 ) -> Settings:
-    """Replaces the protected aliases and/or the model registry admins (team members)."""
+    """Replaces the protected aliases and/or the model registry admins (team members).
+
+    After the migration the model registry admins are still set here: they are the
+    admins of the migrated registry (its member, the team, follows the team's roles)."""
     if len(protected_aliases) > PROTECTED_ALIASES_MAX:
         raise InvalidArgument("protected_aliases", f"at most {PROTECTED_ALIASES_MAX} aliases")
     new_protected = names.existing_aliases(list(protected_aliases), "protected_aliases")
@@ -952,7 +958,15 @@ def update_settings(
         for i, u in enumerate(registry_admins)
     ]
     admin_ids = list(dict.fromkeys(admin_ids))
-    ta = legacy_team(s, p, team, LegacyPermission.ADMIN, write=True, for_update=True)
+    ta = legacy_team(
+        s,
+        p,
+        team,
+        LegacyPermission.ADMIN,
+        write=True,
+        for_update=True,
+        migrated_ok=fields == {"registry_admins"},
+    )
     details: dict[str, Any] = {"fields": sorted(fields)}
     if "registry_admins" in fields:
         members = dict(

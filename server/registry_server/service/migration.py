@@ -85,6 +85,7 @@ from ..domain.roles import (
     Visibility,
     legacy_allows,
     registry_role_for_service_account,
+    registry_role_of_team_role,
 )
 from ..storage import models as m
 from ..storage.db import Database, now_us
@@ -168,16 +169,10 @@ def _taken_names(s: Session, org_id: int, teams: Iterable[str]) -> set[str]:
 
 
 def mapped_role(team_role: TeamRole, legacy_admin: bool, service_account: bool) -> RegistryRole:
-    """Team ADMIN and model registry admins -> ADMIN, MEMBER -> MEMBER, VIEWER -> VIEWER;
+    """Team ADMIN and model registry admins -> ADMIN, MEMBER -> MEMBER, VIEWER -> VIEWER
+    (what the migrated registry's team-linked member gives, `registry_role_of_team_role`);
     service accounts get what the Registry gives them anyway (at least MEMBER)."""
-    if team_role == TeamRole.ADMIN or legacy_admin:
-        role = RegistryRole.ADMIN
-    elif team_role == TeamRole.MEMBER:
-        role = RegistryRole.MEMBER
-    elif team_role == TeamRole.VIEWER:
-        role = RegistryRole.VIEWER
-    else:
-        role = RegistryRole.NONE
+    role = registry_role_of_team_role(team_role, legacy_admin)
     return registry_role_for_service_account(role) if service_account else role
 
 
@@ -247,6 +242,7 @@ class TeamPlan:
     alias_count: int = 0
     protected_aliases: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    access_changes: list[AccessChange] = field(default_factory=list)
 
     @property
     def migratable(self) -> bool:
@@ -333,13 +329,13 @@ def _plan_teams(
         plan.collection_count = collections.get(team.id, 0)
         plan.version_count = versions.get(team.id, 0)
     if details:
-        _plan_details(s, [plan for plan in plans if plan.migratable])
+        _plan_details(s, org.name, [plan for plan in plans if plan.migratable])
     return plans
 
 
-def _plan_details(s: Session, plans: list[TeamPlan]) -> None:
-    """The dry run's extras: member mappings, alias counts, protected aliases and the
-    warnings about what the migration carries over as it is."""
+def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
+    """The dry run's extras: member mappings, planned access changes, alias counts,
+    protected aliases and the warnings about what the migration carries over as it is."""
     ids = [plan.team.id for plan in plans]
     rm, v, av = m.RegisteredModel, m.RegisteredModelVersion, m.ArtifactVersion
     alias_counts = _grouped(
@@ -385,7 +381,18 @@ def _plan_details(s: Session, plans: list[TeamPlan]) -> None:
         plan.members = mappings.get(team.id, [])
         plan.alias_count = alias_counts.get(team.id, 0)
         plan.protected_aliases = list(team.legacy_protected_aliases or [])
+        registry = f"organizations/{org}/registries/{plan.target_name}"
         for mapping in plan.members:
+            change = access_change(
+                mapping.user,
+                registry,
+                mapping.legacy_role,
+                mapping.legacy_registry_admin,
+                mapping.service_account,
+                mapping.registry_role,
+            )
+            if change is not None:
+                plan.access_changes.append(change)
             if mapping.service_account and mapping.registry_role > mapped_role(
                 mapping.legacy_role, mapping.legacy_registry_admin, False
             ):
@@ -964,7 +971,9 @@ def _step(
                 if mt is None:
                     continue
                 result = results[mt_id]
-                _record_verification(migration, result.checked, result.mismatches)
+                _record_verification(
+                    migration, result.checked, result.mismatches, result.access_changes
+                )
                 mt.state = int(
                     MigrationState.FAILED if result.mismatches else MigrationState.SUCCEEDED
                 )
@@ -1089,13 +1098,23 @@ def _end(s: Session, migration: m.Migration, state: MigrationState, **details: A
     _set_state(s, migration, state, **details)
 
 
-def _record_verification(migration: m.Migration, checked: int, mismatches: list[str]) -> None:
+def _record_verification(
+    migration: m.Migration,
+    checked: int,
+    mismatches: list[str],
+    access_changes: Sequence[AccessChange] = (),
+) -> None:
     migration.verification_checked = migration.verification_checked + checked
     if mismatches:
         listed = list(migration.mismatches or [])
         room = MISMATCHES_MAX - len(listed)
         listed.extend(mismatches[: max(room, 0)])
         migration.mismatches = listed
+    if access_changes:
+        changes = list(migration.access_changes or [])
+        room = MISMATCHES_MAX - len(changes)
+        changes.extend(c.as_json() for c in access_changes[: max(room, 0)])
+        migration.access_changes = changes
     migration.update_time = now_us()
 
 
@@ -1184,7 +1203,7 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
             for row, target, registry_id in zip(group, targets, registry_ids, strict=True)
         ],
     )
-    members = _sync_members(
+    _link_team_members(
         s,
         [(registry_id, row.team_id) for row, registry_id in zip(group, registry_ids, strict=True)],
     )
@@ -1235,7 +1254,8 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
                 "artifact_types": registry["artifact_types"],
                 "migrated_from": f"teams/{row.name}",
                 "migration": migration_name(org, migration.uid),
-                "members": members.get(registry_id, 0),
+                "member": f"teams/{row.name}",
+                "follows_team_roles": True,
                 "collections": row.collections_total,
             },
             registry_id=registry_id,
@@ -1245,49 +1265,39 @@ def _set_up_teams(s: Session, migration: m.Migration, rows: list[_TeamRow]) -> N
         _set_state(s, migration, MigrationState.RUNNING)
 
 
-def _sync_members(s: Session, targets: Sequence[tuple[int, int]]) -> dict[int, int]:
-    """Grants every current member of each team their mapped role in the team's registry
-    (`targets`: (registry id, team id) pairs), at set-up and again when the versions are
-    copied, for members who joined or changed role meanwhile. Returns the number of
-    mapped members per registry."""
+def _link_team_members(s: Session, targets: Sequence[tuple[int, int]]) -> None:
+    """Makes each team (`targets`: (registry id, team id) pairs) the member of its registry,
+    with the team's own roles followed (`RegistryMember.team_roles`): every member of the
+    team holds the mapped role of their current team role there (`mapped_role`, computed
+    when access is checked), so later team changes need no copy. A registry that already
+    has a row for its team keeps it (set-up run again creates no duplicate)."""
     if not targets:
-        return {}
+        return
     t = now_us()
-    registry_ids = [registry_id for registry_id, _ in targets]
-    granted = {
-        (row.registry_id, row.user_id): row
-        for row in s.execute(
-            select(m.RegistryMember).where(
-                m.RegistryMember.registry_id.in_(registry_ids),
-                m.RegistryMember.user_id.is_not(None),
+    linked = {
+        (registry_id, team_id)
+        for registry_id, team_id in s.execute(
+            select(m.RegistryMember.registry_id, m.RegistryMember.team_id).where(
+                m.RegistryMember.registry_id.in_([registry_id for registry_id, _ in targets]),
+                m.RegistryMember.team_id.is_not(None),
             )
-        ).scalars()
+        ).all()
     }
-    mappings = member_mappings_of(s, [team_id for _, team_id in targets])
-    new: list[dict[str, Any]] = []
-    counts: dict[int, int] = {}
-    for registry_id, team_id in targets:
-        mapped = [mp for mp in mappings.get(team_id, []) if mp.registry_role != RegistryRole.NONE]
-        counts[registry_id] = len(mapped)
-        for mp in mapped:
-            row = granted.get((registry_id, mp.user_id))
-            if row is None:
-                new.append(
-                    {
-                        "registry_id": registry_id,
-                        "user_id": mp.user_id,
-                        "team_id": None,
-                        "role": int(mp.registry_role),
-                        "create_time": t,
-                        "update_time": t,
-                    }
-                )
-            elif row.role != mp.registry_role:
-                row.role = int(mp.registry_role)
-                row.update_time = t
+    new = [
+        {
+            "registry_id": registry_id,
+            "user_id": None,
+            "team_id": team_id,
+            "role": int(RegistryRole.NONE),
+            "team_roles": True,
+            "create_time": t,
+            "update_time": t,
+        }
+        for registry_id, team_id in targets
+        if (registry_id, team_id) not in linked
+    ]
     if new:
         s.execute(insert(m.RegistryMember), new)
-    return counts
 
 
 # --- copying --------------------------------------------------------------------------
@@ -1544,15 +1554,14 @@ def _copy_batch(
 
 
 def _finish_copy(s: Session, migration: m.Migration, running: list[_TeamRow]) -> None:
-    """The teams' versions are copied: indices continue after the legacy ones, members
-    are brought up to date with the teams, and verification comes next."""
+    """The teams' versions are copied: indices continue after the legacy ones, and
+    verification comes next (members follow the teams by themselves)."""
     rm, c = m.RegisteredModel, m.Collection
     targets = [
         (row.target_registry_id, row.team_id)
         for row in running
         if row.target_registry_id is not None
     ]
-    _sync_members(s, targets)
     legacy_next = (
         select(rm.next_version_index)
         .where(rm.id == c.migrated_from_model_id)
@@ -1589,6 +1598,7 @@ class Verification:
     checked: int = 0
     mismatches: list[str] = field(default_factory=list)
     total_mismatches: int = 0
+    access_changes: list[AccessChange] = field(default_factory=list)
 
     def mismatch(self, text: str) -> None:
         self.total_mismatches += 1
@@ -1608,6 +1618,63 @@ ACCESS_OPERATIONS: tuple[tuple[str, LegacyPermission, Permission], ...] = (
 
 def registry_allows(role: RegistryRole, perm: Permission) -> bool:
     return role != RegistryRole.NONE and role >= perm.min_role
+
+
+SERVICE_ACCOUNT_REASON = "service accounts are never below MEMBER in the Registry"
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """A member whose rights in the migrated registry differ, as planned, from their
+    rights in the legacy registry (the plan and the verification list each one)."""
+
+    principal: str  # users/{user}
+    registry: str  # organizations/{org}/registries/{registry}
+    before: str  # the legacy right: "team VIEWER"
+    after: str  # the registry role: "MEMBER"
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "principal": self.principal,
+            "registry": self.registry,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+        }
+
+
+def access_change(
+    user: str,
+    registry: str,
+    team_role: TeamRole,
+    legacy_admin: bool,
+    service_account: bool,
+    registry_role: RegistryRole,
+    *,
+    org_admin: bool = False,
+) -> AccessChange | None:
+    """The change for a member with these legacy rights and this registry role: the
+    operations of ACCESS_OPERATIONS allowed on one side only, or None when they agree."""
+    gained, lost = [], []
+    for operation, legacy_perm, registry_perm in ACCESS_OPERATIONS:
+        before = legacy_allows(team_role, legacy_admin, org_admin, legacy_perm)
+        after = registry_allows(registry_role, registry_perm)
+        if after and not before:
+            gained.append(operation)
+        elif before and not after:
+            lost.append(operation)
+    if not gained and not lost:
+        return None
+    why = SERVICE_ACCOUNT_REASON if service_account else "the registry role differs"
+    if gained:
+        why += f"; may now also {', '.join(gained)}"
+    if lost:
+        why += f"; may no longer {', '.join(lost)}"
+    before_text = f"team {team_role.name}" if team_role != TeamRole.UNSPECIFIED else "none"
+    if legacy_admin:
+        before_text += " and model registry admin"
+    return AccessChange(names.user_name(user), registry, before_text, registry_role.name, why)
 
 
 @dataclass
@@ -2073,18 +2140,38 @@ def _verify_team_access(
             org_role=OrgRole(row.org_role),
             service_account=bool(row.service_account),
         )
-        legacy_role = expected_team_role(TeamRole(row.role or 0), p.service_account)
+        team_role = TeamRole(row.role or 0)
+        legacy_role = expected_team_role(team_role, p.service_account)
         new_role = effective_role(s, p, registry)
         out.checked += per_user
+        agree = True
         for operation, legacy_perm, registry_perm in ACCESS_OPERATIONS:
             before = legacy_allows(legacy_role, bool(row.legacy_admin), p.org_admin, legacy_perm)
             after = registry_allows(new_role, registry_perm)
             if before != after:
+                agree = False
                 out.mismatch(
                     f"{label}: users/{row.name} {'could' if before else 'could not'} "
                     f"{operation} in the legacy registry but {'can' if after else 'cannot'} "
                     f"in {registry.name!r} (role {new_role.name})"
                 )
+        # As expected; where the expectation is not the legacy right itself (a planned
+        # change, such as a team VIEWER service account's), it is listed.
+        change = (
+            access_change(
+                row.name,
+                f"organizations/{org}/registries/{registry.name}",
+                team_role,
+                bool(row.legacy_admin),
+                p.service_account,
+                new_role,
+                org_admin=p.org_admin,
+            )
+            if agree and legacy_role != team_role
+            else None
+        )
+        if change is not None:
+            out.access_changes.append(change)
     # Everyone else: no team role, no grant, not an admin, RESTRICTED registry -> no
     # access on either side (the registry's visibility was checked above).
     out.checked += (everyone - len(users)) * per_user

@@ -433,6 +433,39 @@ class MemberView:
     ref: MemberRef
 
 
+# What events call a member's role when it follows its team's roles.
+TEAM_ROLES = "TEAM_ROLES"
+
+
+def role_label(row: m.RegistryMember) -> str:
+    return TEAM_ROLES if row.team_roles else RegistryRole(row.role).name
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a member row gives: a fixed `role`, or (`team_roles`, a team's row only) to
+    each member of the team the registry role of their current team role."""
+
+    role: RegistryRole
+    team_roles: bool = False
+
+
+def grant_of(ref: MemberRef, role: RegistryRole, follows_team_roles: bool) -> Grant:
+    if not follows_team_roles:
+        return Grant(role)
+    if ref.kind != "teams":
+        raise InvalidArgument(
+            "follows_team_roles", f"only a team's roles can be followed; {ref.name} is a user"
+        )
+    if role != RegistryRole.NONE:
+        raise InvalidArgument(
+            "role",
+            "leave it unset with follows_team_roles: each member of the team holds the "
+            "registry role of their team role",
+        )
+    return Grant(RegistryRole.NONE, team_roles=True)
+
+
 def _member_key(s: Session, registry: m.Registry, ref: MemberRef) -> tuple[str, int]:
     """(registry_members column, user or team id); NOT_FOUND outside the registry's org."""
     model: Any = m.User if ref.kind == "users" else m.Team
@@ -465,7 +498,7 @@ def _member_event(
 
 
 def add_member(
-    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
+    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, grant: Grant
 ) -> MemberView:
     registry = registry_access(s, p, org, registry_id, _perm("AddRegistryMember")).registry
     column, principal_id = _member_key(s, registry, ref)
@@ -479,14 +512,15 @@ def add_member(
     t = now_us()
     row = m.RegistryMember(
         registry_id=registry.id,
-        role=int(role),
+        role=int(grant.role),
+        team_roles=grant.team_roles,
         create_time=t,
         update_time=t,
         **{column: principal_id},
     )
     s.add(row)
     s.flush()
-    _member_event(s, p, events.MEMBER_ADDED, registry, org, ref, {"role": role.name})
+    _member_event(s, p, events.MEMBER_ADDED, registry, org, ref, {"role": role_label(row)})
     return MemberView(row, ref)
 
 
@@ -506,12 +540,15 @@ def _existing_member(
 
 
 def update_member(
-    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
+    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, grant: Grant
 ) -> MemberView:
+    """A new fixed role, or the team's own roles from now on. A team that followed its
+    roles and gets a fixed role holds that role for every member."""
     registry = registry_access(s, p, org, registry_id, _perm("UpdateRegistryMember")).registry
     row = _existing_member(s, registry, org, ref)
-    before = RegistryRole(row.role)
-    row.role = int(role)
+    before = role_label(row)
+    row.role = int(grant.role)
+    row.team_roles = grant.team_roles
     row.update_time = now_us()
     _member_event(
         s,
@@ -520,17 +557,19 @@ def update_member(
         registry,
         org,
         ref,
-        {"role": role.name, "previous_role": before.name},
+        {"role": role_label(row), "previous_role": before},
     )
     return MemberView(row, ref)
 
 
 def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef) -> None:
+    """Removes the member's row: a team's members lose what the team gave them here
+    (whether a fixed role or their team roles), not what they hold otherwise."""
     registry = registry_access(s, p, org, registry_id, _perm("RemoveRegistryMember")).registry
     row = _existing_member(s, registry, org, ref)
-    before = RegistryRole(row.role)
+    before = role_label(row)
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.id == row.id))
-    _member_event(s, p, events.MEMBER_REMOVED, registry, org, ref, {"previous_role": before.name})
+    _member_event(s, p, events.MEMBER_REMOVED, registry, org, ref, {"previous_role": before})
 
 
 MEMBER_ORDER = {"create_time": m.RegistryMember.create_time}

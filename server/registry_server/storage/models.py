@@ -309,7 +309,12 @@ class Registry(TimestampMixin, Base):
 
 
 class RegistryMember(TimestampMixin, Base):
-    """A role in a registry granted to a user or (exclusive) to a team."""
+    """A role in a registry granted to a user or (exclusive) to a team.
+
+    A team's row may instead follow the team's own roles (`team_roles`, as the member
+    of a migrated registry does): each member of the team then holds the registry role
+    of their current team role (`domain.roles.registry_role_of_team_role`), computed when
+    access is checked, and `role` is 0."""
 
     __tablename__ = "registry_members"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
@@ -321,6 +326,7 @@ class RegistryMember(TimestampMixin, Base):
         ForeignKey("teams.id", ondelete="CASCADE"), nullable=True
     )
     role: Mapped[int] = mapped_column(Integer)  # RegistryRole
+    team_roles: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
         UniqueConstraint("registry_id", "user_id"),
         UniqueConstraint("registry_id", "team_id"),
@@ -417,6 +423,11 @@ class Migration(Base):
     progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
     verification_checked: Mapped[int] = mapped_column(BigInteger, default=0)
     mismatches: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # Planned access changes the verification found (principal, registry, before, after,
+    # reason): not mismatches, but listed one by one.
+    access_changes: Mapped[list[dict[str, str]]] = mapped_column(
+        JsonType, default=list, server_default=text("'[]'")
+    )
     error: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Lease: the replica working on it and until when (microseconds).
