@@ -37,6 +37,7 @@ from .access import RegistryAccess, registry_access, team_access
 from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type, dialect, registry_name
+from .registry_freeze import check_writable
 
 SERVICE = "CollectionService"
 DESCRIPTION_MAX = 64 * 1024
@@ -130,7 +131,8 @@ def _load_collection(
     stmt = select(m.Collection).where(
         m.Collection.registry_id == access.registry.id, m.Collection.name == ref.collection
     )
-    if for_update:
+    if for_update:  # every change of a collection or its versions
+        check_writable(s, access.registry)
         stmt = stmt.with_for_update()
     collection = s.execute(stmt).scalar_one_or_none()
     if collection is None:
@@ -196,6 +198,7 @@ def create_collection(
     names.text(description, "collection.description", DESCRIPTION_MAX)
     tag_list = names.tags(list(tags), "collection.tags")
     access = registry_access(s, p, org, registry_id, _perm("CreateCollection"))
+    check_writable(s, access.registry)
     ref = CollectionRef(org, registry_id, collection_id)
     _require_accepted(access.registry, artifact_type, org)
     if s.execute(
@@ -576,7 +579,9 @@ def update_version(
     if "description" in fields:
         names.text(description, "collection_version.description", DESCRIPTION_MAX)
     tag_list = names.tags(list(tags), "collection_version.tags") if "tags" in fields else []
-    access, collection = _load_collection(s, p, ref, _perm("UpdateCollectionVersion"))
+    access, collection = _load_collection(
+        s, p, ref, _perm("UpdateCollectionVersion"), for_update=True
+    )
     version = _load_version(s, ref, collection, index)
     details: dict[str, Any] = {
         "fields": sorted(fields),
@@ -700,6 +705,7 @@ def link_version(
     ref = CollectionRef(org, registry_id, collection_id)
     access = registry_access(s, p, org, registry_id, _perm("LinkArtifactVersion"))
     _require_protected_alias_right(access, alias_list, f"linking into {ref.name}")
+    check_writable(s, access.registry)
     source = _resolve_source(s, p, artifact_version, "artifact_version")
     _require_accepted(access.registry, source.artifact_type, org)
     collection = _collection_for_link(s, p, access, ref, source.artifact_type)

@@ -32,6 +32,7 @@ from . import authz_table, events
 from .access import check_registry_role, effective_role, registry_access, visible_registries_clause
 from .context import Principal
 from .organizations import check_etag
+from .registry_freeze import check_writable
 
 SERVICE = "RegistryService"
 DESCRIPTION_MAX = 64 * 1024
@@ -301,6 +302,7 @@ def update_registry(
     registry = registry_access(
         s, p, org, registry_id, _perm("UpdateRegistry"), for_update=True
     ).registry
+    check_writable(s, registry)
     check_etag(etag, registry.revision, "registry.etag")
     name = registry_name(org, registry_id)
     details: dict[str, Any] = {"fields": sorted(fields)}
@@ -368,6 +370,7 @@ def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: 
     registry = registry_access(
         s, p, org, registry_id, _perm("DeleteRegistry"), for_update=True
     ).registry
+    check_writable(s, registry)
     name = registry_name(org, registry_id)
     if registry.core:
         raise FailedPrecondition(
@@ -473,6 +476,7 @@ def add_member(
     s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
 ) -> MemberView:
     registry = registry_access(s, p, org, registry_id, _perm("AddRegistryMember")).registry
+    check_writable(s, registry)
     column, principal_id = _member_key(s, registry, ref)
     if s.execute(
         select(m.RegistryMember.id).where(
@@ -514,6 +518,7 @@ def update_member(
     s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, role: RegistryRole
 ) -> MemberView:
     registry = registry_access(s, p, org, registry_id, _perm("UpdateRegistryMember")).registry
+    check_writable(s, registry)
     row = _existing_member(s, registry, org, ref)
     before = RegistryRole(row.role)
     row.role = int(role)
@@ -532,6 +537,7 @@ def update_member(
 
 def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef) -> None:
     registry = registry_access(s, p, org, registry_id, _perm("RemoveRegistryMember")).registry
+    check_writable(s, registry)
     row = _existing_member(s, registry, org, ref)
     before = RegistryRole(row.role)
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.id == row.id))

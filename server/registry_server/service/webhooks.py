@@ -61,6 +61,7 @@ from ..storage.paging import Page, SortKey, fetch_page
 from . import authz_table, events
 from .access import registry_access
 from .context import Principal
+from .registry_freeze import check_writable
 
 log = logging.getLogger("registry.webhooks")
 
@@ -285,6 +286,7 @@ def create_automation(
     validate_url(url, "automation.url")
     validate_secret(secret, "automation.secret")
     target = _target(s, p, where, "CreateAutomation")
+    check_writable(s, target.registry)
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     events.record_event(
