@@ -52,6 +52,7 @@ def _compiled_migration(dialect: Dialect) -> Compiled:
             _mig.c.update_time,
             _mig.c.end_time,
             _user.c.name,
+            _mig.c.rollback_report,
         )
         .select_from(
             _mig.join(_org, _org.c.id == _mig.c.org_id).outerjoin(
@@ -97,6 +98,7 @@ def get_migration(
         create_time=row[10],
         update_time=row[11],
         end_time=row[12],
+        rollback_report=json_value(row[14]) or {},
     )
     teams = fetch(conn, dialect, _compiled_teams(dialect), {"migration_id": row[1]}, many=True)
     return MigrationView(migration, org, row[13] or "", [team_progress(org, t) for t in teams])
