@@ -51,6 +51,7 @@ from ..storage import models as m
 from ..storage.db import now_us
 from . import events
 from .collections import artifact_version_name, collection_name, version_name
+from .legacy_views import model_version_row
 from .registries import MemberRef, member_name, registry_name
 from .resolve import model_version_name
 
@@ -177,29 +178,20 @@ def _group(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
 def _read(s: Session, teams: Sequence[UndoTeam]) -> _Rows:
     team_ids = [t.team_id for t in teams]
     registry_ids = [t.registry_id for t in teams if t.registry_id is not None]
-    rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
-    c, cv, ca = m.Collection, m.CollectionVersion, m.CollectionAlias
-    av, art, proj, team = m.ArtifactVersion, m.Artifact, m.Project, m.Team
+    return _Rows(
+        **_read_legacy(s, team_ids),
+        **_read_collections(s, registry_ids),
+        **_read_registry_changes(s, registry_ids),
+    )
+
+
+def _read_legacy(s: Session, team_ids: list[int]) -> dict[str, Any]:
+    """The teams' legacy registries: settings, registered models, versions, aliases."""
+    rm, v, a, team = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias, m.Team
     rows_teams = {
         row.id: row
         for row in s.execute(
             select(team.id, team.name, team.legacy_protected_aliases).where(team.id.in_(team_ids))
-        ).all()
-    }
-    registries = {
-        row.migrated_from_team_id: row
-        for row in s.execute(
-            select(
-                m.Registry.id,
-                m.Registry.name,
-                m.Registry.migrated_from_team_id,
-                m.Registry.protected_aliases,
-                m.Registry.description,
-                m.Registry.visibility,
-                m.Registry.artifact_types,
-                m.Registry.allow_all_artifact_types,
-                m.Registry.default_role,
-            ).where(m.Registry.id.in_(registry_ids))
         ).all()
     }
     models = _group(
@@ -235,6 +227,29 @@ def _read(s: Session, teams: Sequence[UndoTeam]) -> _Rows:
         ).all(),
         "registered_model_id",
     )
+    return {"teams": rows_teams, "models": models, "versions": versions, "aliases": aliases}
+
+
+def _read_collections(s: Session, registry_ids: list[int]) -> dict[str, Any]:
+    """The migrated registries, their collections, versions and aliases."""
+    c, cv, ca = m.Collection, m.CollectionVersion, m.CollectionAlias
+    av, art, proj, team = m.ArtifactVersion, m.Artifact, m.Project, m.Team
+    registries = {
+        row.migrated_from_team_id: row
+        for row in s.execute(
+            select(
+                m.Registry.id,
+                m.Registry.name,
+                m.Registry.migrated_from_team_id,
+                m.Registry.protected_aliases,
+                m.Registry.description,
+                m.Registry.visibility,
+                m.Registry.artifact_types,
+                m.Registry.allow_all_artifact_types,
+                m.Registry.default_role,
+            ).where(m.Registry.id.in_(registry_ids))
+        ).all()
+    }
     collections = _group(
         s.execute(
             select(
@@ -289,6 +304,18 @@ def _read(s: Session, teams: Sequence[UndoTeam]) -> _Rows:
         ).all(),
         "collection_id",
     )
+    return {
+        "registries": registries,
+        "collections": collections,
+        "collection_versions": collection_versions,
+        "collection_aliases": collection_aliases,
+    }
+
+
+def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any]:
+    """What else happened in the migrated registries: members, setting changes (their
+    events), unlinks (their events), automations."""
+    c, team = m.Collection, m.Team
     members = _group(
         s.execute(
             select(
@@ -334,20 +361,12 @@ def _read(s: Session, teams: Sequence[UndoTeam]) -> _Rows:
         ).all(),
         "registry_id",
     )
-    return _Rows(
-        rows_teams,
-        registries,
-        models,
-        versions,
-        aliases,
-        collections,
-        collection_versions,
-        collection_aliases,
-        members,
-        settings,
-        unlinked,
-        automations,
-    )
+    return {
+        "members": members,
+        "settings": settings,
+        "unlinked": unlinked,
+        "automations": automations,
+    }
 
 
 # --- comparing ----------------------------------------------------------------------------
@@ -734,16 +753,7 @@ def _apply_model(
     new_ids: dict[int, int] = {}
     for link in changes.links:
         cv = link.cv
-        row = m.RegisteredModelVersion(
-            registered_model_id=model.id,
-            version_index=link.index,
-            artifact_version_id=cv.artifact_version_id,
-            tags=list(cv.tags or []),
-            description=cv.description,
-            linked_by_id=cv.linked_by_id,
-            create_time=cv.create_time,
-            update_time=cv.update_time,
-        )
+        row = model_version_row(cv, model.id)
         s.add(row)
         s.flush()
         new_ids[link.index] = row.id

@@ -31,7 +31,7 @@ from ..domain.roles import LegacyPermission, Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import fetch_page, parse_order_by
+from ..storage.paging import Page, fetch_page, parse_order_by
 from . import authz_table, events
 from .access import RegistryAccess, registry_access, team_access
 from .context import Principal
@@ -316,8 +316,14 @@ def collections_page(
     stmt = _collection_select().where(where)
     if listing.filter is not None:
         stmt = stmt.where(listing.filter)
+    page = _page(s, stmt, listing)
+    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
+
+
+def _page(s: Session, stmt: Any, listing: Listing) -> Page:
+    """A keyset page of `stmt`, whose rows start with the listed entity."""
     keys = listing.keys
-    page = fetch_page(
+    return fetch_page(
         s,
         stmt,
         keys,
@@ -326,7 +332,6 @@ def collections_page(
         query=listing.query,
         key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
-    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
 
 
 def list_collections(
@@ -598,16 +603,7 @@ def versions_page(
     clause = compile_filter(listing.filter, _version_filter(collection.id), dialect(s), "filter")
     if clause is not None:
         stmt = stmt.where(clause)
-    keys = listing.keys
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=listing.page_size,
-        token=listing.page_token,
-        query=listing.query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
-    )
+    page = _page(s, stmt, listing)
     return _views(s, ref, page.rows), page.next_page_token
 
 

@@ -5,6 +5,7 @@ was migrated, from the collections they became (`migrated_legacy`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..storage import models as m
 from .resolve import ModelVersionInfo
@@ -28,6 +29,22 @@ class ModelVersionView:
     artifact_version: str
     # Set when answered from a migrated collection: that collection version's name.
     collection_version: str = ""
+
+
+def model_version_row(link: Any, registered_model_id: int) -> m.RegisteredModelVersion:
+    """A legacy version row holding collection version `link` (same index, artifact
+    version, tags, description, linker and times): how a collection version shows as a
+    registered-model version, or goes back into one."""
+    return m.RegisteredModelVersion(
+        registered_model_id=registered_model_id,
+        version_index=link.version_index,
+        artifact_version_id=link.artifact_version_id,
+        tags=list(link.tags or []),
+        description=link.description,
+        linked_by_id=link.linked_by_id,
+        create_time=link.create_time,
+        update_time=link.update_time,
+    )
 
 
 @dataclass(frozen=True)

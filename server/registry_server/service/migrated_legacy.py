@@ -29,7 +29,7 @@ from ..domain.errors import FailedPrecondition, NotFound
 from ..storage import models as m
 from . import collections
 from .context import Principal
-from .legacy_views import ModelInfo, ModelVersionView
+from .legacy_views import ModelInfo, ModelVersionView, model_version_row
 from .resolve import ModelVersionInfo, model_version_name
 
 
@@ -126,20 +126,8 @@ def list_models(
 
 def legacy_view(team: m.Team, model: str, view: collections.VersionView) -> ModelVersionView:
     """The legacy view of a collection version (same index, aliases but `latest`)."""
-    link = view.row
-    legacy_row = m.RegisteredModelVersion(  # a transient view, never added to the session
-        id=0,
-        registered_model_id=0,
-        version_index=link.version_index,
-        artifact_version_id=link.artifact_version_id,
-        tags=list(link.tags or []),
-        description=link.description,
-        linked_by_id=link.linked_by_id,
-        create_time=link.create_time,
-        update_time=link.update_time,
-    )
     info = ModelVersionInfo(
-        row=legacy_row,
+        row=model_version_row(view.row, 0),  # a transient view, never added to the session
         team=team.name,
         team_id=team.id,
         model=model,
