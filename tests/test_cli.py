@@ -543,6 +543,46 @@ def test_migrate_start_watch_exits_1_when_the_migration_does_not_succeed(
     assert_code(cancel, INVALID, "FAILED_PRECONDITION")
 
 
+def test_migrate_rollback_dry_run_refusal_and_force(
+    world: World, cli: Cli, admin: Client, tmp_path: Path
+) -> None:
+    team, logged = legacy_team(admin, tmp_path)
+    started = admin.start_migration([team])
+    assert admin.wait_for_migration(started.name, timeout=60).state == r.MIGRATION_STATE_SUCCEEDED
+    registry = f"{team}-mr-migrated"
+    again = admin.log_artifact(
+        f"{team}/training", "resnet", "model", make_model_dir(tmp_path, "other weights")
+    )
+    admin.link(again.name, f"{registry}/classifier", aliases=["candidate"])  # carried back
+    admin.link(again.name, f"{registry}/brand-new")  # no legacy equivalent
+
+    dry = cli.json("migrate", "rollback", started.name, "--dry-run")
+    assert dry["state"] == "MIGRATION_STATE_SUCCEEDED"
+    carried, lost = dry["rollback"]["carried_back"], dry["rollback"]["losses"]
+    assert any(item.endswith(f"versions/1: linked {again.name}") for item in carried), carried
+    assert len(lost) == 1 and "brand-new" in lost[0]
+    human = cli("migrate", "rollback", started.name, "--dry-run")
+    assert human.code == OK
+    assert "would be carried back" in human.stdout and "1 change(s) would be lost" in human.stdout
+    assert admin.migration(started.name).state == r.MIGRATION_STATE_SUCCEEDED
+
+    refused = cli("migrate", "rollback", started.name, "-o", "json")
+    assert_code(refused, INVALID, "FAILED_PRECONDITION")
+    assert refused.error()["reason"] == "UNDO_WOULD_LOSE_CHANGES"
+    assert "brand-new" in refused.error()["message"]
+
+    forced = cli("migrate", "rollback", started.name, "--force")
+    assert forced.code == OK, forced.stderr
+    assert "lost (forced)" in forced.stdout and "brand-new" in forced.stdout
+    final = admin.migration(started.name)
+    assert final.state == r.MIGRATION_STATE_ROLLED_BACK and final.rollback.forced
+    versions = list(admin.registered_model_versions(f"{team}/classifier"))
+    assert [(v.version_index, v.artifact_version, list(v.aliases)) for v in versions] == [
+        (0, logged.name, ["production"]),
+        (1, again.name, ["candidate"]),
+    ]
+
+
 # --- events -------------------------------------------------------------------------------
 
 

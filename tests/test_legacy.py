@@ -10,12 +10,14 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from sqlalchemy import update
 
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import legacy_model_registry_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs
 from registry_server.domain.roles import LegacyState
+from registry_server.storage import models as m
 
 from .conftest import (
     Person,
@@ -26,7 +28,15 @@ from .conftest import (
     make_world,
     unique,
 )
-from .test_artifacts import events_of, log, make_registry, new_project, set_legacy_state
+from .test_artifacts import (
+    db_session,
+    events_of,
+    log,
+    make_collection,
+    make_registry,
+    new_project,
+    set_legacy_state,
+)
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -710,7 +720,21 @@ def test_read_only_and_migrated_block_every_write(
     names = {op: _prepare_for(op, lg) for op in OPS}
     registry_id = None
     if state == LegacyState.MIGRATED:
-        registry_id = make_registry(server, lg.world.org, f"{lg.team}-mr-migrated")
+        # what a migration does for the models read below: a collection each, which the
+        # legacy reads and paths then answer from
+        target = f"{lg.team}-mr-migrated"
+        registry_id = make_registry(server, lg.world.org, target)
+        versions = [lg.versions[0].name, lg.versions[1].name]
+        for op in READ_OPS:
+            collection_id = make_collection(
+                server, lg.world.org, target, names[op], versions, {"production": 0, "staging": 1}
+            )
+            with db_session(server) as s:
+                s.execute(
+                    update(m.RegisteredModel)
+                    .where(m.RegisteredModel.name == names[op])
+                    .values(migrated_collection_id=collection_id)
+                )
     set_legacy_state(server, lg.team, state, registry_id)
     before = len(events_of(server, lg.world.org))
     for op in WRITE_OPS:
@@ -754,6 +778,8 @@ def test_disabled_legacy_registry(server: ServerThread, root_stubs: Stubs) -> No
         if op in ("resolve_path", "use_path"):  # not legacy RPCs: nothing to find
             expect_error(NOT_FOUND, OPS[op], owner.stubs, lg, "m")
             continue
+        if op == "get_settings":  # says so (test_legacy_settings_of_disabled_org_say_disabled)
+            continue
         expect_error(FAILED, OPS[op], owner.stubs, lg, "m", reason="LEGACY_REGISTRY_DISABLED")
         expect_error(FAILED, OPS[op], world.admin.stubs, lg, "m", reason="LEGACY_REGISTRY_DISABLED")
     outsider = world.person("outsider")
@@ -761,6 +787,43 @@ def test_disabled_legacy_registry(server: ServerThread, root_stubs: Stubs) -> No
         NOT_FOUND,
         outsider.stubs.legacy.ListRegisteredModels,
         pb.ListRegisteredModelsRequest(parent=f"teams/{team}"),
+    )
+
+
+def test_legacy_settings_of_disabled_org_say_disabled(
+    server: ServerThread, root_stubs: Stubs
+) -> None:
+    """An organization that started on the Registry: its teams' legacy settings answer
+    state DISABLED (to team members and org admins; outsiders see nothing), and every
+    legacy write still says the registry is disabled."""
+    world = make_world(server, root_stubs, legacy=False)
+    owner = world.person("owner")
+    viewer = world.person("viewer")
+    team = world.team("t", {viewer: r.TEAM_ROLE_VIEWER}, owner=owner)
+    for who in (owner, viewer, world.admin):
+        settings = who.stubs.legacy.GetLegacyRegistrySettings(
+            pb.GetLegacyRegistrySettingsRequest(team=f"teams/{team}")
+        )
+        assert settings.state == r.LEGACY_STATE_DISABLED
+        assert settings.team == f"teams/{team}"
+        assert not settings.protected_aliases and not settings.registry_admins
+        assert not settings.migrated_registry and not settings.redirected
+    expect_error(
+        NOT_FOUND,
+        world.person("outsider").stubs.legacy.GetLegacyRegistrySettings,
+        pb.GetLegacyRegistrySettingsRequest(team=f"teams/{team}"),
+    )
+    expect_error(
+        FAILED,
+        owner.stubs.legacy.UpdateLegacyRegistrySettings,
+        pb.UpdateLegacyRegistrySettingsRequest(team=f"teams/{team}", protected_aliases=["p"]),
+        reason="LEGACY_REGISTRY_DISABLED",
+    )
+    expect_error(
+        INVALID,
+        owner.stubs.legacy.GetLegacyRegistrySettings,
+        pb.GetLegacyRegistrySettingsRequest(team="teams/Not A Team"),
+        field="team",
     )
 
 

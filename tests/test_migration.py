@@ -624,13 +624,22 @@ def test_plan_migrate_verify_and_check_everything_independently(
                     v.linked_by,
                 )
                 assert c.create_time == v.create_time
-        # legacy reads still work and are unchanged but for `migrated_to`
+        # legacy reads still work, now answered from the collections (marked redirected),
+        # and are unchanged but for that mark
         assert legacy_snapshot(team, admin)["settings"] != snapshots[team.id]["settings"]
         for model in models:
-            assert [
-                v.SerializeToString(deterministic=True)
-                for v in list_model_versions(admin, model.name)
-            ] == snapshots[team.id][model.name]
+            assert model.redirected
+            versions = list_model_versions(admin, model.name)
+            assert all(v.redirected for v in versions)
+            assert [v.collection_version for v in versions] == [
+                f"{model.migrated_to}/versions/{v.version_index}" for v in versions
+            ]
+            for v in versions:
+                v.ClearField("redirected")
+                v.ClearField("collection_version")
+            assert [v.SerializeToString(deterministic=True) for v in versions] == snapshots[
+                team.id
+            ][model.name]
 
     # --- path continuity: every legacy path, as every person, names the same artifact
     # version as before, now through the migrated collection
@@ -984,7 +993,8 @@ def test_runner_steps_small_batches_lease_takeover_and_chunked_undo(
         undo = []
         while (outcome := svc.run_step(db, migration_id, first, 1)) is svc.Outcome.MORE:
             undo.append(outcome)
-        assert len(undo) == 6 // svc.DELETE_CHUNK_FACTOR + 1  # chunks of links, then the rest
+        # the carry-back (nothing changed here), chunks of links, then the rest
+        assert len(undo) == 1 + 6 // svc.DELETE_CHUNK_FACTOR + 1
         rolled = admin.stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name))
         assert rolled.state == r.MIGRATION_STATE_ROLLED_BACK
         assert {t.id: legacy_snapshot(t, admin) for t in (a, b)} == before

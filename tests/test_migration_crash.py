@@ -838,3 +838,132 @@ def test_a_replica_without_a_runner_leaves_migrations_to_run_migrations(tmp_path
                 worker.kill()
             channel.close()
             server.stop()
+
+
+UNDO_DELAY_MS = 700
+
+
+def _undo_progress(db: Database, uid: str) -> tuple[int, bool, bool]:
+    """(state, undo asked for, its carry-back committed), straight from the database."""
+    with db.read() as s:
+        migration = s.execute(select(m.Migration).where(m.Migration.uid == uid)).scalar_one()
+        report = migration.rollback_report or {}
+        return migration.state, migration.cancel_requested, bool(report.get("applied"))
+
+
+def test_rollback_killed_mid_way_resumes_and_carries_back_once(tmp_path: Path) -> None:
+    """Changes made in a migrated registry, then a rollback whose server is killed with
+    SIGKILL right after the request and again after the carry-back committed: the
+    restarted servers finish it, and the legacy registry holds every change once."""
+    from registry.v1 import collection_service_pb2 as cpb
+    from registry.v1 import legacy_model_registry_service_pb2 as lpb
+
+    suffix = uuid.uuid4().hex[:6]
+    team = f"undo-{suffix}"
+    with fresh_database() as url:
+        key = bootstrap(url)
+        seed_teams(url, [team])
+        server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=DELAY_MS)
+        channel, stubs = admin_stubs(server.target, key)
+        progress_db = Database(url)
+        try:
+            migration = start_migration(stubs, [team])
+            assert wait_final(stubs, migration.name).state == r.MIGRATION_STATE_SUCCEEDED
+            before = dump_legacy(url, team)
+            registry = f"organizations/{ROOT_ORG}/registries/{team}-mr-migrated"
+            col = stubs.collections
+            for i, alias in ((150, []), (151, []), (152, ["candidate"])):
+                col.LinkArtifactVersion(
+                    cpb.LinkArtifactVersionRequest(
+                        parent=registry,
+                        collection_id="model-00",
+                        artifact_version=f"{team}/train/weights:v{i}",
+                        aliases=alias,
+                    ),
+                    timeout=10,
+                )
+            forwarded = stubs.legacy.LinkModelVersion(
+                lpb.LinkModelVersionRequest(
+                    parent=f"teams/{team}",
+                    registered_model_id="model-01",
+                    artifact_version=f"{team}/train/weights:v6",
+                ),
+                timeout=10,
+            )
+            assert forwarded.version_index == 101 and forwarded.redirected
+            col.AddAlias(
+                cpb.AddAliasRequest(
+                    collection_version=f"{registry}/collections/model-02/versions/50",
+                    alias="production",
+                ),
+                timeout=10,
+            )
+            col.UnlinkArtifactVersion(
+                cpb.UnlinkArtifactVersionRequest(
+                    name=f"{registry}/collections/model-03/versions/10"
+                ),
+                timeout=10,
+            )
+            uid = migration.name.rsplit("/", 1)[-1]
+            # slower steps from here on, so that the undo is still under way at each kill
+            server.stop()
+            server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=UNDO_DELAY_MS)
+            channel.close()
+            channel, stubs = admin_stubs(server.target, key)
+            with contextlib.suppress(grpc.RpcError):  # its answer may come too late
+                stubs.migrations.RollbackMigration(
+                    mpb.RollbackMigrationRequest(name=migration.name), timeout=0.8
+                )
+            deadline = time.monotonic() + 30
+            while not _undo_progress(progress_db, uid)[1]:
+                assert time.monotonic() < deadline, "the rollback was not recorded"
+                time.sleep(0.005)
+            kills = [_undo_progress(progress_db, uid)]
+            server.kill()  # 1. right after the request
+            server = ServerProcess(
+                url, tmp_path, lease_seconds=1.0, delay_ms=UNDO_DELAY_MS, wait=False
+            )
+            deadline = time.monotonic() + 60
+            while True:  # 2. once the carry-back committed, before the registry is gone
+                state, _, applied = _undo_progress(progress_db, uid)
+                assert state != r.MIGRATION_STATE_ROLLED_BACK, "finished before the 2nd kill"
+                if applied:
+                    break
+                assert time.monotonic() < deadline, "the carry-back did not resume"
+                time.sleep(0.005)
+            kills.append(_undo_progress(progress_db, uid))
+            server.kill()
+            server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=UNDO_DELAY_MS)
+            channel.close()
+            channel, stubs = admin_stubs(server.target, key)
+            deadline = time.monotonic() + 90
+            while _undo_progress(progress_db, uid)[0] != r.MIGRATION_STATE_ROLLED_BACK:
+                assert time.monotonic() < deadline, "the rollback did not finish"
+                time.sleep(0.05)
+            final = wait_final(stubs, migration.name)
+            assert final.state == r.MIGRATION_STATE_ROLLED_BACK, final
+            assert not final.rollback.losses and len(final.rollback.carried_back) == 7
+            assert kills[0][1] and kills[1][2], kills
+        finally:
+            channel.close()
+            server.stop()
+            progress_db.dispose()
+
+        after = dump_legacy(url, team)
+        links = {(name, index): av for name, index, av, *_ in after["versions"]}
+        assert len(links) == len(after["versions"])  # nothing twice
+        expected = {(name, index): av for name, index, av, *_ in before["versions"]}
+        del expected[("model-03", 10)]
+        expected.update(
+            {
+                ("model-00", 100): 150,
+                ("model-00", 101): 151,
+                ("model-00", 102): 152,
+                ("model-01", 101): 6,
+            }
+        )
+        assert links == expected
+        aliases = {(name, alias): index for name, alias, index in before["aliases"]}
+        aliases[("model-00", "candidate")] = 102
+        aliases[("model-02", "production")] = 50
+        assert {(name, alias): index for name, alias, index in after["aliases"]} == aliases

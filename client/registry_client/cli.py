@@ -1241,28 +1241,63 @@ def migrate_status(
     _emit(current, lambda: _show_migration(current))
 
 
+DryRunOption = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Only list what would be carried back and what cannot be."),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Go ahead even if some changes have no legacy equivalent (they are lost)."
+    ),
+]
+
+
 @migrate_app.command("cancel")
 def migrate_cancel(
     ctx: typer.Context,
     migration: Annotated[str, typer.Argument(help="Migration id or name.")],
+    dry_run: DryRunOption = False,
+    force: ForceOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Cancel a running migration."""
+    """Cancel a running migration; changes made in its registries go back to legacy."""
     client = _client(ctx, output)
-    result = client.cancel_migration(migration)
-    _emit(result, lambda: _show_migration(result))
+    result = client.cancel_migration(migration, validate_only=dry_run, force=force)
+    _emit(result, lambda: _show_undo(result, dry_run))
 
 
 @migrate_app.command("rollback")
 def migrate_rollback(
     ctx: typer.Context,
     migration: Annotated[str, typer.Argument(help="Migration id or name.")],
+    dry_run: DryRunOption = False,
+    force: ForceOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Undo a migration: legacy registries writable again, migrated registries removed."""
+    """Undo a migration: every change made in the migrated registries that has a legacy
+    equivalent goes back into the legacy registries, which are writable again, and the
+    migrated registries are removed. Refused (exit 5, listing them) when some changes
+    have no legacy equivalent, unless --force."""
     client = _client(ctx, output)
-    result = client.rollback_migration(migration)
-    _emit(result, lambda: _show_migration(result))
+    result = client.rollback_migration(migration, validate_only=dry_run, force=force)
+    _emit(result, lambda: _show_undo(result, dry_run))
+
+
+def _show_undo(m: r.Migration, dry_run: bool) -> None:
+    """The migration, then what its undo carries back and what it loses."""
+    _show_migration(m)
+    report = m.rollback
+    would = "would be " if dry_run else ""
+    console.print()
+    console.print(f"[bold]{len(report.carried_back)} change(s) {would}carried back[/bold]")
+    for item in report.carried_back:
+        console.print(f"  {escape(item)}")
+    if report.losses:
+        lost = "would be lost" if dry_run else ("lost (forced)" if report.forced else "lost")
+        console.print(f"[bold yellow]{len(report.losses)} change(s) {lost}[/bold yellow]")
+        for item in report.losses:
+            console.print(f"  {escape(item)}")
 
 
 # --- events --------------------------------------------------------------------------

@@ -1286,17 +1286,38 @@ class Client:
             pass
         return last if last is not None else self.migration(name)
 
-    def cancel_migration(self, name: str) -> r.Migration:
+    def cancel_migration(
+        self, name: str, *, validate_only: bool = False, force: bool = False
+    ) -> r.Migration:
+        """Stops a running migration and undoes it; what was changed in its registries
+        meanwhile goes back into the legacy registries (`rollback` of the answer).
+        FailedPreconditionError (reason UNDO_WOULD_LOSE_CHANGES) lists what has no legacy
+        equivalent unless `force`; `validate_only` only reports."""
         return self._write(
             self.stubs.migrations.CancelMigration,
-            mig_pb.CancelMigrationRequest(name=names.migration_name(name, self._org, "name")),
+            mig_pb.CancelMigrationRequest(
+                name=names.migration_name(name, self._org, "name"),
+                validate_only=validate_only,
+                force=force,
+            ),
             r.Migration,
         )
 
-    def rollback_migration(self, name: str) -> r.Migration:
+    def rollback_migration(
+        self, name: str, *, validate_only: bool = False, force: bool = False
+    ) -> r.Migration:
+        """Undoes a finished migration: every change made in its registries that has a
+        legacy equivalent goes back into the legacy registries (`rollback.carried_back`);
+        FailedPreconditionError (reason UNDO_WOULD_LOSE_CHANGES) lists what has none
+        unless `force`, which records them (`rollback.losses`). `validate_only` reports
+        both and changes nothing."""
         return self._write(
             self.stubs.migrations.RollbackMigration,
-            mig_pb.RollbackMigrationRequest(name=names.migration_name(name, self._org, "name")),
+            mig_pb.RollbackMigrationRequest(
+                name=names.migration_name(name, self._org, "name"),
+                validate_only=validate_only,
+                force=force,
+            ),
             r.Migration,
         )
 

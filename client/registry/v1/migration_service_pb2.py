@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#registry/v1/migration_service.proto\x12\x0bregistry.v1\x1a\x1bregistry/v1/resources.proto\"5\n\x14PlanMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\"J\n\x15StartMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"#\n\x13GetMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x15ListMigrationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x16ListMigrationsResponse\x12*\n\nmigrations\x18\x01 \x03(\x0b\x32\x16.registry.v1.Migration\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15WatchMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x43\x61ncelMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x18RollbackMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xc9\x04\n\x10MigrationService\x12N\n\rPlanMigration\x12!.registry.v1.PlanMigrationRequest\x1a\x1a.registry.v1.MigrationPlan\x12L\n\x0eStartMigration\x12\".registry.v1.StartMigrationRequest\x1a\x16.registry.v1.Migration\x12H\n\x0cGetMigration\x12 .registry.v1.GetMigrationRequest\x1a\x16.registry.v1.Migration\x12Y\n\x0eListMigrations\x12\".registry.v1.ListMigrationsRequest\x1a#.registry.v1.ListMigrationsResponse\x12N\n\x0eWatchMigration\x12\".registry.v1.WatchMigrationRequest\x1a\x16.registry.v1.Migration0\x01\x12N\n\x0f\x43\x61ncelMigration\x12#.registry.v1.CancelMigrationRequest\x1a\x16.registry.v1.Migration\x12R\n\x11RollbackMigration\x12%.registry.v1.RollbackMigrationRequest\x1a\x16.registry.v1.Migrationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#registry/v1/migration_service.proto\x12\x0bregistry.v1\x1a\x1bregistry/v1/resources.proto\"5\n\x14PlanMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\"J\n\x15StartMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"#\n\x13GetMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x15ListMigrationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x16ListMigrationsResponse\x12*\n\nmigrations\x18\x01 \x03(\x0b\x32\x16.registry.v1.Migration\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15WatchMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x16\x43\x61ncelMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"N\n\x18RollbackMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x32\xc9\x04\n\x10MigrationService\x12N\n\rPlanMigration\x12!.registry.v1.PlanMigrationRequest\x1a\x1a.registry.v1.MigrationPlan\x12L\n\x0eStartMigration\x12\".registry.v1.StartMigrationRequest\x1a\x16.registry.v1.Migration\x12H\n\x0cGetMigration\x12 .registry.v1.GetMigrationRequest\x1a\x16.registry.v1.Migration\x12Y\n\x0eListMigrations\x12\".registry.v1.ListMigrationsRequest\x1a#.registry.v1.ListMigrationsResponse\x12N\n\x0eWatchMigration\x12\".registry.v1.WatchMigrationRequest\x1a\x16.registry.v1.Migration0\x01\x12N\n\x0f\x43\x61ncelMigration\x12#.registry.v1.CancelMigrationRequest\x1a\x16.registry.v1.Migration\x12R\n\x11RollbackMigration\x12%.registry.v1.RollbackMigrationRequest\x1a\x16.registry.v1.Migrationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,9 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHMIGRATIONREQUEST']._serialized_start=440
   _globals['_WATCHMIGRATIONREQUEST']._serialized_end=477
   _globals['_CANCELMIGRATIONREQUEST']._serialized_start=479
-  _globals['_CANCELMIGRATIONREQUEST']._serialized_end=517
-  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_start=519
-  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_end=559
-  _globals['_MIGRATIONSERVICE']._serialized_start=562
-  _globals['_MIGRATIONSERVICE']._serialized_end=1147
+  _globals['_CANCELMIGRATIONREQUEST']._serialized_end=555
+  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_start=557
+  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_end=635
+  _globals['_MIGRATIONSERVICE']._serialized_start=638
+  _globals['_MIGRATIONSERVICE']._serialized_end=1223
 # @@protoc_insertion_point(module_scope)

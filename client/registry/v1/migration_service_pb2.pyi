@@ -58,13 +58,21 @@ class WatchMigrationRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class CancelMigrationRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "validate_only", "force")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., validate_only: bool = ..., force: bool = ...) -> None: ...
 
 class RollbackMigrationRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "validate_only", "force")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., validate_only: bool = ..., force: bool = ...) -> None: ...

@@ -110,13 +110,19 @@ class MigrationServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CancelMigration(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stops a running migration and undoes it like a rollback: changes already made in its
+        registries go back into the legacy registries first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RollbackMigration(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Undoes a finished migration: the legacy registries receive every change made in the
+        migrated registries that has a legacy equivalent, become writable again, and the
+        migrated registries are removed. FAILED_PRECONDITION lists what has no legacy
+        equivalent unless `force`.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

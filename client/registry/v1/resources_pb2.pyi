@@ -234,7 +234,7 @@ class ArtifactVersion(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version_index: _Optional[int] = ..., type: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., manifest: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., producing_run: _Optional[str] = ..., created_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., reused: bool = ...) -> None: ...
 
 class RegisteredModel(_message.Message):
-    __slots__ = ("name", "description", "tags", "version_count", "create_time", "update_time", "etag", "migrated_to")
+    __slots__ = ("name", "description", "tags", "version_count", "create_time", "update_time", "etag", "migrated_to", "redirected")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +243,7 @@ class RegisteredModel(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     MIGRATED_TO_FIELD_NUMBER: _ClassVar[int]
+    REDIRECTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     tags: _containers.RepeatedScalarFieldContainer[str]
@@ -251,10 +252,11 @@ class RegisteredModel(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     etag: str
     migrated_to: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., version_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., migrated_to: _Optional[str] = ...) -> None: ...
+    redirected: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., version_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., migrated_to: _Optional[str] = ..., redirected: bool = ...) -> None: ...
 
 class RegisteredModelVersion(_message.Message):
-    __slots__ = ("name", "version_index", "artifact_version", "aliases", "tags", "description", "linked_by", "create_time", "update_time")
+    __slots__ = ("name", "version_index", "artifact_version", "aliases", "tags", "description", "linked_by", "create_time", "update_time", "redirected", "collection_version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_INDEX_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +266,8 @@ class RegisteredModelVersion(_message.Message):
     LINKED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REDIRECTED_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version_index: int
     artifact_version: str
@@ -273,10 +277,12 @@ class RegisteredModelVersion(_message.Message):
     linked_by: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., version_index: _Optional[int] = ..., artifact_version: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., linked_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    redirected: bool
+    collection_version: str
+    def __init__(self, name: _Optional[str] = ..., version_index: _Optional[int] = ..., artifact_version: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., linked_by: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redirected: bool = ..., collection_version: _Optional[str] = ...) -> None: ...
 
 class LegacyRegistrySettings(_message.Message):
-    __slots__ = ("name", "team", "protected_aliases", "registry_admins", "state", "migrated_registry", "update_time", "etag")
+    __slots__ = ("name", "team", "protected_aliases", "registry_admins", "state", "migrated_registry", "update_time", "etag", "redirected")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
     PROTECTED_ALIASES_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +291,7 @@ class LegacyRegistrySettings(_message.Message):
     MIGRATED_REGISTRY_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    REDIRECTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     team: str
     protected_aliases: _containers.RepeatedScalarFieldContainer[str]
@@ -293,7 +300,8 @@ class LegacyRegistrySettings(_message.Message):
     migrated_registry: str
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, name: _Optional[str] = ..., team: _Optional[str] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., registry_admins: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[LegacyState, str]] = ..., migrated_registry: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    redirected: bool
+    def __init__(self, name: _Optional[str] = ..., team: _Optional[str] = ..., protected_aliases: _Optional[_Iterable[str]] = ..., registry_admins: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[LegacyState, str]] = ..., migrated_registry: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., redirected: bool = ...) -> None: ...
 
 class Registry(_message.Message):
     __slots__ = ("name", "path_prefix", "description", "visibility", "artifact_types", "allow_all_artifact_types", "protected_aliases", "default_role", "core", "create_time", "update_time", "etag", "migrated_from")
@@ -494,7 +502,7 @@ class TeamMigration(_message.Message):
     def __init__(self, team: _Optional[str] = ..., target_registry: _Optional[str] = ..., state: _Optional[_Union[MigrationState, str]] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ...) -> None: ...
 
 class Migration(_message.Message):
-    __slots__ = ("name", "state", "teams", "progress", "verification", "error", "create_time", "end_time", "update_time", "team_migrations", "created_by")
+    __slots__ = ("name", "state", "teams", "progress", "verification", "error", "create_time", "end_time", "update_time", "team_migrations", "created_by", "rollback")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TEAMS_FIELD_NUMBER: _ClassVar[int]
@@ -506,6 +514,7 @@ class Migration(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     TEAM_MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: MigrationState
     teams: _containers.RepeatedScalarFieldContainer[str]
@@ -517,7 +526,20 @@ class Migration(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     team_migrations: _containers.RepeatedCompositeFieldContainer[TeamMigration]
     created_by: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[MigrationState, str]] = ..., teams: _Optional[_Iterable[str]] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ..., verification: _Optional[_Union[MigrationVerification, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., team_migrations: _Optional[_Iterable[_Union[TeamMigration, _Mapping]]] = ..., created_by: _Optional[str] = ...) -> None: ...
+    rollback: RollbackReport
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[MigrationState, str]] = ..., teams: _Optional[_Iterable[str]] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ..., verification: _Optional[_Union[MigrationVerification, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., team_migrations: _Optional[_Iterable[_Union[TeamMigration, _Mapping]]] = ..., created_by: _Optional[str] = ..., rollback: _Optional[_Union[RollbackReport, _Mapping]] = ...) -> None: ...
+
+class RollbackReport(_message.Message):
+    __slots__ = ("carried_back", "losses", "forced", "requested_by")
+    CARRIED_BACK_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    carried_back: _containers.RepeatedScalarFieldContainer[str]
+    losses: _containers.RepeatedScalarFieldContainer[str]
+    forced: bool
+    requested_by: str
+    def __init__(self, carried_back: _Optional[_Iterable[str]] = ..., losses: _Optional[_Iterable[str]] = ..., forced: bool = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("cursor", "type", "actor", "resource", "time", "details")

@@ -12,6 +12,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..service import legacy as svc
+from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import App
 from .convert import etag, mask_paths, ts
@@ -23,7 +24,7 @@ MODEL = "teams/{team}/registeredModels/{model}"
 MODEL_VERSION = "teams/{team}/registeredModels/{model}/versions/{n}"
 
 
-def registered_model_proto(info: svc.ModelInfo) -> r.RegisteredModel:
+def registered_model_proto(info: ModelInfo) -> r.RegisteredModel:
     row = info.row
     return r.RegisteredModel(
         name=f"teams/{info.team}/registeredModels/{row.name}",
@@ -34,10 +35,14 @@ def registered_model_proto(info: svc.ModelInfo) -> r.RegisteredModel:
         update_time=ts(row.update_time),
         etag=etag(row.revision),
         migrated_to=info.migrated_to,
+        redirected=info.redirected,
     )
 
 
-def model_version_proto(info: ModelVersionInfo, artifact_version: str) -> r.RegisteredModelVersion:
+def model_version_proto(
+    info: ModelVersionInfo, artifact_version: str, collection_version: str = ""
+) -> r.RegisteredModelVersion:
+    """`collection_version`: set when answered from a migrated collection's version."""
     row = info.row
     return r.RegisteredModelVersion(
         name=info.name,
@@ -49,24 +54,27 @@ def model_version_proto(info: ModelVersionInfo, artifact_version: str) -> r.Regi
         linked_by=f"users/{info.linked_by}" if info.linked_by else "",
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
+        redirected=bool(collection_version),
+        collection_version=collection_version,
     )
 
 
-def version_view_proto(view: svc.ModelVersionView) -> r.RegisteredModelVersion:
-    return model_version_proto(view.info, view.artifact_version)
+def version_view_proto(view: ModelVersionView) -> r.RegisteredModelVersion:
+    return model_version_proto(view.info, view.artifact_version, view.collection_version)
 
 
-def settings_proto(settings: svc.Settings) -> r.LegacyRegistrySettings:
+def settings_proto(settings: Settings) -> r.LegacyRegistrySettings:
     team = settings.team
     return r.LegacyRegistrySettings(
         name=f"teams/{team.name}/legacyRegistrySettings",
         team=f"teams/{team.name}",
-        protected_aliases=list(team.legacy_protected_aliases or []),
+        protected_aliases=settings.protected_aliases,
         registry_admins=[f"users/{u}" for u in settings.registry_admins],
         state=team.legacy_state,
         migrated_registry=settings.migrated_registry,
         update_time=ts(team.legacy_settings_update_time),
         etag=etag(team.legacy_settings_revision),
+        redirected=settings.redirected,
     )
 
 
@@ -129,6 +137,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                 p,
                 team,
                 where=where,
+                filter=request.filter,
                 order_by=request.order_by,
                 page_size=request.page_size,
                 page_token=request.page_token,
@@ -221,6 +230,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                 team,
                 model,
                 where=where,
+                filter=request.filter,
                 order_by=request.order_by,
                 page_size=request.page_size,
                 page_token=request.page_token,

@@ -94,6 +94,19 @@ def migration_proto(view: svc.MigrationView) -> r.Migration:
             for t in view.teams
         ],
         created_by=names.user_name(view.created_by) if view.created_by else "",
+        rollback=rollback_proto(view.rollback),
+    )
+
+
+def rollback_proto(report: dict[str, Any]) -> r.RollbackReport | None:
+    """The undo's report (`carry_back.UndoPlan.report`); None before one was asked for."""
+    if not report:
+        return None
+    return r.RollbackReport(
+        carried_back=list(report.get("carried_back", [])),
+        losses=list(report.get("losses", [])),
+        forced=bool(report.get("forced")),
+        requested_by=str(report.get("requested_by", "")),
     )
 
 
@@ -271,7 +284,13 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     ) -> r.Migration:
         p = current_principal()
         org, uid = _migration_ref(request.name)
-        await self.app.write(lambda s: migration_proto(svc.request_cancel(s, p, org, uid)))
+        if request.validate_only:
+            return await self.app.read(
+                lambda s: migration_proto(svc.request_cancel(s, p, org, uid, validate_only=True))
+            )
+        await self.app.write(
+            lambda s: migration_proto(svc.request_cancel(s, p, org, uid, force=request.force))
+        )
         wake_runner(self.app)
         return await self._await_final(org, uid, context, {int(MigrationState.CANCELLED)})
 
@@ -280,7 +299,13 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     ) -> r.Migration:
         p = current_principal()
         org, uid = _migration_ref(request.name)
-        await self.app.write(lambda s: migration_proto(svc.request_rollback(s, p, org, uid)))
+        if request.validate_only:
+            return await self.app.read(
+                lambda s: migration_proto(svc.request_rollback(s, p, org, uid, validate_only=True))
+            )
+        await self.app.write(
+            lambda s: migration_proto(svc.request_rollback(s, p, org, uid, force=request.force))
+        )
         wake_runner(self.app)
         return await self._await_final(org, uid, context, {int(MigrationState.ROLLED_BACK)})
 

@@ -32,12 +32,13 @@ from ..domain.roles import LegacyPermission, Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import fetch_page, parse_order_by
+from ..storage.paging import Page, fetch_page, parse_order_by
 from . import authz_table, events
 from .access import RegistryAccess, registry_access, team_access
 from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type, dialect, registry_name
+from .registry_freeze import check_writable
 
 SERVICE = "CollectionService"
 DESCRIPTION_MAX = 64 * 1024
@@ -106,7 +107,8 @@ def _load_collection(
     stmt = select(m.Collection).where(
         m.Collection.registry_id == access.registry.id, m.Collection.name == ref.collection
     )
-    if for_update:
+    if for_update:  # every change of a collection or its versions
+        check_writable(s, access.registry)
         stmt = stmt.with_for_update()
     collection = s.execute(stmt).scalar_one_or_none()
     if collection is None:
@@ -151,7 +153,8 @@ def _collection_select() -> Any:
     )
 
 
-def _collection_view(s: Session, collection: m.Collection) -> CollectionView:
+def collection_view(s: Session, collection: m.Collection) -> CollectionView:
+    """The collection with its version count and creator (no access check: the caller's)."""
     row = s.execute(_collection_select().where(m.Collection.id == collection.id)).one()
     return CollectionView(row[0], row[1], row[2])
 
@@ -172,6 +175,7 @@ def create_collection(
     names.text(description, "collection.description", DESCRIPTION_MAX)
     tag_list = names.tags(list(tags), "collection.tags")
     access = registry_access(s, p, org, registry_id, _perm("CreateCollection"))
+    check_writable(s, access.registry)
     ref = CollectionRef(org, registry_id, collection_id)
     _require_accepted(access.registry, artifact_type, org)
     if s.execute(
@@ -181,7 +185,7 @@ def create_collection(
     ).first():
         raise AlreadyExists(f"{ref.name} already exists")
     collection = _insert_collection(s, p, access, ref, artifact_type, description, tag_list)
-    return _collection_view(s, collection)
+    return collection_view(s, collection)
 
 
 def _require_accepted(registry: m.Registry, artifact_type: str, org: str) -> None:
@@ -236,7 +240,7 @@ def _insert_collection(
 
 def get_collection(s: Session, p: Principal, ref: CollectionRef) -> CollectionView:
     _, collection = _load_collection(s, p, ref, _perm("GetCollection"))
-    return _collection_view(s, collection)
+    return collection_view(s, collection)
 
 
 COLLECTION_FILTER = {
@@ -254,6 +258,58 @@ COLLECTION_ORDER = {
 }
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A list request's order and filter, checked before anything is read."""
+
+    keys: list[Any]
+    # None, or the filter: compiled for collections; parsed for versions, whose fields
+    # depend on the collection (`versions_page` compiles it)
+    filter: Any
+    page_size: int
+    page_token: str
+    query: tuple[Any, ...]  # what page tokens are bound to
+
+
+def collection_listing(
+    s: Session,
+    *,
+    filter: str,
+    order_by: str,
+    page_size: int,
+    page_token: str,
+    query: tuple[Any, ...],
+) -> Listing:
+    keys = parse_order_by(order_by, COLLECTION_ORDER, "name", m.Collection.id)
+    clause = compile_filter(parse_filter(filter, "filter"), COLLECTION_FILTER, dialect(s), "filter")
+    return Listing(keys, clause, page_size, page_token, query)
+
+
+def collections_page(
+    s: Session, where: ColumnElement[bool], listing: Listing
+) -> tuple[list[CollectionView], str]:
+    """A page of the collections matching `where` (the caller checked access)."""
+    stmt = _collection_select().where(where)
+    if listing.filter is not None:
+        stmt = stmt.where(listing.filter)
+    page = _page(s, stmt, listing)
+    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
+
+
+def _page(s: Session, stmt: Any, listing: Listing) -> Page:
+    """A keyset page of `stmt`, whose rows start with the listed entity."""
+    keys = listing.keys
+    return fetch_page(
+        s,
+        stmt,
+        keys,
+        size=listing.page_size,
+        token=listing.page_token,
+        query=listing.query,
+        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
+    )
+
+
 def list_collections(
     s: Session,
     p: Principal,
@@ -265,22 +321,16 @@ def list_collections(
     filter: str,
     order_by: str,
 ) -> tuple[list[CollectionView], str]:
-    keys = parse_order_by(order_by, COLLECTION_ORDER, "name", m.Collection.id)
-    clause = compile_filter(parse_filter(filter, "filter"), COLLECTION_FILTER, dialect(s), "filter")
-    access = registry_access(s, p, org, registry_id, _perm("ListCollections"))
-    stmt = _collection_select().where(m.Collection.registry_id == access.registry.id)
-    if clause is not None:
-        stmt = stmt.where(clause)
-    page = fetch_page(
+    listing = collection_listing(
         s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
+        filter=filter,
+        order_by=order_by,
+        page_size=page_size,
+        page_token=page_token,
         query=("collections", org, registry_id, filter, order_by),
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
-    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
+    access = registry_access(s, p, org, registry_id, _perm("ListCollections"))
+    return collections_page(s, m.Collection.registry_id == access.registry.id, listing)
 
 
 def update_collection(
@@ -317,7 +367,7 @@ def update_collection(
         details=details,
         registry_id=access.registry.id,
     )
-    return _collection_view(s, collection)
+    return collection_view(s, collection)
 
 
 def delete_collection(s: Session, p: Principal, ref: CollectionRef, etag: str) -> None:
@@ -463,6 +513,11 @@ def _version_view(s: Session, ref: CollectionRef, version: m.CollectionVersion) 
 
 def get_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> VersionView:
     _, collection = _load_collection(s, p, ref, _perm("GetCollectionVersion"))
+    return version_of(s, ref, collection, index)
+
+
+def version_of(s: Session, ref: CollectionRef, collection: m.Collection, index: int) -> VersionView:
+    """Version `index` of the collection (the caller checked access)."""
     return _version_view(s, ref, _load_version(s, ref, collection, index))
 
 
@@ -509,6 +564,25 @@ VERSION_ORDER = {
 }
 
 
+def version_listing(
+    *, filter: str, order_by: str, page_size: int, page_token: str, query: tuple[Any, ...]
+) -> Listing:
+    keys = parse_order_by(order_by, VERSION_ORDER, "version_index", m.CollectionVersion.id)
+    return Listing(keys, parse_filter(filter, "filter"), page_size, page_token, query)
+
+
+def versions_page(
+    s: Session, ref: CollectionRef, collection: m.Collection, listing: Listing
+) -> tuple[list[VersionView], str]:
+    """A page of the collection's versions (the caller checked access)."""
+    stmt = _version_select(collection.id)
+    clause = compile_filter(listing.filter, _version_filter(collection.id), dialect(s), "filter")
+    if clause is not None:
+        stmt = stmt.where(clause)
+    page = _page(s, stmt, listing)
+    return _views(s, ref, page.rows), page.next_page_token
+
+
 def list_versions(
     s: Session,
     p: Principal,
@@ -519,23 +593,15 @@ def list_versions(
     filter: str,
     order_by: str,
 ) -> tuple[list[VersionView], str]:
-    keys = parse_order_by(order_by, VERSION_ORDER, "version_index", m.CollectionVersion.id)
-    expr = parse_filter(filter, "filter")
-    _, collection = _load_collection(s, p, ref, _perm("ListCollectionVersions"))
-    stmt = _version_select(collection.id)
-    clause = compile_filter(expr, _version_filter(collection.id), dialect(s), "filter")
-    if clause is not None:
-        stmt = stmt.where(clause)
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
+    listing = version_listing(
+        filter=filter,
+        order_by=order_by,
+        page_size=page_size,
+        page_token=page_token,
         query=("collection-versions", ref.name, filter, order_by),
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
-    return _views(s, ref, page.rows), page.next_page_token
+    _, collection = _load_collection(s, p, ref, _perm("ListCollectionVersions"))
+    return versions_page(s, ref, collection, listing)
 
 
 def update_version(
@@ -552,7 +618,9 @@ def update_version(
     if "description" in fields:
         names.text(description, "collection_version.description", DESCRIPTION_MAX)
     tag_list = names.tags(list(tags), "collection_version.tags") if "tags" in fields else []
-    access, collection = _load_collection(s, p, ref, _perm("UpdateCollectionVersion"))
+    access, collection = _load_collection(
+        s, p, ref, _perm("UpdateCollectionVersion"), for_update=True
+    )
     version = _load_version(s, ref, collection, index)
     details: dict[str, Any] = {
         "fields": sorted(fields),
@@ -677,6 +745,7 @@ def link_version(
     ref = CollectionRef(org, registry_id, collection_id)
     access = registry_access(s, p, org, registry_id, _perm("LinkArtifactVersion"))
     _require_protected_alias_right(access, alias_list, f"linking into {ref.name}")
+    check_writable(s, access.registry)
     source = _resolve_source(s, p, artifact_version, "artifact_version")
     _require_accepted(access.registry, source.artifact_type, org)
     collection = _collection_for_link(s, p, access, ref, source.artifact_type)

@@ -352,6 +352,15 @@ ALIAS_HISTORY_TYPES = (
     events.VERSION_UNLINKED,
     events.COLLECTION_DELETED,
 )
+# The same for a legacy registered model, as the collection event each one amounts to: a
+# migrated collection's history starts with its registered model's.
+LEGACY_ALIAS_HISTORY_TYPES = {
+    events.LEGACY_ALIAS_SET: events.ALIAS_ADDED,
+    events.LEGACY_ALIAS_DELETED: events.ALIAS_REMOVED,
+    events.LEGACY_VERSION_LINKED: events.VERSION_LINKED,
+    events.LEGACY_VERSION_UNLINKED: events.VERSION_UNLINKED,
+    events.LEGACY_MODEL_DELETED: events.COLLECTION_DELETED,
+}
 
 
 @dataclass
@@ -431,22 +440,43 @@ def alias_history(
     """Which versions held `alias` of `collection`, when, and who moved it there.
 
     Works from the event log alone, so it also answers for a deleted collection
-    (while its registry exists and is visible)."""
+    (while its registry exists and is visible). A collection a migration made from a
+    registered model answers with that model's legacy history first (its events, with
+    their times and actors: the legacy registry is read-only from the migration's start
+    on, so they all come before the registry's own), then the registry's."""
     v = names.parse(collection, COLLECTION_PATTERN, "collection")
     names.alias(alias, "alias")
     registry = registry_access(
         s, p, v["org"], v["registry"], authz_table.permission(SERVICE, "GetAliasHistory")
     ).registry
-    rows = s.execute(
-        select(m.Event.type, m.Event.time, m.Event.actor, m.Event.resource, m.Event.details)
-        .where(
-            m.Event.registry_id == registry.id,
-            m.Event.type.in_(ALIAS_HISTORY_TYPES),
-            under(m.Event.resource, collection),
-        )
-        .order_by(m.Event.cursor)
-        .limit(ALIAS_HISTORY_MAX_EVENTS)
-    ).all()
+    wanted = and_(
+        m.Event.registry_id == registry.id,
+        m.Event.type.in_(ALIAS_HISTORY_TYPES),
+        under(m.Event.resource, collection),
+    )
+    if registry.migrated_from_team_id is not None:
+        team = s.execute(
+            select(m.Team.name).where(m.Team.id == registry.migrated_from_team_id)
+        ).scalar_one_or_none()
+        if team is not None:
+            wanted = or_(
+                wanted,
+                and_(
+                    m.Event.team_id == registry.migrated_from_team_id,
+                    m.Event.registry_id.is_(None),
+                    m.Event.type.in_(list(LEGACY_ALIAS_HISTORY_TYPES)),
+                    under(m.Event.resource, f"teams/{team}/registeredModels/{v['collection']}"),
+                ),
+            )
+    rows = [
+        (LEGACY_ALIAS_HISTORY_TYPES.get(type_, type_), *rest)
+        for type_, *rest in s.execute(
+            select(m.Event.type, m.Event.time, m.Event.actor, m.Event.resource, m.Event.details)
+            .where(m.Event.org_id == registry.org_id, wanted)
+            .order_by(m.Event.cursor)
+            .limit(ALIAS_HISTORY_MAX_EVENTS)
+        ).all()
+    ]
     if not rows:
         exists = s.execute(
             select(m.Collection.id).where(

@@ -64,6 +64,7 @@ from .access import combine_role, granted_role_columns
 from .context import Principal
 from .fast_sql import joined_aliases, json_value
 from .idempotency import check_request_id
+from .registry_freeze import undo_requested
 from .resolve import parse_reference
 
 LINK_METHOD = "LinkArtifactVersion"  # idempotency key method, as App.create records it
@@ -127,6 +128,8 @@ def _registry_columns() -> tuple[Any, ...]:
         _coll.c.id,
         _coll.c.type,
         _coll.c.next_version_index,
+        _reg.c.migration_id,
+        undo_requested(_reg.c.migration_id),
     )
 
 
@@ -256,6 +259,10 @@ def _statement(dialect: str, key: str, count: int) -> ClauseElement:
         return _alias_version_statement(dialect)
     if key == "alias_holders":
         return _alias_holders_statement(count)
+    if key == "registry_share":
+        return select(_reg.c.id).where(_reg.c.id == bindparam("rid")).with_for_update(read=True)
+    if key == "undo_requested":
+        return select(undo_requested(bindparam("mid")))
     if key == "insert_link":
         return (
             insert(_cv)
@@ -660,7 +667,7 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
         raise _Fallback  # no such registry, collection (to create) or source
     (
         registry_pk, org_id, visibility, default_role, artifact_types, allow_all, protected,
-        direct, via_team, collection_pk, collection_type, next_index,
+        direct, via_team, collection_pk, collection_type, next_index, migration_pk, undoing,
         av_pk, av_index, digest, metadata, delete_time, artifact_type, team_org_id,
         team_role, already_linked,
     ) = row  # fmt: skip
@@ -674,6 +681,8 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
         raise _Fallback
     if collection_type != artifact_type or already_linked:
         raise _Fallback
+    if migration_pk is not None and _undoing(sql, registry_pk, migration_pk, undoing):
+        raise _Fallback  # FAILED_PRECONDITION (REGISTRY_READ_ONLY) from the general path
 
     now = now_us()
     link_pk = sql.run(
@@ -755,6 +764,16 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
             },
         )
     return Written(reply, org_id)
+
+
+def _undoing(sql: _Statements, registry_pk: int, migration_pk: int, undoing: Any) -> bool:
+    """Whether the registry's migration is being undone (`registry_freeze`): on SQLite the
+    value read with the registry is current (one writer at a time); on PostgreSQL it is
+    read again after taking the registry's share lock, as `check_writable` does."""
+    if sql.dialect.name != "postgresql":
+        return bool(undoing)
+    sql.run("registry_share", {"rid": registry_pk})
+    return bool(sql.run("undo_requested", {"mid": migration_pk}).fetchone()[0])
 
 
 def _sees_team(p: Principal, team_role: int | None) -> bool:
@@ -880,6 +899,9 @@ def _add_alias(
     if role < ALIAS_ROLE:
         raise _Fallback
     _require_protected_alias_right(role, protected, [alias])
+    migration_pk, undoing = target[12:14]
+    if migration_pk is not None and _undoing(sql, registry_pk, migration_pk, undoing):
+        raise _Fallback  # FAILED_PRECONDITION (REGISTRY_READ_ONLY) from the general path
     found = sql.run("alias_version", {"cid": collection_pk, "index": index, "a": alias}).fetchone()
     if found is None:
         raise _Fallback  # NOT_FOUND from the general path

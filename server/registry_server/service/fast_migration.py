@@ -53,6 +53,7 @@ def _compiled_migration(dialect: Dialect) -> Compiled:
             _mig.c.end_time,
             _user.c.name,
             _mig.c.access_changes,
+            _mig.c.rollback_report,
         )
         .select_from(
             _mig.join(_org, _org.c.id == _mig.c.org_id).outerjoin(
@@ -99,6 +100,7 @@ def get_migration(
         update_time=row[11],
         end_time=row[12],
         access_changes=json_value(row[14]) or [],
+        rollback_report=json_value(row[15]) or {},
     )
     teams = fetch(conn, dialect, _compiled_teams(dialect), {"migration_id": row[1]}, many=True)
     return MigrationView(migration, org, row[13] or "", [team_progress(org, t) for t in teams])

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func, select
@@ -46,9 +45,10 @@ from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import Page, fetch_page, parse_order_by
-from . import access, events
+from . import access, events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
 from .context import Principal
+from .legacy_views import ModelInfo, ModelVersionView, Settings
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, model_version_name, resolve_reference
 
@@ -177,14 +177,6 @@ def _load_model(
     return row
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    row: m.RegisteredModel
-    team: str
-    version_count: int
-    migrated_to: str
-
-
 def _version_count(model_id: Any) -> Any:
     return (
         select(func.count())
@@ -281,6 +273,8 @@ def _new_model(
 def get_registered_model(s: Session, p: Principal, team: str, model: str) -> ModelInfo:
     label = _model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    if ta.team.legacy_state == LegacyState.MIGRATED:
+        return migrated_legacy.get_model(s, ta.team, model, label)
     row = s.execute(
         _model_select().where(
             m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model
@@ -311,13 +305,25 @@ def list_registered_models(
     team: str,
     *,
     where: ColumnElement[bool],
+    filter: str,
     order_by: str,
     page_size: int,
     page_token: str,
     query: tuple[Any, ...],
 ) -> tuple[list[ModelInfo], str]:
+    """`where` is `filter` compiled for registered models (the API layer checked it)."""
     keys = parse_order_by(order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
+    if ta.team.legacy_state == LegacyState.MIGRATED:
+        return migrated_legacy.list_models(
+            s,
+            ta.team,
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
+            query=query,
+        )
     stmt = _model_select().where(m.RegisteredModel.team_id == ta.team.id, where)
     page: Page = fetch_page(
         s,
@@ -424,14 +430,6 @@ def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, 
         ).all():
             found[version_id].append(alias)
     return {vid: tuple(found.get(vid, ())) for vid in version_ids}
-
-
-@dataclass(frozen=True)
-class ModelVersionView:
-    """A registered-model version with the artifact version name it links to."""
-
-    info: ModelVersionInfo
-    artifact_version: str
 
 
 _ArtifactTeam = aliased(m.Team, name="artifact_team")
@@ -572,13 +570,10 @@ def link_model_version(
     new_tags = names.tags(list(tags), "tags")
     label = _model_name(team, model_id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
-    if ta.team.legacy_state == LegacyState.MIGRATED:
-        from .migration import forward_legacy_link  # to the migrated collection
-
-        forwarded: ModelVersionView = forward_legacy_link(
+    if ta.team.legacy_state == LegacyState.MIGRATED:  # to the migrated collection
+        return migrated_legacy.forward_legacy_link(
             s, p, ta.team, model_id, artifact_version, wanted, new_tags
         )
-        return forwarded
     check_state(s, ta.team, write=True)
     require_right(ta, LegacyPermission.WRITE, label)
     protected = _protected(ta.team) & set(wanted)
@@ -690,6 +685,8 @@ def get_model_version(
 ) -> ModelVersionView:
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    if ta.team.legacy_state == LegacyState.MIGRATED:
+        return migrated_legacy.get_model_version(s, ta.team, model, index)
     row = s.execute(
         _version_select()
         .join(
@@ -734,16 +731,29 @@ def list_model_versions(
     model: str,
     *,
     where: ColumnElement[bool],
+    filter: str,
     order_by: str,
     page_size: int,
     page_token: str,
     query: tuple[Any, ...],
 ) -> tuple[list[ModelVersionView], str]:
+    """`where` is `filter` compiled for registered-model versions (checked by the API)."""
     keys = parse_order_by(
         order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
     )
     label = _model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
+    if ta.team.legacy_state == LegacyState.MIGRATED:
+        return migrated_legacy.list_model_versions(
+            s,
+            ta.team,
+            model,
+            filter=filter,
+            order_by=order_by,
+            page_size=page_size,
+            page_token=page_token,
+            query=query,
+        )
     row = _load_model(s, ta.team, model)
     stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id, where)
     page = fetch_page(
@@ -911,14 +921,9 @@ def delete_alias(
 # --- settings -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Settings:
-    team: m.Team
-    registry_admins: list[str]  # user ids
-    migrated_registry: str
-
-
 def _settings(s: Session, team: m.Team) -> Settings:
+    """The team's settings; once MIGRATED the protected aliases are the migrated
+    registry's (changed there since, perhaps), marked redirected."""
     admins = list(
         s.execute(
             select(m.User.name)
@@ -927,11 +932,26 @@ def _settings(s: Session, team: m.Team) -> Settings:
             .order_by(m.User.name)
         ).scalars()
     )
-    return Settings(team, admins, migrated_registry_name(s, team))
+    protected = list(team.legacy_protected_aliases or [])
+    migrated = team.legacy_state == LegacyState.MIGRATED and team.migrated_registry_id is not None
+    if migrated:
+        protected = list(
+            s.execute(
+                select(m.Registry.protected_aliases).where(
+                    m.Registry.id == team.migrated_registry_id
+                )
+            ).scalar_one()
+            or []
+        )
+    return Settings(team, admins, migrated_registry_name(s, team), protected, migrated)
 
 
 def get_settings(s: Session, p: Principal, team: str) -> Settings:
-    ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
+    """Readable by every team member; a team whose organization started on the Registry
+    answers state DISABLED (no admins, no aliases) rather than an error."""
+    ta = access.team_access(s, p, team, LegacyPermission.VIEW)
+    if ta.team.legacy_state == LegacyState.DISABLED:
+        return Settings(ta.team, [], "", [])
     return _settings(s, ta.team)
 
 

@@ -21,8 +21,12 @@ over once the lease expires:
                      SUCCEEDED; the shared resolver re-checks a sample of legacy paths
                      before it commits.
     undo (cancel / rollback)
-                     redirects off, links deleted in bounded chunks, then the registries;
-                     the legacy registry is WRITABLE again, exactly as it was.
+                     asked for with a report of what goes back and what has no legacy
+                     equivalent (refused unless forced); the registries refuse writes from
+                     then on (`registry_freeze`). One step carries every change made in
+                     them back into the legacy registries (`carry_back`), then redirects
+                     off, links deleted in bounded chunks, then the registries; the legacy
+                     registry is WRITABLE again, as it was plus those changes.
 
 Every step first renews the lease with `UPDATE migrations ... WHERE lease_owner = me`;
 that row lock serializes steps on PostgreSQL, and a replica that lost its lease stops.
@@ -32,6 +36,7 @@ the calls being served (see `_let_others_run` for the parts that are not).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
@@ -89,7 +94,7 @@ from ..domain.roles import (
 )
 from ..storage import models as m
 from ..storage.db import Database, now_us
-from . import events
+from . import carry_back, events, registry_freeze
 from .access import effective_role
 from .context import Principal
 from .organizations import get_org, require_org_admin
@@ -632,6 +637,12 @@ class MigrationView:
     org: str
     created_by: str
     teams: list[TeamProgress]
+    # A validate_only answer's report (never stored); else the row's.
+    report: dict[str, Any] | None = None
+
+    @property
+    def rollback(self) -> dict[str, Any]:
+        return self.report if self.report is not None else dict(self.row.rollback_report or {})
 
     @property
     def name(self) -> str:
@@ -739,11 +750,21 @@ def state_filter(value: str, op: str) -> Any:
 # --- cancel and rollback requests -----------------------------------------------------
 
 
-def request_cancel(s: Session, p: Principal, org_id: str, uid: str) -> MigrationView:
-    """Asks the runner to stop at the next batch boundary and undo what it created."""
+def request_cancel(
+    s: Session,
+    p: Principal,
+    org_id: str,
+    uid: str,
+    *,
+    validate_only: bool = False,
+    force: bool = False,
+) -> MigrationView:
+    """Asks the runner to stop at the next batch boundary and undo what it created,
+    carrying back what was changed in its registries meanwhile (see `_request_undo`)."""
     org, migration = load_migration(s, p, org_id, uid)
     require_org_admin(s, p, org, "cancelling a migration")
-    _lock(s, migration)  # then decide: the runner may be finishing a step right now
+    if not validate_only:
+        _lock(s, migration)  # then decide: the runner may be finishing a step right now
     state = MigrationState(migration.state)
     if state == MigrationState.CANCELLED or (
         state in ACTIVE_MIGRATION_STATES and migration.cancel_requested
@@ -755,17 +776,23 @@ def request_cancel(s: Session, p: Principal, org_id: str, uid: str) -> Migration
             f"{migration_name(org.name, uid)} is {state.name} and cannot be cancelled{hint}",
             reason="MIGRATION_FINISHED",
         )
-    migration.cancel_requested = True
-    migration.update_time = now_us()
-    _state_event(s, migration, org.name, state, state, p, cancel_requested=True)
-    return migration_view(s, migration, org.name)
+    return _request_undo(s, p, org, migration, "cancel", validate_only, force)
 
 
-def request_rollback(s: Session, p: Principal, org_id: str, uid: str) -> MigrationView:
+def request_rollback(
+    s: Session,
+    p: Principal,
+    org_id: str,
+    uid: str,
+    *,
+    validate_only: bool = False,
+    force: bool = False,
+) -> MigrationView:
     """Queues the undo of a finished migration for the runner (claimable at once)."""
     org, migration = load_migration(s, p, org_id, uid)
     require_org_admin(s, p, org, "rolling back a migration")
-    _lock(s, migration)  # then decide: the runner may be finishing a step right now
+    if not validate_only:
+        _lock(s, migration)  # then decide: the runner may be finishing a step right now
     state = MigrationState(migration.state)
     if state == MigrationState.ROLLED_BACK or (
         state in UNDOABLE_STATES and migration.cancel_requested
@@ -780,12 +807,98 @@ def request_rollback(s: Session, p: Principal, org_id: str, uid: str) -> Migrati
             if state in ACTIVE_MIGRATION_STATES
             else "MIGRATION_FINISHED",
         )
+    if not validate_only:
+        migration.lease_owner = None
+        migration.lease_expires = 0
+    return _request_undo(s, p, org, migration, "rollback", validate_only, force)
+
+
+LOSSES_IN_MESSAGE = 10  # listed in the FAILED_PRECONDITION message (all are in the report)
+LOSSES_IN_METADATA = 50
+
+
+def _request_undo(
+    s: Session,
+    p: Principal,
+    org: m.Organization,
+    migration: m.Migration,
+    what: str,
+    validate_only: bool,
+    force: bool,
+) -> MigrationView:
+    """What the undo would carry back into the legacy registries and what it would lose
+    (`carry_back.plan_undo`): the answer of a `validate_only` request; FAILED_PRECONDITION
+    listing the losses unless `force`; else recorded on the migration with the request.
+    From then on the migration's registries refuse writes (`registry_freeze`), so the
+    carry-back the runner makes first is exactly this report: nothing acknowledged
+    there can come after it and be lost."""
+    if not validate_only:
+        registry_freeze.freeze(s, migration.id)  # waits for writes in flight there
+    plan = carry_back.plan_undo(s, org.name, _undo_teams(s, migration), _mapped_roles(s, migration))
+    name = migration_name(org.name, migration.uid)
+    if validate_only:
+        report = plan.report(forced=False, requested_by="")
+        return dataclasses.replace(migration_view(s, migration, org.name), report=report)
+    if plan.losses and not force:
+        shown = "; ".join(plan.losses[:LOSSES_IN_MESSAGE])
+        more = len(plan.losses) - LOSSES_IN_MESSAGE
+        # The hint first: a status message is bounded (`api/status.py`), the list may be cut.
+        raise FailedPrecondition(
+            f"undoing {name} would lose {len(plan.losses)} change(s) made in its registries "
+            f"that have no legacy equivalent (ask with validate_only to list them all, or "
+            f"with force to {what} anyway: the losses are then recorded on the migration): "
+            f"{shown}" + (f"; ... {more} more" if more > 0 else ""),
+            reason="UNDO_WOULD_LOSE_CHANGES",
+            metadata={
+                "migration": name,
+                "losses": "\n".join(carry_back.bounded(plan.losses)[:LOSSES_IN_METADATA]),
+                "loss_count": str(len(plan.losses)),
+                "carried_back_count": str(len(plan.carried_back)),
+            },
+        )
+    report = plan.report(forced=bool(plan.losses), requested_by=p.name)
+    state = MigrationState(migration.state)
+    migration.rollback_report = report
     migration.cancel_requested = True
-    migration.lease_owner = None
-    migration.lease_expires = 0
     migration.update_time = now_us()
-    _state_event(s, migration, org.name, state, state, p, rollback_requested=True)
+    _state_event(
+        s,
+        migration,
+        org.name,
+        state,
+        state,
+        p,
+        **{f"{what}_requested": True},
+        carried_back=report["carried_back"],
+        losses=report["losses"],
+        forced=report["forced"],
+    )
     return migration_view(s, migration, org.name)
+
+
+def _undo_teams(s: Session, migration: m.Migration) -> list[carry_back.UndoTeam]:
+    mt = m.MigrationTeam
+    return [
+        carry_back.UndoTeam(team_id, registry_id, cursor)
+        for team_id, registry_id, cursor in s.execute(
+            select(mt.team_id, mt.target_registry_id, mt.cursor)
+            .where(mt.migration_id == migration.id)
+            .order_by(mt.id)
+        ).all()
+    ]
+
+
+def _mapped_roles(s: Session, migration: m.Migration) -> dict[int, dict[int, RegistryRole]]:
+    """Per team of the migration, the registry role each member gets from the team."""
+    team_ids = list(
+        s.execute(
+            select(m.MigrationTeam.team_id).where(m.MigrationTeam.migration_id == migration.id)
+        ).scalars()
+    )
+    return {
+        team_id: {mp.user_id: mp.registry_role for mp in mappings}
+        for team_id, mappings in member_mappings_of(s, team_ids).items()
+    }
 
 
 def _lock(s: Session, migration: m.Migration) -> None:
@@ -2396,11 +2509,15 @@ def _resolve_outcome(s: Session, p: Principal, path: str) -> tuple[str, bool, st
 
 
 def _undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
-    """Redirects off, then links deleted in bounded chunks, then the registries."""
+    """The changes made in the registries carried back into the legacy registries (one
+    step), then redirects off, links deleted in bounded chunks, then the registries."""
     state = MigrationState(migration.state)
     if state in (MigrationState.CANCELLED, MigrationState.ROLLED_BACK):
         _clear_lease(migration)
         return Outcome.DONE
+    if not (migration.rollback_report or {}).get("applied"):
+        _carry_back(s, migration)
+        return Outcome.MORE
     teams = _teams_of(s, migration.id)
     team_ids = [mt.team_id for mt in teams]
     registries = select(m.Registry.id).where(m.Registry.migration_id == migration.id)
@@ -2482,94 +2599,23 @@ def _undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
     return Outcome.DONE
 
 
-# --- after the switch: legacy links forwarded ------------------------------------------
-
-
-def forward_legacy_link(
-    s: Session,
-    p: Principal,
-    team: m.Team,
-    registered_model_id: str,
-    artifact_version_ref: str,
-    aliases: Sequence[str],
-    tags: Sequence[str] = (),
-) -> Any:
-    """LinkModelVersion on a MIGRATED team: a registered model that existed before the
-    migration gets the link in its migrated collection (the collection link use case,
-    with its access checks and event); a new name fails, naming the new registry.
-
-    Returns the legacy view (`legacy.ModelVersionView`) of the new collection version:
-    its index is the collection's, so the legacy path `{team}/model-registry/{m}:vN`
-    (redirected) names it."""
-    from . import collections as collection_links
-    from .legacy import ModelVersionView
-    from .resolve import ModelVersionInfo
-
-    org = _org_name(s, team.org_id)
-    registry = (
-        s.execute(
-            select(m.Registry).where(m.Registry.id == team.migrated_registry_id)
-        ).scalar_one_or_none()
-        if team.migrated_registry_id is not None
-        else None
-    )
-    target = s.execute(
-        select(m.Collection, m.Registry)
-        .join(m.RegisteredModel, m.RegisteredModel.migrated_collection_id == m.Collection.id)
-        .join(m.Registry, m.Registry.id == m.Collection.registry_id)
-        .where(
-            m.RegisteredModel.team_id == team.id,
-            m.RegisteredModel.name == registered_model_id,
-        )
-    ).first()
-    if target is None:
-        where = (
-            f"organizations/{org}/registries/{registry.name}"
-            if registry is not None
-            else "the Registry"
-        )
-        path = (
-            f" ({org}/{paths.REGISTRY_PREFIX}{registry.name}/{registered_model_id})"
-            if registry is not None
-            else ""
-        )
-        raise FailedPrecondition(
-            f"the legacy Model Registry of teams/{team.name} is read-only: it was migrated "
-            f"to {where}; registered model {registered_model_id!r} did not exist before the "
-            f"migration, so link it there{path} with LinkArtifactVersion",
-            reason="LEGACY_REGISTRY_READ_ONLY",
-            metadata={"registry": where, "team": f"teams/{team.name}"},
-        )
-    collection, target_registry = target
-    view = collection_links.link_version(
-        s,
-        p,
-        org,
-        target_registry.name,
-        collection.name,
-        artifact_version=artifact_version_ref,
-        aliases=list(aliases),
-        tags=list(tags),
-        description="",
-    )
-    link = view.row
-    legacy_row = m.RegisteredModelVersion(  # a transient view, never added to the session
-        id=0,
-        registered_model_id=0,
-        version_index=link.version_index,
-        artifact_version_id=link.artifact_version_id,
-        tags=list(link.tags or []),
-        description=link.description,
-        linked_by_id=link.linked_by_id,
-        create_time=link.create_time,
-        update_time=link.update_time,
-    )
-    info = ModelVersionInfo(
-        row=legacy_row,
-        team=team.name,
-        team_id=team.id,
-        model=registered_model_id,
-        linked_by=view.linked_by or "",
-        aliases=tuple(a for a in view.aliases if a != paths.LATEST),
-    )
-    return ModelVersionView(info, view.artifact_version)
+def _carry_back(s: Session, migration: m.Migration) -> None:
+    """Writes what the registries hold that the legacy registries do not, and marks it
+    done in the same transaction (a resumed undo never writes it twice). The registries
+    refuse writes since the request, so this is what the request reported; anything
+    found besides (a request made before reports existed) is added to the report."""
+    org = _org_name(s, migration.org_id)
+    report = dict(migration.rollback_report or {})
+    plan = carry_back.plan_undo(s, org, _undo_teams(s, migration), _mapped_roles(s, migration))
+    actor = report.get("requested_by") or _actor(s, migration)
+    carry_back.apply_undo(s, migration.org_id, plan, actor, migration_name(org, migration.uid))
+    listed = set(report.get("losses", []))
+    unlisted = [loss for loss in plan.losses if loss not in listed]
+    if unlisted or not report:
+        report["losses"] = carry_back.bounded([*report.get("losses", []), *unlisted])
+        report.setdefault("carried_back", carry_back.bounded(plan.carried_back))
+        report.setdefault("forced", bool(unlisted))
+        report.setdefault("requested_by", actor)
+    report["applied"] = True
+    migration.rollback_report = report
+    migration.update_time = now_us()

@@ -33,6 +33,7 @@ from . import authz_table, events
 from .access import check_registry_role, effective_role, registry_access, visible_registries_clause
 from .context import Principal
 from .organizations import check_etag
+from .registry_freeze import check_writable
 
 SERVICE = "RegistryService"
 DESCRIPTION_MAX = 64 * 1024
@@ -296,6 +297,7 @@ def update_registry(
     registry = registry_access(
         s, p, org, registry_id, _perm("UpdateRegistry"), for_update=True
     ).registry
+    check_writable(s, registry)
     check_etag(etag, registry.revision, "registry.etag")
     name = registry_name(org, registry_id)
     details: dict[str, Any] = {"fields": sorted(fields)}
@@ -363,6 +365,7 @@ def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: 
     registry = registry_access(
         s, p, org, registry_id, _perm("DeleteRegistry"), for_update=True
     ).registry
+    check_writable(s, registry)
     name = registry_name(org, registry_id)
     if registry.core:
         raise FailedPrecondition(
@@ -501,6 +504,7 @@ def add_member(
     s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, grant: Grant
 ) -> MemberView:
     registry = registry_access(s, p, org, registry_id, _perm("AddRegistryMember")).registry
+    check_writable(s, registry)
     column, principal_id = _member_key(s, registry, ref)
     if s.execute(
         select(m.RegistryMember.id).where(
@@ -545,6 +549,7 @@ def update_member(
     """A new fixed role, or the team's own roles from now on. A team that followed its
     roles and gets a fixed role holds that role for every member."""
     registry = registry_access(s, p, org, registry_id, _perm("UpdateRegistryMember")).registry
+    check_writable(s, registry)
     row = _existing_member(s, registry, org, ref)
     before = role_label(row)
     row.role = int(grant.role)
@@ -566,6 +571,7 @@ def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: Mem
     """Removes the member's row: a team's members lose what the team gave them here
     (whether a fixed role or their team roles), not what they hold otherwise."""
     registry = registry_access(s, p, org, registry_id, _perm("RemoveRegistryMember")).registry
+    check_writable(s, registry)
     row = _existing_member(s, registry, org, ref)
     before = role_label(row)
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.id == row.id))

@@ -13,8 +13,9 @@ version resource name (`teams/t/projects/p/artifacts/a/versions/3`,
 
 Queries: one joined lookup (scope, link row, artifact version and names, the caller's
 team role), one for all aliases of what was found, and for registry paths the
-caller's granted registry role. Legacy paths of a MIGRATED team whose registered model
-was migrated are forwarded to the migrated collection (`redirected=True`).
+caller's granted registry role. Legacy paths of a MIGRATED team are forwarded to the
+collection its registered model became (`redirected=True`); NOT_FOUND once that
+collection was deleted, as the legacy reads answer (`migrated_legacy`).
 
 Access: project and legacy paths need team membership (any role) or org admin; registry
 paths need `permission` in the registry (USE by default: a RESTRICTED_VIEWER may see but
@@ -458,7 +459,9 @@ def _resolve_legacy(
     if row is None or row.team_org_id != p.org_id:
         raise _not_found(parsed)
     team_allows = _allowed_in_team(p, row.team_org_id, row.team_role)
-    if row.legacy_state == LegacyState.MIGRATED and row.migrated_collection_id is not None:
+    if row.legacy_state == LegacyState.MIGRATED:
+        if row.migrated_collection_id is None:  # its collection was deleted since
+            raise _not_found(parsed)
         return _resolve_collection(
             s,
             p,

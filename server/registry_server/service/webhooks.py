@@ -66,6 +66,7 @@ from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
 from .organizations import check_etag
+from .registry_freeze import check_writable
 from .secret_box import SecretBox, SecretUnavailable, open_secret
 from .webhook_http import ERROR_MAX, AttemptResult
 from .webhook_targets import TargetPolicy, TargetRefused, parse_target
@@ -367,6 +368,7 @@ def create_automation(
     events recorded after it (while enabled)."""
     where = parse_parent(parent, "parent")
     target = _target(s, p, where, "CreateAutomation")
+    check_writable(s, target.registry)
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     secret = spec.secret or standard_webhooks.new_secret()
@@ -466,6 +468,7 @@ def update_automation(
     """Changes the `fields` (UPDATABLE) to the values of `spec`; a URL must have been
     checked with `webhook_targets.check_url`. Writing `secret` rotates it."""
     target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
+    check_writable(s, target.registry)
     check_etag(etag, automation.revision, "automation.etag")
     if "event_types" in fields:
         automation.event_types = spec.event_types
