@@ -22,7 +22,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.engine import Dialect
 
 from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import resources_pb2 as r
@@ -98,10 +97,10 @@ class ServerThread:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def hot_read(self, fn: Callable[[Any, Dialect], Any]) -> Any:
-        """`fn(connection, dialect)` as the servicers run their precompiled reads
-        (`App.hot_read` on this server's event loop, without the answer cache)."""
-        return asyncio.run_coroutine_threadsafe(self.app.hot_read(fn), self.loop).result(30)
+    def query(self, fn: Callable[[Any], Any]) -> Any:
+        """`fn(sql)` where the server runs its reads over precompiled statements
+        (`App.query` on this server's event loop, without the kept replies)."""
+        return asyncio.run_coroutine_threadsafe(self.app.query(fn), self.loop).result(30)
 
     def stop(self, grace: float = 1.0) -> None:
         assert self.server is not None

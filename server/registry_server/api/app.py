@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from ..service.auth import Authenticator
@@ -24,6 +23,7 @@ from ..service.secret_box import SecretBox
 from ..service.webhook_targets import TargetPolicy
 from ..storage.db import Database
 from ..storage.hot_cache import HotCache
+from ..storage.sql import LoopBudgetExceeded, Sql
 from .settings import Settings
 
 T = TypeVar("T")
@@ -75,17 +75,21 @@ class App:
 
         return await self.run(work)
 
-    async def hot_read(self, fn: Callable[[Any, Dialect], R | None]) -> R | None:
-        """A precompiled single-statement read on a DB-API connection, on the event loop:
-        on SQLite an indexed lookup in the local file is cheaper than the hop to a
-        worker thread; on PostgreSQL the loop serves other calls during the round trip
-        (`storage.hot_async`)."""
+    async def query(self, fn: Callable[[Sql], T]) -> T:
+        """A read use case over precompiled statements (`storage.sql`), on the event loop:
+        on SQLite an indexed lookup in the local file is cheaper than the hop to a worker
+        thread; on PostgreSQL the loop serves other calls during the round trips
+        (`storage.hot_async`). A SQLite statement that would hold the loop too long
+        (`sql.LoopBudgetExceeded`) runs again on a worker thread."""
         dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
-            with self.db.hot_connection() as conn:
-                return fn(conn, dialect)
+            try:
+                with self.db.hot_connection() as conn:
+                    return fn(Sql(conn, dialect, loop_budget=True))
+            except LoopBudgetExceeded:
+                return await self.read(lambda s: fn(Sql.of(s)))
         assert self.db.hot_async is not None
-        return await self.db.hot_async.run(fn, dialect)
+        return await self.db.hot_async.run(lambda conn, d: fn(Sql(conn, d)), dialect)
 
     @property
     def keeps_answers(self) -> bool:

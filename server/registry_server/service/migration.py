@@ -94,6 +94,7 @@ from ..domain.roles import (
 )
 from ..storage import models as m
 from ..storage.db import Database, now_us
+from ..storage.sql import Sql
 from . import carry_back, events, registry_freeze
 from .access import effective_role
 from .context import Principal
@@ -2499,7 +2500,7 @@ def _resolve_outcome(s: Session, p: Principal, path: str) -> tuple[str, bool, st
     from . import resolve  # the one resolver shared with ResolvePath
 
     try:
-        found = resolve.resolve_path(s, p, path, allow_deleted=True)
+        found = resolve.resolve(Sql.of(s), p, paths.parse_path(path, "path"), allow_deleted=True)
     except RegistryError as e:
         return f"{e.code}:{e.reason}", False, ""
     return found.artifact_version.name, found.redirected, found.canonical_path
