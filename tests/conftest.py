@@ -11,6 +11,7 @@ import itertools
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -106,6 +107,16 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+def wait_listening(server: ServerThread, timeout: float = 10) -> None:
+    """On PostgreSQL, until the server's commit listener is connected (nothing is kept
+    before it is); on SQLite at once."""
+    commits = server.app.db.commits
+    deadline = time.monotonic() + timeout
+    while commits is not None and not commits.connected:
+        assert time.monotonic() < deadline, "the commit listener did not connect"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

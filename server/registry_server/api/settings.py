@@ -48,6 +48,8 @@ class Settings:
     # Where SQLite's hot writes (LinkArtifactVersion, AddAlias) run
     # (service/write_process.py); `registry-server serve` uses PROCESS unless told otherwise.
     hot_writer: HotWriter = HotWriter.thread
+    # Whether the replies of the hot reads are kept between commits (storage/hot_cache.py).
+    kept_replies: bool = True
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)
