@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import registry_service_pb2 as rpb
+from registry.v1 import resources_pb2 as r
 from registry_client import CommitToken, Stubs, open_channel
 from registry_client.channel import AFTER_COMMIT_METADATA, COMMIT_METADATA
 from registry_server.api import interceptors
@@ -176,8 +178,8 @@ def test_writes_answer_their_commit_number(server: ServerThread, world: World) -
         _, hot = stubs.collections.AddAlias.with_call(move)  # the hot write path
         _, same = stubs.collections.AddAlias.with_call(move)  # already there
         update = cpb.UpdateCollectionVersionRequest(
-            collection_version=first.__class__(name=first.name, description="orm"),
-            update_mask={"paths": ["description"]},
+            collection_version=r.CollectionVersion(name=first.name, description="orm"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
         )
         _, orm = stubs.collections.UpdateCollectionVersion.with_call(update)
         _, read = stubs.registries.GetEffectiveRole.with_call(
