@@ -12,6 +12,7 @@ import itertools
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,16 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(webhook_targets, "resolve", resolve)
     return table
+
+
+def wait_listening(server: ServerThread, timeout: float = 10) -> None:
+    """On PostgreSQL, until the server's commit listener is connected (nothing is kept
+    before it is); on SQLite at once."""
+    commits = server.app.db.commits
+    deadline = time.monotonic() + timeout
+    while commits is not None and not commits.connected:
+        assert time.monotonic() < deadline, "the commit listener did not connect"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
