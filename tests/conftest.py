@@ -29,7 +29,7 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.api.app import App, Settings
 from registry_server.api.server import RegistryServer, new_event_loop
-from registry_server.api.settings import EventLoop, HotWriter
+from registry_server.api.settings import EventLoop
 from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
@@ -67,9 +67,6 @@ def database_url() -> Iterator[str]:
 
 # The loop the in-process servers run on: `registry-server serve`'s default unless set.
 EVENT_LOOP = EventLoop(os.environ.get("REGISTRY_TEST_EVENT_LOOP", EventLoop.uvloop.value))
-# Where the session server's SQLite hot writes run: `registry-server serve`'s default
-# unless set (tests/test_fast_link.py also runs the thread writer directly).
-HOT_WRITER = HotWriter(os.environ.get("REGISTRY_TEST_HOT_WRITER", HotWriter.process.value))
 
 
 class ServerThread:
@@ -151,7 +148,6 @@ def server(database_url: str) -> Iterator[ServerThread]:
         Settings(
             auth_cache_ttl=5.0,
             replica_id="test-replica",
-            hot_writer=HOT_WRITER,
             **WEBHOOKS_TO_LOOPBACK,
         ),
     )

@@ -131,8 +131,8 @@ def runner_pids(pid: int) -> list[int]:
 
 
 def write_process_pids(pid: int) -> list[int]:
-    """Live hot write children of server `pid` (SQLite, service/write_process.py)."""
-    return [p for p in child_pids(pid) if "write_process" in _cmdline(p)]
+    """Live hot write children of server `pid` (SQLite, workers/write_child.py)."""
+    return [p for p in child_pids(pid) if "write_child" in _cmdline(p)]
 
 
 def alive(pid: int) -> bool:

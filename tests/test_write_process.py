@@ -1,5 +1,5 @@
-"""SQLite's hot writes in a child process (service/write_process.py): they run there,
-a child that dies leaves its calls to the general path, and no child outlives its
+"""SQLite's links and alias moves in a child process (workers/write_child.py): they run
+there, a child that dies leaves its calls to a worker thread, and no child outlives its
 server."""
 
 from __future__ import annotations
@@ -20,24 +20,23 @@ from pathlib import Path
 import pytest
 
 from registry.v1 import resources_pb2 as r
-from registry_server.service import write_process
-from registry_server.service.write_process import WriteProcess
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
+from registry_server.workers import write_child as write_process
+from registry_server.workers.write_child import WriteChild
 
 from .conftest import ServerThread, World, database_kind
 from .test_collections import create_registry, grant, link, log_version, make_lab
 from .test_migration_crash import alive, wait_gone
 
 pytestmark = pytest.mark.skipif(
-    database_kind() != "sqlite", reason="PostgreSQL's hot writes run on the event loop"
+    database_kind() != "sqlite", reason="PostgreSQL's writes run on the event loop"
 )
 
 
-def _child(server: ServerThread) -> WriteProcess:
-    process = write_process.write_process(server.app.db)
-    if process is None:
-        pytest.skip("the session server runs its hot writes on a thread")
+def _child(server: ServerThread) -> WriteChild:
+    process = write_process.write_child(server.app.db)
+    assert process is not None
     return process
 
 
@@ -49,7 +48,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def test_frames_survive_any_split() -> None:
-    messages = [(1, "_link", ("x" * 300,)), (2, "_add_alias", (None, 7)), (3, None, ())]
+    messages = [(1, "link", ("x" * 300,)), (2, "add_alias", (None, 7)), (3, None, ())]
     stream = b"".join(write_process._frame(msg) for msg in messages)
     for cut in range(len(stream) + 1):
         buffer = bytearray(stream[:cut])
@@ -61,7 +60,7 @@ def test_frames_survive_any_split() -> None:
 
 def test_an_in_memory_database_keeps_its_writes_in_process() -> None:
     async def check() -> None:
-        assert write_process.use_write_process(Database("sqlite://")) is None
+        assert write_process.start_write_child(Database("sqlite://")) is None
 
     asyncio.run(check())
 
@@ -75,8 +74,10 @@ def test_links_are_written_by_the_child(world: World, server: ServerThread) -> N
     registry = create_registry(world)
     grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
     sources = [log_version(lab) for _ in range(12)]
-    for i in range(3):  # a link that creates its collection takes the general path
+    before = process.jobs
+    for i in range(3):  # links that create their collection run there too
         link(owner, registry, f"c{i}", sources[i].name)
+    assert process.jobs - before == 3
     before = process.jobs
     # concurrent calls: the child takes them in batches, each answered on its own
     with ThreadPoolExecutor(6) as pool:
@@ -91,7 +92,7 @@ def test_links_are_written_by_the_child(world: World, server: ServerThread) -> N
     assert {c: sorted(v) for c, v in indices.items()} == {f"c{i}": [1, 2, 3] for i in range(3)}
 
 
-def test_calls_of_a_dead_child_are_answered_by_the_general_path(
+def test_calls_of_a_dead_child_are_answered_on_a_worker_thread(
     world: World, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     process = _child(server)
@@ -129,8 +130,8 @@ def test_a_child_ends_with_its_server_end() -> None:
         upgrade(url)
         db = Database(url)
 
-        async def start() -> WriteProcess | None:
-            return write_process.use_write_process(db)
+        async def start() -> WriteChild | None:
+            return write_process.start_write_child(db)
 
         loop = asyncio.new_event_loop()
         try:
@@ -139,24 +140,24 @@ def test_a_child_ends_with_its_server_end() -> None:
             pid = process.pid
             assert alive(pid)
             # closing our end is all it takes (the kernel does it when the server dies)
-            write_process.stop_write_process(db)
+            write_process.stop_write_child(db)
             assert process.pid is None and not alive(pid)
-            assert write_process.write_process(db) is None
+            assert write_process.write_child(db) is None
         finally:
             loop.close()
             db.dispose()
 
 
 def test_a_change_the_child_does_not_know_is_not_run() -> None:
-    """`python -m registry_server.service.write_process` answers None for a change that
-    is not one of fast_link.CHANGES (the server's general path would answer), and exits
-    when its input ends."""
+    """`python -m registry_server.workers.write_child` answers None for a change that is
+    not one of `changes.CHANGES` (the server runs it on a worker thread, which reports
+    it), and exits when its input ends."""
     with tempfile.TemporaryDirectory(prefix="registry-wp-") as d:
         url = f"sqlite:///{Path(d) / 'registry.db'}"
         upgrade(url)
         ours, theirs = socket.socketpair()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "registry_server.service.write_process"],
+            [sys.executable, "-m", "registry_server.workers.write_child"],
             stdin=theirs,
             env={**os.environ, "REGISTRY_DATABASE_URL": url},
         )

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .api.settings import EventLoop, HotWriter, RunnerMode, Settings
+from .api.settings import EventLoop, RunnerMode, Settings
 from .domain.errors import RegistryError
 from .storage.db import Database, env_url, require_current_schema, safe_url
 
@@ -109,15 +109,6 @@ def serve(
         ),
     ] = RunnerMode.process,
     migration_busy_share: BusyShare = None,
-    hot_writer: Annotated[
-        HotWriter,
-        typer.Option(
-            envvar="REGISTRY_HOT_WRITER",
-            help="SQLite only: where LinkArtifactVersion and AddAlias write: in a child "
-            "process (they never wait for this process's interpreter lock) or on a "
-            "thread of this process.",
-        ),
-    ] = HotWriter.process,
     kept_replies: Annotated[
         bool,
         typer.Option(
@@ -172,7 +163,6 @@ def serve(
         migration_lease_seconds=migration_lease_seconds,
         migration_runner=migration_runner,
         migration_busy_share=migration_busy_share,
-        hot_writer=hot_writer,
         webhook_allow_http=webhook_allow_http,
         webhook_allow_cidrs=tuple(_comma_list(webhook_allow_cidr)),
         secret_key_file=secret_key_file,

@@ -15,11 +15,12 @@ import functools
 import gc
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session
 
+from ..domain.errors import RegistryError
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..service.idempotency import run_idempotent
@@ -28,6 +29,7 @@ from ..service.webhook_targets import TargetPolicy
 from ..storage.db import Database
 from ..storage.hot_cache import CommitClock, FileCommitClock, HotCache
 from ..storage.sql import LoopBudgetExceeded, Sql
+from ..workers import changes, write_child
 from .settings import Settings
 
 T = TypeVar("T")
@@ -129,6 +131,26 @@ class App:
                 return fn(s)
 
         return await self.run(work)
+
+    async def change(self, name: str, *args: Any) -> changes.Written:
+        """A change of `workers.changes` (LinkArtifactVersion, AddAlias), where it costs
+        the event loop least: on SQLite in the write child, on PostgreSQL on the loop's
+        async write pool; on a worker thread when neither took it (no child yet, a
+        child that died with it unanswered, a lost race on a unique key)."""
+        if self.db.is_sqlite:
+            child = write_child.write_child(self.db)
+            future = child.submit(name, args) if child is not None else None
+            if future is not None:
+                outcome = await future
+                if isinstance(outcome, RegistryError):
+                    raise outcome
+                if outcome is not None:
+                    return cast(changes.Written, outcome)
+        else:
+            written = await changes.run_on_loop(self.db, name, args)
+            if written is not None:
+                return written
+        return await self.write(lambda s: changes.run(Sql.of(s), name, args))
 
     async def create(
         self,

@@ -20,11 +20,11 @@ from ..service import resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
-from .collections import version_proto
 from .convert import etag, mask_paths, struct, struct_to_dict, ts
 from .filtering import compile_list_filter
 from .interceptors import current_principal
 from .legacy import model_version_proto
+from .presenters import version_proto
 
 TEAM = "teams/{team}"
 PROJECT = "teams/{team}/projects/{project}"

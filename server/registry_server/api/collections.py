@@ -13,12 +13,15 @@ from registry.v1 import resources_pb2 as r
 from ..domain import names
 from ..domain.names import CollectionRef
 from ..service import collections as colls
-from ..service import fast_link, versions
+from ..service import links, versions
+from ..service.idempotency import check_request_id
 from ..storage.sql import Sql
+from ..workers.changes import Written
 from .app import App
-from .convert import etag, mask_paths, struct, ts
+from .convert import etag, mask_paths, ts
 from .events import hub_for
 from .interceptors import current_principal
+from .presenters import version_proto
 
 REGISTRY = "organizations/{org}/registries/{registry}"
 COLLECTION = REGISTRY + "/collections/{collection}"
@@ -38,25 +41,6 @@ def collection_proto(view: colls.CollectionView, ref: CollectionRef) -> r.Collec
         update_time=ts(c.update_time),
         etag=etag(c.revision),
     )
-
-
-def version_proto(view: versions.VersionView) -> r.CollectionVersion:
-    reply = r.CollectionVersion(
-        name=view.name,
-        version_index=view.version_index,
-        artifact_version=view.artifact_version,
-        aliases=view.aliases,
-        tags=view.tags,
-        description=view.description,
-        linked_by=names.user_name(view.linked_by) if view.linked_by else "",
-        create_time=ts(view.create_time),
-        update_time=ts(view.update_time),
-        metadata=struct(view.metadata),
-        digest=view.digest,
-        type=view.artifact_type,
-        path=view.path,
-    )
-    return reply
 
 
 def _registry(name: str, field: str) -> tuple[str, str]:
@@ -173,40 +157,26 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     ) -> r.CollectionVersion:
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
-        fast = fast_link.prepare_link(
-            org,
-            registry_id,
-            collection_id=request.collection_id,
-            artifact_version=request.artifact_version,
-            aliases=list(request.aliases),
-            tags=list(request.tags),
-            description=request.description,
-            request_id=request.request_id,
+        ref = CollectionRef(org, registry_id, request.collection_id)
+        check_request_id(request.request_id)
+        links.link_request(
+            ref,
+            request.artifact_version,
+            request.aliases,
+            request.tags,
+            request.description,
+        )  # input checks, before the change is sent anywhere
+        written = await self.app.change(
+            "link",
+            p,
+            ref,
+            request.artifact_version,
+            list(request.aliases),
+            list(request.tags),
+            request.description,
+            request.request_id,
         )
-        if fast is not None:
-            written = await fast_link.link(self.app.db, p, fast)
-            if written is not None:
-                return self._committed(written)
-        # Everything else, answered exactly: a collection to create, a source already
-        # linked, other source forms, every error.
-
-        def work(s: Session) -> r.CollectionVersion:
-            view = colls.link_version(
-                s,
-                p,
-                org,
-                registry_id,
-                request.collection_id,
-                artifact_version=request.artifact_version,
-                aliases=list(request.aliases),
-                tags=list(request.tags),
-                description=request.description,
-            )
-            return version_proto(view)
-
-        return await self.app.create(
-            p, "LinkArtifactVersion", request.request_id, r.CollectionVersion, work
-        )
+        return self._committed(written)
 
     async def GetCollectionVersion(
         self, request: pb.GetCollectionVersionRequest, context: grpc.aio.ServicerContext
@@ -272,21 +242,16 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         expected = (
             request.expected_version_index if request.HasField("expected_version_index") else None
         )
-        colls.validate_add_alias(request.alias, expected)
-        written = await fast_link.add_alias(self.app.db, p, ref, index, request.alias, expected)
-        if written is not None:
-            return self._committed(written)
-        # every error (and a failed compare-and-set), answered exactly
-        return await self.app.write(
-            lambda s: version_proto(colls.add_alias(s, p, ref, index, request.alias, expected))
-        )
+        links.alias_request(request.alias, expected)
+        written = await self.app.change("add_alias", p, ref, index, request.alias, expected)
+        return self._committed(written)
 
-    def _committed(self, written: fast_link.Written) -> r.CollectionVersion:
+    def _committed(self, written: Written) -> r.CollectionVersion:
         """Wakes this replica's event watchers of the organization, as a session commit
-        does, and returns the reply."""
+        does, and returns the answer."""
         if written.org_id is not None:
             hub_for(self.app).wake((written.org_id,))
-        return written.reply
+        return r.CollectionVersion.FromString(written.answer)
 
     async def RemoveAlias(
         self, request: pb.RemoveAliasRequest, context: grpc.aio.ServicerContext

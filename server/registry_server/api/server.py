@@ -32,7 +32,7 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
-from ..service import write_process
+from ..workers import write_child
 from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
@@ -42,7 +42,7 @@ from .legacy import LegacyModelRegistryServicer
 from .migrations import MigrationServicer, run_migrations
 from .organizations import OrganizationServicer
 from .registries import RegistryServicer
-from .settings import EventLoop, HotWriter
+from .settings import EventLoop
 
 log = logging.getLogger("registry.server")
 
@@ -148,9 +148,9 @@ class RegistryServer:
             self.port = self.server.add_insecure_port(self.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.address}")
-        if self.app.settings.hot_writer is HotWriter.process:
-            # started first, so that it is ready (or starting) when the first call comes
-            write_process.use_write_process(self.app.db)
+        # SQLite's links and alias moves: started first, so that it is ready (or
+        # starting) when the first call comes
+        write_child.start_write_child(self.app.db)
         await self.server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -173,7 +173,7 @@ class RegistryServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
-        write_process.stop_write_process(self.app.db)
+        write_child.stop_write_child(self.app.db)
         await self.app.aclose()
         self.app.close()
 

@@ -17,13 +17,6 @@ class RunnerMode(StrEnum):
     off = "off"
 
 
-class HotWriter(StrEnum):
-    """Where a SQLite replica runs its precompiled hot writes (service/fast_link.py)."""
-
-    process = "process"  # a child process with its own interpreter lock
-    thread = "thread"  # a thread of this process
-
-
 class EventLoop(StrEnum):
     """The asyncio event loop a served process runs on (api/server.py `run_on_loop`)."""
 
@@ -45,9 +38,6 @@ class Settings:
     # With the process runner: the share of the time a migration works while this
     # replica answers calls; None: the database's default (api/pacing.py).
     migration_busy_share: float | None = None
-    # Where SQLite's hot writes (LinkArtifactVersion, AddAlias) run
-    # (service/write_process.py); `registry-server serve` uses PROCESS unless told otherwise.
-    hot_writer: HotWriter = HotWriter.thread
     # Webhook targets (service/webhook_targets.py): plain http:// allowed, and the
     # networks opened despite being loopback, private, link-local, ... (CIDRs). Every
     # replica delivers any automation's events: give them all the same values.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # How much of the caller's input a message quotes: a 20k-character name must still
 # fit, with its BadRequest detail, in the client's 16 KiB limit on trailing metadata.
@@ -50,6 +51,29 @@ class RegistryError(Exception):
         self.reason = reason or self.default_reason
         self.field_violations = tuple(field_violations)
         self.metadata = dict(metadata or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Whole across a process boundary (the SQLite write child answers with errors).
+        return (
+            _rebuild,
+            (type(self), self.message, self.reason, self.field_violations, self.metadata),
+        )
+
+
+def _rebuild(
+    cls: type[RegistryError],
+    message: str,
+    reason: str,
+    field_violations: tuple[FieldViolation, ...],
+    metadata: dict[str, str],
+) -> RegistryError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.message, err.reason = message, reason
+    err.field_violations, err.metadata = field_violations, metadata
+    if field_violations and isinstance(err, InvalidArgument):
+        err.field = field_violations[0].field
+    return err
 
 
 class InvalidArgument(RegistryError):

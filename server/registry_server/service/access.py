@@ -7,7 +7,7 @@ into list queries so that filtering happens in SQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..storage import models as m
 from ..storage.queries import registries as q
 from ..storage.queries.registries import granted_role_columns
 from ..storage.sql import Sql, json_value
+from . import authz_table
 from .context import Principal
 
 # --- registries -------------------------------------------------------------------
@@ -151,9 +152,9 @@ def header_of(p: Principal, name: str, row: Sequence[Any]) -> RegistryHeader:
         allow_all_artifact_types=bool(allow_all),
         migration_id=migration_pk,
         undo_requested=bool(undoing),
-        collection_id=rest[0] if rest else None,
-        collection_type=rest[1] if rest else "",
-        next_version_index=rest[2] if rest else 0,
+        collection_id=rest[0] if len(rest) > 0 else None,
+        collection_type=rest[1] if len(rest) > 1 else "",
+        next_version_index=rest[2] if len(rest) > 2 else 0,
     )
 
 
@@ -213,6 +214,30 @@ def require_writable(
         reason=READ_ONLY_REASON,
         metadata={"migration": migration, **({"team": f"teams/{team}"} if team else {})},
     )
+
+
+PROTECTED_ALIAS_ROLE = authz_table.PROTECTED_ALIAS.min_role
+
+
+def require_protected_alias_right(
+    role: RegistryRole,
+    protected: Iterable[str],
+    aliases: Sequence[str],
+    what: str,
+    registry: str,
+) -> None:
+    """Adding, moving or removing a protected alias, and unlinking a version (or deleting
+    a collection) that carries one, need registry ADMIN (PERMISSION_DENIED, reason
+    PROTECTED_ALIAS)."""
+    guarded = set(protected)
+    hit = [a for a in aliases if a in guarded]
+    if hit and role < PROTECTED_ALIAS_ROLE:
+        raise PermissionDenied(
+            f"{what}: protected alias(es) {', '.join(hit)} of {registry} need registry "
+            f"{PROTECTED_ALIAS_ROLE.name} (you have {role.name})",
+            reason="PROTECTED_ALIAS",
+            metadata={"aliases": ",".join(hit)},
+        )
 
 
 def check_registry_role(role: RegistryRole, perm: Permission, name: str) -> None:

@@ -53,6 +53,7 @@ from .resolve import (
     resolve,
     resolve_reference,
 )
+from .versions import aliases_by_version
 
 DESCRIPTION_MAX = 64 * 1024
 RUN_ID_MAX = 256
@@ -280,17 +281,7 @@ def _user_name(s: Session, user_id: int | None) -> str:
 
 
 def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    """Aliases of many versions in one query."""
-    found: dict[int, list[str]] = defaultdict(list)
-    if version_ids:
-        rows = s.execute(
-            select(m.ArtifactAlias.version_id, m.ArtifactAlias.alias)
-            .where(m.ArtifactAlias.version_id.in_(list(version_ids)))
-            .order_by(m.ArtifactAlias.alias)
-        ).all()
-        for version_id, alias in rows:
-            found[version_id].append(alias)
-    return {vid: tuple(found.get(vid, ())) for vid in version_ids}
+    return aliases_by_version(s, m.ArtifactAlias, version_ids)
 
 
 def _info(

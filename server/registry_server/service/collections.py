@@ -11,32 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ..domain import names
 from ..domain.errors import (
-    Aborted,
     AlreadyExists,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
-    PermissionDenied,
     quote,
 )
 from ..domain.filters import parse_filter
 from ..domain.names import CollectionRef
-from ..domain.roles import LegacyPermission, Permission
+from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, compile_filter
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
-from . import authz_table, events, resolve, versions
-from .access import RegistryAccess, registry_access, team_access
+from . import authz_table, events, versions
+from .access import RegistryAccess, registry_access, require_protected_alias_right
 from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type, dialect
@@ -50,24 +47,13 @@ def _perm(rpc: str) -> Permission:
     return authz_table.permission(SERVICE, rpc)
 
 
-def _protected(registry: m.Registry, aliases: Sequence[str]) -> list[str]:
-    protected = set(registry.protected_aliases or [])
-    return [a for a in aliases if a in protected]
-
-
 def _require_protected_alias_right(
     access: RegistryAccess, aliases: Sequence[str], what: str
 ) -> None:
-    """Protected aliases need registry ADMIN (PERMISSION_DENIED, reason PROTECTED_ALIAS)."""
-    protected = _protected(access.registry, aliases)
-    need = authz_table.PROTECTED_ALIAS.min_role
-    if protected and access.role < need:
-        raise PermissionDenied(
-            f"{what}: protected alias(es) {', '.join(protected)} of registry "
-            f"{access.registry.name!r} need registry {need.name} (you have {access.role.name})",
-            reason="PROTECTED_ALIAS",
-            metadata={"aliases": ",".join(protected)},
-        )
+    registry = access.registry
+    require_protected_alias_right(
+        access.role, registry.protected_aliases or (), aliases, what, registry.name
+    )
 
 
 # --- loading ------------------------------------------------------------------------
@@ -419,284 +405,7 @@ def update_version(
     return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
-# --- linking ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """The artifact version a link points at, with where it was logged."""
-
-    id: int
-    version_index: int
-    artifact_type: str
-    team_id: int
-    team: str
-    project: str
-    artifact: str
-
-    @property
-    def name(self) -> str:
-        return names.artifact_version_name(
-            self.team, self.project, self.artifact, self.version_index
-        )
-
-
-def _resolve_source(s: Session, p: Principal, path_or_name: str, field: str) -> Source:
-    """The artifact version named by any path form or version resource name; it must
-    have been logged by a team of the caller's organization that the caller can see."""
-    found = resolve.resolve_reference(Sql.of(s), p, path_or_name, field=field).artifact_version
-    if found.org_id != p.org_id:
-        raise NotFound(f"{found.name} not found")
-    # Reached through a registry path, the caller may still be outside the source team:
-    # only what the caller can see in its team may be linked (NOT_FOUND otherwise).
-    team_access(s, p, found.team, LegacyPermission.VIEW, what=found.name)
-    return Source(
-        found.id,
-        found.version_index,
-        found.type,
-        found.team_id,
-        found.team,
-        found.project,
-        found.artifact,
-    )
-
-
-def _collection_for_link(
-    s: Session, p: Principal, access: RegistryAccess, ref: CollectionRef, artifact_type: str
-) -> m.Collection:
-    """The collection, row-locked; created with the source's type when missing."""
-    stmt = (
-        select(m.Collection)
-        .where(m.Collection.registry_id == access.registry.id, m.Collection.name == ref.collection)
-        .with_for_update()
-    )
-    collection = s.execute(stmt).scalar_one_or_none()
-    if collection is not None:
-        return collection  # also one named before today's rules: it keeps working
-    names.new_id(ref.collection, "collection_id")
-    try:
-        with s.begin_nested():
-            return _insert_collection(s, p, access, ref, artifact_type, "", [])
-    except IntegrityError:
-        # A concurrent link created it first; use theirs.
-        collection = s.execute(stmt).scalar_one_or_none()
-        if collection is None:
-            raise
-        return collection
-
-
-def validate_link(
-    collection_id: str,
-    artifact_version: str,
-    aliases: Sequence[str],
-    tags: Sequence[str],
-    description: str,
-) -> tuple[list[str], list[str]]:
-    """LinkArtifactVersion's input checks, before anything is read: (aliases, tags)
-    without duplicates."""
-    names.resource_id(collection_id, "collection_id")
-    if not artifact_version:
-        raise InvalidArgument("artifact_version", "is required (a resource name or any path form)")
-    alias_list = names.new_aliases(list(aliases), "aliases")
-    tag_list = names.tags(list(tags), "tags")
-    names.text(description, "description", DESCRIPTION_MAX)
-    return alias_list, tag_list
-
-
-def link_version(
-    s: Session,
-    p: Principal,
-    org: str,
-    registry_id: str,
-    collection_id: str,
-    *,
-    artifact_version: str,
-    aliases: Sequence[str],
-    tags: Sequence[str],
-    description: str,
-) -> versions.VersionView:
-    """Links (points at) an artifact version; idempotent for the same source version,
-    whose existing link still gets the requested aliases. (`fast_link` does the common
-    case in fewer statements and leaves everything else here.)"""
-    alias_list, tag_list = validate_link(
-        collection_id, artifact_version, aliases, tags, description
-    )
-    ref = CollectionRef(org, registry_id, collection_id)
-    access = registry_access(s, p, org, registry_id, _perm("LinkArtifactVersion"))
-    _require_protected_alias_right(access, alias_list, f"linking into {ref.name}")
-    check_writable(s, access.registry)
-    source = _resolve_source(s, p, artifact_version, "artifact_version")
-    _require_accepted(access.registry, source.artifact_type, org)
-    collection = _collection_for_link(s, p, access, ref, source.artifact_type)
-    if collection.type != source.artifact_type:
-        raise FailedPrecondition(
-            f"{ref.name} holds artifacts of type {collection.type!r}; "
-            f"{source.name} is of type {source.artifact_type!r}",
-            reason="COLLECTION_TYPE_MISMATCH",
-            metadata={"collection_type": collection.type, "artifact_type": source.artifact_type},
-        )
-    version = s.execute(
-        select(m.CollectionVersion).where(
-            m.CollectionVersion.collection_id == collection.id,
-            m.CollectionVersion.artifact_version_id == source.id,
-        )
-    ).scalar_one_or_none()
-    linked_now = version is None
-    if version is None:
-        t = now_us()
-        version = m.CollectionVersion(
-            collection_id=collection.id,
-            version_index=collection.next_version_index,
-            artifact_version_id=source.id,
-            tags=tag_list,
-            description=description,
-            linked_by_id=p.user_id,
-            create_time=t,
-            update_time=t,
-        )
-        collection.next_version_index += 1
-        collection.revision += 1
-        collection.update_time = t
-        s.add(version)
-        s.flush()
-        events.record_event(
-            s,
-            org_id=access.registry.org_id,
-            type=events.VERSION_LINKED,
-            actor=p,
-            resource=ref.version_name(version.version_index),
-            details={
-                "collection": ref.name,
-                "version_index": version.version_index,
-                "artifact_version": source.name,
-                "artifact_type": source.artifact_type,
-                "aliases": alias_list,
-            },
-            registry_id=access.registry.id,
-        )
-    holders = {alias: _alias_holder(s, collection, alias) for alias in alias_list}
-    if not linked_now:  # a new link holds only these (at most ALIASES_PER_VERSION)
-        arriving = [
-            a for a, held in holders.items() if not held or held[0].version_id != version.id
-        ]
-        _check_room(s, ref, version, len(arriving), "aliases")
-    for alias in alias_list:
-        _set_alias(s, p, access, ref, collection, version, alias, holders[alias])
-    return versions.version_by_id(Sql.of(s), ref, version.id)
-
-
 # --- aliases ------------------------------------------------------------------------
-
-
-def _check_room(
-    s: Session, ref: CollectionRef, version: m.CollectionVersion, arriving: int, field: str
-) -> None:
-    """INVALID_ARGUMENT (TOO_MANY_ALIASES) unless `arriving` more aliases fit on `version`."""
-    if not arriving:
-        return
-    held = s.execute(
-        select(func.count())
-        .select_from(m.CollectionAlias)
-        .where(m.CollectionAlias.version_id == version.id)
-    ).scalar_one()
-    names.check_alias_count(held + arriving, field, f"{ref.name}/versions/{version.version_index}")
-
-
-def _alias_holder(
-    s: Session, collection: m.Collection, alias: str
-) -> tuple[m.CollectionAlias, int] | None:
-    row = s.execute(
-        select(m.CollectionAlias, m.CollectionVersion.version_index)
-        .join(m.CollectionVersion, m.CollectionVersion.id == m.CollectionAlias.version_id)
-        .where(m.CollectionAlias.collection_id == collection.id, m.CollectionAlias.alias == alias)
-    ).first()
-    return (row[0], row[1]) if row else None
-
-
-def _set_alias(
-    s: Session,
-    p: Principal,
-    access: RegistryAccess,
-    ref: CollectionRef,
-    collection: m.Collection,
-    version: m.CollectionVersion,
-    alias: str,
-    holder: tuple[m.CollectionAlias, int] | None,
-) -> bool:
-    """Puts `alias` (now held as `holder`) on `version`, moving it off any other; the
-    collection row is locked. Records ALIAS_ADDED; False when it was already there."""
-    previous: int | None = None
-    if holder is not None:
-        row, previous = holder
-        if row.version_id == version.id:
-            return False
-        row.version_id = version.id
-        row.create_time = now_us()
-    else:
-        s.add(
-            m.CollectionAlias(
-                collection_id=collection.id,
-                alias=alias,
-                version_id=version.id,
-                create_time=now_us(),
-            )
-        )
-    s.flush()
-    events.record_event(
-        s,
-        org_id=access.registry.org_id,
-        type=events.ALIAS_ADDED,
-        actor=p,
-        resource=ref.version_name(version.version_index),
-        details={
-            "alias": alias,
-            "collection": ref.name,
-            "version_index": version.version_index,
-            "previous_version_index": previous,
-        },
-        registry_id=access.registry.id,
-    )
-    return True
-
-
-def validate_add_alias(alias: str, expected_version_index: int | None) -> None:
-    """AddAlias's input checks, before anything is read."""
-    names.new_alias(alias, "alias")
-    if expected_version_index is not None and expected_version_index < -1:
-        raise InvalidArgument("expected_version_index", "must be a version index, or -1 for absent")
-
-
-def add_alias(
-    s: Session,
-    p: Principal,
-    ref: CollectionRef,
-    index: int,
-    alias: str,
-    expected_version_index: int | None,
-) -> versions.VersionView:
-    """Sets `alias` on version `index`. With `expected_version_index` it is a
-    compare-and-set: ABORTED (ALIAS_CONFLICT) unless the alias is now on that index,
-    or absent when -1."""
-    validate_add_alias(alias, expected_version_index)
-    access, collection = _load_collection(s, p, ref, _perm("AddAlias"), for_update=True)
-    _require_protected_alias_right(access, [alias], f"setting alias {quote(alias)}")
-    version = _load_version(s, ref, collection, index)
-    holder = _alias_holder(s, collection, alias)
-    current = holder[1] if holder else -1
-    if expected_version_index is not None and expected_version_index != current:
-        raise Aborted(
-            f"alias {quote(alias)} of {ref.name} is {_where(current)}, "
-            f"not {_where(expected_version_index)}; re-read and retry",
-            reason="ALIAS_CONFLICT",
-            metadata={"current_version_index": str(current)},
-        )
-    _check_room(s, ref, version, 0 if current == index else 1, "alias")
-    _set_alias(s, p, access, ref, collection, version, alias, holder)
-    return versions.version_by_id(Sql.of(s), ref, version.id)
-
-
-def _where(index: int) -> str:
-    return f"on v{index}" if index >= 0 else "absent"
 
 
 def remove_alias(
@@ -706,10 +415,15 @@ def remove_alias(
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
     version = _load_version(s, ref, collection, index)
-    holder = _alias_holder(s, collection, alias)
-    if holder is None or holder[0].version_id != version.id:
+    removed = s.execute(
+        delete(m.CollectionAlias).where(
+            m.CollectionAlias.collection_id == collection.id,
+            m.CollectionAlias.alias == alias,
+            m.CollectionAlias.version_id == version.id,
+        )
+    )
+    if not cast(CursorResult[Any], removed).rowcount:
         raise NotFound(f"alias {quote(alias)} is not on {ref.name}/versions/{index}")
-    s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.id == holder[0].id))
     _alias_removed(s, p, access, ref, alias, index)
     return versions.version_by_id(Sql.of(s), ref, version.id)
 
@@ -735,13 +449,7 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
         s, p, ref, _perm("UnlinkArtifactVersion"), for_update=True
     )
     version = _load_version(s, ref, collection, index)
-    aliases = list(
-        s.execute(
-            select(m.CollectionAlias.alias)
-            .where(m.CollectionAlias.version_id == version.id)
-            .order_by(m.CollectionAlias.alias)
-        ).scalars()
-    )
+    aliases = list(versions.aliases_by_version(s, m.CollectionAlias, [version.id])[version.id])
     _require_protected_alias_right(access, aliases, f"unlinking {ref.name}/versions/{index}")
     artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id == version.id))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from ..storage import models as m
 from ..storage.db import now_us
+from ..storage.queries import events as q
+from ..storage.sql import Sql
 from .context import Principal
 
 # Event types (EventService). Kept as strings: they are part of the public contract.
@@ -67,8 +68,16 @@ PENDING_EVENT_ORGS = "registry_pending_event_orgs"
 PENDING_EVENTS = "registry_pending_events"
 
 
+class Outbox(Protocol):
+    """Where a transaction collects what it writes at commit: an ORM session, or a
+    `storage.sql.Sql` (which shares its session's `info` when it has one)."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+
 def record_event(
-    session: Session,
+    target: Outbox,
     *,
     org_id: int,
     type: str,
@@ -80,14 +89,15 @@ def record_event(
 ) -> None:
     """Adds the event to the current transaction (committed or rolled back with it).
 
-    The row is written just before commit (`_write_pending_events`). On PostgreSQL that
-    step first takes the organization's event lock, held until commit, so an
-    organization's event cursors commit in cursor order and a reader of `cursor > last`
-    can never skip a late-committing lower cursor (see `event_log`). Taking it last,
-    after every row lock the transaction needs, keeps it out of lock-order deadlocks
-    and holds it only for the commit itself. SQLite serializes all writes already.
+    The row is written just before commit (`write_pending`: by the session hook, or by
+    whoever commits a `Sql` transaction). On PostgreSQL that step first takes the
+    organization's event lock, held until commit, so an organization's event cursors
+    commit in cursor order and a reader of `cursor > last` can never skip a
+    late-committing lower cursor (see `event_log`). Taking it last, after every row
+    lock the transaction needs, keeps it out of lock-order deadlocks and holds it only
+    for the commit itself. SQLite serializes all writes already.
     """
-    session.info.setdefault(PENDING_EVENTS, []).append(
+    target.info.setdefault(PENDING_EVENTS, []).append(
         {
             "org_id": org_id,
             "registry_id": registry_id,
@@ -100,22 +110,33 @@ def record_event(
         }
     )
     # Read by event_log after commit to wake this replica's watchers at once.
-    session.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
+    target.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
 
 
-def _lock_event_orgs(session: Session, rows: list[dict[str, Any]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+def write_pending(sql: Sql) -> int:
+    """Writes the transaction's pending events (on PostgreSQL after the event locks of
+    their organizations); the cursor of the last, 0 when there were none."""
+    rows = sql.info.pop(PENDING_EVENTS, None)
+    if not rows:
+        return 0
+    if sql.postgres:
         for org_id in sorted({row["org_id"] for row in rows}):
-            session.execute(select(func.pg_advisory_xact_lock(EVENT_LOCK_SPACE, org_id)))
+            sql.one(q.event_lock, {"space": EVENT_LOCK_SPACE, "org_id": org_id})
+    params = rows
+    sql.many(q.insert_event, params[:-1])
+    return int(sql.one(q.insert_event_returning, params[-1])[0])
+
+
+def drop_pending(target: Outbox) -> None:
+    """Forgets the events of a transaction (or savepoint) that rolled back."""
+    target.info.pop(PENDING_EVENTS, None)
+    target.info.pop(PENDING_EVENT_ORGS, None)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending_events(session: Session) -> None:
-    rows = session.info.pop(PENDING_EVENTS, None)
-    if not rows:
-        return
-    _lock_event_orgs(session, rows)
-    session.execute(insert(m.Event), rows)
+    if session.info.get(PENDING_EVENTS):
+        write_pending(Sql.of(session))
 
 
 def record_event_now(session: Session, **fields: Any) -> int:
@@ -123,14 +144,7 @@ def record_event_now(session: Session, **fields: Any) -> int:
     The organization's event lock is then held until commit, so call it after every
     row lock the transaction takes, and keep the rest of the transaction short."""
     record_event(session, **fields)
-    rows = session.info.pop(PENDING_EVENTS)
-    _lock_event_orgs(session, rows)
-    cursor = 0
-    for row in rows:
-        cursor = session.execute(
-            insert(m.Event).values(**row).returning(m.Event.cursor)
-        ).scalar_one()
-    return int(cursor)
+    return write_pending(Sql.of(session))
 
 
 @event.listens_for(Session, "after_rollback")

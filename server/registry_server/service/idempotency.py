@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..domain.errors import InvalidArgument
-from ..storage import models as m
 from ..storage.db import Database, now_us
 from ..storage.errors import lost_race
+from ..storage.queries import requests as q
+from ..storage.sql import Sql
 from .context import Principal
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -26,19 +26,23 @@ def check_request_id(request_id: str, field: str = "request_id") -> str:
     return request_id
 
 
-def _lookup(s: Session, p: Principal, method: str, request_id: str, cls: type[M]) -> M | None:
-    data = s.execute(
-        select(m.IdempotencyKey.response).where(
-            m.IdempotencyKey.user_id == p.user_id,
-            m.IdempotencyKey.method == method,
-            m.IdempotencyKey.request_id == request_id,
-        )
-    ).scalar()
-    if data is None:
-        return None
-    msg = cls()
-    msg.ParseFromString(data)
-    return msg
+def find_answer(sql: Sql, p: Principal, method: str, request_id: str) -> bytes | None:
+    """The answer kept for this caller's `request_id` of `method`, serialized."""
+    row = sql.one(q.find_answer, {"uid": p.user_id, "method": method, "request_id": request_id})
+    return None if row is None else bytes(row[0])
+
+
+def keep_answer(sql: Sql, p: Principal, method: str, request_id: str, answer: bytes) -> None:
+    sql.execute(
+        q.keep_answer,
+        {
+            "uid": p.user_id,
+            "method": method,
+            "request_id": request_id,
+            "response": answer,
+            "now": now_us(),
+        },
+    )
 
 
 def run_idempotent(
@@ -60,20 +64,12 @@ def run_idempotent(
     def once() -> M:
         with db.write() as s:
             if request_id:
-                prior = _lookup(s, p, method, request_id, cls)
+                prior = find_answer(Sql.of(s), p, method, request_id)
                 if prior is not None:
-                    return prior
+                    return cls.FromString(prior)
             result = work(s)
             if request_id:
-                s.execute(
-                    insert(m.IdempotencyKey).values(
-                        user_id=p.user_id,
-                        method=method,
-                        request_id=request_id,
-                        response=result.SerializeToString(),
-                        create_time=now_us(),
-                    )
-                )
+                keep_answer(Sql.of(s), p, method, request_id, result.SerializeToString())
             return result
 
     try:

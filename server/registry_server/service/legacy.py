@@ -23,7 +23,6 @@ and where the registry moved).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +52,7 @@ from .context import Principal
 from .legacy_views import ModelInfo, ModelVersionView, Settings
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
+from .versions import aliases_by_version
 
 READ_ONLY_REASON = "LEGACY_REGISTRY_READ_ONLY"
 DISABLED_REASON = "LEGACY_REGISTRY_DISABLED"
@@ -423,15 +423,7 @@ _Linker = aliased(m.User, name="linker")
 
 
 def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    found: dict[int, list[str]] = defaultdict(list)
-    if version_ids:
-        for version_id, alias in s.execute(
-            select(m.RegisteredModelAlias.version_id, m.RegisteredModelAlias.alias)
-            .where(m.RegisteredModelAlias.version_id.in_(list(version_ids)))
-            .order_by(m.RegisteredModelAlias.alias)
-        ).all():
-            found[version_id].append(alias)
-    return {vid: tuple(found.get(vid, ())) for vid in version_ids}
+    return aliases_by_version(s, m.RegisteredModelAlias, version_ids)
 
 
 _ArtifactTeam = aliased(m.Team, name="artifact_team")

@@ -29,7 +29,7 @@ from ..domain.errors import FailedPrecondition, NotFound
 from ..domain.names import CollectionRef, model_version_name
 from ..storage import models as m
 from ..storage.sql import Sql
-from . import collections, versions
+from . import collections, links, versions
 from .context import Principal
 from .legacy_views import ModelInfo, ModelVersionView, model_version_row
 from .resolve import ModelVersionInfo
@@ -213,15 +213,5 @@ def forward_legacy_link(
             metadata={"registry": where, "team": f"teams/{team.name}"},
         )
     ref, _ = found
-    view = collections.link_version(
-        s,
-        p,
-        ref.org,
-        ref.registry,
-        ref.collection,
-        artifact_version=artifact_version_ref,
-        aliases=list(aliases),
-        tags=list(tags),
-        description="",
-    )
-    return legacy_view(team, registered_model_id, view)
+    request = links.link_request(ref, artifact_version_ref, aliases, tags, "")
+    return legacy_view(team, registered_model_id, links.link(Sql.of(s), p, request).view)

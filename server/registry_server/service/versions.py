@@ -12,9 +12,13 @@ version index of the collection.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..domain import names, paths
 from ..domain.errors import InvalidArgument, NotFound
@@ -97,6 +101,22 @@ def view_of(
         digest=digest,
         artifact_type=artifact_type,
     )
+
+
+def aliases_by_version(
+    s: Session, alias_model: Any, version_ids: Sequence[int]
+) -> dict[int, tuple[str, ...]]:
+    """The aliases of many versions in one query (`alias_model`: an alias table of
+    artifact or registered-model versions), in code point order as everywhere."""
+    found: dict[int, list[str]] = defaultdict(list)
+    if version_ids:
+        for version_id, alias in s.execute(
+            select(alias_model.version_id, alias_model.alias).where(
+                alias_model.version_id.in_(list(version_ids))
+            )
+        ).all():
+            found[version_id].append(alias)
+    return {vid: tuple(sorted(found.get(vid, ()))) for vid in version_ids}
 
 
 def get_version(

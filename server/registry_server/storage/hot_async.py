@@ -10,7 +10,7 @@ between them. Here they run on the event loop too: `run` starts the read in a gr
 awaits psycopg's AsyncConnection at each `execute` and `fetch*`, so the loop serves
 other calls during the round trip. The same functions run on SQLite's
 `Database.hot_connection`. The hot writes of
-`service.fast_link` run the same way, each in its own transaction, on a second pool
+`workers.changes` run the same way, each in its own transaction, on a second pool
 (`Database.hot_async_writes`), so that writes waiting on row locks never hold the
 connections reads need; a change reports its commit's number to the call's note
 (`storage.commits`), as `Database.write` does.
@@ -63,6 +63,10 @@ class _Cursor:
 
     def fetchall(self) -> list[Any]:
         return await_only(self._cursor.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
 
     def executemany(self, sql: str, rows: Any) -> None:
         await_only(self._cursor.executemany(sql, rows))

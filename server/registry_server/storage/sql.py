@@ -303,11 +303,12 @@ class _EngineConnection:
 def joined_aliases(dialect: str, aliases: Any, version_id: Any) -> Any:
     """A scalar subquery: the aliases in `aliases` (an alias of an alias table) of
     `version_id`, as one comma-joined string (aliases never contain commas). On
-    PostgreSQL in the database's collation order; SQLite's order is unspecified
-    (`split_aliases` sorts)."""
+    PostgreSQL in code point order (`COLLATE "C"`), as Python sorts them; SQLite's order
+    is unspecified (`split_aliases` sorts)."""
     comma: Any = literal_column("','")  # inline: the compiled SQL takes only the real parameters
     if dialect == "postgresql":
-        agg = func.string_agg(aliases.c.alias, aggregate_order_by(comma, aliases.c.alias))
+        order = aliases.c.alias.collate("C")
+        agg = func.string_agg(aliases.c.alias, aggregate_order_by(comma, order))
     else:
         agg = func.group_concat(aliases.c.alias, comma)
     return select(agg).where(aliases.c.version_id == version_id).scalar_subquery()
@@ -333,8 +334,3 @@ def json_value(value: Any) -> Any:
         return _decode_json(value)[0]
     except ValueError:  # text written by other means, e.g. with leading whitespace
         return json.loads(value)
-
-
-def json_param(value: Any) -> str:
-    """A value for a JSON column's parameter."""
-    return json.dumps(value)

@@ -93,7 +93,7 @@ def join_artifact(joined: Any, version_id: Any, *, outer: bool) -> Any:
     )
 
 
-def _caller_team_role(team_id: Any) -> Any:
+def caller_team_role(team_id: Any) -> Any:
     """The caller's (`uid`) role in the team, NULL for non-members."""
     return (
         select(caller_membership.c.role)
@@ -161,7 +161,7 @@ def project_artifact(dialect: str, form: str) -> Select[Any]:
         ).join(artifact_version, artifact_version.c.id == artifact_alias.c.version_id)
     joined = joined.outerjoin(creator, creator.c.id == artifact_version.c.created_by_id)
     return (
-        select(*artifact_columns(dialect), _caller_team_role(artifact_team.c.id))
+        select(*artifact_columns(dialect), caller_team_role(artifact_team.c.id))
         .select_from(joined)
         .where(artifact_team.c.name == bindparam("team"))
     )
@@ -214,7 +214,7 @@ def legacy(dialect: str, form: str) -> Select[Any]:
             team.c.org_id,
             team.c.legacy_state,
             registered_model.c.migrated_collection_id,
-            _caller_team_role(team.c.id),
+            caller_team_role(team.c.id),
             *model_version_columns(dialect),
             *artifact_columns(dialect),
         )

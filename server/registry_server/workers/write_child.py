@@ -1,31 +1,29 @@
-"""SQLite's hot writes (`fast_link`) in a child process of their own.
+"""SQLite's LinkArtifactVersion and AddAlias in a child process of their own.
 
 In the server process every call needs the interpreter lock: on the event loop for
-grpc's completion events and the handler, and on the hot writer thread for the Python
+grpc's completion events and the handler, and on any writer thread for the Python
 between a write's SQL statements. With both busy they hand the lock back and forth
-several times per write, each side waiting for the other: on 2 cores a hot writer
-thread kept LinkArtifactVersion at ~850/s with a third of the CPU idle, where the same
-server with a writer that did nothing answered ~1,800/s. A child process has a lock
-of its own: the server only sends the validated change and reads back the reply.
+several times per write, each side waiting for the other: on 2 cores a writer thread
+kept LinkArtifactVersion at ~850/s with a third of the CPU idle, where the same server
+with a writer that did nothing answered ~1,800/s. A child process has a lock of its
+own: the server only sends the checked request and reads back the answer.
 
-The server starts `python -m registry_server.service.write_process` with one end of a
+The server starts `python -m registry_server.workers.write_child` with one end of a
 socket pair as its stdin (the database URL in its environment, as the migration runner
 gets it). Frames both ways are a 4-byte big-endian length and a pickle:
 
-    server -> child   (job id, change name, arguments)
-    child -> server   (job id, the change's Written, or None)
+    server -> child   (job id, change name, arguments)       (`workers.changes`)
+    child -> server   (job id, the change's Written, the RegistryError it raised, or None)
 
 The child reads every frame that has arrived (up to `BATCH_MAX`), runs them as one
-transaction with a savepoint each (`fast_link.run_batch`, the thread writer's group
-commit), and answers the whole batch in one write. None means "not done here": the
-change fell back or failed and was rolled back, and the server runs the general use
-case, which answers exactly (errors included). The child stops at the end of its stdin,
-so it never outlives the server, whose kernel closes the socket even after SIGKILL.
-If the child dies, the calls it had not answered get None too: the general path then
-finds the database as the child left it (a link it committed is "already linked",
-which that path answers). A child that lived less than `HEALTHY_SECONDS` is not started
-again for `RETRY_SECONDS`; meanwhile `submit` returns None and the caller uses the
-hot writer thread.
+transaction with a savepoint each (`changes.run_batch`: group commit), and answers the
+whole batch in one write. None means "not done here": the server runs the same change
+on a worker thread. The child stops at the end of its stdin, so it never outlives the
+server, whose kernel closes the socket even after SIGKILL. If the child dies, the
+changes it had not answered get None too: the worker thread then finds the database as
+the child left it (a link it committed is "already linked", which the change answers).
+A child that lived less than `HEALTHY_SECONDS` is not started again for
+`RETRY_SECONDS`; meanwhile `submit` returns None.
 """
 
 from __future__ import annotations
@@ -45,11 +43,12 @@ import weakref
 from typing import Any
 
 from ..storage.db import Database
+from . import changes
 
-log = logging.getLogger("registry.hot_writes")
+log = logging.getLogger("registry.write_child")
 
 FRAME = struct.Struct("!I")
-BATCH_MAX = 64  # changes per transaction, as the thread writer
+BATCH_MAX = 64  # changes per transaction
 HEALTHY_SECONDS = 5.0
 RETRY_SECONDS = 30.0
 STOP_SECONDS = 5.0
@@ -79,7 +78,7 @@ def _frames(buffer: bytearray, limit: int = 1 << 30) -> list[Any]:
 # --- the server's side ------------------------------------------------------------------
 
 
-class WriteProcess:
+class WriteChild:
     """The server's end: one child per database, answering on one event loop."""
 
     def __init__(self, url: str) -> None:
@@ -125,7 +124,7 @@ class WriteProcess:
             )
         except OSError as err:  # out of processes or memory
             ours.close()
-            log.error("cannot start the hot write process (%s)", err)
+            log.error("cannot start the write child (%s)", err)
             self._paused_until = time.monotonic() + RETRY_SECONDS
             return False
         finally:
@@ -133,11 +132,11 @@ class WriteProcess:
         ours.setblocking(False)
         self._sock, self._loop, self._started = ours, loop, time.monotonic()
         loop.add_reader(ours.fileno(), self._readable)
-        log.info("hot write process %d started", self._proc.pid)
+        log.info("write child %d started", self._proc.pid)
         return True
 
     def submit(self, change: str, args: tuple[Any, ...]) -> asyncio.Future[Any] | None:
-        """A future of the change's outcome (a Written or None); None when there is no
+        """A future of the change's outcome (`changes.Outcome`); None when there is no
         child to take it (the caller writes another way)."""
         if not self.start() or asyncio.get_running_loop() is not self._loop:
             return None
@@ -191,13 +190,13 @@ class WriteProcess:
         """The child is gone."""
         lived = time.monotonic() - self._started
         code = self._proc.poll() if self._proc is not None else None
-        log.warning("hot write process %s exited (%s) after %.1f s", self.pid, code, lived)
+        log.warning("write child %s exited (%s) after %.1f s", self.pid, code, lived)
         if lived < HEALTHY_SECONDS:
             self._paused_until = time.monotonic() + RETRY_SECONDS
         self._close_socket()
 
     def _close_socket(self) -> None:
-        """Closes our end; what the child did not answer goes to the general path."""
+        """Closes our end; what the child did not answer runs on a worker thread."""
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
@@ -223,31 +222,31 @@ class WriteProcess:
         try:
             proc.wait(STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            log.warning("hot write process %d did not stop; killing it", proc.pid)
+            log.warning("write child %d did not stop; killing it", proc.pid)
             proc.kill()
             proc.wait()
 
 
-_processes: weakref.WeakKeyDictionary[Database, WriteProcess] = weakref.WeakKeyDictionary()
+_processes: weakref.WeakKeyDictionary[Database, WriteChild] = weakref.WeakKeyDictionary()
 
 
-def use_write_process(db: Database) -> WriteProcess | None:
+def start_write_child(db: Database) -> WriteChild | None:
     """Sends `db`'s hot writes to a child process from now on (a SQLite file only; an
     in-memory database is this process's alone). Call on the event loop."""
     if not db.is_sqlite or db.is_memory:
         return None
     process = _processes.get(db)
     if process is None:
-        process = _processes[db] = WriteProcess(db.url)
+        process = _processes[db] = WriteChild(db.url)
     process.start()
     return process
 
 
-def write_process(db: Database) -> WriteProcess | None:
+def write_child(db: Database) -> WriteChild | None:
     return _processes.get(db)
 
 
-def stop_write_process(db: Database) -> None:
+def stop_write_child(db: Database) -> None:
     process = _processes.pop(db, None)
     if process is not None:
         process.close()
@@ -280,28 +279,15 @@ def _read_batch(sock: socket.socket, buffer: bytearray) -> list[Any] | None:
 
 def serve(sock: socket.socket, db: Database) -> None:
     """Runs jobs from `sock` until it ends."""
-    from . import fast_link
-
     buffer = bytearray()
     while True:
         batch = _read_batch(sock, buffer)
         if batch is None:
             return
-        changes = [fast_link.CHANGES.get(name) for _, name, _ in batch]
-        if None in changes:  # not one of ours: not run, answered None
-            log.error("unknown hot write change in %s", [name for _, name, _ in batch])
-        outcomes = fast_link.run_batch(
-            db,
-            [
-                (change, args) if change is not None else None
-                for change, (_, _, args) in zip(changes, batch, strict=True)
-            ],
-        )
+        outcomes = changes.run_batch(db, [(name, args) for _, name, args in batch])
         reply = bytearray()
         for (job, _, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log.warning("hot write failed; the general path answers: %r", outcome)
-            reply += _frame((job, outcome if isinstance(outcome, fast_link.Written) else None))
+            reply += _frame((job, outcome))
         sock.sendall(reply)
 
 
@@ -309,7 +295,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the server stops us
     logging.basicConfig(
         level=os.environ.get("REGISTRY_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s[hot-writes] %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s[write-child] %(message)s",
     )
     sock = socket.socket(fileno=os.dup(0))
     db = Database(os.environ["REGISTRY_DATABASE_URL"], pool_size=1)

@@ -1,0 +1,29 @@
+"""Proto messages of the views the use cases return, one function per message, for
+servicers and for the write child (which keeps a write's answer for its request_id)."""
+
+from __future__ import annotations
+
+from registry.v1 import resources_pb2 as r
+
+from ..domain import names
+from ..service.versions import VersionView
+from .convert import struct, ts
+
+
+def version_proto(view: VersionView) -> r.CollectionVersion:
+    reply = r.CollectionVersion(
+        name=view.name,
+        version_index=view.version_index,
+        artifact_version=view.artifact_version,
+        aliases=view.aliases,
+        tags=view.tags,
+        description=view.description,
+        linked_by=names.user_name(view.linked_by) if view.linked_by else "",
+        create_time=ts(view.create_time),
+        update_time=ts(view.update_time),
+        metadata=struct(view.metadata),
+        digest=view.digest,
+        type=view.artifact_type,
+        path=view.path,
+    )
+    return reply

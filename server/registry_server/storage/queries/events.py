@@ -1,0 +1,42 @@
+"""The event outbox's writes: every change's events go in last, on PostgreSQL after
+the organization's event lock (`service.events`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.sql import ClauseElement, Select
+
+from ..sql import query
+from .tables import event
+
+
+def _values() -> dict[str, Any]:
+    return {
+        "org_id": bindparam("org_id"),
+        "registry_id": bindparam("registry_id"),
+        "team_id": bindparam("team_id"),
+        "type": bindparam("type"),
+        "actor": bindparam("actor"),
+        "resource": bindparam("resource"),
+        "time": bindparam("time"),
+        "details": bindparam("details"),
+    }
+
+
+@query
+def insert_event(dialect: str) -> ClauseElement:
+    # inline: no implicit RETURNING of the new cursor
+    return insert(event).inline().values(**_values())
+
+
+@query
+def insert_event_returning(dialect: str) -> ClauseElement:
+    return insert(event).values(**_values()).returning(event.c.cursor)
+
+
+@query
+def event_lock(dialect: str) -> Select[Any]:
+    """PostgreSQL: the organization's event lock, held until commit."""
+    return select(func.pg_advisory_xact_lock(bindparam("space"), bindparam("org_id")))

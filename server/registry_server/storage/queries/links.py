@@ -1,0 +1,254 @@
+"""LinkArtifactVersion and AddAlias: the row each write checks, and its writes.
+
+`link_target(form)` reads, in one row, the registry with the caller's granted roles,
+the collection (locked before by `lock_collection` on PostgreSQL), the source
+artifact version by name (`form` "index" or "alias") or by id ("id"), the caller's
+role in the source's team, and whether it is linked there already. The source is
+outer-joined: NULL source columns mean no such artifact version. No row means no such
+registry or collection (`registries.collection_header` then tells which).
+
+`alias_target()` reads, for AddAlias, the registry, the (locked) collection, version
+`index` with what its reply shows, and where the alias is now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql import ClauseElement, Select
+
+from ..sql import query
+from .registries import by_name, registry_columns
+from .resolve import caller_team_role
+from .tables import (
+    artifact,
+    artifact_alias,
+    artifact_version,
+    collection,
+    collection_alias,
+    collection_version,
+    holder_cv,
+    org,
+    project,
+    registry,
+    team,
+)
+from .versions import highest_index, version_columns, with_source
+
+_ONE: Any = literal_column("1")  # inline: compiled SQL takes only the real parameters
+
+
+def _registry_collection() -> Any:
+    """organizations -> registries -> collections, by the names in the request."""
+    return org.join(registry, registry.c.org_id == org.c.id).join(
+        collection,
+        and_(
+            collection.c.registry_id == registry.c.id,
+            collection.c.name == bindparam("collection"),
+        ),
+    )
+
+
+@query
+def lock_collection(dialect: str) -> Select[Any]:
+    """PostgreSQL: the collection's row lock, taken by a write before it reads. (A
+    statement that waited for a row lock sees that row as committed meanwhile, but the
+    rows it joined as they were when it started: the reads come after, in a statement
+    of their own.) SQLite serializes its writers."""
+    return (
+        select(collection.c.id)
+        .select_from(_registry_collection())
+        .where(by_name())
+        .with_for_update(of=collection)
+    )
+
+
+@query
+def link_target(dialect: str, form: str) -> Select[Any]:
+    joined = _registry_collection()
+    if form == "id":
+        joined = (
+            joined.outerjoin(artifact_version, artifact_version.c.id == bindparam("av_id"))
+            .outerjoin(artifact, artifact.c.id == artifact_version.c.artifact_id)
+            .outerjoin(project, project.c.id == artifact.c.project_id)
+            .outerjoin(team, team.c.id == project.c.team_id)
+        )
+    else:
+        joined = (
+            joined.outerjoin(team, team.c.name == bindparam("team"))
+            .outerjoin(
+                project,
+                and_(project.c.team_id == team.c.id, project.c.name == bindparam("project")),
+            )
+            .outerjoin(
+                artifact,
+                and_(
+                    artifact.c.project_id == project.c.id,
+                    artifact.c.name == bindparam("artifact"),
+                ),
+            )
+        )
+        if form == "index":
+            joined = joined.outerjoin(
+                artifact_version,
+                and_(
+                    artifact_version.c.artifact_id == artifact.c.id,
+                    artifact_version.c.version_index == bindparam("index"),
+                ),
+            )
+        else:
+            joined = joined.outerjoin(
+                artifact_alias,
+                and_(
+                    artifact_alias.c.artifact_id == artifact.c.id,
+                    artifact_alias.c.alias == bindparam("alias"),
+                ),
+            ).outerjoin(artifact_version, artifact_version.c.id == artifact_alias.c.version_id)
+    linked = (
+        select(collection_version.c.id)
+        .where(
+            collection_version.c.collection_id == collection.c.id,
+            collection_version.c.artifact_version_id == artifact_version.c.id,
+        )
+        .scalar_subquery()
+    )
+    stmt = (
+        select(
+            *registry_columns(),
+            collection.c.id,
+            collection.c.type,
+            collection.c.next_version_index,
+            artifact_version.c.id,
+            artifact_version.c.version_index,
+            artifact_version.c.digest,
+            artifact_version.c.metadata,
+            artifact_version.c.delete_time,
+            artifact.c.type,
+            artifact.c.name,
+            project.c.name,
+            team.c.name,
+            team.c.id,
+            team.c.org_id,
+            caller_team_role(team.c.id),
+            linked,
+        )
+        .select_from(joined)
+        .where(by_name())
+    )
+    return stmt
+
+
+@query
+def alias_target(dialect: str) -> Select[Any]:
+    joined = _registry_collection().outerjoin(
+        collection_version,
+        and_(
+            collection_version.c.collection_id == collection.c.id,
+            collection_version.c.version_index == bindparam("index"),
+        ),
+    )
+    joined = with_source(joined, outer=True).outerjoin(
+        collection_alias,
+        and_(
+            collection_alias.c.collection_id == collection.c.id,
+            collection_alias.c.alias == bindparam("alias"),
+        ),
+    )
+    return (
+        select(
+            *registry_columns(),
+            collection.c.id,
+            collection_alias.c.id,
+            holder_cv.c.version_index,
+            highest_index(collection.c.id),
+            *version_columns(dialect),
+        )
+        .select_from(joined.outerjoin(holder_cv, holder_cv.c.id == collection_alias.c.version_id))
+        .where(by_name())
+    )
+
+
+@query
+def alias_count(dialect: str) -> Select[Any]:
+    return select(func.count()).where(collection_alias.c.version_id == bindparam("vid"))
+
+
+@query
+def insert_collection(dialect: str) -> ClauseElement:
+    """A new collection; a concurrent one of the same name wins (nothing inserted)."""
+    values: dict[str, Any] = {
+        "registry_id": bindparam("rid"),
+        "name": bindparam("name"),
+        "type": bindparam("type"),
+        "description": bindparam("text"),
+        "tags": bindparam("tags"),
+        "next_version_index": bindparam("zero"),
+        "revision": bindparam("one"),
+        "created_by_id": bindparam("uid"),
+        "create_time": bindparam("now"),
+        "update_time": bindparam("now"),
+    }
+    if dialect == "postgresql":
+        return (
+            pg_insert(collection)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["registry_id", "name"])
+        )
+    return insert(collection).prefix_with("OR IGNORE").values(**values)
+
+
+@query
+def insert_link(dialect: str) -> ClauseElement:
+    return (
+        insert(collection_version)
+        .values(
+            collection_id=bindparam("cid"),
+            version_index=bindparam("index"),
+            artifact_version_id=bindparam("av"),
+            tags=bindparam("tags"),
+            description=bindparam("text"),
+            linked_by_id=bindparam("uid"),
+            create_time=bindparam("now"),
+            update_time=bindparam("now"),
+        )
+        .returning(collection_version.c.id)
+    )
+
+
+@query
+def bump_collection(dialect: str) -> ClauseElement:
+    return (
+        update(collection)
+        .where(collection.c.id == bindparam("cid"))
+        .values(
+            next_version_index=collection.c.next_version_index + _ONE,
+            revision=collection.c.revision + _ONE,
+            update_time=bindparam("now"),
+        )
+    )
+
+
+@query
+def move_alias(dialect: str) -> ClauseElement:
+    return (
+        update(collection_alias)
+        .where(collection_alias.c.id == bindparam("alias_id"))
+        .values(version_id=bindparam("vid"), create_time=bindparam("now"))
+    )
+
+
+@query
+def insert_alias(dialect: str) -> ClauseElement:
+    # inline: no implicit RETURNING of the new id
+    return (
+        insert(collection_alias)
+        .inline()
+        .values(
+            collection_id=bindparam("cid"),
+            alias=bindparam("alias"),
+            version_id=bindparam("vid"),
+            create_time=bindparam("now"),
+        )
+    )
