@@ -7,219 +7,36 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from registry.v1 import artifact_service_pb2 as pb
 from registry.v1 import legacy_model_registry_service_pb2 as lpb
 from registry.v1 import resources_pb2 as r
-from registry_server.domain.roles import LegacyState, RegistryRole, Visibility
+from registry_server.domain.roles import LegacyState, RegistryRole
 from registry_server.storage import models as m
-from registry_server.storage.db import now_us
 
-from .conftest import Person, ServerThread, World, expect_error, make_world, unique
-from .test_statement_counts import in_unit_of_work
+from .support.content import files, log, new_project
+from .support.errors import expect_error
+from .support.rows import (
+    db_session,
+    events_of,
+    insert_collection,
+    insert_registry,
+    insert_registry_member,
+    set_legacy_state,
+)
+from .support.servers import ServerThread
+from .support.unit_of_work import in_unit_of_work
+from .support.world import World, make_world, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
-
-
-# --- helpers shared with the other test files -----------------------------------------
-
-
-def files(*names: str, salt: str = "") -> list[r.ManifestEntry]:
-    """Manifest entries with digests derived from the names (and salt)."""
-    return [
-        r.ManifestEntry(
-            path=n,
-            digest="sha256:" + hashlib.sha256(f"{salt}{n}".encode()).hexdigest(),
-            size=len(n) + len(salt),
-            ref=f"s3://bucket/{salt}{n}",
-        )
-        for n in names
-    ]
-
-
-def new_project(person: Person, team: str, project: str | None = None) -> str:
-    project = project or unique("proj")
-    return person.stubs.artifacts.CreateProject(
-        pb.CreateProjectRequest(parent=f"teams/{team}", project_id=project)
-    ).name
-
-
-def log(
-    person: Person,
-    project: str,
-    artifact: str,
-    *,
-    salt: str,
-    type: str = "model",
-    aliases: tuple[str, ...] = (),
-    tags: tuple[str, ...] = (),
-    metadata: dict[str, object] | None = None,
-    run_id: str = "",
-    names: tuple[str, ...] = ("model.pt", "config.json"),
-) -> r.ArtifactVersion:
-    md = struct_pb2.Struct()
-    md.update(metadata or {})
-    return person.stubs.artifacts.CreateArtifactVersion(
-        pb.CreateArtifactVersionRequest(
-            parent=project,
-            artifact_id=artifact,
-            type=type,
-            manifest=files(*names, salt=salt),
-            metadata=md,
-            aliases=list(aliases),
-            tags=list(tags),
-            run_id=run_id,
-        )
-    )
-
-
-@contextmanager
-def db_session(server: ServerThread) -> Iterator[Session]:
-    """A write session on the server's own database (for setup the API does not offer)."""
-    with server.app.db.write() as s:
-        yield s
-
-
-def org_id(s: Session, org: str) -> int:
-    return s.execute(select(m.Organization.id).where(m.Organization.name == org)).scalar_one()
-
-
-def artifact_version_id(s: Session, name: str) -> int:
-    _, team, _, project, _, artifact, _, n = name.split("/")
-    return s.execute(
-        select(m.ArtifactVersion.id)
-        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
-        .join(m.Project, m.Project.id == m.Artifact.project_id)
-        .join(m.Team, m.Team.id == m.Project.team_id)
-        .where(
-            m.Team.name == team,
-            m.Project.name == project,
-            m.Artifact.name == artifact,
-            m.ArtifactVersion.version_index == int(n),
-        )
-    ).scalar_one()
-
-
-def make_registry(server: ServerThread, org: str, name: str, *, restricted: bool = True) -> int:
-    now = now_us()
-    with db_session(server) as s:
-        reg = m.Registry(
-            org_id=org_id(s, org),
-            name=name,
-            description="",
-            visibility=int(Visibility.RESTRICTED if restricted else Visibility.ORGANIZATION),
-            artifact_types=["model"],
-            allow_all_artifact_types=False,
-            protected_aliases=[],
-            default_role=int(RegistryRole.RESTRICTED_VIEWER),
-            core=False,
-            revision=1,
-            create_time=now,
-            update_time=now,
-        )
-        s.add(reg)
-        s.flush()
-        return reg.id
-
-
-def grant(server: ServerThread, org: str, registry: str, user: str, role: RegistryRole) -> None:
-    with db_session(server) as s:
-        registry_id = s.execute(
-            select(m.Registry.id).where(
-                m.Registry.org_id == org_id(s, org), m.Registry.name == registry
-            )
-        ).scalar_one()
-        user_id = s.execute(select(m.User.id).where(m.User.name == user)).scalar_one()
-        now = now_us()
-        s.add(
-            m.RegistryMember(
-                registry_id=registry_id,
-                user_id=user_id,
-                role=int(role),
-                create_time=now,
-                update_time=now,
-            )
-        )
-
-
-def make_collection(
-    server: ServerThread,
-    org: str,
-    registry: str,
-    collection: str,
-    versions: list[str],
-    aliases: dict[str, int] | None = None,
-) -> int:
-    """A collection linking the artifact version names in order, with aliases -> index."""
-    now = now_us()
-    with db_session(server) as s:
-        registry_id = s.execute(
-            select(m.Registry.id).where(
-                m.Registry.org_id == org_id(s, org), m.Registry.name == registry
-            )
-        ).scalar_one()
-        coll = m.Collection(
-            registry_id=registry_id,
-            name=collection,
-            type="model",
-            description="",
-            tags=[],
-            next_version_index=len(versions),
-            revision=1,
-            create_time=now,
-            update_time=now,
-        )
-        s.add(coll)
-        s.flush()
-        rows = []
-        for i, name in enumerate(versions):
-            cv = m.CollectionVersion(
-                collection_id=coll.id,
-                version_index=i,
-                artifact_version_id=artifact_version_id(s, name),
-                tags=[],
-                description="",
-                create_time=now,
-                update_time=now,
-            )
-            s.add(cv)
-            rows.append(cv)
-        s.flush()
-        for alias, index in (aliases or {}).items():
-            s.add(
-                m.CollectionAlias(
-                    collection_id=coll.id, alias=alias, version_id=rows[index].id, create_time=now
-                )
-            )
-        return coll.id
-
-
-def set_legacy_state(
-    server: ServerThread, team: str, state: LegacyState, registry_id: int | None = None
-) -> None:
-    with db_session(server) as s:
-        t = s.execute(select(m.Team).where(m.Team.name == team)).scalar_one()
-        t.legacy_state = int(state)
-        t.migrated_registry_id = registry_id
-
-
-def events_of(server: ServerThread, org: str, type_: str | None = None) -> list[m.Event]:
-    with server.app.db.read() as s:
-        stmt = select(m.Event).where(m.Event.org_id == org_id(s, org)).order_by(m.Event.cursor)
-        if type_:
-            stmt = stmt.where(m.Event.type == type_)
-        return list(s.execute(stmt).scalars())
 
 
 # --- fixtures ------------------------------------------------------------------------
@@ -717,10 +534,10 @@ def test_use_and_lineage_both_ways(setup: Setup, server: ServerThread) -> None:
             aliases=["staging"],
         )
     )
-    make_collection(server, world.org, "model", "public-clf", [v0.name], {"prod": 0})
+    insert_collection(server, world.org, "model", "public-clf", [v0.name], {"prod": 0})
     secret = unique("secret")
-    make_registry(server, world.org, secret, restricted=True)
-    make_collection(server, world.org, secret, "hidden", [v0.name])
+    insert_registry(server, world.org, secret, restricted=True)
+    insert_collection(server, world.org, secret, "hidden", [v0.name])
     other_team = world.team("other", owner=world.admin)
     other_project = new_project(world.admin, other_team)
     del other_project  # another team's legacy link to v0 is invisible to team members
@@ -812,8 +629,8 @@ def test_resolve_every_path_form(setup: Setup, server: ServerThread) -> None:
     assert out.registered_model_version.name == f"teams/{setup.team}/registeredModels/mm/versions/0"
 
     # registry collection, with and without the organization; latest = highest index
-    make_collection(server, world.org, "model", "coll", [v0.name, v1.name], {"prod": 0})
-    grant(server, world.org, "model", setup.member.id, RegistryRole.VIEWER)
+    insert_collection(server, world.org, "model", "coll", [v0.name, v1.name], {"prod": 0})
+    insert_registry_member(server, world.org, "model", setup.member.id, RegistryRole.VIEWER)
     canonical_root = f"{world.org}/wandb-registry-model/coll"
     for path, v, index in (
         (f"{world.org}/wandb-registry-model/coll", v1, 1),
@@ -853,10 +670,10 @@ def test_resolve_access_rules(setup: Setup, server: ServerThread) -> None:
     world = setup.world
     proj = setup.project.split("/")[-1]
     v0 = log(setup.member, setup.project, "m", salt="0")
-    make_collection(server, world.org, "model", "shared", [v0.name])
+    insert_collection(server, world.org, "model", "shared", [v0.name])
     restricted = unique("restricted")
-    make_registry(server, world.org, restricted)
-    make_collection(server, world.org, restricted, "inner", [v0.name])
+    insert_registry(server, world.org, restricted)
+    insert_collection(server, world.org, restricted, "inner", [v0.name])
 
     # the org's default role in a core registry is RESTRICTED_VIEWER: may see, may not use
     expect_error(
@@ -870,7 +687,7 @@ def test_resolve_access_rules(setup: Setup, server: ServerThread) -> None:
         setup.outsider.stubs.artifacts.UseArtifactVersion,
         pb.UseArtifactVersionRequest(path="wandb-registry-model/shared", run_id="r"),
     )
-    grant(server, world.org, "model", setup.outsider.id, RegistryRole.VIEWER)
+    insert_registry_member(server, world.org, "model", setup.outsider.id, RegistryRole.VIEWER)
     out = setup.outsider.stubs.artifacts.ResolvePath(
         pb.ResolvePathRequest(path="wandb-registry-model/shared:v0")
     )
@@ -928,8 +745,8 @@ def test_resolve_migrated_legacy_path_redirects(setup: Setup, server: ServerThre
         )
     # what a migration does: a restricted registry, a collection with the same versions
     target = f"{setup.team}-mr-migrated"
-    registry_id = make_registry(server, world.org, target)
-    collection_id = make_collection(
+    registry_id = insert_registry(server, world.org, target)
+    collection_id = insert_collection(
         server, world.org, target, "legacy-m", [v0.name, v1.name], {"prod": 0}
     )
     with db_session(server) as s:
@@ -956,7 +773,7 @@ def test_resolve_migrated_legacy_path_redirects(setup: Setup, server: ServerThre
         setup.outsider.stubs.artifacts.ResolvePath,
         pb.ResolvePathRequest(path=f"{setup.team}/model-registry/legacy-m"),
     )
-    grant(server, world.org, target, setup.outsider.id, RegistryRole.VIEWER)
+    insert_registry_member(server, world.org, target, setup.outsider.id, RegistryRole.VIEWER)
     out = setup.outsider.stubs.artifacts.ResolvePath(
         pb.ResolvePathRequest(path=f"{setup.team}/model-registry/legacy-m:prod")
     )
@@ -1005,8 +822,8 @@ def test_resolution_is_a_few_indexed_queries(setup: Setup, server: ServerThread)
             aliases=["prod"],
         )
     )
-    make_collection(server, world.org, "model", "q", [v0.name], {"prod": 0})
-    grant(server, world.org, "model", setup.member.id, RegistryRole.VIEWER)
+    insert_collection(server, world.org, "model", "q", [v0.name], {"prod": 0})
+    insert_registry_member(server, world.org, "model", setup.member.id, RegistryRole.VIEWER)
     statements: list[tuple[int, str]] = []
 
     def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]

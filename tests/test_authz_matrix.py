@@ -18,24 +18,19 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from registry.v1 import (
-    artifact_service_pb2,
-    collection_service_pb2,
-    event_service_pb2,
-    legacy_model_registry_service_pb2,
-    migration_service_pb2,
-    organization_service_pb2,
-    registry_service_pb2,
-)
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as pb
+from registry.v1 import event_service_pb2
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.domain.roles import Permission
 from registry_server.service import authz_table
 
-from .conftest import Person, ServerThread, World, failure, make_world, unique
-from .test_collections import Lab, add_alias, link, log_version, make_lab
+from .support.content import Lab, add_alias, link, log_version, make_lab
+from .support.errors import failure
+from .support.servers import ServerThread
+from .support.services import all_methods
+from .support.world import Person, World, make_world, unique
 
 OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -589,24 +584,9 @@ def test_authorization_matrix(env: Env, case: Case, principal: str, visibility: 
 
 # --- the table covers every RPC ---------------------------------------------------------
 
-_SERVICE_MODULES = [
-    artifact_service_pb2,
-    collection_service_pb2,
-    event_service_pb2,
-    legacy_model_registry_service_pb2,
-    migration_service_pb2,
-    organization_service_pb2,
-    registry_service_pb2,
-]
-
 
 def all_rpcs() -> list[tuple[str, str]]:
-    return [
-        (service.name, method.name)
-        for module in _SERVICE_MODULES
-        for service in module.DESCRIPTOR.services_by_name.values()
-        for method in service.methods
-    ]
+    return [(method.containing_service.name, method.name) for method in all_methods()]
 
 
 def test_every_rpc_of_every_service_has_an_authorization_rule() -> None:

@@ -21,9 +21,9 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Client, RetryPolicy
 from registry_client import webhooks as standard_webhooks
 
-from .conftest import Person, ServerThread, World, unique
-from .test_client import mtls_server
-from .test_webhooks import Receiver, serve_receiver
+from .support.servers import ServerThread, mtls_server
+from .support.webhooks import Receiver, serve_receiver
+from .support.world import Person, World, unique
 
 OK, ERROR, USAGE, NOT_FOUND, DENIED, INVALID = 0, 1, 2, 3, 4, 5
 

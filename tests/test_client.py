@@ -3,7 +3,6 @@ automatic request_id (no duplicates when a response is lost), typed errors, path
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import socket
 from collections.abc import Callable, Iterator
@@ -29,12 +28,9 @@ from registry_client import (
     manifest_from_directory,
 )
 from registry_client import names as client_names
-from registry_server.api.app import App, Settings
-from registry_server.api.server import TlsConfig
-from registry_server.storage.db import Database
 
-from .certs import Pki, make_pki
-from .conftest import Person, ServerThread, World, unique
+from .support.servers import ServerThread, mtls_server
+from .support.world import Person, World, unique
 
 FAST_RETRY = RetryPolicy(max_retries=3, initial_backoff=0.01, max_backoff=0.05)
 
@@ -551,22 +547,6 @@ def test_watch_events_reconnects_from_the_last_cursor(
         # The first stream broke after two events; the second resumed after the second one.
         assert seen == expected
         assert [req.after_cursor for req in cut.requests] == [0, expected[1]]
-
-
-@contextlib.contextmanager
-def mtls_server(database_url: str, directory: Path) -> Iterator[tuple[ServerThread, Pki]]:
-    """A second server on the test database that requires client certificates."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pki = make_pki(directory)
-    db = Database(database_url)
-    app = App(db, Settings(auth_cache_ttl=5.0, replica_id="tls-replica"))
-    tls = TlsConfig(str(pki.server_cert), str(pki.server_key), str(pki.ca_cert))
-    thread = ServerThread(app, tls=tls).start()
-    try:
-        yield thread, pki
-    finally:
-        thread.stop()
-        db.dispose()
 
 
 def test_client_speaks_mutual_tls(world: World, database_url: str, tmp_path: Path) -> None:

@@ -7,22 +7,23 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, struct_pb2
-from sqlalchemy import select
+from google.protobuf import field_mask_pb2
 
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as pb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 
-from .conftest import Person, ServerThread, World, expect_error, failure, make_world, unique
+from .support.content import Lab, add_alias, create_registry, grant, link, log_version, make_lab
+from .support.errors import expect_error, failure
+from .support.rows import org_events
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -31,133 +32,7 @@ FAILED = grpc.StatusCode.FAILED_PRECONDITION
 ABORTED = grpc.StatusCode.ABORTED
 
 
-# --- helpers (also used by test_authz_matrix) ------------------------------------------
-
-
-@dataclass
-class Lab:
-    """A team with a project where its members log artifact versions."""
-
-    team: str
-    project: str
-    owner: Person
-
-    @property
-    def parent(self) -> str:
-        return f"teams/{self.team}/projects/{self.project}"
-
-
-def make_lab(world: World, owner: Person, members: dict[Person, int] | None = None) -> Lab:
-    team = world.team("lab", members or {}, owner=owner)
-    project = unique("proj")
-    owner.stubs.artifacts.CreateProject(
-        apb.CreateProjectRequest(parent=f"teams/{team}", project_id=project)
-    )
-    return Lab(team, project, owner)
-
-
-def log_version(
-    lab: Lab,
-    artifact: str = "resnet",
-    *,
-    type: str = "model",
-    metadata: dict[str, Any] | None = None,
-    by: Person | None = None,
-) -> r.ArtifactVersion:
-    """Logs a version with fresh content (so it is never deduplicated)."""
-    meta = struct_pb2.Struct()
-    meta.update(metadata or {})
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    return (by or lab.owner).stubs.artifacts.CreateArtifactVersion(
-        apb.CreateArtifactVersionRequest(
-            parent=lab.parent,
-            artifact_id=artifact,
-            type=type,
-            manifest=[r.ManifestEntry(path="weights.bin", digest=digest, size=123)],
-            metadata=meta,
-        )
-    )
-
-
-def create_registry(
-    world: World,
-    person: Person | None = None,
-    *,
-    visibility: int = r.VISIBILITY_RESTRICTED,
-    types: Sequence[str] = ("model",),
-    protected: Sequence[str] = (),
-    allow_all: bool = False,
-) -> str:
-    return str(
-        (person or world.admin)
-        .stubs.registries.CreateRegistry(
-            rpb.CreateRegistryRequest(
-                parent=world.org_name,
-                registry_id=unique("reg"),
-                registry=r.Registry(
-                    visibility=visibility,
-                    artifact_types=list(types),
-                    protected_aliases=list(protected),
-                    allow_all_artifact_types=allow_all,
-                ),
-            )
-        )
-        .name
-    )
-
-
-def grant(world: World, registry: str, member: str, role: int) -> None:
-    world.admin.stubs.registries.AddRegistryMember(
-        rpb.AddRegistryMemberRequest(registry=registry, member=member, role=role)
-    )
-
-
-def member_lab_and_registry(
-    world: World, owner: Person, *, visibility: int = r.VISIBILITY_RESTRICTED
-) -> tuple[Lab, str]:
-    """A lab of `owner`'s to log versions in, and a new registry where `owner` is MEMBER."""
-    lab = make_lab(world, owner)
-    registry = create_registry(world, visibility=visibility)
-    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
-    return lab, registry
-
-
-def registry_path(registry: str, collection: str, version: str = "") -> str:
-    """The short path of a collection (`version`: ":alias", ":v3" or "" for latest)."""
-    return f"wandb-registry-{registry.rsplit('/', 1)[1]}/{collection}{version}"
-
-
-def link(
-    person: Person,
-    registry: str,
-    collection: str,
-    source: str,
-    aliases: Sequence[str] = (),
-    *,
-    tags: Sequence[str] = (),
-    description: str = "",
-    request_id: str = "",
-) -> r.CollectionVersion:
-    return person.stubs.collections.LinkArtifactVersion(
-        pb.LinkArtifactVersionRequest(
-            parent=registry,
-            collection_id=collection,
-            artifact_version=source,
-            aliases=list(aliases),
-            tags=list(tags),
-            description=description,
-            request_id=request_id,
-        )
-    )
-
-
-def add_alias(
-    person: Person, version: str, alias: str, expected: int | None = None
-) -> r.CollectionVersion:
-    req = pb.AddAliasRequest(collection_version=version, alias=alias)
-    if expected is not None:
-        req.expected_version_index = expected
-    return person.stubs.collections.AddAlias(req)
+# --- helpers ---------------------------------------------------------------------------
 
 
 def versions(person: Person, collection: str, **kwargs: Any) -> list[r.CollectionVersion]:
@@ -175,20 +50,6 @@ def versions(person: Person, collection: str, **kwargs: Any) -> list[r.Collectio
 
 def aliases_by_index(person: Person, collection: str) -> dict[int, list[str]]:
     return {v.version_index: list(v.aliases) for v in versions(person, collection, page_size=1000)}
-
-
-def org_events(server: ServerThread, org: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(type, resource, details) of an organization's events in cursor order."""
-    from registry_server.storage import models as m
-
-    with server.app.db.read() as s:
-        rows = s.execute(
-            select(m.Event.type, m.Event.resource, m.Event.details)
-            .join(m.Organization, m.Organization.id == m.Event.org_id)
-            .where(m.Organization.name == org)
-            .order_by(m.Event.cursor)
-        ).all()
-    return [(t, res, d) for t, res, d in rows]
 
 
 def registry_events(server: ServerThread, org: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -28,8 +28,11 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.storage import models as m
 
-from .conftest import Person, ServerThread, World, failure, unique
-from .test_artifacts import events_of, files, new_project
+from .support.content import files, new_project
+from .support.errors import failure
+from .support.rows import events_of
+from .support.servers import ServerThread
+from .support.world import Person, World, unique
 
 THREADS = 8
 MOVES = 25

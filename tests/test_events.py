@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -35,7 +34,10 @@ from registry_server.service.context import Principal
 from registry_server.storage import models as m
 from registry_server.storage.db import Database, now_us
 
-from .conftest import Person, ServerThread, World, expect_error, unique
+from .support.content import Lab, create_registry, grant, link, list_events, log_version, make_lab
+from .support.errors import expect_error
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -45,93 +47,12 @@ ABORTED = grpc.StatusCode.ABORTED
 EXISTS = grpc.StatusCode.ALREADY_EXISTS
 
 
-# --- helpers (also used by test_webhooks) ---------------------------------------------
-
-
-def list_events(stubs: Stubs, parent: str, filter: str = "", page_size: int = 0) -> list[r.Event]:
-    out: list[r.Event] = []
-    token = ""
-    while True:
-        page = stubs.events.ListEvents(
-            pb.ListEventsRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-        )
-        out.extend(page.events)
-        token = page.next_page_token
-        if not token:
-            return out
+# --- helpers ---------------------------------------------------------------------------
 
 
 def last_cursor(stubs: Stubs, parent: str) -> int:
     found = list_events(stubs, parent)
     return found[-1].cursor if found else 0
-
-
-def make_registry(world: World, person: Person | None = None, *, restricted: bool = True) -> str:
-    name: str = (
-        (person or world.admin)
-        .stubs.registries.CreateRegistry(
-            rpb.CreateRegistryRequest(
-                parent=world.org_name,
-                registry_id=unique("reg"),
-                registry=r.Registry(
-                    visibility=r.VISIBILITY_RESTRICTED if restricted else r.VISIBILITY_ORGANIZATION,
-                    artifact_types=["model"],
-                ),
-            )
-        )
-        .name
-    )
-    return name
-
-
-def grant(world: World, registry: str, member: str, role: int) -> None:
-    world.admin.stubs.registries.AddRegistryMember(
-        rpb.AddRegistryMemberRequest(registry=registry, member=member, role=role)
-    )
-
-
-@dataclass
-class Lab:
-    team: str
-    project: str
-    owner: Person
-
-    @property
-    def parent(self) -> str:
-        return f"teams/{self.team}/projects/{self.project}"
-
-
-def make_lab(world: World, owner: Person) -> Lab:
-    team = world.team("lab", owner=owner)
-    project = unique("proj")
-    owner.stubs.artifacts.CreateProject(
-        apb.CreateProjectRequest(parent=f"teams/{team}", project_id=project)
-    )
-    return Lab(team, project, owner)
-
-
-def log_version(lab: Lab, artifact: str = "net") -> r.ArtifactVersion:
-    """A version with fresh content (never deduplicated)."""
-    return lab.owner.stubs.artifacts.CreateArtifactVersion(
-        apb.CreateArtifactVersionRequest(
-            parent=lab.parent,
-            artifact_id=artifact,
-            type="model",
-            manifest=[
-                r.ManifestEntry(path="w.bin", digest="sha256:" + uuid.uuid4().hex * 2, size=1)
-            ],
-        )
-    )
-
-
-def link(person: Person, registry: str, collection: str, source: str) -> r.CollectionVersion:
-    return person.stubs.collections.LinkArtifactVersion(
-        cpb.LinkArtifactVersionRequest(
-            parent=registry, collection_id=collection, artifact_version=source
-        )
-    )
 
 
 class Stream:
@@ -286,7 +207,6 @@ def test_every_mutating_rpc_has_an_expected_event_type() -> None:
 def test_organization_rpcs_record_one_event_each(
     world: World, root_stubs: Stubs, server: ServerThread
 ) -> None:
-    from .conftest import make_world
 
     # A service admin's onboarding lands in the organization it touched, where that
     # organization's admins see who reached in and from where.
@@ -726,8 +646,8 @@ def test_events_are_filtered_to_what_the_caller_can_see(world: World, root_stubs
     alice = world.person("alice")  # no team, no registry role
     bob = world.person("bob")
     team = world.team("vision", {bob: r.TEAM_ROLE_MEMBER})
-    restricted = make_registry(world)
-    open_registry = make_registry(world, restricted=False)
+    restricted = create_registry(world)
+    open_registry = create_registry(world, visibility=r.VISIBILITY_ORGANIZATION)
     everything = list_events(world.admin.stubs, world.org_name)
     types = {e.type for e in everything}
     assert {ev.USER_CREATED, ev.TEAM_CREATED, ev.REGISTRY_CREATED, ev.API_KEY_CREATED} <= types
@@ -794,8 +714,8 @@ def test_team_events_need_membership_and_follow_removal(world: World) -> None:
 
 def test_filters_by_type_actor_resource_and_time(world: World) -> None:
     alice = world.person("alice", org_admin=True)
-    reg_a = make_registry(world, alice)
-    reg_b = make_registry(world)
+    reg_a = create_registry(world, alice)
+    reg_b = create_registry(world)
     grant(world, reg_a, world.admin.name, r.REGISTRY_ROLE_ADMIN)
     stubs = world.admin.stubs
 
@@ -929,9 +849,9 @@ def test_watch_applies_visibility(world: World) -> None:
     alice = world.person("alice")
     start = last_cursor(world.admin.stubs, world.org_name)
     stream = Stream(alice.stubs, world.org_name, after=start)
-    hidden = make_registry(world)  # restricted: invisible to alice
+    hidden = create_registry(world)  # restricted: invisible to alice
     new_team(world.admin, world)  # team events: alice is no member
-    shown = make_registry(world, restricted=False)
+    shown = create_registry(world, visibility=r.VISIBILITY_ORGANIZATION)
     got = stream.take(1)
     assert [e.resource for e in got] == [shown]
     stream.quiet()
@@ -1145,7 +1065,7 @@ def ts_between(a: timestamp_pb2.Timestamp, b: timestamp_pb2.Timestamp) -> timest
 def test_alias_history_answers_which_version_held_an_alias_at_a_time(world: World) -> None:
     mia = world.person("mia")
     lab = make_lab(world, mia)
-    registry = make_registry(world)
+    registry = create_registry(world)
     grant(world, registry, mia.name, r.REGISTRY_ROLE_MEMBER)
     boss = world.person("boss")
     grant(world, registry, boss.name, r.REGISTRY_ROLE_MEMBER)
@@ -1244,7 +1164,7 @@ def test_alias_history_answers_which_version_held_an_alias_at_a_time(world: Worl
 
 def test_alias_history_survives_collection_deletion(world: World) -> None:
     lab = make_lab(world, world.admin)
-    registry = make_registry(world)
+    registry = create_registry(world)
     coll = unique("c")
     v0 = link(world.admin, registry, coll, log_version(lab).name)
     world.admin.stubs.collections.AddAlias(
@@ -1259,7 +1179,7 @@ def test_alias_history_survives_collection_deletion(world: World) -> None:
 
 
 def test_automation_rpcs_record_one_event_each(world: World) -> None:
-    registry = make_registry(world)
+    registry = create_registry(world)
     probe = Probe(world.admin.stubs, world.org_name)
     stub = world.admin.stubs.events
     automation = r.Automation(event_types=[ev.ALIAS_ADDED], url="http://127.0.0.1:9/hook")
@@ -1322,8 +1242,6 @@ def test_migration_rpcs_record_their_state_change(
     """The runner keeps recording progress while these run, so each RPC's event is told
     apart by what only the RPC writes: the PENDING start, the cancel and rollback requests."""
     from registry.v1 import migration_service_pb2 as mpb
-
-    from .conftest import make_world
 
     admin = world.admin.stubs
     lab = make_lab(world, world.admin)

@@ -22,16 +22,10 @@ from registry_server.service.context import Principal
 from registry_server.service.idempotency import run_idempotent
 from registry_server.storage import models as m
 
-from .conftest import Person, ServerThread, World
-from .test_collections import (
-    Lab,
-    create_registry,
-    grant,
-    link,
-    log_version,
-    make_lab,
-    org_events,
-)
+from .support.content import Lab, create_registry, grant, link, log_version, make_lab
+from .support.rows import org_events
+from .support.servers import ServerThread
+from .support.world import Person, World
 
 T = TypeVar("T")
 

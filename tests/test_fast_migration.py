@@ -14,8 +14,11 @@ from registry_server.api.migrations import migration_proto
 from registry_server.service import fast_migration
 from registry_server.service import migration as svc
 
-from .conftest import Person, ServerThread, expect_error, make_world
-from .test_migration import legacy_only_world, start, wait_for, watch
+from .support.errors import expect_error
+from .support.legacy_teams import legacy_only_world
+from .support.migrations import start, wait_for, watch
+from .support.servers import ServerThread
+from .support.world import Person, make_world
 
 
 def both(server: ServerThread, person: Person, name: str) -> tuple[Any, Any]:

@@ -24,8 +24,7 @@ from registry_server.service import registries as regs
 from registry_server.service.collections import CollectionRef
 from registry_server.service.context import Principal
 
-from .conftest import Person, ServerThread, World, expect_error, make_world
-from .test_collections import (
+from .support.content import (
     add_alias,
     create_registry,
     grant,
@@ -34,6 +33,9 @@ from .test_collections import (
     make_lab,
     member_lab_and_registry,
 )
+from .support.errors import expect_error
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world
 
 FILTERS = [
     "",

@@ -14,14 +14,10 @@ from registry_server.domain.paths import parse_path
 from registry_server.service.fast_resolve import resolve_registry_path
 from registry_server.service.resolve import resolve_parsed
 
-from .conftest import Person, ServerThread, World, expect_error
-from .test_collections import (
-    grant,
-    link,
-    log_version,
-    member_lab_and_registry,
-    registry_path,
-)
+from .support.content import grant, link, log_version, member_lab_and_registry, registry_path
+from .support.errors import expect_error
+from .support.servers import ServerThread
+from .support.world import Person, World
 
 
 def both(server: ServerThread, person: Person, path: str) -> tuple[object, object]:

@@ -16,9 +16,10 @@ import pytest
 from registry.v1 import organization_service_pb2 as pb
 from registry_client import Stubs, open_channel
 
-from . import pg_cluster
-from .conftest import database_kind, failure
-from .test_server_process import Proc, free_port, run_cli
+from .support import pg_cluster
+from .support.errors import failure
+from .support.processes import Proc, free_port, run_cli
+from .support.servers import database_kind
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "postgres" or not pg_cluster.available(),

@@ -20,43 +20,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
-from registry.v1 import (
-    artifact_service_pb2,
-    collection_service_pb2,
-    event_service_pb2,
-    legacy_model_registry_service_pb2,
-    migration_service_pb2,
-    organization_service_pb2,
-    registry_service_pb2,
-)
 from registry_server.domain.errors import InvalidArgument
 from registry_server.domain.pagination import decode_token, encode_token
 
-from .conftest import ServerThread, World
+from .support.content import struct
+from .support.servers import ServerThread
+from .support.services import all_methods
+from .support.world import World
 
 EXAMPLES = int(os.environ.get("REGISTRY_FUZZ_EXAMPLES", "8"))  # per RPC
 _ = descriptor_pb2
 
-MODULES = [
-    organization_service_pb2,
-    artifact_service_pb2,
-    legacy_model_registry_service_pb2,
-    registry_service_pb2,
-    collection_service_pb2,
-    migration_service_pb2,
-    event_service_pb2,
-]
 
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
-
-
-def all_methods() -> list[MethodDescriptor]:
-    return [
-        method
-        for module in MODULES
-        for service in module.DESCRIPTOR.services_by_name.values()
-        for method in service.methods
-    ]
 
 
 def served_methods(server: ServerThread) -> list[MethodDescriptor]:
@@ -128,7 +104,7 @@ def message_strategy(desc: Descriptor, world: World, depth: int = 0) -> st.Searc
         scalar = st.one_of(
             st.none(), st.booleans(), st.floats(allow_nan=False), st.text(max_size=20)
         )
-        return st.dictionaries(st.text(max_size=20), scalar, max_size=5).map(_struct)
+        return st.dictionaries(st.text(max_size=20), scalar, max_size=5).map(struct)
     if full == "google.protobuf.FieldMask":
         paths = st.lists(
             st.sampled_from(["description", "tags", "*", "name", "x.y", ""]), max_size=3
@@ -147,14 +123,6 @@ def message_strategy(desc: Descriptor, world: World, depth: int = 0) -> st.Searc
             value = st.lists(value, max_size=3)
         fields[field.name] = value
     return st.fixed_dictionaries({}, optional=fields)
-
-
-def _struct(d: dict[str, Any]) -> Any:
-    from google.protobuf import struct_pb2
-
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s
 
 
 def build(cls: type[Message], values: dict[str, Any]) -> Message:

@@ -16,8 +16,7 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.storage.hot_async import READS, WRITES, AsyncHotPool
 
-from .conftest import Person, ServerThread, World, database_kind, failure
-from .test_collections import (
+from .support.content import (
     create_registry,
     grant,
     link,
@@ -25,6 +24,9 @@ from .test_collections import (
     member_lab_and_registry,
     registry_path,
 )
+from .support.errors import failure
+from .support.servers import ServerThread, database_kind
+from .support.world import Person, World
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "postgres", reason="PostgreSQL's hot-read connections"

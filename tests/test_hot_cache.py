@@ -19,8 +19,10 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.storage.hot_cache import CommitWatch, HotCache
 
-from .conftest import ServerThread, World, database_kind, expect_error
-from .test_collections import grant, link, log_version, member_lab_and_registry, registry_path
+from .support.content import grant, link, log_version, member_lab_and_registry, registry_path
+from .support.errors import expect_error
+from .support.servers import ServerThread, database_kind
+from .support.world import World
 
 sqlite_only = pytest.mark.skipif(database_kind() != "sqlite", reason="the cache is SQLite's")
 

@@ -19,24 +19,17 @@ from registry_client import Stubs
 from registry_server.domain.roles import LegacyState
 from registry_server.storage import models as m
 
-from .conftest import (
-    Person,
-    ServerThread,
-    World,
-    expect_error,
-    failure,
-    make_world,
-    unique,
-)
-from .test_artifacts import (
+from .support.content import log, new_project
+from .support.errors import expect_error, failure
+from .support.rows import (
     db_session,
     events_of,
-    log,
-    make_collection,
-    make_registry,
-    new_project,
+    insert_collection,
+    insert_registry,
     set_legacy_state,
 )
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world, unique
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -723,10 +716,10 @@ def test_read_only_and_migrated_block_every_write(
         # what a migration does for the models read below: a collection each, which the
         # legacy reads and paths then answer from
         target = f"{lg.team}-mr-migrated"
-        registry_id = make_registry(server, lg.world.org, target)
+        registry_id = insert_registry(server, lg.world.org, target)
         versions = [lg.versions[0].name, lg.versions[1].name]
         for op in READ_OPS:
-            collection_id = make_collection(
+            collection_id = insert_collection(
                 server, lg.world.org, target, names[op], versions, {"production": 0, "staging": 1}
             )
             with db_session(server) as s:

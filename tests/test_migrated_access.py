@@ -40,7 +40,10 @@ from registry_server.service.fast_resolve import resolve_registry_path
 from registry_server.service.resolve import resolve_parsed
 from registry_server.storage import models as m
 
-from .conftest import Person, ServerThread, World, expect_error, make_world
+from .support.content import struct
+from .support.errors import expect_error
+from .support.servers import ServerThread, fresh_database
+from .support.world import Person, World, make_world
 
 OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -126,14 +129,6 @@ class Migrated:
         return [(x.member, int(x.role), x.follows_team_roles) for x in listed]
 
 
-def _struct(data: dict[str, Any]) -> Any:
-    from google.protobuf import struct_pb2
-
-    s = struct_pb2.Struct()
-    s.update(data)
-    return s
-
-
 def migrate_a_team(server: ServerThread, root_stubs: Any) -> Migrated:
     world = make_world(server, root_stubs)
     owner, member, viewer = world.person("owner"), world.person("member"), world.person("viewer")
@@ -160,7 +155,7 @@ def migrate_a_team(server: ServerThread, root_stubs: Any) -> Migrated:
                         size=i + 1,
                     )
                 ],
-                metadata=_struct({"step": i}),
+                metadata=struct({"step": i}),
             )
         ).name
         for i in range(4)
@@ -961,8 +956,6 @@ def test_schema_revision_converts_copied_members_without_changing_anyone_s_acces
     from alembic import command
 
     from registry_server.storage.migrate import alembic_config, upgrade
-
-    from .test_migration_crash import fresh_database
 
     with fresh_database("0001") as url:
         old = seed_old_database(url)

@@ -13,24 +13,17 @@ import pytest
 from registry.v1 import resources_pb2 as r
 from registry_server.storage.db import Database
 
-from .conftest import database_kind
-from .test_migration_crash import (
+from .support.migrations import (
     FINAL,
-    MODELS,
-    VERSIONS_PER_MODEL,
     Progress,
-    ServerProcess,
-    admin_stubs,
-    bootstrap,
-    dump_legacy,
-    dump_target,
-    fresh_database,
     poll_until,
     read_progress,
-    seed_teams,
     start_migration,
     wait_final,
 )
+from .support.processes import ServerProcess, admin_stubs, bootstrap, pid_of
+from .support.seeded_teams import MODELS, VERSIONS_PER_MODEL, dump_legacy, dump_target, seed_teams
+from .support.servers import database_kind, fresh_database
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "postgres", reason="replicas share a PostgreSQL database"
@@ -38,12 +31,6 @@ pytestmark = pytest.mark.skipif(
 
 LEASE_SECONDS = 2.0
 DELAY_MS = 100
-
-
-def pid_of(owner: str | None) -> int:
-    """Replica ids are `host:pid:random` (registry-server serve)."""
-    assert owner, "no lease owner"
-    return int(owner.split(":")[1])
 
 
 def test_the_other_replica_takes_over_after_the_lease_expires(tmp_path: Path) -> None:

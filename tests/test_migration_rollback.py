@@ -29,18 +29,17 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.api.migrations import BATCH_DELAY_ENV
 
-from .conftest import Person, ServerThread, World, expect_error, make_world
-from .test_migration import (
+from .support.errors import expect_error
+from .support.legacy_teams import (
     LegacyTeam,
     legacy_snapshot,
     legacy_team,
     list_model_versions,
     resolve,
-    start,
-    very_slow_steps,  # noqa: F401 (fixture)
-    wait_for,
-    watch,
 )
+from .support.migrations import start, wait_for, watch
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -651,7 +650,7 @@ def test_writes_during_rollback_are_refused_not_lost(
 def test_cancel_carries_back_links_made_while_the_migration_ran(
     server: ServerThread,
     root_stubs: Any,
-    very_slow_steps: None,  # noqa: F811
+    very_slow_steps: None,
 ) -> None:
     """The migrated registry is usable from its set-up on: what was linked there before
     a cancel goes back into the legacy registry too."""

@@ -31,8 +31,11 @@ from registry_server.domain.errors import QUOTE_MAX, quote, shorten
 from registry_server.domain.paths import PathKind, Version, format_path, parse_path
 from registry_server.storage import models as m
 
-from .conftest import ServerThread, World, expect_error, failure, unique
-from .test_artifacts import files, org_id
+from .support.content import files
+from .support.errors import expect_error, failure
+from .support.rows import org_id
+from .support.servers import ServerThread
+from .support.world import World, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

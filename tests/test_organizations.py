@@ -10,7 +10,8 @@ from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 
-from .conftest import World, expect_error, make_world, unique
+from .support.errors import expect_error
+from .support.world import World, make_world, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

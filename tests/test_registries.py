@@ -15,7 +15,9 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
-from .conftest import Person, ServerThread, World, expect_error, make_world, unique
+from .support.errors import expect_error
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

@@ -17,8 +17,11 @@ from google.protobuf import struct_pb2
 from registry.v1 import artifact_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
-from .conftest import ServerThread, World, expect_error, unique
-from .test_artifacts import events_of, files
+from .support.content import files
+from .support.errors import expect_error
+from .support.rows import events_of
+from .support.servers import ServerThread
+from .support.world import World, unique
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

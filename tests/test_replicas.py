@@ -27,34 +27,21 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Client, RegistryError, RetryPolicy, Stubs, open_channel
 from registry_server.storage.db import Database
 
-from .conftest import database_kind
-from .test_crash_invariants import (
+from .support.invariants import alias_events, invariant_violations
+from .support.ledger import (
     ALIASES,
     OK,
     Fixture,
     Ledger,
     acknowledged_violations,
-    alias_events,
     api_snapshot,
-    invariant_violations,
     make_sources,
     outcome_of,
 )
-from .test_migration_crash import (
-    FINAL,
-    MODELS,
-    ROOT_ORG,
-    VERSIONS_PER_MODEL,
-    bootstrap,
-    dump_legacy,
-    dump_target,
-    fresh_database,
-    poll_until,
-    read_progress,
-    seed_teams,
-)
-from .test_migration_replicas import pid_of
-from .test_server_process import Proc, free_port
+from .support.migrations import FINAL, poll_until, read_progress
+from .support.processes import ROOT_ORG, Proc, bootstrap, free_port, pid_of
+from .support.seeded_teams import MODELS, VERSIONS_PER_MODEL, dump_legacy, dump_target, seed_teams
+from .support.servers import database_kind, fresh_database
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "postgres", reason="replicas share a PostgreSQL database"

@@ -2,110 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from registry.v1 import organization_service_pb2 as pb
 from registry_client import Stubs, open_channel
 
-from .certs import make_pki
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "registry-server"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-
-
-class Proc:
-    """`registry-server serve` as a child process; its log goes to a file (a pipe
-    nobody reads would fill up and block the server)."""
-
-    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        self.port = port
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix="registry-server-", suffix=".log", delete=False
-        )
-        self.proc = subprocess.Popen(
-            [str(BIN / "registry-server"), "serve", "--address", f"127.0.0.1:{port}", *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def wait_healthy(self, channel: grpc.Channel | None = None, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        # First the port, with a bare socket: a TLS channel whose first connection was
-        # refused waited out its 20 s connect timeout on the next one (grpcio 1.78).
-        while not port_open(self.port):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server did not listen: {self.output()}")
-            time.sleep(0.05)
-        channel = channel or grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.output()}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError("server did not become healthy")
-
-    def stop(self) -> str:
-        """SIGTERM (if still running), wait, and return the log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()  # never left running after the test
-            raise
-        self.log.close()
-        out = self.output()
-        Path(self.log.name).unlink(missing_ok=True)
-        return out
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=30)
+from .support.certs import make_pki
+from .support.processes import BIN, Proc, free_port, run_cli
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ what is counted is the work of an answer computed, not of one kept.
 
 from __future__ import annotations
 
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +42,9 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs
 
-from .conftest import Person, ServerThread, World, make_world, unique
+from .support.servers import ServerThread
+from .support.unit_of_work import in_unit_of_work
+from .support.world import Person, World, make_world, unique
 
 ROWS = 60  # more than the largest page measured
 LIST_BOUND = 6
@@ -58,25 +59,6 @@ HOT_READ_BOUNDS = {
     "GetEffectiveRole": 4,
 }
 NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
-# Frames of the servicers' unit of work: `App.read/write` run `work`, `App.create`
-# runs `run_idempotent`.
-UNIT_OF_WORK = (
-    ("registry_server/api/app.py", "work"),
-    ("registry_server/api/app.py", "hot_read"),
-    ("registry_server/storage/hot_async.py", "_call"),  # PostgreSQL hot paths, in a greenlet
-    ("registry_server/service/idempotency.py", "run_idempotent"),
-)
-
-
-def in_unit_of_work() -> bool:
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename.replace("\\", "/")
-        for suffix, function in UNIT_OF_WORK:
-            if frame.f_code.co_name == function and filename.endswith(suffix):
-                return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
 
 
 class StatementCounter:

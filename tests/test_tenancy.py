@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -42,7 +39,10 @@ from registry_client import Stubs, open_channel
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
 
-from .conftest import Person, ServerThread, World, failure, make_world, unique
+from .support.errors import failure
+from .support.processes import run_cli
+from .support.servers import ServerThread, fresh_database
+from .support.world import Person, World, make_world, unique
 
 SERVICES = {
     "OrganizationService": ("organizations", organization_service_pb2),
@@ -470,11 +470,6 @@ def test_root_admin_is_flagged_service_admin(root_stubs: Stubs) -> None:
 # --- the command line ---------------------------------------------------------------
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).with_name("registry-server")
-    return subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=120)
-
-
 def test_bootstrap_refuses_a_database_that_has_an_organization(database_url: str) -> None:
     again = run_cli(
         "bootstrap", "--organization", unique("o"), "--admin", unique("a"),
@@ -542,8 +537,6 @@ def test_upgrade_keeps_the_bootstrap_organizations_admins_as_service_admins() ->
 
     from registry_server.storage.db import normalize_url
     from registry_server.storage.migrate import upgrade
-
-    from .test_migration_crash import fresh_database
 
     with fresh_database("0001") as url:
         engine = create_engine(normalize_url(url))

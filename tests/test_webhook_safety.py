@@ -33,9 +33,11 @@ from registry_server.service import webhook_http, webhook_targets
 from registry_server.service.webhook_targets import TargetPolicy, TargetRefused
 from registry_server.storage.db import Database
 
-from .certs import make_pki
-from .conftest import Person, ServerThread, World, expect_error, make_world
-from .test_events import grant, list_events, make_registry
+from .support.certs import make_pki
+from .support.content import create_registry, grant, list_events
+from .support.errors import expect_error
+from .support.servers import ServerThread
+from .support.world import Person, World, make_world
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PUBLIC = "93.184.215.14"  # a global unicast address: only ever a resolver answer here
@@ -110,7 +112,7 @@ def strict(strict_server: ServerThread, root_key: str) -> Iterator[Strict]:
     channel = open_channel(strict_server.target, root_key)
     world = make_world(strict_server, Stubs.on(channel))
     member = world.person("mia")
-    registry = make_registry(world)
+    registry = create_registry(world)
     grant(world, registry, member.name, r.REGISTRY_ROLE_MEMBER)
     yield Strict(strict_server, world, member, registry)
     channel.close()

@@ -25,9 +25,10 @@ from registry_server.service.write_process import WriteProcess
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
-from .conftest import ServerThread, World, database_kind
-from .test_collections import create_registry, grant, link, log_version, make_lab
-from .test_migration_crash import alive, wait_gone
+from .support.content import create_registry, grant, link, log_version, make_lab
+from .support.processes import alive, wait_gone
+from .support.servers import ServerThread, database_kind
+from .support.world import World
 
 pytestmark = pytest.mark.skipif(
     database_kind() != "sqlite", reason="PostgreSQL's hot writes run on the event loop"
