@@ -20,7 +20,7 @@ from registry_server.domain.roles import LegacyState, RegistryRole
 from registry_server.storage import models as m
 
 from .support.content import files, log, new_project
-from .support.errors import expect_error
+from .support.errors import DENIED, FAILED, INVALID, NOT_FOUND, expect_error
 from .support.rows import (
     db_session,
     events_of,
@@ -32,12 +32,6 @@ from .support.rows import (
 from .support.servers import ServerThread
 from .support.unit_of_work import in_unit_of_work
 from .support.world import World, make_world, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-
 
 # --- fixtures ------------------------------------------------------------------------
 

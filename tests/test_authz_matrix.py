@@ -27,14 +27,10 @@ from registry_server.domain.roles import Permission
 from registry_server.service import authz_table
 
 from .support.content import Lab, add_alias, link, log_version, make_lab
-from .support.errors import failure
+from .support.errors import DENIED, NOT_FOUND, OK, failure
 from .support.servers import ServerThread
 from .support.services import all_methods
 from .support.world import Person, World, make_world, unique
-
-OK = grpc.StatusCode.OK
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 # Registry roles, as the integers of the proto enum (0 = no access).
 NONE, RESTRICTED_VIEWER, VIEWER, MEMBER, ADMIN = range(5)

@@ -20,17 +20,10 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 
 from .support.content import Lab, add_alias, create_registry, grant, link, log_version, make_lab
-from .support.errors import expect_error, failure
+from .support.errors import ABORTED, DENIED, FAILED, INVALID, NOT_FOUND, expect_error, failure
 from .support.rows import org_events
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-ABORTED = grpc.StatusCode.ABORTED
-
 
 # --- helpers ---------------------------------------------------------------------------
 

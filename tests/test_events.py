@@ -35,17 +35,9 @@ from registry_server.storage import models as m
 from registry_server.storage.db import Database, now_us
 
 from .support.content import Lab, create_registry, grant, link, list_events, log_version, make_lab
-from .support.errors import expect_error
+from .support.errors import ABORTED, DENIED, EXISTS, FAILED, INVALID, NOT_FOUND, expect_error
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-ABORTED = grpc.StatusCode.ABORTED
-EXISTS = grpc.StatusCode.ALREADY_EXISTS
-
 
 # --- helpers ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from registry_server.domain.roles import LegacyState
 from registry_server.storage import models as m
 
 from .support.content import log, new_project
-from .support.errors import expect_error, failure
+from .support.errors import DENIED, FAILED, INVALID, NOT_FOUND, expect_error, failure
 from .support.rows import (
     db_session,
     events_of,
@@ -30,12 +30,6 @@ from .support.rows import (
 )
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world, unique
-
-OK = grpc.StatusCode.OK
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
 
 
 @dataclass

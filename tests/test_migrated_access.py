@@ -41,16 +41,9 @@ from registry_server.service.resolve import resolve_parsed
 from registry_server.storage import models as m
 
 from .support.content import struct
-from .support.errors import expect_error
+from .support.errors import DENIED, FAILED, INVALID, NOT_FOUND, OK, expect_error
 from .support.servers import ServerThread, fresh_database
 from .support.world import Person, World, make_world
-
-OK = grpc.StatusCode.OK
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-
 
 # --- a migrated team ---------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 
-from .support.errors import expect_error
+from .support.errors import DENIED, FAILED, INVALID, NOT_FOUND, OK, expect_error
 from .support.legacy_teams import (
     LegacyTeam,
     legacy_only_world,
@@ -34,13 +34,6 @@ from .support.legacy_teams import (
 from .support.migrations import FINAL, start, wait_for, watch
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-OK = grpc.StatusCode.OK
-
 
 # --- building legacy registries ------------------------------------------------------
 

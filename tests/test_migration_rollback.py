@@ -29,7 +29,7 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.api.migrations import BATCH_DELAY_ENV
 
-from .support.errors import expect_error
+from .support.errors import FAILED, INVALID, NOT_FOUND, OK, expect_error
 from .support.legacy_teams import (
     LegacyTeam,
     legacy_snapshot,
@@ -41,10 +41,6 @@ from .support.migrations import start, wait_for, watch
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world
 
-OK = grpc.StatusCode.OK
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
 READ_ONLY = "REGISTRY_READ_ONLY"
 LOSES = "UNDO_WOULD_LOSE_CHANGES"
 

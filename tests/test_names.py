@@ -32,12 +32,10 @@ from registry_server.domain.paths import PathKind, Version, format_path, parse_p
 from registry_server.storage import models as m
 
 from .support.content import files
-from .support.errors import expect_error, failure
+from .support.errors import INVALID, expect_error, failure
 from .support.rows import org_id
 from .support.servers import ServerThread
 from .support.world import World, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @dataclass

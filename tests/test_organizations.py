@@ -10,10 +10,8 @@ from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 
-from .support.errors import expect_error
+from .support.errors import INVALID, expect_error
 from .support.world import World, make_world, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_bootstrap_org_has_core_registries_and_admin(world: World) -> None:

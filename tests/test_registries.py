@@ -15,15 +15,9 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
-from .support.errors import expect_error
+from .support.errors import ABORTED, DENIED, FAILED, INVALID, NOT_FOUND, expect_error
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-FAILED = grpc.StatusCode.FAILED_PRECONDITION
-ABORTED = grpc.StatusCode.ABORTED
 
 
 def registry_name(world: World, registry_id: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import struct_pb2
 
@@ -18,12 +17,10 @@ from registry.v1 import artifact_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
 from .support.content import files
-from .support.errors import expect_error
+from .support.errors import INVALID, expect_error
 from .support.rows import events_of
 from .support.servers import ServerThread
 from .support.world import World, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @dataclass

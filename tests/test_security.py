@@ -10,10 +10,8 @@ import pytest
 from registry.v1 import organization_service_pb2 as pb
 from registry.v1 import organization_service_pb2_grpc as pb_grpc
 
-from .support.errors import expect_error
+from .support.errors import INVALID, expect_error
 from .support.world import World
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_oversized_message_is_refused(world: World) -> None:

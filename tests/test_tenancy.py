@@ -39,7 +39,7 @@ from registry_client import Stubs, open_channel
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
 
-from .support.errors import failure
+from .support.errors import DENIED, NOT_FOUND, OK, failure
 from .support.processes import run_cli
 from .support.servers import ServerThread, fresh_database
 from .support.world import Person, World, make_world, unique
@@ -53,9 +53,6 @@ SERVICES = {
     "MigrationService": ("migrations", migration_service_pb2),
     "EventService": ("events", event_service_pb2),
 }
-OK = grpc.StatusCode.OK
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
 DIGEST = "sha256:" + "ab" * 32
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 

@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from registry.v1 import event_service_pb2 as pb
@@ -35,11 +34,10 @@ from registry_server.storage.db import Database
 
 from .support.certs import make_pki
 from .support.content import create_registry, grant, list_events
-from .support.errors import expect_error
+from .support.errors import INVALID, expect_error
 from .support.servers import ServerThread
 from .support.world import Person, World, make_world
 
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PUBLIC = "93.184.215.14"  # a global unicast address: only ever a resolver answer here
 
 LOOPBACK_SPELLINGS = [

@@ -39,14 +39,10 @@ from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
 from .support.content import create_registry, grant, link, list_events, log_version, make_lab
-from .support.errors import expect_error
+from .support.errors import DENIED, INVALID, NOT_FOUND, expect_error
 from .support.servers import WEBHOOKS_TO_LOOPBACK, ServerThread
 from .support.webhooks import Receiver, serve_receiver
 from .support.world import Person, World, unique
-
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """What a failed call answered: its status code, message, `ErrorInfo` reason and
-`BadRequest` fields."""
+`BadRequest` fields; and the status codes by the short names the tests use."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from dataclasses import dataclass
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+OK = grpc.StatusCode.OK
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
+ABORTED = grpc.StatusCode.ABORTED
+EXISTS = grpc.StatusCode.ALREADY_EXISTS
 
 
 @dataclass

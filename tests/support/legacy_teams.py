@@ -17,10 +17,9 @@ from registry.v1 import legacy_model_registry_service_pb2 as lpb
 from registry.v1 import resources_pb2 as r
 
 from .content import struct
+from .errors import OK
 from .servers import ServerThread
 from .world import Person, World, make_world
-
-OK = grpc.StatusCode.OK
 
 
 @dataclass
