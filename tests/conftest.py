@@ -4,12 +4,18 @@ PostgreSQL (REGISTRY_TEST_DATABASE=postgres), talked to through the generated st
 Tests isolate themselves by creating their own organization (`world` fixture). The
 fixtures shared by several test modules live here; the helpers they share live in
 `tests/support/`.
+
+Each test is marked with its group, the directory it sits in: `unit` (pure logic, no
+server), `api` (through the in-process server and the stubs) or `process` (server
+processes, command-line subprocesses, kills, replicas, faults). `pytest -m unit` runs
+one group; `make test-quick` is the unit group.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +27,21 @@ from registry_server.storage.db import Database
 
 from .support.servers import HOT_WRITER, WEBHOOKS_TO_LOOPBACK, ServerThread, fresh_database
 from .support.world import World, make_world
+
+GROUPS = ("unit", "api", "process")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test with its group: the directory under tests/ it sits in."""
+    here = Path(__file__).parent
+    for item in items:
+        try:
+            group = item.path.relative_to(here).parts[0]
+        except ValueError:
+            continue
+        if group in GROUPS:
+            item.add_marker(group)
 
 
 @pytest.fixture(scope="session")

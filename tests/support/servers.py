@@ -61,7 +61,7 @@ def fresh_database(revision: str = "head", *, label: str = "migration") -> Itera
 # The loop the in-process servers run on: `registry-server serve`'s default unless set.
 EVENT_LOOP = EventLoop(os.environ.get("REGISTRY_TEST_EVENT_LOOP", EventLoop.uvloop.value))
 # Where the session server's SQLite hot writes run: `registry-server serve`'s default
-# unless set (tests/test_fast_link.py also runs the thread writer directly).
+# unless set (tests/api/test_fast_link.py also runs the thread writer directly).
 HOT_WRITER = HotWriter(os.environ.get("REGISTRY_TEST_HOT_WRITER", HotWriter.process.value))
 
 
@@ -104,7 +104,7 @@ class ServerThread:
 
 
 # Webhook tests send to receivers on 127.0.0.1 over plain http, which a server refuses
-# by default (tests/test_webhook_safety.py serves with the defaults).
+# by default (tests/api/test_webhook_safety.py serves with the defaults).
 WEBHOOKS_TO_LOOPBACK: dict[str, Any] = {
     "webhook_allow_http": True,
     "webhook_allow_cidrs": ("127.0.0.0/8",),

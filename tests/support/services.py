@@ -32,3 +32,8 @@ def all_methods() -> list[MethodDescriptor]:
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     ]
+
+
+def all_rpcs() -> list[tuple[str, str]]:
+    """(service name, method name) of every RPC."""
+    return [(method.containing_service.name, method.name) for method in all_methods()]
