@@ -10,7 +10,7 @@ DATABASE_URL ?= sqlite:///$(CURDIR)/registry.db
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-sqlite test-postgres lint protos protos-check bench bench-postgres fuzz soak clean
+.PHONY: help setup run test test-quick test-sqlite test-postgres lint protos protos-check bench bench-postgres fuzz soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ test: $(STAMP) ## Run the suite on SQLite, and on PostgreSQL when REGISTRY_TEST_
 		echo "=== test suite on PostgreSQL ($$REGISTRY_TEST_POSTGRES_URL) ==="; \
 		REGISTRY_TEST_DATABASE=postgres $(BIN)/pytest $(PYTEST_ARGS); \
 	else echo "=== PostgreSQL run skipped: set REGISTRY_TEST_POSTGRES_URL ==="; fi
+
+# The edit loop: every unit test, then a smoke slice of the api group (the session server
+# starts, authenticates, and serves organizations, users, teams and keys).
+QUICK_API := tests/api/test_security.py tests/api/test_organizations.py
+test-quick: $(STAMP) ## The edit loop: the unit tests and a smoke slice of the api tests, on SQLite
+	REGISTRY_TEST_DATABASE=sqlite REGISTRY_TEST_POSTGRES_URL= $(BIN)/pytest tests/unit $(QUICK_API) $(PYTEST_ARGS)
 
 test-postgres: $(STAMP) ## Run the suite on PostgreSQL only
 	REGISTRY_TEST_DATABASE=postgres REGISTRY_TEST_POSTGRES_URL=$${REGISTRY_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \

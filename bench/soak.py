@@ -19,7 +19,7 @@ started on it as a subprocess on a loopback port. Then, until the time is up:
   traffic.
 
 At the end: no call answered INTERNAL or UNKNOWN; every acknowledged link and alias
-move is there and the invariants of tests/test_crash_invariants.py hold over the
+move is there and the invariants of tests/support/invariants.py hold over the
 whole database (one version per alias, no link to a missing version, dense indices,
 one event per change); the migration SUCCEEDED and its targets equal the legacy
 sources; legacy paths resolved to the same artifact versions throughout; the event
@@ -61,25 +61,19 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
-from tests.test_crash_invariants import (
+from tests.support.invariants import alias_events, invariant_violations
+from tests.support.ledger import (
     ALIASES,
     Ledger,
     acknowledged_violations,
-    alias_events,
     api_snapshot,
-    invariant_violations,
     link,
     make_sources,
     move_alias,
 )
-from tests.test_migration_crash import (
-    FINAL,
-    ROOT_ORG,
-    bootstrap,
-    dump_legacy,
-    dump_target,
-    seed_teams,
-)
+from tests.support.migrations import FINAL
+from tests.support.processes import ROOT_ORG, bootstrap
+from tests.support.seeded_teams import dump_legacy, dump_target, seed_teams
 
 THREADS = 4
 CALLS_PER_THREAD = 2_000_000  # a bound on each loop; the clock ends it first
