@@ -70,15 +70,15 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..domain import names, paths
-from ..domain.errors import (
+from ...domain import names, paths
+from ...domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     RegistryError,
     quote,
 )
-from ..domain.roles import (
+from ...domain.roles import (
     ACTIVE_MIGRATION_STATES,
     LegacyPermission,
     LegacyState,
@@ -92,12 +92,12 @@ from ..domain.roles import (
     registry_role_for_service_account,
     registry_role_of_team_role,
 )
-from ..storage import models as m
-from ..storage.db import Database, now_us
-from . import carry_back, events, registry_freeze
-from .access import effective_role
-from .context import Principal
-from .organizations import get_org, require_org_admin
+from ...storage import models as m
+from ...storage.db import Database, now_us
+from .. import carry_back, events, registry_freeze
+from ..access import effective_role
+from ..context import Principal
+from ..organizations import get_org, require_org_admin
 
 TARGET_SUFFIX = "-mr-migrated"
 COLLECTION_TYPE = "model"
@@ -2496,7 +2496,7 @@ def _path_sample(s: Session, teams: list[m.MigrationTeam]) -> list[str]:
 
 def _resolve_outcome(s: Session, p: Principal, path: str) -> tuple[str, bool, str]:
     """(artifact version name or error code, redirected, canonical path)."""
-    from . import resolve  # the one resolver shared with ResolvePath
+    from .. import resolve  # the one resolver shared with ResolvePath
 
     try:
         found = resolve.resolve_path(s, p, path, allow_deleted=True)
