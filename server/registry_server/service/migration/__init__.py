@@ -94,10 +94,11 @@ from ...domain.roles import (
 )
 from ...storage import models as m
 from ...storage.db import Database, now_us
-from .. import carry_back, events, registry_freeze
+from .. import events, registry_freeze
 from ..access import effective_role
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
+from . import carry_back
 
 TARGET_SUFFIX = "-mr-migrated"
 COLLECTION_TYPE = "model"
