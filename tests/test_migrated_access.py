@@ -32,11 +32,11 @@ from registry_server.api.collections import version_proto
 from registry_server.domain.paths import parse_path
 from registry_server.service import collections as colls
 from registry_server.service import fast_link, fast_reads
-from registry_server.service import migration as svc
 from registry_server.service import registries as regs
 from registry_server.service.collections import CollectionRef
 from registry_server.service.context import Principal
 from registry_server.service.fast_resolve import resolve_registry_path
+from registry_server.service.migration import verify
 from registry_server.service.resolve import resolve_parsed
 from registry_server.storage import models as m
 
@@ -725,7 +725,7 @@ def test_team_viewer_service_account_access_change_is_planned_and_verified(
     assert [x.verification for x in listed] == [scene.migration.verification]
 
 
-def _verify_again(scene: Migrated) -> svc.Verification:
+def _verify_again(scene: Migrated) -> verify.Verification:
     """The migration's own verification, run again on the live data."""
     db = scene.server.app.db
     with db.read() as s:
@@ -734,7 +734,7 @@ def _verify_again(scene: Migrated) -> svc.Verification:
             .join(m.Migration, m.Migration.id == m.MigrationTeam.migration_id)
             .where(m.Migration.uid == scene.migration.name.rsplit("/", 1)[1])
         ).scalar_one()
-    return svc.verify_teams(db, [migration_team])[migration_team]
+    return verify.verify_teams(db, [migration_team])[migration_team]
 
 
 def test_verification_access_equivalence_holds(migrated: Migrated) -> None:
