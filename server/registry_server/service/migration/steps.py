@@ -31,7 +31,7 @@ from .copy import CopyConflict, copy_batch
 from .setup import set_up_teams
 from .switch import finish_migration
 from .undo import undo_step
-from .verify import VERIFY_GROUP_VERSIONS, record_verification, verify_teams
+from .verify import VERIFY_GROUP_VERSIONS, verify_step
 
 
 def _runnable() -> Any:
@@ -102,6 +102,8 @@ def run_step(db: Database, migration_id: int, lease: Lease, batch_size: int) -> 
 def _step(
     db: Database, migration_id: int, lease: Lease, batch_size: int, *, skip_conflicts: bool
 ) -> Outcome:
+    """The step the migration's state calls for; a verification reads outside this write
+    transaction (`verify_step`)."""
     verify_ids: list[int] = []
     with db.write() as s:
         migration = renew_lease(s, migration_id, lease)
@@ -128,34 +130,7 @@ def _step(
             return Outcome.MORE
         verify_ids = [t.id for t in _bounded(copied, VERIFY_GROUP_VERSIONS, "versions_total")]
     if verify_ids:
-        results = verify_teams(db, verify_ids)
-        with db.write() as s:
-            migration = renew_lease(s, migration_id, lease)
-            if migration is None:
-                return Outcome.LOST
-            if migration.cancel_requested:
-                return Outcome.MORE
-            verifying = {
-                mt.id: mt
-                for mt in s.execute(
-                    select(m.MigrationTeam).where(
-                        m.MigrationTeam.id.in_(verify_ids),
-                        m.MigrationTeam.state == int(MigrationState.VERIFYING),
-                    )
-                ).scalars()
-            }
-            for mt_id in verify_ids:  # in team order, so mismatches list in team order
-                mt = verifying.get(mt_id)
-                if mt is None:
-                    continue
-                result = results[mt_id]
-                record_verification(
-                    migration, result.checked, result.mismatches, result.access_changes
-                )
-                mt.state = int(
-                    MigrationState.FAILED if result.mismatches else MigrationState.SUCCEEDED
-                )
-        return Outcome.MORE
+        return verify_step(db, migration_id, lease, verify_ids)
     return finish_migration(db, migration_id, lease)
 
 

@@ -13,15 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, exists, func, or_, select, union
+from sqlalchemy import BigInteger, Table, and_, bindparam, exists, func, or_, select, union
 from sqlalchemy.orm import Session
 
-from ...domain.roles import OrgRole, TeamRole, Visibility, legacy_allows
+from ...domain.roles import MigrationState, OrgRole, TeamRole, Visibility, legacy_allows
 from ...storage import models as m
 from ...storage.db import Database, now_us
 from ..access import effective_role
 from ..context import Principal
-from .common import COLLECTION_TYPE, MISMATCHES_MAX, core_table, let_others_run, tune_transaction
+from .common import (
+    COLLECTION_TYPE,
+    MISMATCHES_MAX,
+    Lease,
+    Outcome,
+    core_table,
+    let_others_run,
+    renew_lease,
+    tune_transaction,
+)
 from .member_access import (
     ACCESS_OPERATIONS,
     AccessChange,
@@ -61,6 +70,36 @@ class _Checked:
     @property
     def label(self) -> str:
         return f"teams/{self.team.name}"
+
+
+def verify_step(db: Database, migration_id: int, lease: Lease, verify_ids: list[int]) -> Outcome:
+    """Verifies a group of copied teams (`verify_teams`, a read), then records each
+    team's result under a renewed lease: SUCCEEDED, or FAILED with its mismatches. A team
+    no longer VERIFYING (an undo was asked for meanwhile) records nothing."""
+    results = verify_teams(db, verify_ids)
+    with db.write() as s:
+        migration = renew_lease(s, migration_id, lease)
+        if migration is None:
+            return Outcome.LOST
+        if migration.cancel_requested:
+            return Outcome.MORE
+        verifying = {
+            mt.id: mt
+            for mt in s.execute(
+                select(m.MigrationTeam).where(
+                    m.MigrationTeam.id.in_(verify_ids),
+                    m.MigrationTeam.state == int(MigrationState.VERIFYING),
+                )
+            ).scalars()
+        }
+        for mt_id in verify_ids:  # in team order, so mismatches list in team order
+            mt = verifying.get(mt_id)
+            if mt is None:
+                continue
+            result = results[mt_id]
+            record_verification(migration, result.checked, result.mismatches, result.access_changes)
+            mt.state = int(MigrationState.FAILED if result.mismatches else MigrationState.SUCCEEDED)
+    return Outcome.MORE
 
 
 def verify_teams(db: Database, migration_team_ids: Sequence[int]) -> dict[int, Verification]:
@@ -156,33 +195,63 @@ class _VerifyStatements:
 
 @functools.cache
 def _verify_statements() -> _VerifyStatements:
-    rm_t, v_t, c_t, cv_t = (
+    rm, c, u = core_table(m.RegisteredModel).c, core_table(m.Collection).c, core_table(m.User)
+    mt = core_table(m.MigrationTeam).c
+    # The group's teams, each with its target registry.
+    gt = (
+        select(mt.team_id, mt.target_registry_id)
+        .where(mt.id.in_(bindparam("team_migrations", expanding=True)))
+        .subquery("verified_teams")
+    )
+    in_group = rm.team_id.in_(bindparam("teams", expanding=True))
+    org = bindparam("org", type_=BigInteger())
+    a = core_table(m.RegisteredModelAlias)
+    return _VerifyStatements(
+        collections=_collections_statement(gt, in_group),
+        versions=_versions_statement(gt),
+        extra=_extra_versions_statement(gt),
+        alias_counts=select(rm.team_id, func.count())
+        .select_from(a)
+        .join(core_table(m.RegisteredModel), rm.id == a.c.registered_model_id)
+        .where(in_group)
+        .group_by(rm.team_id),
+        aliases=_aliases_statement(gt),
+        collection_counts=select(c.registry_id, func.count())
+        .where(c.registry_id.in_(bindparam("registries", expanding=True)))
+        .group_by(c.registry_id),
+        people=select(func.count()).select_from(u).where(u.c.org_id == org),
+        candidates=_candidates_statement(gt, org),
+    )
+
+
+def _compared_tables() -> tuple[Table, Table, Table, Table]:
+    """Registered models, their versions, collections and collection versions: the tables
+    the comparisons join."""
+    return (
         core_table(m.RegisteredModel),
         core_table(m.RegisteredModelVersion),
         core_table(m.Collection),
         core_table(m.CollectionVersion),
     )
-    a_t, ca_t, mt_t = (
-        core_table(m.RegisteredModelAlias),
-        core_table(m.CollectionAlias),
-        core_table(m.MigrationTeam),
-    )
-    rm, v, c, cv, a, ca = rm_t.c, v_t.c, c_t.c, cv_t.c, a_t.c, ca_t.c
-    # The group's teams, each with its target registry.
-    gt = (
-        select(mt_t.c.team_id, mt_t.c.target_registry_id)
-        .where(mt_t.c.id.in_(bindparam("team_migrations", expanding=True)))
-        .subquery("verified_teams")
-    )
-    in_group = rm.team_id.in_(bindparam("teams", expanding=True))
-    target = and_(
+
+
+def _migrated_from(gt: Any) -> Any:
+    """The join condition of a registered model and the collection migrated from it in
+    its team's target registry (`gt`: the group's teams)."""
+    rm, c = core_table(m.RegisteredModel).c, core_table(m.Collection).c
+    return and_(
         c.registry_id == gt.c.target_registry_id,
         c.name == rm.name,
         c.migrated_from_model_id == rm.id,
     )
 
-    # Collections: one row per registered model, with both version counts (versions
-    # inside the legacy index range; later ones were linked in the Registry).
+
+def _collections_statement(gt: Any, in_group: Any) -> Any:
+    """One row per registered model of the group with its collection, and both version
+    counts (versions inside the legacy index range; later ones were linked in the
+    Registry)."""
+    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     legacy_counts = (
         select(v.registered_model_id.label("model_id"), func.count().label("n"))
         .select_from(v_t)
@@ -202,7 +271,7 @@ def _verify_statements() -> _VerifyStatements:
         .group_by(cv.collection_id)
         .subquery("migrated_counts")
     )
-    collections = (
+    return (
         select(
             rm.team_id,
             rm.name,
@@ -232,7 +301,12 @@ def _verify_statements() -> _VerifyStatements:
         .order_by(rm.team_id, rm.name)
     )
 
-    # Versions: only differing rows, at most MISMATCHES_MAX + 1 per team.
+
+def _versions_statement(gt: Any) -> Any:
+    """The group's legacy versions that differ from the collection version of the same
+    index (or have none), with both digests: at most MISMATCHES_MAX + 1 per team."""
+    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     differs = or_(
         cv.id.is_(None),
         cv.artifact_version_id != v.artifact_version_id,
@@ -264,14 +338,14 @@ def _verify_statements() -> _VerifyStatements:
         .select_from(v_t)
         .join(rm_t, rm.id == v.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, target)
+        .outerjoin(c_t, _migrated_from(gt))
         .outerjoin(cv_t, and_(cv.collection_id == c.id, cv.version_index == v.version_index))
         .where(differs)
         .subquery("bad")
     )
     av1 = core_table(m.ArtifactVersion).alias("legacy_av")
     av2 = core_table(m.ArtifactVersion).alias("migrated_av")
-    versions = (
+    return (
         select(*bad.c, av1.c.digest.label("d1"), av2.c.digest.label("d2"))
         .select_from(bad)
         .outerjoin(av1, av1.c.id == bad.c.legacy_av)
@@ -279,8 +353,15 @@ def _verify_statements() -> _VerifyStatements:
         .where(bad.c.n <= MISMATCHES_MAX + 1)
         .order_by(bad.c.team_id, bad.c.n)
     )
+
+
+def _extra_versions_statement(gt: Any) -> Any:
+    """Collection versions inside the legacy index range that no legacy version has, for
+    the teams bound as `suspects`."""
+    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm, c, cv = rm_t.c, c_t.c, cv_t.c
     legacy = v_t.alias("legacy_version")
-    extra = (
+    return (
         select(rm.team_id, c.name, cv.version_index)
         .select_from(cv_t)
         .join(c_t, c.id == cv.collection_id)
@@ -297,14 +378,13 @@ def _verify_statements() -> _VerifyStatements:
         .order_by(rm.team_id, c.name, cv.version_index)
     )
 
-    # Aliases: counted, and the ones not on the version of the same index.
-    alias_counts = (
-        select(rm.team_id, func.count())
-        .select_from(a_t)
-        .join(rm_t, rm.id == a.registered_model_id)
-        .where(in_group)
-        .group_by(rm.team_id)
-    )
+
+def _aliases_statement(gt: Any) -> Any:
+    """The group's legacy aliases that are not on the collection version of the same
+    index: at most MISMATCHES_MAX per team."""
+    rm_t, v_t, c_t, cv_t = _compared_tables()
+    a_t, ca_t = core_table(m.RegisteredModelAlias), core_table(m.CollectionAlias)
+    rm, v, c, cv, a, ca = rm_t.c, v_t.c, c_t.c, cv_t.c, a_t.c, ca_t.c
     bad_aliases = (
         select(
             rm.team_id.label("team_id"),
@@ -318,23 +398,24 @@ def _verify_statements() -> _VerifyStatements:
         .join(v_t, v.id == a.version_id)
         .join(rm_t, rm.id == a.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, target)
+        .outerjoin(c_t, _migrated_from(gt))
         .outerjoin(ca_t, and_(ca.collection_id == c.id, ca.alias == a.alias))
         .outerjoin(cv_t, cv.id == ca.version_id)
         .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
         .subquery("bad_aliases")
     )
-    aliases = (
+    return (
         select(bad_aliases)
         .where(bad_aliases.c.n <= MISMATCHES_MAX)
         .order_by(bad_aliases.c.team_id, bad_aliases.c.n)
     )
 
-    # Access: who could have access to a team's legacy registry or its target (the
-    # organization's admins, the team's members, users granted on the target, members of
-    # teams granted on it), with the user's team role and legacy admin flag.
+
+def _candidates_statement(gt: Any, org: Any) -> Any:
+    """Who could have access to a team's legacy registry or its target (the
+    organization's admins, the team's members, users granted on the target, members of
+    teams granted on it), with the user's team role and legacy admin flag."""
     tm, rmem, u = core_table(m.TeamMember), core_table(m.RegistryMember), core_table(m.User)
-    org = bindparam("org", type_=BigInteger())
     granted_team_member = tm.alias("granted_team_member")
     pairs = union(
         select(gt.c.team_id, u.c.id.label("user_id"))
@@ -351,7 +432,7 @@ def _verify_statements() -> _VerifyStatements:
     ).subquery("candidates")
     team_role = tm.alias("team_role")
     legacy_admin = core_table(m.LegacyRegistryAdmin)
-    candidates = (
+    return (
         select(
             pairs.c.team_id,
             u.c.id,
@@ -373,18 +454,6 @@ def _verify_statements() -> _VerifyStatements:
             and_(legacy_admin.c.team_id == pairs.c.team_id, legacy_admin.c.user_id == u.c.id),
         )
         .order_by(pairs.c.team_id, u.c.name)
-    )
-    return _VerifyStatements(
-        collections=collections,
-        versions=versions,
-        extra=extra,
-        alias_counts=alias_counts,
-        aliases=aliases,
-        collection_counts=select(c.registry_id, func.count())
-        .where(c.registry_id.in_(bindparam("registries", expanding=True)))
-        .group_by(c.registry_id),
-        people=select(func.count()).select_from(u).where(u.c.org_id == org),
-        candidates=candidates,
     )
 
 
