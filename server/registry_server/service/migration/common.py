@@ -85,6 +85,25 @@ def taken_names(s: Session, org_id: int, teams: Iterable[str]) -> set[str]:
     return {name for name in names_like if name.startswith(prefixes)}
 
 
+def other_artifact_types(s: Session, team_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Per team, the types other than `model` of the artifact versions its legacy registry
+    links (its migrated registry accepts them too), sorted."""
+    rm, v, av = m.RegisteredModel, m.RegisteredModelVersion, m.ArtifactVersion
+    out: dict[int, list[str]] = {}
+    for team_id, artifact_type in s.execute(
+        select(rm.team_id, m.Artifact.type)
+        .select_from(v)
+        .join(rm, rm.id == v.registered_model_id)
+        .join(av, av.id == v.artifact_version_id)
+        .join(m.Artifact, m.Artifact.id == av.artifact_id)
+        .where(rm.team_id.in_(list(team_ids)), m.Artifact.type != COLLECTION_TYPE)
+        .distinct()
+        .order_by(rm.team_id, m.Artifact.type)
+    ).all():
+        out.setdefault(team_id, []).append(artifact_type)
+    return out
+
+
 def actor_of(s: Session, migration: m.Migration) -> str:
     if migration.created_by_id is None:
         return "system"

@@ -18,7 +18,12 @@ from ...domain.roles import LegacyState
 from ...storage import models as m
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
-from .common import COLLECTION_TYPE, choose_target_name, taken_names, target_base
+from .common import (
+    choose_target_name,
+    other_artifact_types,
+    taken_names,
+    target_base,
+)
 from .member_access import (
     AccessChange,
     MemberMapping,
@@ -165,18 +170,7 @@ def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
         .order_by(rm.team_id, rm.name)
     ).all():
         empty.setdefault(team_id, []).append(model)
-    other_types: dict[int, list[str]] = {}
-    for team_id, artifact_type in s.execute(
-        select(rm.team_id, m.Artifact.type)
-        .select_from(v)
-        .join(rm, rm.id == v.registered_model_id)
-        .join(av, av.id == v.artifact_version_id)
-        .join(m.Artifact, m.Artifact.id == av.artifact_id)
-        .where(rm.team_id.in_(ids), m.Artifact.type != COLLECTION_TYPE)
-        .distinct()
-        .order_by(rm.team_id, m.Artifact.type)
-    ).all():
-        other_types.setdefault(team_id, []).append(artifact_type)
+    other_types = other_artifact_types(s, ids)
     mappings = member_mappings_of(s, ids)
     for plan in plans:
         team = plan.team

@@ -7,6 +7,7 @@ commits; its teams go on to the copy."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from .common import (
     core_table,
     migration_name,
     org_name,
+    other_artifact_types,
     set_state,
     taken_names,
 )
@@ -31,128 +33,23 @@ from .common import (
 def set_up_teams(s: Session, migration: m.Migration, rows: list[TeamRow]) -> None:
     """The teams' registries with their members and one collection per registered model,
     a few statements for the whole group (each registry is usable once this commits)."""
-    rm, v = m.RegisteredModel, m.RegisteredModelVersion
-    mt_t, team_t, registry_t = (
-        core_table(m.MigrationTeam),
-        core_table(m.Team),
-        core_table(m.Registry),
-    )
     org = org_name(s, migration.org_id)
     actor = actor_of(s, migration)
     ids = [row.id for row in rows]
-    group = s.execute(
-        select(
-            mt_t.c.id,
-            mt_t.c.team_id,
-            mt_t.c.target_name,
-            mt_t.c.collections_total,
-            team_t.c.name,
-            team_t.c.legacy_protected_aliases,
-        )
-        .join(team_t, team_t.c.id == mt_t.c.team_id)
-        .where(mt_t.c.id.in_(ids))
-        .order_by(mt_t.c.id)
-    ).all()
-    taken = taken_names(s, migration.org_id, [row.name for row in group])
-    targets: list[str] = []
-    for row in group:
-        target = row.target_name
-        if target in taken:
-            # Taken since StartMigration: the next free name, deterministically.
-            target, _ = choose_target_name(row.name, taken)
-        taken.add(target)
-        targets.append(target)
-    other_types: dict[int, list[str]] = {}
-    for team_id, artifact_type in s.execute(
-        select(rm.team_id, m.Artifact.type)
-        .select_from(v)
-        .join(rm, rm.id == v.registered_model_id)
-        .join(m.ArtifactVersion, m.ArtifactVersion.id == v.artifact_version_id)
-        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
-        .where(rm.team_id.in_([row.team_id for row in group]), m.Artifact.type != COLLECTION_TYPE)
-        .distinct()
-        .order_by(rm.team_id, m.Artifact.type)
-    ).all():
-        other_types.setdefault(team_id, []).append(artifact_type)
+    group = _group_rows(s, ids)
+    targets = _free_targets(s, migration.org_id, group)
+    other_types = other_artifact_types(s, [row.team_id for row in group])
     t = now_us()
     values = [
-        {
-            "org_id": migration.org_id,
-            "name": target,
-            "description": f"Migrated from the legacy Model Registry of teams/{row.name}.",
-            "visibility": int(Visibility.RESTRICTED),
-            "artifact_types": [COLLECTION_TYPE, *other_types.get(row.team_id, [])],
-            "allow_all_artifact_types": False,
-            "protected_aliases": list(row.legacy_protected_aliases or []),
-            "default_role": int(RegistryRole.RESTRICTED_VIEWER),
-            "core": False,
-            "revision": 1,
-            "created_by_id": migration.created_by_id,
-            "migrated_from_team_id": row.team_id,
-            "migration_id": migration.id,
-            "create_time": t,
-            "update_time": t,
-        }
+        _registry_values(migration, row, target, other_types.get(row.team_id, []), t)
         for row, target in zip(group, targets, strict=True)
     ]
-    registry_ids = list(
-        s.execute(
-            insert(registry_t).returning(registry_t.c.id, sort_by_parameter_order=True), values
-        ).scalars()
-    )
-    s.execute(
-        update(mt_t)
-        .where(mt_t.c.id == bindparam("team_migration"))
-        .values(
-            target_name=bindparam("target"),
-            target_registry_id=bindparam("registry"),
-            collections_done=mt_t.c.collections_total,
-            state=int(MigrationState.RUNNING),
-        ),
-        [
-            {"team_migration": row.id, "target": target, "registry": registry_id}
-            for row, target, registry_id in zip(group, targets, registry_ids, strict=True)
-        ],
-    )
+    registry_ids = _create_registries(s, group, values)
     _link_team_members(
         s,
         [(registry_id, row.team_id) for row, registry_id in zip(group, registry_ids, strict=True)],
     )
-    # New links made in the registry while versions are copied get indices after the
-    # legacy ones: next_version_index starts where the registered model's is.
-    s.execute(
-        insert(m.Collection).from_select(
-            [
-                "registry_id",
-                "name",
-                "type",
-                "description",
-                "tags",
-                "next_version_index",
-                "created_by_id",
-                "revision",
-                "migrated_from_model_id",
-                "create_time",
-                "update_time",
-            ],
-            select(
-                mt_t.c.target_registry_id,
-                rm.name,
-                literal(COLLECTION_TYPE),
-                rm.description,
-                rm.tags,
-                rm.next_version_index,
-                rm.created_by_id,
-                literal(1),
-                rm.id,
-                rm.create_time,
-                rm.update_time,
-            )
-            .join(mt_t, mt_t.c.team_id == rm.team_id)
-            .where(mt_t.c.id.in_(ids))
-            .order_by(rm.id),
-        )
-    )
+    _create_collections(s, ids)
     for row, registry_id, registry in zip(group, registry_ids, values, strict=True):
         events.record_event(
             s,
@@ -174,6 +71,90 @@ def set_up_teams(s: Session, migration: m.Migration, rows: list[TeamRow]) -> Non
     migration.update_time = t
     if migration.state == MigrationState.PENDING:
         set_state(s, migration, MigrationState.RUNNING)
+
+
+def _group_rows(s: Session, ids: list[int]) -> list[Any]:
+    """The migration teams `ids` with their teams' names and protected aliases."""
+    mt, team = core_table(m.MigrationTeam).c, core_table(m.Team)
+    return list(
+        s.execute(
+            select(
+                mt.id,
+                mt.team_id,
+                mt.target_name,
+                mt.collections_total,
+                team.c.name,
+                team.c.legacy_protected_aliases,
+            )
+            .join(team, team.c.id == mt.team_id)
+            .where(mt.id.in_(ids))
+            .order_by(mt.id)
+        ).all()
+    )
+
+
+def _free_targets(s: Session, org_id: int, group: list[Any]) -> list[str]:
+    """Each team's target name as StartMigration planned it, or, when a registry took it
+    since, the next free name (deterministically)."""
+    taken = taken_names(s, org_id, [row.name for row in group])
+    targets: list[str] = []
+    for row in group:
+        target = row.target_name
+        if target in taken:
+            target, _ = choose_target_name(row.name, taken)
+        taken.add(target)
+        targets.append(target)
+    return targets
+
+
+def _registry_values(
+    migration: m.Migration, row: Any, target: str, other_types: list[str], t: int
+) -> dict[str, Any]:
+    """The migrated registry of one team: RESTRICTED, accepting `model` and the other
+    types its legacy registry holds, with the team's protected aliases."""
+    return {
+        "org_id": migration.org_id,
+        "name": target,
+        "description": f"Migrated from the legacy Model Registry of teams/{row.name}.",
+        "visibility": int(Visibility.RESTRICTED),
+        "artifact_types": [COLLECTION_TYPE, *other_types],
+        "allow_all_artifact_types": False,
+        "protected_aliases": list(row.legacy_protected_aliases or []),
+        "default_role": int(RegistryRole.RESTRICTED_VIEWER),
+        "core": False,
+        "revision": 1,
+        "created_by_id": migration.created_by_id,
+        "migrated_from_team_id": row.team_id,
+        "migration_id": migration.id,
+        "create_time": t,
+        "update_time": t,
+    }
+
+
+def _create_registries(s: Session, group: list[Any], values: list[dict[str, Any]]) -> list[int]:
+    """Inserts the registries (ids in the group's order) and records each on its
+    migration team, which starts copying."""
+    registry_t, mt_t = core_table(m.Registry), core_table(m.MigrationTeam)
+    registry_ids = list(
+        s.execute(
+            insert(registry_t).returning(registry_t.c.id, sort_by_parameter_order=True), values
+        ).scalars()
+    )
+    s.execute(
+        update(mt_t)
+        .where(mt_t.c.id == bindparam("team_migration"))
+        .values(
+            target_name=bindparam("target"),
+            target_registry_id=bindparam("registry"),
+            collections_done=mt_t.c.collections_total,
+            state=int(MigrationState.RUNNING),
+        ),
+        [
+            {"team_migration": row.id, "target": registry["name"], "registry": registry_id}
+            for row, registry, registry_id in zip(group, values, registry_ids, strict=True)
+        ],
+    )
+    return registry_ids
 
 
 def _link_team_members(s: Session, targets: Sequence[tuple[int, int]]) -> None:
@@ -209,3 +190,43 @@ def _link_team_members(s: Session, targets: Sequence[tuple[int, int]]) -> None:
     ]
     if new:
         s.execute(insert(m.RegistryMember), new)
+
+
+def _create_collections(s: Session, ids: list[int]) -> None:
+    """One collection per registered model of the migration teams `ids`, in their target
+    registries. New links made in the registry while versions are copied get indices
+    after the legacy ones: next_version_index starts where the registered model's is."""
+    rm, mt = m.RegisteredModel, core_table(m.MigrationTeam).c
+    s.execute(
+        insert(m.Collection).from_select(
+            [
+                "registry_id",
+                "name",
+                "type",
+                "description",
+                "tags",
+                "next_version_index",
+                "created_by_id",
+                "revision",
+                "migrated_from_model_id",
+                "create_time",
+                "update_time",
+            ],
+            select(
+                mt.target_registry_id,
+                rm.name,
+                literal(COLLECTION_TYPE),
+                rm.description,
+                rm.tags,
+                rm.next_version_index,
+                rm.created_by_id,
+                literal(1),
+                rm.id,
+                rm.create_time,
+                rm.update_time,
+            )
+            .join(core_table(m.MigrationTeam), mt.team_id == rm.team_id)
+            .where(mt.id.in_(ids))
+            .order_by(rm.id),
+        )
+    )
