@@ -75,27 +75,36 @@ class _CopyStatements:
 
 @functools.cache
 def _copy_statements(dialect: str) -> _CopyStatements:
-    v_t, rm_t, a_t = (
-        core_table(m.RegisteredModelVersion),
-        core_table(m.RegisteredModel),
-        core_table(m.RegisteredModelAlias),
-    )
-    c_t, cv_t, ca_t, mt_t = (
-        core_table(m.Collection),
+    cv_t, ca_t, mt_t = (
         core_table(m.CollectionVersion),
         core_table(m.CollectionAlias),
         core_table(m.MigrationTeam),
     )
-    v, rm, a, c, cv, mt = v_t.c, rm_t.c, a_t.c, c_t.c, cv_t.c, mt_t.c
-    running_team = and_(
-        mt.migration_id == bindparam("migration"),
-        mt.team_id == rm.team_id,
-        mt.state == int(MigrationState.RUNNING),
+    source = _versions_source()
+    columns = list(_VERSION_COLUMNS)
+    return _CopyStatements(
+        window=_window_statement(dialect),
+        versions=insert(cv_t).from_select(columns, source),
+        versions_skipping_conflicts=_insert_skipping_conflicts(dialect, cv_t).from_select(
+            columns, source
+        ),
+        aliases=_insert_skipping_conflicts(dialect, ca_t).from_select(
+            ["collection_id", "alias", "version_id", "create_time"], _aliases_source()
+        ),
+        cursor=update(mt_t).where(
+            mt_t.c.migration_id == bindparam("migration"),
+            mt_t.c.state == int(MigrationState.RUNNING),
+        ),
     )
-    # The next `limit` versions of the running teams after the cursor, by id, counted per
-    # team. The teams are a list, not a join, so the planner estimates from the teams'
-    # share of the table (a primary-key range scan when they are many); an array on
-    # PostgreSQL (one parameter, one prepared statement).
+
+
+def _window_statement(dialect: str) -> Any:
+    """The next `limit` versions of the running teams after the cursor, by id, counted per
+    team, with the last id. The teams are a list, not a join, so the planner estimates
+    from the teams' share of the table (a primary-key range scan when they are many); an
+    array on PostgreSQL (one parameter, one prepared statement)."""
+    v_t, rm_t = core_table(m.RegisteredModelVersion), core_table(m.RegisteredModel)
+    v, rm = v_t.c, rm_t.c
     teams = (
         rm.team_id == any_(bindparam("teams", type_=ARRAY(BigInteger)))
         if dialect == "postgresql"
@@ -109,12 +118,43 @@ def _copy_statements(dialect: str) -> _CopyStatements:
         .limit(bindparam("limit"))
         .subquery("window")
     )
-    counted = select(window.c.team_id, func.count(), func.max(window.c.id)).group_by(
-        window.c.team_id
+    return select(window.c.team_id, func.count(), func.max(window.c.id)).group_by(window.c.team_id)
+
+
+def _to_target_collection(legacy: Any, model_id: Any) -> Any:
+    """`legacy` (rows carrying a registered model id, `model_id`) joined to the model, its
+    running migration team and the collection migrated from it in the team's target
+    registry, by the unique (registry_id, name)."""
+    rm_t, mt_t, c_t = (
+        core_table(m.RegisteredModel),
+        core_table(m.MigrationTeam),
+        core_table(m.Collection),
     )
-    # The window's legacy rows first (MATERIALIZED: a primary-key range scan before any
-    # join, so each join below is an index lookup per row whatever the statistics say),
-    # each joined to its team's target collection by the unique (registry_id, name).
+    rm, mt, c = rm_t.c, mt_t.c, c_t.c
+    running_team = and_(
+        mt.migration_id == bindparam("migration"),
+        mt.team_id == rm.team_id,
+        mt.state == int(MigrationState.RUNNING),
+    )
+    return (
+        legacy.join(rm_t, rm.id == model_id)
+        .join(mt_t, running_team)
+        .join(
+            c_t,
+            and_(
+                c.registry_id == mt.target_registry_id,
+                c.name == rm.name,
+                c.migrated_from_model_id == rm.id,
+            ),
+        )
+    )
+
+
+def _versions_source() -> Any:
+    """The window's legacy versions as collection version rows. The window's rows come
+    first (MATERIALIZED: a primary-key range scan before any join, so each join after it
+    is an index lookup per row whatever the statistics say)."""
+    v, c = core_table(m.RegisteredModelVersion).c, core_table(m.Collection).c
     batch = (
         select(
             v.id,
@@ -132,34 +172,29 @@ def _copy_statements(dialect: str) -> _CopyStatements:
         .prefix_with("MATERIALIZED")
     )
     b = batch.c
-    legacy_to_target = (
-        select(b.id)
-        .select_from(batch)
-        .join(rm_t, rm.id == b.registered_model_id)
-        .join(mt_t, running_team)
-        .join(
-            c_t,
-            and_(
-                c.registry_id == mt.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            ),
+    return (
+        select(
+            c.id,
+            b.version_index,
+            b.artifact_version_id,
+            b.tags,
+            b.description,
+            b.linked_by_id,
+            b.create_time,
+            b.update_time,
         )
+        .select_from(_to_target_collection(batch, b.registered_model_id))
+        .order_by(b.id)
     )
-    source = legacy_to_target.with_only_columns(
-        c.id,
-        b.version_index,
-        b.artifact_version_id,
-        b.tags,
-        b.description,
-        b.linked_by_id,
-        b.create_time,
-        b.update_time,
-    ).order_by(b.id)
-    columns = list(_VERSION_COLUMNS)
-    # The window's aliases (by their version id, an index range scan: few versions have
-    # one), onto the versions just copied (same collection, index and artifact version; a
-    # version skipped for a conflict gets none).
+
+
+def _aliases_source() -> Any:
+    """The window's aliases (by their version id, an index range scan: few versions have
+    one) onto the versions just copied (same collection, index and artifact version; a
+    version skipped for a conflict gets none)."""
+    v_t, a = core_table(m.RegisteredModelVersion), core_table(m.RegisteredModelAlias).c
+    c, cv_t = core_table(m.Collection).c, core_table(m.CollectionVersion)
+    v, cv = v_t.c, cv_t.c
     batch_aliases = (
         select(
             a.id,
@@ -175,42 +210,19 @@ def _copy_statements(dialect: str) -> _CopyStatements:
         .prefix_with("MATERIALIZED")
     )
     ba = batch_aliases.c
-    alias_source = (
+    return (
         select(c.id, ba.alias, cv.id, ba.create_time)
-        .select_from(batch_aliases)
-        .join(rm_t, rm.id == ba.registered_model_id)
-        .join(mt_t, running_team)
-        .join(
-            c_t,
-            and_(
-                c.registry_id == mt.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            ),
-        )
-        .join(
-            cv_t,
-            and_(
-                cv.collection_id == c.id,
-                cv.version_index == ba.version_index,
-                cv.artifact_version_id == ba.artifact_version_id,
-            ),
+        .select_from(
+            _to_target_collection(batch_aliases, ba.registered_model_id).join(
+                cv_t,
+                and_(
+                    cv.collection_id == c.id,
+                    cv.version_index == ba.version_index,
+                    cv.artifact_version_id == ba.artifact_version_id,
+                ),
+            )
         )
         .order_by(ba.id)
-    )
-    return _CopyStatements(
-        window=counted,
-        versions=insert(cv_t).from_select(columns, source),
-        versions_skipping_conflicts=_insert_skipping_conflicts(dialect, cv_t).from_select(
-            columns, source
-        ),
-        aliases=_insert_skipping_conflicts(dialect, ca_t).from_select(
-            ["collection_id", "alias", "version_id", "create_time"], alias_source
-        ),
-        cursor=update(mt_t).where(
-            mt.migration_id == bindparam("migration"),
-            mt.state == int(MigrationState.RUNNING),
-        ),
     )
 
 
