@@ -27,7 +27,7 @@ from ..context import Principal
 from ..organizations import get_org, require_org_admin
 from . import carry_back
 from .common import UNDOABLE_STATES, core_table, legacy_state_event, migration_name, state_event
-from .plan import STATE_REASONS, STATE_WARNINGS, plan_teams, scope_teams
+from .plan import STATE_REASONS, STATE_WARNINGS, TeamPlan, plan_teams, scope_teams
 from .undo import mapped_roles, undo_teams
 
 
@@ -35,6 +35,35 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
     """Snapshots the work and makes the teams' legacy registries READ_ONLY, atomically."""
     org = get_org(s, p, org_id, "parent")
     require_org_admin(s, p, org, "starting a migration")
+    teams = _startable_teams(s, org, team_ids)
+    _check_not_active(s, [t.id for t in teams])
+    plans = plan_teams(s, org, teams, details=False)
+    migration = _record_migration(s, org, p, plans)
+    _claim_teams(s, migration, plans)
+    s.execute(
+        update(m.Team)
+        .where(m.Team.id.in_([plan.team.id for plan in plans]))
+        .values(legacy_state=int(LegacyState.READ_ONLY))
+        .execution_options(synchronize_session=False)
+    )
+    s.flush()
+    state_event(
+        s,
+        migration,
+        org.name,
+        MigrationState.PENDING,
+        None,
+        p,
+        teams=[f"teams/{plan.team.name}" for plan in plans],
+    )
+    for plan in plans:
+        legacy_state_event(s, migration, org.name, plan.team, LegacyState.READ_ONLY, p)
+    return migration
+
+
+def _startable_teams(s: Session, org: m.Organization, team_ids: Sequence[str]) -> list[m.Team]:
+    """The teams in scope, locked, each with a writable legacy registry; else
+    FAILED_PRECONDITION saying why there is nothing to start."""
     teams = scope_teams(s, org, team_ids, lock=True)
     if not teams:
         if not org.legacy_model_registry_enabled:
@@ -55,8 +84,13 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
                 reason=STATE_REASONS.get(state, "LEGACY_REGISTRY_NOT_WRITABLE"),
                 metadata={"team": f"teams/{team.name}"},
             )
-    _check_not_active(s, [t.id for t in teams])
-    plans = plan_teams(s, org, teams, details=False)
+    return teams
+
+
+def _record_migration(
+    s: Session, org: m.Organization, p: Principal, plans: list[TeamPlan]
+) -> m.Migration:
+    """The PENDING migration and its teams, each with its frozen target name and counts."""
     t = now_us()
     migration = m.Migration(
         org_id=org.id,
@@ -93,6 +127,12 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
             for plan in plans
         ],
     )
+    return migration
+
+
+def _claim_teams(s: Session, migration: m.Migration, plans: list[TeamPlan]) -> None:
+    """One active migration per team (`active_team_migrations`' key): a concurrent start
+    of the same team loses here."""
     try:
         with s.begin_nested():
             s.execute(
@@ -104,25 +144,6 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
             "a migration of one of these teams is already in progress",
             reason="MIGRATION_IN_PROGRESS",
         ) from None
-    s.execute(
-        update(m.Team)
-        .where(m.Team.id.in_([plan.team.id for plan in plans]))
-        .values(legacy_state=int(LegacyState.READ_ONLY))
-        .execution_options(synchronize_session=False)
-    )
-    s.flush()
-    state_event(
-        s,
-        migration,
-        org.name,
-        MigrationState.PENDING,
-        None,
-        p,
-        teams=[f"teams/{plan.team.name}" for plan in plans],
-    )
-    for plan in plans:
-        legacy_state_event(s, migration, org.name, plan.team, LegacyState.READ_ONLY, p)
-    return migration
 
 
 def _check_not_active(s: Session, team_ids: list[int]) -> None:
@@ -280,11 +301,7 @@ def request_cancel(
 ) -> MigrationView:
     """Asks the runner to stop at the next batch boundary and undo what it created,
     carrying back what was changed in its registries meanwhile (see `_request_undo`)."""
-    org, migration = load_migration(s, p, org_id, uid)
-    require_org_admin(s, p, org, "cancelling a migration")
-    if not validate_only:
-        _lock(s, migration)  # then decide: the runner may be finishing a step right now
-    state = MigrationState(migration.state)
+    org, migration, state = _undo_target(s, p, org_id, uid, "cancelling a migration", validate_only)
     if state == MigrationState.CANCELLED or (
         state in ACTIVE_MIGRATION_STATES and migration.cancel_requested
     ):
@@ -308,11 +325,9 @@ def request_rollback(
     force: bool = False,
 ) -> MigrationView:
     """Queues the undo of a finished migration for the runner (claimable at once)."""
-    org, migration = load_migration(s, p, org_id, uid)
-    require_org_admin(s, p, org, "rolling back a migration")
-    if not validate_only:
-        _lock(s, migration)  # then decide: the runner may be finishing a step right now
-    state = MigrationState(migration.state)
+    org, migration, state = _undo_target(
+        s, p, org_id, uid, "rolling back a migration", validate_only
+    )
     if state == MigrationState.ROLLED_BACK or (
         state in UNDOABLE_STATES and migration.cancel_requested
     ):
@@ -393,6 +408,18 @@ def _request_undo(
         forced=report["forced"],
     )
     return migration_view(s, migration, org.name)
+
+
+def _undo_target(
+    s: Session, p: Principal, org_id: str, uid: str, doing: str, validate_only: bool
+) -> tuple[m.Organization, m.Migration, MigrationState]:
+    """The migration to cancel or roll back and its state, read under its row lock unless
+    only validating: the runner may be finishing a step right now."""
+    org, migration = load_migration(s, p, org_id, uid)
+    require_org_admin(s, p, org, doing)
+    if not validate_only:
+        _lock(s, migration)
+    return org, migration, MigrationState(migration.state)
 
 
 def _lock(s: Session, migration: m.Migration) -> None:
