@@ -7,6 +7,8 @@ registries WRITABLE again (CANCELLED or ROLLED_BACK)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -67,10 +69,20 @@ def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
     if not (migration.rollback_report or {}).get("applied"):
         _carry_back(s, migration)
         return Outcome.MORE
-    teams = migration_teams(s, migration.id)
-    team_ids = [mt.team_id for mt in teams]
+    team_ids = [mt.team_id for mt in migration_teams(s, migration.id)]
     registries = select(m.Registry.id).where(m.Registry.migration_id == migration.id)
     collections = select(m.Collection.id).where(m.Collection.registry_id.in_(registries))
+    _redirects_off(s, team_ids, collections)
+    if _delete_links(s, collections, max(batch_size, 1) * DELETE_CHUNK_FACTOR):
+        migration.update_time = now_us()
+        return Outcome.MORE
+    _finish_undo(s, migration, state, team_ids, registries, collections)
+    return Outcome.DONE
+
+
+def _redirects_off(s: Session, team_ids: list[int], collections: Any) -> None:
+    """Legacy paths stop redirecting to the migration's collections; a MIGRATED legacy
+    registry is READ_ONLY again until the undo ends."""
     s.execute(
         update(m.RegisteredModel)
         .where(
@@ -86,20 +98,37 @@ def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
         .values(legacy_state=int(LegacyState.READ_ONLY), migrated_registry_id=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def _delete_links(s: Session, collections: Any, limit: int) -> bool:
+    """Deletes up to `limit` versions of the `collections` with their aliases; False when
+    none was left."""
     chunk = (
         s.execute(
             select(m.CollectionVersion.id)
             .where(m.CollectionVersion.collection_id.in_(collections))
-            .limit(max(batch_size, 1) * DELETE_CHUNK_FACTOR)
+            .limit(limit)
         )
         .scalars()
         .all()
     )
-    if chunk:
-        s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id.in_(chunk)))
-        s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.id.in_(chunk)))
-        migration.update_time = now_us()
-        return Outcome.MORE
+    if not chunk:
+        return False
+    s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id.in_(chunk)))
+    s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.id.in_(chunk)))
+    return True
+
+
+def _finish_undo(
+    s: Session,
+    migration: m.Migration,
+    state: MigrationState,
+    team_ids: list[int],
+    registries: Any,
+    collections: Any,
+) -> None:
+    """The last step: the registries deleted, the legacy registries WRITABLE, the teams
+    free to migrate again, and the migration CANCELLED or ROLLED_BACK."""
     registry_ids = list(s.execute(registries).scalars())
     org = org_name(s, migration.org_id)
     actor = actor_of(s, migration)
@@ -113,19 +142,7 @@ def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
         s.execute(delete(m.Collection).where(m.Collection.registry_id.in_(registry_ids)))
         s.execute(delete(m.RegistryMember).where(m.RegistryMember.registry_id.in_(registry_ids)))
         s.execute(delete(m.Registry).where(m.Registry.id.in_(registry_ids)))
-    restored = list(
-        s.execute(
-            select(m.Team.id, m.Team.name).where(
-                m.Team.id.in_(team_ids), m.Team.legacy_state == int(LegacyState.READ_ONLY)
-            )
-        ).all()
-    )
-    s.execute(
-        update(m.Team)
-        .where(m.Team.id.in_([t[0] for t in restored]))
-        .values(legacy_state=int(LegacyState.WRITABLE), migrated_registry_id=None)
-        .execution_options(synchronize_session=False)
-    )
+    restored = _legacy_writable(s, team_ids)
     s.execute(
         delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
     )
@@ -144,8 +161,26 @@ def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
     )
     end_migration(s, migration, final)
     for team in restored:
-        legacy_state_event(s, migration, org, (team[0], team[1]), LegacyState.WRITABLE, actor)
-    return Outcome.DONE
+        legacy_state_event(s, migration, org, team, LegacyState.WRITABLE, actor)
+
+
+def _legacy_writable(s: Session, team_ids: list[int]) -> list[tuple[int, str]]:
+    """Makes the teams' READ_ONLY legacy registries WRITABLE; those teams (id, name)."""
+    restored = [
+        (team_id, name)
+        for team_id, name in s.execute(
+            select(m.Team.id, m.Team.name).where(
+                m.Team.id.in_(team_ids), m.Team.legacy_state == int(LegacyState.READ_ONLY)
+            )
+        ).all()
+    ]
+    s.execute(
+        update(m.Team)
+        .where(m.Team.id.in_([team_id for team_id, _ in restored]))
+        .values(legacy_state=int(LegacyState.WRITABLE), migrated_registry_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    return restored
 
 
 def _carry_back(s: Session, migration: m.Migration) -> None:
