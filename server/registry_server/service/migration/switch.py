@@ -105,6 +105,8 @@ def _switch(
     teams: list[m.MigrationTeam],
     before: dict[str, tuple[str, bool, str]],
 ) -> None:
+    """Redirects and legacy MIGRATED, then every redirect checked and the sample resolved
+    again: SUCCEEDED, or _SwitchRejected (the caller rolls the transaction back)."""
     org = org_name(s, migration.org_id)
     team_names: dict[int, str] = dict(
         s.execute(
@@ -112,9 +114,28 @@ def _switch(
         ).all()
     )
     principal = _verifier(s, migration, org)
-    sample = list(before)
-    rm, c, mt = m.RegisteredModel, m.Collection, m.MigrationTeam
     ids = [t.team_id for t in teams]
+    _redirect(s, migration, ids)
+    mismatches = _unredirected_models(s, migration)
+    mismatches.extend(_resolved_differently(s, principal, org, before))
+    checked = len(before) + sum(mt.collections_total for mt in teams)
+    if mismatches:
+        raise _SwitchRejected(checked, mismatches)
+    record_verification(migration, checked, [])
+    s.execute(
+        delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
+    )
+    end_migration(s, migration, MigrationState.SUCCEEDED)
+    actor = actor_of(s, migration)
+    for team_id in ids:
+        team = (team_id, team_names[team_id])
+        legacy_state_event(s, migration, org, team, LegacyState.MIGRATED, actor)
+
+
+def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:
+    """Each registered model of the teams redirects to the collection migrated from it in
+    its team's target registry; the legacy registries are MIGRATED to theirs."""
+    rm, c, mt = m.RegisteredModel, m.Collection, m.MigrationTeam
     target_registry = (
         select(mt.target_registry_id)
         .where(mt.migration_id == migration.id, mt.team_id == rm.team_id)
@@ -133,13 +154,13 @@ def _switch(
     )
     s.execute(
         update(rm)
-        .where(rm.team_id.in_(ids))
+        .where(rm.team_id.in_(team_ids))
         .values(migrated_collection_id=collection_id)
         .execution_options(synchronize_session=False)
     )
     s.execute(
         update(m.Team)
-        .where(m.Team.id.in_(ids))
+        .where(m.Team.id.in_(team_ids))
         .values(
             legacy_state=int(LegacyState.MIGRATED),
             migrated_registry_id=select(mt.target_registry_id)
@@ -149,7 +170,14 @@ def _switch(
         )
         .execution_options(synchronize_session=False)
     )
-    mismatches = _unredirected_models(s, migration)
+
+
+def _resolved_differently(
+    s: Session, principal: Principal, org: str, before: dict[str, tuple[str, bool, str]]
+) -> list[str]:
+    """The sampled legacy paths that the resolver, after the redirects, answers otherwise
+    than before them, or does not redirect to a registry path."""
+    mismatches: list[str] = []
     for path, (legacy_answer, _, _) in before.items():
         let_others_run()
         answer, redirected, canonical = _resolve_outcome(s, principal, path)
@@ -161,18 +189,7 @@ def _switch(
             mismatches.append(f"{path}: not redirected to the migrated collection")
         elif redirected and not canonical.startswith(f"{org}/{paths.REGISTRY_PREFIX}"):
             mismatches.append(f"{path}: redirected to {canonical!r}, not a registry path")
-    checked = len(sample) + sum(mt.collections_total for mt in teams)
-    if mismatches:
-        raise _SwitchRejected(checked, mismatches)
-    record_verification(migration, checked, [])
-    s.execute(
-        delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
-    )
-    end_migration(s, migration, MigrationState.SUCCEEDED)
-    actor = actor_of(s, migration)
-    for team_id in ids:
-        team = (team_id, team_names[team_id])
-        legacy_state_event(s, migration, org, team, LegacyState.MIGRATED, actor)
+    return mismatches
 
 
 def _unredirected_models(s: Session, migration: m.Migration) -> list[str]:
