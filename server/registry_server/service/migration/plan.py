@@ -144,7 +144,7 @@ def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
     """The dry run's extras: member mappings, planned access changes, alias counts,
     protected aliases and the warnings about what the migration carries over as it is."""
     ids = [plan.team.id for plan in plans]
-    rm, v, av = m.RegisteredModel, m.RegisteredModelVersion, m.ArtifactVersion
+    rm = m.RegisteredModel
     alias_counts = _grouped(
         s,
         select(rm.team_id, func.count())
@@ -153,23 +153,8 @@ def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
         .where(rm.team_id.in_(ids))
         .group_by(rm.team_id),
     )
-    deleted: dict[int, list[str]] = {}
-    for team_id, model, index in s.execute(
-        select(rm.team_id, rm.name, v.version_index)
-        .select_from(v)
-        .join(rm, rm.id == v.registered_model_id)
-        .join(av, av.id == v.artifact_version_id)
-        .where(rm.team_id.in_(ids), av.delete_time.is_not(None))
-        .order_by(rm.team_id, rm.name, v.version_index)
-    ).all():
-        deleted.setdefault(team_id, []).append(f"{model}:v{index}")
-    empty: dict[int, list[str]] = {}
-    for team_id, model in s.execute(
-        select(rm.team_id, rm.name)
-        .where(rm.team_id.in_(ids), ~exists().where(v.registered_model_id == rm.id))
-        .order_by(rm.team_id, rm.name)
-    ).all():
-        empty.setdefault(team_id, []).append(model)
+    deleted = _deleted_versions(s, ids)
+    empty = _empty_models(s, ids)
     other_types = other_artifact_types(s, ids)
     mappings = member_mappings_of(s, ids)
     for plan in plans:
@@ -177,27 +162,7 @@ def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
         plan.members = mappings.get(team.id, [])
         plan.alias_count = alias_counts.get(team.id, 0)
         plan.protected_aliases = list(team.legacy_protected_aliases or [])
-        registry = f"organizations/{org}/registries/{plan.target_name}"
-        for mapping in plan.members:
-            change = access_change(
-                mapping.user,
-                registry,
-                mapping.legacy_role,
-                mapping.legacy_registry_admin,
-                mapping.service_account,
-                mapping.registry_role,
-            )
-            if change is not None:
-                plan.access_changes.append(change)
-            if mapping.service_account and mapping.registry_role > mapped_role(
-                mapping.legacy_role, mapping.legacy_registry_admin, False
-            ):
-                plan.warnings.append(
-                    f"service account users/{mapping.user} is a team "
-                    f"{mapping.legacy_role.name}; the Registry gives service accounts at "
-                    f"least MEMBER, so it may link and set unprotected aliases in "
-                    f"{plan.target_name!r}"
-                )
+        _plan_members(plan, org)
         if team.id in deleted:
             found = deleted[team.id]
             plan.warnings.append(
@@ -216,6 +181,61 @@ def _plan_details(s: Session, org: str, plans: list[TeamPlan]) -> None:
                 "some linked artifact versions are not of type 'model' "
                 f"({', '.join(other_types[team.id])}); the registry will accept those types too"
             )
+
+
+def _plan_members(plan: TeamPlan, org: str) -> None:
+    """The team's planned access changes, and a warning for each service account that the
+    Registry gives more than its team role."""
+    registry = f"organizations/{org}/registries/{plan.target_name}"
+    for mapping in plan.members:
+        change = access_change(
+            mapping.user,
+            registry,
+            mapping.legacy_role,
+            mapping.legacy_registry_admin,
+            mapping.service_account,
+            mapping.registry_role,
+        )
+        if change is not None:
+            plan.access_changes.append(change)
+        if mapping.service_account and mapping.registry_role > mapped_role(
+            mapping.legacy_role, mapping.legacy_registry_admin, False
+        ):
+            plan.warnings.append(
+                f"service account users/{mapping.user} is a team "
+                f"{mapping.legacy_role.name}; the Registry gives service accounts at "
+                f"least MEMBER, so it may link and set unprotected aliases in "
+                f"{plan.target_name!r}"
+            )
+
+
+def _deleted_versions(s: Session, team_ids: list[int]) -> dict[int, list[str]]:
+    """Per team, its legacy versions (`model:vN`) whose artifact version is deleted."""
+    rm, v, av = m.RegisteredModel, m.RegisteredModelVersion, m.ArtifactVersion
+    deleted: dict[int, list[str]] = {}
+    for team_id, model, index in s.execute(
+        select(rm.team_id, rm.name, v.version_index)
+        .select_from(v)
+        .join(rm, rm.id == v.registered_model_id)
+        .join(av, av.id == v.artifact_version_id)
+        .where(rm.team_id.in_(team_ids), av.delete_time.is_not(None))
+        .order_by(rm.team_id, rm.name, v.version_index)
+    ).all():
+        deleted.setdefault(team_id, []).append(f"{model}:v{index}")
+    return deleted
+
+
+def _empty_models(s: Session, team_ids: list[int]) -> dict[int, list[str]]:
+    """Per team, its registered models without versions."""
+    rm, v = m.RegisteredModel, m.RegisteredModelVersion
+    empty: dict[int, list[str]] = {}
+    for team_id, model in s.execute(
+        select(rm.team_id, rm.name)
+        .where(rm.team_id.in_(team_ids), ~exists().where(v.registered_model_id == rm.id))
+        .order_by(rm.team_id, rm.name)
+    ).all():
+        empty.setdefault(team_id, []).append(model)
+    return empty
 
 
 def _examples(items: Sequence[str]) -> str:
