@@ -33,8 +33,8 @@ that row lock serializes steps on PostgreSQL, and a replica that lost its lease 
 The runner's Python work per step is a few statements, so it leaves the interpreter to
 the calls being served (see `common.let_others_run` for the parts that are not).
 
-The modules, one per phase; each imports only those listed before it (and `steps`
-all the phases), never the other way:
+The modules, a phase each but for the first two; each imports only modules listed
+above it:
 
     common          states, names, the lease, team rows, state changes and their events
     member_access   each member's mapped registry role; planned access changes
