@@ -12,6 +12,7 @@ import itertools
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.engine import Dialect
 
 from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import resources_pb2 as r
@@ -98,10 +98,10 @@ class ServerThread:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def hot_read(self, fn: Callable[[Any, Dialect], Any]) -> Any:
-        """`fn(connection, dialect)` as the servicers run their precompiled reads
-        (`App.hot_read` on this server's event loop, without the answer cache)."""
-        return asyncio.run_coroutine_threadsafe(self.app.hot_read(fn), self.loop).result(30)
+    def query(self, fn: Callable[[Any], Any]) -> Any:
+        """`fn(sql)` where the server runs its reads over precompiled statements
+        (`App.query` on this server's event loop, without the kept replies)."""
+        return asyncio.run_coroutine_threadsafe(self.app.query(fn), self.loop).result(30)
 
     def stop(self, grace: float = 1.0) -> None:
         assert self.server is not None
@@ -131,6 +131,16 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(webhook_targets, "resolve", resolve)
     return table
+
+
+def wait_listening(server: ServerThread, timeout: float = 10) -> None:
+    """On PostgreSQL, until the server's commit listener is connected (nothing is kept
+    before it is); on SQLite at once."""
+    commits = server.app.db.commits
+    deadline = time.monotonic() + timeout
+    while commits is not None and not commits.connected:
+        assert time.monotonic() < deadline, "the commit listener did not connect"
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ def both(server: ServerThread, person: Person, name: str) -> tuple[Any, Any]:
     p = server.app.auth.authenticate(person.key)
     parts = name.split("/")
     org, uid = parts[1], parts[3]
-    view = server.hot_read(
-        lambda conn, dialect: fast_migration.get_migration(conn, dialect, p, org, uid)
+    view = server.query(
+        lambda sql: fast_migration.get_migration(sql.conn, sql.dialect, p, org, uid)
     )
     fast = migration_proto(view) if view is not None else None
     try:

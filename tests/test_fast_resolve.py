@@ -1,5 +1,6 @@
-"""The precompiled registry-path resolver answers exactly what the general resolver
-answers, and leaves every error to it."""
+"""ResolvePath on registry paths, through the real server, for every kind of
+principal: the answer where the caller may use the version, the exact error otherwise,
+and the collection version presented as CollectionService presents it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ import pytest
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import collection_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
-from registry_server.api.artifacts import resolution_proto
-from registry_server.domain.paths import parse_path
-from registry_server.service.fast_resolve import resolve_registry_path
-from registry_server.service.resolve import resolve_parsed
 
-from .conftest import Person, ServerThread, World, expect_error
+from .conftest import World, expect_error
 from .test_collections import (
     grant,
     link,
@@ -24,20 +21,7 @@ from .test_collections import (
 )
 
 
-def both(server: ServerThread, person: Person, path: str) -> tuple[object, object]:
-    app = server.app
-    p = app.auth.authenticate(person.key)
-    parsed = parse_path(path)
-    fast = server.hot_read(lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed))
-    try:
-        with app.db.read() as s:
-            slow = resolution_proto(resolve_parsed(s, p, parsed))
-    except Exception as e:
-        slow = type(e).__name__
-    return fast, slow
-
-
-def test_fast_and_general_resolvers_agree(server: ServerThread, world: World) -> None:
+def test_registry_paths_answer_where_the_version_may_be_used(world: World) -> None:
     owner = world.person("owner")
     viewer = world.person("viewer")
     restricted = world.person("restricted")
@@ -53,29 +37,47 @@ def test_fast_and_general_resolvers_agree(server: ServerThread, world: World) ->
     link(owner, registry, "resnet", v1.name, ["staging"])
     reg_id = registry.rsplit("/", 1)[1]
     prefix = f"wandb-registry-{reg_id}/resnet"
-    paths = [f"{world.org}/{prefix}:production", f"{prefix}:staging", f"{prefix}:v0",
-             f"{prefix}:latest", prefix, f"{prefix}:v7", f"{prefix}:nope",
-             f"{world.org}/wandb-registry-nope/resnet:v0"]  # fmt: skip
-    answered = 0
+    good = {f"{world.org}/{prefix}:production": 0, f"{prefix}:staging": 1, f"{prefix}:v0": 0,
+            f"{prefix}:latest": 1, prefix: 1}  # fmt: skip
+    missing = [f"{prefix}:v7", f"{prefix}:nope", f"{world.org}/wandb-registry-nope/resnet:v0"]
     for person in (owner, viewer, restricted, robot, outsider, world.admin):
-        for path in paths:
-            fast, slow = both(server, person, path)
-            if fast is None:
-                assert isinstance(slow, str), (person.id, path, slow)
-            else:
-                answered += 1
-                assert fast == slow, (person.id, path)
-    assert answered >= 4 * 5  # owner, viewer, robot (MEMBER), admin on the five good paths
+        for path, index in good.items():
+            request = apb.ResolvePathRequest(path=path)
+            if person is outsider:
+                expect_error(grpc.StatusCode.NOT_FOUND, person.stubs.artifacts.ResolvePath, request)
+                continue
+            if person is restricted:  # may see, not use
+                expect_error(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    person.stubs.artifacts.ResolvePath,
+                    request,
+                    reason="INSUFFICIENT_ROLE",
+                )
+                continue
+            res = person.stubs.artifacts.ResolvePath(request)
+            assert res.collection_version.version_index == index
+            assert res.artifact_version.name == (v0.name, v1.name)[index]
+            assert res.canonical_path == f"{world.org}/{prefix}:v{index}"
+            assert not res.redirected
+            got = person.stubs.collections.GetCollectionVersion(
+                pb.GetCollectionVersionRequest(name=res.collection_version.name)
+            )
+            assert got == res.collection_version
+        for path in missing:
+            expect_error(
+                grpc.StatusCode.NOT_FOUND,
+                person.stubs.artifacts.ResolvePath,
+                apb.ResolvePathRequest(path=path),
+            )
     # latest is presented first on the newest version, as CollectionService does
     res = viewer.stubs.artifacts.ResolvePath(apb.ResolvePathRequest(path=f"{prefix}:staging"))
     assert list(res.collection_version.aliases) == ["latest", "staging"]
-    got = viewer.stubs.collections.GetCollectionVersion(
-        pb.GetCollectionVersionRequest(name=res.collection_version.name)
-    )
-    assert list(got.aliases) == list(res.collection_version.aliases)
+    first = viewer.stubs.artifacts.ResolvePath(apb.ResolvePathRequest(path=f"{prefix}:v0"))
+    assert dict(first.artifact_version.metadata) == {"accuracy": 0.9, "layers": 50, "name": "r"}
+    assert list(first.collection_version.tags) == ["vision"]
 
 
-def test_errors_still_come_from_the_general_resolver(server: ServerThread, world: World) -> None:
+def test_errors_name_what_the_caller_may_not_do(world: World) -> None:
     owner = world.person("owner")
     restricted = world.person("restricted")
     lab, registry = member_lab_and_registry(world, owner)

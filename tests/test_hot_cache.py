@@ -1,13 +1,18 @@
-"""Hot-read answers kept between commits (SQLite): never stale, never given to another
-caller. On PostgreSQL nothing is kept."""
+"""Hot-read answers kept between commits: never stale, never given to another caller.
+The calls go through the session's server on either database (on PostgreSQL its
+commit listener is the clock); the commit watch of SQLite's file is tested alone.
+Across replicas: tests/test_replicas.py."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
+import time
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import field_mask_pb2
 
@@ -17,12 +22,18 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
-from registry_server.storage.hot_cache import CommitWatch, HotCache
+from registry_server.storage.hot_cache import CommitWatch, FileCommitClock, HotCache
 
-from .conftest import ServerThread, World, database_kind, expect_error
+from .conftest import ServerThread, World, database_kind, expect_error, wait_listening
 from .test_collections import grant, link, log_version, member_lab_and_registry, registry_path
 
-sqlite_only = pytest.mark.skipif(database_kind() != "sqlite", reason="the cache is SQLite's")
+sqlite_only = pytest.mark.skipif(database_kind() != "sqlite", reason="SQLite's commit watch")
+
+
+@pytest.fixture(autouse=True)
+def listening(server: ServerThread) -> None:
+    """On PostgreSQL, nothing is kept until the server's commit listener is connected."""
+    wait_listening(server)
 
 
 def resolve(stubs: object, path: str) -> apb.ResolvePathResponse:
@@ -43,7 +54,8 @@ def test_a_kept_answer_lasts_until_the_next_commit(server: ServerThread, world: 
     assert resolve(owner.stubs, path).collection_version.name == first.name
     assert resolve(owner.stubs, path).collection_version.name == first.name
     assert cache.hits == hits + 1  # the second call was answered from the cache
-    assert cache.watch.mapped  # commits are seen in the file's wal-index header
+    assert isinstance(cache.clock, FileCommitClock)
+    assert cache.clock.watch.mapped  # commits are seen in the file's wal-index header
 
     # a write through the service moves the alias: the next answer follows it
     move = pb.AddAliasRequest(collection_version=second.name, alias="production")
@@ -63,7 +75,6 @@ def test_a_kept_answer_lasts_until_the_next_commit(server: ServerThread, world: 
     assert resolve(owner.stubs, path).collection_version.description == "edited elsewhere"
 
 
-@sqlite_only
 def test_a_kept_answer_is_only_given_to_its_caller(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
     viewer = world.person("viewer")
@@ -92,7 +103,6 @@ def test_a_kept_answer_is_only_given_to_its_caller(server: ServerThread, world: 
     expect_error(grpc.StatusCode.NOT_FOUND, viewer.stubs.registries.GetEffectiveRole, role)
 
 
-@sqlite_only
 def test_a_revoked_key_gets_no_kept_reply(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
@@ -112,7 +122,6 @@ def test_a_revoked_key_gets_no_kept_reply(server: ServerThread, world: World) ->
     assert resolve(owner.stubs, path) == first  # the owner's other key is another entry
 
 
-@sqlite_only
 def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> None:
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
@@ -141,44 +150,70 @@ def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> 
     assert [v.description for v in listed if v.name == everything[0]] == ["new"]
 
 
-@pytest.mark.skipif(database_kind() == "sqlite", reason="PostgreSQL keeps nothing")
-def test_postgresql_keeps_nothing(server: ServerThread, world: World) -> None:
+@pytest.mark.skipif(database_kind() != "postgres", reason="PostgreSQL's commit listener")
+def test_postgresql_keeps_replies_until_a_commit_is_heard_of(
+    server: ServerThread, world: World
+) -> None:
+    cache = server.app.hot_cache
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
-    link(owner, registry, "resnet", log_version(lab).name, ["production"])
+    v0, v1 = log_version(lab), log_version(lab)
+    first = link(owner, registry, "resnet", v0.name, ["production"])
+    link(owner, registry, "resnet", v1.name)
     path = registry_path(registry, "resnet", ":production")
-    resolve(owner.stubs, path)
-    resolve(owner.stubs, path)
-    assert len(server.app.hot_cache) == 0
+    hits = cache.hits
+    assert resolve(owner.stubs, path).collection_version.name == first.name
+    assert resolve(owner.stubs, path).collection_version.name == first.name
+    assert cache.hits == hits + 1 and len(cache) > 0
+
+    # a commit by another connection, heard of through the listener
+    commits = server.app.db.commits
+    assert commits is not None
+    with psycopg.connect(commits.conninfo, autocommit=True) as other:
+        other.execute(
+            "UPDATE collection_versions SET description = 'edited elsewhere'"
+            " WHERE version_index = 0 AND collection_id IN (SELECT c.id FROM collections c"
+            " JOIN registries g ON g.id = c.registry_id JOIN organizations o ON o.id = g.org_id"
+            " WHERE o.name = %s AND g.name = %s AND c.name = 'resnet')",
+            (world.org, registry.rsplit("/", 1)[1]),
+        )
+    deadline = time.monotonic() + 5
+    while resolve(owner.stubs, path).collection_version.description != "edited elsewhere":
+        assert time.monotonic() < deadline, "the commit was never heard of"
+        time.sleep(0.01)
+
+
+def file_clock(conn: sqlite3.Connection) -> FileCommitClock:
+    return FileCommitClock(lambda: contextlib.nullcontext(conn))
 
 
 def test_entries_are_bounded_by_size() -> None:
-    cache = HotCache(max_bytes=3000, max_entry_bytes=1500)
-    conn = sqlite3.connect(":memory:")
+    clock = file_clock(sqlite3.connect(":memory:"))
+    cache = HotCache(clock, max_bytes=3000, max_entry_bytes=1500)
 
     def answer(n: int) -> bytes:
         return b"x" * n
 
     def keep(c: HotCache, key: str, n: int) -> None:
-        _, seen = c.lookup(conn, key)
-        c.store(conn, key, answer(n), seen)
+        _, seen = c.lookup(key)
+        c.store(key, answer(n), seen)
 
-    assert cache.lookup(conn, "a")[0] is None
+    assert cache.lookup("a")[0] is None
     keep(cache, "a", 1001)
     keep(cache, "b", 1001)
     keep(cache, "too big", 2000)
-    assert cache.lookup(conn, "too big")[0] is None
-    assert cache.lookup(conn, "a")[0] == answer(1001)
+    assert cache.lookup("too big")[0] is None
+    assert cache.lookup("a")[0] == answer(1001)
     keep(cache, "c", 1001)  # over the budget: the oldest entry goes
-    assert cache.lookup(conn, "a")[0] is None
-    assert cache.lookup(conn, "b")[0] is not None and cache.lookup(conn, "c")[0] is not None
+    assert cache.lookup("a")[0] is None
+    assert cache.lookup("b")[0] is not None and cache.lookup("c")[0] is not None
     assert len(cache) == 2
 
-    few = HotCache(max_entries=2)
+    few = HotCache(clock, max_entries=2)
     for key in ("a", "b", "c"):
         keep(few, key, 10)
-    assert len(few) == 2 and few.lookup(conn, "a")[0] is None  # the oldest went
-    assert few.lookup(conn, "b")[0] is not None and few.lookup(conn, "c")[0] is not None
+    assert len(few) == 2 and few.lookup("a")[0] is None  # the oldest went
+    assert few.lookup("b")[0] is not None and few.lookup("c")[0] is not None
 
 
 def _hot_and_other(directory: object, name: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
@@ -194,15 +229,15 @@ def _hot_and_other(directory: object, name: str) -> tuple[sqlite3.Connection, sq
 
 def test_a_reply_computed_across_a_commit_is_not_kept(tmp_path: object) -> None:
     hot, other = _hot_and_other(tmp_path, "race.db")
-    cache = HotCache()
-    kept, seen = cache.lookup(hot, "k")
+    cache = HotCache(file_clock(hot))
+    kept, seen = cache.lookup("k")
     assert kept is None
     other.execute("INSERT INTO t VALUES (1)")  # lands while the reply is being computed
-    cache.store(hot, "k", b"maybe from before the insert", seen)
-    assert cache.lookup(hot, "k")[0] is None and len(cache) == 0
-    kept, seen = cache.lookup(hot, "k")
-    cache.store(hot, "k", b"after", seen)
-    assert cache.lookup(hot, "k")[0] == b"after"
+    cache.store("k", b"maybe from before the insert", seen)
+    assert cache.lookup("k")[0] is None and len(cache) == 0
+    kept, seen = cache.lookup("k")
+    cache.store("k", b"after", seen)
+    assert cache.lookup("k")[0] == b"after"
 
 
 def test_the_commit_watch_reads_the_wal_index_header(tmp_path: object) -> None:

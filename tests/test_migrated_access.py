@@ -9,7 +9,6 @@ for a member added after the migration and for one removed."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,17 +26,8 @@ from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.api.artifacts import resolution_proto
-from registry_server.api.collections import version_proto
-from registry_server.domain.paths import parse_path
-from registry_server.service import collections as colls
-from registry_server.service import fast_link, fast_reads
-from registry_server.service import registries as regs
-from registry_server.service.collections import CollectionRef
 from registry_server.service.context import Principal
-from registry_server.service.fast_resolve import resolve_registry_path
 from registry_server.service.migration import verify
-from registry_server.service.resolve import resolve_parsed
 from registry_server.storage import models as m
 
 from .conftest import Person, ServerThread, World, expect_error, make_world
@@ -320,146 +310,61 @@ def holds(scene: Migrated, person: Person, role: int, *, in_team: bool = True) -
     assert sees_registry(scene, person) == bool(role)
 
 
-# --- the fast paths against the general ones ------------------------------------------------
+# --- what each role may do, through the server ---------------------------------------------
 
 
-def _principal(scene: Migrated, person: Person) -> Principal:
-    return scene.server.app.auth.authenticate(person.key)
-
-
-def _general(scene: Migrated, fn: Callable[[Any], Any], *, write: bool = False) -> Any:
-    """The general use case's answer, or the name of the error it raises."""
-    db = scene.server.app.db
-    try:
-        with db.write() if write else db.read() as s:
-            return fn(s)
-    except Exception as e:
-        return type(e).__name__
-
-
-def _without_collection(version: r.CollectionVersion, collection: str) -> r.CollectionVersion:
-    out = r.CollectionVersion()
-    out.CopyFrom(version)
-    out.ClearField("create_time")
-    out.ClearField("update_time")
-    out.name = out.name.replace(f"/collections/{collection}/", "/collections/@/")
-    out.path = out.path.replace(f"/{collection}:", "/@:")
-    return out
-
-
-def fast_and_general_agree(scene: Migrated, person: Person, role: int) -> None:
+def reads_and_links_follow_the_role(scene: Migrated, person: Person, role: int) -> None:
     """ResolvePath, GetCollectionVersion, ListCollectionVersions, GetEffectiveRole and
-    LinkArtifactVersion by `person`, who holds `role`: the precompiled statements answer
-    what the general use cases answer where allowed; where not, they leave it to the
-    general path, which answers NOT_FOUND (no role) or PERMISSION_DENIED."""
-    refused = "NotFound" if role == r.REGISTRY_ROLE_UNSPECIFIED else "PermissionDenied"
-    server, p = scene.server, _principal(scene, person)
-    org, registry_id = scene.world.org, scene.registry_id
-    ref = CollectionRef(org, registry_id, "resnet")
-    parsed = parse_path(scene.path())
-    pairs = {
+    LinkArtifactVersion by `person`, who holds `role`, through the server: answered where
+    the role allows, NOT_FOUND (no role) or PERMISSION_DENIED otherwise."""
+    refused = (
+        grpc.StatusCode.NOT_FOUND
+        if role == r.REGISTRY_ROLE_UNSPECIFIED
+        else grpc.StatusCode.PERMISSION_DENIED
+    )
+    stubs = person.stubs
+    collection = f"{scene.registry}/collections/resnet"
+    reads = {
         "ResolvePath": (
-            server.hot_read(lambda conn, d: resolve_registry_path(conn, d, p, parsed)),
-            _general(scene, lambda s: resolution_proto(resolve_parsed(s, p, parsed))),
+            stubs.artifacts.ResolvePath,
+            apb.ResolvePathRequest(path=scene.path()),
+            r.REGISTRY_ROLE_VIEWER,
         ),
         "GetCollectionVersion": (
-            server.hot_read(lambda conn, d: fast_reads.get_collection_version(conn, d, p, ref, 0)),
-            _general(scene, lambda s: version_proto(colls.get_version(s, p, ref, 0))),
+            stubs.collections.GetCollectionVersion,
+            cpb.GetCollectionVersionRequest(name=f"{collection}/versions/0"),
+            r.REGISTRY_ROLE_RESTRICTED_VIEWER,
         ),
         "ListCollectionVersions": (
-            server.hot_read(
-                lambda conn, d: fast_reads.list_collection_versions(
-                    conn, d, p, ref, page_size_value=10, page_token="", filter="", order_by=""
-                )
-            ),
-            _general(
-                scene,
-                lambda s: cpb.ListCollectionVersionsResponse(
-                    collection_versions=[
-                        version_proto(v)
-                        for v in colls.list_versions(
-                            s, p, ref, page_size=10, page_token="", filter="", order_by=""
-                        )[0]
-                    ]
-                ),
-            ),
+            stubs.collections.ListCollectionVersions,
+            cpb.ListCollectionVersionsRequest(parent=collection, page_size=10),
+            r.REGISTRY_ROLE_RESTRICTED_VIEWER,
         ),
         "GetEffectiveRole": (
-            server.hot_read(
-                lambda conn, d: fast_reads.get_effective_role(conn, d, p, org, registry_id, "")
+            stubs.registries.GetEffectiveRole,
+            rpb.GetEffectiveRoleRequest(registry=scene.registry),
+            r.REGISTRY_ROLE_RESTRICTED_VIEWER,
+        ),
+        "LinkArtifactVersion": (
+            stubs.collections.LinkArtifactVersion,
+            cpb.LinkArtifactVersionRequest(
+                parent=scene.registry, collection_id="linked", artifact_version=scene.versions[3]
             ),
-            _general(
-                scene,
-                lambda s: rpb.GetEffectiveRoleResponse(
-                    registry=scene.registry,
-                    principal=person.name,
-                    role=int(regs.get_effective_role(s, p, org, registry_id, "")[1]),
-                ),
-            ),
+            r.REGISTRY_ROLE_MEMBER,
         ),
     }
-    for rpc, (fast, general) in pairs.items():
-        if role >= r.REGISTRY_ROLE_VIEWER:
-            assert fast is not None and fast == general, (rpc, fast, general)
-        else:
-            assert fast is None and general == refused, (rpc, fast, general)
-    # Links: the same new link made on each path, into twin collections.
-    source = scene.versions[3]
-    req = fast_link.prepare_link(
-        org,
-        registry_id,
-        collection_id="fast",
-        artifact_version=source,
-        aliases=[],
-        tags=["t"],
-        description="",
-        request_id="",
-    )
-    assert req is not None
-    written = asyncio.run_coroutine_threadsafe(
-        fast_link.link(server.app.db, p, req), server.loop
-    ).result(30)
-    general_link = _general(
-        scene,
-        lambda s: version_proto(
-            colls.link_version(
-                s,
-                p,
-                org,
-                registry_id,
-                "slow",
-                artifact_version=source,
-                aliases=[],
-                tags=["t"],
-                description="",
-            )
-        ),
-        write=True,
-    )
-    if role >= r.REGISTRY_ROLE_MEMBER:
-        assert written is not None
-        assert _without_collection(written.reply, "fast") == _without_collection(
-            general_link, "slow"
-        )
-        for collection in ("fast", "slow"):  # ready for the next person
-            scene.owner.stubs.collections.UnlinkArtifactVersion(
-                cpb.UnlinkArtifactVersionRequest(
-                    name=f"{scene.registry}/collections/{collection}/versions/"
-                    f"{written.reply.version_index}"
+    for rpc, (call, request, need) in reads.items():
+        if role >= need:
+            reply = call(request)
+            if rpc == "GetEffectiveRole":
+                assert reply.role == role, (rpc, reply)
+            if rpc == "LinkArtifactVersion":  # ready for the next person
+                scene.owner.stubs.collections.UnlinkArtifactVersion(
+                    cpb.UnlinkArtifactVersionRequest(name=reply.name)
                 )
-            )
-    else:
-        assert written is None and general_link == refused, (written, general_link)
-
-
-def twin_collections(scene: Migrated) -> None:
-    """Collections `fast` and `slow` for the link comparison, made alike by the owner."""
-    for collection in ("fast", "slow"):
-        scene.owner.stubs.collections.LinkArtifactVersion(
-            cpb.LinkArtifactVersionRequest(
-                parent=scene.registry, collection_id=collection, artifact_version=scene.versions[0]
-            )
-        )
+        else:
+            want = grpc.StatusCode.NOT_FOUND if role == r.REGISTRY_ROLE_UNSPECIFIED else refused
+            expect_error(want, call, request)
 
 
 # --- access follows the team -----------------------------------------------------------------
@@ -479,12 +384,11 @@ def test_the_migrated_registry_member_is_the_team_with_its_roles_followed(
 
 def test_removing_a_team_member_removes_their_migrated_registry_role(migrated: Migrated) -> None:
     scene = migrated
-    twin_collections(scene)
     holds(scene, scene.member, r.REGISTRY_ROLE_MEMBER)
-    fast_and_general_agree(scene, scene.member, r.REGISTRY_ROLE_MEMBER)
+    reads_and_links_follow_the_role(scene, scene.member, r.REGISTRY_ROLE_MEMBER)
     scene.remove_from_team(scene.member)
     holds(scene, scene.member, r.REGISTRY_ROLE_UNSPECIFIED)
-    fast_and_general_agree(scene, scene.member, r.REGISTRY_ROLE_UNSPECIFIED)
+    reads_and_links_follow_the_role(scene, scene.member, r.REGISTRY_ROLE_UNSPECIFIED)
     # The team's other members keep theirs; the member list is unchanged.
     holds(scene, scene.viewer, r.REGISTRY_ROLE_VIEWER)
     assert scene.members() == [(f"teams/{scene.team}", r.REGISTRY_ROLE_UNSPECIFIED, True)]
@@ -497,22 +401,21 @@ def test_removing_a_team_member_removes_their_migrated_registry_role(migrated: M
 
 def test_adding_a_team_member_later_gives_them_the_mapped_role(migrated: Migrated) -> None:
     scene = migrated
-    twin_collections(scene)
     later = scene.person("later")
     later_viewer = scene.person("later-viewer")
     later_robot = scene.person("later-robot", service_account=True)
     for person in (later, later_viewer, later_robot):
         holds(scene, person, r.REGISTRY_ROLE_UNSPECIFIED)
-        fast_and_general_agree(scene, person, r.REGISTRY_ROLE_UNSPECIFIED)
+        reads_and_links_follow_the_role(scene, person, r.REGISTRY_ROLE_UNSPECIFIED)
     scene.add_to_team(later, r.TEAM_ROLE_MEMBER)
     scene.add_to_team(later_viewer, r.TEAM_ROLE_VIEWER)
     scene.add_to_team(later_robot, r.TEAM_ROLE_VIEWER)
     holds(scene, later, r.REGISTRY_ROLE_MEMBER)
     holds(scene, later_viewer, r.REGISTRY_ROLE_VIEWER)
     holds(scene, later_robot, r.REGISTRY_ROLE_MEMBER)
-    fast_and_general_agree(scene, later, r.REGISTRY_ROLE_MEMBER)
-    fast_and_general_agree(scene, later_viewer, r.REGISTRY_ROLE_VIEWER)
-    fast_and_general_agree(scene, later_robot, r.REGISTRY_ROLE_MEMBER)
+    reads_and_links_follow_the_role(scene, later, r.REGISTRY_ROLE_MEMBER)
+    reads_and_links_follow_the_role(scene, later_viewer, r.REGISTRY_ROLE_VIEWER)
+    reads_and_links_follow_the_role(scene, later_robot, r.REGISTRY_ROLE_MEMBER)
     # Their links are theirs.
     linked = later.stubs.collections.LinkArtifactVersion(
         cpb.LinkArtifactVersionRequest(

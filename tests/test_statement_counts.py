@@ -62,7 +62,7 @@ NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
 # runs `run_idempotent`.
 UNIT_OF_WORK = (
     ("registry_server/api/app.py", "work"),
-    ("registry_server/api/app.py", "hot_read"),
+    ("registry_server/api/app.py", "query"),
     ("registry_server/storage/hot_async.py", "_call"),  # PostgreSQL hot paths, in a greenlet
     ("registry_server/service/idempotency.py", "run_idempotent"),
 )
@@ -158,7 +158,7 @@ def counter(server: ServerThread) -> Iterator[StatementCounter]:
     c = StatementCounter([db.read_engine, db.write_engine], server.app.hot_cache.clear)
     # Hot reads run precompiled SQL on DB-API connections, which engine events do not
     # see: on SQLite `Database.hot_connection`, on PostgreSQL the connections that
-    # `Database.hot_async` lends on the event loop (both used by `App.hot_read` only).
+    # `Database.hot_async` lends on the event loop (both used by `App.query` only).
     hot_connection = db.hot_connection
 
     @contextmanager

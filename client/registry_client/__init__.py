@@ -1,6 +1,6 @@
 """Client side of the artifact registry: `Client`, typed errors, channels and stubs."""
 
-from .channel import DEFAULT_TARGET, Stubs, open_channel
+from .channel import DEFAULT_TARGET, CommitToken, Stubs, open_channel
 from .client import Client, RetryPolicy, manifest_from_directory, new_request_id
 from .errors import (
     AbortedError,
@@ -25,6 +25,7 @@ __all__ = [
     "AbortedError",
     "AlreadyExistsError",
     "Client",
+    "CommitToken",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",

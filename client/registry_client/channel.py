@@ -1,9 +1,17 @@
-"""Channels with the API key attached, and the generated stubs bound to them."""
+"""Channels with the API key attached, and the generated stubs bound to them.
+
+Read-your-writes across replicas: a server on PostgreSQL answers every call that
+committed with the commit's number (trailing metadata `x-registry-commit`). A channel
+remembers the highest number it was given (`CommitToken`) and sends it with every later
+call (`x-registry-after-commit`), so that no replica answers it with state older than
+what this client has written, even where the write went through another replica.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,20 +28,53 @@ from registry.v1 import (
 )
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# Trailing metadata of a call that committed: the commit's number.
+COMMIT_METADATA = "x-registry-commit"
+# Request metadata: the answer must reflect at least this commit.
+AFTER_COMMIT_METADATA = "x-registry-after-commit"
 
 
-class _AuthInterceptor(
+class CommitToken:
+    """The highest commit number a client was given; thread-safe. Share one between
+    channels (`open_channel(commit_token=...)`) to make them one client."""
+
+    def __init__(self, value: int = 0) -> None:
+        self._value = value
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def observe(self, value: int) -> None:
+        with self._lock:
+            if value > self._value:
+                self._value = value
+
+    def observe_metadata(self, metadata: Iterable[tuple[str, Any]] | None) -> None:
+        """Takes the commit number from a call's trailing metadata, if it has one."""
+        for key, value in metadata or ():
+            if key == COMMIT_METADATA:
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                if text.isdigit():
+                    self.observe(int(text))
+
+
+class _RegistryInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
     grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
 ):
-    """Adds `authorization: Bearer <key>` to every call."""
+    """Adds `authorization: Bearer <key>` (when there is a key) and the commit token
+    (once it is set) to every call, and raises the token from every unary answer."""
 
-    def __init__(self, api_key: str) -> None:
-        self._metadata = ("authorization", f"Bearer {api_key}")
+    def __init__(self, api_key: str, token: CommitToken) -> None:
+        self._auth = [("authorization", f"Bearer {api_key}")] if api_key else []
+        self.token = token
 
     def _details(self, details: Any) -> Any:
-        metadata = list(details.metadata or [])
-        metadata.append(self._metadata)
+        metadata = [*(details.metadata or ()), *self._auth]
+        if self.token.value:
+            metadata.append((AFTER_COMMIT_METADATA, str(self.token.value)))
         return _CallDetails(
             details.method,
             details.timeout,
@@ -43,10 +84,19 @@ class _AuthInterceptor(
             getattr(details, "compression", None),
         )
 
+    def _remember(self, call: Any) -> None:
+        try:
+            metadata = call.trailing_metadata()
+        except Exception:  # a call that never started has none
+            return
+        self.token.observe_metadata(metadata)
+
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return continuation(self._details(details), request)
+        call = continuation(self._details(details), request)
+        call.add_done_callback(self._remember)  # at once for a blocking call
+        return call
 
     def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
@@ -73,11 +123,13 @@ def open_channel(
     certificate_chain: bytes | None = None,
     tls: bool | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    commit_token: CommitToken | None = None,
 ) -> grpc.Channel:
     """A channel to the registry; REGISTRY_ADDRESS / REGISTRY_API_KEY fill what is not given.
 
     TLS is used when any certificate is given or `tls=True`; a client certificate and
-    key make it mutual TLS.
+    key make it mutual TLS. The channel keeps the commit numbers of its answers in
+    `commit_token` (a new one unless given) and sends the highest with every call.
     """
     target = target or os.environ.get("REGISTRY_ADDRESS") or DEFAULT_TARGET
     api_key = api_key if api_key is not None else os.environ.get("REGISTRY_API_KEY", "")
@@ -88,9 +140,9 @@ def open_channel(
         channel = grpc.secure_channel(target, creds, options=opts)
     else:
         channel = grpc.insecure_channel(target, options=opts)
-    if api_key:
-        channel = grpc.intercept_channel(channel, _AuthInterceptor(api_key))
-    return channel
+    return grpc.intercept_channel(
+        channel, _RegistryInterceptor(api_key, commit_token or CommitToken())
+    )
 
 
 @dataclass(frozen=True)

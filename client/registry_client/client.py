@@ -43,7 +43,7 @@ from registry.v1 import registry_service_pb2 as reg_pb
 from registry.v1 import resources_pb2 as r
 
 from . import names, webhooks
-from .channel import DEFAULT_TARGET, Stubs, open_channel
+from .channel import DEFAULT_TARGET, CommitToken, Stubs, open_channel
 from .errors import (
     DeadlineExceededError,
     RegistryError,
@@ -184,6 +184,8 @@ class Client:
     deadline of each unary call in seconds; `retries` is how often a retryable call
     is retried on UNAVAILABLE (or a `RetryPolicy`). `interceptors` are extra grpc
     client interceptors (tracing, logging) placed in front of the channel.
+    `commit_token` holds the highest commit number the client was given, sent with
+    every call so that no replica answers with older state (a new one unless given).
     """
 
     def __init__(
@@ -199,11 +201,13 @@ class Client:
         retries: int | RetryPolicy = 4,
         interceptors: Sequence[Any] = (),
         options: Sequence[tuple[str, Any]] = (),
+        commit_token: CommitToken | None = None,
     ) -> None:
         self.target = target or os.environ.get("REGISTRY_ADDRESS") or DEFAULT_TARGET
         self.api_key = api_key if api_key is not None else os.environ.get("REGISTRY_API_KEY", "")
         self.timeout = timeout
         self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries)
+        self.commit_token = commit_token or CommitToken()
         channel = open_channel(
             self.target,
             self.api_key,
@@ -212,6 +216,7 @@ class Client:
             certificate_chain=certificate_chain,
             tls=tls,
             options=options,
+            commit_token=self.commit_token,
         )
         self._base_channel = channel
         if interceptors:

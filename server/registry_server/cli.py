@@ -118,6 +118,15 @@ def serve(
             "thread of this process.",
         ),
     ] = HotWriter.process,
+    kept_replies: Annotated[
+        bool,
+        typer.Option(
+            "--kept-replies/--no-kept-replies",
+            envvar="REGISTRY_KEPT_REPLIES",
+            help="Keep the replies of the hot reads until the next commit to the database "
+            "(any process, any replica) and answer repeated calls from them.",
+        ),
+    ] = True,
     event_loop: Annotated[
         EventLoop,
         typer.Option(
@@ -167,6 +176,7 @@ def serve(
         webhook_allow_http=webhook_allow_http,
         webhook_allow_cidrs=tuple(_comma_list(webhook_allow_cidr)),
         secret_key_file=secret_key_file,
+        kept_replies=kept_replies,
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None

@@ -1,12 +1,16 @@
-"""What every servicer shares: the database, the authenticator and a worker pool.
+"""What every servicer shares: the database, the authenticator, a worker pool and the
+kept replies.
 
 Use cases are plain blocking functions over a Session (one short transaction per
-RPC); `read`/`write` run them on the worker pool so the event loop keeps serving.
+RPC); `read`/`write` run them on the worker pool so the event loop keeps serving, in a
+copy of the call's context (its principal, and the note its commits are reported to:
+`storage.commits`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import gc
 from collections.abc import Callable, Hashable
@@ -14,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from ..service.auth import Authenticator
@@ -23,7 +26,8 @@ from ..service.idempotency import run_idempotent
 from ..service.secret_box import SecretBox
 from ..service.webhook_targets import TargetPolicy
 from ..storage.db import Database
-from ..storage.hot_cache import HotCache
+from ..storage.hot_cache import CommitClock, FileCommitClock, HotCache
+from ..storage.sql import LoopBudgetExceeded, Sql
 from .settings import Settings
 
 T = TypeVar("T")
@@ -57,7 +61,9 @@ class App:
             if self.settings.secret_key_file
             else None
         )
-        self.hot_cache = HotCache()
+        # the commit clock: SQLite's file, or PostgreSQL's listener
+        clock: CommitClock = db.commits or FileCommitClock(db.hot_connection)
+        self.hot_cache = HotCache(clock)
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
@@ -66,7 +72,9 @@ class App:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()
+        call = functools.partial(fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, context.run, call)
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:
@@ -75,31 +83,45 @@ class App:
 
         return await self.run(work)
 
-    async def hot_read(self, fn: Callable[[Any, Dialect], R | None]) -> R | None:
-        """A precompiled single-statement read on a DB-API connection, on the event loop:
-        on SQLite an indexed lookup in the local file is cheaper than the hop to a
-        worker thread; on PostgreSQL the loop serves other calls during the round trip
-        (`storage.hot_async`)."""
+    async def query(self, fn: Callable[[Sql], T]) -> T:
+        """A read use case over precompiled statements (`storage.sql`), on the event loop:
+        on SQLite an indexed lookup in the local file is cheaper than the hop to a worker
+        thread; on PostgreSQL the loop serves other calls during the round trips
+        (`storage.hot_async`). A SQLite statement that would hold the loop too long
+        (`sql.LoopBudgetExceeded`) runs again on a worker thread."""
         dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
-            with self.db.hot_connection() as conn:
-                return fn(conn, dialect)
+            try:
+                with self.db.hot_connection() as conn:
+                    return fn(Sql(conn, dialect, loop_budget=True))
+            except LoopBudgetExceeded:
+                return await self.read(lambda s: fn(Sql.of(s)))
         assert self.db.hot_async is not None
-        return await self.db.hot_async.run(fn, dialect)
+        return await self.db.hot_async.run(lambda conn, d: fn(Sql(conn, d)), dialect)
 
     @property
     def keeps_answers(self) -> bool:
-        """Whether replies are kept between commits (`storage.hot_cache`: SQLite only)."""
-        return self.db.is_sqlite
+        """Whether replies are kept between commits (`storage.hot_cache`)."""
+        return self.settings.kept_replies
 
-    def kept_answer(self, key: Hashable) -> tuple[bytes | None, Hashable]:
-        """The reply kept for `key` or None, and the version to pass to `keep_answer`."""
-        with self.db.hot_connection() as conn:
-            return self.hot_cache.lookup(conn, key)
+    def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]:
+        """The reply kept for `key` or None, and the version to pass to `keep_answer`.
+        `after_commit`: the commit number the caller must see (0: any)."""
+        return self.hot_cache.lookup(key, after_commit)
 
     def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None:
-        with self.db.hot_connection() as conn:
-            self.hot_cache.store(conn, key, answer, seen)
+        self.hot_cache.store(key, answer, seen)
+
+    def committed(self, seq: int) -> None:
+        """A call of this replica committed `seq` (PostgreSQL): what was kept before it is
+        not answered again, as when another replica's commit is heard of."""
+        if self.db.commits is not None:
+            self.db.commits.committed(seq)
+
+    async def listen_for_commits(self) -> None:
+        """Background task on PostgreSQL: the replica's commit listener."""
+        if self.db.commits is not None:
+            await self.db.commits.run()
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:

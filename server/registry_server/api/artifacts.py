@@ -14,16 +14,13 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
-from ..domain.paths import PathKind, parse_path
+from ..domain.paths import parse_path
 from ..service import artifacts as svc
-from ..service.fast_resolve import resolve_registry_path
-from ..service.resolve import (
-    ArtifactVersionInfo,
-    CollectionVersionInfo,
-    Resolution,
-    resolve_parsed,
-)
+from ..service import resolve
+from ..service.resolve import ArtifactVersionInfo, Resolution
+from ..storage.sql import Sql
 from .app import App
+from .collections import version_proto
 from .convert import etag, mask_paths, struct, struct_to_dict, ts
 from .filtering import compile_list_filter
 from .interceptors import current_principal
@@ -49,46 +46,24 @@ def project_proto(team: str, project: Any) -> r.Project:
 
 
 def artifact_version_proto(info: ArtifactVersionInfo) -> r.ArtifactVersion:
-    v = info.row
     return r.ArtifactVersion(
         name=info.name,
-        version_index=v.version_index,
+        version_index=info.version_index,
         type=info.type,
-        digest=v.digest,
-        size=v.size,
-        manifest=[r.ManifestEntry(**entry) for entry in v.manifest or []],
-        metadata=struct(v.metadata_),
-        description=v.description,
+        digest=info.digest,
+        size=info.size,
+        manifest=[r.ManifestEntry(**entry) for entry in info.manifest],
+        metadata=struct(info.metadata),
+        description=info.description,
         aliases=list(info.aliases),
-        tags=list(v.tags or []),
-        producing_run=v.producing_run,
+        tags=info.tags,
+        producing_run=info.producing_run,
         created_by=user_ref(info.created_by),
-        create_time=ts(v.create_time),
-        update_time=ts(v.update_time),
-        etag=etag(v.revision),
-        delete_time=ts(v.delete_time),
+        create_time=ts(info.create_time),
+        update_time=ts(info.update_time),
+        etag=etag(info.revision),
+        delete_time=ts(info.delete_time),
         path=info.path,
-    )
-
-
-def collection_version_proto(
-    cv: CollectionVersionInfo, av: ArtifactVersionInfo
-) -> r.CollectionVersion:
-    link = cv.row
-    return r.CollectionVersion(
-        name=cv.name,
-        version_index=link.version_index,
-        artifact_version=av.name,
-        aliases=list(cv.aliases),
-        tags=list(link.tags or []),
-        description=link.description,
-        linked_by=user_ref(cv.linked_by),
-        create_time=ts(link.create_time),
-        update_time=ts(link.update_time),
-        metadata=struct(av.row.metadata_),
-        digest=av.row.digest,
-        type=av.type,
-        path=cv.path,
     )
 
 
@@ -99,9 +74,7 @@ def resolution_proto(res: Resolution) -> pb.ResolvePathResponse:
         redirected=res.redirected,
     )
     if res.collection_version is not None:
-        out.collection_version.CopyFrom(
-            collection_version_proto(res.collection_version, res.artifact_version)
-        )
+        out.collection_version.CopyFrom(version_proto(res.collection_version))
     if res.model_version is not None:
         out.registered_model_version.CopyFrom(
             model_version_proto(res.model_version, res.artifact_version.name)
@@ -342,11 +315,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ResolvePathResponse:
         p = current_principal()
         parsed = parse_path(request.path, "path")  # malformed paths fail before any query
-        if parsed.kind is PathKind.REGISTRY_COLLECTION:
-            fast = await self.app.hot_read(
-                lambda conn, dialect: resolve_registry_path(conn, dialect, p, parsed)
-            )
-            if fast is not None:
-                return fast
-        # other path forms, and the exact error when the fast path has no answer
-        return await self.app.read(lambda s: resolution_proto(resolve_parsed(s, p, parsed)))
+
+        def work(sql: Sql) -> pb.ResolvePathResponse:
+            return resolution_proto(resolve.resolve(sql, p, parsed))
+
+        return await self.app.query(work)

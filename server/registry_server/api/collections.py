@@ -11,9 +11,10 @@ from registry.v1 import collection_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import CollectionRef
 from ..service import collections as colls
-from ..service import fast_link, fast_reads
-from ..service.collections import CollectionRef
+from ..service import fast_link, versions
+from ..storage.sql import Sql
 from .app import App
 from .convert import etag, mask_paths, struct, ts
 from .events import hub_for
@@ -39,23 +40,23 @@ def collection_proto(view: colls.CollectionView, ref: CollectionRef) -> r.Collec
     )
 
 
-def version_proto(view: colls.VersionView) -> r.CollectionVersion:
-    v = view.row
-    return r.CollectionVersion(
+def version_proto(view: versions.VersionView) -> r.CollectionVersion:
+    reply = r.CollectionVersion(
         name=view.name,
-        version_index=v.version_index,
+        version_index=view.version_index,
         artifact_version=view.artifact_version,
         aliases=view.aliases,
-        tags=list(v.tags or []),
-        description=v.description,
+        tags=view.tags,
+        description=view.description,
         linked_by=names.user_name(view.linked_by) if view.linked_by else "",
-        create_time=ts(v.create_time),
-        update_time=ts(v.update_time),
+        create_time=ts(view.create_time),
+        update_time=ts(view.update_time),
         metadata=struct(view.metadata),
         digest=view.digest,
         type=view.artifact_type,
         path=view.path,
     )
+    return reply
 
 
 def _registry(name: str, field: str) -> tuple[str, str]:
@@ -212,40 +213,22 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
     ) -> r.CollectionVersion:
         p = current_principal()
         ref, index = _version(request.name, "name")
-        fast = await self.app.hot_read(
-            lambda conn, dialect: fast_reads.get_collection_version(conn, dialect, p, ref, index)
+        return await self.app.query(
+            lambda sql: version_proto(versions.get_version(sql, p, ref, index))
         )
-        if fast is not None:
-            return fast
-        # the exact error (or an answer the hot path leaves to the use case)
-        return await self.app.read(lambda s: version_proto(colls.get_version(s, p, ref, index)))
 
     async def ListCollectionVersions(
         self, request: pb.ListCollectionVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCollectionVersionsResponse:
         p = current_principal()
         ref = _collection(request.parent, "parent")
-        fast = await self.app.hot_read(
-            lambda conn, dialect: fast_reads.list_collection_versions(
-                conn,
-                dialect,
+
+        def work(sql: Sql) -> pb.ListCollectionVersionsResponse:
+            views, token = versions.list_versions(
+                sql,
                 p,
                 ref,
                 page_size_value=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
-            )
-        )
-        if fast is not None:
-            return fast
-
-        def work(s: Session) -> pb.ListCollectionVersionsResponse:
-            views, token = colls.list_versions(
-                s,
-                p,
-                ref,
-                page_size=request.page_size,
                 page_token=request.page_token,
                 filter=request.filter,
                 order_by=request.order_by,
@@ -254,7 +237,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 collection_versions=[version_proto(v) for v in views], next_page_token=token
             )
 
-        return await self.app.read(work)
+        return await self.app.query(work)
 
     async def UpdateCollectionVersion(
         self, request: pb.UpdateCollectionVersionRequest, context: grpc.aio.ServicerContext

@@ -1,12 +1,20 @@
-"""One server interceptor: authentication, error mapping, kept replies and access logging.
+"""One server interceptor: authentication, error mapping, kept replies, commit numbers
+and access logging.
 
 It wraps each method handler once: the wrapper authenticates the bearer key
 (except for health checks and reflection), exposes the principal to the servicer
 through `current_principal()`, turns domain errors into `google.rpc.Status`, and
-logs one line per call (never the key). For the read-only `KEPT_METHODS`, on SQLite,
-it first looks for the reply kept for the same method, key and request bytes
-(`storage.hot_cache`: valid until the next commit to the file), and keeps the
-serialized reply of each successful call.
+logs one line per call (never the key; `OK (kept)` for a kept reply). For the
+read-only `KEPT_METHODS` it first looks for the reply kept for the same method, key
+and request bytes (`storage.hot_cache`: valid until the next commit to the database),
+and keeps the serialized reply of each successful call.
+
+Read-your-writes across replicas (PostgreSQL, `storage.commits`): a unary call that
+committed answers the number of its commit as trailing metadata `x-registry-commit`
+(with an error too, if it committed before failing). A call that carries
+`x-registry-after-commit: N` is answered with state at least that new: a replica that
+has not heard of commit N yet answers it from the database (not from kept replies,
+and checking the key there rather than in its key cache).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from ..domain.errors import (
 )
 from ..service.auth import Authenticator
 from ..service.context import Principal
+from ..storage import commits
 from .status import to_grpc_status
 
 log = logging.getLogger("registry.access")
@@ -56,10 +65,17 @@ KEPT_METHODS = frozenset(
 )
 
 
+# Trailing metadata of a call that committed: the number of its (last) commit.
+COMMIT_METADATA = "x-registry-commit"
+# Request metadata: the commit number the answer must reflect, as a client was told it.
+AFTER_COMMIT_METADATA = "x-registry-after-commit"
+_MAX_COMMIT_DIGITS = 19  # a bigint
+
+
 class KeptAnswers(Protocol):
     """Where replies are kept between commits (`App.kept_answer` / `App.keep_answer`)."""
 
-    def kept_answer(self, key: Hashable) -> tuple[bytes | None, Hashable]: ...
+    def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]: ...
 
     def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None: ...
 
@@ -72,18 +88,46 @@ def is_public(method: str) -> bool:
     return method.startswith(PUBLIC_PREFIXES)
 
 
-def bearer_token(metadata: Any) -> str:
+def call_metadata(metadata: Any) -> tuple[str, int]:
+    """(the bearer key, the commit number the call asks for: 0 for none)."""
+    token: str | None = None
+    after_commit = 0
     for key, value in metadata or ():
         if key == "authorization":
-            scheme, _, token = str(value).partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated(
-                    "authorization must be 'Bearer <api key>'", reason="INVALID_AUTHORIZATION"
-                )
-            return token.strip()
-    raise Unauthenticated(
-        "missing 'authorization: Bearer <api key>' metadata", reason="MISSING_API_KEY"
-    )
+            if token is None:
+                token = _bearer(str(value))
+        elif key == AFTER_COMMIT_METADATA:
+            after_commit = max(after_commit, _commit_number(str(value)))
+    if token is None:
+        raise Unauthenticated(
+            "missing 'authorization: Bearer <api key>' metadata", reason="MISSING_API_KEY"
+        )
+    return token, after_commit
+
+
+def bearer_token(metadata: Any) -> str:
+    return call_metadata(metadata)[0]
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "authorization must be 'Bearer <api key>'", reason="INVALID_AUTHORIZATION"
+        )
+    return token.strip()
+
+
+def _commit_number(value: str) -> int:
+    if not value.isdigit() or len(value) > _MAX_COMMIT_DIGITS:
+        raise InvalidArgument(
+            AFTER_COMMIT_METADATA, f"must be a commit number as {COMMIT_METADATA} gave it"
+        )
+    return int(value)
+
+
+def _commit_metadata(note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
+    return ((COMMIT_METADATA, str(note.seq)),) if note is not None and note.seq else ()
 
 
 class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -92,10 +136,13 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         authenticator: Authenticator,
         run: Callable[..., Awaitable[Any]],
         answers: KeptAnswers | None = None,
+        committed: Callable[[int], None] | None = None,
     ) -> None:
         self.auth = authenticator
         self.run = run  # runs a blocking function off the event loop
-        self.answers = answers  # None: nothing is kept (PostgreSQL)
+        self.answers = answers  # None: nothing is kept
+        # told of each commit a call made, before the call is answered (`App.committed`)
+        self.committed = committed
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -117,22 +164,39 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._wrapped[method] = wrapped
         return wrapped
 
-    async def _authenticate(self, token: str) -> Principal:
-        principal = self.auth.cached(token)
+    async def _authenticate(self, token: str, after_commit: int) -> Principal:
+        principal = self.auth.cached(token, after_commit)
         if principal is None:
-            principal = await self.run(self.auth.authenticate, token)
+            principal = await self.run(self.auth.authenticate, token, after_commit)
         return principal
 
-    async def _fail(self, context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
+    def _settle(self, context: grpc.aio.ServicerContext, note: commits.CommitNote | None) -> None:
+        """After the handler: the call's commit, if any, is known here and told."""
+        if note is not None and note.seq:
+            if self.committed is not None:
+                self.committed(note.seq)
+            context.set_trailing_metadata(_commit_metadata(note))
+
+    async def _fail(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        err: Exception,
+        note: commits.CommitNote | None = None,
+    ) -> None:
+        if note is not None and note.seq and self.committed is not None:
+            self.committed(note.seq)
         if isinstance(err, IntegrityError):
             log.info("integrity conflict in %s: %s", method, err.orig)
             err = Aborted("the change conflicted with a concurrent one; retry", reason="CONFLICT")
         if not isinstance(err, RegistryError):
             log.exception("unexpected error in %s", method, exc_info=err)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error", _commit_metadata(note))
             return
         status = to_grpc_status(err)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        await context.abort(
+            status.code, status.details, (*status.trailing_metadata, *_commit_metadata(note))
+        )
 
     @staticmethod
     async def _call(inner: Callable[..., Any], request: Any, context: Any) -> Any:
@@ -168,17 +232,21 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
+                note = None
                 try:
-                    token = bearer_token(context.invocation_metadata())
+                    token, after_commit = call_metadata(context.invocation_metadata())
                     if answers is not None:
                         key = (method, token, raw)
-                        kept, seen = answers.kept_answer(key)
+                        kept, seen = answers.kept_answer(key, after_commit)
                         if kept is not None:
+                            code = "OK (kept)"  # in the access log
                             return kept
-                    principal = await self._authenticate(token)
+                    note = commits.begin_call()
+                    principal = await self._authenticate(token, after_commit)
                     request = parse(raw)
                     _principal.set(principal)
                     reply = await self._call(inner, request, context)
+                    self._settle(context, note)
                     if answers is not None:
                         reply = serialize(reply)
                         answers.keep_answer(key, reply, seen)
@@ -188,7 +256,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     raise
                 except Exception as err:
                     code = getattr(err, "code", "INTERNAL")
-                    await self._fail(context, method, err)
+                    await self._fail(context, method, err, note)
                 finally:
                     if log.isEnabledFor(logging.INFO):
                         log.info("%s %s %.1fms", method, code, (time.perf_counter() - start) * 1e3)
@@ -208,7 +276,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = "OK"
                 try:
                     principal = await self._authenticate(
-                        bearer_token(context.invocation_metadata())
+                        *call_metadata(context.invocation_metadata())
                     )
                     request = parse(raw)
                     _principal.set(principal)

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy import select
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from registry.v1 import migration_service_pb2 as pb
@@ -51,6 +50,7 @@ from ..storage import models as m
 from ..storage.db import Database
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import fetch_page, parse_order_by
+from ..storage.sql import Sql
 from .app import App
 from .convert import ts
 from .filtering import compile_list_filter
@@ -288,11 +288,11 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         """The migration as GetMigration shows it: from the hot statements when they can
         answer (an admin of its organization reads it), else from the general use case."""
 
-        def hot(conn: Any, dialect: Dialect) -> r.Migration | None:
-            view = fast_migration.get_migration(conn, dialect, p, org, uid)
+        def hot(sql: Sql) -> r.Migration | None:
+            view = fast_migration.get_migration(sql.conn, sql.dialect, p, org, uid)
             return migration_proto(view) if view is not None else None
 
-        fast = await self.app.hot_read(hot)
+        fast = await self.app.query(hot)
         if fast is not None:
             return fast
         return await self.app.read(lambda s: migration_proto(get_migration(s, p, org, uid)))

@@ -12,9 +12,9 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.roles import RegistryRole, Visibility
-from ..service import fast_reads
 from ..service import registries as regs
 from ..storage import models as m
+from ..storage.sql import Sql
 from .app import App
 from .convert import enum_value, etag, mask_paths, ts
 from .interceptors import current_principal
@@ -240,18 +240,11 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     ) -> pb.GetEffectiveRoleResponse:
         p = current_principal()
         org, registry_id = _registry(request.registry, "registry")
-        fast = await self.app.hot_read(
-            lambda conn, dialect: fast_reads.get_effective_role(
-                conn, dialect, p, org, registry_id, request.principal
-            )
-        )
-        if fast is not None:
-            return fast
 
-        def work(s: Session) -> pb.GetEffectiveRoleResponse:
-            principal, role = regs.get_effective_role(s, p, org, registry_id, request.principal)
+        def work(sql: Sql) -> pb.GetEffectiveRoleResponse:
+            principal, role = regs.get_effective_role(sql, p, org, registry_id, request.principal)
             return pb.GetEffectiveRoleResponse(
-                registry=regs.registry_name(org, registry_id), principal=principal, role=int(role)
+                registry=names.registry_name(org, registry_id), principal=principal, role=role
             )
 
-        return await self.app.read(work)
+        return await self.app.query(work)

@@ -77,9 +77,10 @@ def _bindings() -> list[ServiceBinding]:
     return out
 
 
-# Long-running tasks started with the server: the event watch poller, the webhook
-# sender and the migration runner.
+# Long-running tasks started with the server: the commit listener (PostgreSQL), the
+# event watch poller, the webhook sender and the migration runner.
 BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = [
+    App.listen_for_commits,
     run_event_hub,
     run_webhook_worker,
     run_migrations,
@@ -115,7 +116,9 @@ class RegistryServer:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[
-                RegistryInterceptor(app.auth, app.run, app if app.keeps_answers else None)
+                RegistryInterceptor(
+                    app.auth, app.run, app if app.keeps_answers else None, app.committed
+                )
             ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

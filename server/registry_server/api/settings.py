@@ -56,6 +56,8 @@ class Settings:
     # A file of AES-256 keys that seal automation secrets at rest (service/secret_box.py);
     # "" stores them in plaintext.
     secret_key_file: str = ""
+    # Whether the replies of the hot reads are kept between commits (storage/hot_cache.py).
+    kept_replies: bool = True
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .errors import InvalidArgument, quote
 
@@ -255,3 +256,59 @@ def user_name(user: str) -> str:
 
 def team_name(team: str) -> str:
     return f"teams/{team}"
+
+
+# --- resource name templates (AIP-122): every name the API returns is built here --------
+
+
+def registry_name(org: str, registry: str) -> str:
+    return f"organizations/{org}/registries/{registry}"
+
+
+def collection_name(org: str, registry: str, collection: str) -> str:
+    return f"organizations/{org}/registries/{registry}/collections/{collection}"
+
+
+def collection_version_name(org: str, registry: str, collection: str, index: int) -> str:
+    return f"organizations/{org}/registries/{registry}/collections/{collection}/versions/{index}"
+
+
+def project_name(team: str, project: str) -> str:
+    return f"teams/{team}/projects/{project}"
+
+
+def artifact_version_name(team: str, project: str, artifact: str, index: int) -> str:
+    return f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{index}"
+
+
+def model_name(team: str, model: str) -> str:
+    return f"teams/{team}/registeredModels/{model}"
+
+
+def model_version_name(team: str, model: str, index: int) -> str:
+    return f"teams/{team}/registeredModels/{model}/versions/{index}"
+
+
+def migration_name(org: str, uid: str) -> str:
+    return f"organizations/{org}/migrations/{uid}"
+
+
+def etag(revision: int) -> str:
+    """A weak etag (AIP-154) of a row's revision counter."""
+    return f'W/"{revision}"'
+
+
+@dataclass(frozen=True)
+class CollectionRef:
+    """A collection by its organization's, registry's and own ids."""
+
+    org: str
+    registry: str
+    collection: str
+
+    @property
+    def name(self) -> str:
+        return collection_name(self.org, self.registry, self.collection)
+
+    def version_name(self, index: int) -> str:
+        return collection_version_name(self.org, self.registry, self.collection, index)

@@ -141,3 +141,15 @@ def _check(container: str | None, item: str, field: str, path: str) -> None:
 def reserved_project_id(project_id: str) -> bool:
     """Project ids that would make paths ambiguous."""
     return project_id == LEGACY_SEGMENT or project_id.startswith(REGISTRY_PREFIX)
+
+
+def artifact_version_path(team: str, project: str, artifact: str, index: int) -> str:
+    return format_path(PathKind.PROJECT_ARTIFACT, team, project, artifact, Version(index))
+
+
+def model_version_path(team: str, model: str, index: int) -> str:
+    return format_path(PathKind.LEGACY_MODEL, team, "", model, Version(index))
+
+
+def collection_version_path(org: str, registry: str, collection: str, index: int) -> str:
+    return format_path(PathKind.REGISTRY_COLLECTION, org, registry, collection, Version(index))

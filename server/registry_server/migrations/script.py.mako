@@ -17,6 +17,7 @@ branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
 
+# A new table also gets registry_server.migrations.commit_numbers.mark_commits_on(name).
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}
 

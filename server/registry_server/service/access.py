@@ -7,16 +7,16 @@ into list queries so that filtering happens in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal_column, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import Session
 
-from ..domain.errors import NotFound, PermissionDenied
+from ..domain import names
+from ..domain.errors import FailedPrecondition, NotFound, PermissionDenied
 from ..domain.roles import (
-    REGISTRY_ROLE_OF_TEAM_ROLE,
-    TEAM_REGISTRY_ADMIN_ROLE,
     LegacyPermission,
     Permission,
     RegistryRole,
@@ -26,57 +26,12 @@ from ..domain.roles import (
     registry_role_for_service_account,
 )
 from ..storage import models as m
+from ..storage.queries import registries as q
+from ..storage.queries.registries import granted_role_columns
+from ..storage.sql import Sql, json_value
 from .context import Principal
 
 # --- registries -------------------------------------------------------------------
-
-
-def granted_role_columns(registry_id: Any, user_id: Any) -> tuple[Any, Any]:
-    """Scalar subqueries for the role granted to `user_id` in `registry_id` directly, and
-    the highest one granted to any of their teams: index seeks rather than a scan of the
-    members. A team's row that follows the team's roles (`RegistryMember.team_roles`)
-    gives the role of the user's current team role there (`REGISTRY_ROLE_OF_TEAM_ROLE`;
-    the team's model registry admins ADMIN), so team changes count at once. `registry_id`
-    may be a column of an enclosing statement (correlated); both arguments may be bind
-    parameters. `combine_role` takes the two values."""
-    direct = (
-        select(m.RegistryMember.role)
-        .where(m.RegistryMember.registry_id == registry_id, m.RegistryMember.user_id == user_id)
-        .scalar_subquery()
-    )
-    # Aliases of their own: an enclosing statement that selects from these tables (the
-    # precompiled statements embed this) must not correlate them away.
-    grant = aliased(m.RegistryMember, name="team_grant")
-    membership = aliased(m.TeamMember, name="granted_membership")
-    admin = aliased(m.LegacyRegistryAdmin, name="granted_registry_admin")
-    followed = case(
-        (membership.role == _number(TeamRole.UNSPECIFIED), _number(RegistryRole.NONE)),
-        (
-            exists().where(admin.team_id == grant.team_id, admin.user_id == user_id),
-            _number(TEAM_REGISTRY_ADMIN_ROLE),
-        ),
-        *(
-            (membership.role == _number(team_role), _number(role))
-            for team_role, role in REGISTRY_ROLE_OF_TEAM_ROLE.items()
-        ),
-        else_=_number(RegistryRole.NONE),
-    )
-    via_team = (
-        select(func.max(case((grant.team_roles, followed), else_=grant.role)))
-        .select_from(grant)
-        .join(
-            membership,
-            and_(membership.team_id == grant.team_id, membership.user_id == user_id),
-        )
-        .where(grant.registry_id == registry_id)
-        .scalar_subquery()
-    )
-    return direct, via_team
-
-
-def _number(role: int) -> Any:
-    """A role number inline in the SQL (a constant, not a parameter of every statement)."""
-    return literal_column(str(int(role)))
 
 
 def combine_role(
@@ -150,6 +105,114 @@ def registry_access(
     role = effective_role(session, p, registry)
     check_registry_role(role, perm, name)
     return RegistryAccess(registry, role)
+
+
+@dataclass(frozen=True)
+class RegistryHeader:
+    """A registry as the precompiled statements read it (`storage.queries.registries`),
+    with the caller's effective role; `collection_*` set when a collection was asked for
+    (None: the registry has no such collection)."""
+
+    id: int
+    org_id: int
+    name: str  # organizations/{org}/registries/{registry}
+    role: RegistryRole
+    protected_aliases: frozenset[str]
+    artifact_types: tuple[str, ...]
+    allow_all_artifact_types: bool
+    migration_id: int | None
+    undo_requested: bool
+    collection_id: int | None = None
+    collection_type: str = ""
+    next_version_index: int = 0
+
+    def accepts(self, artifact_type: str) -> bool:
+        return self.allow_all_artifact_types or artifact_type in self.artifact_types
+
+    def protected(self, aliases: Sequence[str]) -> list[str]:
+        return [a for a in aliases if a in self.protected_aliases]
+
+
+def header_of(p: Principal, name: str, row: Sequence[Any]) -> RegistryHeader:
+    """The header of a row that starts with `registry_columns()` (and may go on with
+    `collection_columns()`)."""
+    (
+        registry_pk, org_id, visibility, default_role, direct, via_team, protected, types,
+        allow_all, migration_pk, undoing,
+    ) = row[: q.REGISTRY_WIDTH]  # fmt: skip
+    rest = row[q.REGISTRY_WIDTH :]
+    return RegistryHeader(
+        id=registry_pk,
+        org_id=org_id,
+        name=name,
+        role=combine_role(p, org_id, visibility, default_role, direct, via_team),
+        protected_aliases=frozenset(json_value(protected) or ()),
+        artifact_types=tuple(json_value(types) or ()),
+        allow_all_artifact_types=bool(allow_all),
+        migration_id=migration_pk,
+        undo_requested=bool(undoing),
+        collection_id=rest[0] if rest else None,
+        collection_type=rest[1] if rest else "",
+        next_version_index=rest[2] if rest else 0,
+    )
+
+
+def find_registry(
+    sql: Sql, p: Principal, org: str, registry_id: str, collection: str = ""
+) -> RegistryHeader | None:
+    """The registry with `p`'s effective role in it (and the collection `collection`
+    outer-joined when given); None when there is no such registry."""
+    params = {"uid": p.user_id, "org": org, "registry": registry_id}
+    if collection:
+        row = sql.one(q.collection_header, {**params, "collection": collection})
+    else:
+        row = sql.one(q.registry_header, params)
+    return None if row is None else header_of(p, names.registry_name(org, registry_id), row)
+
+
+def registry_header(
+    sql: Sql, p: Principal, org: str, registry_id: str, perm: Permission, collection: str = ""
+) -> RegistryHeader:
+    """`find_registry`, checked for `perm` (NOT_FOUND, PERMISSION_DENIED)."""
+    header = find_registry(sql, p, org, registry_id, collection)
+    if header is None:
+        raise NotFound(f"{names.registry_name(org, registry_id)} not found")
+    check_registry_role(header.role, perm, header.name)
+    return header
+
+
+READ_ONLY_REASON = "REGISTRY_READ_ONLY"
+
+
+def require_writable(
+    sql: Sql, registry_pk: int, migration_pk: int | None, name: str, undoing: bool | None = None
+) -> None:
+    """FAILED_PRECONDITION when the registry was created by a migration that is being
+    undone (`registry_freeze`); every write to a registry calls it after its access
+    checks. `undoing`: what a statement read with the registry, if it did. On PostgreSQL
+    it is read again under a share lock of the registry row, so that a request committed
+    meanwhile is seen; SQLite serializes writers."""
+    if migration_pk is None:
+        return
+    if sql.postgres:
+        sql.one(q.share_registry, {"id": registry_pk})
+        undoing = None
+    if undoing is None:
+        undoing = bool(sql.one(q.undo_state, {"migration_id": migration_pk})[0])
+    if not undoing:
+        return
+    row = sql.one(q.frozen_by, {"id": registry_pk})
+    if row is None:
+        return
+    uid, org, team = row
+    migration = names.migration_name(org, uid)
+    legacy = f"the legacy Model Registry of teams/{team}" if team else "the legacy registry"
+    raise FailedPrecondition(
+        f"{name} is read-only: {migration} is being undone and its changes are going back "
+        f"into {legacy}, which is writable again once that ends",
+        reason=READ_ONLY_REASON,
+        metadata={"migration": migration, **({"team": f"teams/{team}"} if team else {})},
+    )
 
 
 def check_registry_role(role: RegistryRole, perm: Permission, name: str) -> None:

@@ -34,12 +34,14 @@ from ..domain.errors import (
     quote,
 )
 from ..domain.metadata import merged as merged_metadata
+from ..domain.names import artifact_version_name
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.sql import Sql
 from . import access, events
 from .context import Principal
 from .organizations import check_etag
@@ -47,8 +49,8 @@ from .resolve import (
     DELETED_REASON,
     ArtifactVersionInfo,
     Resolution,
-    artifact_version_name,
-    resolve_parsed,
+    artifact_info,
+    resolve,
     resolve_reference,
 )
 
@@ -299,8 +301,8 @@ def _info(
     artifact: m.Artifact,
     created_by: str | None = None,
 ) -> ArtifactVersionInfo:
-    return ArtifactVersionInfo(
-        row=version,
+    return artifact_info(
+        version,
         team=team.name,
         team_id=team.id,
         org_id=team.org_id,
@@ -583,7 +585,7 @@ def get_artifact_version(
     """Also returns deleted versions (with delete_time set)."""
     parsed = ParsedPath(PathKind.PROJECT_ARTIFACT, team, project, artifact, Version(index=index))
     try:
-        return resolve_parsed(s, p, parsed, allow_deleted=True).artifact_version
+        return resolve(Sql.of(s), p, parsed, allow_deleted=True).artifact_version
     except NotFound:
         raise NotFound(
             f"{artifact_version_name(team, project, artifact, index)} not found"
@@ -646,8 +648,8 @@ def list_artifact_versions(
     )
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [
-        ArtifactVersionInfo(
-            row=row[0],
+        artifact_info(
+            row[0],
             team=team,
             team_id=ta.team.id,
             org_id=ta.team.org_id,
@@ -788,11 +790,11 @@ def use_artifact_version(
 ) -> Resolution:
     """Resolves a name or path (needs the right to use it) and records the consuming run."""
     check_run_id(run_id, required=True)
-    res = resolve_reference(s, p, reference, field=field)
+    res = resolve_reference(Sql.of(s), p, reference, field=field)
     av = res.artifact_version
     recorded = s.execute(
         select(m.ArtifactUsage.run_id).where(
-            m.ArtifactUsage.version_id == av.row.id, m.ArtifactUsage.run_id == run_id
+            m.ArtifactUsage.version_id == av.id, m.ArtifactUsage.run_id == run_id
         )
     ).first()
     if recorded is not None:
@@ -801,7 +803,7 @@ def use_artifact_version(
         with s.begin_nested():
             s.add(
                 m.ArtifactUsage(
-                    version_id=av.row.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
+                    version_id=av.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
                 )
             )
     except IntegrityError:
@@ -867,8 +869,8 @@ def get_lineage(
     """Producing run, runs that logged it again, consuming runs and every link the
     caller can see (one query each)."""
     av = get_artifact_version(s, p, team, project, artifact, index)
-    runs = _runs(s, m.ArtifactUsage, av.row.id)
-    logging_runs = _runs(s, m.ArtifactLogRun, av.row.id)
+    runs = _runs(s, m.ArtifactUsage, av.id)
+    logging_runs = _runs(s, m.ArtifactLogRun, av.id)
     collection_rows = s.execute(
         select(
             m.CollectionVersion.id,
@@ -883,7 +885,7 @@ def get_lineage(
         .join(m.Organization, m.Organization.id == m.Registry.org_id)
         .outerjoin(m.CollectionAlias, m.CollectionAlias.version_id == m.CollectionVersion.id)
         .where(
-            m.CollectionVersion.artifact_version_id == av.row.id,
+            m.CollectionVersion.artifact_version_id == av.id,
             access.visible_registries_clause(p),
         )
         .order_by(m.Registry.name, m.Collection.name, m.CollectionVersion.version_index)
@@ -926,7 +928,7 @@ def get_lineage(
             m.RegisteredModelAlias, m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id
         )
         .where(
-            m.RegisteredModelVersion.artifact_version_id == av.row.id,
+            m.RegisteredModelVersion.artifact_version_id == av.id,
             legacy_visible,
         )
         .order_by(m.Team.name, m.RegisteredModel.name, m.RegisteredModelVersion.version_index)
@@ -941,4 +943,4 @@ def get_lineage(
             aliases,
         ),
     )
-    return Lineage(av.name, av.row.producing_run, runs, links, logging_runs)
+    return Lineage(av.name, av.producing_run, runs, links, logging_runs)

@@ -4,7 +4,10 @@ A key is `rk_{key_id}_{secret}`: 32 random bytes of secret, stored only as a
 sha256 hash (the secret's entropy makes a slow hash unnecessary) and compared in
 constant time. Verified keys are cached for `ttl` seconds: a key revoked on this
 replica stops working at once (the cache entry is dropped in the same call); on
-other replicas within `ttl` (REGISTRY_AUTH_CACHE_TTL, default 5 s).
+other replicas within `ttl` (REGISTRY_AUTH_CACHE_TTL, default 5 s). A call that asks
+for commit N (`x-registry-after-commit`, `storage.commits`) is only answered from an
+entry verified after this replica knew every commit up to N to be visible; otherwise
+the key is checked in the database again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class _Entry:
     hash: bytes
     principal: Principal
     expires: float
+    seen: int  # every commit numbered up to here was visible to the verifying read
 
 
 class Authenticator:
@@ -63,24 +67,26 @@ class Authenticator:
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def cached(self, secret: str) -> Principal | None:
-        """The principal if the key is in the cache and still fresh (no I/O)."""
+    def cached(self, secret: str, after_commit: int = 0) -> Principal | None:
+        """The principal if the key is in the cache, still fresh, and verified with
+        commit `after_commit` visible (no I/O)."""
         key_id = key_id_of(secret)
         if key_id is None:
             raise Unauthenticated("malformed API key", reason="INVALID_API_KEY")
         entry = self._cache.get(key_id)
-        if entry is None or entry.expires < time.monotonic():
+        if entry is None or entry.expires < time.monotonic() or entry.seen < after_commit:
             return None
         if not hmac.compare_digest(entry.hash, hash_secret(secret)):
             raise Unauthenticated("invalid API key", reason="INVALID_API_KEY")
         return entry.principal
 
-    def authenticate(self, secret: str) -> Principal:
-        principal = self.cached(secret)
+    def authenticate(self, secret: str, after_commit: int = 0) -> Principal:
+        principal = self.cached(secret, after_commit)
         if principal is not None:
             return principal
         key_id = key_id_of(secret)
         assert key_id is not None
+        seen = self.db.commits.seen if self.db.commits is not None else 0  # before the read
         with self.db.read() as s:
             row = s.execute(
                 select(
@@ -114,7 +120,7 @@ class Authenticator:
             service_admin=bool(row[6]),
         )
         with self._lock:
-            self._cache[key_id] = _Entry(row[0], principal, time.monotonic() + self.ttl)
+            self._cache[key_id] = _Entry(row[0], principal, time.monotonic() + self.ttl, seen)
         return principal
 
     def forget_key(self, key_id: str) -> None:

@@ -10,14 +10,14 @@ is not stored: it is the highest version index of the collection.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from ..domain import names, paths
+from ..domain import names
 from ..domain.errors import (
     Aborted,
     AlreadyExists,
@@ -28,16 +28,18 @@ from ..domain.errors import (
     quote,
 )
 from ..domain.filters import parse_filter
+from ..domain.names import CollectionRef
 from ..domain.roles import LegacyPermission, Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, compile_filter
 from ..storage.paging import Page, fetch_page, parse_order_by
-from . import authz_table, events
+from ..storage.sql import Sql
+from . import authz_table, events, resolve, versions
 from .access import RegistryAccess, registry_access, team_access
 from .context import Principal
 from .organizations import check_etag
-from .registries import accepts_type, dialect, registry_name
+from .registries import accepts_type, dialect
 from .registry_freeze import check_writable
 
 SERVICE = "CollectionService"
@@ -46,24 +48,6 @@ DESCRIPTION_MAX = 64 * 1024
 
 def _perm(rpc: str) -> Permission:
     return authz_table.permission(SERVICE, rpc)
-
-
-def collection_name(org: str, registry_id: str, collection_id: str) -> str:
-    return f"{registry_name(org, registry_id)}/collections/{collection_id}"
-
-
-def version_name(org: str, registry_id: str, collection_id: str, index: int) -> str:
-    return f"{collection_name(org, registry_id, collection_id)}/versions/{index}"
-
-
-def version_path(org: str, registry_id: str, collection_id: str, index: int) -> str:
-    return paths.format_path(
-        paths.PathKind.REGISTRY_COLLECTION, org, registry_id, collection_id, paths.Version(index)
-    )
-
-
-def artifact_version_name(team: str, project: str, artifact: str, index: int) -> str:
-    return f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{index}"
 
 
 def _protected(registry: m.Registry, aliases: Sequence[str]) -> list[str]:
@@ -87,17 +71,6 @@ def _require_protected_alias_right(
 
 
 # --- loading ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CollectionRef:
-    org: str
-    registry: str
-    collection: str
-
-    @property
-    def name(self) -> str:
-        return collection_name(self.org, self.registry, self.collection)
 
 
 def _load_collection(
@@ -196,7 +169,7 @@ def _require_accepted(registry: m.Registry, artifact_type: str, org: str) -> Non
             else ", ".join(registry.artifact_types or []) or "no type"
         )
         raise FailedPrecondition(
-            f"{registry_name(org, registry.name)} does not accept artifact type "
+            f"{names.registry_name(org, registry.name)} does not accept artifact type "
             f"{artifact_type!r} (accepts {accepted}); an ADMIN can add it to artifact_types",
             reason="ARTIFACT_TYPE_NOT_ACCEPTED",
             metadata={"artifact_type": artifact_type},
@@ -403,207 +376,6 @@ def delete_collection(s: Session, p: Principal, ref: CollectionRef, etag: str) -
 # --- collection versions ------------------------------------------------------------
 
 
-@dataclass
-class VersionView:
-    """A collection version with what its proto shows of the artifact version."""
-
-    row: m.CollectionVersion
-    ref: CollectionRef
-    team: str
-    project: str
-    artifact: str
-    artifact_type: str
-    artifact_index: int
-    digest: str
-    metadata: dict[str, Any]
-    linked_by: str | None
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return version_name(
-            self.ref.org, self.ref.registry, self.ref.collection, self.row.version_index
-        )
-
-    @property
-    def path(self) -> str:
-        return version_path(
-            self.ref.org, self.ref.registry, self.ref.collection, self.row.version_index
-        )
-
-    @property
-    def artifact_version(self) -> str:
-        return artifact_version_name(self.team, self.project, self.artifact, self.artifact_index)
-
-
-def _latest_index(collection_id: int) -> Any:
-    cv = aliased(m.CollectionVersion)
-    return (
-        select(func.max(cv.version_index))
-        .where(cv.collection_id == collection_id)
-        .scalar_subquery()
-    )
-
-
-def _version_select(collection_id: int) -> Any:
-    """Versions joined with their artifact version, artifact, project, team and linker,
-    plus the collection's highest index (for `latest`)."""
-    cv = m.CollectionVersion
-    return (
-        select(
-            cv,
-            m.Team.name,
-            m.Project.name,
-            m.Artifact.name,
-            m.Artifact.type,
-            m.ArtifactVersion.version_index,
-            m.ArtifactVersion.digest,
-            m.ArtifactVersion.metadata_,
-            m.User.name,
-            _latest_index(collection_id),
-        )
-        .join(m.ArtifactVersion, m.ArtifactVersion.id == cv.artifact_version_id)
-        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
-        .join(m.Project, m.Project.id == m.Artifact.project_id)
-        .join(m.Team, m.Team.id == m.Project.team_id)
-        .outerjoin(m.User, m.User.id == cv.linked_by_id)
-        .where(cv.collection_id == collection_id)
-    )
-
-
-def _views(s: Session, ref: CollectionRef, rows: Sequence[Any]) -> list[VersionView]:
-    """Builds views for a page of rows; the page's aliases come from one query."""
-    views = [
-        VersionView(
-            row=r[0],
-            ref=ref,
-            team=r[1],
-            project=r[2],
-            artifact=r[3],
-            artifact_type=r[4],
-            artifact_index=r[5],
-            digest=r[6],
-            metadata=r[7] or {},
-            linked_by=r[8],
-        )
-        for r in rows
-    ]
-    if not views:
-        return views
-    by_id = {v.row.id: v for v in views}
-    for alias, version_id in s.execute(
-        select(m.CollectionAlias.alias, m.CollectionAlias.version_id)
-        .where(m.CollectionAlias.version_id.in_(list(by_id)))
-        .order_by(m.CollectionAlias.alias)
-    ).all():
-        by_id[version_id].aliases.append(alias)
-    latest = rows[0][9]
-    for v in views:
-        if v.row.version_index == latest:
-            v.aliases.insert(0, paths.LATEST)
-    return views
-
-
-def _version_view(s: Session, ref: CollectionRef, version: m.CollectionVersion) -> VersionView:
-    rows = s.execute(
-        _version_select(version.collection_id).where(m.CollectionVersion.id == version.id)
-    ).all()
-    return _views(s, ref, rows)[0]
-
-
-def get_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> VersionView:
-    _, collection = _load_collection(s, p, ref, _perm("GetCollectionVersion"))
-    return version_of(s, ref, collection, index)
-
-
-def version_of(s: Session, ref: CollectionRef, collection: m.Collection, index: int) -> VersionView:
-    """Version `index` of the collection (the caller checked access)."""
-    return _version_view(s, ref, _load_version(s, ref, collection, index))
-
-
-def _alias_filter(collection_id: int) -> Any:
-    def build(value: str, op: str) -> ColumnElement[bool]:
-        if value == paths.LATEST:
-            cond: ColumnElement[bool] = m.CollectionVersion.version_index == _latest_index(
-                collection_id
-            )
-        else:
-            cond = (
-                select(m.CollectionAlias.id)
-                .where(
-                    # collection and alias first: the (collection_id, alias) unique index
-                    # finds the one row, rather than every collection's alias of that name
-                    m.CollectionAlias.collection_id == collection_id,
-                    m.CollectionAlias.alias == value,
-                    m.CollectionAlias.version_id == m.CollectionVersion.id,
-                )
-                .exists()
-            )
-        return ~cond if op == "!=" else cond
-
-    return build
-
-
-def _version_filter(collection_id: int) -> dict[str, FieldSpec]:
-    cv = m.CollectionVersion
-    return {
-        "alias": FieldSpec("alias", builder=_alias_filter(collection_id)),
-        "tag": FieldSpec("tags", cv.tags),
-        "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
-        "version_index": FieldSpec("int", cv.version_index),
-        "description": FieldSpec("string", cv.description),
-        "create_time": FieldSpec("time", cv.create_time),
-        "update_time": FieldSpec("time", cv.update_time),
-    }
-
-
-VERSION_ORDER = {
-    "version_index": m.CollectionVersion.version_index,
-    "create_time": m.CollectionVersion.create_time,
-    "update_time": m.CollectionVersion.update_time,
-}
-
-
-def version_listing(
-    *, filter: str, order_by: str, page_size: int, page_token: str, query: tuple[Any, ...]
-) -> Listing:
-    keys = parse_order_by(order_by, VERSION_ORDER, "version_index", m.CollectionVersion.id)
-    return Listing(keys, parse_filter(filter, "filter"), page_size, page_token, query)
-
-
-def versions_page(
-    s: Session, ref: CollectionRef, collection: m.Collection, listing: Listing
-) -> tuple[list[VersionView], str]:
-    """A page of the collection's versions (the caller checked access)."""
-    stmt = _version_select(collection.id)
-    clause = compile_filter(listing.filter, _version_filter(collection.id), dialect(s), "filter")
-    if clause is not None:
-        stmt = stmt.where(clause)
-    page = _page(s, stmt, listing)
-    return _views(s, ref, page.rows), page.next_page_token
-
-
-def list_versions(
-    s: Session,
-    p: Principal,
-    ref: CollectionRef,
-    *,
-    page_size: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
-) -> tuple[list[VersionView], str]:
-    listing = version_listing(
-        filter=filter,
-        order_by=order_by,
-        page_size=page_size,
-        page_token=page_token,
-        query=("collection-versions", ref.name, filter, order_by),
-    )
-    _, collection = _load_collection(s, p, ref, _perm("ListCollectionVersions"))
-    return versions_page(s, ref, collection, listing)
-
-
 def update_version(
     s: Session,
     p: Principal,
@@ -613,7 +385,7 @@ def update_version(
     *,
     description: str,
     tags: Sequence[str],
-) -> VersionView:
+) -> versions.VersionView:
     """One event: TAGS_CHANGED when the tags change, COLLECTION_UPDATED otherwise."""
     if "description" in fields:
         names.text(description, "collection_version.description", DESCRIPTION_MAX)
@@ -640,11 +412,11 @@ def update_version(
         org_id=access.registry.org_id,
         type=events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
         actor=p,
-        resource=version_name(ref.org, ref.registry, ref.collection, index),
+        resource=ref.version_name(index),
         details=details,
         registry_id=access.registry.id,
     )
-    return _version_view(s, ref, version)
+    return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
 # --- linking ------------------------------------------------------------------------
@@ -654,7 +426,8 @@ def update_version(
 class Source:
     """The artifact version a link points at, with where it was logged."""
 
-    version: m.ArtifactVersion
+    id: int
+    version_index: int
     artifact_type: str
     team_id: int
     team: str
@@ -663,23 +436,29 @@ class Source:
 
     @property
     def name(self) -> str:
-        return artifact_version_name(
-            self.team, self.project, self.artifact, self.version.version_index
+        return names.artifact_version_name(
+            self.team, self.project, self.artifact, self.version_index
         )
 
 
 def _resolve_source(s: Session, p: Principal, path_or_name: str, field: str) -> Source:
     """The artifact version named by any path form or version resource name; it must
     have been logged by a team of the caller's organization that the caller can see."""
-    from . import resolve  # the one resolver, shared with ArtifactService
-
-    found = resolve.resolve_reference(s, p, path_or_name, field=field).artifact_version
+    found = resolve.resolve_reference(Sql.of(s), p, path_or_name, field=field).artifact_version
     if found.org_id != p.org_id:
         raise NotFound(f"{found.name} not found")
     # Reached through a registry path, the caller may still be outside the source team:
     # only what the caller can see in its team may be linked (NOT_FOUND otherwise).
     team_access(s, p, found.team, LegacyPermission.VIEW, what=found.name)
-    return Source(found.row, found.type, found.team_id, found.team, found.project, found.artifact)
+    return Source(
+        found.id,
+        found.version_index,
+        found.type,
+        found.team_id,
+        found.team,
+        found.project,
+        found.artifact,
+    )
 
 
 def _collection_for_link(
@@ -735,7 +514,7 @@ def link_version(
     aliases: Sequence[str],
     tags: Sequence[str],
     description: str,
-) -> VersionView:
+) -> versions.VersionView:
     """Links (points at) an artifact version; idempotent for the same source version,
     whose existing link still gets the requested aliases. (`fast_link` does the common
     case in fewer statements and leaves everything else here.)"""
@@ -759,7 +538,7 @@ def link_version(
     version = s.execute(
         select(m.CollectionVersion).where(
             m.CollectionVersion.collection_id == collection.id,
-            m.CollectionVersion.artifact_version_id == source.version.id,
+            m.CollectionVersion.artifact_version_id == source.id,
         )
     ).scalar_one_or_none()
     linked_now = version is None
@@ -768,7 +547,7 @@ def link_version(
         version = m.CollectionVersion(
             collection_id=collection.id,
             version_index=collection.next_version_index,
-            artifact_version_id=source.version.id,
+            artifact_version_id=source.id,
             tags=tag_list,
             description=description,
             linked_by_id=p.user_id,
@@ -785,7 +564,7 @@ def link_version(
             org_id=access.registry.org_id,
             type=events.VERSION_LINKED,
             actor=p,
-            resource=version_name(org, registry_id, collection_id, version.version_index),
+            resource=ref.version_name(version.version_index),
             details={
                 "collection": ref.name,
                 "version_index": version.version_index,
@@ -803,7 +582,7 @@ def link_version(
         _check_room(s, ref, version, len(arriving), "aliases")
     for alias in alias_list:
         _set_alias(s, p, access, ref, collection, version, alias, holders[alias])
-    return _version_view(s, ref, version)
+    return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
 # --- aliases ------------------------------------------------------------------------
@@ -868,7 +647,7 @@ def _set_alias(
         org_id=access.registry.org_id,
         type=events.ALIAS_ADDED,
         actor=p,
-        resource=version_name(ref.org, ref.registry, ref.collection, version.version_index),
+        resource=ref.version_name(version.version_index),
         details={
             "alias": alias,
             "collection": ref.name,
@@ -894,7 +673,7 @@ def add_alias(
     index: int,
     alias: str,
     expected_version_index: int | None,
-) -> VersionView:
+) -> versions.VersionView:
     """Sets `alias` on version `index`. With `expected_version_index` it is a
     compare-and-set: ABORTED (ALIAS_CONFLICT) unless the alias is now on that index,
     or absent when -1."""
@@ -913,7 +692,7 @@ def add_alias(
         )
     _check_room(s, ref, version, 0 if current == index else 1, "alias")
     _set_alias(s, p, access, ref, collection, version, alias, holder)
-    return _version_view(s, ref, version)
+    return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
 def _where(index: int) -> str:
@@ -922,7 +701,7 @@ def _where(index: int) -> str:
 
 def remove_alias(
     s: Session, p: Principal, ref: CollectionRef, index: int, alias: str
-) -> VersionView:
+) -> versions.VersionView:
     names.existing_alias(alias, "alias")
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
@@ -932,7 +711,7 @@ def remove_alias(
         raise NotFound(f"alias {quote(alias)} is not on {ref.name}/versions/{index}")
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.id == holder[0].id))
     _alias_removed(s, p, access, ref, alias, index)
-    return _version_view(s, ref, version)
+    return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
 def _alias_removed(
@@ -943,7 +722,7 @@ def _alias_removed(
         org_id=access.registry.org_id,
         type=events.ALIAS_REMOVED,
         actor=p,
-        resource=version_name(ref.org, ref.registry, ref.collection, index),
+        resource=ref.version_name(index),
         details={"alias": alias, "collection": ref.name, "version_index": index},
         registry_id=access.registry.id,
     )
@@ -964,7 +743,7 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
         ).scalars()
     )
     _require_protected_alias_right(access, aliases, f"unlinking {ref.name}/versions/{index}")
-    artifact = _version_view(s, ref, version).artifact_version
+    artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id == version.id))
     s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.id == version.id))
     collection.revision += 1
@@ -977,7 +756,7 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
         org_id=access.registry.org_id,
         type=events.VERSION_UNLINKED,
         actor=p,
-        resource=version_name(ref.org, ref.registry, ref.collection, index),
+        resource=ref.version_name(index),
         details={
             "collection": ref.name,
             "version_index": index,

@@ -52,19 +52,20 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from registry.v1 import resources_pb2 as r
 
-from ..domain import names
+from ..domain import names, paths
 from ..domain.errors import InvalidArgument
+from ..domain.names import CollectionRef
 from ..domain.paths import LATEST, ParsedPath, PathKind
 from ..domain.roles import RegistryRole, TeamRole
 from ..storage import models as m
 from ..storage.db import Database, now_us
+from ..storage.queries.registries import granted_role_columns, undo_requested
 from . import authz_table, events, write_process
 from . import collections as colls
-from .access import combine_role, granted_role_columns
+from .access import combine_role
 from .context import Principal
 from .fast_sql import joined_aliases, json_value
 from .idempotency import check_request_id
-from .registry_freeze import undo_requested
 from .resolve import parse_reference
 
 LINK_METHOD = "LinkArtifactVersion"  # idempotency key method, as App.create records it
@@ -698,9 +699,9 @@ def _link(sql: _Statements, p: Principal, req: LinkRequest) -> Written:
         },
     ).fetchone()[0]
     sql.run("bump_collection", {"cid": collection_pk, "now": now})
-    version = colls.version_name(req.org, req.registry, req.collection, next_index)
-    collection = colls.collection_name(req.org, req.registry, req.collection)
-    source_name = colls.artifact_version_name(source.root, source.container, source.item, av_index)
+    version = names.collection_version_name(req.org, req.registry, req.collection, next_index)
+    collection = names.collection_name(req.org, req.registry, req.collection)
+    source_name = names.artifact_version_name(source.root, source.container, source.item, av_index)
     pending = [
         _event(
             org_id,
@@ -867,7 +868,7 @@ def _write_events(sql: _Statements, org_id: int, rows: list[dict[str, Any]]) -> 
 async def add_alias(
     db: Database,
     p: Principal,
-    ref: colls.CollectionRef,
+    ref: CollectionRef,
     index: int,
     alias: str,
     expected_version_index: int | None,
@@ -880,7 +881,7 @@ async def add_alias(
 def _add_alias(
     sql: _Statements,
     p: Principal,
-    ref: colls.CollectionRef,
+    ref: CollectionRef,
     index: int,
     alias: str,
     expected_version_index: int | None,
@@ -925,7 +926,7 @@ def _add_alias(
             sql.run(
                 "insert_alias", {"cid": collection_pk, "a": alias, "vid": version_pk, "now": now}
             )
-        version = colls.version_name(ref.org, ref.registry, ref.collection, index)
+        version = names.collection_version_name(ref.org, ref.registry, ref.collection, index)
         _write_events(
             sql,
             org_id,
@@ -943,7 +944,7 @@ def _add_alias(
         ref.registry,
         ref.collection,
         index,
-        artifact_version=colls.artifact_version_name(team, project, artifact, av_index),
+        artifact_version=names.artifact_version_name(team, project, artifact, av_index),
         aliases=ordered,
         tags=json_value(tags) or [],
         description=description,
@@ -983,7 +984,7 @@ def _version_reply(
 ) -> r.CollectionVersion:
     """The CollectionVersion proto, as api.collections.version_proto presents it."""
     reply = r.CollectionVersion(
-        name=colls.version_name(org, registry, collection, index),
+        name=names.collection_version_name(org, registry, collection, index),
         version_index=index,
         artifact_version=artifact_version,
         aliases=aliases,
@@ -992,7 +993,7 @@ def _version_reply(
         linked_by=names.user_name(linked_by) if linked_by else "",
         digest=digest,
         type=artifact_type,
-        path=colls.version_path(org, registry, collection, index),
+        path=paths.collection_version_path(org, registry, collection, index),
     )
     reply.create_time.FromMicroseconds(create_time)
     reply.update_time.FromMicroseconds(update_time)

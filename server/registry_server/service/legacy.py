@@ -40,17 +40,19 @@ from ..domain.errors import (
     PermissionDenied,
     quote,
 )
+from ..domain.names import model_version_name
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.sql import Sql
 from . import access, events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
 from .context import Principal
 from .legacy_views import ModelInfo, ModelVersionView, Settings
 from .organizations import check_etag
-from .resolve import ModelVersionInfo, Resolution, model_version_name, resolve_reference
+from .resolve import ModelVersionInfo, Resolution, resolve_reference
 
 READ_ONLY_REASON = "LEGACY_REGISTRY_READ_ONLY"
 DISABLED_REASON = "LEGACY_REGISTRY_DISABLED"
@@ -580,7 +582,7 @@ def link_model_version(
     if protected:
         _require_protected_right(ta, sorted(protected), f"linking to {label}")
     source: Resolution = resolve_reference(
-        s, p, artifact_version, field="artifact_version", permission=Permission.VIEW
+        Sql.of(s), p, artifact_version, field="artifact_version", permission=Permission.VIEW
     )
     av = source.artifact_version
     if av.org_id != ta.team.org_id:
@@ -611,7 +613,7 @@ def link_model_version(
     existing = s.execute(
         select(m.RegisteredModelVersion).where(
             m.RegisteredModelVersion.registered_model_id == model.id,
-            m.RegisteredModelVersion.artifact_version_id == av.row.id,
+            m.RegisteredModelVersion.artifact_version_id == av.id,
         )
     ).scalar_one_or_none()
     now = now_us()
@@ -649,7 +651,7 @@ def link_model_version(
     link = m.RegisteredModelVersion(
         registered_model_id=model.id,
         version_index=index,
-        artifact_version_id=av.row.id,
+        artifact_version_id=av.id,
         tags=new_tags,
         description="",
         linked_by_id=p.user_id,

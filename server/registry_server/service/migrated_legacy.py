@@ -24,13 +24,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain import paths
+from ..domain import names, paths
 from ..domain.errors import FailedPrecondition, NotFound
+from ..domain.names import CollectionRef, model_version_name
 from ..storage import models as m
-from . import collections
+from ..storage.sql import Sql
+from . import collections, versions
 from .context import Principal
 from .legacy_views import ModelInfo, ModelVersionView, model_version_row
-from .resolve import ModelVersionInfo, model_version_name
+from .resolve import ModelVersionInfo
 
 
 def _org(s: Session, team: m.Team) -> str:
@@ -41,7 +43,7 @@ def _org(s: Session, team: m.Team) -> str:
 
 def _migrated_collection(
     s: Session, team: m.Team, model: str
-) -> tuple[collections.CollectionRef, m.Collection] | None:
+) -> tuple[CollectionRef, m.Collection] | None:
     """The collection registered model `model` became (None: no such model, or its
     collection was deleted)."""
     row = s.execute(
@@ -53,12 +55,12 @@ def _migrated_collection(
     if row is None:
         return None
     collection, registry = row
-    return collections.CollectionRef(_org(s, team), registry, collection.name), collection
+    return CollectionRef(_org(s, team), registry, collection.name), collection
 
 
 def _collection_or_not_found(
     s: Session, team: m.Team, model: str, label: str
-) -> tuple[collections.CollectionRef, m.Collection]:
+) -> tuple[CollectionRef, m.Collection]:
     found = _migrated_collection(s, team, model)
     if found is None:
         raise NotFound(f"{label} not found")
@@ -117,21 +119,21 @@ def list_models(
     ).scalar_one()
     org = _org(s, team)
     return [
-        _model_info(team, v, collections.collection_name(org, registry, v.row.name)) for v in views
+        _model_info(team, v, names.collection_name(org, registry, v.row.name)) for v in views
     ], token
 
 
 # --- versions ------------------------------------------------------------------------------
 
 
-def legacy_view(team: m.Team, model: str, view: collections.VersionView) -> ModelVersionView:
+def legacy_view(team: m.Team, model: str, view: versions.VersionView) -> ModelVersionView:
     """The legacy view of a collection version (same index, aliases but `latest`)."""
     info = ModelVersionInfo(
-        row=model_version_row(view.row, 0),  # a transient view, never added to the session
+        row=model_version_row(view, 0),  # a transient view, never added to the session
         team=team.name,
         team_id=team.id,
         model=model,
-        linked_by=view.linked_by or "",
+        linked_by=view.linked_by,
         aliases=tuple(a for a in view.aliases if a != paths.LATEST),
     )
     return ModelVersionView(info, view.artifact_version, view.name)
@@ -140,10 +142,9 @@ def legacy_view(team: m.Team, model: str, view: collections.VersionView) -> Mode
 def get_model_version(s: Session, team: m.Team, model: str, index: int) -> ModelVersionView:
     label = model_version_name(team.name, model, index)
     ref, collection = _collection_or_not_found(s, team, model, label)
-    try:
-        view = collections.version_of(s, ref, collection, index)
-    except NotFound:
-        raise NotFound(f"{label} not found") from None
+    view = versions.version_at(Sql.of(s), ref, collection.id, index)
+    if view is None:
+        raise NotFound(f"{label} not found")
     return legacy_view(team, model, view)
 
 
@@ -158,17 +159,19 @@ def list_model_versions(
     page_token: str,
     query: tuple[Any, ...],
 ) -> tuple[list[ModelVersionView], str]:
-    listing = collections.version_listing(
+    sql = Sql.of(s)
+    request = versions.page_request(
+        sql,
+        page_size_value=page_size,
+        page_token=page_token,
         filter=filter,
         order_by=order_by,
-        page_size=page_size,
-        page_token=page_token,
-        query=(*query, "redirected"),
+        query_id=(*query, "redirected"),
     )
     ref, collection = _collection_or_not_found(
         s, team, model, f"teams/{team.name}/registeredModels/{model}"
     )
-    views, token = collections.versions_page(s, ref, collection, listing)
+    views, token = versions.versions_page(sql, ref, collection.id, request)
     return [legacy_view(team, model, v) for v in views], token
 
 

@@ -29,8 +29,16 @@ from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, compile_filter
 from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.queries import registries as q
+from ..storage.sql import Sql
 from . import authz_table, events
-from .access import check_registry_role, effective_role, registry_access, visible_registries_clause
+from .access import (
+    check_registry_role,
+    find_registry,
+    registry_access,
+    registry_header,
+    visible_registries_clause,
+)
 from .context import Principal
 from .organizations import check_etag
 from .registry_freeze import check_writable
@@ -612,38 +620,29 @@ def list_members(
 # --- effective role -----------------------------------------------------------------
 
 
-def _principal_of(s: Session, user_id: str) -> Principal | None:
-    row = s.execute(
-        select(m.User, m.Organization.name)
-        .join(m.Organization, m.Organization.id == m.User.org_id)
-        .where(m.User.name == user_id)
-    ).first()
-    if row is None:
-        return None
-    user, org_name = row
-    return Principal(
-        user_id=user.id,
-        user=user.name,
-        org_id=user.org_id,
-        org=org_name,
-        org_role=OrgRole(user.org_role),
-        service_account=user.service_account,
-    )
-
-
 def get_effective_role(
-    s: Session, p: Principal, org: str, registry_id: str, principal: str
+    sql: Sql, p: Principal, org: str, registry_id: str, principal: str
 ) -> tuple[str, RegistryRole]:
-    """(principal name, role); the caller's own role unless `principal` names another user."""
+    """(principal name, role); the caller's own role unless `principal` names another
+    user, which needs registry ADMIN. A user of another organization, or none at all,
+    holds no role there (no existence leak)."""
     target = names.parse(principal, "users/{user}", "principal")["user"] if principal else p.user
-    access = registry_access(s, p, org, registry_id, _perm("GetEffectiveRole"))
+    header = registry_header(sql, p, org, registry_id, _perm("GetEffectiveRole"))
     if target == p.user:
-        return p.name, access.role
-    check_registry_role(
-        access.role, authz_table.OTHER_PRINCIPAL_ROLE, registry_name(org, registry_id)
-    )
-    other = _principal_of(s, target)
-    # A user of another organization (or none at all) has no access: no existence leak.
-    if other is None:
+        return p.name, header.role
+    check_registry_role(header.role, authz_table.OTHER_PRINCIPAL_ROLE, header.name)
+    row = sql.one(q.principal_of, {"name": target})
+    if row is None:
         return names.user_name(target), RegistryRole.NONE
-    return other.name, effective_role(s, other, access.registry)
+    user_pk, user, org_pk, org_name, org_role, service_account, service_admin = row
+    other = Principal(
+        user_id=user_pk,
+        user=user,
+        org_id=org_pk,
+        org=org_name,
+        org_role=OrgRole(org_role),
+        service_account=bool(service_account),
+        service_admin=bool(service_admin),
+    )
+    found = find_registry(sql, other, org, registry_id)
+    return other.name, found.role if found is not None else RegistryRole.NONE

@@ -18,52 +18,26 @@ nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain.errors import FailedPrecondition
+from ..domain import names
 from ..storage import models as m
+from ..storage.sql import Sql
+from . import access
 
-READ_ONLY_REASON = "REGISTRY_READ_ONLY"
-
-
-def undo_requested(migration_id: Any) -> Any:
-    """SQL: whether the migration with id `migration_id` (a column or a parameter) is
-    being undone (NULL when there is none)."""
-    return (
-        select(m.Migration.cancel_requested).where(m.Migration.id == migration_id).scalar_subquery()
-    )
+READ_ONLY_REASON = access.READ_ONLY_REASON
 
 
 def check_writable(s: Session, registry: m.Registry, what: str = "") -> None:
     """FAILED_PRECONDITION when `registry` was created by a migration that is being
-    undone; call it in every write to a registry, after the access checks."""
-    if registry.migration_id is None:
+    undone (`access.require_writable`); call it in every write to a registry, after the
+    access checks."""
+    if registry.migration_id is None:  # registries no migration created pay nothing
         return
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(
-            select(m.Registry.id).where(m.Registry.id == registry.id).with_for_update(read=True)
-        )
-    row = s.execute(
-        select(m.Migration.uid, m.Organization.name, m.Team.name)
-        .join(m.Organization, m.Organization.id == m.Migration.org_id)
-        .outerjoin(m.Team, m.Team.id == registry.migrated_from_team_id)
-        .where(m.Migration.id == registry.migration_id, m.Migration.cancel_requested.is_(True))
-    ).first()
-    if row is None:
-        return
-    uid, org, team = row
-    migration = f"organizations/{org}/migrations/{uid}"
-    legacy = f"the legacy Model Registry of teams/{team}" if team else "the legacy registry"
-    raise FailedPrecondition(
-        f"{what or f'organizations/{org}/registries/{registry.name}'} is read-only: "
-        f"{migration} is being undone and its changes are going back into {legacy}, "
-        "which is writable again once that ends",
-        reason=READ_ONLY_REASON,
-        metadata={"migration": migration, **({"team": f"teams/{team}"} if team else {})},
-    )
+    org = s.get(m.Organization, registry.org_id)
+    name = what or names.registry_name(org.name if org else "", registry.name)
+    access.require_writable(Sql.of(s), registry.id, registry.migration_id, name)
 
 
 def freeze(s: Session, migration_id: int) -> None:

@@ -1,20 +1,20 @@
 """Path resolution: every path form (SPEC section 2) and every version resource name
-to the artifact version it names, with the access check, in a few indexed queries.
+to the artifact version it names, with the access check, in one statement.
 
 This is the hottest read path, shared by ResolvePath, UseArtifactVersion, the link
 methods (LinkArtifactVersion, LinkModelVersion) and migration verification:
 
-    resolution = resolve_reference(session, principal, text, field="artifact_version")
+    resolution = resolve_reference(sql, principal, text, field="artifact_version")
 
 `text` is a path (`team/project/artifact:v3`, `team/model-registry/model:prod`,
 `org/wandb-registry-model/collection`, `wandb-registry-model/collection:latest`) or a
 version resource name (`teams/t/projects/p/artifacts/a/versions/3`,
 `teams/t/registeredModels/m/versions/3`, `organizations/o/registries/r/collections/c/versions/3`).
+`sql` is any connection (`storage.sql.Sql`): the event loop's, or a session's.
 
-Queries: one joined lookup (scope, link row, artifact version and names, the caller's
-team role), one for all aliases of what was found, and for registry paths the
-caller's granted registry role. Legacy paths of a MIGRATED team are forwarded to the
-collection its registered model became (`redirected=True`); NOT_FOUND once that
+Each form is one statement of `storage.queries.resolve` with the access check's inputs
+in the same row; a legacy path of a MIGRATED team whose registered model was migrated
+takes a second one, for the migrated collection (`redirected=True`); NOT_FOUND once that
 collection was deleted, as the legacy reads answer (`migrated_legacy`).
 
 Access: project and legacy paths need team membership (any role) or org admin; registry
@@ -26,40 +26,47 @@ answers NOT_FOUND with reason ARTIFACT_VERSION_DELETED unless `allow_deleted`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select, union_all
-from sqlalchemy.orm import Session, aliased
-
 from ..domain import names, paths
 from ..domain.errors import InvalidArgument, NotFound, quote
-from ..domain.paths import LATEST, ParsedPath, PathKind, Version
+from ..domain.names import CollectionRef, artifact_version_name, model_version_name
+from ..domain.paths import LATEST, ParsedPath, PathKind
 from ..domain.roles import LegacyState, Permission, RegistryRole
 from ..storage import models as m
-from . import access
+from ..storage.queries import registries as qr
+from ..storage.queries import resolve as q
+from ..storage.sql import Sql, json_value, split_aliases
+from .access import check_registry_role, header_of
 from .authz_table import REGISTRY_PATH_USE
 from .context import Principal
+from .versions import VersionView
 
 DELETED_REASON = "ARTIFACT_VERSION_DELETED"
-
-# Aliased tables: the artifact's own team differs from a legacy path's team.
-_ArtifactTeam = aliased(m.Team, name="artifact_team")
-_Creator = aliased(m.User, name="creator")
-_Linker = aliased(m.User, name="linker")
-_OtherCollectionVersion = aliased(m.CollectionVersion, name="other_cv")
-_OtherModelVersion = aliased(m.RegisteredModelVersion, name="other_rmv")
-_HighestCollectionVersion = aliased(m.CollectionVersion, name="highest_cv")
 
 
 # --- what a resolution returns -------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArtifactVersionInfo:
-    """An artifact version row with the names needed to present it."""
+    """An artifact version with the names needed to present it."""
 
-    row: m.ArtifactVersion
+    id: int
+    version_index: int
+    digest: str
+    size: int
+    manifest: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    description: str
+    tags: list[str]
+    producing_run: str
+    create_time: int
+    update_time: int
+    revision: int
+    delete_time: int | None
     team: str
     team_id: int
     org_id: int
@@ -71,49 +78,87 @@ class ArtifactVersionInfo:
 
     @property
     def name(self) -> str:
-        return artifact_version_name(self.team, self.project, self.artifact, self.row.version_index)
+        return artifact_version_name(self.team, self.project, self.artifact, self.version_index)
 
     @property
     def path(self) -> str:
-        return paths.format_path(
-            PathKind.PROJECT_ARTIFACT,
-            self.team,
-            self.project,
-            self.artifact,
-            Version(index=self.row.version_index),
+        return paths.artifact_version_path(
+            self.team, self.project, self.artifact, self.version_index
         )
 
     @property
     def deleted(self) -> bool:
-        return self.row.delete_time is not None
+        return self.delete_time is not None
 
 
-@dataclass(frozen=True)
-class CollectionVersionInfo:
-    row: m.CollectionVersion
-    org: str
-    registry: str
-    registry_id: int
-    collection: str
-    linked_by: str
-    aliases: tuple[str, ...]
+def artifact_info(
+    version: m.ArtifactVersion,
+    *,
+    team: str,
+    team_id: int,
+    org_id: int,
+    project: str,
+    artifact: str,
+    type: str,
+    created_by: str,
+    aliases: Sequence[str],
+) -> ArtifactVersionInfo:
+    """The info of an ORM row (the artifact use cases' own reads and writes)."""
+    return ArtifactVersionInfo(
+        id=version.id,
+        version_index=version.version_index,
+        digest=version.digest,
+        size=version.size,
+        manifest=list(version.manifest or []),
+        metadata=dict(version.metadata_ or {}),
+        description=version.description,
+        tags=list(version.tags or []),
+        producing_run=version.producing_run,
+        create_time=version.create_time,
+        update_time=version.update_time,
+        revision=version.revision,
+        delete_time=version.delete_time,
+        team=team,
+        team_id=team_id,
+        org_id=org_id,
+        project=project,
+        artifact=artifact,
+        type=type,
+        created_by=created_by,
+        aliases=tuple(aliases),
+    )
 
-    @property
-    def name(self) -> str:
-        return (
-            f"organizations/{self.org}/registries/{self.registry}/collections/"
-            f"{self.collection}/versions/{self.row.version_index}"
-        )
 
-    @property
-    def path(self) -> str:
-        return paths.format_path(
-            PathKind.REGISTRY_COLLECTION,
-            self.org,
-            self.registry,
-            self.collection,
-            Version(index=self.row.version_index),
-        )
+def _artifact_of(row: Sequence[Any], sort: bool) -> ArtifactVersionInfo:
+    """The info of a row of `artifact_columns()`."""
+    (
+        pk, index, digest, size, manifest, metadata, description, tags, producing_run,
+        create_time, update_time, revision, delete_time, team, team_pk, org_pk, project,
+        artifact, artifact_type, creator, joined,
+    ) = row  # fmt: skip
+    return ArtifactVersionInfo(
+        id=pk,
+        version_index=index,
+        digest=digest,
+        size=size,
+        manifest=json_value(manifest) or [],
+        metadata=json_value(metadata) or {},
+        description=description,
+        tags=json_value(tags) or [],
+        producing_run=producing_run,
+        create_time=create_time,
+        update_time=update_time,
+        revision=revision,
+        delete_time=delete_time,
+        team=team,
+        team_id=team_pk,
+        org_id=org_pk,
+        project=project,
+        artifact=artifact,
+        type=artifact_type,
+        created_by=creator or "",
+        aliases=tuple(split_aliases(joined, sort)),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,29 +178,19 @@ class ModelVersionInfo:
 
     @property
     def path(self) -> str:
-        return paths.format_path(
-            PathKind.LEGACY_MODEL, self.team, "", self.model, Version(index=self.row.version_index)
-        )
+        return paths.model_version_path(self.team, self.model, self.row.version_index)
 
 
 @dataclass(frozen=True)
 class Resolution:
     kind: PathKind
     artifact_version: ArtifactVersionInfo
-    collection_version: CollectionVersionInfo | None
+    collection_version: VersionView | None
     model_version: ModelVersionInfo | None
     canonical_path: str
     redirected: bool
     # The registry the path went through (for events and automation scopes).
     registry_id: int | None = None
-
-
-def artifact_version_name(team: str, project: str, artifact: str, index: int) -> str:
-    return f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{index}"
-
-
-def model_version_name(team: str, model: str, index: int) -> str:
-    return f"teams/{team}/registeredModels/{model}/versions/{index}"
 
 
 # --- entry points ----------------------------------------------------------------------
@@ -183,7 +218,7 @@ def parse_reference(text: str, field: str) -> ParsedPath:
         for pattern, kind in _NAME_PATTERNS:
             if pattern.count("/") + 1 == segments and pattern.startswith(head):
                 v = names.parse(text, pattern, field)
-                version = Version(index=int(v["n"]))
+                version = paths.Version(index=int(v["n"]))
                 if kind is PathKind.PROJECT_ARTIFACT:
                     return ParsedPath(kind, v["team"], v["project"], v["artifact"], version)
                 if kind is PathKind.LEGACY_MODEL:
@@ -196,13 +231,13 @@ def parse_reference(text: str, field: str) -> ParsedPath:
 def names_error(text: str, field: str) -> InvalidArgument:
     return InvalidArgument(
         field,
-        f"{quote(text)} is neither a path nor an artifact, registered-model or collection "
-        "version name",
+        f"{quote(text)} is neither a path nor an artifact, registered-model or "
+        "collection version name",
     )
 
 
 def resolve_reference(
-    s: Session,
+    sql: Sql,
     p: Principal,
     text: str,
     *,
@@ -211,27 +246,13 @@ def resolve_reference(
     allow_deleted: bool = False,
 ) -> Resolution:
     """Resolves a path or version name (see the module docstring)."""
-    return resolve_parsed(
-        s, p, parse_reference(text, field), permission=permission, allow_deleted=allow_deleted
+    return resolve(
+        sql, p, parse_reference(text, field), permission=permission, allow_deleted=allow_deleted
     )
 
 
-def resolve_path(
-    s: Session,
-    p: Principal,
-    path: str,
-    *,
-    field: str = "path",
-    permission: Permission = REGISTRY_PATH_USE,
-    allow_deleted: bool = False,
-) -> Resolution:
-    return resolve_parsed(
-        s, p, paths.parse_path(path, field), permission=permission, allow_deleted=allow_deleted
-    )
-
-
-def resolve_parsed(
-    s: Session,
+def resolve(
+    sql: Sql,
     p: Principal,
     parsed: ParsedPath,
     *,
@@ -239,11 +260,11 @@ def resolve_parsed(
     allow_deleted: bool = False,
 ) -> Resolution:
     if parsed.kind is PathKind.PROJECT_ARTIFACT:
-        result = _resolve_project(s, p, parsed)
+        result = _resolve_project(sql, p, parsed)
     elif parsed.kind is PathKind.LEGACY_MODEL:
-        result = _resolve_legacy(s, p, parsed, permission)
+        result = _resolve_legacy(sql, p, parsed, permission)
     else:
-        result = _resolve_registry(s, p, parsed, permission)
+        result = _resolve_collection(sql, p, parsed, permission, None, team_allows=False)
     if result.artifact_version.deleted and not allow_deleted:
         raise NotFound(
             f"{result.canonical_path} names artifact version {result.artifact_version.name}, "
@@ -253,86 +274,17 @@ def resolve_parsed(
     return result
 
 
-# --- statements ------------------------------------------------------------------------
+# --- the three forms -------------------------------------------------------------------
 
 
-def _artifact_columns() -> tuple[Any, ...]:
-    return (
-        m.ArtifactVersion,
-        m.Artifact.name.label("artifact_name"),
-        m.Artifact.type.label("artifact_type"),
-        m.Project.name.label("project_name"),
-        _ArtifactTeam.name.label("artifact_team"),
-        _ArtifactTeam.id.label("artifact_team_id"),
-        _ArtifactTeam.org_id.label("artifact_org_id"),
-        _Creator.name.label("created_by"),
-    )
-
-
-def _join_artifact(stmt: Select[Any], version_id: Any, *, outer: bool) -> Select[Any]:
-    """Joins the artifact version with id `version_id` and its artifact, project, team."""
-    return (
-        stmt.join(m.ArtifactVersion, m.ArtifactVersion.id == version_id, isouter=outer)
-        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id, isouter=outer)
-        .join(m.Project, m.Project.id == m.Artifact.project_id, isouter=outer)
-        .join(_ArtifactTeam, _ArtifactTeam.id == m.Project.team_id, isouter=outer)
-        .outerjoin(_Creator, _Creator.id == m.ArtifactVersion.created_by_id)
-    )
-
-
-def _team_role(p: Principal, team_id: Any) -> Any:
-    """The caller's role in the team (NULL for non-members), as a scalar subquery."""
-    return (
-        select(m.TeamMember.role)
-        .where(m.TeamMember.team_id == team_id, m.TeamMember.user_id == p.user_id)
-        .scalar_subquery()
-        .label("team_role")
-    )
-
-
-def artifact_info(row: Any, aliases: tuple[str, ...]) -> ArtifactVersionInfo:
-    """ArtifactVersionInfo from a row selected with `_artifact_columns()`."""
-    return ArtifactVersionInfo(
-        row=row.ArtifactVersion,
-        team=row.artifact_team,
-        team_id=row.artifact_team_id,
-        org_id=row.artifact_org_id,
-        project=row.project_name,
-        artifact=row.artifact_name,
-        type=row.artifact_type,
-        created_by=row.created_by or "",
-        aliases=aliases,
-    )
-
-
-def _aliases(
-    s: Session,
-    artifact_version_id: int,
-    collection_version_id: int | None = None,
-    model_version_id: int | None = None,
-) -> dict[str, tuple[str, ...]]:
-    """Aliases of the artifact version and of the link version, in one query."""
-    parts = [
-        select(literal("a").label("owner"), m.ArtifactAlias.alias).where(
-            m.ArtifactAlias.version_id == artifact_version_id
-        )
-    ]
-    if collection_version_id is not None:
-        parts.append(
-            select(literal("c").label("owner"), m.CollectionAlias.alias).where(
-                m.CollectionAlias.version_id == collection_version_id
-            )
-        )
-    if model_version_id is not None:
-        parts.append(
-            select(literal("l").label("owner"), m.RegisteredModelAlias.alias).where(
-                m.RegisteredModelAlias.version_id == model_version_id
-            )
-        )
-    found: dict[str, list[str]] = {"a": [], "c": [], "l": []}
-    for owner, alias in s.execute(union_all(*parts)).all():
-        found[owner].append(alias)
-    return {k: tuple(sorted(v)) for k, v in found.items()}
+def _version_params(parsed: ParsedPath, latest_is_alias: bool) -> tuple[str, dict[str, Any]]:
+    """The statement form of the version token and its parameter."""
+    version = parsed.version
+    if version.index is not None:
+        return "index", {"index": version.index}
+    if version.alias == LATEST and not latest_is_alias:
+        return "latest", {}
+    return "alias", {"alias": version.alias}
 
 
 def _not_found(parsed: ParsedPath) -> NotFound:
@@ -343,239 +295,139 @@ def _allowed_in_team(p: Principal, team_org_id: int, team_role: int | None) -> b
     return team_org_id == p.org_id and (p.org_admin or team_role is not None)
 
 
-# --- project artifacts -----------------------------------------------------------------
-
-
-def _resolve_project(s: Session, p: Principal, parsed: ParsedPath) -> Resolution:
-    version = parsed.version
-    stmt = (
-        select(*_artifact_columns(), _team_role(p, _ArtifactTeam.id))
-        .select_from(_ArtifactTeam)
-        .join(
-            m.Project,
-            and_(m.Project.team_id == _ArtifactTeam.id, m.Project.name == parsed.container),
-        )
-        .join(
-            m.Artifact, and_(m.Artifact.project_id == m.Project.id, m.Artifact.name == parsed.item)
-        )
+def _resolve_project(sql: Sql, p: Principal, parsed: ParsedPath) -> Resolution:
+    # an artifact's `latest` is an alias row like any other
+    form, params = _version_params(parsed, latest_is_alias=True)
+    row = sql.one(
+        q.project_artifact,
+        {
+            "uid": p.user_id,
+            "team": parsed.root,
+            "project": parsed.container,
+            "artifact": parsed.item,
+            **params,
+        },
+        (form,),
     )
-    if version.index is not None:
-        stmt = stmt.join(
-            m.ArtifactVersion,
-            and_(
-                m.ArtifactVersion.artifact_id == m.Artifact.id,
-                m.ArtifactVersion.version_index == version.index,
-            ),
-        )
-    else:
-        stmt = stmt.join(
-            m.ArtifactAlias,
-            and_(
-                m.ArtifactAlias.artifact_id == m.Artifact.id, m.ArtifactAlias.alias == version.alias
-            ),
-        ).join(m.ArtifactVersion, m.ArtifactVersion.id == m.ArtifactAlias.version_id)
-    stmt = stmt.outerjoin(_Creator, _Creator.id == m.ArtifactVersion.created_by_id).where(
-        _ArtifactTeam.name == parsed.root
-    )
-    row = s.execute(stmt).first()
-    if row is None or not _allowed_in_team(p, row.artifact_org_id, row.team_role):
+    if row is None:
         raise _not_found(parsed)
-    aliases = _aliases(s, row.ArtifactVersion.id)
-    info = artifact_info(row, aliases["a"])
+    info = _artifact_of(row[: q.ARTIFACT_WIDTH], not sql.postgres)
+    if not _allowed_in_team(p, info.org_id, row[q.ARTIFACT_WIDTH]):
+        raise _not_found(parsed)
     return Resolution(PathKind.PROJECT_ARTIFACT, info, None, None, info.path, False)
 
 
-# --- legacy registered models --------------------------------------------------------
-
-
-def _version_join(
-    stmt: Select[Any],
-    version_table: Any,
-    parent_column: Any,
-    parent_id: Any,
-    alias_table: Any,
-    other_versions: Any,
-    version: Version,
-    *,
-    outer: bool,
-) -> Select[Any]:
-    """Joins the link version a version token names: vN, `latest` (the highest index)
-    or an alias row."""
-    parent_of = getattr(version_table, parent_column)
-    if version.index is not None:
-        cond = and_(parent_of == parent_id, version_table.version_index == version.index)
-        return stmt.join(version_table, cond, isouter=outer)
-    if version.alias == LATEST:
-        highest = (
-            select(func.max(other_versions.version_index))
-            .where(getattr(other_versions, parent_column) == parent_id)
-            .scalar_subquery()
-        )
-        cond = and_(parent_of == parent_id, version_table.version_index == highest)
-        return stmt.join(version_table, cond, isouter=outer)
-    alias_parent = getattr(alias_table, parent_column)
-    return stmt.join(
-        alias_table,
-        and_(alias_parent == parent_id, alias_table.alias == version.alias),
-        isouter=outer,
-    ).join(version_table, version_table.id == alias_table.version_id, isouter=outer)
-
-
 def _resolve_legacy(
-    s: Session, p: Principal, parsed: ParsedPath, permission: Permission
+    sql: Sql, p: Principal, parsed: ParsedPath, permission: Permission
 ) -> Resolution:
-    stmt = (
-        select(
-            m.Team.id.label("team_id"),
-            m.Team.org_id.label("team_org_id"),
-            m.Team.legacy_state,
-            m.RegisteredModel.migrated_collection_id,
-            _team_role(p, m.Team.id),
-            m.RegisteredModelVersion,
-            _Linker.name.label("linked_by"),
-            *_artifact_columns(),
-        )
-        .select_from(m.Team)
-        .join(
-            m.RegisteredModel,
-            and_(m.RegisteredModel.team_id == m.Team.id, m.RegisteredModel.name == parsed.item),
-        )
+    form, params = _version_params(parsed, latest_is_alias=False)
+    row = sql.one(
+        q.legacy,
+        {"uid": p.user_id, "team": parsed.root, "model": parsed.item, **params},
+        (form,),
     )
-    stmt = _version_join(
-        stmt,
-        m.RegisteredModelVersion,
-        "registered_model_id",
-        m.RegisteredModel.id,
-        m.RegisteredModelAlias,
-        _OtherModelVersion,
-        parsed.version,
-        outer=True,
-    )
-    stmt = stmt.outerjoin(_Linker, _Linker.id == m.RegisteredModelVersion.linked_by_id)
-    stmt = _join_artifact(stmt, m.RegisteredModelVersion.artifact_version_id, outer=True).where(
-        m.Team.name == parsed.root
-    )
-    row = s.execute(stmt).first()
-    if row is None or row.team_org_id != p.org_id:
+    if row is None or row[1] != p.org_id:
         raise _not_found(parsed)
-    team_allows = _allowed_in_team(p, row.team_org_id, row.team_role)
-    if row.legacy_state == LegacyState.MIGRATED:
-        if row.migrated_collection_id is None:  # its collection was deleted since
+    team_pk, team_org, legacy_state, migrated_collection, team_role = row[:5]
+    team_allows = _allowed_in_team(p, team_org, team_role)
+    if legacy_state == LegacyState.MIGRATED:
+        if migrated_collection is None:  # its collection was deleted since
             raise _not_found(parsed)
         return _resolve_collection(
-            s,
-            p,
-            parsed,
-            m.Collection.id == row.migrated_collection_id,
-            permission,
-            team_allows=team_allows,
-            redirected=True,
+            sql, p, parsed, permission, migrated_collection, team_allows=team_allows
         )
-    if not team_allows or row.RegisteredModelVersion is None:
+    version = row[5 : 5 + q.MODEL_VERSION_WIDTH]
+    if not team_allows or version[0] is None:
         raise _not_found(parsed)
-    link: m.RegisteredModelVersion = row.RegisteredModelVersion
-    aliases = _aliases(s, row.ArtifactVersion.id, model_version_id=link.id)
+    sort = not sql.postgres
+    (
+        pk, index, av_pk, tags, description, linker_pk, create_time, update_time, linker,
+        joined,
+    ) = version  # fmt: skip
+    link = m.RegisteredModelVersion(  # a transient view, never added to a session
+        id=pk,
+        version_index=index,
+        artifact_version_id=av_pk,
+        tags=json_value(tags) or [],
+        description=description,
+        linked_by_id=linker_pk,
+        create_time=create_time,
+        update_time=update_time,
+    )
     info = ModelVersionInfo(
-        row=link,
-        team=parsed.root,
-        team_id=row.team_id,
-        model=parsed.item,
-        linked_by=row.linked_by or "",
-        aliases=aliases["l"],
+        link, parsed.root, team_pk, parsed.item, linker or "", tuple(split_aliases(joined, sort))
     )
-    return Resolution(
-        PathKind.LEGACY_MODEL,
-        artifact_info(row, aliases["a"]),
-        None,
-        info,
-        info.path,
-        False,
-    )
-
-
-# --- registry collections ---------------------------------------------------------------
-
-
-def _resolve_registry(
-    s: Session, p: Principal, parsed: ParsedPath, permission: Permission
-) -> Resolution:
-    org = parsed.root or p.org
-    where = and_(
-        m.Organization.name == org,
-        m.Registry.name == parsed.container,
-        m.Collection.name == parsed.item,
-    )
-    return _resolve_collection(s, p, parsed, where, permission, team_allows=False, redirected=False)
+    artifact = _artifact_of(row[5 + q.MODEL_VERSION_WIDTH :], sort)
+    return Resolution(PathKind.LEGACY_MODEL, artifact, None, info, info.path, False)
 
 
 def _resolve_collection(
-    s: Session,
+    sql: Sql,
     p: Principal,
     parsed: ParsedPath,
-    where: Any,
     permission: Permission,
+    collection_pk: int | None,
     *,
     team_allows: bool,
-    redirected: bool,
 ) -> Resolution:
-    stmt = (
-        select(
-            m.Registry,
-            m.Organization.name.label("org_name"),
-            m.Collection.name.label("collection_name"),
-            m.CollectionVersion,
-            _Linker.name.label("linked_by"),
-            select(func.max(_HighestCollectionVersion.version_index))
-            .where(_HighestCollectionVersion.collection_id == m.Collection.id)
-            .scalar_subquery()
-            .label("highest"),
-            *_artifact_columns(),
-        )
-        .select_from(m.Collection)
-        .join(m.Registry, m.Registry.id == m.Collection.registry_id)
-        .join(m.Organization, m.Organization.id == m.Registry.org_id)
-    )
-    stmt = _version_join(
-        stmt,
-        m.CollectionVersion,
-        "collection_id",
-        m.Collection.id,
-        m.CollectionAlias,
-        _OtherCollectionVersion,
-        parsed.version,
-        outer=False,
-    )
-    stmt = stmt.outerjoin(_Linker, _Linker.id == m.CollectionVersion.linked_by_id)
-    stmt = _join_artifact(stmt, m.CollectionVersion.artifact_version_id, outer=False).where(where)
-    row = s.execute(stmt).first()
+    """A registry path (`collection_pk` None), or a legacy one redirected to the
+    collection with that id."""
+    form, params = _version_params(parsed, latest_is_alias=False)
+    if collection_pk is None:
+        key = "names"
+        params |= {
+            "org": parsed.root or p.org,
+            "registry": parsed.container,
+            "collection": parsed.item,
+        }
+    else:
+        key = "id"
+        params["collection_id"] = collection_pk
+    row = sql.one(q.registry_collection, {"uid": p.user_id, **params}, (key, form))
     if row is None:
         raise _not_found(parsed)
-    registry: m.Registry = row.Registry
+    width = qr.REGISTRY_WIDTH
+    org, registry, collection_id, collection = row[width : width + 4]
+    header = header_of(p, names.registry_name(org, registry), row[:width])
+    version = row[width + 4 : width + 4 + q.COLLECTION_VERSION_WIDTH]
+    if not team_allows and header.role == RegistryRole.NONE:
+        raise _not_found(parsed)
+    if collection_id is None or version[0] is None:
+        raise _not_found(parsed)  # (a caller who sees the registry may list it anyway)
     if not team_allows:
-        role = access.effective_role(s, p, registry)
-        if role == RegistryRole.NONE:
-            raise _not_found(parsed)
-        access.check_registry_role(
-            role, permission, f"organizations/{row.org_name}/registries/{registry.name}"
-        )
-    link: m.CollectionVersion = row.CollectionVersion
-    aliases = _aliases(s, row.ArtifactVersion.id, collection_version_id=link.id)
-    info = CollectionVersionInfo(
-        row=link,
-        org=row.org_name,
-        registry=registry.name,
-        registry_id=registry.id,
-        collection=row.collection_name,
-        linked_by=row.linked_by or "",
-        # `latest` first, as CollectionService presents it
-        aliases=((LATEST,) if link.version_index == row.highest else ()) + aliases["c"],
+        check_registry_role(header.role, permission, header.name)
+    sort = not sql.postgres
+    artifact = _artifact_of(row[width + 4 + q.COLLECTION_VERSION_WIDTH :], sort)
+    (
+        pk, index, tags, description, linker_pk, create_time, update_time, linker, joined,
+        highest,
+    ) = version  # fmt: skip
+    aliases = split_aliases(joined, sort)
+    if index == highest:
+        aliases.insert(0, LATEST)  # `latest` first, as CollectionService presents it
+    view = VersionView(
+        id=pk,
+        collection=CollectionRef(org, registry, collection),
+        version_index=index,
+        artifact_version_id=artifact.id,
+        artifact_version=artifact.name,
+        aliases=aliases,
+        tags=json_value(tags) or [],
+        description=description,
+        linked_by=linker or "",
+        linked_by_id=linker_pk,
+        create_time=create_time,
+        update_time=update_time,
+        metadata=artifact.metadata,
+        digest=artifact.digest,
+        artifact_type=artifact.type,
     )
     return Resolution(
         PathKind.REGISTRY_COLLECTION,
-        artifact_info(row, aliases["a"]),
-        info,
+        artifact,
+        view,
         None,
-        info.path,
-        redirected,
-        registry_id=registry.id,
+        view.path,
+        collection_pk is not None,
+        registry_id=header.id,
     )

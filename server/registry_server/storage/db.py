@@ -5,7 +5,9 @@ on a single connection that opens `BEGIN IMMEDIATE`, so writers queue instead of
 failing on lock upgrades. PostgreSQL: psycopg 3, one pool for sessions, the servers'
 precompiled hot reads on async autocommit connections of the event loop
 (`hot_async`), and row locks where a write must serialize (alias moves, version
-indices).
+indices). Every PostgreSQL connection reports the numbers of its commits to the call
+that made them (`storage.commits`), and `commits` is the replica's listener for
+everyone's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
+from . import commits
 from .errors import database_unavailable, is_busy
 from .hot_async import READS, WRITES, AsyncHotPool
 
@@ -55,10 +58,14 @@ class Database:
         # PostgreSQL: hot reads and hot writes on the event loop (storage/hot_async.py)
         self.hot_async: AsyncHotPool | None = None
         self.hot_async_writes: AsyncHotPool | None = None
+        # PostgreSQL: the commits this replica has heard of (run by the server)
+        self.commits: commits.CommitListener | None = None
         if self.is_sqlite:
             self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
             self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
         else:
+            parsed = make_url(self.url)
+            options = parsed.query.get("options")  # the caller's libpq options, kept
             self.read_engine = create_engine(
                 self.url,
                 pool_size=pool_size,
@@ -66,11 +73,14 @@ class Database:
                 pool_pre_ping=False,
                 pool_recycle=1800,
                 echo=echo,
+                connect_args={"options": commits.session_options(_one(options))},
             )
+            event.listen(self.read_engine, "connect", _report_commits)
             self.write_engine = self.read_engine
-            conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(False)
+            conninfo = parsed.set(drivername="postgresql").render_as_string(False)
             self.hot_async = AsyncHotPool(conninfo, pool_size, READS)
             self.hot_async_writes = AsyncHotPool(conninfo, pool_size, WRITES)
+            self.commits = commits.CommitListener(conninfo)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._hot_lock = threading.Lock()
         self._hot_sqlite: Any = None
@@ -138,8 +148,20 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
+        """A write transaction, committed when the block ends. Within a call on
+        PostgreSQL, the call's note (`storage.commits`) gets the commit's number, or the
+        newest number when the transaction changed nothing."""
+        note = commits.current_note() if self.commits is not None else None
+        reported = note.count if note is not None else 0
         with translate_db_errors(), self._writer() as session, session.begin():
             yield session
+        if note is not None and note.count == reported:
+            note.observe(self.last_commit_number())
+
+    def last_commit_number(self) -> int:
+        """PostgreSQL: the newest commit number handed out (0 before the first)."""
+        with translate_db_errors(), self.read_engine.connect() as conn:
+            return int(conn.exec_driver_sql(commits.LAST_NUMBER_SQL).scalar() or 0)
 
     @contextmanager
     def write_connection(self) -> Iterator[Any]:
@@ -187,6 +209,14 @@ class Database:
                 return "outdated"
             rev = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         return "current" if rev == head_revision() else "outdated"
+
+
+def _one(value: str | tuple[str, ...] | None) -> str | None:
+    return " ".join(value) if isinstance(value, tuple) else value
+
+
+def _report_commits(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.add_notice_handler(commits.notice_handler)
 
 
 def begin_immediate(dbapi_conn: Any) -> None:

@@ -12,7 +12,8 @@ other calls during the round trip. The same functions run on SQLite's
 `Database.hot_connection`. The hot writes of
 `service.fast_link` run the same way, each in its own transaction, on a second pool
 (`Database.hot_async_writes`), so that writes waiting on row locks never hold the
-connections reads need.
+connections reads need; a change reports its commit's number to the call's note
+(`storage.commits`), as `Database.write` does.
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -34,10 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Dialect
 from sqlalchemy.util import await_only, greenlet_spawn
 
+from . import commits
 from .errors import database_unavailable
 
 R = TypeVar("R")
@@ -102,6 +105,8 @@ class AsyncHotPool:
         self.conninfo = conninfo
         self.size = size
         self.application_name = application_name
+        options = conninfo_to_dict(conninfo).get("options")  # the caller's, kept
+        self.options = commits.session_options(None if options is None else str(options))
         self.lend: Callable[[psycopg.AsyncConnection[Any]], Any] = LentConnection
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
@@ -118,8 +123,14 @@ class AsyncHotPool:
             reusable = True
             try:
                 if transaction:
+                    note = commits.current_note()
+                    reported = note.count if note is not None else 0
                     async with conn.transaction():
                         result: R = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
+                    if note is not None and note.count == reported:
+                        cursor = await conn.execute(commits.LAST_NUMBER_SQL)
+                        row = await cursor.fetchone()
+                        note.observe(int(row[0] or 0) if row else 0)
                 else:
                     result = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
                 return result
@@ -162,7 +173,9 @@ class AsyncHotPool:
                 prepare_threshold=0,
                 application_name=self.application_name,
                 connect_timeout=10,
+                options=self.options,
             )
+            conn.add_notice_handler(commits.notice_handler)
             await conn.execute("SET plan_cache_mode = force_generic_plan")
         except psycopg.OperationalError as err:
             raise database_unavailable(err) from err

@@ -1,34 +1,37 @@
-"""Serialized replies of the hot reads, kept while the SQLite file is unchanged.
+"""Serialized replies of the hot reads, kept until the next commit to the database.
 
 The interceptor (`api/interceptors.py`) keeps the replies of a few read-only RPCs
 (`KEPT_METHODS`) under the call's method, API key and request bytes, and answers the
 same call from here before it authenticates or parses anything.
 
-Every commit to a SQLite file in WAL mode, by any connection of any process, rewrites
-the wal-index header at the start of the `-shm` file, which every connection maps
-into memory (https://www.sqlite.org/walformat.html): its change counter, the last
-valid frame and their checksum. While those 48 bytes stay the same every answer the
-server gave is still the answer, so a hit costs a 48-byte comparison in a mapping of
-that file and a dict lookup, and any commit anywhere empties the cache.
-There is no expiry time and no stale read.
+A `HotCache` asks a commit clock for a version that changes with every commit to the
+database, by any connection of any process, and empties itself whenever the version
+moves; while the clock has no version, nothing is kept and nothing answered. A reply
+computed while a commit landed is not kept (`store` asks the clock again). Only the
+clock differs between the databases:
 
-Where the file cannot be mapped (an in-memory database, another journal mode), the
-check is `PRAGMA data_version`, which changes whenever another connection commits.
-It is the slower of the two under load: the driver releases the interpreter lock
-for the statement, and the event loop's thread then waits to get it back. Once a
-second the mapped header is checked against it; should the pragma see a commit that
-the header did not (the mapping no longer the file's), the cache says so in the log
-and uses the pragma from then on.
+- SQLite (`FileCommitClock`): every commit to a file in WAL mode rewrites the wal-index
+  header at the start of the `-shm` file, which every connection maps into memory
+  (https://www.sqlite.org/walformat.html): its change counter, the last valid frame
+  and their checksum. While those 48 bytes stay the same every answer the server gave
+  is still the answer, so a hit costs a 48-byte comparison in a mapping of that file
+  and a dict lookup. Where the file cannot be mapped (an in-memory database, another
+  journal mode), the check is `PRAGMA data_version`, which changes whenever another
+  connection commits. It is the slower of the two under load: the driver releases the
+  interpreter lock for the statement, and the event loop's thread then waits to get it
+  back. Once a second the mapped header is checked against it; should the pragma see a
+  commit that the header did not (the mapping no longer the file's), the cache says so
+  in the log and uses the pragma from then on.
+- PostgreSQL (`storage.commits.CommitListener`): the replica's LISTEN connection, whose
+  version moves with every commit notification (and with this replica's own commits);
+  none while it is not connected. A call that carries a commit number the replica has
+  not heard of yet gets no version either: it is answered from the database.
 
 Keys name the call completely (method, API key, request), so an answer is only given
 back to the key it was computed for, after that key authenticated; a revoked key or a
-changed grant is a commit, which empties the cache. A reply computed while a commit
-landed is not kept (`store` checks the version again). Entries are bounded in number and
+changed grant is a commit, which empties the cache. Entries are bounded in number and
 by their serialized size (the oldest go first); an answer larger than
 `max_entry_bytes` is never kept.
-
-PostgreSQL has no such counter (a commit on another replica is invisible here
-without a query), so the cache is used on SQLite only.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import logging
 import mmap
 import os
 import time
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -141,28 +145,56 @@ class CommitWatch:
             self._map = None
 
 
+class CommitClock(Protocol):
+    """What the cache asks before it answers or keeps."""
+
+    def version(self, after_commit: int = 0) -> Hashable | None:
+        """A value that changes with every commit to the database; None when nothing may
+        be answered or kept now (or not for a caller that needs commit number
+        `after_commit`, which this clock has not seen yet)."""
+        ...
+
+
+class FileCommitClock:
+    """SQLite's commit clock: the `CommitWatch` of the hot connection. Every commit to
+    the file is seen at once, so `after_commit` never needs waiting for."""
+
+    def __init__(self, connection: Callable[[], AbstractContextManager[Any]]) -> None:
+        self.connection = connection  # `Database.hot_connection`
+        self.watch = CommitWatch()
+
+    def version(self, after_commit: int = 0) -> Hashable:
+        with self.connection() as conn:
+            return self.watch.version(conn)
+
+
 class HotCache:
     def __init__(
         self,
+        clock: CommitClock,
         *,
         max_entries: int = 10_000,
         max_bytes: int = 16 << 20,
         max_entry_bytes: int = 256 << 10,
     ) -> None:
+        self.clock = clock
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self._entries: dict[Hashable, bytes] = {}
         self._bytes = 0
         self._version: Hashable | None = None
-        self.watch = CommitWatch()
         self.hits = 0
         self.misses = 0
+        self.passed = 0  # lookups the clock had no version for
 
-    def lookup(self, conn: Any, key: Hashable) -> tuple[bytes | None, Hashable]:
-        """(the kept answer for `key` or None, the file's version now). `conn` is the hot
-        SQLite connection. Pass the version to `store` with the answer computed next."""
-        version = self.watch.version(conn)
+    def lookup(self, key: Hashable, after_commit: int = 0) -> tuple[bytes | None, Hashable | None]:
+        """(the kept answer for `key` or None, the clock's version now). Pass the version
+        to `store` with the answer computed next."""
+        version = self.clock.version(after_commit)
+        if version is None:
+            self.passed += 1
+            return None, None
         if version != self._version:
             self.clear()
             self._version = version
@@ -173,14 +205,14 @@ class HotCache:
             self.hits += 1
         return entry, version
 
-    def store(self, conn: Any, key: Hashable, answer: bytes, seen: Hashable) -> None:
+    def store(self, key: Hashable, answer: bytes, seen: Hashable | None) -> None:
         """Keeps `answer` (serialized), computed after a `lookup` that returned the version
         `seen`, unless a commit came since then: the answer may predate it, and a later
         lookup would not know. Evicts the oldest entries when the size budget is spent."""
         size = len(answer)
-        # The watched value never comes back to an earlier one, so an unchanged value
-        # also means no lookup in between saw a commit (and cleared).
-        if size > self.max_entry_bytes or self.watch.version(conn) != seen:
+        # The version never comes back to an earlier one, so an unchanged version also
+        # means no lookup in between saw a commit (and cleared).
+        if seen is None or size > self.max_entry_bytes or self.clock.version() != seen:
             return
         previous = self._entries.pop(key, None)
         if previous is not None:

@@ -46,14 +46,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from ...domain.names import (
+    artifact_version_name,
+    collection_name,
+    model_version_name,
+)
+from ...domain.names import collection_version_name as version_name
 from ...domain.roles import RegistryRole, Visibility
 from ...storage import models as m
 from ...storage.db import now_us
 from .. import events
-from ..collections import artifact_version_name, collection_name, version_name
 from ..legacy_views import model_version_row
 from ..registries import MemberRef, member_name, registry_name
-from ..resolve import model_version_name
 
 LEGACY_TYPE = "model"  # what legacy links accept
 ITEMS_MAX = 200  # listed per kind in a report (then a count of the rest)

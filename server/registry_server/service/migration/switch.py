@@ -15,6 +15,7 @@ from ...domain.errors import RegistryError
 from ...domain.roles import LegacyState, MigrationState, OrgRole
 from ...storage import models as m
 from ...storage.db import Database
+from ...storage.sql import Sql
 from .. import resolve
 from ..context import Principal
 from .common import (
@@ -269,7 +270,7 @@ def _resolve_outcome(s: Session, p: Principal, path: str) -> tuple[str, bool, st
     """(artifact version name or error code, redirected, canonical path), from the one
     resolver ResolvePath uses."""
     try:
-        found = resolve.resolve_path(s, p, path, allow_deleted=True)
+        found = resolve.resolve(Sql.of(s), p, paths.parse_path(path, "path"), allow_deleted=True)
     except RegistryError as e:
         return f"{e.code}:{e.reason}", False, ""
     return found.artifact_version.name, found.redirected, found.canonical_path

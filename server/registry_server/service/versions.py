@@ -1,0 +1,220 @@
+"""Reading collection versions: GetCollectionVersion, ListCollectionVersions, and the
+version every write of a version answers with.
+
+Each read is the statements of `storage.queries.versions` run on the connection it is
+given (`storage.sql.Sql`): the event loop's, a worker thread's session, the write
+child's. One statement finds the registry, the caller's granted roles, the collection
+and the version together, outer-joined, so the same row says which part is missing:
+NOT_FOUND for the registry, the collection or the version, PERMISSION_DENIED for a
+visible registry the caller may not read. `latest` is not stored: it is the highest
+version index of the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import names, paths
+from ..domain.errors import InvalidArgument, NotFound
+from ..domain.names import CollectionRef
+from ..domain.pagination import decode_token, encode_token, page_size
+from ..domain.roles import Permission
+from ..storage.queries import registries as qr
+from ..storage.queries import versions as q
+from ..storage.sql import Sql, json_value, split_aliases
+from . import authz_table
+from .access import check_registry_role, header_of, registry_header
+from .context import Principal
+
+SERVICE = "CollectionService"
+_INT32_MAX = 2**31 - 1  # version_index is an INTEGER column
+
+
+def perm(rpc: str) -> Permission:
+    return authz_table.permission(SERVICE, rpc)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    """A collection version with what its proto shows of the artifact version."""
+
+    id: int
+    collection: CollectionRef
+    version_index: int
+    artifact_version_id: int
+    artifact_version: str  # teams/{t}/projects/{p}/artifacts/{a}/versions/{n}
+    aliases: list[str]  # `latest` first when it is the newest
+    tags: list[str]
+    description: str
+    linked_by: str  # user id, "" when unknown
+    linked_by_id: int | None
+    create_time: int
+    update_time: int
+    metadata: dict[str, Any]
+    digest: str
+    artifact_type: str
+
+    @property
+    def name(self) -> str:
+        return self.collection.version_name(self.version_index)
+
+    @property
+    def path(self) -> str:
+        ref = self.collection
+        return paths.collection_version_path(
+            ref.org, ref.registry, ref.collection, self.version_index
+        )
+
+
+def view_of(
+    ref: CollectionRef, highest: int | None, row: Sequence[Any], *, sort_aliases: bool
+) -> VersionView:
+    """The view of a row of `version_columns()` (`sort_aliases`: not sorted by the
+    database, i.e. SQLite)."""
+    (
+        pk, index, av_pk, tags, description, create_time, update_time, linker_pk, linker,
+        av_index, digest, metadata, artifact, artifact_type, project, team, joined,
+    ) = row  # fmt: skip
+    aliases = split_aliases(joined, sort_aliases)
+    if index == highest:
+        aliases.insert(0, paths.LATEST)
+    return VersionView(
+        id=pk,
+        collection=ref,
+        version_index=index,
+        artifact_version_id=av_pk,
+        artifact_version=names.artifact_version_name(team, project, artifact, av_index),
+        aliases=aliases,
+        tags=json_value(tags) or [],
+        description=description,
+        linked_by=linker or "",
+        linked_by_id=linker_pk,
+        create_time=create_time,
+        update_time=update_time,
+        metadata=json_value(metadata) or {},
+        digest=digest,
+        artifact_type=artifact_type,
+    )
+
+
+def get_version(
+    sql: Sql, p: Principal, ref: CollectionRef, index: int, rpc: str = "GetCollectionVersion"
+) -> VersionView:
+    """Version `index` of the collection, if the caller may read it there."""
+    row = sql.one(
+        q.version,
+        {
+            "uid": p.user_id,
+            "org": ref.org,
+            "registry": ref.registry,
+            "collection": ref.collection,
+            "index": index if index <= _INT32_MAX else -1,
+        },
+    )
+    registry = names.registry_name(ref.org, ref.registry)
+    if row is None:
+        raise NotFound(f"{registry} not found")
+    header = header_of(p, registry, row)
+    check_registry_role(header.role, perm(rpc), registry)
+    if header.collection_id is None:
+        raise NotFound(f"{ref.name} not found")
+    start = qr.REGISTRY_WIDTH + 3
+    version = row[start + 1 :]
+    if version[0] is None:
+        raise NotFound(f"{ref.version_name(index)} not found")
+    return view_of(ref, row[start], version, sort_aliases=not sql.postgres)
+
+
+def version_at(sql: Sql, ref: CollectionRef, collection_pk: int, index: int) -> VersionView | None:
+    """Version `index` of the collection with row id `collection_pk` (the caller checked
+    access); None when there is none."""
+    if index > _INT32_MAX:
+        return None
+    row = sql.one(q.version_in_collection, {"cid": collection_pk, "index": index})
+    return None if row is None else view_of(ref, row[0], row[1:], sort_aliases=not sql.postgres)
+
+
+def version_by_id(sql: Sql, ref: CollectionRef, version_pk: int) -> VersionView:
+    """The version with row id `version_pk`, as a write answers with it (the caller
+    checked access)."""
+    row = sql.one(q.version_by_id, {"id": version_pk})
+    return view_of(ref, row[0], row[1:], sort_aliases=not sql.postgres)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A list request's page size, statement and position, checked before anything is
+    read (INVALID_ARGUMENT: page size, filter, order, token)."""
+
+    size: int
+    compiled: Any
+    after: tuple[Any, ...] | None
+    key_columns: tuple[str, ...]
+    query_id: tuple[Any, ...]  # what page tokens are bound to
+
+
+def page_request(
+    sql: Sql,
+    *,
+    page_size_value: int,
+    page_token: str,
+    filter: str,
+    order_by: str,
+    query_id: tuple[Any, ...],
+) -> PageRequest:
+    size = page_size(page_size_value)
+    keys = q.order_keys(order_by)
+    compiled = q.page.compiled(sql.dialect, (filter, order_by, bool(page_token)))
+    after = decode_token(page_token, query_id, len(keys))
+    columns = tuple(k.column.key for k in keys)
+    if after is not None and not all(map(q.key_fits, columns, after)):
+        raise InvalidArgument("page_token", "is not a page token returned by this method")
+    return PageRequest(size, compiled, after, columns, query_id)
+
+
+def list_versions(
+    sql: Sql,
+    p: Principal,
+    ref: CollectionRef,
+    *,
+    page_size_value: int,
+    page_token: str,
+    filter: str,
+    order_by: str,
+) -> tuple[list[VersionView], str]:
+    """One page, and the token of the next ("" on the last)."""
+    request = page_request(
+        sql,
+        page_size_value=page_size_value,
+        page_token=page_token,
+        filter=filter,
+        order_by=order_by,
+        query_id=("collection-versions", ref.name, filter, order_by),
+    )
+    header = registry_header(
+        sql, p, ref.org, ref.registry, perm("ListCollectionVersions"), ref.collection
+    )
+    if header.collection_id is None:
+        raise NotFound(f"{ref.name} not found")
+    return versions_page(sql, ref, header.collection_id, request)
+
+
+def versions_page(
+    sql: Sql, ref: CollectionRef, collection_pk: int, request: PageRequest
+) -> tuple[list[VersionView], str]:
+    """A page of the collection's versions (the caller checked access)."""
+    values: dict[str, Any] = {q.COLLECTION_ID: collection_pk, q.LIMIT: request.size + 1}
+    for i, value in enumerate(request.after or ()):
+        values[q.AFTER.format(i)] = value
+    rows = sql.scan(request.compiled, values)
+    next_token = ""
+    if len(rows) > request.size:
+        rows = rows[: request.size]
+        last = rows[-1][1:]
+        next_token = encode_token(
+            tuple(last[q.KEY_POSITION[name]] for name in request.key_columns), request.query_id
+        )
+    sort = not sql.postgres
+    return [view_of(ref, row[0], row[1:], sort_aliases=sort) for row in rows], next_token
