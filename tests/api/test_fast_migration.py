@@ -12,7 +12,7 @@ from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import resources_pb2 as r
 from registry_server.api.migrations import migration_proto
 from registry_server.service import fast_migration
-from registry_server.service import migration as svc
+from registry_server.service.migration import lifecycle
 
 from ..support.errors import expect_error
 from ..support.legacy_teams import legacy_only_world
@@ -33,7 +33,7 @@ def both(server: ServerThread, person: Person, name: str) -> tuple[Any, Any]:
     fast = migration_proto(view) if view is not None else None
     try:
         with server.app.db.read() as s:
-            general: Any = migration_proto(svc.get_migration(s, p, org, uid))
+            general: Any = migration_proto(lifecycle.get_migration(s, p, org, uid))
     except Exception as e:
         general = type(e).__name__
     return fast, general

@@ -26,8 +26,8 @@ from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.service import migration as svc
 from registry_server.service.context import Principal
+from registry_server.service.migration import verify
 from registry_server.storage import models as m
 
 from ..support.content import struct
@@ -616,7 +616,7 @@ def test_team_viewer_service_account_access_change_is_planned_and_verified(
     assert [x.verification for x in listed] == [scene.migration.verification]
 
 
-def _verify_again(scene: Migrated) -> svc.Verification:
+def _verify_again(scene: Migrated) -> verify.Verification:
     """The migration's own verification, run again on the live data."""
     db = scene.server.app.db
     with db.read() as s:
@@ -625,7 +625,7 @@ def _verify_again(scene: Migrated) -> svc.Verification:
             .join(m.Migration, m.Migration.id == m.MigrationTeam.migration_id)
             .where(m.Migration.uid == scene.migration.name.rsplit("/", 1)[1])
         ).scalar_one()
-    return svc.verify_teams(db, [migration_team])[migration_team]
+    return verify.verify_teams(db, [migration_team])[migration_team]
 
 
 def test_verification_access_equivalence_holds(migrated: Migrated) -> None:

@@ -702,19 +702,22 @@ def test_runner_steps_small_batches_lease_takeover_and_chunked_undo(
     from sqlalchemy import select, update
 
     from registry_server.domain.roles import OrgRole
-    from registry_server.service import migration as svc
     from registry_server.service.context import Principal
+    from registry_server.service.migration.common import Lease, Outcome, migration_name
+    from registry_server.service.migration.lifecycle import request_rollback, start_migration
+    from registry_server.service.migration.steps import claim_next, run_step
+    from registry_server.service.migration.undo import DELETE_CHUNK_FACTOR
     from registry_server.storage import models as m
     from registry_server.storage.db import Database, now_us
 
     world, a, b = legacy_only_world(server, root_stubs)
     admin = world.admin
     before = {t.id: legacy_snapshot(t, admin) for t in (a, b)}
-    first = svc.Lease("test-driver-1", 60_000_000)
-    second = svc.Lease("test-driver-2", 60_000_000)
+    first = Lease("test-driver-1", 60_000_000)
+    second = Lease("test-driver-2", 60_000_000)
     db = Database(database_url)
 
-    def hold(s: Any, migration_id: int, lease: svc.Lease) -> None:
+    def hold(s: Any, migration_id: int, lease: Lease) -> None:
         """Claimed in the same transaction, so the server's own runner keeps off it."""
         s.execute(
             update(m.Migration)
@@ -726,26 +729,26 @@ def test_runner_steps_small_batches_lease_takeover_and_chunked_undo(
         with db.write() as s:
             user = s.execute(select(m.User).where(m.User.name == admin.id)).scalar_one()
             p = Principal(user.id, user.name, user.org_id, world.org, OrgRole.ADMIN, False)
-            migration = svc.start_migration(s, p, world.org, [a.id, b.id])
-            migration_id, name = migration.id, svc.migration_name(world.org, migration.uid)
+            migration = start_migration(s, p, world.org, [a.id, b.id])
+            migration_id, name = migration.id, migration_name(world.org, migration.uid)
             hold(s, migration_id, first)
-        outcomes = [svc.run_step(db, migration_id, first, 1) for _ in range(4)]
-        assert outcomes == [svc.Outcome.MORE] * 4
+        outcomes = [run_step(db, migration_id, first, 1) for _ in range(4)]
+        assert outcomes == [Outcome.MORE] * 4
         progress = admin.stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name))
         assert progress.state == r.MIGRATION_STATE_RUNNING and progress.progress.done == 2
         # the first driver "dies": its lease expires and the second one claims it
-        assert svc.claim_next(db, second) is None
+        assert claim_next(db, second) is None
         with db.write() as s:
             s.execute(
                 update(m.Migration).where(m.Migration.id == migration_id).values(lease_expires=0)
             )
-        claimed = svc.claim_next(db, second)
+        claimed = claim_next(db, second)
         assert claimed == migration_id
         with db.write() as s:  # nobody else may take it while the test drives it
             hold(s, migration_id, second)
-        assert svc.run_step(db, migration_id, first, 1) is svc.Outcome.LOST
+        assert run_step(db, migration_id, first, 1) is Outcome.LOST
         steps = 0
-        while svc.run_step(db, migration_id, second, 1) is svc.Outcome.MORE:
+        while run_step(db, migration_id, second, 1) is Outcome.MORE:
             steps += 1
             assert steps < 100
         done = admin.stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name))
@@ -767,13 +770,13 @@ def test_runner_steps_small_batches_lease_takeover_and_chunked_undo(
                 ]
         # rollback, in chunks of DELETE_CHUNK_FACTOR links
         with db.write() as s:
-            svc.request_rollback(s, p, world.org, name.rsplit("/", 1)[-1])
+            request_rollback(s, p, world.org, name.rsplit("/", 1)[-1])
             hold(s, migration_id, first)
         undo = []
-        while (outcome := svc.run_step(db, migration_id, first, 1)) is svc.Outcome.MORE:
+        while (outcome := run_step(db, migration_id, first, 1)) is Outcome.MORE:
             undo.append(outcome)
         # the carry-back (nothing changed here), chunks of links, then the rest
-        assert len(undo) == 1 + 6 // svc.DELETE_CHUNK_FACTOR + 1
+        assert len(undo) == 1 + 6 // DELETE_CHUNK_FACTOR + 1
         rolled = admin.stubs.migrations.GetMigration(mpb.GetMigrationRequest(name=name))
         assert rolled.state == r.MIGRATION_STATE_ROLLED_BACK
         assert {t.id: legacy_snapshot(t, admin) for t in (a, b)} == before

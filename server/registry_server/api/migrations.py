@@ -1,4 +1,4 @@
-"""MigrationService (proto <-> service/migration.py) and the background runner that
+"""MigrationService (proto <-> service/migration/) and the background runner that
 works migrations in bounded steps under a lease."""
 
 from __future__ import annotations
@@ -25,8 +25,26 @@ from registry.v1 import resources_pb2 as r
 from ..domain import names
 from ..domain.roles import MigrationState
 from ..service import fast_migration
-from ..service import migration as svc
 from ..service.context import Principal
+from ..service.migration.common import (
+    FINAL_STATES,
+    UNDOABLE_STATES,
+    Lease,
+    Outcome,
+    parse_team_refs,
+)
+from ..service.migration.lifecycle import (
+    MigrationView,
+    get_migration,
+    migration_view,
+    migration_views,
+    request_cancel,
+    request_rollback,
+    start_migration,
+    state_filter,
+)
+from ..service.migration.plan import Plan, plan_migration
+from ..service.migration.steps import claim_next, fail_migration, release_lease, run_step
 from ..service.organizations import get_org, require_org_admin
 from ..storage import models as m
 from ..storage.db import Database
@@ -52,13 +70,13 @@ UNDO_WAIT_SECONDS = 30.0
 FAILURES_BEFORE_GIVING_UP = 20
 BATCH_DELAY_ENV = "REGISTRY_MIGRATION_BATCH_DELAY_MS"
 
-_FINAL = {int(s) for s in svc.FINAL_STATES}
+_FINAL = {int(s) for s in FINAL_STATES}
 
 
 # --- protos -------------------------------------------------------------------------
 
 
-def migration_proto(view: svc.MigrationView) -> r.Migration:
+def migration_proto(view: MigrationView) -> r.Migration:
     row = view.row
     return r.Migration(
         name=view.name,
@@ -110,7 +128,7 @@ def rollback_proto(report: dict[str, Any]) -> r.RollbackReport | None:
     )
 
 
-def plan_proto(plan: svc.Plan) -> r.MigrationPlan:
+def plan_proto(plan: Plan) -> r.MigrationPlan:
     org = plan.org.name
     return r.MigrationPlan(
         parent=f"organizations/{org}",
@@ -176,7 +194,7 @@ def _org_ref(parent: str) -> str:
 
 
 LIST_FILTER = {
-    "state": FieldSpec("alias", builder=svc.state_filter),
+    "state": FieldSpec("alias", builder=state_filter),
     "create_time": FieldSpec("time", m.Migration.create_time),
     "end_time": FieldSpec("time", m.Migration.end_time),
 }
@@ -191,19 +209,19 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     ) -> r.MigrationPlan:
         p = current_principal()
         org = _org_ref(request.parent)
-        teams = svc.parse_team_refs(list(request.teams))
-        return await self.app.read(lambda s: plan_proto(svc.plan_migration(s, p, org, teams)))
+        teams = parse_team_refs(list(request.teams))
+        return await self.app.read(lambda s: plan_proto(plan_migration(s, p, org, teams)))
 
     async def StartMigration(
         self, request: pb.StartMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
         p = current_principal()
         org = _org_ref(request.parent)
-        teams = svc.parse_team_refs(list(request.teams))
+        teams = parse_team_refs(list(request.teams))
 
         def work(s: Session) -> r.Migration:
-            migration = svc.start_migration(s, p, org, teams)
-            return migration_proto(svc.migration_view(s, migration, org))
+            migration = start_migration(s, p, org, teams)
+            return migration_proto(migration_view(s, migration, org))
 
         result = await self.app.create(p, "StartMigration", request.request_id, r.Migration, work)
         wake_runner(self.app)
@@ -239,7 +257,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
                 query=("migrations", org_id, request.filter),
                 key_of=lambda row: (row[0].create_time, row[0].id),
             )
-            views = svc.migration_views(s, [row[0] for row in page.rows], org.name)
+            views = migration_views(s, [row[0] for row in page.rows], org.name)
             return pb.ListMigrationsResponse(
                 migrations=[migration_proto(v) for v in views],
                 next_page_token=page.next_page_token,
@@ -277,7 +295,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         fast = await self.app.query(hot)
         if fast is not None:
             return fast
-        return await self.app.read(lambda s: migration_proto(svc.get_migration(s, p, org, uid)))
+        return await self.app.read(lambda s: migration_proto(get_migration(s, p, org, uid)))
 
     async def CancelMigration(
         self, request: pb.CancelMigrationRequest, context: grpc.aio.ServicerContext
@@ -286,10 +304,10 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         org, uid = _migration_ref(request.name)
         if request.validate_only:
             return await self.app.read(
-                lambda s: migration_proto(svc.request_cancel(s, p, org, uid, validate_only=True))
+                lambda s: migration_proto(request_cancel(s, p, org, uid, validate_only=True))
             )
         await self.app.write(
-            lambda s: migration_proto(svc.request_cancel(s, p, org, uid, force=request.force))
+            lambda s: migration_proto(request_cancel(s, p, org, uid, force=request.force))
         )
         wake_runner(self.app)
         return await self._await_final(org, uid, context, {int(MigrationState.CANCELLED)})
@@ -301,10 +319,10 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         org, uid = _migration_ref(request.name)
         if request.validate_only:
             return await self.app.read(
-                lambda s: migration_proto(svc.request_rollback(s, p, org, uid, validate_only=True))
+                lambda s: migration_proto(request_rollback(s, p, org, uid, validate_only=True))
             )
         await self.app.write(
-            lambda s: migration_proto(svc.request_rollback(s, p, org, uid, force=request.force))
+            lambda s: migration_proto(request_rollback(s, p, org, uid, force=request.force))
         )
         wake_runner(self.app)
         return await self._await_final(org, uid, context, {int(MigrationState.ROLLED_BACK)})
@@ -332,8 +350,8 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
 def _rollback_requested(s: Session, p: Principal, org: str, uid: str) -> bool:
     """Whether a rollback of the migration, in a final state now, was asked for: the
     runner then moves it on."""
-    view = svc.get_migration(s, p, org, uid)
-    return view.row.cancel_requested and view.state in svc.UNDOABLE_STATES
+    view = get_migration(s, p, org, uid)
+    return view.row.cancel_requested and view.state in UNDOABLE_STATES
 
 
 # --- the runner -----------------------------------------------------------------------
@@ -394,7 +412,7 @@ async def run_migrations(app: App) -> None:
 
             await supervise_runner_process(app, _wakeup(app))
             return
-    lease = svc.Lease.for_seconds(app.settings.replica_id, app.settings.migration_lease_seconds)
+    lease = Lease.for_seconds(app.settings.replica_id, app.settings.migration_lease_seconds)
     db = _runner_database(app)
     try:
         await run_runner(db, lease, app.settings.migration_batch_size, _wakeup(app))
@@ -405,7 +423,7 @@ async def run_migrations(app: App) -> None:
 
 async def run_runner(
     db: Database,
-    lease: svc.Lease,
+    lease: Lease,
     batch_size: int,
     wake: asyncio.Event,
     pacer: Pacer | None = None,
@@ -420,7 +438,7 @@ async def run_runner(
     try:
         while True:
             try:
-                migration_id = await _in_thread(executor, svc.claim_next, db, lease)
+                migration_id = await _in_thread(executor, claim_next, db, lease)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database outage must not end the runner
@@ -469,7 +487,7 @@ async def _work(
     db: Database,
     executor: Executor,
     migration_id: int,
-    lease: svc.Lease,
+    lease: Lease,
     batch_size: int,
     pacer: Pacer | None,
 ) -> None:
@@ -481,7 +499,7 @@ async def _work(
     while True:
         started = time.monotonic()
         try:
-            outcome = await _in_thread(executor, svc.run_step, db, migration_id, lease, sizer.size)
+            outcome = await _in_thread(executor, run_step, db, migration_id, lease, sizer.size)
             failures = 0
         except asyncio.CancelledError:
             raise
@@ -491,7 +509,7 @@ async def _work(
             if failures >= FAILURES_BEFORE_GIVING_UP:
                 await _in_thread(
                     executor,
-                    svc.fail_migration,
+                    fail_migration,
                     db,
                     migration_id,
                     lease,
@@ -501,7 +519,7 @@ async def _work(
             sizer.reset()
             await asyncio.sleep(min(0.05 * 2**failures, 2.0))
             continue
-        if outcome is not svc.Outcome.MORE:
+        if outcome is not Outcome.MORE:
             log.info(
                 "migration %d: %s (%.2f s paused while the server was busy)",
                 migration_id,
@@ -522,13 +540,13 @@ async def _work(
         await asyncio.sleep(pause)
 
 
-async def _release_on_shutdown(db: Database, migration_id: int, lease: svc.Lease) -> None:
+async def _release_on_shutdown(db: Database, migration_id: int, lease: Lease) -> None:
     """Best effort: hand the lease back so another replica need not wait for it (on the
     loop's default executor: the runner's thread may still be finishing a step)."""
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(
-            loop.run_in_executor(None, svc.release_lease, db, migration_id, lease), 2.0
+            loop.run_in_executor(None, release_lease, db, migration_id, lease), 2.0
         )
     except Exception:  # the lease expires by itself anyway
         log.info("migration %d: lease left to expire", migration_id)

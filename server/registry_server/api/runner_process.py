@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 
-from ..service import migration as svc
+from ..service.migration.common import Lease
 from ..storage.db import Database
 from .app import App
 from .pacing import Pacer, default_busy_share
@@ -192,7 +192,7 @@ async def run_runner_process(
     if wake_on_stdin:
         await loop.connect_read_pipe(lambda: _StdinWatch(wake, stop), sys.stdin)
     db = Database(url, pool_size=RUNNER_CONNECTIONS)
-    lease = svc.Lease.for_seconds(replica_id, lease_seconds)
+    lease = Lease.for_seconds(replica_id, lease_seconds)
     if busy_share is None:
         busy_share = default_busy_share(db.is_sqlite)
     pacer = Pacer.for_process(yield_to_pid, busy_share) if yield_to_pid else None

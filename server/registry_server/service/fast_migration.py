@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from ..storage import models as m
 from .context import Principal
 from .fast_sql import Compiled, compile_statement, fetch, json_value
-from .migration import MigrationView, team_progress, team_progress_columns
+from .migration.lifecycle import MigrationView, team_progress, team_progress_columns
 
 _org = m.Organization.__table__
 _mig = m.Migration.__table__

@@ -430,9 +430,9 @@ class Migration(Base):
     )
     error: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Set with cancel_requested (service/carry_back.py): what the undo carries back into
-    # the legacy registries and what it loses, who asked, whether it was forced, and
-    # `applied` once the carry-back committed. Empty until an undo is asked for.
+    # Set with cancel_requested (service/migration/carry_back.py): what the undo carries
+    # back into the legacy registries and what it loses, who asked, whether it was forced,
+    # and `applied` once the carry-back committed. Empty until an undo is asked for.
     rollback_report: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     # Lease: the replica working on it and until when (microseconds).
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -46,18 +46,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from ..domain.names import (
+from ...domain.names import (
     artifact_version_name,
     collection_name,
     model_version_name,
 )
-from ..domain.names import collection_version_name as version_name
-from ..domain.roles import RegistryRole, Visibility
-from ..storage import models as m
-from ..storage.db import now_us
-from . import events
-from .legacy_views import model_version_row
-from .registries import MemberRef, member_name, registry_name
+from ...domain.names import collection_version_name as version_name
+from ...domain.roles import RegistryRole, Visibility
+from ...storage import models as m
+from ...storage.db import now_us
+from .. import events
+from ..legacy_views import model_version_row
+from ..registries import MemberRef, member_name, registry_name
 
 LEGACY_TYPE = "model"  # what legacy links accept
 ITEMS_MAX = 200  # listed per kind in a report (then a count of the rest)
@@ -655,107 +655,119 @@ def apply_undo(s: Session, org_id: int, plan: UndoPlan, actor: str, migration: s
     """Writes `plan` into the legacy registries, one legacy event per change (actor: who
     asked for the undo; details name the migration)."""
     for team in plan.teams:
+        out = _LegacyWrites(s, org_id, team, actor, migration)
         for changes in team.models:
-            _apply_model(s, org_id, team, changes, actor, migration)
+            _apply_model(out, changes)
         if team.protected_aliases is not None:
-            _apply_protected(s, org_id, team, actor, migration)
+            _apply_protected(out)
 
 
-def _event(
-    s: Session,
-    org_id: int,
-    team: TeamChanges,
-    type: str,
-    resource: str,
-    actor: str,
-    migration: str,
-    **details: Any,
-) -> None:
-    events.record_event(
-        s,
-        org_id=org_id,
-        type=type,
-        actor=actor,
-        resource=resource,
-        details={**details, "carried_back_by": migration},
-        team_id=team.team_id,
+@dataclass(frozen=True)
+class _LegacyWrites:
+    """Where one team's carried-back changes are written, and what their events name."""
+
+    s: Session
+    org_id: int
+    team: TeamChanges
+    actor: str
+    migration: str
+
+    def event(self, type: str, resource: str, **details: Any) -> None:
+        events.record_event(
+            self.s,
+            org_id=self.org_id,
+            type=type,
+            actor=self.actor,
+            resource=resource,
+            details={**details, "carried_back_by": self.migration},
+            team_id=self.team.team_id,
+        )
+
+    def version(self, model: str, index: int) -> str:
+        return model_version_name(self.team.team, model, index)
+
+
+def _apply_model(out: _LegacyWrites, changes: ModelChanges) -> None:
+    """One registered model's changes, in an order that keeps every write valid: unlinks
+    (with their aliases), removed aliases, version fields, new links, alias moves (onto
+    old or new versions), then the model's own fields and index counter."""
+    now = now_us()
+    if changes.deleted:
+        _delete_model(out, changes)
+        return
+    _apply_unlinks(out, changes)
+    _apply_removed_aliases(out, changes)
+    _apply_version_fields(out, changes, now)
+    new_ids = _apply_links(out, changes)
+    _apply_alias_moves(out, changes, new_ids)
+    _apply_model_fields(out, changes, now)
+    out.s.flush()
+
+
+def _delete_model(out: _LegacyWrites, changes: ModelChanges) -> None:
+    rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
+    s, model = out.s, changes.model
+    removed = list(s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars())
+    count = len(s.execute(select(v.id).where(v.registered_model_id == model.id)).all())
+    s.execute(delete(a).where(a.registered_model_id == model.id))
+    s.execute(delete(v).where(v.registered_model_id == model.id))
+    s.execute(delete(rm).where(rm.id == model.id))
+    out.event(
+        events.LEGACY_MODEL_DELETED,
+        model_name(out.team.team, model.name),
+        versions_removed=count,
+        aliases_removed=sorted(removed),
     )
 
 
-def _apply_model(
-    s: Session, org_id: int, team: TeamChanges, changes: ModelChanges, actor: str, migration: str
-) -> None:
-    rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
-    model = changes.model
-    label = model_name(team.team, model.name)
-    now = now_us()
-    if changes.deleted:
-        removed = list(
-            s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars()
-        )
-        count = len(s.execute(select(v.id).where(v.registered_model_id == model.id)).all())
-        s.execute(delete(a).where(a.registered_model_id == model.id))
-        s.execute(delete(v).where(v.registered_model_id == model.id))
-        s.execute(delete(rm).where(rm.id == model.id))
-        _event(
-            s,
-            org_id,
-            team,
-            events.LEGACY_MODEL_DELETED,
-            label,
-            actor,
-            migration,
-            versions_removed=count,
-            aliases_removed=sorted(removed),
-        )
-        return
+def _apply_unlinks(out: _LegacyWrites, changes: ModelChanges) -> None:
+    v, a = m.RegisteredModelVersion, m.RegisteredModelAlias
+    s, model = out.s, changes.model
     for row in changes.unlinks:
         removed = list(s.execute(select(a.alias).where(a.version_id == row.id)).scalars())
         s.execute(delete(a).where(a.version_id == row.id))
         s.execute(delete(v).where(v.id == row.id))
-        _event(
-            s,
-            org_id,
-            team,
+        out.event(
             events.LEGACY_VERSION_UNLINKED,
-            model_version_name(team.team, model.name, row.version_index),
-            actor,
-            migration,
+            out.version(model.name, row.version_index),
             version_index=row.version_index,
             aliases_removed=sorted(removed),
             artifact_version_id=row.artifact_version_id,
             carried_back_from=changes.collection,
         )
+
+
+def _apply_removed_aliases(out: _LegacyWrites, changes: ModelChanges) -> None:
+    a = m.RegisteredModelAlias
     for alias_row, index in changes.removed_aliases:
         if any(row.id == alias_row.version_id for row in changes.unlinks):
             continue  # went with its version
-        s.execute(delete(a).where(a.id == alias_row.id))
-        _event(
-            s,
-            org_id,
-            team,
+        out.s.execute(delete(a).where(a.id == alias_row.id))
+        out.event(
             events.LEGACY_ALIAS_DELETED,
-            model_version_name(team.team, model.name, index),
-            actor,
-            migration,
+            out.version(changes.model.name, index),
             alias=alias_row.alias,
             version_index=index,
         )
+
+
+def _apply_version_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> None:
+    v = m.RegisteredModelVersion
     for row, fields in changes.version_fields:
         before = {"tags_before": list(row.tags or [])} if "tags" in fields else {}
-        s.execute(update(v).where(v.id == row.id).values(**fields, update_time=now))
-        _event(
-            s,
-            org_id,
-            team,
+        out.s.execute(update(v).where(v.id == row.id).values(**fields, update_time=now))
+        out.event(
             events.LEGACY_VERSION_UPDATED,
-            model_version_name(team.team, model.name, row.version_index),
-            actor,
-            migration,
+            out.version(changes.model.name, row.version_index),
             fields=sorted(fields),
             **before,
             **({"tags": fields["tags"]} if "tags" in fields else {}),
         )
+
+
+def _apply_links(out: _LegacyWrites, changes: ModelChanges) -> dict[int, int]:
+    """The new links, at their collection indices; their ids by index."""
+    s, model = out.s, changes.model
     new_ids: dict[int, int] = {}
     for link in changes.links:
         cv = link.cv
@@ -763,19 +775,20 @@ def _apply_model(
         s.add(row)
         s.flush()
         new_ids[link.index] = row.id
-        _event(
-            s,
-            org_id,
-            team,
+        out.event(
             events.LEGACY_VERSION_LINKED,
-            model_version_name(team.team, model.name, link.index),
-            actor,
-            migration,
+            out.version(model.name, link.index),
             version_index=link.index,
             artifact_version=_artifact(cv),
             aliases=[],
             carried_back_from=f"{changes.collection}/versions/{link.index}",
         )
+    return new_ids
+
+
+def _apply_alias_moves(out: _LegacyWrites, changes: ModelChanges, new_ids: dict[int, int]) -> None:
+    a = m.RegisteredModelAlias
+    s, model = out.s, changes.model
     for move in changes.aliases:
         kind, ref = move.target
         version_id = ref if kind == "version" else new_ids[ref]
@@ -793,18 +806,19 @@ def _apply_model(
                     create_time=move.create_time,
                 )
             )
-        _event(
-            s,
-            org_id,
-            team,
+        out.event(
             events.LEGACY_ALIAS_SET,
-            model_version_name(team.team, model.name, move.index),
-            actor,
-            migration,
+            out.version(model.name, move.index),
             alias=move.alias,
             version_index=move.index,
             previous_version_index=move.previous,
         )
+
+
+def _apply_model_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> None:
+    """Description and tags, the next index, and the update time when anything of the
+    model changed."""
+    rm, model = m.RegisteredModel, changes.model
     values: dict[str, Any] = dict(changes.fields)
     if changes.next_index is not None:
         values["next_version_index"] = changes.next_index
@@ -813,29 +827,22 @@ def _apply_model(
     elif changes.unlinks or changes.links or changes.aliases or changes.removed_aliases:
         values["update_time"] = now
     if values:
-        s.execute(update(rm).where(rm.id == model.id).values(**values))
+        out.s.execute(update(rm).where(rm.id == model.id).values(**values))
     if changes.fields:
         details: dict[str, Any] = {"fields": sorted(changes.fields)}
         if "tags" in changes.fields:
             details.update(tags_before=list(model.tags or []), tags=changes.fields["tags"])
-        _event(
-            s,
-            org_id,
-            team,
+        out.event(
             events.LEGACY_MODEL_UPDATED,
-            label,
-            actor,
-            migration,
+            model_name(out.team.team, model.name),
             **details,
             carried_back_from=changes.collection,
         )
-    s.flush()
 
 
-def _apply_protected(
-    s: Session, org_id: int, team: TeamChanges, actor: str, migration: str
-) -> None:
-    s.execute(
+def _apply_protected(out: _LegacyWrites) -> None:
+    team = out.team
+    out.s.execute(
         update(m.Team)
         .where(m.Team.id == team.team_id)
         .values(
@@ -845,14 +852,9 @@ def _apply_protected(
         )
         .execution_options(synchronize_session=False)
     )
-    _event(
-        s,
-        org_id,
-        team,
+    out.event(
         events.LEGACY_SETTINGS_UPDATED,
         f"teams/{team.team}/legacyRegistrySettings",
-        actor,
-        migration,
         fields=["protected_aliases"],
         protected_aliases_before=team.protected_before,
         protected_aliases=team.protected_aliases,
