@@ -24,7 +24,6 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.roles import MigrationState
-from ..service import fast_migration
 from ..service.context import Principal
 from ..service.migration.common import (
     FINAL_STATES,
@@ -50,7 +49,6 @@ from ..storage import models as m
 from ..storage.db import Database
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import fetch_page, parse_order_by
-from ..storage.sql import Sql
 from .app import App
 from .convert import ts
 from .filtering import compile_list_filter
@@ -268,34 +266,30 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     async def WatchMigration(
         self, request: pb.WatchMigrationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[r.Migration]:
-        """A snapshot now and at every change (progress, state), until a final state."""
+        """A snapshot now and at every change (progress, state), until a final state
+        (and, for a rollback asked of a final migration, until that has moved it on)."""
         p = current_principal()
         org, uid = _migration_ref(request.name)
         last = b""
         while True:
-            snapshot = await self._snapshot(p, org, uid)
+            view = await self._view(p, org, uid)
+            snapshot = migration_proto(view)
             data = snapshot.SerializeToString(deterministic=True)
             if data != last:
                 last = data
                 yield snapshot
-            if snapshot.state in _FINAL and not await self.app.read(
-                lambda s: _rollback_requested(s, p, org, uid)
+            if snapshot.state in _FINAL and not (
+                view.row.cancel_requested and view.state in UNDOABLE_STATES
             ):
                 return
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
+    async def _view(self, p: Principal, org: str, uid: str) -> MigrationView:
+        return await self.app.query(lambda sql: get_migration(sql, p, org, uid))
+
     async def _snapshot(self, p: Principal, org: str, uid: str) -> r.Migration:
-        """The migration as GetMigration shows it: from the hot statements when they can
-        answer (an admin of its organization reads it), else from the general use case."""
-
-        def hot(sql: Sql) -> r.Migration | None:
-            view = fast_migration.get_migration(sql.conn, sql.dialect, p, org, uid)
-            return migration_proto(view) if view is not None else None
-
-        fast = await self.app.query(hot)
-        if fast is not None:
-            return fast
-        return await self.app.read(lambda s: migration_proto(get_migration(s, p, org, uid)))
+        """The migration as GetMigration shows it."""
+        return migration_proto(await self._view(p, org, uid))
 
     async def CancelMigration(
         self, request: pb.CancelMigrationRequest, context: grpc.aio.ServicerContext
@@ -345,13 +339,6 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
             if snapshot.state in wanted or time.monotonic() >= deadline:
                 return snapshot
             await asyncio.sleep(0.05)
-
-
-def _rollback_requested(s: Session, p: Principal, org: str, uid: str) -> bool:
-    """Whether a rollback of the migration, in a final state now, was asked for: the
-    runner then moves it on."""
-    view = get_migration(s, p, org, uid)
-    return view.row.cancel_requested and view.state in UNDOABLE_STATES
 
 
 # --- the runner -----------------------------------------------------------------------

@@ -18,10 +18,18 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ...domain.errors import FailedPrecondition, InvalidArgument, NotFound, quote
+from ...domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    quote,
+)
 from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
+from ...storage.queries import migrations as queries
+from ...storage.sql import Sql, json_value
 from .. import registry_freeze
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
@@ -205,18 +213,8 @@ class MigrationView:
 
 
 def team_progress_columns() -> tuple[Any, ...]:
-    """The columns a `TeamProgress` is built from (`team_progress`), in its order:
-    plain rows, not ORM objects (WatchMigration reads them five times a second)."""
-    mt, team = core_table(m.MigrationTeam).c, core_table(m.Team).c
-    return (
-        team.name,
-        mt.target_name,
-        mt.state,
-        mt.versions_total,
-        mt.versions_done,
-        mt.collections_total,
-        mt.collections_done,
-    )
+    """The columns a `TeamProgress` is built from (`team_progress`), in its order."""
+    return queries.TEAM_PROGRESS
 
 
 def team_progress(org: str, row: Sequence[Any]) -> TeamProgress:
@@ -275,9 +273,39 @@ def load_migration(
     return org, migration
 
 
-def get_migration(s: Session, p: Principal, org_id: str, uid: str) -> MigrationView:
-    org, migration = load_migration(s, p, org_id, uid)
-    return migration_view(s, migration, org.name)
+def get_migration(sql: Sql, p: Principal, org_id: str, uid: str) -> MigrationView:
+    """The migration's snapshot, for an admin of its organization: two statements on
+    any connection (the event loop's, for WatchMigration's polls)."""
+    row = sql.one(queries.snapshot, {"org": org_id, "uid": uid})
+    if row is None or row[0] != p.org_id:  # no reach across organizations here
+        raise NotFound(f"organizations/{org_id} not found")
+    if not p.org_admin:
+        raise PermissionDenied(
+            "reading migrations needs an organization admin", reason="ORG_ADMIN_REQUIRED"
+        )
+    if row[1] is None:
+        raise NotFound(f"{migration_name(org_id, uid)} not found")
+    migration = m.Migration(  # a transient row: never added to a session
+        org_id=row[0],
+        id=row[1],
+        uid=row[2],
+        state=row[3],
+        progress_total=row[4],
+        progress_done=row[5],
+        verification_checked=row[6],
+        mismatches=json_value(row[7]) or [],
+        error=row[8] or "",
+        cancel_requested=bool(row[9]),
+        create_time=row[10],
+        update_time=row[11],
+        end_time=row[12],
+        access_changes=json_value(row[14]) or [],
+        rollback_report=json_value(row[15]) or {},
+    )
+    teams = sql.all(queries.teams, {"migration_id": row[1]})
+    return MigrationView(
+        migration, org_id, row[13] or "", [team_progress(org_id, t) for t in teams]
+    )
 
 
 def state_filter(value: str, op: str) -> Any:
