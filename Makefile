@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-BUF    := .tools/node_modules/.bin/buf
-BUF_VERSION := 1.75.0
+NPM_STAMP := node_modules/.installed
+BUF    := node_modules/.bin/buf
 ADDRESS ?= 127.0.0.1:50051
 DATABASE_URL ?= sqlite:///$(CURDIR)/registry.db
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick test-sqlite test-postgres lint protos protos-check bench bench-postgres fuzz soak clean
+.PHONY: help setup run test test-quick test-sqlite test-postgres lint generate protos protos-check bench bench-postgres fuzz soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -22,25 +22,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(BUF):
-	@command -v npm >/dev/null || { echo "buf lint needs npm (Debian package npm)"; exit 1; }
-	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+$(NPM_STAMP): package.json
+	@command -v npm >/dev/null || { echo "buf and the Node.js client test need npm (Debian package npm)"; exit 1; }
+	npm install --silent --no-audit --no-fund
+	touch $(NPM_STAMP)
 
-protos: $(STAMP) ## Regenerate the Python stubs from protos/
-	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=client --pyi_out=client \
-		--grpc_python_out=client protos/registry/v1/*.proto
+generate: $(STAMP) $(NPM_STAMP) ## buf generate (buf.gen.yaml): Python and TypeScript into gen/
+	rm -rf gen && $(BUF) generate
 
-protos-check: $(STAMP) ## Fail when the checked-in stubs are stale
-	@tmp=$$(mktemp -d) && $(BIN)/python -m grpc_tools.protoc -I protos --python_out=$$tmp \
-		--pyi_out=$$tmp --grpc_python_out=$$tmp protos/registry/v1/*.proto && \
-	for f in $$tmp/registry/v1/*; do cmp -s $$f client/registry/v1/$$(basename $$f) || \
-		{ echo "stale generated code: client/registry/v1/$$(basename $$f) (run make protos)"; rm -rf $$tmp; exit 1; }; done; \
-	rm -rf $$tmp; echo "generated stubs are up to date"
+protos: generate ## Regenerate the checked-in Python stubs (client/registry/v1) from protos/
+	cp gen/python/registry/v1/* client/registry/v1/
+
+protos-check: generate ## Fail when the checked-in stubs are stale
+	@for f in gen/python/registry/v1/*; do cmp -s $$f client/registry/v1/$$(basename $$f) || \
+		{ echo "stale generated code: client/registry/v1/$$(basename $$f) (run make protos)"; exit 1; }; done; \
+	echo "generated stubs are up to date"
 
 run: $(STAMP) ## Serve on $(ADDRESS) over an embedded SQLite file (registry.db)
 	$(BIN)/registry-server serve --address $(ADDRESS) --database-url $(DATABASE_URL)
 
-test: $(STAMP) ## Run the suite on SQLite, and on PostgreSQL when REGISTRY_TEST_POSTGRES_URL is set
+test: $(STAMP) generate ## Run the suite on SQLite, and on PostgreSQL when REGISTRY_TEST_POSTGRES_URL is set
 	@echo "=== test suite on SQLite ==="
 	REGISTRY_TEST_DATABASE=sqlite $(BIN)/pytest $(PYTEST_ARGS)
 	@if [ -n "$$REGISTRY_TEST_POSTGRES_URL" ]; then \
@@ -54,11 +55,11 @@ QUICK_API := tests/api/test_security.py tests/api/test_organizations.py
 test-quick: $(STAMP) ## The edit loop: the unit tests and a smoke slice of the api tests, on SQLite
 	REGISTRY_TEST_DATABASE=sqlite REGISTRY_TEST_POSTGRES_URL= $(BIN)/pytest tests/unit $(QUICK_API) $(PYTEST_ARGS)
 
-test-postgres: $(STAMP) ## Run the suite on PostgreSQL only
+test-postgres: $(STAMP) generate ## Run the suite on PostgreSQL only
 	REGISTRY_TEST_DATABASE=postgres REGISTRY_TEST_POSTGRES_URL=$${REGISTRY_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) $(BUF) protos-check ## ruff check + format check, mypy, buf lint
+lint: $(STAMP) protos-check ## ruff check + format check, mypy, buf lint, stale-stub check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server/registry_server client/registry_client
@@ -77,4 +78,4 @@ soak: $(STAMP) ## Bounded soak run with mixed traffic and a migration (minutes)
 	$(BIN)/python -m bench.soak
 
 clean: ## Remove the virtualenv, tools and caches
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools node_modules gen .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -91,10 +91,11 @@ def test_every_operator(op: str) -> None:
     assert parse_filter(f"size {op} 5") == c("size", op=op, value=5)
 
 
-def test_and_binds_tighter_than_or() -> None:
+def test_or_binds_tighter_than_and_as_in_aip_160() -> None:
     a, b, d = (c(n, position=0) for n in "abd")
-    assert strip_positions(parse_filter("a=1 OR b=1 AND d=1")) == Or((a, And((b, d))))
-    assert strip_positions(parse_filter("a=1 AND b=1 OR d=1")) == Or((And((a, b)), d))
+    assert strip_positions(parse_filter("a=1 OR b=1 AND d=1")) == And((Or((a, b)), d))
+    assert strip_positions(parse_filter("a=1 AND b=1 OR d=1")) == And((a, Or((b, d))))
+    assert strip_positions(parse_filter("(a=1 AND b=1) OR d=1")) == Or((And((a, b)), d))
     assert strip_positions(parse_filter("a=1 OR b=1 OR d=1")) == Or((a, b, d))
 
 
@@ -719,7 +720,8 @@ CASES: list[tuple[str, list[int]]] = [
     ("alias = nope", []),
     ("alias = best AND alias = latest", [1]),
     # boolean structure and precedence
-    ("tag = prod AND size > 50 OR name = x", [1, 5]),
+    ("tag = prod AND size > 50 OR name = x", [1]),  # AIP-160: OR binds tighter
+    ("(tag = prod AND size > 50) OR name = x", [1, 5]),
     ("tag = prod AND (size > 50 OR name = x)", [1]),
     ("NOT (tag = prod OR (size > 200 AND NOT archived = false))", [3, 5]),
     ("-(-(tag = prod))", [1, 4]),

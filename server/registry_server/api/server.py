@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from registry.v1 import (
     artifact_service_pb2,
@@ -107,6 +107,24 @@ class TlsConfig:
         )
 
 
+# grpcio-reflection serves v1alpha; clients such as grpcurl ask v1 first. The two
+# protocols' messages are the same on the wire, so one servicer answers both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(names: list[str], server: grpc.aio.Server) -> None:
+    servicer = reflection.aio.ReflectionServicer(names)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    for service in (reflection.SERVICE_NAME, REFLECTION_V1):
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"ServerReflectionInfo": handler}),)
+        )
+
+
 class RegistryServer:
     def __init__(self, app: App, address: str, tls: TlsConfig | None = None) -> None:
         self.app = app
@@ -130,6 +148,7 @@ class RegistryServer:
         )
         names = [
             reflection.SERVICE_NAME,
+            REFLECTION_V1,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         ]
         self._service_names: list[str] = []
@@ -138,7 +157,7 @@ class RegistryServer:
             names.append(binding.full_name)
             self._service_names.append(binding.full_name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(names, self.server)
+        _serve_reflection(names, self.server)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:

@@ -5,17 +5,16 @@ becomes an INVALID_ARGUMENT with a 1-based character position instead of a datab
 error. Grammar::
 
     filter     = [ expr ]
-    expr       = and_expr { "OR" and_expr }
-    and_expr   = unary { "AND" unary }
+    expr       = or_expr { "AND" or_expr }
+    or_expr    = unary { "OR" unary }
     unary      = ( "NOT" | "-" ) unary | "(" expr ")" | comparison
     comparison = member op value
     member     = IDENT { "." ( SEGMENT | QUOTED ) }      e.g. metadata."key with space"
     op         = "=" | "!=" | "<" | "<=" | ">" | ">=" | ":"
     value      = QUOTED | NUMBER | "true" | "false" | BAREWORD
 
-Precedence is the conventional one: NOT (and its `-` prefix) binds tightest, then AND,
-then OR, so `a AND b OR c` means `(a AND b) OR c`. This deliberately differs from
-AIP-160's "OR binds tighter than AND", which surprises nearly everyone; parentheses
+Precedence is AIP-160's: NOT (and its `-` prefix) binds tightest, then OR, then AND,
+so `a AND b OR c` means `a AND (b OR c)` (a conjunction of alternatives); parentheses
 express anything else. Implicit AND by juxtaposition (`a=1 b=2`) is rejected rather than
 guessed. Keywords are case-sensitive (uppercase).
 
@@ -160,28 +159,21 @@ class _Parser:
         self.skip_ws()
         if self.at_end():
             return None
-        expr = self.parse_or()
+        expr = self.parse_and()
         self.skip_ws()
         if not self.at_end():  # only a stray ")" gets here: parse_and rejects the rest
             raise self.error("unexpected ')' without a matching '('")
         return expr
 
-    def parse_or(self) -> Expr:
-        items = [self.parse_and()]
-        while self.keyword() == "OR":
-            self.pos += 2
-            items.append(self.parse_and())
-        return items[0] if len(items) == 1 else Or(tuple(items))
-
     def parse_and(self) -> Expr:
-        items = [self.parse_unary()]
+        items = [self.parse_or()]
         while True:
             kw = self.keyword()
             if kw == "AND":
                 self.pos += 3
-                items.append(self.parse_unary())
+                items.append(self.parse_or())
                 continue
-            if kw == "OR" or self.at_end() or self.char() == ")":
+            if self.at_end() or self.char() == ")":
                 break
             expected = "AND, OR or ')'" if self.parens else "AND, OR or end of filter"
             hint = "implicit AND by juxtaposition is not supported, join terms with AND"
@@ -189,6 +181,13 @@ class _Parser:
                 hint = "AND, OR and NOT must be uppercase"
             raise self.error(f"expected {expected}, got {self.describe_here()} ({hint})")
         return items[0] if len(items) == 1 else And(tuple(items))
+
+    def parse_or(self) -> Expr:
+        items = [self.parse_unary()]
+        while self.keyword() == "OR":
+            self.pos += 2
+            items.append(self.parse_unary())
+        return items[0] if len(items) == 1 else Or(tuple(items))
 
     def parse_unary(self) -> Expr:
         kw = self.keyword()
@@ -205,7 +204,7 @@ class _Parser:
             self.pos += 1
             self.enter(start)
             self.parens += 1
-            expr = self.parse_or()
+            expr = self.parse_and()
             self.skip_ws()
             if self.char() != ")":
                 raise self.error(
