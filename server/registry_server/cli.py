@@ -8,12 +8,14 @@ import os
 import socket
 import sys
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .api.settings import EventLoop, RunnerMode, Settings
 from .domain.errors import RegistryError
+from .service.retention import Retention
 from .storage.db import Database, env_url, require_current_schema, safe_url
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
@@ -145,6 +147,31 @@ def serve(
         ),
     ] = None,
     secret_key_file: SecretKeyFile = "",
+    event_retention_days: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_EVENT_RETENTION_DAYS",
+            min=0,
+            help="Days events are kept (0: for ever); alias history and what undoing a "
+            "migration reads are kept regardless.",
+        ),
+    ] = Retention.event_days,
+    request_id_retention_hours: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_REQUEST_ID_RETENTION_HOURS",
+            min=0,
+            help="Hours a create's answer is kept for retries with its request_id (0: for ever).",
+        ),
+    ] = Retention.request_id_hours,
+    delivery_retention_days: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_DELIVERY_RETENTION_DAYS",
+            min=0,
+            help="Days finished webhook delivery attempts are kept (0: for ever).",
+        ),
+    ] = Retention.delivery_days,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Serve the registry over gRPC."""
@@ -167,6 +194,9 @@ def serve(
         webhook_allow_cidrs=tuple(_comma_list(webhook_allow_cidr)),
         secret_key_file=secret_key_file,
         kept_replies=kept_replies,
+        retention=Retention(
+            event_retention_days, request_id_retention_hours, delivery_retention_days
+        ),
         replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
@@ -325,6 +355,43 @@ def revoke_service_admin(
 ) -> None:
     """Take the service admin flag from USER."""
     _set_service_admin(user, database_url, False)
+
+
+@app.command("backup")
+def backup_command(
+    destination: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    database_url: DatabaseUrl = "",
+) -> None:
+    """Copy a SQLite database to DESTINATION while servers keep serving (SQLite's online
+    backup: a consistent snapshot). PostgreSQL: use pg_dump (README, Backups)."""
+    from .storage.backup import backup
+
+    try:
+        pages = backup(database_url or env_url(), destination)
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"backed up {pages} pages to {destination}", err=True)
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="A backup written by `registry-server backup`.")],
+    database_url: DatabaseUrl = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a database that already has data.")
+    ] = False,
+) -> None:
+    """Restore a SQLite backup into the database (stop the servers first). The restored
+    database is upgraded to the current schema when it is older."""
+    from .storage.backup import restore
+
+    try:
+        restore(source, database_url or env_url(), force=force)
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"restored {source} into {safe_url(database_url or env_url())}", err=True)
 
 
 @db_app.command("upgrade")

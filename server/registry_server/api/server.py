@@ -32,6 +32,7 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
+from ..service import retention
 from ..workers import write_child
 from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
@@ -79,11 +80,17 @@ def _bindings() -> list[ServiceBinding]:
 
 # Long-running tasks started with the server: the commit listener (PostgreSQL), the
 # event watch poller, the webhook sender and the migration runner.
+async def run_retention(app: App) -> None:
+    """Background task: old events, request_id answers and deliveries deleted."""
+    await retention.run(app.db, app.settings.retention, app.run)
+
+
 BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = [
     App.listen_for_commits,
     run_event_hub,
     run_webhook_worker,
     run_migrations,
+    run_retention,
 ]
 
 

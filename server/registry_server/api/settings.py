@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..service.retention import Retention
+
 
 class RunnerMode(StrEnum):
     """Where a replica runs migrations: a child process, a thread of its own, or not."""
@@ -48,6 +50,9 @@ class Settings:
     secret_key_file: str = ""
     # Whether the replies of the hot reads are kept between commits (storage/hot_cache.py).
     kept_replies: bool = True
+    # How long events, request_id answers and webhook deliveries are kept
+    # (service/retention.py).
+    retention: Retention = field(default_factory=Retention)
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
     extra: dict[str, Any] = field(default_factory=dict)
