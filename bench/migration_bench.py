@@ -248,7 +248,7 @@ def processes(server: ServerProcess, postgres: bool) -> dict[str, list[int]]:
 
 def runner_busy_share(server: ServerProcess) -> str:
     """The share of the time the server's runner child works while the server answers
-    calls (its `--busy-share` argument: server/registry_server/api/pacing.py)."""
+    calls (its `--busy-share` argument: server/registry_server/workers/pacing.py)."""
     for pid in server.pids()[1:]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from registry_server.api.pacing import thread_schedstat
+from registry_server.workers.pacing import thread_schedstat
 
 Snapshot = dict[str, dict[int, tuple[int, int]]]  # process label -> tid -> (run, wait) ns
 

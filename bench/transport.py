@@ -7,8 +7,8 @@ by the registry server. Run it to compare grpcio releases or hosts:
 
     python -m bench.transport [--duration 6] [--runs 3] [--event-loop asyncio,uvloop]
 
-With several event loops, the runs alternate between them (the registry server runs on
-uvloop unless `REGISTRY_EVENT_LOOP=asyncio`).
+With several event loops, the runs alternate between them (the registry server always
+runs on uvloop).
 
 Each run starts a fresh server process and prints requests/s, p50 and p99 at 2
 connections x 8 streams, and the server's CPU time per call (every thread of the

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from registry_client import Stubs, open_channel
-from registry_server.api.app import App, Settings
-from registry_server.api.migrations import BATCH_DELAY_ENV
+from registry_server.api.app import App
+from registry_server.api.settings import RunnerMode, Settings
 from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
+from registry_server.workers.migration_runner import BATCH_DELAY_ENV
 
 from .support.servers import WEBHOOKS_TO_LOOPBACK, ServerThread, fresh_database
 from .support.world import World, make_world
@@ -74,6 +75,8 @@ def server(database_url: str) -> Iterator[ServerThread]:
         Settings(
             auth_cache_ttl=5.0,
             replica_id="test-replica",
+            # in this process, so that a test's environment (`slow_steps`) reaches it
+            migration_runner=RunnerMode.thread,
             **WEBHOOKS_TO_LOOPBACK,
         ),
     )

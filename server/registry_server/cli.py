@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .api.settings import EventLoop, RunnerMode, Settings
+from .api.settings import RunnerMode, Settings, replica_name
 from .domain.errors import RegistryError
 from .service.retention import Retention
 from .storage.db import Database, env_url, require_current_schema, safe_url
@@ -43,7 +41,7 @@ BusyShare = Annotated[
         min=0.01,
         max=1.0,
         help="The share of the time a migration works while the server answers calls "
-        "(at full speed while it is idle; api/pacing.py); 1: full speed always. "
+        "(at full speed while it is idle; workers/pacing.py); 1: full speed always. "
         "Default: 0.3 on SQLite, 0.6 on PostgreSQL.",
     ),
 ]
@@ -120,14 +118,6 @@ def serve(
             "(any process, any replica) and answer repeated calls from them.",
         ),
     ] = True,
-    event_loop: Annotated[
-        EventLoop,
-        typer.Option(
-            envvar="REGISTRY_EVENT_LOOP",
-            help="The event loop the server runs on: uvloop (less CPU per call) or "
-            "asyncio (the standard library's).",
-        ),
-    ] = EventLoop.uvloop,
     webhook_allow_http: Annotated[
         bool,
         typer.Option(
@@ -197,7 +187,6 @@ def serve(
         retention=Retention(
             event_retention_days, request_id_retention_hours, delivery_retention_days
         ),
-        replica_id=replica_name(),
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
     try:
@@ -205,7 +194,7 @@ def serve(
     except ValueError as err:  # an allow-list entry or the key file
         db.dispose()
         raise typer.BadParameter(str(err)) from None
-    run_on_loop(serve_forever(served, address, tls, grace), event_loop)
+    run_on_loop(serve_forever(served, address, tls, grace))
 
 
 def _comma_list(values: list[str] | None) -> list[str]:
@@ -242,7 +231,7 @@ def run_migrations(
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Run legacy migrations (no gRPC): for replicas served with `--migration-runner off`."""
-    from .api.runner_process import run_runner_process
+    from .workers.migration_runner import run_runner_process
 
     if niceness:
         os.nice(niceness)
@@ -279,10 +268,6 @@ def current_database(database_url: str, *, auto_upgrade_empty: bool = True) -> D
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None
     return db
-
-
-def replica_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @app.command()

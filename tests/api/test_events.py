@@ -25,8 +25,9 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
-from registry_server.api.app import App, Settings
+from registry_server.api.app import App
 from registry_server.api.server import _bindings
+from registry_server.api.settings import RunnerMode, Settings
 from registry_server.domain.roles import OrgRole
 from registry_server.service import events as ev
 from registry_server.service import organizations as orgs
@@ -804,7 +805,7 @@ def new_team(person: Person, world: World) -> str:
 def test_watch_replays_then_follows_and_resumes_without_gaps(
     world: World, server: ServerThread
 ) -> None:
-    from registry_server.api.events import hub_for
+    from registry_server.workers.event_hub import hub_for
 
     stubs = world.admin.stubs
     start = last_cursor(stubs, world.org_name)
@@ -1025,7 +1026,9 @@ def test_second_replica_streams_and_ends_streams_on_shutdown(
     database_url: str, world: World
 ) -> None:
     db = Database(database_url)
-    replica = ServerThread(App(db, Settings(replica_id="replica-b"))).start()
+    replica = ServerThread(
+        App(db, Settings(replica_id="replica-b", migration_runner=RunnerMode.thread))
+    ).start()
     try:
         channel = open_channel(replica.target, world.admin.key)
         stubs = Stubs.on(channel)

@@ -27,7 +27,7 @@ from registry.v1 import legacy_model_registry_service_pb2 as lpb
 from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.api.migrations import BATCH_DELAY_ENV
+from registry_server.workers.migration_runner import BATCH_DELAY_ENV
 
 from ..support.errors import FAILED, INVALID, NOT_FOUND, OK, expect_error
 from ..support.legacy_teams import (

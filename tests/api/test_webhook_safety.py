@@ -26,7 +26,8 @@ import pytest
 from registry.v1 import event_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
-from registry_server.api.app import App, Settings
+from registry_server.api.app import App
+from registry_server.api.settings import RunnerMode, Settings
 from registry_server.service import events as ev
 from registry_server.service import webhook_http
 from registry_server.service.webhook_targets import TargetPolicy
@@ -99,7 +100,9 @@ class Strict:
 @pytest.fixture(scope="module")
 def strict_server(database_url: str) -> Iterator[ServerThread]:
     db = Database(database_url)
-    replica = ServerThread(App(db, Settings(replica_id="strict-webhooks"))).start()
+    replica = ServerThread(
+        App(db, Settings(replica_id="strict-webhooks", migration_runner=RunnerMode.thread))
+    ).start()
     yield replica
     replica.stop()
     db.dispose()

@@ -29,7 +29,8 @@ from registry.v1 import event_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_client import webhooks as standard_webhooks
-from registry_server.api.app import App, Settings
+from registry_server.api.app import App
+from registry_server.api.settings import RunnerMode, Settings
 from registry_server.cli import app as server_cli
 from registry_server.service import events as ev
 from registry_server.service import webhook_targets
@@ -318,7 +319,9 @@ def test_replicas_deliver_each_event_once(
     replicas = []
     for i in range(2):
         db = Database(database_url)
-        settings = Settings(replica_id=f"hook-{i}", **WEBHOOKS_TO_LOOPBACK)
+        settings = Settings(
+            replica_id=f"hook-{i}", migration_runner=RunnerMode.thread, **WEBHOOKS_TO_LOOPBACK
+        )
         replicas.append((db, ServerThread(App(db, settings)).start()))
     try:
         create(
@@ -442,7 +445,12 @@ def keyed_server(database_url: str, tmp_path: Any) -> Iterator[tuple[ServerThrea
     key_file = tmp_path / "secret.keys"
     key_file.write_text("# webhook secrets\n" + base64.b64encode(b"k" * 32).decode() + "\n")
     db = Database(database_url)
-    settings = Settings(replica_id="keyed", secret_key_file=str(key_file), **WEBHOOKS_TO_LOOPBACK)
+    settings = Settings(
+        replica_id="keyed",
+        secret_key_file=str(key_file),
+        migration_runner=RunnerMode.thread,
+        **WEBHOOKS_TO_LOOPBACK,
+    )
     replica = ServerThread(App(db, settings)).start()
     yield replica, SecretBox.from_file(str(key_file))
     replica.stop()

@@ -25,10 +25,10 @@ from sqlalchemy import select
 from registry.v1 import migration_service_pb2 as mpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs
-from registry_server.api.pacing import default_busy_share
 from registry_server.domain.roles import LegacyState
 from registry_server.storage import models as m
 from registry_server.storage.db import Database
+from registry_server.workers.pacing import default_busy_share
 
 from ..support.migrations import Progress, poll_until, start_migration, wait_final
 from ..support.processes import (
@@ -170,7 +170,7 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
 
 def test_the_runner_process_gives_way_while_its_server_answers_calls(tmp_path: Path) -> None:
     """While its server answers calls, the runner child works only its busy share of the
-    time (api/pacing.py) and logs how long it paused; with a share of 1 it never pauses.
+    time (workers/pacing.py) and logs how long it paused; with a share of 1 it never pauses.
     Either way the migration succeeds."""
     suffix = uuid.uuid4().hex[:6]
     teams = [f"paced-{suffix}", f"unpaced-{suffix}"]

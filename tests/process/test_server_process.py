@@ -105,13 +105,10 @@ def test_sigterm_lets_in_flight_calls_finish(bootstrapped: tuple[str, str]) -> N
     assert "shutting down" in proc.stop()
 
 
-@pytest.mark.parametrize(
-    ("loop", "logged"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events")]
-)
-def test_either_event_loop_serves(bootstrapped: tuple[str, str], loop: str, logged: str) -> None:
+def test_serves_on_uvloop_and_stops_on_sigint(bootstrapped: tuple[str, str]) -> None:
     url, key = bootstrapped
     port = free_port()
-    proc = Proc(["--database-url", url], port, env={"REGISTRY_EVENT_LOOP": loop})
+    proc = Proc(["--database-url", url], port)
     try:
         proc.wait_healthy()
         stubs = Stubs.on(open_channel(f"127.0.0.1:{port}", key))
@@ -121,7 +118,7 @@ def test_either_event_loop_serves(bootstrapped: tuple[str, str], loop: str, logg
         assert proc.proc.wait(timeout=15) == 0
     finally:
         out = proc.stop()  # SIGTERM first if it still runs
-    assert logged in out and "shutting down" in out
+    assert "uvloop.Loop" in out and "shutting down" in out
 
 
 def test_tls_and_mutual_tls(bootstrapped: tuple[str, str], tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from registry_server.api.app import App, Settings
+from registry_server.api.app import App
 from registry_server.api.server import RegistryServer, TlsConfig, new_event_loop
-from registry_server.api.settings import EventLoop
+from registry_server.api.settings import RunnerMode, Settings
 from registry_server.storage.db import Database
 from registry_server.storage.migrate import upgrade
 
@@ -57,16 +57,12 @@ def fresh_database(revision: str = "head", *, label: str = "migration") -> Itera
             yield url
 
 
-# The loop the in-process servers run on: `registry-server serve`'s default unless set.
-EVENT_LOOP = EventLoop(os.environ.get("REGISTRY_TEST_EVENT_LOOP", EventLoop.uvloop.value))
-
-
 class ServerThread:
     """A RegistryServer running on its own event loop in a background thread."""
 
     def __init__(self, app: App, address: str = "127.0.0.1:0", **kwargs: object) -> None:
         self.app = app
-        self.loop = new_event_loop(EVENT_LOOP)
+        self.loop = new_event_loop()
         self.server: RegistryServer | None = None
         self.port = 0
         self._kwargs = kwargs
@@ -123,7 +119,10 @@ def mtls_server(database_url: str, directory: Path) -> Iterator[tuple[ServerThre
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_pki(directory)
     db = Database(database_url)
-    app = App(db, Settings(auth_cache_ttl=5.0, replica_id="tls-replica"))
+    app = App(
+        db,
+        Settings(auth_cache_ttl=5.0, replica_id="tls-replica", migration_runner=RunnerMode.thread),
+    )
     tls = TlsConfig(str(pki.server_cert), str(pki.server_key), str(pki.ca_cert))
     thread = ServerThread(app, tls=tls).start()
     try:

@@ -1,4 +1,4 @@
-"""The migration runner's pacing (api/pacing.py): how long it pauses after a step for
+"""The migration runner's pacing (workers/pacing.py): how long it pauses after a step for
 a given load of its server, and the CPU time it reads that load from. (That a real
 runner child paces itself while its server answers calls is in test_migration_crash.)"""
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from registry_server.api.pacing import BUSY_LOAD, Pacer, process_cpu_seconds
+from registry_server.workers.pacing import BUSY_LOAD, Pacer, process_cpu_seconds
 
 
 class Fake:

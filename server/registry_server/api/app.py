@@ -69,8 +69,6 @@ class App:
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
-        # Background tasks started by services (migration runner, webhook sender, ...).
-        self.background: list[asyncio.Task[Any]] = []
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -119,11 +117,6 @@ class App:
         not answered again, as when another replica's commit is heard of."""
         if self.db.commits is not None:
             self.db.commits.committed(seq)
-
-    async def listen_for_commits(self) -> None:
-        """Background task on PostgreSQL: the replica's commit listener."""
-        if self.db.commits is not None:
-            await self.db.commits.run()
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         def work() -> T:

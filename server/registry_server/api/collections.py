@@ -17,9 +17,9 @@ from ..service import links, versions
 from ..service.idempotency import check_request_id
 from ..storage.sql import Sql
 from ..workers.changes import Written
+from ..workers.event_hub import hub_for
 from .app import App
 from .convert import etag, mask_paths, ts
-from .events import hub_for
 from .interceptors import current_principal
 from .presenters import version_proto
 

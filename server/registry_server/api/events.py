@@ -1,14 +1,10 @@
 """EventService: proto <-> use cases in service/event_log.py and service/webhooks.py.
-
-Also the two background tasks of events: the replica's `EventHub` poller (which
-wakes watch streams, and ends them at shutdown) and the webhook delivery worker.
-"""
+Watch streams wait on the replica's event hub (`workers/event_hub.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator, Collection
 
 import grpc
@@ -23,31 +19,13 @@ from ..domain.errors import Unavailable
 from ..service import event_log, webhook_targets, webhooks
 from ..service.context import Principal
 from ..storage import models as m
+from ..workers.event_hub import hub_for
 from .app import App
 from .convert import etag, mask_paths, micros, struct, ts
 from .interceptors import bearer_token, current_principal
 
 # Without any wake-up, a watch stream still re-reads this often (seconds).
 WATCH_SAFETY_POLL = 2.0
-
-_hubs: weakref.WeakKeyDictionary[App, event_log.EventHub] = weakref.WeakKeyDictionary()
-
-
-def hub_for(app: App) -> event_log.EventHub:
-    hub = _hubs.get(app)
-    if hub is None:
-        hub = _hubs[app] = event_log.EventHub(app.read)
-    return hub
-
-
-async def run_event_hub(app: App) -> None:
-    """Background task: polls for other replicas' events; closing it ends watch streams."""
-    await hub_for(app).run()
-
-
-async def run_webhook_worker(app: App) -> None:
-    """Background task: schedules, sends and retries webhook deliveries."""
-    await webhooks.run_delivery_worker(app.db, app.run, app.webhook_policy, app.secret_box)
 
 
 def event_proto(e: m.Event) -> r.Event:

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -32,18 +33,21 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
-from ..service import retention
 from ..workers import write_child
+from ..workers.commit_listener import listen_for_commits
+from ..workers.event_hub import run_event_hub
+from ..workers.migration_runner import run_migrations
+from ..workers.retention import run_retention
+from ..workers.webhook_delivery import run_webhook_worker
 from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
-from .events import EventServicer, run_event_hub, run_webhook_worker
+from .events import EventServicer
 from .interceptors import RegistryInterceptor
 from .legacy import LegacyModelRegistryServicer
-from .migrations import MigrationServicer, run_migrations
+from .migrations import MigrationServicer
 from .organizations import OrganizationServicer
 from .registries import RegistryServicer
-from .settings import EventLoop
 
 log = logging.getLogger("registry.server")
 
@@ -78,15 +82,11 @@ def _bindings() -> list[ServiceBinding]:
     return out
 
 
-# Long-running tasks started with the server: the commit listener (PostgreSQL), the
-# event watch poller, the webhook sender and the migration runner.
-async def run_retention(app: App) -> None:
-    """Background task: old events, request_id answers and deliveries deleted."""
-    await retention.run(app.db, app.settings.retention, app.run)
-
-
+# The background workers (`workers/`) every replica runs beside the calls it answers,
+# started with the server and cancelled when it stops. (SQLite's write child starts
+# first: `RegistryServer.start`.)
 BACKGROUND: list[Callable[[App], Coroutine[Any, Any, None]]] = [
-    App.listen_for_commits,
+    listen_for_commits,
     run_event_hub,
     run_webhook_worker,
     run_migrations,
@@ -216,19 +216,15 @@ class RegistryServer:
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
-def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
-    """A new event loop of `kind`. grpc.aio runs on either; on uvloop a unary call costs
-    the server less CPU (bench/README.md, "Transport")."""
-    if kind is EventLoop.uvloop:
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new uvloop event loop (libuv's): grpc.aio runs on any asyncio loop, and on this
+    one a unary call costs the server less CPU (bench/README.md, "Transport")."""
+    return uvloop.new_event_loop()
 
 
-def run_on_loop(main: Coroutine[Any, Any, None], kind: EventLoop) -> None:
-    """`asyncio.run(main)` on a new event loop of `kind`."""
-    with asyncio.Runner(loop_factory=lambda: new_event_loop(kind)) as runner:
+def run_on_loop(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run(main)` on a new uvloop event loop."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main)
 
 

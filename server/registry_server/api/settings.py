@@ -3,6 +3,8 @@ flags; tests and embedders construct them)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,34 +13,33 @@ from typing import Any
 from ..service.retention import Retention
 
 
+def replica_name() -> str:
+    """A lease owner unique to this process: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class RunnerMode(StrEnum):
-    """Where a replica runs migrations: a child process, a thread of its own, or not."""
+    """Where a replica runs migrations (README, "Configuration", says why each exists)."""
 
-    process = "process"
-    thread = "thread"
-    off = "off"
-
-
-class EventLoop(StrEnum):
-    """The asyncio event loop a served process runs on (api/server.py `run_on_loop`)."""
-
-    uvloop = "uvloop"  # libuv's loop: less CPU per call (README, "Performance")
-    asyncio = "asyncio"  # the standard library's
+    process = "process"  # a child process: the calls never wait for its Python work
+    thread = "thread"  # a thread of the server: one process only
+    off = "off"  # not here: `registry-server run-migrations` runs elsewhere
 
 
 @dataclass
 class Settings:
+    """The defaults are `registry-server serve`'s."""
+
     auth_cache_ttl: float = 5.0
     # Threads for ORM sessions and PostgreSQL round trips. Few beat many: on 2 cores
     # 4 workers served more calls than 16 (less GIL and lock handoff).
     workers: int = 4
     migration_batch_size: int = 500
     migration_lease_seconds: float = 15.0
-    # Where this replica runs migrations (api/migrations.py `run_migrations`);
-    # `registry-server serve` uses PROCESS unless told otherwise.
-    migration_runner: RunnerMode = RunnerMode.thread
+    # Where this replica runs migrations (workers/migration_runner.py `run_migrations`).
+    migration_runner: RunnerMode = RunnerMode.process
     # With the process runner: the share of the time a migration works while this
-    # replica answers calls; None: the database's default (api/pacing.py).
+    # replica answers calls; None: the database's default (workers/pacing.py).
     migration_busy_share: float | None = None
     # Webhook targets (service/webhook_targets.py): plain http:// allowed, and the
     # networks opened despite being loopback, private, link-local, ... (CIDRs). Every
@@ -54,5 +55,5 @@ class Settings:
     # (service/retention.py).
     retention: Retention = field(default_factory=Retention)
     # Owner of the migration leases this replica takes (and its runner process's prefix).
-    replica_id: str = field(default_factory=lambda: f"replica-{uuid.uuid4().hex[:12]}")
+    replica_id: str = field(default_factory=replica_name)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -24,8 +24,8 @@ first event to commit) one after the other; mutations are short, so this is chea
 and other organizations are unaffected. SQLite serializes all writes already.
 
 Watching. A watcher first replays `cursor > after_cursor`, then waits for a wake-up
-and reads again from its last cursor. Wake-ups come from the `EventHub` of the
-replica: at once when this process commits an event of the organization (a
+and reads again from its last cursor. Wake-ups come from the event hub of the
+replica (`workers/event_hub.py`): at once when this process commits an event of the organization (a
 SQLAlchemy `after_commit` hook), and from a poller that reads the newest cursor of
 each watched organization every ~150 ms (one indexed MAX per organization for all
 watchers together), which catches writes of other replicas sharing the database.
@@ -36,16 +36,11 @@ client that reconnects with its last cursor misses nothing and sees nothing twic
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import logging
-import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, event, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain import names
@@ -59,8 +54,6 @@ from . import authz_table, events
 from .access import registry_access, visible_registries_clause
 from .context import Principal
 from .organizations import get_org
-
-log = logging.getLogger("registry.events")
 
 SERVICE = "EventService"
 ORG_PATTERN = "organizations/{org}"
@@ -244,102 +237,6 @@ def latest_cursors(s: Session, org_ids: Sequence[int]) -> dict[int, int]:
     ]
     row = s.execute(select(*columns)).one()
     return {org_id: int(row[i] or 0) for i, org_id in enumerate(org_ids)}
-
-
-class EventHub:
-    """Wakes this replica's watchers when their organization may have new events.
-
-    `run()` is the poller (a background task); `close()` (on shutdown) wakes every
-    watcher with `closed` set so streams end promptly.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[Callable[[Session], Any]], Awaitable[Any]],
-        interval: float = 0.15,
-    ) -> None:
-        self._read = read
-        self.interval = interval
-        self._waiters: dict[int, set[asyncio.Event]] = {}
-        self._latest: dict[int, int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.closed = False
-        _HUBS.add(self)
-
-    def subscribe(self, org_id: int) -> asyncio.Event:
-        self._loop = asyncio.get_running_loop()
-        waiter = asyncio.Event()
-        self._waiters.setdefault(org_id, set()).add(waiter)
-        return waiter
-
-    def unsubscribe(self, org_id: int, waiter: asyncio.Event) -> None:
-        waiting = self._waiters.get(org_id)
-        if waiting is not None:
-            waiting.discard(waiter)
-            if not waiting:
-                del self._waiters[org_id]
-                self._latest.pop(org_id, None)
-
-    def watching(self, org_id: int) -> int:
-        """How many streams of this replica follow the organization."""
-        return len(self._waiters.get(org_id, ()))
-
-    def wake(self, org_ids: Iterable[int]) -> None:
-        """Event-loop thread only."""
-        for org_id in org_ids:
-            for waiter in self._waiters.get(org_id, ()):
-                waiter.set()
-
-    def wake_threadsafe(self, org_ids: Iterable[int]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self.wake, frozenset(org_ids))
-
-    async def run(self) -> None:
-        """Polls the newest cursor of every watched organization until cancelled."""
-        self._loop = asyncio.get_running_loop()
-        self.closed = False
-        try:
-            while True:
-                await asyncio.sleep(self.interval)
-                org_ids = list(self._waiters)
-                if not org_ids:
-                    continue
-                try:
-                    latest: dict[int, int] = await self._read(
-                        functools.partial(latest_cursors, org_ids=org_ids)
-                    )
-                except Exception as err:  # retried next tick; watchers also self-poll
-                    log.warning("event poll failed: %s", err)
-                    continue
-                changed = [o for o, c in latest.items() if self._latest.get(o) != c]
-                self._latest.update(latest)
-                self.wake(changed)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        for waiting in self._waiters.values():
-            for waiter in waiting:
-                waiter.set()
-
-
-_HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_after_commit(session: Session) -> None:
-    org_ids = session.info.pop(events.PENDING_EVENT_ORGS, None)
-    if org_ids:
-        for hub in list(_HUBS):
-            hub.wake_threadsafe(org_ids)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(events.PENDING_EVENT_ORGS, None)
 
 
 # --- alias history -----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Retention: old events, request_id answers and webhook deliveries are deleted.
 
-Each replica prunes in the background (`run`), a bounded batch per transaction, so a
-large backlog never holds a long lock. What is kept whatever its age:
+Each replica prunes in the background (`workers/retention.py`), a bounded batch per
+transaction, so a large backlog never holds a long lock. What is kept whatever its age:
 
 - events that alias history replays (`event_log.ALIAS_HISTORY_TYPES` and the legacy
   ones it maps), and the ones undoing a migration reads (registry setting changes,
@@ -14,10 +14,6 @@ cursors older than the event window gets what is still kept.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +24,9 @@ from ..storage.db import Database, now_us
 from . import events
 from .event_log import ALIAS_HISTORY_TYPES, LEGACY_ALIAS_HISTORY_TYPES
 
-log = logging.getLogger("registry.retention")
-
 DAY_US = 86_400 * 1_000_000
 HOUR_US = 3_600 * 1_000_000
 BATCH = 5_000  # rows per delete transaction
-INTERVAL_SECONDS = 3_600.0  # between two rounds, with up to 10% of jitter
 
 # Event types kept whatever their age (module docstring).
 KEPT_EVENT_TYPES = frozenset(
@@ -106,23 +99,3 @@ def prune(db: Database, retention: Retention, now: int | None = None) -> dict[st
             m.Delivery.time < now - int(retention.delivery_days * DAY_US),
         )
     return done
-
-
-async def run(
-    db: Database,
-    retention: Retention,
-    off_loop: Callable[..., Awaitable[Any]],
-    interval: float = INTERVAL_SECONDS,
-) -> None:
-    """Background task: a round now, then one every `interval` seconds (jittered, so
-    replicas do not all prune at once), each off the event loop (`off_loop`)."""
-    if not retention.prunes:
-        return
-    while True:
-        try:
-            done = await off_loop(prune, db, retention)
-            if any(done.values()):
-                log.info("retention deleted %s", done)
-        except Exception:  # the next round tries again
-            log.exception("retention round failed")
-        await asyncio.sleep(interval * (1 + random.random() / 10))

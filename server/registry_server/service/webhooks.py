@@ -1,35 +1,23 @@
-"""Webhook automations on a registry or a collection, and their delivery worker.
+"""Webhook automations on a registry or a collection, and their deliveries.
 
 An automation names event types, an optional alias regex, a URL (checked by
 `webhook_targets`: https only unless allowed, no internal addresses) and a secret
-(stored sealed under the server's key when it has one: `secret_box`). The worker
-(one per replica, all sharing the database) works in three short steps, none of
-which holds a transaction open during HTTP:
+(stored sealed under the server's key when it has one: `secret_box`). Every
+replica's delivery worker (`workers/webhook_delivery.py`) schedules one attempt per
+matching event and claims due attempts; this module builds and sends an attempt and
+records its outcome:
 
-1. Schedule: for an enabled automation with events past its `event_cursor`, read the
-   next batch of its registry's events in cursor order, move `event_cursor` past them
-   with a compare-and-set (`WHERE event_cursor = <old>`), and insert one pending
-   attempt per matching event, in the same transaction. A replica that loses the
-   compare-and-set rolls back, so each event is scheduled once. Cursor order is
-   safe to follow on PostgreSQL thanks to the per-organization event lock (see
-   `event_log`). A disabled automation is not scheduled; enabling it again moves its
-   cursor to the newest event, so it delivers what happens from then on.
-2. Claim: a pending attempt (`time = 0`) whose `next_attempt_time` is due is
-   claimed by setting `next_attempt_time` to the end of a lease, again with a
-   compare-and-set; a replica that dies mid-delivery leaves the lease to expire and
-   another one retries it (at-least-once delivery).
-3. Deliver and record: POST `{"event": ..., "automation": name}` signed with the
-   Standard Webhooks scheme (`registry_client.webhooks`): `webhook-id` (the same on
-   every attempt of one event: receivers dedupe on it), `webhook-timestamp`,
-   `webhook-signature`; also `X-Registry-Event` (the cursor), `X-Registry-Event-Type`,
-   `X-Registry-Delivery` (this attempt's id, as in ListDeliveries) and
-   `X-Registry-Attempt`. `webhook_http` checks the addresses again and connects to a
-   checked one (DNS rebinding); redirects are not followed. The attempt row gets its
-   time, status and error; on a network error, a timeout, 408, 429 or 5xx a next
-   attempt is scheduled after `backoff * 2^(attempt-1)`, up to `max_attempts`
-   attempts. Other answers, a refused address and a secret this server cannot
-   decrypt are final. Deliveries of one automation may arrive out of order while
-   earlier ones are being retried.
+POST `{"event": ..., "automation": name}` signed with the Standard Webhooks scheme
+(`registry_client.webhooks`): `webhook-id` (the same on every attempt of one event:
+receivers dedupe on it), `webhook-timestamp`, `webhook-signature`; also
+`X-Registry-Event` (the cursor), `X-Registry-Event-Type`, `X-Registry-Delivery` (this
+attempt's id, as in ListDeliveries) and `X-Registry-Attempt`. `webhook_http` checks the
+addresses again and connects to a checked one (DNS rebinding); redirects are not
+followed. The attempt row gets its time, status and error; on a network error, a
+timeout, 408, 429 or 5xx a next attempt is scheduled after `backoff * 2^(attempt-1)`,
+up to `max_attempts` attempts. Other answers, a refused address and a secret this
+server cannot decrypt are final. Deliveries of one automation may arrive out of order
+while earlier ones are being retried.
 
 Settings (environment, read on every worker tick): REGISTRY_WEBHOOK_BACKOFF_MS
 (1000), REGISTRY_WEBHOOK_MAX_ATTEMPTS (5), REGISTRY_WEBHOOK_TIMEOUT_S (5),
@@ -38,20 +26,19 @@ REGISTRY_WEBHOOK_POLL_MS (250), REGISTRY_WEBHOOK_CONCURRENCY (4).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import CursorResult, Update, delete, exists, func, insert, select, update
+from sqlalchemy import CursorResult, Update, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry_client import webhooks as standard_webhooks
@@ -592,7 +579,7 @@ def matches(
     return True
 
 
-# --- the worker -----------------------------------------------------------------------------
+# --- deliveries ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -631,97 +618,9 @@ class WebhookConfig:
         return int(max(30.0, 3 * self.timeout_s) * 1_000_000)
 
 
-def _changed(s: Session, statement: Update) -> int:
+def changed_rows(s: Session, statement: Update) -> int:
     """Rows an UPDATE changed: the outcome of a compare-and-set."""
     return int(cast(CursorResult[Any], s.execute(statement)).rowcount)
-
-
-class _LostRace(Exception):
-    """Another replica scheduled this automation's events first."""
-
-
-def automations_with_news(s: Session) -> list[int]:
-    """Automations whose registry has events past their cursor (one index probe each)."""
-    news = exists().where(
-        m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
-    )
-    return list(
-        s.execute(
-            select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
-        ).scalars()
-    )
-
-
-def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
-    """Moves one automation past its next batch of events; returns attempts scheduled."""
-    try:
-        with db.write() as s:
-            row = s.execute(
-                select(m.Automation, m.Organization.name, m.Registry.name, m.Collection.name)
-                .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-                .join(m.Organization, m.Organization.id == m.Registry.org_id)
-                .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-                .where(m.Automation.id == automation_id)
-            ).first()
-            if row is None or not row[0].enabled:
-                return 0
-            automation, org, registry, collection = row
-            start = automation.event_cursor
-            found = s.execute(
-                select(m.Event.cursor, m.Event.type, m.Event.resource, m.Event.details)
-                .where(m.Event.registry_id == automation.registry_id, m.Event.cursor > start)
-                .order_by(m.Event.cursor)
-                .limit(batch)
-            ).all()
-            if not found:
-                return 0
-            moved = _changed(
-                s,
-                update(m.Automation)
-                .where(m.Automation.id == automation_id, m.Automation.event_cursor == start)
-                .values(event_cursor=found[-1].cursor),
-            )
-            if moved != 1:
-                raise _LostRace
-            collection_name = (
-                f"organizations/{org}/registries/{registry}/collections/{collection}"
-                if automation.collection_id is not None
-                else None
-            )
-            pattern = re.compile(automation.alias_regex) if automation.alias_regex else None
-            due = now_us()
-            rows = [
-                {
-                    "automation_id": automation_id,
-                    "event_cursor": e.cursor,
-                    "attempt": 1,
-                    "status_code": 0,
-                    "error": "",
-                    "succeeded": False,
-                    "time": 0,
-                    "next_attempt_time": due,
-                }
-                for e in found
-                if matches(
-                    automation.event_types,
-                    pattern,
-                    collection_name,
-                    e.type,
-                    e.resource,
-                    e.details or {},
-                )
-            ]
-            if rows:
-                s.execute(insert(m.Delivery), rows)
-            return len(rows)
-    except _LostRace:
-        return 0
-
-
-def schedule_deliveries(db: Database, batch: int) -> int:
-    with db.read() as s:
-        pending = automations_with_news(s)
-    return sum(schedule_automation(db, automation_id, batch) for automation_id in pending)
 
 
 @dataclass(frozen=True)
@@ -770,12 +669,7 @@ def event_json(e: m.Event) -> dict[str, Any]:
     }
 
 
-def _parent_name(org: str, registry: str, collection: str | None) -> str:
-    parent = f"organizations/{org}/registries/{registry}"
-    return f"{parent}/collections/{collection}" if collection is not None else parent
-
-
-def _claim(
+def claim_attempt(
     s: Session,
     delivery: m.Delivery,
     automation: m.Automation,
@@ -788,12 +682,12 @@ def _claim(
 ) -> Claim | None:
     """The attempt to make, or None after recording why it cannot be made."""
     if event is None:  # cannot happen while the organization exists
-        _finish(s, delivery.id, lease_until, 0, "the event no longer exists", False)
+        finish_attempt(s, delivery.id, lease_until, 0, "the event no longer exists", False)
         return None
     try:
         secret = automation_secret(automation, box)
     except SecretUnavailable as err:
-        _finish(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
+        finish_attempt(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
         return None
     body = json.dumps(
         {"event": event_json(event), "automation": name}, separators=(",", ":"), sort_keys=True
@@ -811,68 +705,6 @@ def _claim(
         lease_until=lease_until,
         retry=retry,
     )
-
-
-def claim_due(db: Database, limit: int, lease_us: int, box: SecretBox | None) -> list[Claim]:
-    """Claims up to `limit` due attempts (compare-and-set on next_attempt_time)."""
-    now = now_us()
-    due_filter = (m.Delivery.next_attempt_time <= now, m.Delivery.time == 0)
-    with db.read() as s:
-        if s.execute(select(m.Delivery.id).where(*due_filter).limit(1)).first() is None:
-            return []
-    lease_until = now + lease_us
-    with db.write() as s:
-        candidates = s.execute(
-            select(m.Delivery.id, m.Delivery.next_attempt_time)
-            .where(*due_filter)
-            .order_by(m.Delivery.next_attempt_time)
-            .limit(limit)
-        ).all()
-        mine: list[int] = []
-        for delivery_id, due in candidates:
-            won = _changed(
-                s,
-                update(m.Delivery)
-                .where(
-                    m.Delivery.id == delivery_id,
-                    m.Delivery.time == 0,
-                    m.Delivery.next_attempt_time == due,
-                )
-                .values(next_attempt_time=lease_until),
-            )
-            if won == 1:
-                mine.append(delivery_id)
-        if not mine:
-            return []
-        rows = s.execute(
-            select(
-                m.Delivery,
-                m.Automation,
-                m.Event,
-                m.Organization.name,
-                m.Registry.name,
-                m.Collection.name,
-            )
-            .join(m.Automation, m.Automation.id == m.Delivery.automation_id)
-            .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-            .join(m.Organization, m.Organization.id == m.Registry.org_id)
-            .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-            .outerjoin(m.Event, m.Event.cursor == m.Delivery.event_cursor)
-            .where(m.Delivery.id.in_(mine))
-            .order_by(m.Delivery.id)
-        ).all()
-        claims: list[Claim] = []
-        for delivery, automation, event, org, registry, collection in rows:
-            name = automation_name(_parent_name(org, registry, collection), automation.uid)
-            if not automation.enabled:  # disabled after this attempt was scheduled
-                _finish(
-                    s, delivery.id, lease_until, 0, "not sent: the automation is disabled", False
-                )
-                continue
-            claim = _claim(s, delivery, automation, event, name, lease_until, box)
-            if claim is not None:
-                claims.append(claim)
-        return claims
 
 
 def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
@@ -898,10 +730,10 @@ def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
     return webhook_http.post(claim.url, claim.body, headers, policy=policy, timeout=timeout)
 
 
-def _finish(
+def finish_attempt(
     s: Session, delivery_id: int, lease_until: int, status: int, error: str, succeeded: bool
 ) -> bool:
-    done = _changed(
+    done = changed_rows(
         s,
         update(m.Delivery)
         .where(
@@ -925,7 +757,7 @@ def record_attempt(
 ) -> None:
     """Stores the attempt; schedules the next one when it failed and may be retried."""
     with db.write() as s:
-        if not _finish(
+        if not finish_attempt(
             s,
             claim.delivery_id,
             claim.lease_until,
@@ -987,62 +819,7 @@ def test_automation(
         s.flush()
         delivery_id = delivery.id
         event = s.get(m.Event, delivery.event_cursor)
-        claim = _claim(s, delivery, automation, event, name, lease_until, box, retry=False)
+        claim = claim_attempt(s, delivery, automation, event, name, lease_until, box, retry=False)
     if claim is not None:
         record_attempt(db, claim, send(claim, policy, config.timeout_s), config)
     return delivery_id
-
-
-async def _attempt(
-    db: Database,
-    run: Callable[..., Awaitable[Any]],
-    claim: Claim,
-    config: WebhookConfig,
-    policy: TargetPolicy,
-) -> None:
-    try:
-        result: AttemptResult = await run(send, claim, policy, config.timeout_s)
-        if not result.succeeded:
-            log.info(
-                "webhook %s attempt %d failed: %s", claim.delivery_name, claim.attempt, result.error
-            )
-        await run(record_attempt, db, claim, result, config)
-    except asyncio.CancelledError:
-        raise
-    except Exception as err:  # the lease expires and another worker redoes the attempt
-        log.warning("webhook %s attempt %d: %s", claim.delivery_name, claim.attempt, err)
-
-
-async def run_delivery_worker(
-    db: Database,
-    run: Callable[..., Awaitable[Any]],
-    policy: TargetPolicy,
-    box: SecretBox | None,
-) -> None:
-    """The background task: schedule, claim and deliver until cancelled.
-
-    `run` runs a blocking function on a worker thread (App.run); `policy` says where
-    deliveries may go, `box` opens sealed secrets."""
-    inflight: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            config = WebhookConfig.from_env()
-            try:
-                await run(schedule_deliveries, db, config.batch)
-                free = config.concurrency - len(inflight)
-                if free > 0:
-                    for claim in await run(claim_due, db, free, config.lease_us, box):
-                        task = asyncio.create_task(_attempt(db, run, claim, config, policy))
-                        inflight.add(task)
-                        task.add_done_callback(inflight.discard)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # a database outage must not end the worker
-                log.warning(
-                    "webhook worker tick failed: %s", err, exc_info=log.isEnabledFor(logging.DEBUG)
-                )
-            await asyncio.sleep(config.poll_ms / 1000)
-    finally:
-        for task in inflight:
-            task.cancel()
-        await asyncio.gather(*inflight, return_exceptions=True)

@@ -1,7 +1,7 @@
 """Migration of legacy team Model Registries into the Registry (SPEC section 4).
 
 A migration is a state machine persisted in `migrations` / `migration_teams`, worked
-by a runner (`api.migrations.run_migrations`) in bounded steps, each its own short
+by a runner (`workers.migration_runner.run_migrations`) in bounded steps, each its own short
 transaction, so a killed server resumes where it stopped and another replica can take
 over once the lease expires:
 

@@ -1,4 +1,4 @@
-"""The runner's side (`api.migrations` calls these from its worker threads): claim a
+"""The runner's side (`workers.migration_runner` calls these from its worker threads): claim a
 runnable migration whose lease expired, run its next bounded step, release the lease at
 shutdown, fail a migration after repeated errors. `run_step` renews the lease, then picks
 the step from the state: the undo when one was asked for, else the set-up of pending

@@ -13,7 +13,7 @@ server is busy (at least BUSY_LOAD of a CPU: it is answering calls) the runner w
 `busy_share` of the time: after a step that took t seconds it pauses
 t * (1 / busy_share - 1). While the server is idle the migration runs at full speed.
 A pause is a few step lengths, and never more than a quarter of the lease (the
-runner caps it: api/migrations.py `_work`), so a paced migration still renews its lease
+runner caps it: migration_runner.py `_work`), so a paced migration still renews its lease
 and always progresses, at about `busy_share` of its speed at worst.
 
 The default share depends on where the copy's work runs (`default_busy_share`):

@@ -12,7 +12,8 @@ lower CPU priority (RUNNER_NICENESS), and while this server answers calls it wor
 part of the time (`--yield-to-pid`, `pacing.py`). On SQLite it is another process
 writing to the file: writers wait for each other's transactions (storage/db.py
 `begin_immediate`), and the runner pauses briefly between steps so that a call's write
-gets in.
+gets in. This module is the server's side; the child's is `migration_runner.py`
+(`run_runner_process`).
 
 The server writes a line to the child's stdin when it has new work (StartMigration,
 CancelMigration, RollbackMigration), so the child looks at once instead of at its next
@@ -28,14 +29,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 
-from ..service.migration.common import Lease
-from ..storage.db import Database
-from .app import App
-from .pacing import Pacer, default_busy_share
+from ..api.app import App
+from .pacing import default_busy_share
 
 log = logging.getLogger("registry.migrations")
 
@@ -45,9 +43,6 @@ HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long restarts at the minim
 STOP_SECONDS = 10.0  # after its stdin closes, then SIGKILL
 # The child's nice value: when the CPU is short, calls come before the migration.
 RUNNER_NICENESS = 10
-
-
-# --- the server's side ------------------------------------------------------------------
 
 
 def runner_command(app: App) -> list[str]:
@@ -148,62 +143,3 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-
-
-# --- the child's side -------------------------------------------------------------------
-
-
-class _StdinWatch(asyncio.Protocol):
-    """Any data on stdin wakes the runner; end of file (the server closed the pipe or
-    is gone) stops it."""
-
-    def __init__(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
-        self.wake, self.stop = wake, stop
-
-    def data_received(self, data: bytes) -> None:
-        self.wake.set()
-
-    def eof_received(self) -> bool:
-        self.stop.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stop.set()
-
-
-async def run_runner_process(
-    url: str,
-    *,
-    replica_id: str,
-    lease_seconds: float,
-    batch_size: int,
-    wake_on_stdin: bool,
-    yield_to_pid: int = 0,
-    busy_share: float | None = None,
-) -> None:
-    """`registry-server run-migrations`: the runner until SIGTERM, SIGINT or (with
-    `wake_on_stdin`) the end of stdin; the migration in hand, if any, is released."""
-    from .migrations import RUNNER_CONNECTIONS, run_runner
-
-    loop = asyncio.get_running_loop()
-    wake, stop = asyncio.Event(), asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if wake_on_stdin:
-        await loop.connect_read_pipe(lambda: _StdinWatch(wake, stop), sys.stdin)
-    db = Database(url, pool_size=RUNNER_CONNECTIONS)
-    lease = Lease.for_seconds(replica_id, lease_seconds)
-    if busy_share is None:
-        busy_share = default_busy_share(db.is_sqlite)
-    pacer = Pacer.for_process(yield_to_pid, busy_share) if yield_to_pid else None
-    runner = asyncio.create_task(run_runner(db, lease, batch_size, wake, pacer))
-    stopping = asyncio.create_task(stop.wait())
-    log.info("migration runner %s (process %d) is running", replica_id, os.getpid())
-    try:
-        await asyncio.wait({runner, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        db.dispose()
