@@ -194,10 +194,13 @@ def serve(
     """Serve the registry over gRPC."""
     from .api import tracing
     from .api.app import App
+    from .api.metrics import parse_address
     from .api.server import TlsConfig, run_on_loop, serve_forever
 
     setup_logging(log_level, log_format)
     try:
+        if metrics_address:
+            parse_address(metrics_address)
         tracer_provider = tracing.provider_from_env() if tracing.wanted() else None
     except ImportError as err:
         raise typer.BadParameter(
@@ -291,8 +294,8 @@ def run_migrations(
     )
 
 
-def setup_logging(level: str, log_format: LogFormat = LogFormat.text) -> None:
-    configure_logging(level, log_format)
+def setup_logging(level: str, log_format: LogFormat | None = None) -> None:
+    configure_logging(level, log_format)  # None: a parent server's (REGISTRY_LOG_FORMAT)
 
 
 def current_database(database_url: str, *, auto_upgrade_empty: bool = True) -> Database:

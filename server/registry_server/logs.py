@@ -3,18 +3,23 @@
 One formatter writes both forms of every record. An access line (`api/interceptors.py`)
 carries its fields in `record.call` (method, code, duration_ms, principal, peer,
 request_id and, for a kept reply or a stream, detail); in JSON they are the object's
-keys, beside time, level, logger and message. The API key is never among them.
+keys, beside time, level, logger, process and message. The API key is never among them.
+
+`configure` also puts the form in `REGISTRY_LOG_FORMAT`, so the processes a server
+starts (its migration runner, SQLite's write child) write theirs alike.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+FORMAT_ENV = "REGISTRY_LOG_FORMAT"
 
 
 class LogFormat(StrEnum):
@@ -23,8 +28,8 @@ class LogFormat(StrEnum):
 
 
 class LogFormatter(logging.Formatter):
-    def __init__(self, form: LogFormat = LogFormat.text) -> None:
-        super().__init__(TEXT_FORMAT)
+    def __init__(self, form: LogFormat = LogFormat.text, text_format: str = TEXT_FORMAT) -> None:
+        super().__init__(text_format)
         self.form = form
 
     def format(self, record: logging.LogRecord) -> str:
@@ -34,6 +39,7 @@ class LogFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "process": record.process,
             "message": record.getMessage(),
         }
         line.update(getattr(record, "call", {}))
@@ -42,8 +48,17 @@ class LogFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(level: str, form: LogFormat = LogFormat.text) -> None:
-    """The root logger at `level`, writing to standard error in `form`."""
+def inherited_format() -> LogFormat:
+    """The form `REGISTRY_LOG_FORMAT` asks for (a parent server's), else text."""
+    value = os.environ.get(FORMAT_ENV, "")
+    return LogFormat(value) if value in LogFormat.__members__ else LogFormat.text
+
+
+def configure(level: str, form: LogFormat | None = None, text_format: str = TEXT_FORMAT) -> None:
+    """The root logger at `level`, writing to standard error in `form` (default: the
+    inherited one)."""
+    form = LogFormat(form) if form is not None else inherited_format()
+    os.environ[FORMAT_ENV] = form.value
     handler = logging.StreamHandler()
-    handler.setFormatter(LogFormatter(LogFormat(form)))
+    handler.setFormatter(LogFormatter(form, text_format))
     logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -5,7 +5,6 @@ replies, webhook attempts, pools, migrations) and an OpenTelemetry span per call
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from prometheus_client.parser import text_string_to_metric_families
 
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import event_service_pb2 as epb
@@ -27,6 +25,7 @@ from registry_server.storage.db import Database
 
 from ..support.content import link, log_version, member_lab_and_registry, registry_path
 from ..support.errors import NOT_FOUND, expect_error
+from ..support.metrics import Samples, scrape
 from ..support.servers import WEBHOOKS_TO_LOOPBACK, ServerThread, wait_listening
 from ..support.webhooks import serve_receiver
 from ..support.world import World
@@ -51,16 +50,8 @@ class Observed:
             assert time.monotonic() < deadline, f"no span {name}"
             time.sleep(0.01)
 
-    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics: (name, sorted labels) -> value."""
-        port = self.server.server.metrics.port  # type: ignore[union-attr]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
+    def scrape(self) -> Samples:
+        return scrape(self.server.server.metrics.port)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
