@@ -19,7 +19,7 @@ setup: $(STAMP) ## Create .venv and install the project with its dev extras
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[server,cli,dev]'
+	$(BIN)/pip install --quiet -e '.[server,cli,otel,dev]'
 	touch $(STAMP)
 
 $(NPM_STAMP): package.json

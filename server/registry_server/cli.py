@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,8 @@ import typer
 
 from .api.settings import RunnerMode, Settings, replica_name
 from .domain.errors import RegistryError
+from .logs import LogFormat
+from .logs import configure as configure_logging
 from .service.retention import Retention
 from .storage.db import Database, env_url, require_current_schema, safe_url
 
@@ -163,12 +164,41 @@ def serve(
         ),
     ] = Retention.delivery_days,
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="REGISTRY_LOG_FORMAT",
+            help="text, or json: one JSON object a line (an access line per call with "
+            "method, code, duration_ms, principal, peer and request_id).",
+        ),
+    ] = LogFormat.text,
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            envvar="REGISTRY_METRICS_ADDRESS",
+            help="HOST:PORT serving Prometheus metrics at /metrics. Unset: none. Traces: "
+            "set the OTEL_* variables (README, Metrics, traces and logs).",
+        ),
+    ] = "",
 ) -> None:
     """Serve the registry over gRPC."""
+    from .api import tracing
     from .api.app import App
+    from .api.metrics import parse_address
     from .api.server import TlsConfig, run_on_loop, serve_forever
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
+    try:
+        if metrics_address:
+            parse_address(metrics_address)
+        tracer_provider = tracing.provider_from_env() if tracing.wanted() else None
+    except ImportError as err:
+        raise typer.BadParameter(
+            f"OTEL_* asks for traces, which need the otel extra ({err.name} is missing): "
+            "pip install 'artifact-registry[otel]'"
+        ) from None
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
@@ -187,6 +217,8 @@ def serve(
         retention=Retention(
             event_retention_days, request_id_retention_hours, delivery_retention_days
         ),
+        metrics_address=metrics_address,
+        tracer_provider=tracer_provider,
     )
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
     try:
@@ -251,10 +283,8 @@ def run_migrations(
     )
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def setup_logging(level: str, log_format: LogFormat | None = None) -> None:
+    configure_logging(level, log_format)  # None: a parent server's (REGISTRY_LOG_FORMAT)
 
 
 def current_database(database_url: str, *, auto_upgrade_empty: bool = True) -> Database:

@@ -7,7 +7,12 @@ through `current_principal()`, turns domain errors into `google.rpc.Status`, and
 logs one line per call (never the key; `OK (kept)` for a kept reply). For the
 read-only `KEPT_METHODS` it first looks for the reply kept for the same method, key
 and request bytes (`storage.hot_cache`: valid until the next commit to the database),
-and keeps the serialized reply of each successful call.
+and keeps the serialized reply of each successful call. With metrics on
+(`api/metrics.py`) it counts each call, by method and status code, with its latency.
+
+The access line carries the method, status code, duration, principal, peer and a
+request id (the caller's `x-request-id` metadata, else one made up); `logs.py` writes
+it as text or as one JSON object.
 
 Read-your-writes across replicas (PostgreSQL, `storage.commits`): a unary call that
 committed answers the number of its commit as trailing metadata `x-registry-commit`
@@ -23,8 +28,9 @@ import asyncio
 import contextvars
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -41,6 +47,9 @@ from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..storage import commits
 from .status import to_grpc_status
+
+if TYPE_CHECKING:
+    from .metrics import CallMetrics, CallObserver
 
 log = logging.getLogger("registry.access")
 
@@ -70,6 +79,9 @@ COMMIT_METADATA = "x-registry-commit"
 # Request metadata: the commit number the answer must reflect, as a client was told it.
 AFTER_COMMIT_METADATA = "x-registry-after-commit"
 _MAX_COMMIT_DIGITS = 19  # a bigint
+# Request metadata: the caller's id for the call, written in its access line.
+REQUEST_ID_METADATA = "x-request-id"
+_MAX_REQUEST_ID = 64
 
 
 class KeptAnswers(Protocol):
@@ -126,6 +138,23 @@ def _commit_number(value: str) -> int:
     return int(value)
 
 
+def request_id(metadata: Any) -> str:
+    """The caller's `x-request-id` (printable, at most 64 characters), else a new one."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_METADATA:
+            text = str(value)[:_MAX_REQUEST_ID]
+            if text.isprintable() and text.strip():
+                return text
+    return uuid.uuid4().hex[:16]
+
+
+def status_name(err: Exception) -> str:
+    """The status code a failed call answers (`RegistryInterceptor._fail`)."""
+    if isinstance(err, IntegrityError):
+        return "ABORTED"
+    return err.code if isinstance(err, RegistryError) else "INTERNAL"
+
+
 def _commit_metadata(note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
     return ((COMMIT_METADATA, str(note.seq)),) if note is not None and note.seq else ()
 
@@ -137,12 +166,14 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         run: Callable[..., Awaitable[Any]],
         answers: KeptAnswers | None = None,
         committed: Callable[[int], None] | None = None,
+        metrics: CallMetrics | None = None,
     ) -> None:
         self.auth = authenticator
         self.run = run  # runs a blocking function off the event loop
         self.answers = answers  # None: nothing is kept
         # told of each commit a call made, before the call is answered (`App.committed`)
         self.committed = committed
+        self.metrics = metrics  # None: calls are not counted
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -198,6 +229,38 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             status.code, status.details, (*status.trailing_metadata, *_commit_metadata(note))
         )
 
+    def _log_call(
+        self, context: Any, method: str, code: str, seconds: float, token: str, detail: str
+    ) -> None:
+        """The call's access line: text, or JSON with the same fields (`logs.py`)."""
+        principal = _principal.get(None)
+        if principal is None and token:  # a kept reply: the key's cached principal
+            try:
+                principal = self.auth.cached(token)
+            except RegistryError:
+                principal = None
+        fields = {
+            "method": method,
+            "code": code,
+            "duration_ms": round(seconds * 1e3, 3),
+            "principal": principal.name if principal is not None else "",
+            "peer": context.peer(),
+            "request_id": request_id(context.invocation_metadata()),
+        }
+        if detail:
+            fields["detail"] = detail
+        log.info(
+            "%s %s%s %.1fms %s %s %s",
+            method,
+            code,
+            f" ({detail})" if detail else "",
+            seconds * 1e3,
+            fields["principal"] or "-",
+            fields["peer"],
+            fields["request_id"],
+            extra={"call": fields},
+        )
+
     @staticmethod
     async def _call(inner: Callable[..., Any], request: Any, context: Any) -> Any:
         remaining = context.time_remaining()
@@ -224,6 +287,8 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             except (DecodeError, ValueError, RuntimeError) as e:
                 raise InvalidArgument("request", f"is not a valid request message: {e}") from None
 
+        observe: CallObserver | None = self.metrics.observer(method) if self.metrics else None
+
         if handler.unary_unary is not None:
             inner = handler.unary_unary
             serialize = handler.response_serializer
@@ -232,15 +297,17 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
+                kept = False
+                token = ""
                 note = None
                 try:
                     token, after_commit = call_metadata(context.invocation_metadata())
                     if answers is not None:
                         key = (method, token, raw)
-                        kept, seen = answers.kept_answer(key, after_commit)
-                        if kept is not None:
-                            code = "OK (kept)"  # in the access log
-                            return kept
+                        reply, seen = answers.kept_answer(key, after_commit)
+                        if reply is not None:
+                            kept = True
+                            return reply
                     note = commits.begin_call()
                     principal = await self._authenticate(token, after_commit)
                     request = parse(raw)
@@ -255,11 +322,14 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "CANCELLED"
                     raise
                 except Exception as err:
-                    code = getattr(err, "code", "INTERNAL")
+                    code = status_name(err)
                     await self._fail(context, method, err, note)
                 finally:
+                    seconds = time.perf_counter() - start
+                    if observe is not None:
+                        observe(code, seconds)
                     if log.isEnabledFor(logging.INFO):
-                        log.info("%s %s %.1fms", method, code, (time.perf_counter() - start) * 1e3)
+                        self._log_call(context, method, code, seconds, token, "kept" * kept)
 
             def serialize_reply(reply: Any) -> bytes:
                 # kept replies are already serialized
@@ -274,10 +344,10 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
+                token = ""
                 try:
-                    principal = await self._authenticate(
-                        *call_metadata(context.invocation_metadata())
-                    )
+                    token, after_commit = call_metadata(context.invocation_metadata())
+                    principal = await self._authenticate(token, after_commit)
                     request = parse(raw)
                     _principal.set(principal)
                     async for item in inner_stream(request, context):
@@ -286,16 +356,14 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "CANCELLED"
                     raise
                 except Exception as err:
-                    code = getattr(err, "code", "INTERNAL")
+                    code = status_name(err)
                     await self._fail(context, method, err)
                 finally:
+                    seconds = time.perf_counter() - start
+                    if observe is not None:
+                        observe(code, seconds)
                     if log.isEnabledFor(logging.INFO):
-                        log.info(
-                            "%s %s %.1fms (stream)",
-                            method,
-                            code,
-                            (time.perf_counter() - start) * 1e3,
-                        )
+                        self._log_call(context, method, code, seconds, token, "stream")
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, response_serializer=handler.response_serializer

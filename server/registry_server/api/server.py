@@ -39,12 +39,14 @@ from ..workers.event_hub import run_event_hub
 from ..workers.migration_runner import run_migrations
 from ..workers.retention import run_retention
 from ..workers.webhook_delivery import run_webhook_worker
+from . import tracing
 from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
 from .events import EventServicer
 from .interceptors import RegistryInterceptor
 from .legacy import LegacyModelRegistryServicer
+from .metrics import CallMetrics, MetricsServer
 from .migrations import MigrationServicer
 from .organizations import OrganizationServicer
 from .registries import RegistryServicer
@@ -139,12 +141,22 @@ class RegistryServer:
         self.tls = tls
         self.port = 0
         self.health = health.aio.HealthServicer()
+        settings = app.settings
+        self.calls = CallMetrics() if settings.metrics_address else None
+        self.metrics: MetricsServer | None = None  # started with the server
+        interceptors = [
+            RegistryInterceptor(
+                app.auth,
+                app.run,
+                app if app.keeps_answers else None,
+                app.committed,
+                self.calls,
+            )
+        ]
+        if settings.tracer_provider is not None:
+            interceptors.insert(0, tracing.server_interceptor(settings.tracer_provider))
         self.server = grpc.aio.server(
-            interceptors=[
-                RegistryInterceptor(
-                    app.auth, app.run, app if app.keeps_answers else None, app.committed
-                )
-            ],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -174,6 +186,10 @@ class RegistryServer:
             self.port = self.server.add_insecure_port(self.address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.address}")
+        if self.calls is not None:
+            address = self.app.settings.metrics_address
+            self.metrics = MetricsServer(self.app, self.calls, address)
+            log.info("metrics on %s (port %d)", address, self.metrics.port)
         # SQLite's links and alias moves: started first, so that it is ready (or
         # starting) when the first call comes
         write_child.start_write_child(self.app.db)
@@ -202,6 +218,10 @@ class RegistryServer:
         write_child.stop_write_child(self.app.db)
         await self.app.aclose()
         self.app.close()
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.app.settings.tracer_provider is not None:
+            self.app.settings.tracer_provider.shutdown()  # exports the spans still held
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

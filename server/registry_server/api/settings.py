@@ -54,6 +54,10 @@ class Settings:
     # How long events, request_id answers and webhook deliveries are kept
     # (service/retention.py).
     retention: Retention = field(default_factory=Retention)
+    # HOST:PORT where Prometheus scrapes /metrics (api/metrics.py); "": no metrics.
+    metrics_address: str = ""
+    # An OpenTelemetry TracerProvider: a span per call (api/tracing.py); None: no traces.
+    tracer_provider: Any = None
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=replica_name)
     extra: dict[str, Any] = field(default_factory=dict)

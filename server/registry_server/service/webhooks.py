@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Collection, Sequence
@@ -752,10 +753,31 @@ def finish_attempt(
     return done == 1
 
 
+# Attempts this process finished, by outcome (`record_attempt`; api/metrics.py reads them).
+_outcomes: dict[str, int] = {}
+_outcomes_lock = threading.Lock()
+
+
+def delivery_outcomes() -> dict[str, int]:
+    """How many attempts this process finished, by outcome: succeeded, retrying (failed,
+    another attempt scheduled), failed (no more attempts) or refused (never sent)."""
+    with _outcomes_lock:
+        return dict(_outcomes)
+
+
+def _outcome(result: AttemptResult, retried: bool) -> str:
+    if result.succeeded:
+        return "succeeded"
+    if result.refused:
+        return "refused"
+    return "retrying" if retried else "failed"
+
+
 def record_attempt(
     db: Database, claim: Claim, result: AttemptResult, config: WebhookConfig
 ) -> None:
     """Stores the attempt; schedules the next one when it failed and may be retried."""
+    retried = claim.retry and result.retryable and claim.attempt < config.max_attempts
     with db.write() as s:
         if not finish_attempt(
             s,
@@ -766,7 +788,7 @@ def record_attempt(
             result.succeeded,
         ):
             return  # automation deleted, or our lease ran out and another replica took over
-        if claim.retry and result.retryable and claim.attempt < config.max_attempts:
+        if retried:
             s.execute(
                 insert(m.Delivery).values(
                     automation_id=claim.automation_id,
@@ -779,6 +801,9 @@ def record_attempt(
                     next_attempt_time=now_us() + config.backoff_us(claim.attempt),
                 )
             )
+    outcome = _outcome(result, retried)
+    with _outcomes_lock:
+        _outcomes[outcome] = _outcomes.get(outcome, 0) + 1
 
 
 def test_automation(

@@ -42,6 +42,7 @@ import time
 import weakref
 from typing import Any
 
+from .. import logs
 from ..storage.db import Database
 from . import changes
 
@@ -293,9 +294,9 @@ def serve(sock: socket.socket, db: Database) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the server stops us
-    logging.basicConfig(
-        level=os.environ.get("REGISTRY_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s[write-child] %(message)s",
+    logs.configure(
+        os.environ.get("REGISTRY_LOG_LEVEL", "WARNING"),
+        text_format="%(asctime)s %(levelname)s %(name)s[write-child] %(message)s",
     )
     sock = socket.socket(fileno=os.dup(0))
     db = Database(os.environ["REGISTRY_DATABASE_URL"], pool_size=1)
