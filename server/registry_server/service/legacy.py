@@ -558,8 +558,6 @@ def link_model_version(
 ) -> ModelVersionView:
     """Links an artifact version of type `model`, creating the registered model if needed."""
     names.resource_id(model_id, "registered_model_id")
-    if not artifact_version:
-        raise InvalidArgument("artifact_version", "is required (a version name or a path)")
     wanted = names.new_aliases(list(aliases), "aliases")
     new_tags = names.tags(list(tags), "tags")
     label = _model_name(team, model_id)
