@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.descriptor import MethodDescriptor
 
 from registry.v1 import (
@@ -37,3 +39,20 @@ def all_methods() -> list[MethodDescriptor]:
 def all_rpcs() -> list[tuple[str, str]]:
     """(service name, method name) of every RPC."""
     return [(method.containing_service.name, method.name) for method in all_methods()]
+
+
+# service name -> the attribute of `registry_client.Stubs` that calls it
+STUB_ATTRIBUTES = {
+    "OrganizationService": "organizations",
+    "ArtifactService": "artifacts",
+    "LegacyModelRegistryService": "legacy",
+    "RegistryService": "registries",
+    "CollectionService": "collections",
+    "MigrationService": "migrations",
+    "EventService": "events",
+}
+
+
+def stub_method(stubs: Any, method: MethodDescriptor) -> Any:
+    """The generated stub's callable for `method` on `stubs` (a `Stubs`)."""
+    return getattr(getattr(stubs, STUB_ATTRIBUTES[method.containing_service.name]), method.name)

@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"registry/v1/artifact_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bregistry/v1/resources.proto\"\x8a\x01\n\x14\x43reateProjectRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\x07project\x18\x05 \x01(\x0b\x32\x14.registry.v1.Project\"!\n\x11GetProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"n\n\x13ListProjectsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"W\n\x14ListProjectsResponse\x12&\n\x08projects\x18\x01 \x03(\x0b\x32\x14.registry.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x02\n\x1c\x43reateArtifactVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12,\n\x08manifest\x18\x04 \x03(\x0b\x32\x1a.registry.v1.ManifestEntry\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0f\n\x07\x61liases\x18\x07 \x03(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\")\n\x19GetArtifactVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8c\x01\n\x1bListArtifactVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\x12\x14\n\x0cshow_deleted\x18\x06 \x01(\x08\"p\n\x1cListArtifactVersionsResponse\x12\x37\n\x11\x61rtifact_versions\x18\x01 \x03(\x0b\x32\x1c.registry.v1.ArtifactVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x1cUpdateArtifactVersionRequest\x12\x36\n\x10\x61rtifact_version\x18\x01 \x01(\x0b\x32\x1c.registry.v1.ArtifactVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\",\n\x1c\x44\x65leteArtifactVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19UseArtifactVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"!\n\x11GetLineageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x0bLineageLink\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\"\x91\x01\n\x07Lineage\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12\x15\n\rproducing_run\x18\x02 \x01(\t\x12\x16\n\x0e\x63onsuming_runs\x18\x03 \x03(\t\x12\'\n\x05links\x18\x04 \x03(\x0b\x32\x18.registry.v1.LineageLink\x12\x14\n\x0clogging_runs\x18\x05 \x03(\t\"\"\n\x12ResolvePathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\xfc\x01\n\x13ResolvePathResponse\x12\x36\n\x10\x61rtifact_version\x18\x01 \x01(\x0b\x32\x1c.registry.v1.ArtifactVersion\x12:\n\x12\x63ollection_version\x18\x02 \x01(\x0b\x32\x1e.registry.v1.CollectionVersion\x12\x45\n\x18registered_model_version\x18\x03 \x01(\x0b\x32#.registry.v1.RegisteredModelVersion\x12\x16\n\x0e\x63\x61nonical_path\x18\x04 \x01(\t\x12\x12\n\nredirected\x18\x05 \x01(\x08\x32\xcf\x07\n\x0f\x41rtifactService\x12H\n\rCreateProject\x12!.registry.v1.CreateProjectRequest\x1a\x14.registry.v1.Project\x12\x42\n\nGetProject\x12\x1e.registry.v1.GetProjectRequest\x1a\x14.registry.v1.Project\x12S\n\x0cListProjects\x12 .registry.v1.ListProjectsRequest\x1a!.registry.v1.ListProjectsResponse\x12`\n\x15\x43reateArtifactVersion\x12).registry.v1.CreateArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12Z\n\x12GetArtifactVersion\x12&.registry.v1.GetArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12k\n\x14ListArtifactVersions\x12(.registry.v1.ListArtifactVersionsRequest\x1a).registry.v1.ListArtifactVersionsResponse\x12`\n\x15UpdateArtifactVersion\x12).registry.v1.UpdateArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12Z\n\x15\x44\x65leteArtifactVersion\x12).registry.v1.DeleteArtifactVersionRequest\x1a\x16.google.protobuf.Empty\x12Z\n\x12UseArtifactVersion\x12&.registry.v1.UseArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12\x42\n\nGetLineage\x12\x1e.registry.v1.GetLineageRequest\x1a\x14.registry.v1.Lineage\x12P\n\x0bResolvePath\x12\x1f.registry.v1.ResolvePathRequest\x1a .registry.v1.ResolvePathResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"registry/v1/artifact_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bregistry/v1/resources.proto\"\xc5\x01\n\x14\x43reateProjectRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\x12\x18registry.example/Project\x12\x18\n\nproject_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12+\n\x07project\x18\x05 \x01(\x0b\x32\x14.registry.v1.ProjectB\x04\xe2\x41\x01\x01\"D\n\x11GetProjectRequest\x12/\n\x04name\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\"\xa9\x01\n\x13ListProjectsRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\x12\x18registry.example/Project\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"W\n\x14ListProjectsResponse\x12&\n\x08projects\x18\x01 \x03(\x0b\x32\x14.registry.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd5\x02\n\x1c\x43reateArtifactVersionRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12\x19\n\x0b\x61rtifact_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x08manifest\x18\x04 \x03(\x0b\x32\x1a.registry.v1.ManifestEntry\x12/\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61liases\x18\x07 \x03(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04tags\x18\x08 \x03(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\n \x01(\tB\x04\xe2\x41\x01\x01\"T\n\x19GetArtifactVersionRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\n registry.example/ArtifactVersion\"\xd5\x01\n\x1bListArtifactVersionsRequest\x12\x39\n\x06parent\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\x12 registry.example/ArtifactVersion\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cshow_deleted\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x01\"p\n\x1cListArtifactVersionsResponse\x12\x37\n\x11\x61rtifact_versions\x18\x01 \x03(\x0b\x32\x1c.registry.v1.ArtifactVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x1cUpdateArtifactVersionRequest\x12<\n\x10\x61rtifact_version\x18\x01 \x01(\x0b\x32\x1c.registry.v1.ArtifactVersionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"W\n\x1c\x44\x65leteArtifactVersionRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\n registry.example/ArtifactVersion\"~\n\x19UseArtifactVersionRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x01\xfa\x41\"\n registry.example/ArtifactVersion\x12\x12\n\x04path\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"L\n\x11GetLineageRequest\x12\x37\n\x04name\x18\x01 \x01(\tB)\xe2\x41\x01\x02\xfa\x41\"\n registry.example/ArtifactVersion\":\n\x0bLineageLink\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07\x61liases\x18\x03 \x03(\t\"\x91\x01\n\x07Lineage\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12\x15\n\rproducing_run\x18\x02 \x01(\t\x12\x16\n\x0e\x63onsuming_runs\x18\x03 \x03(\t\x12\'\n\x05links\x18\x04 \x03(\x0b\x32\x18.registry.v1.LineageLink\x12\x14\n\x0clogging_runs\x18\x05 \x03(\t\"(\n\x12ResolvePathRequest\x12\x12\n\x04path\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xfc\x01\n\x13ResolvePathResponse\x12\x36\n\x10\x61rtifact_version\x18\x01 \x01(\x0b\x32\x1c.registry.v1.ArtifactVersion\x12:\n\x12\x63ollection_version\x18\x02 \x01(\x0b\x32\x1e.registry.v1.CollectionVersion\x12\x45\n\x18registered_model_version\x18\x03 \x01(\x0b\x32#.registry.v1.RegisteredModelVersion\x12\x16\n\x0e\x63\x61nonical_path\x18\x04 \x01(\t\x12\x12\n\nredirected\x18\x05 \x01(\x08\x32\xcf\x07\n\x0f\x41rtifactService\x12H\n\rCreateProject\x12!.registry.v1.CreateProjectRequest\x1a\x14.registry.v1.Project\x12\x42\n\nGetProject\x12\x1e.registry.v1.GetProjectRequest\x1a\x14.registry.v1.Project\x12S\n\x0cListProjects\x12 .registry.v1.ListProjectsRequest\x1a!.registry.v1.ListProjectsResponse\x12`\n\x15\x43reateArtifactVersion\x12).registry.v1.CreateArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12Z\n\x12GetArtifactVersion\x12&.registry.v1.GetArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12k\n\x14ListArtifactVersions\x12(.registry.v1.ListArtifactVersionsRequest\x1a).registry.v1.ListArtifactVersionsResponse\x12`\n\x15UpdateArtifactVersion\x12).registry.v1.UpdateArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12Z\n\x15\x44\x65leteArtifactVersion\x12).registry.v1.DeleteArtifactVersionRequest\x1a\x16.google.protobuf.Empty\x12Z\n\x12UseArtifactVersion\x12&.registry.v1.UseArtifactVersionRequest\x1a\x1c.registry.v1.ArtifactVersion\x12\x42\n\nGetLineage\x12\x1e.registry.v1.GetLineageRequest\x1a\x14.registry.v1.Lineage\x12P\n\x0bResolvePath\x12\x1f.registry.v1.ResolvePathRequest\x1a .registry.v1.ResolvePathResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +38,108 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.artifact_servic
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=174
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=312
-  _globals['_GETPROJECTREQUEST']._serialized_start=314
-  _globals['_GETPROJECTREQUEST']._serialized_end=347
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=349
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=459
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=461
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=548
-  _globals['_CREATEARTIFACTVERSIONREQUEST']._serialized_start=551
-  _globals['_CREATEARTIFACTVERSIONREQUEST']._serialized_end=809
-  _globals['_GETARTIFACTVERSIONREQUEST']._serialized_start=811
-  _globals['_GETARTIFACTVERSIONREQUEST']._serialized_end=852
-  _globals['_LISTARTIFACTVERSIONSREQUEST']._serialized_start=855
-  _globals['_LISTARTIFACTVERSIONSREQUEST']._serialized_end=995
-  _globals['_LISTARTIFACTVERSIONSRESPONSE']._serialized_start=997
-  _globals['_LISTARTIFACTVERSIONSRESPONSE']._serialized_end=1109
-  _globals['_UPDATEARTIFACTVERSIONREQUEST']._serialized_start=1112
-  _globals['_UPDATEARTIFACTVERSIONREQUEST']._serialized_end=1247
-  _globals['_DELETEARTIFACTVERSIONREQUEST']._serialized_start=1249
-  _globals['_DELETEARTIFACTVERSIONREQUEST']._serialized_end=1293
-  _globals['_USEARTIFACTVERSIONREQUEST']._serialized_start=1295
-  _globals['_USEARTIFACTVERSIONREQUEST']._serialized_end=1366
-  _globals['_GETLINEAGEREQUEST']._serialized_start=1368
-  _globals['_GETLINEAGEREQUEST']._serialized_end=1401
-  _globals['_LINEAGELINK']._serialized_start=1403
-  _globals['_LINEAGELINK']._serialized_end=1461
-  _globals['_LINEAGE']._serialized_start=1464
-  _globals['_LINEAGE']._serialized_end=1609
-  _globals['_RESOLVEPATHREQUEST']._serialized_start=1611
-  _globals['_RESOLVEPATHREQUEST']._serialized_end=1645
-  _globals['_RESOLVEPATHRESPONSE']._serialized_start=1648
-  _globals['_RESOLVEPATHRESPONSE']._serialized_end=1900
-  _globals['_ARTIFACTSERVICE']._serialized_start=1903
-  _globals['_ARTIFACTSERVICE']._serialized_end=2878
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\032\022\030registry.example/Project'
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['project_id']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['project_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['project']._loaded_options = None
+  _globals['_CREATEPROJECTREQUEST'].fields_by_name['project']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROJECTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETPROJECTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\032\n\030registry.example/Project'
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\032\022\030registry.example/Project'
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTPROJECTSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\032\n\030registry.example/Project'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['artifact_id']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['artifact_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['metadata']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['metadata']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['aliases']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['aliases']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['tags']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['run_id']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['run_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEARTIFACTVERSIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETARTIFACTVERSIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETARTIFACTVERSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n registry.example/ArtifactVersion'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\"\022 registry.example/ArtifactVersion'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['show_deleted']._loaded_options = None
+  _globals['_LISTARTIFACTVERSIONSREQUEST'].fields_by_name['show_deleted']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATEARTIFACTVERSIONREQUEST'].fields_by_name['artifact_version']._loaded_options = None
+  _globals['_UPDATEARTIFACTVERSIONREQUEST'].fields_by_name['artifact_version']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEARTIFACTVERSIONREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEARTIFACTVERSIONREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEARTIFACTVERSIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEARTIFACTVERSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n registry.example/ArtifactVersion'
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\001\372A\"\n registry.example/ArtifactVersion'
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['path']._loaded_options = None
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['path']._serialized_options = b'\342A\001\001'
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['run_id']._loaded_options = None
+  _globals['_USEARTIFACTVERSIONREQUEST'].fields_by_name['run_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETLINEAGEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETLINEAGEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n registry.example/ArtifactVersion'
+  _globals['_RESOLVEPATHREQUEST'].fields_by_name['path']._loaded_options = None
+  _globals['_RESOLVEPATHREQUEST'].fields_by_name['path']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=234
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=431
+  _globals['_GETPROJECTREQUEST']._serialized_start=433
+  _globals['_GETPROJECTREQUEST']._serialized_end=501
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=504
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=673
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=675
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=762
+  _globals['_CREATEARTIFACTVERSIONREQUEST']._serialized_start=765
+  _globals['_CREATEARTIFACTVERSIONREQUEST']._serialized_end=1106
+  _globals['_GETARTIFACTVERSIONREQUEST']._serialized_start=1108
+  _globals['_GETARTIFACTVERSIONREQUEST']._serialized_end=1192
+  _globals['_LISTARTIFACTVERSIONSREQUEST']._serialized_start=1195
+  _globals['_LISTARTIFACTVERSIONSREQUEST']._serialized_end=1408
+  _globals['_LISTARTIFACTVERSIONSRESPONSE']._serialized_start=1410
+  _globals['_LISTARTIFACTVERSIONSRESPONSE']._serialized_end=1522
+  _globals['_UPDATEARTIFACTVERSIONREQUEST']._serialized_start=1525
+  _globals['_UPDATEARTIFACTVERSIONREQUEST']._serialized_end=1672
+  _globals['_DELETEARTIFACTVERSIONREQUEST']._serialized_start=1674
+  _globals['_DELETEARTIFACTVERSIONREQUEST']._serialized_end=1761
+  _globals['_USEARTIFACTVERSIONREQUEST']._serialized_start=1763
+  _globals['_USEARTIFACTVERSIONREQUEST']._serialized_end=1889
+  _globals['_GETLINEAGEREQUEST']._serialized_start=1891
+  _globals['_GETLINEAGEREQUEST']._serialized_end=1967
+  _globals['_LINEAGELINK']._serialized_start=1969
+  _globals['_LINEAGELINK']._serialized_end=2027
+  _globals['_LINEAGE']._serialized_start=2030
+  _globals['_LINEAGE']._serialized_end=2175
+  _globals['_RESOLVEPATHREQUEST']._serialized_start=2177
+  _globals['_RESOLVEPATHREQUEST']._serialized_end=2217
+  _globals['_RESOLVEPATHRESPONSE']._serialized_start=2220
+  _globals['_RESOLVEPATHRESPONSE']._serialized_end=2472
+  _globals['_ARTIFACTSERVICE']._serialized_start=2475
+  _globals['_ARTIFACTSERVICE']._serialized_end=3450
 # @@protoc_insertion_point(module_scope)

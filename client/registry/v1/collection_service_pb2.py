@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$registry/v1/collection_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1bregistry/v1/resources.proto\"\x81\x01\n\x17\x43reateCollectionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12+\n\ncollection\x18\x03 \x01(\x0b\x32\x17.registry.v1.Collection\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"q\n\x16ListCollectionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.registry.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x17UpdateCollectionRequest\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.registry.v1.Collection\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"5\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\xa5\x01\n\x1aLinkArtifactVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x18\n\x10\x61rtifact_version\x18\x03 \x01(\t\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"+\n\x1bGetCollectionVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"x\n\x1dListCollectionVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"v\n\x1eListCollectionVersionsResponse\x12;\n\x13\x63ollection_versions\x18\x01 \x03(\x0b\x32\x1e.registry.v1.CollectionVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x1eUpdateCollectionVersionRequest\x12:\n\x12\x63ollection_version\x18\x01 \x01(\x0b\x32\x1e.registry.v1.CollectionVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\",\n\x1cUnlinkArtifactVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"|\n\x0f\x41\x64\x64\x41liasRequest\x12\x1a\n\x12\x63ollection_version\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12#\n\x16\x65xpected_version_index\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x19\n\x17_expected_version_index\"?\n\x12RemoveAliasRequest\x12\x1a\n\x12\x63ollection_version\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t2\xc9\x08\n\x11\x43ollectionService\x12Q\n\x10\x43reateCollection\x12$.registry.v1.CreateCollectionRequest\x1a\x17.registry.v1.Collection\x12K\n\rGetCollection\x12!.registry.v1.GetCollectionRequest\x1a\x17.registry.v1.Collection\x12\\\n\x0fListCollections\x12#.registry.v1.ListCollectionsRequest\x1a$.registry.v1.ListCollectionsResponse\x12Q\n\x10UpdateCollection\x12$.registry.v1.UpdateCollectionRequest\x1a\x17.registry.v1.Collection\x12P\n\x10\x44\x65leteCollection\x12$.registry.v1.DeleteCollectionRequest\x1a\x16.google.protobuf.Empty\x12^\n\x13LinkArtifactVersion\x12\'.registry.v1.LinkArtifactVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12`\n\x14GetCollectionVersion\x12(.registry.v1.GetCollectionVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12q\n\x16ListCollectionVersions\x12*.registry.v1.ListCollectionVersionsRequest\x1a+.registry.v1.ListCollectionVersionsResponse\x12\x66\n\x17UpdateCollectionVersion\x12+.registry.v1.UpdateCollectionVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12Z\n\x15UnlinkArtifactVersion\x12).registry.v1.UnlinkArtifactVersionRequest\x1a\x16.google.protobuf.Empty\x12H\n\x08\x41\x64\x64\x41lias\x12\x1c.registry.v1.AddAliasRequest\x1a\x1e.registry.v1.CollectionVersion\x12N\n\x0bRemoveAlias\x12\x1f.registry.v1.RemoveAliasRequest\x1a\x1e.registry.v1.CollectionVersionBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$registry/v1/collection_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1bregistry/v1/resources.proto\"\xb9\x01\n\x17\x43reateCollectionRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\x12\x1bregistry.example/Collection\x12\x1b\n\rcollection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\ncollection\x18\x03 \x01(\x0b\x32\x17.registry.v1.CollectionB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"J\n\x14GetCollectionRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Collection\"\xaf\x01\n\x16ListCollectionsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\x12\x1bregistry.example/Collection\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.registry.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x17UpdateCollectionRequest\x12\x31\n\ncollection\x18\x01 \x01(\x0b\x32\x17.registry.v1.CollectionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"a\n\x17\x44\x65leteCollectionRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Collection\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"\xef\x01\n\x1aLinkArtifactVersionRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\x12\x1bregistry.example/Collection\x12\x1b\n\rcollection_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10\x61rtifact_version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61liases\x18\x04 \x03(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04tags\x18\x06 \x03(\tB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x64\x65scription\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x1bGetCollectionVersionRequest\x12\x39\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"registry.example/CollectionVersion\"\xbd\x01\n\x1dListCollectionVersionsRequest\x12;\n\x06parent\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\x12\"registry.example/CollectionVersion\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"v\n\x1eListCollectionVersionsResponse\x12;\n\x13\x63ollection_versions\x18\x01 \x03(\x0b\x32\x1e.registry.v1.CollectionVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x1eUpdateCollectionVersionRequest\x12@\n\x12\x63ollection_version\x18\x01 \x01(\x0b\x32\x1e.registry.v1.CollectionVersionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"Y\n\x1cUnlinkArtifactVersionRequest\x12\x39\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"registry.example/CollectionVersion\"\xb5\x01\n\x0f\x41\x64\x64\x41liasRequest\x12G\n\x12\x63ollection_version\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"registry.example/CollectionVersion\x12\x13\n\x05\x61lias\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x16\x65xpected_version_index\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\x19\n\x17_expected_version_index\"r\n\x12RemoveAliasRequest\x12G\n\x12\x63ollection_version\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"registry.example/CollectionVersion\x12\x13\n\x05\x61lias\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x32\xc9\x08\n\x11\x43ollectionService\x12Q\n\x10\x43reateCollection\x12$.registry.v1.CreateCollectionRequest\x1a\x17.registry.v1.Collection\x12K\n\rGetCollection\x12!.registry.v1.GetCollectionRequest\x1a\x17.registry.v1.Collection\x12\\\n\x0fListCollections\x12#.registry.v1.ListCollectionsRequest\x1a$.registry.v1.ListCollectionsResponse\x12Q\n\x10UpdateCollection\x12$.registry.v1.UpdateCollectionRequest\x1a\x17.registry.v1.Collection\x12P\n\x10\x44\x65leteCollection\x12$.registry.v1.DeleteCollectionRequest\x1a\x16.google.protobuf.Empty\x12^\n\x13LinkArtifactVersion\x12\'.registry.v1.LinkArtifactVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12`\n\x14GetCollectionVersion\x12(.registry.v1.GetCollectionVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12q\n\x16ListCollectionVersions\x12*.registry.v1.ListCollectionVersionsRequest\x1a+.registry.v1.ListCollectionVersionsResponse\x12\x66\n\x17UpdateCollectionVersion\x12+.registry.v1.UpdateCollectionVersionRequest\x1a\x1e.registry.v1.CollectionVersion\x12Z\n\x15UnlinkArtifactVersion\x12).registry.v1.UnlinkArtifactVersionRequest\x1a\x16.google.protobuf.Empty\x12H\n\x08\x41\x64\x64\x41lias\x12\x1c.registry.v1.AddAliasRequest\x1a\x1e.registry.v1.CollectionVersion\x12N\n\x0bRemoveAlias\x12\x1f.registry.v1.RemoveAliasRequest\x1a\x1e.registry.v1.CollectionVersionBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +37,104 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.collection_serv
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=146
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=275
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=277
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=313
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=315
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=428
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=430
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=526
-  _globals['_UPDATECOLLECTIONREQUEST']._serialized_start=528
-  _globals['_UPDATECOLLECTIONREQUEST']._serialized_end=647
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=649
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=702
-  _globals['_LINKARTIFACTVERSIONREQUEST']._serialized_start=705
-  _globals['_LINKARTIFACTVERSIONREQUEST']._serialized_end=870
-  _globals['_GETCOLLECTIONVERSIONREQUEST']._serialized_start=872
-  _globals['_GETCOLLECTIONVERSIONREQUEST']._serialized_end=915
-  _globals['_LISTCOLLECTIONVERSIONSREQUEST']._serialized_start=917
-  _globals['_LISTCOLLECTIONVERSIONSREQUEST']._serialized_end=1037
-  _globals['_LISTCOLLECTIONVERSIONSRESPONSE']._serialized_start=1039
-  _globals['_LISTCOLLECTIONVERSIONSRESPONSE']._serialized_end=1157
-  _globals['_UPDATECOLLECTIONVERSIONREQUEST']._serialized_start=1160
-  _globals['_UPDATECOLLECTIONVERSIONREQUEST']._serialized_end=1301
-  _globals['_UNLINKARTIFACTVERSIONREQUEST']._serialized_start=1303
-  _globals['_UNLINKARTIFACTVERSIONREQUEST']._serialized_end=1347
-  _globals['_ADDALIASREQUEST']._serialized_start=1349
-  _globals['_ADDALIASREQUEST']._serialized_end=1473
-  _globals['_REMOVEALIASREQUEST']._serialized_start=1475
-  _globals['_REMOVEALIASREQUEST']._serialized_end=1538
-  _globals['_COLLECTIONSERVICE']._serialized_start=1541
-  _globals['_COLLECTIONSERVICE']._serialized_end=2638
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\022\033registry.example/Collection'
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['collection_id']._loaded_options = None
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['collection_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['collection']._loaded_options = None
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['collection']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATECOLLECTIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETCOLLECTIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCOLLECTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Collection'
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\022\033registry.example/Collection'
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTCOLLECTIONSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATECOLLECTIONREQUEST'].fields_by_name['collection']._loaded_options = None
+  _globals['_UPDATECOLLECTIONREQUEST'].fields_by_name['collection']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECOLLECTIONREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATECOLLECTIONREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETECOLLECTIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETECOLLECTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Collection'
+  _globals['_DELETECOLLECTIONREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETECOLLECTIONREQUEST'].fields_by_name['etag']._serialized_options = b'\342A\001\001'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\022\033registry.example/Collection'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['collection_id']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['collection_id']._serialized_options = b'\342A\001\002'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['artifact_version']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['artifact_version']._serialized_options = b'\342A\001\002'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['aliases']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['aliases']._serialized_options = b'\342A\001\001'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['tags']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001'
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_LINKARTIFACTVERSIONREQUEST'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_GETCOLLECTIONVERSIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCOLLECTIONVERSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A$\n\"registry.example/CollectionVersion'
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A$\022\"registry.example/CollectionVersion'
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST'].fields_by_name['collection_version']._loaded_options = None
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST'].fields_by_name['collection_version']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_UNLINKARTIFACTVERSIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UNLINKARTIFACTVERSIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A$\n\"registry.example/CollectionVersion'
+  _globals['_ADDALIASREQUEST'].fields_by_name['collection_version']._loaded_options = None
+  _globals['_ADDALIASREQUEST'].fields_by_name['collection_version']._serialized_options = b'\342A\001\002\372A$\n\"registry.example/CollectionVersion'
+  _globals['_ADDALIASREQUEST'].fields_by_name['alias']._loaded_options = None
+  _globals['_ADDALIASREQUEST'].fields_by_name['alias']._serialized_options = b'\342A\001\002'
+  _globals['_ADDALIASREQUEST'].fields_by_name['expected_version_index']._loaded_options = None
+  _globals['_ADDALIASREQUEST'].fields_by_name['expected_version_index']._serialized_options = b'\342A\001\001'
+  _globals['_REMOVEALIASREQUEST'].fields_by_name['collection_version']._loaded_options = None
+  _globals['_REMOVEALIASREQUEST'].fields_by_name['collection_version']._serialized_options = b'\342A\001\002\372A$\n\"registry.example/CollectionVersion'
+  _globals['_REMOVEALIASREQUEST'].fields_by_name['alias']._loaded_options = None
+  _globals['_REMOVEALIASREQUEST'].fields_by_name['alias']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=206
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=391
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=393
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=467
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=470
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=645
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=647
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=743
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_start=746
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_end=877
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=879
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=976
+  _globals['_LINKARTIFACTVERSIONREQUEST']._serialized_start=979
+  _globals['_LINKARTIFACTVERSIONREQUEST']._serialized_end=1218
+  _globals['_GETCOLLECTIONVERSIONREQUEST']._serialized_start=1220
+  _globals['_GETCOLLECTIONVERSIONREQUEST']._serialized_end=1308
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST']._serialized_start=1311
+  _globals['_LISTCOLLECTIONVERSIONSREQUEST']._serialized_end=1500
+  _globals['_LISTCOLLECTIONVERSIONSRESPONSE']._serialized_start=1502
+  _globals['_LISTCOLLECTIONVERSIONSRESPONSE']._serialized_end=1620
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST']._serialized_start=1623
+  _globals['_UPDATECOLLECTIONVERSIONREQUEST']._serialized_end=1776
+  _globals['_UNLINKARTIFACTVERSIONREQUEST']._serialized_start=1778
+  _globals['_UNLINKARTIFACTVERSIONREQUEST']._serialized_end=1867
+  _globals['_ADDALIASREQUEST']._serialized_start=1870
+  _globals['_ADDALIASREQUEST']._serialized_end=2051
+  _globals['_REMOVEALIASREQUEST']._serialized_start=2053
+  _globals['_REMOVEALIASREQUEST']._serialized_end=2167
+  _globals['_COLLECTIONSERVICE']._serialized_start=2170
+  _globals['_COLLECTIONSERVICE']._serialized_end=3267
 # @@protoc_insertion_point(module_scope)

@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fregistry/v1/event_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bregistry/v1/resources.proto\"Z\n\x11ListEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.registry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x12WatchEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03\"e\n\x16GetAliasHistoryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x0f\x41liasAssignment\x12\x15\n\rversion_index\x18\x01 \x01(\x03\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"k\n\x17GetAliasHistoryResponse\x12\x31\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1c.registry.v1.AliasAssignment\x12\x1d\n\x15version_index_at_time\x18\x02 \x01(\x03\"j\n\x17\x43reateAutomationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12+\n\nautomation\x18\x02 \x01(\x0b\x32\x17.registry.v1.Automation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"O\n\x16ListAutomationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x17ListAutomationsResponse\x12,\n\x0b\x61utomations\x18\x01 \x03(\x0b\x32\x17.registry.v1.Automation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14GetAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"w\n\x17UpdateAutomationRequest\x12+\n\nautomation\x18\x01 \x01(\x0b\x32\x17.registry.v1.Automation\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\'\n\x17\x44\x65leteAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15TestAutomationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"N\n\x15ListDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xcc\x06\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.registry.v1.ListEventsRequest\x1a\x1f.registry.v1.ListEventsResponse\x12\x44\n\x0bWatchEvents\x12\x1f.registry.v1.WatchEventsRequest\x1a\x12.registry.v1.Event0\x01\x12\\\n\x0fGetAliasHistory\x12#.registry.v1.GetAliasHistoryRequest\x1a$.registry.v1.GetAliasHistoryResponse\x12Q\n\x10\x43reateAutomation\x12$.registry.v1.CreateAutomationRequest\x1a\x17.registry.v1.Automation\x12K\n\rGetAutomation\x12!.registry.v1.GetAutomationRequest\x1a\x17.registry.v1.Automation\x12\\\n\x0fListAutomations\x12#.registry.v1.ListAutomationsRequest\x1a$.registry.v1.ListAutomationsResponse\x12Q\n\x10UpdateAutomation\x12$.registry.v1.UpdateAutomationRequest\x1a\x17.registry.v1.Automation\x12P\n\x10\x44\x65leteAutomation\x12$.registry.v1.DeleteAutomationRequest\x1a\x16.google.protobuf.Empty\x12K\n\x0eTestAutomation\x12\".registry.v1.TestAutomationRequest\x1a\x15.registry.v1.Delivery\x12Y\n\x0eListDeliveries\x12\".registry.v1.ListDeliveriesRequest\x1a#.registry.v1.ListDeliveriesResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fregistry/v1/event_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bregistry/v1/resources.proto\"\x8a\x01\n\x11ListEventsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x66ilter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.registry.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x12WatchEventsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x66ilter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\"\x97\x01\n\x16GetAliasHistoryRequest\x12\x38\n\ncollection\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Collection\x12\x13\n\x05\x61lias\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"\x93\x01\n\x0f\x41liasAssignment\x12\x15\n\rversion_index\x18\x01 \x01(\x03\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"k\n\x17GetAliasHistoryResponse\x12\x31\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1c.registry.v1.AliasAssignment\x12\x1d\n\x15version_index_at_time\x18\x02 \x01(\x03\"|\n\x17\x43reateAutomationRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\nautomation\x18\x02 \x01(\x0b\x32\x17.registry.v1.AutomationB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\x99\x01\n\x16ListAutomationsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\x12\x1bregistry.example/Automation\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"`\n\x17ListAutomationsResponse\x12,\n\x0b\x61utomations\x18\x01 \x03(\x0b\x32\x17.registry.v1.Automation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x14GetAutomationRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Automation\"\x83\x01\n\x17UpdateAutomationRequest\x12\x31\n\nautomation\x18\x01 \x01(\x0b\x32\x17.registry.v1.AutomationB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"M\n\x17\x44\x65leteAutomationRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Automation\"K\n\x15TestAutomationRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1bregistry.example/Automation\"\x96\x01\n\x15ListDeliveriesRequest\x12\x32\n\x06parent\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\x12\x19registry.example/Delivery\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xcc\x06\n\x0c\x45ventService\x12M\n\nListEvents\x12\x1e.registry.v1.ListEventsRequest\x1a\x1f.registry.v1.ListEventsResponse\x12\x44\n\x0bWatchEvents\x12\x1f.registry.v1.WatchEventsRequest\x1a\x12.registry.v1.Event0\x01\x12\\\n\x0fGetAliasHistory\x12#.registry.v1.GetAliasHistoryRequest\x1a$.registry.v1.GetAliasHistoryResponse\x12Q\n\x10\x43reateAutomation\x12$.registry.v1.CreateAutomationRequest\x1a\x17.registry.v1.Automation\x12K\n\rGetAutomation\x12!.registry.v1.GetAutomationRequest\x1a\x17.registry.v1.Automation\x12\\\n\x0fListAutomations\x12#.registry.v1.ListAutomationsRequest\x1a$.registry.v1.ListAutomationsResponse\x12Q\n\x10UpdateAutomation\x12$.registry.v1.UpdateAutomationRequest\x1a\x17.registry.v1.Automation\x12P\n\x10\x44\x65leteAutomation\x12$.registry.v1.DeleteAutomationRequest\x1a\x16.google.protobuf.Empty\x12K\n\x0eTestAutomation\x12\".registry.v1.TestAutomationRequest\x1a\x15.registry.v1.Delivery\x12Y\n\x0eListDeliveries\x12\".registry.v1.ListDeliveriesRequest\x1a#.registry.v1.ListDeliveriesResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +38,90 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.event_service_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
-  _globals['_LISTEVENTSREQUEST']._serialized_start=173
-  _globals['_LISTEVENTSREQUEST']._serialized_end=263
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=265
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=346
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=348
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=422
-  _globals['_GETALIASHISTORYREQUEST']._serialized_start=424
-  _globals['_GETALIASHISTORYREQUEST']._serialized_end=525
-  _globals['_ALIASASSIGNMENT']._serialized_start=528
-  _globals['_ALIASASSIGNMENT']._serialized_end=675
-  _globals['_GETALIASHISTORYRESPONSE']._serialized_start=677
-  _globals['_GETALIASHISTORYRESPONSE']._serialized_end=784
-  _globals['_CREATEAUTOMATIONREQUEST']._serialized_start=786
-  _globals['_CREATEAUTOMATIONREQUEST']._serialized_end=892
-  _globals['_LISTAUTOMATIONSREQUEST']._serialized_start=894
-  _globals['_LISTAUTOMATIONSREQUEST']._serialized_end=973
-  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_start=975
-  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_end=1071
-  _globals['_GETAUTOMATIONREQUEST']._serialized_start=1073
-  _globals['_GETAUTOMATIONREQUEST']._serialized_end=1109
-  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_start=1111
-  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_end=1230
-  _globals['_DELETEAUTOMATIONREQUEST']._serialized_start=1232
-  _globals['_DELETEAUTOMATIONREQUEST']._serialized_end=1271
-  _globals['_TESTAUTOMATIONREQUEST']._serialized_start=1273
-  _globals['_TESTAUTOMATIONREQUEST']._serialized_end=1310
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1312
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1390
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1392
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1484
-  _globals['_EVENTSERVICE']._serialized_start=1487
-  _globals['_EVENTSERVICE']._serialized_end=2331
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\342A\001\001'
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['collection']._loaded_options = None
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['collection']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Collection'
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['alias']._loaded_options = None
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['alias']._serialized_options = b'\342A\001\002'
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['time']._loaded_options = None
+  _globals['_GETALIASHISTORYREQUEST'].fields_by_name['time']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['automation']._loaded_options = None
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['automation']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEAUTOMATIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\022\033registry.example/Automation'
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTAUTOMATIONSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_GETAUTOMATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETAUTOMATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Automation'
+  _globals['_UPDATEAUTOMATIONREQUEST'].fields_by_name['automation']._loaded_options = None
+  _globals['_UPDATEAUTOMATIONREQUEST'].fields_by_name['automation']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEAUTOMATIONREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEAUTOMATIONREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEAUTOMATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEAUTOMATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Automation'
+  _globals['_TESTAUTOMATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_TESTAUTOMATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033registry.example/Automation'
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\033\022\031registry.example/Delivery'
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST']._serialized_start=234
+  _globals['_LISTEVENTSREQUEST']._serialized_end=372
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=374
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=455
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=457
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=549
+  _globals['_GETALIASHISTORYREQUEST']._serialized_start=552
+  _globals['_GETALIASHISTORYREQUEST']._serialized_end=703
+  _globals['_ALIASASSIGNMENT']._serialized_start=706
+  _globals['_ALIASASSIGNMENT']._serialized_end=853
+  _globals['_GETALIASHISTORYRESPONSE']._serialized_start=855
+  _globals['_GETALIASHISTORYRESPONSE']._serialized_end=962
+  _globals['_CREATEAUTOMATIONREQUEST']._serialized_start=964
+  _globals['_CREATEAUTOMATIONREQUEST']._serialized_end=1088
+  _globals['_LISTAUTOMATIONSREQUEST']._serialized_start=1091
+  _globals['_LISTAUTOMATIONSREQUEST']._serialized_end=1244
+  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_start=1246
+  _globals['_LISTAUTOMATIONSRESPONSE']._serialized_end=1342
+  _globals['_GETAUTOMATIONREQUEST']._serialized_start=1344
+  _globals['_GETAUTOMATIONREQUEST']._serialized_end=1418
+  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_start=1421
+  _globals['_UPDATEAUTOMATIONREQUEST']._serialized_end=1552
+  _globals['_DELETEAUTOMATIONREQUEST']._serialized_start=1554
+  _globals['_DELETEAUTOMATIONREQUEST']._serialized_end=1631
+  _globals['_TESTAUTOMATIONREQUEST']._serialized_start=1633
+  _globals['_TESTAUTOMATIONREQUEST']._serialized_end=1708
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1711
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1861
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1863
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1955
+  _globals['_EVENTSERVICE']._serialized_start=1958
+  _globals['_EVENTSERVICE']._serialized_end=2802
 # @@protoc_insertion_point(module_scope)

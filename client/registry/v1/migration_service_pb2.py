@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#registry/v1/migration_service.proto\x12\x0bregistry.v1\x1a\x1bregistry/v1/resources.proto\"5\n\x14PlanMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\"J\n\x15StartMigrationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05teams\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"#\n\x13GetMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x15ListMigrationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"]\n\x16ListMigrationsResponse\x12*\n\nmigrations\x18\x01 \x03(\x0b\x32\x16.registry.v1.Migration\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15WatchMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x16\x43\x61ncelMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"N\n\x18RollbackMigrationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x32\xc9\x04\n\x10MigrationService\x12N\n\rPlanMigration\x12!.registry.v1.PlanMigrationRequest\x1a\x1a.registry.v1.MigrationPlan\x12L\n\x0eStartMigration\x12\".registry.v1.StartMigrationRequest\x1a\x16.registry.v1.Migration\x12H\n\x0cGetMigration\x12 .registry.v1.GetMigrationRequest\x1a\x16.registry.v1.Migration\x12Y\n\x0eListMigrations\x12\".registry.v1.ListMigrationsRequest\x1a#.registry.v1.ListMigrationsResponse\x12N\n\x0eWatchMigration\x12\".registry.v1.WatchMigrationRequest\x1a\x16.registry.v1.Migration0\x01\x12N\n\x0f\x43\x61ncelMigration\x12#.registry.v1.CancelMigrationRequest\x1a\x16.registry.v1.Migration\x12R\n\x11RollbackMigration\x12%.registry.v1.RollbackMigrationRequest\x1a\x16.registry.v1.MigrationBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#registry/v1/migration_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bregistry/v1/resources.proto\"c\n\x14PlanMigrationRequest\x12\x36\n\x06parent\x18\x01 \x01(\tB&\xe2\x41\x01\x02\xfa\x41\x1f\n\x1dregistry.example/Organization\x12\x13\n\x05teams\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\"{\n\x15StartMigrationRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\x12\x1aregistry.example/Migration\x12\x13\n\x05teams\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"H\n\x13GetMigrationRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1aregistry.example/Migration\"\xad\x01\n\x15ListMigrationsRequest\x12\x33\n\x06parent\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\x12\x1aregistry.example/Migration\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"]\n\x16ListMigrationsResponse\x12*\n\nmigrations\x18\x01 \x03(\x0b\x32\x16.registry.v1.Migration\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x15WatchMigrationRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1aregistry.example/Migration\"}\n\x16\x43\x61ncelMigrationRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1aregistry.example/Migration\x12\x1b\n\rvalidate_only\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05\x66orce\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x7f\n\x18RollbackMigrationRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1aregistry.example/Migration\x12\x1b\n\rvalidate_only\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05\x66orce\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x32\xc9\x04\n\x10MigrationService\x12N\n\rPlanMigration\x12!.registry.v1.PlanMigrationRequest\x1a\x1a.registry.v1.MigrationPlan\x12L\n\x0eStartMigration\x12\".registry.v1.StartMigrationRequest\x1a\x16.registry.v1.Migration\x12H\n\x0cGetMigration\x12 .registry.v1.GetMigrationRequest\x1a\x16.registry.v1.Migration\x12Y\n\x0eListMigrations\x12\".registry.v1.ListMigrationsRequest\x1a#.registry.v1.ListMigrationsResponse\x12N\n\x0eWatchMigration\x12\".registry.v1.WatchMigrationRequest\x1a\x16.registry.v1.Migration0\x01\x12N\n\x0f\x43\x61ncelMigration\x12#.registry.v1.CancelMigrationRequest\x1a\x16.registry.v1.Migration\x12R\n\x11RollbackMigration\x12%.registry.v1.RollbackMigrationRequest\x1a\x16.registry.v1.MigrationBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +35,58 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.migration_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
-  _globals['_PLANMIGRATIONREQUEST']._serialized_start=81
-  _globals['_PLANMIGRATIONREQUEST']._serialized_end=134
-  _globals['_STARTMIGRATIONREQUEST']._serialized_start=136
-  _globals['_STARTMIGRATIONREQUEST']._serialized_end=210
-  _globals['_GETMIGRATIONREQUEST']._serialized_start=212
-  _globals['_GETMIGRATIONREQUEST']._serialized_end=247
-  _globals['_LISTMIGRATIONSREQUEST']._serialized_start=249
-  _globals['_LISTMIGRATIONSREQUEST']._serialized_end=343
-  _globals['_LISTMIGRATIONSRESPONSE']._serialized_start=345
-  _globals['_LISTMIGRATIONSRESPONSE']._serialized_end=438
-  _globals['_WATCHMIGRATIONREQUEST']._serialized_start=440
-  _globals['_WATCHMIGRATIONREQUEST']._serialized_end=477
-  _globals['_CANCELMIGRATIONREQUEST']._serialized_start=479
-  _globals['_CANCELMIGRATIONREQUEST']._serialized_end=555
-  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_start=557
-  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_end=635
-  _globals['_MIGRATIONSERVICE']._serialized_start=638
-  _globals['_MIGRATIONSERVICE']._serialized_end=1223
+  _globals['_PLANMIGRATIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_PLANMIGRATIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\037\n\035registry.example/Organization'
+  _globals['_PLANMIGRATIONREQUEST'].fields_by_name['teams']._loaded_options = None
+  _globals['_PLANMIGRATIONREQUEST'].fields_by_name['teams']._serialized_options = b'\342A\001\001'
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\034\022\032registry.example/Migration'
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['teams']._loaded_options = None
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['teams']._serialized_options = b'\342A\001\001'
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_STARTMIGRATIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETMIGRATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETMIGRATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032registry.example/Migration'
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\034\022\032registry.example/Migration'
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTMIGRATIONSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHMIGRATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_WATCHMIGRATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032registry.example/Migration'
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032registry.example/Migration'
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['validate_only']._loaded_options = None
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['validate_only']._serialized_options = b'\342A\001\001'
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['force']._loaded_options = None
+  _globals['_CANCELMIGRATIONREQUEST'].fields_by_name['force']._serialized_options = b'\342A\001\001'
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\034\n\032registry.example/Migration'
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['validate_only']._loaded_options = None
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['validate_only']._serialized_options = b'\342A\001\001'
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['force']._loaded_options = None
+  _globals['_ROLLBACKMIGRATIONREQUEST'].fields_by_name['force']._serialized_options = b'\342A\001\001'
+  _globals['_PLANMIGRATIONREQUEST']._serialized_start=141
+  _globals['_PLANMIGRATIONREQUEST']._serialized_end=240
+  _globals['_STARTMIGRATIONREQUEST']._serialized_start=242
+  _globals['_STARTMIGRATIONREQUEST']._serialized_end=365
+  _globals['_GETMIGRATIONREQUEST']._serialized_start=367
+  _globals['_GETMIGRATIONREQUEST']._serialized_end=439
+  _globals['_LISTMIGRATIONSREQUEST']._serialized_start=442
+  _globals['_LISTMIGRATIONSREQUEST']._serialized_end=615
+  _globals['_LISTMIGRATIONSRESPONSE']._serialized_start=617
+  _globals['_LISTMIGRATIONSRESPONSE']._serialized_end=710
+  _globals['_WATCHMIGRATIONREQUEST']._serialized_start=712
+  _globals['_WATCHMIGRATIONREQUEST']._serialized_end=786
+  _globals['_CANCELMIGRATIONREQUEST']._serialized_start=788
+  _globals['_CANCELMIGRATIONREQUEST']._serialized_end=913
+  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_start=915
+  _globals['_ROLLBACKMIGRATIONREQUEST']._serialized_end=1042
+  _globals['_MIGRATIONSERVICE']._serialized_start=1045
+  _globals['_MIGRATIONSERVICE']._serialized_end=1630
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from registry.v1 import resources_pb2 as registry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"registry/v1/registry_service.proto\x12\x0bregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1bregistry/v1/resources.proto\"y\n\x15\x43reateRegistryRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0bregistry_id\x18\x02 \x01(\t\x12\'\n\x08registry\x18\x03 \x01(\x0b\x32\x15.registry.v1.Registry\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\"\n\x12GetRegistryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"p\n\x15ListRegistriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"\\\n\x16ListRegistriesResponse\x12)\n\nregistries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Registry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x15UpdateRegistryRequest\x12\'\n\x08registry\x18\x01 \x01(\x0b\x32\x15.registry.v1.Registry\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"3\n\x15\x44\x65leteRegistryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x81\x01\n\x18\x41\x64\x64RegistryMemberRequest\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x0e\n\x06member\x18\x02 \x01(\t\x12\'\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRole\x12\x1a\n\x12\x66ollows_team_roles\x18\x04 \x01(\x08\"\x84\x01\n\x1bUpdateRegistryMemberRequest\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x0e\n\x06member\x18\x02 \x01(\t\x12\'\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRole\x12\x1a\n\x12\x66ollows_team_roles\x18\x04 \x01(\x08\"?\n\x1bRemoveRegistryMemberRequest\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x0e\n\x06member\x18\x02 \x01(\t\"S\n\x1aListRegistryMembersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"d\n\x1bListRegistryMembersResponse\x12,\n\x07members\x18\x01 \x03(\x0b\x32\x1b.registry.v1.RegistryMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x17GetEffectiveRoleRequest\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\"h\n\x18GetEffectiveRoleResponse\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRole2\xf8\x06\n\x0fRegistryService\x12K\n\x0e\x43reateRegistry\x12\".registry.v1.CreateRegistryRequest\x1a\x15.registry.v1.Registry\x12\x45\n\x0bGetRegistry\x12\x1f.registry.v1.GetRegistryRequest\x1a\x15.registry.v1.Registry\x12Y\n\x0eListRegistries\x12\".registry.v1.ListRegistriesRequest\x1a#.registry.v1.ListRegistriesResponse\x12K\n\x0eUpdateRegistry\x12\".registry.v1.UpdateRegistryRequest\x1a\x15.registry.v1.Registry\x12L\n\x0e\x44\x65leteRegistry\x12\".registry.v1.DeleteRegistryRequest\x1a\x16.google.protobuf.Empty\x12W\n\x11\x41\x64\x64RegistryMember\x12%.registry.v1.AddRegistryMemberRequest\x1a\x1b.registry.v1.RegistryMember\x12]\n\x14UpdateRegistryMember\x12(.registry.v1.UpdateRegistryMemberRequest\x1a\x1b.registry.v1.RegistryMember\x12X\n\x14RemoveRegistryMember\x12(.registry.v1.RemoveRegistryMemberRequest\x1a\x16.google.protobuf.Empty\x12h\n\x13ListRegistryMembers\x12\'.registry.v1.ListRegistryMembersRequest\x1a(.registry.v1.ListRegistryMembersResponse\x12_\n\x10GetEffectiveRole\x12$.registry.v1.GetEffectiveRoleRequest\x1a%.registry.v1.GetEffectiveRoleResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"registry/v1/registry_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1bregistry/v1/resources.proto\"\xaf\x01\n\x15\x43reateRegistryRequest\x12\x32\n\x06parent\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\x12\x19registry.example/Registry\x12\x19\n\x0bregistry_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x08registry\x18\x03 \x01(\x0b\x32\x15.registry.v1.RegistryB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x12GetRegistryRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\"\xac\x01\n\x15ListRegistriesRequest\x12\x32\n\x06parent\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\x12\x19registry.example/Registry\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\\\n\x16ListRegistriesResponse\x12)\n\nregistries\x18\x01 \x03(\x0b\x32\x15.registry.v1.Registry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"}\n\x15UpdateRegistryRequest\x12-\n\x08registry\x18\x01 \x01(\x0b\x32\x15.registry.v1.RegistryB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"]\n\x15\x44\x65leteRegistryRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"\xb7\x01\n\x18\x41\x64\x64RegistryMemberRequest\x12\x34\n\x08registry\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\x12\x14\n\x06member\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRoleB\x04\xe2\x41\x01\x01\x12 \n\x12\x66ollows_team_roles\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xba\x01\n\x1bUpdateRegistryMemberRequest\x12\x34\n\x08registry\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\x12\x14\n\x06member\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRoleB\x04\xe2\x41\x01\x01\x12 \n\x12\x66ollows_team_roles\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"i\n\x1bRemoveRegistryMemberRequest\x12\x34\n\x08registry\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\x12\x14\n\x06member\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xa1\x01\n\x1aListRegistryMembersRequest\x12\x38\n\x06parent\x18\x01 \x01(\tB(\xe2\x41\x01\x02\xfa\x41!\x12\x1fregistry.example/RegistryMember\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"d\n\x1bListRegistryMembersResponse\x12,\n\x07members\x18\x01 \x03(\x0b\x32\x1b.registry.v1.RegistryMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x17GetEffectiveRoleRequest\x12\x34\n\x08registry\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19registry.example/Registry\x12\x31\n\tprincipal\x18\x02 \x01(\tB\x1e\xe2\x41\x01\x01\xfa\x41\x17\n\x15registry.example/User\"h\n\x18GetEffectiveRoleResponse\x12\x10\n\x08registry\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\'\n\x04role\x18\x03 \x01(\x0e\x32\x19.registry.v1.RegistryRole2\xf8\x06\n\x0fRegistryService\x12K\n\x0e\x43reateRegistry\x12\".registry.v1.CreateRegistryRequest\x1a\x15.registry.v1.Registry\x12\x45\n\x0bGetRegistry\x12\x1f.registry.v1.GetRegistryRequest\x1a\x15.registry.v1.Registry\x12Y\n\x0eListRegistries\x12\".registry.v1.ListRegistriesRequest\x1a#.registry.v1.ListRegistriesResponse\x12K\n\x0eUpdateRegistry\x12\".registry.v1.UpdateRegistryRequest\x1a\x15.registry.v1.Registry\x12L\n\x0e\x44\x65leteRegistry\x12\".registry.v1.DeleteRegistryRequest\x1a\x16.google.protobuf.Empty\x12W\n\x11\x41\x64\x64RegistryMember\x12%.registry.v1.AddRegistryMemberRequest\x1a\x1b.registry.v1.RegistryMember\x12]\n\x14UpdateRegistryMember\x12(.registry.v1.UpdateRegistryMemberRequest\x1a\x1b.registry.v1.RegistryMember\x12X\n\x14RemoveRegistryMember\x12(.registry.v1.RemoveRegistryMemberRequest\x1a\x16.google.protobuf.Empty\x12h\n\x13ListRegistryMembers\x12\'.registry.v1.ListRegistryMembersRequest\x1a(.registry.v1.ListRegistryMembersResponse\x12_\n\x10GetEffectiveRole\x12$.registry.v1.GetEffectiveRoleRequest\x1a%.registry.v1.GetEffectiveRoleResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +37,92 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.registry_servic
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
-  _globals['_CREATEREGISTRYREQUEST']._serialized_start=143
-  _globals['_CREATEREGISTRYREQUEST']._serialized_end=264
-  _globals['_GETREGISTRYREQUEST']._serialized_start=266
-  _globals['_GETREGISTRYREQUEST']._serialized_end=300
-  _globals['_LISTREGISTRIESREQUEST']._serialized_start=302
-  _globals['_LISTREGISTRIESREQUEST']._serialized_end=414
-  _globals['_LISTREGISTRIESRESPONSE']._serialized_start=416
-  _globals['_LISTREGISTRIESRESPONSE']._serialized_end=508
-  _globals['_UPDATEREGISTRYREQUEST']._serialized_start=510
-  _globals['_UPDATEREGISTRYREQUEST']._serialized_end=623
-  _globals['_DELETEREGISTRYREQUEST']._serialized_start=625
-  _globals['_DELETEREGISTRYREQUEST']._serialized_end=676
-  _globals['_ADDREGISTRYMEMBERREQUEST']._serialized_start=679
-  _globals['_ADDREGISTRYMEMBERREQUEST']._serialized_end=808
-  _globals['_UPDATEREGISTRYMEMBERREQUEST']._serialized_start=811
-  _globals['_UPDATEREGISTRYMEMBERREQUEST']._serialized_end=943
-  _globals['_REMOVEREGISTRYMEMBERREQUEST']._serialized_start=945
-  _globals['_REMOVEREGISTRYMEMBERREQUEST']._serialized_end=1008
-  _globals['_LISTREGISTRYMEMBERSREQUEST']._serialized_start=1010
-  _globals['_LISTREGISTRYMEMBERSREQUEST']._serialized_end=1093
-  _globals['_LISTREGISTRYMEMBERSRESPONSE']._serialized_start=1095
-  _globals['_LISTREGISTRYMEMBERSRESPONSE']._serialized_end=1195
-  _globals['_GETEFFECTIVEROLEREQUEST']._serialized_start=1197
-  _globals['_GETEFFECTIVEROLEREQUEST']._serialized_end=1259
-  _globals['_GETEFFECTIVEROLERESPONSE']._serialized_start=1261
-  _globals['_GETEFFECTIVEROLERESPONSE']._serialized_end=1365
-  _globals['_REGISTRYSERVICE']._serialized_start=1368
-  _globals['_REGISTRYSERVICE']._serialized_end=2256
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\033\022\031registry.example/Registry'
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['registry_id']._loaded_options = None
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['registry_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEREGISTRYREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETREGISTRYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETREGISTRYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\033\022\031registry.example/Registry'
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTREGISTRIESREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATEREGISTRYREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_UPDATEREGISTRYREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEREGISTRYREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEREGISTRYREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEREGISTRYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEREGISTRYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_DELETEREGISTRYREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETEREGISTRYREQUEST'].fields_by_name['etag']._serialized_options = b'\342A\001\001'
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['member']._loaded_options = None
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['member']._serialized_options = b'\342A\001\002'
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['role']._loaded_options = None
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['role']._serialized_options = b'\342A\001\001'
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['follows_team_roles']._loaded_options = None
+  _globals['_ADDREGISTRYMEMBERREQUEST'].fields_by_name['follows_team_roles']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['member']._loaded_options = None
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['member']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['role']._loaded_options = None
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['role']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['follows_team_roles']._loaded_options = None
+  _globals['_UPDATEREGISTRYMEMBERREQUEST'].fields_by_name['follows_team_roles']._serialized_options = b'\342A\001\001'
+  _globals['_REMOVEREGISTRYMEMBERREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_REMOVEREGISTRYMEMBERREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_REMOVEREGISTRYMEMBERREQUEST'].fields_by_name['member']._loaded_options = None
+  _globals['_REMOVEREGISTRYMEMBERREQUEST'].fields_by_name['member']._serialized_options = b'\342A\001\002'
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A!\022\037registry.example/RegistryMember'
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTREGISTRYMEMBERSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_GETEFFECTIVEROLEREQUEST'].fields_by_name['registry']._loaded_options = None
+  _globals['_GETEFFECTIVEROLEREQUEST'].fields_by_name['registry']._serialized_options = b'\342A\001\002\372A\033\n\031registry.example/Registry'
+  _globals['_GETEFFECTIVEROLEREQUEST'].fields_by_name['principal']._loaded_options = None
+  _globals['_GETEFFECTIVEROLEREQUEST'].fields_by_name['principal']._serialized_options = b'\342A\001\001\372A\027\n\025registry.example/User'
+  _globals['_CREATEREGISTRYREQUEST']._serialized_start=204
+  _globals['_CREATEREGISTRYREQUEST']._serialized_end=379
+  _globals['_GETREGISTRYREQUEST']._serialized_start=381
+  _globals['_GETREGISTRYREQUEST']._serialized_end=451
+  _globals['_LISTREGISTRIESREQUEST']._serialized_start=454
+  _globals['_LISTREGISTRIESREQUEST']._serialized_end=626
+  _globals['_LISTREGISTRIESRESPONSE']._serialized_start=628
+  _globals['_LISTREGISTRIESRESPONSE']._serialized_end=720
+  _globals['_UPDATEREGISTRYREQUEST']._serialized_start=722
+  _globals['_UPDATEREGISTRYREQUEST']._serialized_end=847
+  _globals['_DELETEREGISTRYREQUEST']._serialized_start=849
+  _globals['_DELETEREGISTRYREQUEST']._serialized_end=942
+  _globals['_ADDREGISTRYMEMBERREQUEST']._serialized_start=945
+  _globals['_ADDREGISTRYMEMBERREQUEST']._serialized_end=1128
+  _globals['_UPDATEREGISTRYMEMBERREQUEST']._serialized_start=1131
+  _globals['_UPDATEREGISTRYMEMBERREQUEST']._serialized_end=1317
+  _globals['_REMOVEREGISTRYMEMBERREQUEST']._serialized_start=1319
+  _globals['_REMOVEREGISTRYMEMBERREQUEST']._serialized_end=1424
+  _globals['_LISTREGISTRYMEMBERSREQUEST']._serialized_start=1427
+  _globals['_LISTREGISTRYMEMBERSREQUEST']._serialized_end=1588
+  _globals['_LISTREGISTRYMEMBERSRESPONSE']._serialized_start=1590
+  _globals['_LISTREGISTRYMEMBERSRESPONSE']._serialized_end=1690
+  _globals['_GETEFFECTIVEROLEREQUEST']._serialized_start=1693
+  _globals['_GETEFFECTIVEROLEREQUEST']._serialized_end=1823
+  _globals['_GETEFFECTIVEROLERESPONSE']._serialized_start=1825
+  _globals['_GETEFFECTIVEROLERESPONSE']._serialized_end=1929
+  _globals['_REGISTRYSERVICE']._serialized_start=1932
+  _globals['_REGISTRYSERVICE']._serialized_end=2820
 # @@protoc_insertion_point(module_scope)

@@ -281,7 +281,6 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
             reference, field = request.path, "path"
         else:
             raise InvalidArgument("path", "is required (or give name)")
-        svc.check_run_id(request.run_id, required=True)
 
         def work(s: Session) -> r.ArtifactVersion:
             res = svc.use_artifact_version(s, p, reference, field, request.run_id)

@@ -79,10 +79,9 @@ def _normalize(value: Any) -> Any:
 
 
 def mask_paths(mask: FieldMask, allowed: set[str], field: str = "update_mask") -> set[str]:
-    """The update_mask's paths; `*` means all allowed; an empty mask is INVALID_ARGUMENT."""
+    """The update_mask's paths; `*` means all allowed. (An empty mask never gets here: the
+    update_mask of every Update request is REQUIRED, see `required_fields`.)"""
     paths = set(mask.paths)
-    if not paths:
-        raise InvalidArgument(field, f"is required; allowed paths: {', '.join(sorted(allowed))}")
     if "*" in paths:
         return set(allowed)
     unknown = paths - allowed

@@ -87,6 +87,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
                 filter=request.filter,
                 page_size=request.page_size,
                 page_token=request.page_token,
+                order_by=request.order_by,
             )
             return pb.ListEventsResponse(
                 events=[event_proto(row[0]) for row in page.rows],
@@ -263,7 +264,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
         def work(s: Session) -> pb.ListAutomationsResponse:
             page = webhooks.list_automations(
-                s, p, request.parent, page_size=request.page_size, page_token=request.page_token
+                s,
+                p,
+                request.parent,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                order_by=request.order_by,
             )
             return pb.ListAutomationsResponse(
                 automations=[
@@ -289,7 +295,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
 
         def work(s: Session) -> pb.ListDeliveriesResponse:
             page = webhooks.list_deliveries(
-                s, p, request.parent, page_size=request.page_size, page_token=request.page_token
+                s,
+                p,
+                request.parent,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                order_by=request.order_by,
             )
             return pb.ListDeliveriesResponse(
                 deliveries=[delivery_proto(row[0], request.parent) for row in page.rows],

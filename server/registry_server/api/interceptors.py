@@ -2,7 +2,8 @@
 and access logging.
 
 It wraps each method handler once: the wrapper authenticates the bearer key
-(except for health checks and reflection), exposes the principal to the servicer
+(except for health checks and reflection), refuses a request that lacks a REQUIRED
+field (`required_fields`), exposes the principal to the servicer
 through `current_principal()`, turns domain errors into `google.rpc.Status`, and
 logs one line per call (never the key; `OK (kept)` for a kept reply). For the
 read-only `KEPT_METHODS` it first looks for the reply kept for the same method, key
@@ -46,6 +47,7 @@ from ..domain.errors import (
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..storage import commits
+from .required_fields import check_required
 from .status import to_grpc_status
 
 if TYPE_CHECKING:
@@ -282,10 +284,14 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         def parse(raw: bytes) -> Any:
             # Decoded here rather than by grpc so that garbage is INVALID_ARGUMENT, not INTERNAL.
+            if decode is None:
+                return raw
             try:
-                return decode(raw) if decode else raw
+                request = decode(raw)
             except (DecodeError, ValueError, RuntimeError) as e:
                 raise InvalidArgument("request", f"is not a valid request message: {e}") from None
+            check_required(request)
+            return request
 
         observe: CallObserver | None = self.metrics.observer(method) if self.metrics else None
 

@@ -165,6 +165,9 @@ LIST_FILTER = {
 }
 
 
+MIGRATION_ORDER = {"create_time": m.Migration.create_time, "update_time": m.Migration.update_time}
+
+
 class MigrationServicer(pb_grpc.MigrationServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
@@ -204,9 +207,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     ) -> pb.ListMigrationsResponse:
         p = current_principal()
         org_id = _org_ref(request.parent)
-        keys = parse_order_by(
-            "", {"create_time": m.Migration.create_time}, "create_time desc", m.Migration.id
-        )
+        keys = parse_order_by(request.order_by, MIGRATION_ORDER, "create_time desc", m.Migration.id)
         clause = compile_list_filter(request.filter, LIST_FILTER, self.app.db.dialect)
 
         def work(s: Session) -> pb.ListMigrationsResponse:
@@ -220,7 +221,6 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("migrations", org_id, request.filter),
-                key_of=lambda row: (row[0].create_time, row[0].id),
             )
             views = migration_views(s, [row[0] for row in page.rows], org.name)
             return pb.ListMigrationsResponse(

@@ -84,6 +84,12 @@ def _org_name(s: Session, org_id: int) -> str:
     return s.execute(select(m.Organization.name).where(m.Organization.id == org_id)).scalar_one()
 
 
+# What each list may be sorted by (order_by, AIP-132).
+ORGANIZATION_ORDER = {"name": m.Organization.name, "create_time": m.Organization.create_time}
+API_KEY_ORDER = {"create_time": m.ApiKey.create_time}
+TEAM_MEMBER_ORDER = {"user": m.User.name, "create_time": m.TeamMember.create_time}
+
+
 class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
@@ -129,7 +135,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListOrganizationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrganizationsResponse:
         p = current_principal()
-        keys = parse_order_by("", {"name": m.Organization.name}, "name", m.Organization.id)
+        keys = parse_order_by(request.order_by, ORGANIZATION_ORDER, "name", m.Organization.id)
 
         def work(s: Session) -> pb.ListOrganizationsResponse:
             page = fetch_page(
@@ -139,7 +145,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("organizations",),
-                key_of=lambda row: (row[0].name, row[0].id),
             )
             return pb.ListOrganizationsResponse(
                 organizations=[org_proto(row[0]) for row in page.rows],
@@ -250,7 +255,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("users", org_id, request.filter, request.order_by),
-                key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
             return pb.ListUsersResponse(
                 users=[user_proto(row[0], org_id) for row in page.rows],
@@ -308,7 +312,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListApiKeysResponse:
         p = current_principal()
         user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
-        keys = parse_order_by("", {"create_time": m.ApiKey.create_time}, "create_time", m.ApiKey.id)
+        keys = parse_order_by(request.order_by, API_KEY_ORDER, "create_time", m.ApiKey.id)
 
         def work(s: Session) -> pb.ListApiKeysResponse:
             user = orgs.get_user(s, p, user_id)
@@ -323,7 +327,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("keys", user_id),
-                key_of=lambda row: (row[0].create_time, row[0].id),
             )
             return pb.ListApiKeysResponse(
                 api_keys=[key_proto(user_id, row[0]) for row in page.rows],
@@ -404,7 +407,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("teams", org_id, request.filter, request.order_by),
-                key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
             return pb.ListTeamsResponse(
                 teams=[team_proto(row[0], org_id) for row in page.rows],
@@ -459,7 +461,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListTeamMembersResponse:
         p = current_principal()
         team_id = names.parse(request.parent, "teams/{team}", "parent")["team"]
-        keys = parse_order_by("", {"name": m.User.name}, "name", m.User.id)
+        keys = parse_order_by(request.order_by, TEAM_MEMBER_ORDER, "user", m.User.id)
 
         def work(s: Session) -> pb.ListTeamMembersResponse:
             team = orgs.get_team(s, p, team_id)
@@ -475,7 +477,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("members", team_id),
-                key_of=lambda row: (row[1], row[2]),
             )
             return pb.ListTeamMembersResponse(
                 members=[member_proto(team_id, row[1], row[0]) for row in page.rows],

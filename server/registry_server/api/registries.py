@@ -226,7 +226,13 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
 
         def work(s: Session) -> pb.ListRegistryMembersResponse:
             views, token = regs.list_members(
-                s, p, org, registry_id, page_size=request.page_size, page_token=request.page_token
+                s,
+                p,
+                org,
+                registry_id,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                order_by=request.order_by,
             )
             return pb.ListRegistryMembersResponse(
                 members=[member_proto(org, registry_id, v) for v in views],

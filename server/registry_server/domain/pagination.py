@@ -50,13 +50,12 @@ def decode_token(
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError):
         raise InvalidArgument(field, "is not a page token returned by this method") from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("k"), list)
-        or len(data["k"]) != key_len
-        or not all(isinstance(v, (int, str, float)) and not isinstance(v, bool) for v in data["k"])
-    ):
+    if not isinstance(data, dict) or not isinstance(data.get("k"), list):
         raise InvalidArgument(field, "is not a page token returned by this method")
     if data.get("q") != _fingerprint(query):
         raise InvalidArgument(field, "was issued for a different parent, filter or order_by")
+    if len(data["k"]) != key_len or not all(
+        isinstance(v, (int, str, float)) and not isinstance(v, bool) for v in data["k"]
+    ):
+        raise InvalidArgument(field, "is not a page token returned by this method")
     return tuple(data["k"])

@@ -114,8 +114,6 @@ def check_digest(digest: str, field: str) -> str:
 
 
 def _check_entry_path(path: str, field: str) -> None:
-    if not path:
-        raise InvalidArgument(field, "is required")
     if len(path) > MANIFEST_PATH_MAX or not path.isprintable():
         raise InvalidArgument(field, f"must be at most {MANIFEST_PATH_MAX} printable characters")
     if path.startswith("/"):
@@ -134,10 +132,8 @@ def content_digest(manifest: Iterable[dict[str, Any]]) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def check_run_id(run_id: str, field: str = "run_id", *, required: bool = False) -> str:
+def check_run_id(run_id: str, field: str = "run_id") -> str:
     if not run_id:
-        if required:
-            raise InvalidArgument(field, "is required")
         return run_id
     if len(run_id) > RUN_ID_MAX or not run_id.isprintable() or run_id != run_id.strip():
         raise InvalidArgument(
@@ -226,7 +222,6 @@ def list_projects(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
 
 
@@ -635,7 +630,6 @@ def list_artifact_versions(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [
@@ -780,7 +774,7 @@ def use_artifact_version(
     s: Session, p: Principal, reference: str, field: str, run_id: str
 ) -> Resolution:
     """Resolves a name or path (needs the right to use it) and records the consuming run."""
-    check_run_id(run_id, required=True)
+    check_run_id(run_id)
     res = resolve_reference(Sql.of(s), p, reference, field=field)
     av = res.artifact_version
     recorded = s.execute(

@@ -49,7 +49,7 @@ from ..domain.filters import And, Comparison, Expr, Not, Or, parse_filter
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import Page, SortKey, fetch_page
+from ..storage.paging import Page, fetch_page, parse_order_by
 from . import authz_table, events
 from .access import registry_access, visible_registries_clause
 from .context import Principal
@@ -179,10 +179,21 @@ def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
 # --- list and watch ----------------------------------------------------------------
 
 
+EVENT_ORDER = {"cursor": m.Event.cursor, "time": m.Event.time}
+
+
 def list_events(
-    s: Session, p: Principal, parent: str, *, filter: str, page_size: int, page_token: str
+    s: Session,
+    p: Principal,
+    parent: str,
+    *,
+    filter: str,
+    page_size: int,
+    page_token: str,
+    order_by: str,
 ) -> Page:
-    """Rows of (Event,), oldest first, keyset-paged on the cursor."""
+    """Rows of (Event,), oldest first unless `order_by` says otherwise, keyset-paged."""
+    keys = parse_order_by(order_by, EVENT_ORDER, "cursor", m.Event.cursor)
     clause = compile_event_filter(filter, dialect(s))
     scope = resolve_scope(s, p, parent)
     stmt = visible_events(p, scope)
@@ -191,11 +202,10 @@ def list_events(
     return fetch_page(
         s,
         stmt,
-        [SortKey(m.Event.cursor)],
+        keys,
         size=page_size,
         token=page_token,
         query=("events", parent, filter),
-        key_of=lambda row: (row[0].cursor,),
     )
 
 

@@ -334,7 +334,6 @@ def list_registered_models(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
@@ -558,8 +557,6 @@ def link_model_version(
 ) -> ModelVersionView:
     """Links an artifact version of type `model`, creating the registered model if needed."""
     names.resource_id(model_id, "registered_model_id")
-    if not artifact_version:
-        raise InvalidArgument("artifact_version", "is required (a version name or a path)")
     wanted = names.new_aliases(list(aliases), "aliases")
     new_tags = names.tags(list(tags), "tags")
     label = _model_name(team, model_id)
@@ -757,7 +754,6 @@ def list_model_versions(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda r: tuple(getattr(r[0], k.column.key) for k in keys),
     )
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 

@@ -91,8 +91,6 @@ def link_request(
     """LinkArtifactVersion's input checks, before anything is read (the source itself
     is parsed after the access checks, so a bad one is reported in that order)."""
     names.resource_id(ref.collection, "collection_id")
-    if not artifact_version:
-        raise InvalidArgument("artifact_version", "is required (a resource name or any path form)")
     alias_list = names.new_aliases(list(aliases), "aliases")
     tag_list = names.tags(list(tags), "tags")
     names.text(description, "description", DESCRIPTION_MAX)

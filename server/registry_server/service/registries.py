@@ -266,7 +266,6 @@ def list_registries(
         size=page_size,
         token=page_token,
         query=("registries", org, filter, order_by),
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
 
 
@@ -586,14 +585,24 @@ def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: Mem
     _member_event(s, p, events.MEMBER_REMOVED, registry, org, ref, {"previous_role": before})
 
 
-MEMBER_ORDER = {"create_time": m.RegistryMember.create_time}
+MEMBER_ORDER = {
+    "create_time": m.RegistryMember.create_time,
+    "update_time": m.RegistryMember.update_time,
+}
 
 
 def list_members(
-    s: Session, p: Principal, org: str, registry_id: str, *, page_size: int, page_token: str
+    s: Session,
+    p: Principal,
+    org: str,
+    registry_id: str,
+    *,
+    page_size: int,
+    page_token: str,
+    order_by: str,
 ) -> tuple[list[MemberView], str]:
-    """A page of members in grant order; returns (views, next_page_token)."""
-    keys = parse_order_by("", MEMBER_ORDER, "create_time", m.RegistryMember.id)
+    """A page of members, in grant order by default; returns (views, next_page_token)."""
+    keys = parse_order_by(order_by, MEMBER_ORDER, "create_time", m.RegistryMember.id)
     registry = registry_access(s, p, org, registry_id, _perm("ListRegistryMembers")).registry
     stmt = (
         select(m.RegistryMember, m.User.name, m.Team.name)
@@ -608,7 +617,6 @@ def list_members(
         size=page_size,
         token=page_token,
         query=("registry-members", org, registry_id),
-        key_of=lambda row: (row[0].create_time, row[0].id),
     )
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))

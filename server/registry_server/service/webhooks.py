@@ -49,7 +49,7 @@ from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, now_us
-from ..storage.paging import Page, SortKey, fetch_page
+from ..storage.paging import Page, fetch_page, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
@@ -396,10 +396,18 @@ def create_automation(
     return automation, name, secret
 
 
+AUTOMATION_ORDER = {
+    "create_time": m.Automation.create_time,
+    "update_time": m.Automation.update_time,
+}
+
+
 def list_automations(
-    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str
+    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str, order_by: str
 ) -> Page:
-    """Rows of (Automation, creator name or None) directly under `parent`, oldest first."""
+    """Rows of (Automation, creator name or None) directly under `parent`, oldest first
+    unless `order_by` says otherwise."""
+    keys = parse_order_by(order_by, AUTOMATION_ORDER, "", m.Automation.id)
     where = parse_parent(parent, "parent")
     target = _target(s, p, where, "ListAutomations")
     stmt = (
@@ -410,11 +418,10 @@ def list_automations(
     return fetch_page(
         s,
         stmt,
-        [SortKey(m.Automation.id)],
+        keys,
         size=page_size,
         token=page_token,
         query=("automations", where.name),
-        key_of=lambda row: (row[0].id,),
     )
 
 
@@ -504,20 +511,24 @@ def delete_automation(s: Session, p: Principal, name: str) -> None:
     )
 
 
+DELIVERY_ORDER = {"time": m.Delivery.time}
+
+
 def list_deliveries(
-    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str
+    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str, order_by: str
 ) -> Page:
-    """Rows of (Delivery,): attempts made so far (pending ones are not shown), oldest first."""
+    """Rows of (Delivery,): attempts made so far (pending ones are not shown), oldest first
+    unless `order_by` says otherwise."""
+    keys = parse_order_by(order_by, DELIVERY_ORDER, "", m.Delivery.id)
     _, automation = _automation(s, p, parent, "parent", "ListDeliveries")
     stmt = select(m.Delivery).where(m.Delivery.automation_id == automation.id, m.Delivery.time > 0)
     return fetch_page(
         s,
         stmt,
-        [SortKey(m.Delivery.id)],
+        keys,
         size=page_size,
         token=page_token,
         query=("deliveries", parent),
-        key_of=lambda row: (row[0].id,),
     )
 
 

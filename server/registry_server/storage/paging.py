@@ -1,5 +1,9 @@
-"""Keyset pagination over any Core select: `order_by` parsing, the seek condition
-and the next page token, shared by every list method."""
+"""Keyset pagination over any select: `order_by` parsing (AIP-132), the seek condition
+and the next page token, shared by every list method.
+
+A list method names the fields a caller may sort by (`parse_order_by`'s `allowed`);
+`fetch_page` binds each page token to the listing and to the order it was issued for,
+so a token from another `order_by` is INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ def parse_order_by(
     tiebreak: Any,
     field: str = "order_by",
 ) -> list[SortKey]:
-    """`"name"`, `"create_time desc"`, `"update_time desc, name"` -> sort keys + `tiebreak`."""
+    """`"name"`, `"create_time desc"`, `"update_time desc, name"` -> sort keys + `tiebreak`.
+
+    An empty `order_by` means `default`; an empty `default`, the tiebreak alone."""
     text = order_by.strip() or default
     keys: list[SortKey] = []
-    for part in text.split(","):
+    for part in text.split(",") if text else ():
         words = part.split()
         if (
             not words
@@ -75,11 +81,13 @@ def fetch_page(
 ) -> Page:
     """Runs `stmt` ordered by `keys`, after the token's position, one page long.
 
-    `query` identifies the listing (parent, filter, order_by) so a token cannot be
-    replayed against another one. `key_of(row)` extracts the sort key values from a
-    row; by default the row's columns named like the sort key columns.
+    `query` identifies the listing (parent, filter) so a token cannot be replayed
+    against another one; the order is added to it here. `key_of(row)` extracts the sort
+    key values from a row; by default each key's value is read from the row's entity of
+    the key's class, or else from the row's column of the key's name.
     """
     n = page_size(size)
+    query = (*query, [(str(k.column), k.descending) for k in keys])
     after = decode_token(token, query, len(keys))
     if after is not None:
         stmt = stmt.where(_seek(keys, after))
@@ -89,9 +97,18 @@ def fetch_page(
     if len(rows) > n:
         rows = rows[:n]
         last = rows[-1]
-        key = key_of(last) if key_of else tuple(getattr(last, k.column.key) for k in keys)
+        key = key_of(last) if key_of else tuple(_key_value(last, k.column) for k in keys)
         next_token = encode_token(tuple(key), query)
     return Page(rows, next_token)
+
+
+def _key_value(row: Any, column: Any) -> Any:
+    entity = getattr(column, "class_", None)  # a mapped attribute such as m.Event.time
+    if entity is not None:
+        for item in row:
+            if isinstance(item, entity):
+                return getattr(item, column.key)
+    return getattr(row, column.key)
 
 
 def check_page_size(value: int) -> int:
