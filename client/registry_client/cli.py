@@ -10,31 +10,35 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
 import typer
-from google.protobuf import json_format
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from registry.v1 import resources_pb2 as r
 
-from . import webhooks
+from . import cli_admin, cli_legacy, webhooks
 from .channel import DEFAULT_TARGET
 from .cli_common import (
     EXIT_CODES,
     EXIT_CODES_SHORT,
     EXIT_ERROR,
+    VERSION_COLUMNS,
     Connection,
     FilterOption,
     LimitOption,
     OrderByOption,
     OutputFormat,
     OutputOption,
+    WideOption,
+    YesOption,
     _client,
+    _confirm,
     _connection,
     _details,
     _emit,
@@ -49,10 +53,13 @@ from .cli_common import (
     _size,
     _state,
     _table,
+    _version_rows,
     _when,
+    command_of,
     console,
     err_console,
     exit_code,
+    struct_json,
     to_json,
 )
 from .client import Client
@@ -60,11 +67,13 @@ from .config import Config, clear_config, config_path, load_config, save_config
 from .errors import (
     RegistryError,
 )
+from .version import version_option
 
 app = typer.Typer(
     name="registry",
-    help="Artifact registry: registries, collections, links, aliases, artifacts, migration "
-    "and events.\n\nConnects to REGISTRY_ADDRESS with REGISTRY_API_KEY, or to what "
+    help="Artifact registry: organizations, users, API keys, teams, projects, registries, "
+    "collections, links, aliases, artifacts, legacy Model Registries, migration, events and "
+    "automations.\n\nConnects to REGISTRY_ADDRESS with REGISTRY_API_KEY, or to what "
     "`registry login` saved.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -104,6 +113,12 @@ automation_app = typer.Typer(
 )
 app.add_typer(events_app, name="events")
 app.add_typer(automation_app, name="automation")
+app.add_typer(cli_admin.org_app, name="org")
+app.add_typer(cli_admin.user_app, name="user")
+app.add_typer(cli_admin.key_app, name="key")
+app.add_typer(cli_admin.team_app, name="team")
+app.add_typer(cli_admin.project_app, name="project")
+app.add_typer(cli_legacy.legacy_app, name="legacy")
 
 
 @app.callback()
@@ -133,6 +148,7 @@ def _connect(
     timeout: Annotated[
         float, typer.Option(envvar="REGISTRY_TIMEOUT", min=0.1, help="Seconds per call.")
     ] = 10.0,
+    version: Annotated[bool, version_option("registry")] = False,
 ) -> None:
     saved = load_config()
     ctx.obj = Connection(
@@ -180,21 +196,6 @@ def _show_collection(col: r.Collection) -> None:
     )
 
 
-def _version_rows(versions: Iterable[r.CollectionVersion]) -> Iterable[Sequence[object]]:
-    for v in versions:
-        yield (
-            f"v{v.version_index}",
-            _join(v.aliases),
-            _join(v.tags),
-            v.artifact_version,
-            v.linked_by,
-            _when(v.create_time),
-        )
-
-
-VERSION_COLUMNS = ("VERSION", "ALIASES", "TAGS", "ARTIFACT VERSION", "LINKED BY", "CREATED")
-
-
 def _show_collection_version(v: r.CollectionVersion) -> None:
     _details(
         [
@@ -231,7 +232,7 @@ def _show_artifact_version(v: r.ArtifactVersion, *, manifest: bool = False) -> N
             ("description", v.description),
             (
                 "metadata",
-                json.dumps(json_format.MessageToDict(v.metadata)) if v.metadata.fields else "",
+                struct_json(v.metadata) if v.metadata.fields else "",
             ),
         ]
     )
@@ -298,7 +299,7 @@ def _show_access_changes(changes: Sequence[r.AccessChange], title: str) -> None:
 
 
 def _event_line(e: r.Event) -> str:
-    details = json.dumps(json_format.MessageToDict(e.details)) if e.details.fields else ""
+    details = struct_json(e.details) if e.details.fields else ""
     parts = (str(e.cursor), _when(e.time), e.type, e.actor, e.resource, details)
     return " ".join(part for part in parts if part)
 
@@ -397,10 +398,11 @@ def registry_list(
     order_by: OrderByOption = "",
     limit: LimitOption = None,
     organization: Annotated[str | None, typer.Option(help="Organization (default: yours).")] = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the registries you can see."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     registries = list(
         client.registries(filter=filter, order_by=order_by, organization=organization, limit=limit)
     )
@@ -479,10 +481,11 @@ def registry_members(
     ctx: typer.Context,
     registry: Annotated[str, typer.Argument(help="e.g. model.")],
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List who was granted a role in a registry."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     members = list(client.members(registry, limit=limit))
     _emit(
         list(members),
@@ -538,13 +541,12 @@ def registry_revoke(
 def registry_delete(
     ctx: typer.Context,
     registry: Annotated[str, typer.Argument(help="e.g. vision.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Delete a registry with its collections and links (artifacts stay)."""
     client = _client(ctx, output)
-    if not yes:
-        typer.confirm(f"Delete registry {registry} and all its links?", abort=True)
+    _confirm(f"Delete registry {registry} and all its links?", yes)
     client.delete_registry(registry)
     _emit(
         {"registry": registry, "deleted": True},
@@ -562,10 +564,11 @@ def collection_list(
     filter: FilterOption = "",
     order_by: OrderByOption = "",
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the collections of a registry."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     collections = list(client.collections(registry, filter=filter, order_by=order_by, limit=limit))
     _emit(
         list(collections),
@@ -588,10 +591,11 @@ def collection_show(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, help="Versions to list (0 = none).")
     ] = 20,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show a collection and its latest versions."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     col = client.collection(collection)
     versions = (
         list(client.versions(col.name, filter=filter, order_by="version_index desc", limit=limit))
@@ -686,6 +690,43 @@ def alias_remove(
     client = _client(ctx, output)
     updated = client.remove_alias(version, alias)
     _emit(updated, lambda: _show_collection_version(updated))
+
+
+@alias_app.command("history")
+def alias_history(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Argument(help="REGISTRY/COLLECTION, e.g. model/resnet.")],
+    alias: Annotated[str, typer.Argument(help="e.g. production.")],
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            help="Also say which version held it at this local time.",
+        ),
+    ] = None,
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Which versions held an alias, from when to when, and who moved it."""
+    client = _client(ctx, output, wide)
+    history = client.alias_history(collection, alias, at=None if at is None else at.timestamp())
+
+    def human() -> None:
+        _table(
+            ("VERSION", "FROM", "TO", "BY"),
+            (
+                (f"v{a.version_index}", _when(a.from_time), _when(a.to_time) or "now", a.actor)
+                for a in history.assignments
+            ),
+            f"{alias} was never set",
+        )
+        if at is not None:
+            index = history.version_index_at_time
+            held = f"v{index}" if index >= 0 else "no version"
+            console.print(f"At {at:%Y-%m-%d %H:%M:%S}: {held}")
+
+    _emit(history, human)
 
 
 @app.command()
@@ -813,12 +854,44 @@ def artifact_use(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="Any path form, or an artifact version name.")],
     run_id: Annotated[str, typer.Option("--run-id", help="The run that consumes it.")],
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Resolve a path for a run, record the run as a consumer, and list the files."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     version = client.use(path, run_id)
     _emit(version, lambda: _show_artifact_version(version, manifest=True))
+
+
+@artifact_app.command("lineage")
+def artifact_lineage(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="Any path form, or an artifact version name.")],
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Where an artifact version comes from (the runs that logged it) and where it went (the
+    runs that used it, the collections and registered models that link it)."""
+    client = _client(ctx, output, wide)
+    lineage = client.lineage(version)
+
+    def human() -> None:
+        _details(
+            [
+                ("artifact version", lineage.artifact_version),
+                ("producing run", lineage.producing_run),
+                ("logged again by", _join(lineage.logging_runs)),
+                ("used by", _join(lineage.consuming_runs)),
+            ]
+        )
+        console.print()
+        _table(
+            ("LINKED AS", "ALIASES"),
+            ((link.path, _join(link.aliases)) for link in lineage.links),
+            "not linked anywhere",
+        )
+
+    _emit(lineage, human)
 
 
 # --- migration ----------------------------------------------------------------------
@@ -832,10 +905,13 @@ TeamOption = Annotated[
 
 @migrate_app.command("plan")
 def migrate_plan(
-    ctx: typer.Context, team: TeamOption = None, output: OutputOption = OutputFormat.table
+    ctx: typer.Context,
+    team: TeamOption = None,
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Dry run: what a migration would create, map and warn about (changes nothing)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     plan = client.plan_migration(team or [])
 
     def human() -> None:
@@ -923,10 +999,14 @@ def migrate_start(
     ctx: typer.Context,
     team: TeamOption = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Start migrating legacy Model Registries (exit 1 under --watch unless it succeeds)."""
+    """Start migrating legacy Model Registries (exit 1 under --watch unless it succeeds).
+    Without --team it migrates every team of the organization, after asking (--yes)."""
     client = _client(ctx, output)
+    if not team:
+        _confirm("Migrate the legacy Model Registry of EVERY team in the organization?", yes)
     migration = client.start_migration(team or [])
     if watch:
         if _is_json():
@@ -946,10 +1026,11 @@ def migrate_status(
         bool, typer.Option("--watch", "-w", help="Live progress until it ends.")
     ] = False,
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show a migration (or list them); --watch follows it with a progress bar."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     if migration is None:
         if watch:
             raise typer.BadParameter("--watch needs a migration", param_hint="--watch")
@@ -1012,13 +1093,16 @@ def migrate_rollback(
     migration: Annotated[str, typer.Argument(help="Migration id or name.")],
     dry_run: DryRunOption = False,
     force: ForceOption = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Undo a migration: every change made in the migrated registries that has a legacy
     equivalent goes back into the legacy registries, which are writable again, and the
     migrated registries are removed. Refused (exit 5, listing them) when some changes
-    have no legacy equivalent, unless --force."""
+    have no legacy equivalent, unless --force. Asks first unless --yes or --dry-run."""
     client = _client(ctx, output)
+    if not dry_run:
+        _confirm(f"Roll back migration {migration} and remove its registries?", yes)
     result = client.rollback_migration(migration, validate_only=dry_run, force=force)
     _emit(result, lambda: _show_undo(result, dry_run))
 
@@ -1054,10 +1138,11 @@ def events_list(
     registry: ParentOption = None,
     filter: FilterOption = "",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List past events (audit history)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     events = list(client.events(registry, filter=filter, limit=limit))
     _emit(
         list(events),
@@ -1199,10 +1284,11 @@ def automation_list(
     ctx: typer.Context,
     parent: Annotated[str, typer.Argument(help="A registry (model) or collection (model/resnet).")],
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the automations of a registry or collection."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     found = list(client.automations(parent, limit=limit))
     _emit(
         list(found),
@@ -1302,10 +1388,11 @@ def automation_deliveries(
     ctx: typer.Context,
     name: AutomationName,
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List an automation's delivery attempts, oldest first (registry admins)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     found = list(client.deliveries(name, limit=limit))
     _emit(
         list(found),
@@ -1334,7 +1421,7 @@ def automation_deliveries(
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script: runs a command and maps failures to exit codes."""
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="registry")
+        command_of(app)(args=list(argv) if argv is not None else None, prog_name="registry")
     except RegistryError as err:
         _report(err)
         sys.exit(exit_code(err))

@@ -16,6 +16,7 @@ import typer
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -97,6 +98,10 @@ FilterOption = Annotated[
     str, typer.Option("--filter", "-f", help="AIP-160 filter, e.g. 'name : \"vision\"'.")
 ]
 OrderByOption = Annotated[str, typer.Option("--order-by", help="e.g. 'create_time desc'.")]
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", "-W", help="Whole cells in tables, in lines as long as they need."),
+]
 LimitOption = Annotated[
     int | None, typer.Option("--limit", "-n", min=1, help="Stop after this many items.")
 ]
@@ -145,11 +150,48 @@ class _Run:
     """How the running command wants results and errors printed."""
 
     output: OutputFormat = OutputFormat.table
+    wide: bool = False
 
 
 _run = _Run()
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+]
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Asks `question` before a change that is hard to undo, unless --yes. Without a terminal
+    to ask on it refuses (exit 2) instead of waiting for an answer; no is exit 1."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err_console.print(
+            f"[bold red]error:[/bold red] {escape(question)}\n"
+            "  Standard input is not a terminal: pass --yes to go ahead."
+        )
+        raise typer.Exit(EXIT_USAGE)
+    typer.confirm(question, abort=True)
+
+
+def command_of(app: typer.Typer) -> Any:
+    """The click command of `app`, its flags shown as flags in the help (typer's rich help
+    prints `--watch <bool>` for an option that takes no value)."""
+    command = typer.main.get_command(app)
+    _plain_flags(command)
+    return command
+
+
+def _plain_flags(command: Any) -> None:
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, help_option]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 def _connection(ctx: typer.Context) -> Connection:
@@ -158,8 +200,9 @@ def _connection(ctx: typer.Context) -> Connection:
     return obj
 
 
-def _client(ctx: typer.Context, output: OutputFormat) -> Client:
+def _client(ctx: typer.Context, output: OutputFormat, wide: bool = False) -> Client:
     _run.output = output
+    _run.wide = wide
     return _connection(ctx).client()
 
 
@@ -206,10 +249,35 @@ def _unquote_field(fd: Any, value: Any, out: Any) -> Any:  # fd: a FieldDescript
         for k, v in value.items():
             key = str(k).lower() if isinstance(k, bool) else str(k)
             out[key] = _unquote_field(value_fd, v, out[key])
+    elif message_type.full_name in _JSON_VALUES:
+        return _whole_numbers(out)
     elif _ours(message_type):
         for m, o in zip(value, out, strict=True) if fd.is_repeated else [(value, out)]:
             _unquote_int64(m, o)
     return out
+
+
+# Struct and Value hold every number as a double: 3 comes back as 3.0.
+_JSON_VALUES = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+_EXACT = 2**53  # doubles hold every integer up to this one exactly
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A JSON value with its whole doubles (3.0) as integers (3), as they were sent."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+def struct_json(struct: Message) -> str:
+    """A Struct (metadata, event details) as one line of JSON, whole numbers as integers."""
+    return json.dumps(_whole_numbers(json_format.MessageToDict(struct)))
 
 
 def _ours(descriptor: Descriptor) -> bool:
@@ -298,15 +366,67 @@ def _details(rows: Sequence[tuple[str, object]], title: str | None = None) -> No
     console.print(table)
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], empty: str) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    count = 0
-    for row in rows:
-        table.add_row(*(escape(str(c)) for c in row))
-        count += 1
-    if count:
-        console.print(table)
-    else:
+_GAP = 2  # spaces between two table columns
+_MIN_CELL = 6  # a cut cell keeps at least this much, ellipsis included
+
+
+def _fit(natural: Sequence[int], fixed: int, room: int) -> list[int]:
+    """Widths for the columns past the first `fixed` (kept whole) within `room` columns of
+    text: the narrow ones keep their width, the rest share what is left equally."""
+    widths = list(natural)
+    flexible = sorted(range(fixed, len(widths)), key=lambda i: natural[i])
+    left = room - sum(natural[:fixed])
+    for position, i in enumerate(flexible):
+        share = left // (len(flexible) - position)
+        widths[i] = max(min(natural[i], share), min(natural[i], _MIN_CELL))
+        left -= widths[i]
+    return widths
+
+
+def _table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], empty: str, *, ids: int = 1
+) -> None:
+    """The one table of every list: one line per row, within the terminal's width. The
+    first `ids` columns (names, ids) are never wrapped or cut; longer cells of the others
+    end in an ellipsis unless the command ran with --wide (whole cells, lines as long as
+    they need; --output json has every field whole)."""
+    cells = [[str(c) for c in row] for row in rows]
+    if not cells:
         console.print(f"[dim]{escape(empty)}[/dim]")
+        return
+    natural = [
+        max(cell_len(column), *(cell_len(row[i]) for row in cells))
+        for i, column in enumerate(columns)
+    ]
+    gaps = _GAP * (len(columns) - 1)
+    widths = natural if _run.wide else _fit(natural, ids, console.width - gaps)
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, _GAP // 2))
+    for column, width in zip(columns, widths, strict=True):
+        table.add_column(column, width=width, no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
+    needed = sum(widths) + gaps
+    if needed <= console.width:
+        console.print(table)
+        return
+    # Wider than the terminal (--wide, or ids alone are too long): long lines, not cut ones.
+    Console(
+        file=console.file, width=needed, highlight=False, soft_wrap=False, no_color=console.no_color
+    ).print(table)
+
+
+def _version_rows(
+    versions: Iterable[r.CollectionVersion] | Iterable[r.RegisteredModelVersion],
+) -> Iterable[Sequence[object]]:
+    for v in versions:
+        yield (
+            f"v{v.version_index}",
+            _join(v.aliases),
+            _join(v.tags),
+            v.artifact_version,
+            v.linked_by,
+            _when(v.create_time),
+        )
+
+
+VERSION_COLUMNS = ("VERSION", "ALIASES", "TAGS", "ARTIFACT VERSION", "LINKED BY", "CREATED")
