@@ -10,111 +10,70 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC
-from enum import StrEnum
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
 import typer
-from google.protobuf import json_format, timestamp_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from registry.v1 import resources_pb2 as r
 
-from . import webhooks
+from . import cli_admin, cli_legacy, webhooks
 from .channel import DEFAULT_TARGET
+from .cli_common import (
+    EXIT_CODES,
+    EXIT_CODES_SHORT,
+    EXIT_ERROR,
+    VERSION_COLUMNS,
+    Connection,
+    FilterOption,
+    LimitOption,
+    OrderByOption,
+    OutputFormat,
+    OutputOption,
+    WideOption,
+    YesOption,
+    _client,
+    _confirm,
+    _connection,
+    _details,
+    _emit,
+    _enum_label,
+    _is_json,
+    _join,
+    _print_json,
+    _report,
+    _role,
+    _run,
+    _short,
+    _size,
+    _state,
+    _table,
+    _version_rows,
+    _when,
+    command_of,
+    console,
+    err_console,
+    exit_code,
+    struct_json,
+    to_json,
+)
 from .client import Client
 from .config import Config, clear_config, config_path, load_config, save_config
 from .errors import (
-    AbortedError,
-    AlreadyExistsError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    PermissionDeniedError,
     RegistryError,
-    UnauthenticatedError,
 )
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_PERMISSION = 4
-EXIT_INVALID = 5
-
-EXIT_CODES = f"""[bold]Exit codes[/bold]
-
-{EXIT_OK}  success
-
-{EXIT_ERROR}  other server or connection error (unavailable, internal; under --watch, a \
-migration that did not succeed)
-
-{EXIT_USAGE}  usage error (unknown command or option, missing argument, bad local file)
-
-{EXIT_NOT_FOUND}  not found (or not visible to you)
-
-{EXIT_PERMISSION}  permission denied, or not authenticated (run `registry login`)
-
-{EXIT_INVALID}  invalid argument, failed precondition, or conflict (already exists, aborted)
-
-With --output json, results are JSON on standard output and errors are \
-{{"error": {{"code", "message", "reason", "field_violations"}}}} on standard error."""
-EXIT_CODES_SHORT = (
-    f"Exit codes: {EXIT_OK} ok, {EXIT_USAGE} usage error, {EXIT_NOT_FOUND} not found, "
-    f"{EXIT_PERMISSION} permission denied or unauthenticated, {EXIT_INVALID} invalid argument, "
-    f"failed precondition or conflict, {EXIT_ERROR} other errors (see registry --help)."
-)
-
-
-def exit_code(err: RegistryError) -> int:
-    """The process exit code for a failed call."""
-    if isinstance(err, NotFoundError):
-        return EXIT_NOT_FOUND
-    if isinstance(err, PermissionDeniedError | UnauthenticatedError):
-        return EXIT_PERMISSION
-    if isinstance(
-        err, InvalidArgumentError | FailedPreconditionError | AlreadyExistsError | AbortedError
-    ):
-        return EXIT_INVALID
-    return EXIT_ERROR
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-OutputOption = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--output",
-        "-o",
-        envvar="REGISTRY_OUTPUT",
-        case_sensitive=False,
-        help="table (for people) or json (for scripts).",
-    ),
-]
-FilterOption = Annotated[
-    str, typer.Option("--filter", "-f", help="AIP-160 filter, e.g. 'name : \"vision\"'.")
-]
-OrderByOption = Annotated[str, typer.Option("--order-by", help="e.g. 'create_time desc'.")]
-LimitOption = Annotated[
-    int | None, typer.Option("--limit", "-n", min=1, help="Stop after this many items.")
-]
+from .version import version_option
 
 app = typer.Typer(
     name="registry",
-    help="Artifact registry: registries, collections, links, aliases, artifacts, migration "
-    "and events.\n\nConnects to REGISTRY_ADDRESS with REGISTRY_API_KEY, or to what "
+    help="Artifact registry: organizations, users, API keys, teams, projects, registries, "
+    "collections, links, aliases, artifacts, legacy Model Registries, migration, events and "
+    "automations.\n\nConnects to REGISTRY_ADDRESS with REGISTRY_API_KEY, or to what "
     "`registry login` saved.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -154,57 +113,12 @@ automation_app = typer.Typer(
 )
 app.add_typer(events_app, name="events")
 app.add_typer(automation_app, name="automation")
-
-
-# --- connection and output ---------------------------------------------------------
-
-
-@dataclass
-class Connection:
-    """Connection settings: flags and environment first, then the saved login."""
-
-    address: str
-    api_key: str
-    ca_cert: str
-    client_cert: str
-    client_key: str
-    tls: bool
-    timeout: float
-    _client: Client | None = field(default=None, repr=False)
-
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client(
-                self.address,
-                self.api_key,
-                root_certificates=_read_pem(self.ca_cert, "--ca-cert"),
-                certificate_chain=_read_pem(self.client_cert, "--client-cert"),
-                private_key=_read_pem(self.client_key, "--client-key"),
-                tls=True if self.tls else None,
-                timeout=self.timeout,
-            )
-        return self._client
-
-
-def _read_pem(path: str, option: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise typer.BadParameter(f"cannot read {path}: {e.strerror}", param_hint=option) from None
-
-
-@dataclass
-class _Run:
-    """How the running command wants results and errors printed."""
-
-    output: OutputFormat = OutputFormat.table
-
-
-_run = _Run()
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+app.add_typer(cli_admin.org_app, name="org")
+app.add_typer(cli_admin.user_app, name="user")
+app.add_typer(cli_admin.key_app, name="key")
+app.add_typer(cli_admin.team_app, name="team")
+app.add_typer(cli_admin.project_app, name="project")
+app.add_typer(cli_legacy.legacy_app, name="legacy")
 
 
 @app.callback()
@@ -234,6 +148,7 @@ def _connect(
     timeout: Annotated[
         float, typer.Option(envvar="REGISTRY_TIMEOUT", min=0.1, help="Seconds per call.")
     ] = 10.0,
+    version: Annotated[bool, version_option("registry")] = False,
 ) -> None:
     saved = load_config()
     ctx.obj = Connection(
@@ -245,166 +160,6 @@ def _connect(
         tls=tls,
         timeout=timeout,
     )
-
-
-def _connection(ctx: typer.Context) -> Connection:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Connection)
-    return obj
-
-
-def _client(ctx: typer.Context, output: OutputFormat) -> Client:
-    _run.output = output
-    return _connection(ctx).client()
-
-
-def _is_json() -> bool:
-    return _run.output is OutputFormat.json
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    """Proto JSON with the proto field names, every field present, and int64 as numbers."""
-    obj = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    _unquote_int64(message, obj)
-    return obj
-
-
-_INT64 = frozenset({FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64})
-
-
-def _number(value: Any) -> Any:
-    """An int64 that ProtoJSON wrote as a string, as a number when a double holds it exactly
-    (what JSON readers parse numbers into)."""
-    if isinstance(value, str) and float(int(value)) == int(value):
-        return int(value)
-    return value
-
-
-def _unquote_int64(message: Message, obj: dict[str, Any]) -> None:
-    """Rewrites, in `obj` (MessageToDict of `message` with proto field names), the int64
-    fields of our own messages as numbers; well-known types keep their JSON forms."""
-    for fd in message.DESCRIPTOR.fields:
-        if fd.name in obj:
-            obj[fd.name] = _unquote_field(fd, getattr(message, fd.name), obj[fd.name])
-
-
-def _unquote_field(fd: Any, value: Any, out: Any) -> Any:  # fd: a FieldDescriptor
-    if fd.cpp_type in _INT64:
-        return [_number(v) for v in out] if fd.is_repeated else _number(out)
-    message_type = fd.message_type
-    if message_type is None:  # a scalar, a string or an enum
-        return out
-    if message_type.GetOptions().map_entry:
-        value_fd = message_type.fields_by_name["value"]
-        for k, v in value.items():
-            key = str(k).lower() if isinstance(k, bool) else str(k)
-            out[key] = _unquote_field(value_fd, v, out[key])
-    elif _ours(message_type):
-        for m, o in zip(value, out, strict=True) if fd.is_repeated else [(value, out)]:
-            _unquote_int64(m, o)
-    return out
-
-
-def _ours(descriptor: Descriptor) -> bool:
-    return not descriptor.full_name.startswith("google.protobuf.")
-
-
-def _print_json(value: Any, *, lines: bool = False) -> None:
-    text = json.dumps(value) if lines else json.dumps(value, indent=2)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _emit(value: Message | list[Message] | dict[str, Any], human: Callable[[], None]) -> None:
-    if not _is_json():
-        human()
-        return
-    if isinstance(value, Message):
-        _print_json(to_json(value))
-    elif isinstance(value, list):
-        _print_json([to_json(m) for m in value])
-    else:
-        _print_json(value)
-
-
-def _report(err: RegistryError) -> None:
-    if _is_json():
-        sys.stderr.write(json.dumps({"error": err.to_dict()}) + "\n")
-        return
-    err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
-    for violation in err.field_violations:
-        err_console.print(f"  {escape(violation.field)}: {escape(violation.description)}")
-    if isinstance(err, UnauthenticatedError):
-        err_console.print("  (set REGISTRY_API_KEY or run `registry login`)")
-
-
-# --- human rendering ---------------------------------------------------------------
-
-
-def _when(ts: timestamp_pb2.Timestamp) -> str:
-    if not ts.seconds and not ts.nanos:
-        return ""
-    return ts.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _enum_label(wrapper: Any, value: int, prefix: str) -> str:
-    try:
-        return str(wrapper.Name(value)).removeprefix(prefix).lower()
-    except ValueError:
-        return str(value)
-
-
-def _role(value: int) -> str:
-    return _enum_label(r.RegistryRole, value, "REGISTRY_ROLE_") if value else "none"
-
-
-def _state(value: int) -> str:
-    return _enum_label(r.MigrationState, value, "MIGRATION_STATE_")
-
-
-def _join(values: Iterable[str]) -> str:
-    return ", ".join(values)
-
-
-def _short(name: str) -> str:
-    """The last id of a resource name, for compact tables."""
-    return name.rsplit("/", 1)[-1]
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def _details(rows: Sequence[tuple[str, object]], title: str | None = None) -> None:
-    table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        text = "" if value is None else str(value)
-        if text:
-            table.add_row(key, escape(text))
-    console.print(table)
-
-
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], empty: str) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    count = 0
-    for row in rows:
-        table.add_row(*(escape(str(c)) for c in row))
-        count += 1
-    if count:
-        console.print(table)
-    else:
-        console.print(f"[dim]{escape(empty)}[/dim]")
 
 
 def _show_registry(reg: r.Registry) -> None:
@@ -439,21 +194,6 @@ def _show_collection(col: r.Collection) -> None:
             ("description", col.description),
         ]
     )
-
-
-def _version_rows(versions: Iterable[r.CollectionVersion]) -> Iterable[Sequence[object]]:
-    for v in versions:
-        yield (
-            f"v{v.version_index}",
-            _join(v.aliases),
-            _join(v.tags),
-            v.artifact_version,
-            v.linked_by,
-            _when(v.create_time),
-        )
-
-
-VERSION_COLUMNS = ("VERSION", "ALIASES", "TAGS", "ARTIFACT VERSION", "LINKED BY", "CREATED")
 
 
 def _show_collection_version(v: r.CollectionVersion) -> None:
@@ -492,7 +232,7 @@ def _show_artifact_version(v: r.ArtifactVersion, *, manifest: bool = False) -> N
             ("description", v.description),
             (
                 "metadata",
-                json.dumps(json_format.MessageToDict(v.metadata)) if v.metadata.fields else "",
+                struct_json(v.metadata) if v.metadata.fields else "",
             ),
         ]
     )
@@ -559,7 +299,7 @@ def _show_access_changes(changes: Sequence[r.AccessChange], title: str) -> None:
 
 
 def _event_line(e: r.Event) -> str:
-    details = json.dumps(json_format.MessageToDict(e.details)) if e.details.fields else ""
+    details = struct_json(e.details) if e.details.fields else ""
     parts = (str(e.cursor), _when(e.time), e.type, e.actor, e.resource, details)
     return " ".join(part for part in parts if part)
 
@@ -658,10 +398,11 @@ def registry_list(
     order_by: OrderByOption = "",
     limit: LimitOption = None,
     organization: Annotated[str | None, typer.Option(help="Organization (default: yours).")] = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the registries you can see."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     registries = list(
         client.registries(filter=filter, order_by=order_by, organization=organization, limit=limit)
     )
@@ -740,10 +481,11 @@ def registry_members(
     ctx: typer.Context,
     registry: Annotated[str, typer.Argument(help="e.g. model.")],
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List who was granted a role in a registry."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     members = list(client.members(registry, limit=limit))
     _emit(
         list(members),
@@ -799,13 +541,12 @@ def registry_revoke(
 def registry_delete(
     ctx: typer.Context,
     registry: Annotated[str, typer.Argument(help="e.g. vision.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Delete a registry with its collections and links (artifacts stay)."""
     client = _client(ctx, output)
-    if not yes:
-        typer.confirm(f"Delete registry {registry} and all its links?", abort=True)
+    _confirm(f"Delete registry {registry} and all its links?", yes)
     client.delete_registry(registry)
     _emit(
         {"registry": registry, "deleted": True},
@@ -823,10 +564,11 @@ def collection_list(
     filter: FilterOption = "",
     order_by: OrderByOption = "",
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the collections of a registry."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     collections = list(client.collections(registry, filter=filter, order_by=order_by, limit=limit))
     _emit(
         list(collections),
@@ -849,10 +591,11 @@ def collection_show(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, help="Versions to list (0 = none).")
     ] = 20,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show a collection and its latest versions."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     col = client.collection(collection)
     versions = (
         list(client.versions(col.name, filter=filter, order_by="version_index desc", limit=limit))
@@ -947,6 +690,43 @@ def alias_remove(
     client = _client(ctx, output)
     updated = client.remove_alias(version, alias)
     _emit(updated, lambda: _show_collection_version(updated))
+
+
+@alias_app.command("history")
+def alias_history(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Argument(help="REGISTRY/COLLECTION, e.g. model/resnet.")],
+    alias: Annotated[str, typer.Argument(help="e.g. production.")],
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            help="Also say which version held it at this local time.",
+        ),
+    ] = None,
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Which versions held an alias, from when to when, and who moved it."""
+    client = _client(ctx, output, wide)
+    history = client.alias_history(collection, alias, at=None if at is None else at.timestamp())
+
+    def human() -> None:
+        _table(
+            ("VERSION", "FROM", "TO", "BY"),
+            (
+                (f"v{a.version_index}", _when(a.from_time), _when(a.to_time) or "now", a.actor)
+                for a in history.assignments
+            ),
+            f"{alias} was never set",
+        )
+        if at is not None:
+            index = history.version_index_at_time
+            held = f"v{index}" if index >= 0 else "no version"
+            console.print(f"At {at:%Y-%m-%d %H:%M:%S}: {held}")
+
+    _emit(history, human)
 
 
 @app.command()
@@ -1074,12 +854,44 @@ def artifact_use(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="Any path form, or an artifact version name.")],
     run_id: Annotated[str, typer.Option("--run-id", help="The run that consumes it.")],
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Resolve a path for a run, record the run as a consumer, and list the files."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     version = client.use(path, run_id)
     _emit(version, lambda: _show_artifact_version(version, manifest=True))
+
+
+@artifact_app.command("lineage")
+def artifact_lineage(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="Any path form, or an artifact version name.")],
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Where an artifact version comes from (the runs that logged it) and where it went (the
+    runs that used it, the collections and registered models that link it)."""
+    client = _client(ctx, output, wide)
+    lineage = client.lineage(version)
+
+    def human() -> None:
+        _details(
+            [
+                ("artifact version", lineage.artifact_version),
+                ("producing run", lineage.producing_run),
+                ("logged again by", _join(lineage.logging_runs)),
+                ("used by", _join(lineage.consuming_runs)),
+            ]
+        )
+        console.print()
+        _table(
+            ("LINKED AS", "ALIASES"),
+            ((link.path, _join(link.aliases)) for link in lineage.links),
+            "not linked anywhere",
+        )
+
+    _emit(lineage, human)
 
 
 # --- migration ----------------------------------------------------------------------
@@ -1093,10 +905,13 @@ TeamOption = Annotated[
 
 @migrate_app.command("plan")
 def migrate_plan(
-    ctx: typer.Context, team: TeamOption = None, output: OutputOption = OutputFormat.table
+    ctx: typer.Context,
+    team: TeamOption = None,
+    wide: WideOption = False,
+    output: OutputOption = OutputFormat.table,
 ) -> None:
     """Dry run: what a migration would create, map and warn about (changes nothing)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     plan = client.plan_migration(team or [])
 
     def human() -> None:
@@ -1184,10 +999,14 @@ def migrate_start(
     ctx: typer.Context,
     team: TeamOption = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end.")] = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Start migrating legacy Model Registries (exit 1 under --watch unless it succeeds)."""
+    """Start migrating legacy Model Registries (exit 1 under --watch unless it succeeds).
+    Without --team it migrates every team of the organization, after asking (--yes)."""
     client = _client(ctx, output)
+    if not team:
+        _confirm("Migrate the legacy Model Registry of EVERY team in the organization?", yes)
     migration = client.start_migration(team or [])
     if watch:
         if _is_json():
@@ -1207,10 +1026,11 @@ def migrate_status(
         bool, typer.Option("--watch", "-w", help="Live progress until it ends.")
     ] = False,
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Show a migration (or list them); --watch follows it with a progress bar."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     if migration is None:
         if watch:
             raise typer.BadParameter("--watch needs a migration", param_hint="--watch")
@@ -1273,13 +1093,16 @@ def migrate_rollback(
     migration: Annotated[str, typer.Argument(help="Migration id or name.")],
     dry_run: DryRunOption = False,
     force: ForceOption = False,
+    yes: YesOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Undo a migration: every change made in the migrated registries that has a legacy
     equivalent goes back into the legacy registries, which are writable again, and the
     migrated registries are removed. Refused (exit 5, listing them) when some changes
-    have no legacy equivalent, unless --force."""
+    have no legacy equivalent, unless --force. Asks first unless --yes or --dry-run."""
     client = _client(ctx, output)
+    if not dry_run:
+        _confirm(f"Roll back migration {migration} and remove its registries?", yes)
     result = client.rollback_migration(migration, validate_only=dry_run, force=force)
     _emit(result, lambda: _show_undo(result, dry_run))
 
@@ -1315,10 +1138,11 @@ def events_list(
     registry: ParentOption = None,
     filter: FilterOption = "",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List past events (audit history)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     events = list(client.events(registry, filter=filter, limit=limit))
     _emit(
         list(events),
@@ -1460,10 +1284,11 @@ def automation_list(
     ctx: typer.Context,
     parent: Annotated[str, typer.Argument(help="A registry (model) or collection (model/resnet).")],
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List the automations of a registry or collection."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     found = list(client.automations(parent, limit=limit))
     _emit(
         list(found),
@@ -1563,10 +1388,11 @@ def automation_deliveries(
     ctx: typer.Context,
     name: AutomationName,
     limit: LimitOption = None,
+    wide: WideOption = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """List an automation's delivery attempts, oldest first (registry admins)."""
-    client = _client(ctx, output)
+    client = _client(ctx, output, wide)
     found = list(client.deliveries(name, limit=limit))
     _emit(
         list(found),
@@ -1595,7 +1421,7 @@ def automation_deliveries(
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script: runs a command and maps failures to exit codes."""
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="registry")
+        command_of(app)(args=list(argv) if argv is not None else None, prog_name="registry")
     except RegistryError as err:
         _report(err)
         sys.exit(exit_code(err))

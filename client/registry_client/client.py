@@ -401,6 +401,28 @@ class Client:
             r.Organization,
         )
 
+    def update_organization(
+        self,
+        name: str | None = None,
+        *,
+        display_name: str | None = None,
+        legacy_model_registry_enabled: bool | None = None,
+    ) -> r.Organization:
+        """Changes only the fields given (organization admins)."""
+        changes = _changes(
+            display_name=display_name, legacy_model_registry_enabled=legacy_model_registry_enabled
+        )
+        return self._write(
+            self.stubs.organizations.UpdateOrganization,
+            org_pb.UpdateOrganizationRequest(
+                organization=r.Organization(
+                    name=names.organization_name(name, self._org), **changes
+                ),
+                update_mask=_mask(changes),
+            ),
+            r.Organization,
+        )
+
     def users(
         self,
         *,
@@ -457,6 +479,31 @@ class Client:
             r.User,
         )
 
+    def update_user(
+        self,
+        name: str,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        org_role: str | int | None = None,
+    ) -> r.User:
+        """Changes only the fields given (`org_role`: organization admins)."""
+        changes = _changes(
+            display_name=display_name,
+            email=email,
+            org_role=None
+            if org_role is None
+            else _enum(r.OrgRole, "ORG_ROLE_", org_role, "org_role"),
+        )
+        return self._write(
+            self.stubs.organizations.UpdateUser,
+            org_pb.UpdateUserRequest(
+                user=r.User(name=names.user_name(name, "user.name"), **changes),
+                update_mask=_mask(changes),
+            ),
+            r.User,
+        )
+
     def create_api_key(self, user: str | None = None, *, description: str = "") -> r.ApiKey:
         """A new key for `user` (default: the caller); its `secret` is only returned here."""
         parent = names.user_name(user) if user else self.whoami().name
@@ -464,6 +511,29 @@ class Client:
             self.stubs.organizations.CreateApiKey,
             org_pb.CreateApiKeyRequest(parent=parent, description=description),
             r.ApiKey,
+        )
+
+    def api_keys(
+        self, user: str | None = None, *, page_size: int = 0, limit: int | None = None
+    ) -> Pager[r.ApiKey]:
+        """The keys of `user` (default: the caller), never their secrets."""
+        parent = names.user_name(user, "parent") if user else self.whoami().name
+        return self._pager(
+            self.stubs.organizations.ListApiKeys,
+            lambda token: org_pb.ListApiKeysRequest(
+                parent=parent, page_size=page_size, page_token=token
+            ),
+            org_pb.ListApiKeysResponse,
+            lambda resp: resp.api_keys,
+            limit,
+        )
+
+    def delete_api_key(self, name: str) -> None:
+        """Revokes a key (`USER/KEY` or `users/USER/apiKeys/KEY`): it stops working at once."""
+        self._write(
+            self.stubs.organizations.DeleteApiKey,
+            org_pb.DeleteApiKeyRequest(name=names.api_key_name(name)),
+            empty_pb2.Empty,
         )
 
     def teams(
@@ -534,6 +604,17 @@ class Client:
         return self._write(
             self.stubs.organizations.AddTeamMember,
             org_pb.AddTeamMemberRequest(
+                team=names.team_name(team),
+                user=names.user_name(user),
+                role=_enum(r.TeamRole, "TEAM_ROLE_", role, "role"),
+            ),
+            r.TeamMember,
+        )
+
+    def update_team_member(self, team: str, user: str, role: str | int) -> r.TeamMember:
+        return self._write(
+            self.stubs.organizations.UpdateTeamMember,
+            org_pb.UpdateTeamMemberRequest(
                 team=names.team_name(team),
                 user=names.user_name(user),
                 role=_enum(r.TeamRole, "TEAM_ROLE_", role, "role"),
@@ -1118,6 +1199,28 @@ class Client:
         )
 
     # --- legacy Model Registry ---------------------------------------------------
+
+    def create_registered_model(
+        self,
+        model: str,
+        *,
+        description: str = "",
+        tags: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> r.RegisteredModel:
+        """Creates `team/model` in the team's legacy Model Registry."""
+        team, model_id = names.registered_model_ref(model, "registered_model_id")
+        return self._create(
+            self.stubs.legacy.CreateRegisteredModel,
+            legacy_pb.CreateRegisteredModelRequest(
+                parent=team,
+                registered_model_id=model_id,
+                description=description,
+                tags=list(tags),
+                request_id=request_id or new_request_id(),
+            ),
+            r.RegisteredModel,
+        )
 
     def registered_models(
         self,

@@ -181,6 +181,18 @@ def user_name(value: str, field: str = "user") -> str:
     return f"users/{value}"
 
 
+def api_key_name(value: str, field: str = "name") -> str:
+    """`alice/KEY_ID` or `users/alice/apiKeys/KEY_ID`."""
+    parts = _segments(value, field)
+    if parts[0] == "users":
+        if len(parts) != 4 or parts[2] != "apiKeys":
+            raise invalid_argument(field, f"{value!r} is not users/USER/apiKeys/KEY")
+        return value
+    if len(parts) != 2:
+        raise invalid_argument(field, f"{value!r}: expected USER/KEY or users/USER/apiKeys/KEY")
+    return f"users/{parts[0]}/apiKeys/{parts[1]}"
+
+
 def member_name(value: str, field: str = "member") -> str:
     """`users/alice`, `teams/vision`, or a bare user id."""
     parts = _segments(value, field)

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from registry_client.version import version_option
+
 from .api.settings import RunnerMode, Settings, replica_name
 from .domain.errors import RegistryError
 from .logs import LogFormat
@@ -22,6 +24,13 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 admin_app = typer.Typer(help="Service administration from the database.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, version_option("registry-server")] = False,
+) -> None:
+    """Artifact registry server."""
 
 
 DatabaseUrl = Annotated[

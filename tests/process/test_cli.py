@@ -9,11 +9,8 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,83 +18,10 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Client, RetryPolicy
 from registry_client import webhooks as standard_webhooks
 
+from ..support.cli import COMMAND, DENIED, ERROR, INVALID, NOT_FOUND, OK, USAGE, Cli, assert_code
 from ..support.servers import ServerThread, mtls_server
 from ..support.webhooks import Receiver, serve_receiver
-from ..support.world import Person, World, unique
-
-OK, ERROR, USAGE, NOT_FOUND, DENIED, INVALID = 0, 1, 2, 3, 4, 5
-
-_SCRIPT = Path(sys.executable).with_name("registry")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "registry_client.cli"]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        assert self.code == OK, f"exit {self.code}: {self.stderr}"
-        return json.loads(self.stdout)
-
-    def lines(self) -> list[Any]:
-        assert self.code == OK, f"exit {self.code}: {self.stderr}"
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-    def error(self) -> dict[str, Any]:
-        """The `{"error": ...}` a failed `--output json` command writes to stderr."""
-        payload = json.loads(self.stderr.strip().splitlines()[-1])
-        assert set(payload) == {"error"}
-        return dict(payload["error"])
-
-
-@dataclass
-class Cli:
-    """Runs `registry` with a clean environment: this key, this server, this config dir."""
-
-    target: str | None
-    key: str | None
-    config_dir: Path
-
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        env.update(
-            REGISTRY_CONFIG_DIR=str(self.config_dir),
-            COLUMNS="250",
-            NO_COLOR="1",
-            TERM="dumb",
-        )
-        if self.target:
-            env["REGISTRY_ADDRESS"] = self.target
-        if self.key:
-            env["REGISTRY_API_KEY"] = self.key
-        env.update(extra or {})
-        return env
-
-    def __call__(
-        self,
-        *args: str,
-        input: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 60,
-    ) -> Result:
-        done = subprocess.run(
-            [*COMMAND, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self.env(env),
-            timeout=timeout,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    def as_(self, person: Person) -> Cli:
-        return Cli(self.target, person.key, self.config_dir)
-
-    def json(self, *args: str) -> Any:
-        return self(*args, "--output", "json").json()
+from ..support.world import World, unique
 
 
 @pytest.fixture
@@ -125,12 +49,6 @@ def team_with_project(admin: Client) -> str:
     admin.create_team(team)
     admin.create_project(team, "training")
     return team
-
-
-def assert_code(result: Result, code: int, error_code: str | None = None) -> None:
-    assert result.code == code, f"expected exit {code}, got {result.code}: {result.stderr}"
-    if error_code is not None:
-        assert result.error()["code"] == error_code
 
 
 # --- usage and help ----------------------------------------------------------------------
@@ -534,7 +452,7 @@ def test_migrate_start_watch_exits_1_when_the_migration_does_not_succeed(
     started = admin.start_migration([team])
     final = admin.wait_for_migration(started.name, timeout=60)
     assert final.state == r.MIGRATION_STATE_SUCCEEDED
-    rolled_back = cli.json("migrate", "rollback", started.name)
+    rolled_back = cli.json("migrate", "rollback", started.name, "--yes")
     assert rolled_back["state"] == "MIGRATION_STATE_ROLLED_BACK"
     watched = cli("migrate", "status", started.name, "--watch", "-o", "json")
     assert watched.code == ERROR
@@ -566,12 +484,12 @@ def test_migrate_rollback_dry_run_refusal_and_force(
     assert "would be carried back" in human.stdout and "1 change(s) would be lost" in human.stdout
     assert admin.migration(started.name).state == r.MIGRATION_STATE_SUCCEEDED
 
-    refused = cli("migrate", "rollback", started.name, "-o", "json")
+    refused = cli("migrate", "rollback", started.name, "--yes", "-o", "json")
     assert_code(refused, INVALID, "FAILED_PRECONDITION")
     assert refused.error()["reason"] == "UNDO_WOULD_LOSE_CHANGES"
     assert "brand-new" in refused.error()["message"]
 
-    forced = cli("migrate", "rollback", started.name, "--force")
+    forced = cli("migrate", "rollback", started.name, "--force", "-y")
     assert forced.code == OK, forced.stderr
     assert "lost (forced)" in forced.stdout and "brand-new" in forced.stdout
     final = admin.migration(started.name)
