@@ -8,6 +8,8 @@ import os
 import socket
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,13 @@ import typer
 from .api.settings import EventLoop, RunnerMode, Settings
 from .domain.errors import RegistryError
 from .service.retention import Retention
-from .storage.db import Database, env_url, require_current_schema, safe_url
+from .storage.db import (
+    Database,
+    describe_database,
+    env_url,
+    require_current_schema,
+    safe_url,
+)
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -31,7 +39,7 @@ DatabaseUrl = Annotated[
         "--database-url",
         envvar="REGISTRY_DATABASE_URL",
         help="SQLAlchemy URL (sqlite:///file.db or postgresql://user@host/db). "
-        "Default: registry.db in the working directory.",
+        "Default: registry.db in the working directory (`make run`: the repository's).",
     ),
 ]
 
@@ -176,13 +184,15 @@ def serve(
 ) -> None:
     """Serve the registry over gRPC."""
     from .api.app import App
-    from .api.server import TlsConfig, run_on_loop, serve_forever
+    from .api.server import TlsConfig, check_listenable, run_on_loop, serve_forever
 
     setup_logging(log_level)
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    with _listen_error_in_one_line():  # before the database: a taken port says only that
+        check_listenable(address)
     db = current_database(database_url)
     settings = Settings(
         auth_cache_ttl=auth_cache_ttl,
@@ -205,7 +215,19 @@ def serve(
     except ValueError as err:  # an allow-list entry or the key file
         db.dispose()
         raise typer.BadParameter(str(err)) from None
-    run_on_loop(serve_forever(served, address, tls, grace), event_loop)
+    with _listen_error_in_one_line():  # taken since the check
+        run_on_loop(serve_forever(served, address, tls, grace), event_loop)
+
+
+@contextmanager
+def _listen_error_in_one_line() -> Iterator[None]:
+    from .api.server import ListenError
+
+    try:
+        yield
+    except ListenError as err:  # the address is taken or wrong: no traceback
+        typer.echo(f"registry-server: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _comma_list(values: list[str] | None) -> list[str]:
@@ -300,7 +322,9 @@ def bootstrap(
     database already has an organization."""
     from .service import organizations as orgs
 
-    db = Database(database_url or env_url())
+    url = database_url or env_url()
+    typer.echo(f"registry-server: bootstrapping {describe_database(url)}", err=True)
+    db = Database(url)
     try:
         require_current_schema(db)
         with db.write() as s:
