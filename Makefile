@@ -5,15 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUF    := node_modules/.bin/buf
-ADDRESS ?= 127.0.0.1:50051
-DATABASE_URL ?= sqlite:///$(CURDIR)/registry.db
+# make run ADDRESS=... or REGISTRY_ADDRESS=... make run; the same for the database
+ADDRESS ?= $(or $(REGISTRY_ADDRESS),127.0.0.1:50051)
+DATABASE_URL ?= $(or $(REGISTRY_DATABASE_URL),sqlite:///$(CURDIR)/registry.db)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run test test-quick test-sqlite test-postgres lint generate protos protos-check bench bench-postgres fuzz soak clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}' | \
+		sed -e 's|$$(ADDRESS)|$(ADDRESS)|' -e 's|$$(DATABASE_URL)|$(DATABASE_URL)|'
 
 setup: $(STAMP) ## Create .venv and install the project with its dev extras
 $(STAMP): pyproject.toml
@@ -38,7 +40,7 @@ protos-check: generate ## Fail when the checked-in stubs are stale
 		{ echo "stale generated code: client/registry/v1/$$(basename $$f) (run make protos)"; exit 1; }; done; \
 	echo "generated stubs are up to date"
 
-run: $(STAMP) ## Serve on $(ADDRESS) over an embedded SQLite file (registry.db)
+run: $(STAMP) ## Serve on $(ADDRESS) over $(DATABASE_URL)
 	$(BIN)/registry-server serve --address $(ADDRESS) --database-url $(DATABASE_URL)
 
 test: $(STAMP) generate ## Run the suite on SQLite, and on PostgreSQL when REGISTRY_TEST_POSTGRES_URL is set

@@ -164,6 +164,30 @@ def _status_details(exc: Any) -> status_pb2.Status | None:
     return None
 
 
+# What grpc says when the two ends disagree on TLS, before any answer: a plaintext client
+# sees the TLS server close the connection; a TLS client's handshake meets plaintext.
+_PLAINTEXT_TO_TLS = "Socket closed"
+_TLS_TO_PLAINTEXT = "handshake failed"
+TLS_MISMATCH = "TLS_MISMATCH"
+
+
+def _connection_hint(message: str) -> str:
+    """A sentence naming a likely TLS mismatch for an UNAVAILABLE `message`, or ''."""
+    if "failed to connect" not in message:
+        return ""
+    if _TLS_TO_PLAINTEXT in message.lower():
+        return (
+            "TLS handshake failed: the server may not serve TLS (connect without TLS), "
+            "or does not present a certificate your CA bundle trusts"
+        )
+    if _PLAINTEXT_TO_TLS in message:
+        return (
+            "the server closed the connection before answering: it may serve TLS only "
+            "(connect with TLS: root certificates, `registry --ca-cert` or `--tls`)"
+        )
+    return ""
+
+
 def from_rpc_error(exc: grpc.RpcError) -> RegistryError:
     """Turns a failed call into the matching typed exception."""
     code_fn = getattr(exc, "code", None)
@@ -188,6 +212,9 @@ def from_rpc_error(exc: grpc.RpcError) -> RegistryError:
                 violations.extend(
                     FieldViolation(v.field, v.description) for v in bad.field_violations
                 )
+    hint = _connection_hint(str(message)) if code is grpc.StatusCode.UNAVAILABLE else ""
+    if hint:
+        message, reason = f"{hint} ({message})", TLS_MISMATCH
     return error_class(code)(
         str(message),
         code=code,

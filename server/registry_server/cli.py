@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +19,13 @@ from .domain.errors import RegistryError
 from .logs import LogFormat
 from .logs import configure as configure_logging
 from .service.retention import Retention
-from .storage.db import Database, env_url, require_current_schema, safe_url
+from .storage.db import (
+    Database,
+    describe_database,
+    env_url,
+    require_current_schema,
+    safe_url,
+)
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -39,7 +47,7 @@ DatabaseUrl = Annotated[
         "--database-url",
         envvar="REGISTRY_DATABASE_URL",
         help="SQLAlchemy URL (sqlite:///file.db or postgresql://user@host/db). "
-        "Default: registry.db in the working directory.",
+        "Default: registry.db in the working directory (`make run`: the repository's).",
     ),
 ]
 
@@ -194,7 +202,7 @@ def serve(
     from .api import tracing
     from .api.app import App
     from .api.metrics import parse_address
-    from .api.server import TlsConfig, run_on_loop, serve_forever
+    from .api.server import TlsConfig, check_listenable, run_on_loop, serve_forever
 
     setup_logging(log_level, log_format)
     try:
@@ -212,6 +220,8 @@ def serve(
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    with _listen_error_in_one_line():  # before the database: a taken port says only that
+        check_listenable(address)
     db = current_database(database_url)
     settings = Settings(
         auth_cache_ttl=auth_cache_ttl,
@@ -235,7 +245,19 @@ def serve(
     except ValueError as err:  # an allow-list entry or the key file
         db.dispose()
         raise typer.BadParameter(str(err)) from None
-    run_on_loop(serve_forever(served, address, tls, grace))
+    with _listen_error_in_one_line():  # taken since the check
+        run_on_loop(serve_forever(served, address, tls, grace))
+
+
+@contextmanager
+def _listen_error_in_one_line() -> Iterator[None]:
+    from .api.server import ListenError
+
+    try:
+        yield
+    except ListenError as err:  # the address is taken or wrong: no traceback
+        typer.echo(f"registry-server: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _comma_list(values: list[str] | None) -> list[str]:
@@ -324,7 +346,9 @@ def bootstrap(
     database already has an organization."""
     from .service import organizations as orgs
 
-    db = Database(database_url or env_url())
+    url = database_url or env_url()
+    typer.echo(f"registry-server: bootstrapping {describe_database(url)}", err=True)
+    db = Database(url)
     try:
         require_current_schema(db)
         with db.write() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from registry.v1 import (
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb2
 from registry.v1 import legacy_model_registry_service_pb2_grpc as legacy_pb2_grpc
 
+from ..storage.db import describe_database
 from ..workers import write_child
 from ..workers.commit_listener import listen_for_commits
 from ..workers.event_hub import run_event_hub
@@ -134,6 +136,26 @@ def _serve_reflection(names: list[str], server: grpc.aio.Server) -> None:
         )
 
 
+class ListenError(OSError):
+    """The server cannot listen on its address (taken, not local, malformed)."""
+
+
+def check_listenable(address: str) -> None:
+    """Raises ListenError when `address` cannot be bound, as the operating system says
+    why (grpc only logs a line of its own and says "Failed to bind")."""
+    host, _, port = address.rpartition(":")
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            probe.bind(sockaddr)
+    except (OSError, ValueError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        raise ListenError(f"cannot listen on {address}: {why.lower()}") from None
+
+
 class RegistryServer:
     def __init__(self, app: App, address: str, tls: TlsConfig | None = None) -> None:
         self.app = app
@@ -180,12 +202,16 @@ class RegistryServer:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:
-        if self.tls:
-            self.port = self.server.add_secure_port(self.address, self.tls.credentials())
-        else:
-            self.port = self.server.add_insecure_port(self.address)
+        check_listenable(self.address)
+        try:
+            if self.tls:
+                self.port = self.server.add_secure_port(self.address, self.tls.credentials())
+            else:
+                self.port = self.server.add_insecure_port(self.address)
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.address}")
+            raise ListenError(f"cannot listen on {self.address}")
         if self.calls is not None:
             address = self.app.settings.metrics_address
             self.metrics = MetricsServer(self.app, self.calls, address)
@@ -200,11 +226,12 @@ class RegistryServer:
             self._tasks.append(asyncio.create_task(start(self.app)))
         loop = type(asyncio.get_running_loop())
         log.info(
-            "serving on %s (port %d, %s.%s)",
+            "serving on %s (port %d, %s.%s) over %s",
             self.address,
             self.port,
             loop.__module__,
             loop.__name__,
+            describe_database(self.app.db.url),
         )
         return self.port
 
@@ -251,7 +278,12 @@ def run_on_loop(main: Coroutine[Any, Any, None]) -> None:
 async def serve_forever(app: App, address: str, tls: TlsConfig | None, grace: float) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     server = RegistryServer(app, address, tls)
-    await server.start()
+    try:
+        await server.start()
+    except ListenError:
+        await app.aclose()
+        app.close()
+        raise
     freeze_heap()  # what start-up built is never scanned by a full collection again
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -284,5 +284,15 @@ def safe_url(url: str) -> str:
         return "<database url>"
 
 
+def describe_database(url: str) -> str:
+    """`url` for messages: without its password, a SQLite file by its absolute path and,
+    when the file is not there yet, said to be new."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return safe_url(url)
+    path = Path(str(parsed.database)).resolve()
+    return f"sqlite:///{path}" + ("" if path.exists() else " (a new file)")
+
+
 def env_url() -> str:
     return os.environ.get("REGISTRY_DATABASE_URL") or default_url()
