@@ -109,7 +109,8 @@ def record_event(
             "details": details or {},
         }
     )
-    # Read by event_log after commit to wake this replica's watchers at once.
+    # Read after commit by the event hub (workers/event_hub.py) to wake this replica's
+    # watchers at once.
     target.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
 
 

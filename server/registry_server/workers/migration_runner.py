@@ -38,7 +38,7 @@ FAILURES_BEFORE_GIVING_UP = 20
 BATCH_DELAY_ENV = "REGISTRY_MIGRATION_BATCH_DELAY_MS"
 
 
-# --- wake-up -----------------------------------------------------------------
+# --- wake-up --------------------------------------------------------------------------
 
 _wakeups: weakref.WeakKeyDictionary[App, asyncio.Event] = weakref.WeakKeyDictionary()
 
@@ -251,7 +251,7 @@ async def _release_on_shutdown(db: Database, migration_id: int, lease: Lease) ->
         log.info("migration %d: lease left to expire", migration_id)
 
 
-# --- the child's side -------------------------------------------------------------------
+# --- the child's side -----------------------------------------------------------------
 
 
 class _StdinWatch(asyncio.Protocol):
