@@ -421,7 +421,7 @@ async def migrate_under_load(
 
 ACCESS_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO registry\.access "
-    r"/registry\.v1\.ArtifactService/ResolvePath OK ([\d.]+)ms$"
+    r"/registry\.v1\.ArtifactService/ResolvePath OK ([\d.]+)ms "  # principal, peer, id
 )
 
 

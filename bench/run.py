@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import h2load, h2post
 from bench.host import cpu_seconds, free_port, machine, wait_serving
@@ -129,9 +131,17 @@ class ServerProcess:
     """`registry-server serve` as a subprocess, with RSS and CPU sampling."""
 
     def __init__(
-        self, url: str, *, log_level: str, log_dir: Path, workers: int | None = None
+        self,
+        url: str,
+        *,
+        log_level: str,
+        log_dir: Path,
+        workers: int | None = None,
+        metrics: bool = False,
     ) -> None:
         self.port = free_port()
+        # --metrics: /metrics served (and scraped once a case is done, as Prometheus would)
+        self.metrics_port = free_port() if metrics else 0
         self.url = url
         self.log_path = log_dir / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -146,6 +156,7 @@ class ServerProcess:
                 "--log-level",
                 log_level,
                 *(["--workers", str(workers)] if workers else []),
+                *(["--metrics-address", f"127.0.0.1:{self.metrics_port}"] if metrics else []),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -573,6 +584,9 @@ def run_case(
             notes.append("ran out of requests before the end; raise the *_RATE_CEILING")
     cpu = server.cpu_seconds() - cpu_before
     total = requests + failed
+    counted = _counted(server.metrics_port, case.method) if server.metrics_port else 0
+    if counted:  # health checks are not counted
+        notes.append(f"/metrics counted {counted:,.0f} calls")
     return CaseResult(
         case=case.name,
         label=case.label,
@@ -587,6 +601,18 @@ def run_case(
         server_rss_mb=round(server.rss_mb(), 1),
         notes=notes,
     )
+
+
+def _counted(port: int, method: str) -> float:
+    """registry_rpc_requests_total of `method` at /metrics (0: a method not counted)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        for family in text_string_to_metric_families(answer.read().decode()):
+            for sample in family.samples:
+                if sample.name == "registry_rpc_requests_total" and sample.labels.get(
+                    "method"
+                ) == method.lstrip("/"):
+                    return float(sample.value)
+    return 0.0
 
 
 # --- sizes ------------------------------------------------------------------------------
@@ -625,6 +651,7 @@ def run_sizes(
     log_level: str,
     log_dir: Path,
     workers: int | None = None,
+    metrics: bool = False,
 ) -> list[SizeRun]:
     """Seeds every size and starts a server on each, then runs each case on every size
     in turn: a case's 1M figure and its 1k figure are measured seconds apart rather
@@ -641,7 +668,9 @@ def run_sizes(
             print(
                 f"[{label}] seeded {sum(sd.rows.values()):,} rows in {sd.seconds:.1f} s", flush=True
             )
-            server = ServerProcess(url, log_level=log_level, log_dir=log_dir, workers=workers)
+            server = ServerProcess(
+                url, log_level=log_level, log_dir=log_dir, workers=workers, metrics=metrics
+            )
             stack.callback(server.stop)  # before its database is dropped
             server.wait_healthy()
             running.append(_Size(n, label, sd, server))
@@ -806,6 +835,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the server's --workers (default: the server's, 4)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve with --metrics-address (what counting every call costs)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.duration = "1k", 3.0
@@ -834,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.server_log_level,
             log_dir=Path(logs),
             workers=args.server_workers,
+            metrics=args.metrics,
         )
     print_table(db, runs, host)
     checked = targets(runs)
@@ -855,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
             "warm_up_s": args.warm_up,
             "server_log_level": args.server_log_level,
             "server_workers": args.server_workers or 4,
+            "server_metrics": args.metrics,
             "list_filter": LIST_FILTER,
         },
         "runs": [asdict(run) for run in runs],

@@ -1,9 +1,12 @@
-"""Metrics and traces of a server, through the real server and the generated stubs:
-a /metrics scrape after traffic (per-method calls, errors by code, latency, kept
-replies, webhook attempts, pools, migrations) and an OpenTelemetry span per call."""
+"""Metrics, traces and access lines of a server, through the real server and the
+generated stubs: a /metrics scrape after traffic (per-method calls, errors by code,
+latency, kept replies, webhook attempts, pools, migrations), an OpenTelemetry span per
+call, and the access line of a call as text and as JSON."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.api.app import App, Settings
+from registry_server.logs import LogFormat, LogFormatter
 from registry_server.storage.db import Database
 
 from ..support.content import link, log_version, member_lab_and_registry, registry_path
@@ -149,3 +153,29 @@ def test_each_call_is_a_span_with_its_status(world: World, observed: Observed) -
     assert failed.status.status_code is StatusCode.UNSET
     for span in (ok, failed):  # never the key
         assert person.key not in str(dict(span.attributes or {}))
+
+
+def test_access_lines_carry_the_call_as_text_and_as_json(
+    world: World, observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = world.person("owner")
+    lab, registry = member_lab_and_registry(world, owner)
+    link(owner, registry, "resnet", log_version(lab).name, ["production"])
+    stubs = _stubs(observed, owner.key)
+    request = apb.ResolvePathRequest(path=registry_path(registry, "resnet", ":production"))
+    with caplog.at_level(logging.INFO, logger="registry.access"):
+        for _ in range(2):  # the second is a kept reply
+            stubs.artifacts.ResolvePath(request, metadata=[("x-request-id", "rid-7")])
+    records = [
+        record
+        for record in caplog.records
+        if getattr(record, "call", {}).get("request_id") == "rid-7"
+    ]
+    assert [record.call.get("detail", "") for record in records] == ["", "kept"]  # type: ignore[attr-defined]
+    text = LogFormatter(LogFormat.text).format(records[1])
+    assert f"/{RESOLVE} OK (kept) " in text and f" {owner.name} " in text
+    line = json.loads(LogFormatter(LogFormat.json).format(records[1]))
+    assert line["method"] == f"/{RESOLVE}" and line["code"] == "OK" and line["detail"] == "kept"
+    assert line["principal"] == owner.name and line["request_id"] == "rid-7"
+    assert line["peer"].startswith("ipv") and line["duration_ms"] >= 0
+    assert owner.key not in text and owner.key not in json.dumps(line)

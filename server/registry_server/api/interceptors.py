@@ -335,7 +335,9 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if observe is not None:
                         observe(code, seconds)
                     if log.isEnabledFor(logging.INFO):
-                        self._log_call(context, method, code, seconds, token, "kept" * kept)
+                        self._log_call(
+                            context, method, code, seconds, token, "kept" if kept else ""
+                        )
 
             def serialize_reply(reply: Any) -> bytes:
                 # kept replies are already serialized
