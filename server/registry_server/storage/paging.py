@@ -77,14 +77,13 @@ def fetch_page(
     size: int,
     token: str,
     query: tuple[Any, ...],
-    key_of: Any = None,
 ) -> Page:
     """Runs `stmt` ordered by `keys`, after the token's position, one page long.
 
     `query` identifies the listing (parent, filter) so a token cannot be replayed
-    against another one; the order is added to it here. `key_of(row)` extracts the sort
-    key values from a row; by default each key's value is read from the row's entity of
-    the key's class, or else from the row's column of the key's name.
+    against another one; the order is added to it here. The next token holds the last
+    row's sort key values, each read from the row's entity of the key's class, or else
+    from the row's column of the key's name.
     """
     n = page_size(size)
     query = (*query, [(str(k.column), k.descending) for k in keys])
@@ -97,8 +96,8 @@ def fetch_page(
     if len(rows) > n:
         rows = rows[:n]
         last = rows[-1]
-        key = key_of(last) if key_of else tuple(_key_value(last, k.column) for k in keys)
-        next_token = encode_token(tuple(key), query)
+        key = tuple(_key_value(last, k.column) for k in keys)
+        next_token = encode_token(key, query)
     return Page(rows, next_token)
 
 
