@@ -188,6 +188,13 @@ def test_a_tls_mismatch_says_so(bootstrapped_file: tuple[str, str], tmp_path: Pa
             client.whoami()
         assert err.value.reason == TLS_MISMATCH
         assert "TLS handshake failed: the server may not serve TLS" in err.value.message
+        # nobody listening is not a TLS mismatch
+        with (
+            Client(f"127.0.0.1:{free_port()}", key, timeout=2) as client,
+            pytest.raises(UnavailableError) as refused,
+        ):
+            client.whoami()
+        assert refused.value.reason == "UNAVAILABLE" and "TLS" not in refused.value.message
     finally:
         tls.stop()
         plain.stop()

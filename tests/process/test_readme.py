@@ -168,8 +168,8 @@ class Shell:
                 return -1, "".join(output) + f"\n(no end after {COMMAND_TIMEOUT:.0f} s)"
             if line is None:
                 return -1, "".join(output) + "\n(the shell ended)"
-            if line.startswith(self.mark):
-                return int(line.split()[1]), "".join(output)
+            if line.startswith(self.mark):  # after the newline printf added
+                return int(line.split()[1]), "".join(output).removesuffix("\n")
             output.append(line)
 
     def close(self) -> None:
@@ -196,21 +196,47 @@ def test_every_readme_example_runs_in_order(tmp_path: Path) -> None:
     shell = Shell(work, env)
     try:
         server.wait_healthy()
-        for example in examples(README.read_text()):
-            if example.skip:
-                continue
-            for command in example.commands:
-                text = command.text
-                for default in DEFAULT_ADDRESSES:
-                    text = text.replace(default, address)
-                status, output = shell.run(text)
-                assert status == command.expected_exit, (
-                    f"README.md:{command.line}: exit {status} (expected "
-                    f"{command.expected_exit}) from\n{command.text}\n--- output ---\n{output}"
-                )
+        run_examples(README.read_text(), shell, address)
     finally:
         shell.close()
         server.stop()
+
+
+def run_examples(text: str, shell: Shell, address: str) -> None:
+    """Runs the examples of `text` in `shell`; fails at the first one that fails."""
+    for example in examples(text):
+        if example.skip:
+            continue
+        for command in example.commands:
+            typed = command.text
+            for default in DEFAULT_ADDRESSES:
+                typed = typed.replace(default, address)
+            status, output = shell.run(typed)
+            assert status == command.expected_exit, (
+                f"README.md:{command.line}: exit {status} (expected "
+                f"{command.expected_exit}) from\n{command.text}\n--- output ---\n{output}"
+            )
+
+
+def test_a_failing_example_names_its_line(tmp_path: Path) -> None:
+    """The runner itself: variables carry across blocks, markers apply, skipped blocks do
+    not run, and a failure names the README line of the command."""
+    text = "\n".join([
+        "Intro.", "", "```sh", "GREETING=hello", "```",
+        '<!-- doc-test: exit 3 "exit 3" (a command that fails on purpose) -->',
+        "```console", "$ test \"$GREETING\" = hello", "$ (exit 3)", "```",
+        "<!-- doc-test: skip (never runs) -->", "```sh", "false", "```",
+        "```python", "print('localhost:50051')", "```",
+        "```console", "$ echo one \\", "    two", "$ test \"$GREETING\" = bye", "```",
+    ])  # fmt: skip
+    (tmp_path / ".venv").symlink_to(BIN.parent)
+    shell = Shell(tmp_path, dict(os.environ))
+    try:
+        with pytest.raises(AssertionError, match=r"README.md:21: exit 1 \(expected 0\)"):
+            run_examples(text.replace('"exit 3"', '"(exit 3)"'), shell, "127.0.0.1:1")
+        assert shell.run("echo $GREETING") == (0, "hello\n")
+    finally:
+        shell.close()
 
 
 def test_skips_are_few_and_say_why() -> None:

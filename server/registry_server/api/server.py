@@ -144,6 +144,8 @@ def check_listenable(address: str) -> None:
     """Raises ListenError when `address` cannot be bound, as the operating system says
     why (grpc only logs a line of its own and says "Failed to bind")."""
     host, _, port = address.rpartition(":")
+    if not port.isdigit() or address.startswith("unix"):  # unix sockets: grpc says
+        return
     try:
         family, kind, proto, _, sockaddr = socket.getaddrinfo(
             host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -151,8 +153,8 @@ def check_listenable(address: str) -> None:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
             probe.bind(sockaddr)
-    except (OSError, ValueError) as err:
-        why = getattr(err, "strerror", None) or str(err)
+    except OSError as err:
+        why = err.strerror or str(err)
         raise ListenError(f"cannot listen on {address}: {why.lower()}") from None
 
 
