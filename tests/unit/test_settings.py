@@ -27,6 +27,7 @@ NOT_SETTINGS = {
     "tls_client_ca",
     "grace",
     "log_level",
+    "log_format",
 }
 
 
