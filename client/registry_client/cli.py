@@ -42,6 +42,7 @@ from .cli_common import (
     _connection,
     _details,
     _emit,
+    _emit_list,
     _enum_label,
     _is_json,
     _join,
@@ -406,22 +407,17 @@ def registry_list(
     registries = list(
         client.registries(filter=filter, order_by=order_by, organization=organization, limit=limit)
     )
-    _emit(
-        list(registries),
-        lambda: _table(
-            ("REGISTRY", "VISIBILITY", "TYPES", "CORE", "DESCRIPTION"),
-            (
-                (
-                    _short(g.name),
-                    _enum_label(r.Visibility, g.visibility, "VISIBILITY_"),
-                    "any" if g.allow_all_artifact_types else _join(g.artifact_types),
-                    "yes" if g.core else "",
-                    g.description,
-                )
-                for g in registries
-            ),
-            "no registries",
+    _emit_list(
+        registries,
+        ("REGISTRY", "VISIBILITY", "TYPES", "CORE", "DESCRIPTION"),
+        lambda g: (
+            _short(g.name),
+            _enum_label(r.Visibility, g.visibility, "VISIBILITY_"),
+            "any" if g.allow_all_artifact_types else _join(g.artifact_types),
+            "yes" if g.core else "",
+            g.description,
         ),
+        "no registries",
     )
 
 
@@ -487,20 +483,15 @@ def registry_members(
     """List who was granted a role in a registry."""
     client = _client(ctx, output, wide)
     members = list(client.members(registry, limit=limit))
-    _emit(
-        list(members),
-        lambda: _table(
-            ("MEMBER", "ROLE", "SINCE"),
-            (
-                (
-                    m.member,
-                    "team roles (follows the team)" if m.follows_team_roles else _role(m.role),
-                    _when(m.create_time),
-                )
-                for m in members
-            ),
-            "no members",
+    _emit_list(
+        members,
+        ("MEMBER", "ROLE", "SINCE"),
+        lambda m: (
+            m.member,
+            "team roles (follows the team)" if m.follows_team_roles else _role(m.role),
+            _when(m.create_time),
         ),
+        "no members",
     )
 
 
@@ -570,16 +561,11 @@ def collection_list(
     """List the collections of a registry."""
     client = _client(ctx, output, wide)
     collections = list(client.collections(registry, filter=filter, order_by=order_by, limit=limit))
-    _emit(
-        list(collections),
-        lambda: _table(
-            ("COLLECTION", "TYPE", "VERSIONS", "TAGS", "UPDATED"),
-            (
-                (_short(c.name), c.type, c.version_count, _join(c.tags), _when(c.update_time))
-                for c in collections
-            ),
-            "no collections",
-        ),
+    _emit_list(
+        collections,
+        ("COLLECTION", "TYPE", "VERSIONS", "TAGS", "UPDATED"),
+        lambda c: (_short(c.name), c.type, c.version_count, _join(c.tags), _when(c.update_time)),
+        "no collections",
     )
 
 
@@ -1144,13 +1130,11 @@ def events_list(
     """List past events (audit history)."""
     client = _client(ctx, output, wide)
     events = list(client.events(registry, filter=filter, limit=limit))
-    _emit(
-        list(events),
-        lambda: _table(
-            ("CURSOR", "TIME", "TYPE", "ACTOR", "RESOURCE"),
-            ((e.cursor, _when(e.time), e.type, e.actor, e.resource) for e in events),
-            "no events",
-        ),
+    _emit_list(
+        events,
+        ("CURSOR", "TIME", "TYPE", "ACTOR", "RESOURCE"),
+        lambda e: (e.cursor, _when(e.time), e.type, e.actor, e.resource),
+        "no events",
     )
 
 
@@ -1290,22 +1274,17 @@ def automation_list(
     """List the automations of a registry or collection."""
     client = _client(ctx, output, wide)
     found = list(client.automations(parent, limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("ID", "ENABLED", "URL", "EVENTS", "ALIAS REGEX"),
-            (
-                (
-                    _short(a.name),
-                    "yes" if a.enabled else "no",
-                    a.url,
-                    _join(a.event_types),
-                    a.alias_regex,
-                )
-                for a in found
-            ),
-            "no automations",
+    _emit_list(
+        found,
+        ("ID", "ENABLED", "URL", "EVENTS", "ALIAS REGEX"),
+        lambda a: (
+            _short(a.name),
+            "yes" if a.enabled else "no",
+            a.url,
+            _join(a.event_types),
+            a.alias_regex,
         ),
+        "no automations",
     )
 
 
@@ -1394,24 +1373,19 @@ def automation_deliveries(
     """List an automation's delivery attempts, oldest first (registry admins)."""
     client = _client(ctx, output, wide)
     found = list(client.deliveries(name, limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("DELIVERY", "TIME", "EVENT", "ATTEMPT", "STATUS", "RESULT", "ERROR"),
-            (
-                (
-                    _short(d.name),
-                    _when(d.time),
-                    d.event_cursor,
-                    d.attempt,
-                    d.status_code or "",
-                    "ok" if d.succeeded else "failed",
-                    d.error,
-                )
-                for d in found
-            ),
-            "no deliveries",
+    _emit_list(
+        found,
+        ("DELIVERY", "TIME", "EVENT", "ATTEMPT", "STATUS", "RESULT", "ERROR"),
+        lambda d: (
+            _short(d.name),
+            _when(d.time),
+            d.event_cursor,
+            d.attempt,
+            d.status_code or "",
+            "ok" if d.succeeded else "failed",
+            d.error,
         ),
+        "no deliveries",
     )
 
 

@@ -22,6 +22,7 @@ from .cli_common import (
     _client,
     _details,
     _emit,
+    _emit_list,
     _enum_label,
     _short,
     _table,
@@ -119,21 +120,16 @@ def org_list(
     """List organizations: every one for a service admin, yours for anyone else."""
     client = _client(ctx, output, wide)
     found = list(client.organizations(limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("ORGANIZATION", "DISPLAY NAME", "LEGACY", "CREATED"),
-            (
-                (
-                    _short(o.name),
-                    o.display_name,
-                    _yes(o.legacy_model_registry_enabled),
-                    _when(o.create_time),
-                )
-                for o in found
-            ),
-            "no organizations",
+    _emit_list(
+        found,
+        ("ORGANIZATION", "DISPLAY NAME", "LEGACY", "CREATED"),
+        lambda o: (
+            _short(o.name),
+            o.display_name,
+            _yes(o.legacy_model_registry_enabled),
+            _when(o.create_time),
         ),
+        "no organizations",
     )
 
 
@@ -238,22 +234,17 @@ def user_list(
     found = list(
         client.users(organization=organization, filter=filter, order_by=order_by, limit=limit)
     )
-    _emit(
-        list(found),
-        lambda: _table(
-            ("USER", "ROLE", "SERVICE ACCOUNT", "DISPLAY NAME", "EMAIL"),
-            (
-                (
-                    _short(u.name),
-                    _org_role(u.org_role),
-                    _yes(u.service_account),
-                    u.display_name,
-                    u.email,
-                )
-                for u in found
-            ),
-            "no users",
+    _emit_list(
+        found,
+        ("USER", "ROLE", "SERVICE ACCOUNT", "DISPLAY NAME", "EMAIL"),
+        lambda u: (
+            _short(u.name),
+            _org_role(u.org_role),
+            _yes(u.service_account),
+            u.display_name,
+            u.email,
         ),
+        "no users",
     )
 
 
@@ -326,13 +317,11 @@ def key_list(
     """List a user's API keys (never their secrets)."""
     client = _client(ctx, output, wide)
     found = list(client.api_keys(user, limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("KEY", "CREATED", "DESCRIPTION"),
-            ((k.name, _when(k.create_time), k.description) for k in found),
-            "no API keys",
-        ),
+    _emit_list(
+        found,
+        ("KEY", "CREATED", "DESCRIPTION"),
+        lambda k: (k.name, _when(k.create_time), k.description),
+        "no API keys",
     )
 
 
@@ -400,13 +389,11 @@ def team_list(
     found = list(
         client.teams(organization=organization, filter=filter, order_by=order_by, limit=limit)
     )
-    _emit(
-        list(found),
-        lambda: _table(
-            ("TEAM", "DISPLAY NAME", "CREATED"),
-            ((_short(t.name), t.display_name, _when(t.create_time)) for t in found),
-            "no teams",
-        ),
+    _emit_list(
+        found,
+        ("TEAM", "DISPLAY NAME", "CREATED"),
+        lambda t: (_short(t.name), t.display_name, _when(t.create_time)),
+        "no teams",
     )
 
 
@@ -540,13 +527,11 @@ def project_list(
     """List the projects of a team."""
     client = _client(ctx, output, wide)
     found = list(client.projects(team, filter=filter, order_by=order_by, limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("PROJECT", "CREATED", "DESCRIPTION"),
-            ((_short(p.name), _when(p.create_time), p.description) for p in found),
-            "no projects",
-        ),
+    _emit_list(
+        found,
+        ("PROJECT", "CREATED", "DESCRIPTION"),
+        lambda p: (_short(p.name), _when(p.create_time), p.description),
+        "no projects",
     )
 
 

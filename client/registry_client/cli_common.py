@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from google.protobuf import json_format, timestamp_pb2
@@ -34,6 +34,8 @@ from .errors import (
     RegistryError,
     UnauthenticatedError,
 )
+
+M = TypeVar("M", bound=Message)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -413,6 +415,14 @@ def _table(
     Console(
         file=console.file, width=needed, highlight=False, soft_wrap=False, no_color=console.no_color
     ).print(table)
+
+
+def _emit_list(
+    items: Sequence[M], columns: Sequence[str], row: Callable[[M], Sequence[object]], empty: str
+) -> None:
+    """What a list command prints: a JSON array, or a table with one `row` per item."""
+    messages: list[Message] = list(items)
+    _emit(messages, lambda: _table(columns, (row(item) for item in items), empty))
 
 
 def _version_rows(

@@ -21,6 +21,7 @@ from .cli_common import (
     _client,
     _details,
     _emit,
+    _emit_list,
     _enum_label,
     _join,
     _short,
@@ -85,16 +86,11 @@ def legacy_list(
     """List the registered models of a team."""
     client = _client(ctx, output, wide)
     found = list(client.registered_models(team, filter=filter, order_by=order_by, limit=limit))
-    _emit(
-        list(found),
-        lambda: _table(
-            ("MODEL", "VERSIONS", "TAGS", "MIGRATED TO", "DESCRIPTION"),
-            (
-                (_short(m.name), m.version_count, _join(m.tags), m.migrated_to, m.description)
-                for m in found
-            ),
-            "no registered models",
-        ),
+    _emit_list(
+        found,
+        ("MODEL", "VERSIONS", "TAGS", "MIGRATED TO", "DESCRIPTION"),
+        lambda m: (_short(m.name), m.version_count, _join(m.tags), m.migrated_to, m.description),
+        "no registered models",
     )
 
 

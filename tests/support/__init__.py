@@ -12,6 +12,7 @@ fixtures from `tests/conftest.py`), never from another test module.
 - `legacy_teams`: legacy Model Registries built and read through the API
 - `migrations`: starting and following migrations (in-process and server processes)
 - `processes`: `registry-server` as a child process, and the processes it starts
+- `cli`: the `registry` command as a subprocess (`Cli`), its exit codes
 - `seeded_teams`: legacy registries inserted straight into a database, and dumps that
   compare a migration's target with its source
 - `ledger`: what clients sent and what was acknowledged, under interrupted traffic
