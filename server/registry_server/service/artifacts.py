@@ -175,14 +175,7 @@ def create_project(
     )
     s.add(project)
     s.flush()
-    events.record_event(
-        s,
-        org_id=t.org_id,
-        type=events.PROJECT_CREATED,
-        actor=p,
-        resource=f"teams/{team}/projects/{project_id}",
-        team_id=t.id,
-    )
+    events.scoped_event(s, events.PROJECT_CREATED, p, f"teams/{team}/projects/{project_id}", team=t)
     return project
 
 
@@ -446,13 +439,12 @@ def create_artifact_version(
     s.flush()
     moved = _move_aliases(s, artifact.id, version.id, [LATEST, *wanted_aliases])
     name = artifact_version_name(team, project, artifact_id, index)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_CREATED,
-        actor=p,
-        resource=name,
-        details={
+        events.ARTIFACT_VERSION_CREATED,
+        p,
+        name,
+        {
             "version_index": index,
             "type": type_,
             "digest": digest,
@@ -461,7 +453,7 @@ def create_artifact_version(
             "producing_run": run_id,
             "artifact_created": created,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
     return _info(s, version, ta.team, project, artifact, created_by=p.user), False
 
@@ -534,14 +526,8 @@ def _relog(
     version.revision += 1
     version.update_time = now_us()
     s.flush()
-    events.record_event(
-        s,
-        org_id=team.org_id,
-        type=events.ARTIFACT_VERSION_UPDATED,
-        actor=p,
-        resource=name,
-        details={"fields": fields, **details},
-        team_id=team.id,
+    events.scoped_event(
+        s, events.ARTIFACT_VERSION_UPDATED, p, name, {"fields": fields, **details}, team=team
     )
     return _info(s, version, team, project, artifact)
 
@@ -718,15 +704,7 @@ def update_artifact_version(
     version.revision += 1
     version.update_time = now_us()
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.ARTIFACT_VERSION_UPDATED, p, name, details, team=ta.team)
     return _info(s, version, ta.team, project, art)
 
 
@@ -762,14 +740,13 @@ def delete_artifact_version(
             s.add(m.ArtifactAlias(artifact_id=art.id, alias=LATEST, version_id=fallback.id))
             latest_to = fallback.version_index
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_DELETED,
-        actor=p,
-        resource=name,
-        details={"aliases_removed": removed, "latest_moved_to": latest_to},
-        team_id=ta.team.id,
+        events.ARTIFACT_VERSION_DELETED,
+        p,
+        name,
+        {"aliases_removed": removed, "latest_moved_to": latest_to},
+        team=ta.team,
     )
 
 

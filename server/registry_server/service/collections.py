@@ -185,14 +185,13 @@ def _insert_collection(
     )
     s.add(collection)
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.COLLECTION_CREATED,
-        actor=p,
-        resource=ref.name,
-        details={"type": artifact_type, "tags": tags},
-        registry_id=access.registry.id,
+        events.COLLECTION_CREATED,
+        p,
+        ref.name,
+        {"type": artifact_type, "tags": tags},
+        registry=access.registry,
     )
     return collection
 
@@ -317,14 +316,13 @@ def update_collection(
         collection.tags = tag_list
     collection.revision += 1
     collection.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        actor=p,
-        resource=ref.name,
-        details=details,
-        registry_id=access.registry.id,
+        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
+        p,
+        ref.name,
+        details,
+        registry=access.registry,
     )
     return collection_view(s, collection)
 
@@ -348,14 +346,13 @@ def delete_collection(s: Session, p: Principal, ref: CollectionRef, etag: str) -
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.collection_id == collection.id))
     s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.collection_id == collection.id))
     s.execute(delete(m.Collection).where(m.Collection.id == collection.id))
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.COLLECTION_DELETED,
-        actor=p,
-        resource=ref.name,
-        details={"version_count": count, "aliases": aliases},
-        registry_id=access.registry.id,
+        events.COLLECTION_DELETED,
+        p,
+        ref.name,
+        {"version_count": count, "aliases": aliases},
+        registry=access.registry,
     )
 
 
@@ -393,14 +390,13 @@ def update_version(
         version.tags = tag_list
     version.update_time = now_us()
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        actor=p,
-        resource=ref.version_name(index),
-        details=details,
-        registry_id=access.registry.id,
+        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
+        p,
+        ref.version_name(index),
+        details,
+        registry=access.registry,
     )
     return versions.version_by_id(Sql.of(s), ref, version.id)
 
@@ -431,14 +427,13 @@ def remove_alias(
 def _alias_removed(
     s: Session, p: Principal, access: RegistryAccess, ref: CollectionRef, alias: str, index: int
 ) -> None:
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.ALIAS_REMOVED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={"alias": alias, "collection": ref.name, "version_index": index},
-        registry_id=access.registry.id,
+        events.ALIAS_REMOVED,
+        p,
+        ref.version_name(index),
+        {"alias": alias, "collection": ref.name, "version_index": index},
+        registry=access.registry,
     )
 
 
@@ -459,17 +454,16 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
     # The aliases went with the version: one ALIAS_REMOVED each keeps alias history exact.
     for alias in aliases:
         _alias_removed(s, p, access, ref, alias, index)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.VERSION_UNLINKED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={
+        events.VERSION_UNLINKED,
+        p,
+        ref.version_name(index),
+        {
             "collection": ref.name,
             "version_index": index,
             "artifact_version": artifact,
             "aliases": aliases,
         },
-        registry_id=access.registry.id,
+        registry=access.registry,
     )

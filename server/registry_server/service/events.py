@@ -113,6 +113,42 @@ def record_event(
     target.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
 
 
+class _Scope(Protocol):
+    """A team or a registry: what an event is scoped to."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def org_id(self) -> int: ...
+
+
+def scoped_event(
+    target: Outbox,
+    type: str,
+    actor: Principal | str,
+    resource: str,
+    details: dict[str, Any] | None = None,
+    *,
+    team: _Scope | None = None,
+    registry: _Scope | None = None,
+) -> None:
+    """`record_event` of a change in `team` or in `registry` (an event of its
+    organization, scoped to it)."""
+    scope = team or registry
+    assert scope is not None
+    record_event(
+        target,
+        org_id=scope.org_id,
+        type=type,
+        actor=actor,
+        resource=resource,
+        details=details,
+        team_id=team.id if team is not None else None,
+        registry_id=registry.id if registry is not None else None,
+    )
+
+
 def write_pending(sql: Sql) -> int:
     """Writes the transaction's pending events (on PostgreSQL after the event locks of
     their organizations); the cursor of the last, 0 when there were none."""

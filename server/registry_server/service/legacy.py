@@ -241,13 +241,8 @@ def create_registered_model(
     ).first():
         raise AlreadyExists(f"{_model_name(team, model_id)} already exists")
     model = _new_model(s, p, ta.team, model_id, description, new_tags)
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_CREATED,
-        actor=p,
-        resource=_model_name(team, model_id),
-        team_id=ta.team.id,
+    events.scoped_event(
+        s, events.LEGACY_MODEL_CREATED, p, _model_name(team, model_id), team=ta.team
     )
     return ModelInfo(model, team, 0, "")
 
@@ -366,15 +361,7 @@ def update_registered_model(
     row.revision += 1
     row.update_time = now_us()
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_UPDATED,
-        actor=p,
-        resource=label,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.LEGACY_MODEL_UPDATED, p, label, details, team=ta.team)
     return _model_info_of(s, team, row.id)
 
 
@@ -406,14 +393,13 @@ def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> 
     )
     s.execute(delete(m.RegisteredModel).where(m.RegisteredModel.id == row.id))
     s.expunge(row)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_DELETED,
-        actor=p,
-        resource=label,
-        details={"versions_removed": versions, "aliases_removed": sorted(aliases)},
-        team_id=ta.team.id,
+        events.LEGACY_MODEL_DELETED,
+        p,
+        label,
+        {"versions_removed": versions, "aliases_removed": sorted(aliases)},
+        team=ta.team,
     )
 
 
@@ -621,20 +607,19 @@ def link_model_version(
         if moved:
             existing.update_time = now
             model.update_time = now
-            events.record_event(
+            events.scoped_event(
                 s,
-                org_id=ta.team.org_id,
-                type=events.LEGACY_VERSION_LINKED,
-                actor=p,
-                resource=model_version_name(team, model_id, existing.version_index),
-                details={
+                events.LEGACY_VERSION_LINKED,
+                p,
+                model_version_name(team, model_id, existing.version_index),
+                {
                     "version_index": existing.version_index,
                     "artifact_version": av.name,
                     "already_linked": True,
                     "aliases": sorted(moved),
                     "moved_from": {a: i for a, i in moved.items() if i is not None},
                 },
-                team_id=ta.team.id,
+                team=ta.team,
             )
         return _version_view(s, ta.team, model_id, existing.id)
     index = model.next_version_index
@@ -655,13 +640,12 @@ def link_model_version(
     moved = _move_aliases(
         s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
     )
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_LINKED,
-        actor=p,
-        resource=model_version_name(team, model_id, index),
-        details={
+        events.LEGACY_VERSION_LINKED,
+        p,
+        model_version_name(team, model_id, index),
+        {
             "version_index": index,
             "artifact_version": av.name,
             "source_path": source.canonical_path,
@@ -669,7 +653,7 @@ def link_model_version(
             "moved_from": {a: i for a, i in moved.items() if i is not None},
             "model_created": model_created,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
     return _version_view(s, ta.team, model_id, link.id)
 
@@ -788,15 +772,7 @@ def update_model_version(
         version.tags = new_tags
     version.update_time = now_us()
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_UPDATED,
-        actor=p,
-        resource=label,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.LEGACY_VERSION_UPDATED, p, label, details, team=ta.team)
     return _version_view(s, ta.team, model, version.id)
 
 
@@ -814,18 +790,17 @@ def unlink_model_version(s: Session, p: Principal, team: str, model: str, index:
     s.execute(delete(m.RegisteredModelVersion).where(m.RegisteredModelVersion.id == version.id))
     s.expunge(version)
     row.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_UNLINKED,
-        actor=p,
-        resource=label,
-        details={
+        events.LEGACY_VERSION_UNLINKED,
+        p,
+        label,
+        {
             "version_index": index,
             "aliases_removed": aliases,
             "artifact_version_id": artifact_version_id,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
 
 
@@ -848,18 +823,17 @@ def set_alias(
     if moved:
         now = now_us()
         row.update_time = now
-        events.record_event(
+        events.scoped_event(
             s,
-            org_id=ta.team.org_id,
-            type=events.LEGACY_ALIAS_SET,
-            actor=p,
-            resource=model_version_name(team, model, index),
-            details={
+            events.LEGACY_ALIAS_SET,
+            p,
+            model_version_name(team, model, index),
+            {
                 "alias": alias,
                 "version_index": index,
                 "previous_version_index": moved[alias],
             },
-            team_id=ta.team.id,
+            team=ta.team,
         )
     return _version_view(s, ta.team, model, version.id)
 
@@ -900,14 +874,13 @@ def delete_alias(
     )
     s.expunge(found.RegisteredModelAlias)
     row.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_ALIAS_DELETED,
-        actor=p,
-        resource=model_version_name(team, model, version.version_index),
-        details={"alias": alias, "version_index": version.version_index},
-        team_id=ta.team.id,
+        events.LEGACY_ALIAS_DELETED,
+        p,
+        model_version_name(team, model, version.version_index),
+        {"alias": alias, "version_index": version.version_index},
+        team=ta.team,
     )
     return _version_view(s, ta.team, model, version.id)
 
@@ -1008,13 +981,12 @@ def update_settings(
     ta.team.legacy_settings_revision += 1
     ta.team.legacy_settings_update_time = now_us()
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_SETTINGS_UPDATED,
-        actor=p,
-        resource=f"teams/{team}/legacyRegistrySettings",
-        details=details,
-        team_id=ta.team.id,
+        events.LEGACY_SETTINGS_UPDATED,
+        p,
+        f"teams/{team}/legacyRegistrySettings",
+        details,
+        team=ta.team,
     )
     return _settings(s, ta.team)

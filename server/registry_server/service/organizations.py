@@ -506,14 +506,13 @@ def add_team_member(
     )
     s.add(member)
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_ADDED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        details={"role": role.name},
-        team_id=team.id,
+        events.TEAM_MEMBER_ADDED,
+        p,
+        f"teams/{team_id}/members/{user_id}",
+        {"role": role.name},
+        team=team,
     )
     return member, team, user
 
@@ -542,14 +541,13 @@ def update_team_member(
     before = TeamRole(member.role)
     member.role = int(role)
     member.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_UPDATED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        details={"role": role.name, "previous_role": before.name},
-        team_id=team.id,
+        events.TEAM_MEMBER_UPDATED,
+        p,
+        f"teams/{team_id}/members/{user_id}",
+        {"role": role.name, "previous_role": before.name},
+        team=team,
     )
     return member, team, user
 
@@ -573,13 +571,8 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
             m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == user.id
         )
     )
-    events.record_event(
-        s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_REMOVED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        team_id=team.id,
+    events.scoped_event(
+        s, events.TEAM_MEMBER_REMOVED, p, f"teams/{team_id}/members/{user_id}", team=team
     )
 
 

@@ -356,15 +356,7 @@ def update_registry(
         registry.default_role = int(default_role)
     registry.revision += 1
     registry.update_time = now_us()
-    events.record_event(
-        s,
-        org_id=registry.org_id,
-        type=events.REGISTRY_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        registry_id=registry.id,
-    )
+    events.scoped_event(s, events.REGISTRY_UPDATED, p, name, details, registry=registry)
     return registry
 
 
@@ -395,14 +387,8 @@ def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: 
     s.execute(delete(m.Collection).where(m.Collection.registry_id == registry.id))
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.registry_id == registry.id))
     s.execute(delete(m.Registry).where(m.Registry.id == registry.id))
-    events.record_event(
-        s,
-        org_id=registry.org_id,
-        type=events.REGISTRY_DELETED,
-        actor=p,
-        resource=name,
-        details={"collections": len(collections)},
-        registry_id=registry.id,
+    events.scoped_event(
+        s, events.REGISTRY_DELETED, p, name, {"collections": len(collections)}, registry=registry
     )
 
 
@@ -497,14 +483,13 @@ def _member_event(
     ref: MemberRef,
     details: dict[str, Any],
 ) -> None:
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=registry.org_id,
-        type=kind,
-        actor=p,
-        resource=member_name(org, registry.name, ref),
-        details={"member": ref.name, **details},
-        registry_id=registry.id,
+        kind,
+        p,
+        member_name(org, registry.name, ref),
+        {"member": ref.name, **details},
+        registry=registry,
     )
 
 
