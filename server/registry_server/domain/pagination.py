@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidArgument
@@ -25,13 +24,6 @@ def page_size(value: int, field: str = "page_size") -> int:
 
 def _fingerprint(query: tuple[Any, ...]) -> str:
     return hashlib.sha256(json.dumps(query, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class PageToken:
-    """The last row's sort key; valid only for the same query (parent, filter, order)."""
-
-    key: tuple[Any, ...]
 
 
 def encode_token(key: tuple[Any, ...], query: tuple[Any, ...]) -> str:

@@ -861,8 +861,7 @@ def get_lineage(
     links = _grouped_links(
         collection_rows,
         lambda r, aliases: LineageLink(
-            f"organizations/{r.org}/registries/{r.registry}/collections/{r.collection}"
-            f"/versions/{r.version_index}",
+            names.collection_version_name(r.org, r.registry, r.collection, r.version_index),
             paths.format_path(
                 PathKind.REGISTRY_COLLECTION,
                 r.org,
@@ -904,7 +903,7 @@ def get_lineage(
     links += _grouped_links(
         legacy_rows,
         lambda r, aliases: LineageLink(
-            f"teams/{r.team}/registeredModels/{r.model}/versions/{r.version_index}",
+            names.model_version_name(r.team, r.model, r.version_index),
             paths.format_path(
                 PathKind.LEGACY_MODEL, r.team, "", r.model, Version(index=r.version_index)
             ),

@@ -39,7 +39,7 @@ from ..domain.errors import (
     PermissionDenied,
     quote,
 )
-from ..domain.names import model_version_name
+from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
@@ -161,10 +161,6 @@ def _require_protected_right(ta: access.TeamAccess, aliases: Sequence[str], what
 # --- registered models -------------------------------------------------------------------
 
 
-def _model_name(team: str, model: str) -> str:
-    return f"teams/{team}/registeredModels/{model}"
-
-
 def _load_model(
     s: Session, team: m.Team, model: str, *, for_update: bool = False
 ) -> m.RegisteredModel:
@@ -175,7 +171,7 @@ def _load_model(
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = s.execute(stmt).scalar_one_or_none()
     if row is None:
-        raise NotFound(f"{_model_name(team.name, model)} not found")
+        raise NotFound(f"{model_name(team.name, model)} not found")
     return row
 
 
@@ -239,11 +235,9 @@ def create_registered_model(
             m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id
         )
     ).first():
-        raise AlreadyExists(f"{_model_name(team, model_id)} already exists")
+        raise AlreadyExists(f"{model_name(team, model_id)} already exists")
     model = _new_model(s, p, ta.team, model_id, description, new_tags)
-    events.scoped_event(
-        s, events.LEGACY_MODEL_CREATED, p, _model_name(team, model_id), team=ta.team
-    )
+    events.scoped_event(s, events.LEGACY_MODEL_CREATED, p, model_name(team, model_id), team=ta.team)
     return ModelInfo(model, team, 0, "")
 
 
@@ -268,7 +262,7 @@ def _new_model(
 
 
 def get_registered_model(s: Session, p: Principal, team: str, model: str) -> ModelInfo:
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.get_model(s, ta.team, model, label)
@@ -347,7 +341,7 @@ def update_registered_model(
 ) -> ModelInfo:
     names.text(description, "registered_model.description", DESCRIPTION_MAX)
     new_tags = names.tags(list(tags), "registered_model.tags")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     check_etag(etag, row.revision, "registered_model.etag")
@@ -367,7 +361,7 @@ def update_registered_model(
 
 def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> None:
     """Removes the model, its versions and aliases; never the artifact versions."""
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     aliases = list(
@@ -450,8 +444,7 @@ def _version_views(
                 linked_by=row.linked_by or "",
                 aliases=aliases[row.RegisteredModelVersion.id],
             ),
-            f"teams/{row.a_team}/projects/{row.a_project}/artifacts/{row.a_artifact}"
-            f"/versions/{row.a_index}",
+            artifact_version_name(row.a_team, row.a_project, row.a_artifact, row.a_index),
         )
         for row in rows
     ]
@@ -548,7 +541,7 @@ def link_model_version(
         raise InvalidArgument("artifact_version", "is required (a version name or a path)")
     wanted = names.new_aliases(list(aliases), "aliases")
     new_tags = names.tags(list(tags), "tags")
-    label = _model_name(team, model_id)
+    label = model_name(team, model_id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:  # to the migrated collection
         return migrated_legacy.forward_legacy_link(
@@ -719,7 +712,7 @@ def list_model_versions(
     keys = parse_order_by(
         order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
     )
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_model_versions(
@@ -811,7 +804,7 @@ def set_alias(
     names.new_alias(alias, "alias")
     if index < 0:
         raise InvalidArgument("version_index", "must not be negative")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     if alias in _protected(ta.team):
         _require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
@@ -843,7 +836,7 @@ def delete_alias(
 ) -> ModelVersionView:
     """Removes `alias`; when `index` is given the alias must be on that version."""
     names.existing_alias(alias, "alias")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     if alias in _protected(ta.team):
         _require_protected_right(ta, [alias], f"removing alias {quote(alias)} from {label}")

@@ -168,9 +168,7 @@ def list_model_versions(
         order_by=order_by,
         query_id=(*query, "redirected"),
     )
-    ref, collection = _collection_or_not_found(
-        s, team, model, f"teams/{team.name}/registeredModels/{model}"
-    )
+    ref, collection = _collection_or_not_found(s, team, model, names.model_name(team.name, model))
     views, token = versions.versions_page(sql, ref, collection.id, request)
     return [legacy_view(team, model, v) for v in views], token
 

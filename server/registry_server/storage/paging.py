@@ -92,11 +92,3 @@ def fetch_page(
         key = key_of(last) if key_of else tuple(getattr(last, k.column.key) for k in keys)
         next_token = encode_token(tuple(key), query)
     return Page(rows, next_token)
-
-
-def check_page_size(value: int) -> int:
-    return page_size(value)
-
-
-__all__ = ["Page", "SortKey", "check_page_size", "fetch_page", "parse_order_by"]
-_ = InvalidArgument

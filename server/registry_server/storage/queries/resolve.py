@@ -47,8 +47,6 @@ from .tables import (
     team,
 )
 
-FORMS = ("index", "alias", "latest")
-
 
 def artifact_columns(dialect: str) -> tuple[Any, ...]:
     """What `service.resolve.ArtifactVersionInfo` holds, in its order."""
