@@ -16,7 +16,7 @@ from ..domain import names
 from ..domain.errors import InvalidArgument
 from ..domain.paths import parse_path
 from ..service import artifacts as svc
-from ..service import resolve
+from ..service import lineage, resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
@@ -284,7 +284,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         svc.check_run_id(request.run_id, required=True)
 
         def work(s: Session) -> r.ArtifactVersion:
-            res = svc.use_artifact_version(s, p, reference, field, request.run_id)
+            res = lineage.use_artifact_version(s, p, reference, field, request.run_id)
             return artifact_version_proto(res.artifact_version)
 
         return await self.app.write(work)
@@ -296,15 +296,15 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         team, project, artifact, index = _version_name(request.name, "name")
 
         def work(s: Session) -> pb.Lineage:
-            lineage = svc.get_lineage(s, p, team, project, artifact, index)
+            found = lineage.get_lineage(s, p, team, project, artifact, index)
             return pb.Lineage(
-                artifact_version=lineage.artifact_version,
-                producing_run=lineage.producing_run,
-                consuming_runs=lineage.consuming_runs,
-                logging_runs=lineage.logging_runs,
+                artifact_version=found.artifact_version,
+                producing_run=found.producing_run,
+                consuming_runs=found.consuming_runs,
+                logging_runs=found.logging_runs,
                 links=[
                     pb.LineageLink(name=link.name, path=link.path, aliases=list(link.aliases))
-                    for link in lineage.links
+                    for link in found.links
                 ],
             )
 

@@ -12,6 +12,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..service import legacy as svc
+from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import App
@@ -302,7 +303,9 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> r.LegacyRegistrySettings:
         p = current_principal()
         team = names.parse(request.team, TEAM, "team")["team"]
-        return await self.app.read(lambda s: settings_proto(svc.get_settings(s, p, team)))
+        return await self.app.read(
+            lambda s: settings_proto(legacy_settings.get_settings(s, p, team))
+        )
 
     async def UpdateLegacyRegistrySettings(
         self, request: pb.UpdateLegacyRegistrySettingsRequest, context: grpc.aio.ServicerContext
@@ -313,7 +316,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
         fields = mask_paths(request.update_mask, allowed) if request.update_mask.paths else allowed
 
         def work(s: Session) -> r.LegacyRegistrySettings:
-            settings = svc.update_settings(
+            settings = legacy_settings.update_settings(
                 s,
                 p,
                 team,
