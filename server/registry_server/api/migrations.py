@@ -253,7 +253,6 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("migrations", org_id, request.filter),
-                key_of=lambda row: (row[0].create_time, row[0].id),
             )
             views = migration_views(s, [row[0] for row in page.rows], org.name)
             return pb.ListMigrationsResponse(

@@ -139,7 +139,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("organizations",),
-                key_of=lambda row: (row[0].name, row[0].id),
             )
             return pb.ListOrganizationsResponse(
                 organizations=[org_proto(row[0]) for row in page.rows],
@@ -250,7 +249,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("users", org_id, request.filter, request.order_by),
-                key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
             return pb.ListUsersResponse(
                 users=[user_proto(row[0], org_id) for row in page.rows],
@@ -323,7 +321,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("keys", user_id),
-                key_of=lambda row: (row[0].create_time, row[0].id),
             )
             return pb.ListApiKeysResponse(
                 api_keys=[key_proto(user_id, row[0]) for row in page.rows],
@@ -404,7 +401,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
                 size=request.page_size,
                 token=request.page_token,
                 query=("teams", org_id, request.filter, request.order_by),
-                key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
             )
             return pb.ListTeamsResponse(
                 teams=[team_proto(row[0], org_id) for row in page.rows],

@@ -216,7 +216,6 @@ def list_projects(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
 
 
@@ -618,7 +617,6 @@ def list_artifact_versions(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [

@@ -264,7 +264,6 @@ def _page(s: Session, stmt: Any, listing: Listing) -> Page:
         size=listing.page_size,
         token=listing.page_token,
         query=listing.query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
 
 

@@ -202,7 +202,6 @@ def list_events(
         size=page_size,
         token=page_token,
         query=("events", parent, filter),
-        key_of=lambda row: (row[0].cursor,),
     )
 
 

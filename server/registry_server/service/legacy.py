@@ -225,7 +225,6 @@ def list_registered_models(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
@@ -632,7 +631,6 @@ def list_model_versions(
         size=page_size,
         token=page_token,
         query=query,
-        key_of=lambda r: tuple(getattr(r[0], k.column.key) for k in keys),
     )
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 

@@ -266,7 +266,6 @@ def list_registries(
         size=page_size,
         token=page_token,
         query=("registries", org, filter, order_by),
-        key_of=lambda row: tuple(getattr(row[0], k.column.key) for k in keys),
     )
 
 
@@ -593,7 +592,6 @@ def list_members(
         size=page_size,
         token=page_token,
         query=("registry-members", org, registry_id),
-        key_of=lambda row: (row[0].create_time, row[0].id),
     )
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))

@@ -77,7 +77,8 @@ def fetch_page(
 
     `query` identifies the listing (parent, filter, order_by) so a token cannot be
     replayed against another one. `key_of(row)` extracts the sort key values from a
-    row; by default the row's columns named like the sort key columns.
+    row; by default the attributes of the row's first entity named like the sort key
+    columns.
     """
     n = page_size(size)
     after = decode_token(token, query, len(keys))
@@ -89,6 +90,6 @@ def fetch_page(
     if len(rows) > n:
         rows = rows[:n]
         last = rows[-1]
-        key = key_of(last) if key_of else tuple(getattr(last, k.column.key) for k in keys)
+        key = key_of(last) if key_of else tuple(getattr(last[0], k.column.key) for k in keys)
         next_token = encode_token(tuple(key), query)
     return Page(rows, next_token)
