@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec
+from ..storage.filter_sql import FieldSpec, held_alias
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import access, events
@@ -50,7 +50,7 @@ from .resolve import (
     artifact_info,
     resolve,
 )
-from .versions import aliases_by_version
+from .versions import aliases_by_version, version_row
 
 DESCRIPTION_MAX = 64 * 1024
 RUN_ID_MAX = 256
@@ -248,19 +248,6 @@ def _artifact(
     if row is None:
         raise NotFound(f"{label} not found")
     return ta, row
-
-
-def _version(s: Session, artifact_id: int, index: int, label: str) -> m.ArtifactVersion:
-    row = s.execute(
-        select(m.ArtifactVersion)
-        .where(
-            m.ArtifactVersion.artifact_id == artifact_id, m.ArtifactVersion.version_index == index
-        )
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
 
 
 def _user_name(s: Session, user_id: int | None) -> str:
@@ -565,15 +552,8 @@ def get_artifact_version(
         ) from None
 
 
-def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
-    has = exists().where(
-        m.ArtifactAlias.version_id == m.ArtifactVersion.id, m.ArtifactAlias.alias == value
-    )
-    return ~has if op == "!=" else has
-
-
 VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "alias": FieldSpec("alias", builder=_alias_filter),
+    "alias": FieldSpec("alias", builder=held_alias(m.ArtifactAlias, m.ArtifactVersion)),
     "tag": FieldSpec("tags", m.ArtifactVersion.tags),
     "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
     "version_index": FieldSpec("int", m.ArtifactVersion.version_index),
@@ -660,7 +640,7 @@ def update_artifact_version(
     new_aliases = names.aliases(list(aliases), "artifact_version.aliases")
     name = artifact_version_name(team, project, artifact, index)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
-    version = _version(s, art.id, index, name)
+    version = version_row(s, m.ArtifactVersion.artifact_id, art.id, index, name, fresh=True)
     check_etag(etag, version.revision, "artifact_version.etag")
     if version.delete_time is not None:
         raise FailedPrecondition(f"{name} was deleted", reason=DELETED_REASON)
@@ -710,7 +690,7 @@ def delete_artifact_version(
     falls back to the highest remaining version."""
     name = artifact_version_name(team, project, artifact, index)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
-    version = _version(s, art.id, index, name)
+    version = version_row(s, m.ArtifactVersion.artifact_id, art.id, index, name, fresh=True)
     if version.delete_time is not None:
         raise NotFound(f"{name} was already deleted", reason=DELETED_REASON)
     now = now_us()

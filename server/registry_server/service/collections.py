@@ -75,20 +75,6 @@ def _load_collection(
     return access, collection
 
 
-def _load_version(
-    s: Session, ref: CollectionRef, collection: m.Collection, index: int
-) -> m.CollectionVersion:
-    row = s.execute(
-        select(m.CollectionVersion).where(
-            m.CollectionVersion.collection_id == collection.id,
-            m.CollectionVersion.version_index == index,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{ref.name}/versions/{index} not found")
-    return row
-
-
 # --- collections --------------------------------------------------------------------
 
 
@@ -375,7 +361,9 @@ def update_version(
     access, collection = _load_collection(
         s, p, ref, _perm("UpdateCollectionVersion"), for_update=True
     )
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     details: dict[str, Any] = {
         "fields": sorted(fields),
         "collection": ref.name,
@@ -409,7 +397,9 @@ def remove_alias(
     names.existing_alias(alias, "alias")
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     removed = s.execute(
         delete(m.CollectionAlias).where(
             m.CollectionAlias.collection_id == collection.id,
@@ -442,7 +432,9 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
     access, collection = _load_collection(
         s, p, ref, _perm("UnlinkArtifactVersion"), for_update=True
     )
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     aliases = list(versions.aliases_by_version(s, m.CollectionAlias, [version.id])[version.id])
     _require_protected_alias_right(access, aliases, f"unlinking {ref.name}/versions/{index}")
     artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version

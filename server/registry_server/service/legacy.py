@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -39,7 +39,7 @@ from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec
+from ..storage.filter_sql import FieldSpec, held_alias
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import events, migrated_legacy
@@ -54,7 +54,7 @@ from .legacy_settings import (
 from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
-from .versions import aliases_by_version
+from .versions import aliases_by_version, version_row
 
 TYPE_NOT_ACCEPTED = "ARTIFACT_TYPE_NOT_ACCEPTED"
 MODEL_TYPE = "model"
@@ -354,20 +354,6 @@ def _version_view(s: Session, team: m.Team, model: str, version_id: int) -> Mode
     return _version_views(s, [row], team, model)[0]
 
 
-def _load_version(
-    s: Session, model: m.RegisteredModel, index: int, label: str
-) -> m.RegisteredModelVersion:
-    row = s.execute(
-        select(m.RegisteredModelVersion).where(
-            m.RegisteredModelVersion.registered_model_id == model.id,
-            m.RegisteredModelVersion.version_index == index,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
-
-
 def _move_aliases(
     s: Session, model_id: int, version_id: int, aliases: Sequence[str], field: str, what: str
 ) -> dict[str, int | None]:
@@ -571,16 +557,10 @@ def get_model_version(
     return _version_views(s, [row], ta.team, model)[0]
 
 
-def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
-    has = exists().where(
-        m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id,
-        m.RegisteredModelAlias.alias == value,
-    )
-    return ~has if op == "!=" else has
-
-
 MODEL_VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "alias": FieldSpec("alias", builder=_alias_filter),
+    "alias": FieldSpec(
+        "alias", builder=held_alias(m.RegisteredModelAlias, m.RegisteredModelVersion)
+    ),
     "tag": FieldSpec("tags", m.RegisteredModelVersion.tags),
     "version_index": FieldSpec("int", m.RegisteredModelVersion.version_index),
     "create_time": FieldSpec("time", m.RegisteredModelVersion.create_time),
@@ -651,7 +631,7 @@ def update_model_version(
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, label)
+    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
     details: dict[str, Any] = {"fields": sorted(fields)}
     if "description" in fields:
         version.description = description
@@ -669,7 +649,7 @@ def unlink_model_version(s: Session, p: Principal, team: str, model: str, index:
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, label)
+    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
     aliases = list(_aliases_of(s, [version.id])[version.id])
     require_protected_right(ta, aliases, f"unlinking {label}")
     artifact_version_id = version.artifact_version_id
@@ -702,7 +682,13 @@ def set_alias(
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, model_version_name(team, model, index))
+    version = version_row(
+        s,
+        m.RegisteredModelVersion.registered_model_id,
+        row.id,
+        index,
+        model_version_name(team, model, index),
+    )
     moved = _move_aliases(
         s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
     )

@@ -119,6 +119,22 @@ def aliases_by_version(
     return {vid: tuple(sorted(found.get(vid, ()))) for vid in version_ids}
 
 
+def version_row(
+    s: Session, owner: Any, owner_id: int, index: int, label: str, *, fresh: bool = False
+) -> Any:
+    """Version `index` among those `owner` (the owner column of a version table: an
+    artifact's, a registered model's, a collection's) holds for `owner_id`; NOT_FOUND
+    naming `label` when there is none. `fresh`: reloaded over what the session holds."""
+    table = owner.class_
+    stmt = select(table).where(owner == owner_id, table.version_index == index)
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return row
+
+
 def get_version(
     sql: Sql, p: Principal, ref: CollectionRef, index: int, rpc: str = "GetCollectionVersion"
 ) -> VersionView:

@@ -52,6 +52,20 @@ _RFC3339 = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def held_alias(alias_table: Any, version_table: Any) -> Callable[[str, str], Any]:
+    """The builder of an "alias" field of versions whose aliases `alias_table` (an ORM
+    class with `version_id` and `alias`) holds: the version holds the alias (`=`) or
+    not (`!=`)."""
+
+    def build(value: str, op: str) -> Any:
+        has = sa.exists().where(
+            alias_table.version_id == version_table.id, alias_table.alias == value
+        )
+        return ~has if op == "!=" else has
+
+    return build
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """How one filter member maps to SQL.
