@@ -130,8 +130,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         team = names.parse(request.parent, TEAM, "parent")["team"]
         where = compile_list_filter(request.filter, svc.PROJECT_FILTER_FIELDS, self.app.db.dialect)
 
-        def work(s: Session) -> pb.ListProjectsResponse:
-            page = svc.list_projects(
+        return await self.app.listed(
+            lambda s: svc.list_projects(
                 s,
                 p,
                 team,
@@ -140,13 +140,11 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 page_size=request.page_size,
                 page_token=request.page_token,
                 query=("projects", team, request.filter, request.order_by),
-            )
-            return pb.ListProjectsResponse(
-                projects=[project_proto(team, row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListProjectsResponse,
+            "projects",
+            lambda row: project_proto(team, row[0]),
+        )
 
     # --- artifact versions ---
 
@@ -199,8 +197,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         v = names.parse(request.parent, ARTIFACT, "parent")
         where = compile_list_filter(request.filter, svc.VERSION_FILTER_FIELDS, self.app.db.dialect)
 
-        def work(s: Session) -> pb.ListArtifactVersionsResponse:
-            infos, token = svc.list_artifact_versions(
+        return await self.app.listed(
+            lambda s: svc.list_artifact_versions(
                 s,
                 p,
                 v["team"],
@@ -218,13 +216,11 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                     request.order_by,
                     request.show_deleted,
                 ),
-            )
-            return pb.ListArtifactVersionsResponse(
-                artifact_versions=[artifact_version_proto(i) for i in infos],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListArtifactVersionsResponse,
+            "artifact_versions",
+            artifact_version_proto,
+        )
 
     async def UpdateArtifactVersion(
         self, request: pb.UpdateArtifactVersionRequest, context: grpc.aio.ServicerContext

@@ -100,8 +100,8 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
 
-        def work(s: Session) -> pb.ListCollectionsResponse:
-            views, token = colls.list_collections(
+        return await self.app.listed(
+            lambda s: colls.list_collections(
                 s,
                 p,
                 org,
@@ -110,15 +110,11 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 page_token=request.page_token,
                 filter=request.filter,
                 order_by=request.order_by,
-            )
-            return pb.ListCollectionsResponse(
-                collections=[
-                    collection_proto(v, CollectionRef(org, registry_id, v.row.name)) for v in views
-                ],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListCollectionsResponse,
+            "collections",
+            lambda v: collection_proto(v, CollectionRef(org, registry_id, v.row.name)),
+        )
 
     async def UpdateCollection(
         self, request: pb.UpdateCollectionRequest, context: grpc.aio.ServicerContext

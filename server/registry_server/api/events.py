@@ -101,21 +101,19 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListEventsResponse:
         p = current_principal()
 
-        def work(s: Session) -> pb.ListEventsResponse:
-            page = event_log.list_events(
+        return await self.app.listed(
+            lambda s: event_log.list_events(
                 s,
                 p,
                 request.parent,
                 filter=request.filter,
                 page_size=request.page_size,
                 page_token=request.page_token,
-            )
-            return pb.ListEventsResponse(
-                events=[event_proto(row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListEventsResponse,
+            "events",
+            lambda row: event_proto(row[0]),
+        )
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
@@ -283,19 +281,16 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListAutomationsResponse:
         p = current_principal()
 
-        def work(s: Session) -> pb.ListAutomationsResponse:
-            page = webhooks.list_automations(
+        return await self.app.listed(
+            lambda s: webhooks.list_automations(
                 s, p, request.parent, page_size=request.page_size, page_token=request.page_token
-            )
-            return pb.ListAutomationsResponse(
-                automations=[
-                    automation_proto(a, webhooks.automation_name(request.parent, a.uid), creator)
-                    for a, creator in page.rows
-                ],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListAutomationsResponse,
+            "automations",
+            lambda row: automation_proto(
+                row[0], webhooks.automation_name(request.parent, row[0].uid), row[1]
+            ),
+        )
 
     async def DeleteAutomation(
         self, request: pb.DeleteAutomationRequest, context: grpc.aio.ServicerContext
@@ -309,13 +304,11 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListDeliveriesResponse:
         p = current_principal()
 
-        def work(s: Session) -> pb.ListDeliveriesResponse:
-            page = webhooks.list_deliveries(
+        return await self.app.listed(
+            lambda s: webhooks.list_deliveries(
                 s, p, request.parent, page_size=request.page_size, page_token=request.page_token
-            )
-            return pb.ListDeliveriesResponse(
-                deliveries=[delivery_proto(row[0], request.parent) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListDeliveriesResponse,
+            "deliveries",
+            lambda row: delivery_proto(row[0], request.parent),
+        )

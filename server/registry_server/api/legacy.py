@@ -132,8 +132,8 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
         team = names.parse(request.parent, TEAM, "parent")["team"]
         where = compile_list_filter(request.filter, svc.MODEL_FILTER_FIELDS, self.app.db.dialect)
 
-        def work(s: Session) -> pb.ListRegisteredModelsResponse:
-            infos, token = svc.list_registered_models(
+        return await self.app.listed(
+            lambda s: svc.list_registered_models(
                 s,
                 p,
                 team,
@@ -143,13 +143,11 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                 page_size=request.page_size,
                 page_token=request.page_token,
                 query=("registered_models", team, request.filter, request.order_by),
-            )
-            return pb.ListRegisteredModelsResponse(
-                registered_models=[registered_model_proto(i) for i in infos],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListRegisteredModelsResponse,
+            "registered_models",
+            registered_model_proto,
+        )
 
     async def UpdateRegisteredModel(
         self, request: pb.UpdateRegisteredModelRequest, context: grpc.aio.ServicerContext
@@ -224,8 +222,8 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
             request.filter, svc.MODEL_VERSION_FILTER_FIELDS, self.app.db.dialect
         )
 
-        def work(s: Session) -> pb.ListRegisteredModelVersionsResponse:
-            views, token = svc.list_model_versions(
+        return await self.app.listed(
+            lambda s: svc.list_model_versions(
                 s,
                 p,
                 team,
@@ -241,13 +239,11 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                     request.filter,
                     request.order_by,
                 ),
-            )
-            return pb.ListRegisteredModelVersionsResponse(
-                registered_model_versions=[version_view_proto(v) for v in views],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListRegisteredModelVersionsResponse,
+            "registered_model_versions",
+            version_view_proto,
+        )
 
     async def UpdateRegisteredModelVersion(
         self, request: pb.UpdateRegisteredModelVersionRequest, context: grpc.aio.ServicerContext

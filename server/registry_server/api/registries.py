@@ -123,8 +123,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         p = current_principal()
         org = names.parse(request.parent, ORG, "parent")["org"]
 
-        def work(s: Session) -> pb.ListRegistriesResponse:
-            page = regs.list_registries(
+        return await self.app.listed(
+            lambda s: regs.list_registries(
                 s,
                 p,
                 org,
@@ -132,13 +132,11 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                 page_token=request.page_token,
                 filter=request.filter,
                 order_by=request.order_by,
-            )
-            return pb.ListRegistriesResponse(
-                registries=[registry_proto(row[0], org, row[1]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListRegistriesResponse,
+            "registries",
+            lambda row: registry_proto(row[0], org, row[1]),
+        )
 
     async def UpdateRegistry(
         self, request: pb.UpdateRegistryRequest, context: grpc.aio.ServicerContext
@@ -224,16 +222,14 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
 
-        def work(s: Session) -> pb.ListRegistryMembersResponse:
-            views, token = regs.list_members(
+        return await self.app.listed(
+            lambda s: regs.list_members(
                 s, p, org, registry_id, page_size=request.page_size, page_token=request.page_token
-            )
-            return pb.ListRegistryMembersResponse(
-                members=[member_proto(org, registry_id, v) for v in views],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListRegistryMembersResponse,
+            "members",
+            lambda v: member_proto(org, registry_id, v),
+        )
 
     async def GetEffectiveRole(
         self, request: pb.GetEffectiveRoleRequest, context: grpc.aio.ServicerContext
