@@ -14,6 +14,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
+from ..domain.pagination import ListParams
 from ..domain.paths import parse_path
 from ..service import artifacts as svc
 from ..service import lineage, resolve
@@ -136,9 +137,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 p,
                 team,
                 where=where,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
+                ask=ListParams.of(request),
                 query=("projects", team, request.filter, request.order_by),
             ),
             pb.ListProjectsResponse,
@@ -205,10 +204,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 v["project"],
                 v["artifact"],
                 where=where,
-                order_by=request.order_by,
+                ask=ListParams.of(request),
                 show_deleted=request.show_deleted,
-                page_size=request.page_size,
-                page_token=request.page_token,
                 query=(
                     "artifact_versions",
                     request.parent,

@@ -12,6 +12,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.names import CollectionRef
+from ..domain.pagination import ListParams
 from ..service import collections as colls
 from ..service import links, versions
 from ..service.idempotency import check_request_id
@@ -106,10 +107,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 p,
                 org,
                 registry_id,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
+                ListParams.of(request),
             ),
             pb.ListCollectionsResponse,
             "collections",
@@ -194,10 +192,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 sql,
                 p,
                 ref,
-                page_size_value=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
+                ListParams.of(request),
             )
             return pb.ListCollectionVersionsResponse(
                 collection_versions=[version_proto(v) for v in views], next_page_token=token

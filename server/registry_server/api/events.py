@@ -20,6 +20,7 @@ from registry.v1 import event_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain.errors import Unavailable
+from ..domain.pagination import ListParams
 from ..service import event_log, webhook_targets, webhooks
 from ..service.context import Principal
 from ..storage import models as m
@@ -100,15 +101,12 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEventsResponse:
         p = current_principal()
-
         return await self.app.listed(
             lambda s: event_log.list_events(
                 s,
                 p,
                 request.parent,
-                filter=request.filter,
-                page_size=request.page_size,
-                page_token=request.page_token,
+                ListParams.of(request),
             ),
             pb.ListEventsResponse,
             "events",
@@ -280,7 +278,6 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListAutomationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAutomationsResponse:
         p = current_principal()
-
         return await self.app.listed(
             lambda s: webhooks.list_automations(
                 s, p, request.parent, page_size=request.page_size, page_token=request.page_token
@@ -303,7 +300,6 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeliveriesResponse:
         p = current_principal()
-
         return await self.app.listed(
             lambda s: webhooks.list_deliveries(
                 s, p, request.parent, page_size=request.page_size, page_token=request.page_token

@@ -11,6 +11,7 @@ from registry.v1 import legacy_model_registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.pagination import ListParams
 from ..service import legacy as svc
 from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
@@ -138,10 +139,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                 p,
                 team,
                 where=where,
-                filter=request.filter,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
+                ask=ListParams.of(request),
                 query=("registered_models", team, request.filter, request.order_by),
             ),
             pb.ListRegisteredModelsResponse,
@@ -229,10 +227,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
                 team,
                 model,
                 where=where,
-                filter=request.filter,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
+                ask=ListParams.of(request),
                 query=(
                     "registered_model_versions",
                     request.parent,

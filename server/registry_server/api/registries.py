@@ -11,6 +11,7 @@ from registry.v1 import registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.pagination import ListParams
 from ..domain.roles import RegistryRole, Visibility
 from ..service import registries as regs
 from ..storage import models as m
@@ -128,10 +129,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                 s,
                 p,
                 org,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
+                ListParams.of(request),
             ),
             pb.ListRegistriesResponse,
             "registries",
@@ -223,9 +221,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         org, registry_id = _registry(request.parent, "parent")
 
         return await self.app.listed(
-            lambda s: regs.list_members(
-                s, p, org, registry_id, page_size=request.page_size, page_token=request.page_token
-            ),
+            lambda s: regs.list_members(s, p, org, registry_id, ListParams.of(request)),
             pb.ListRegistryMembersResponse,
             "members",
             lambda v: member_proto(org, registry_id, v),

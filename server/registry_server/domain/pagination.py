@@ -6,12 +6,33 @@ import base64
 import binascii
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """What a list request asks for: its page, and its filter and order when it has them."""
+
+    page_size: int = 0
+    page_token: str = ""
+    filter: str = ""
+    order_by: str = ""
+
+    @classmethod
+    def of(cls, request: Any) -> ListParams:
+        """From any List*Request message."""
+        return cls(
+            request.page_size,
+            request.page_token,
+            getattr(request, "filter", ""),
+            getattr(request, "order_by", ""),
+        )
 
 
 def page_size(value: int, field: str = "page_size") -> int:

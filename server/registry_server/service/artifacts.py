@@ -34,6 +34,7 @@ from ..domain.errors import (
 )
 from ..domain.metadata import merged as merged_metadata
 from ..domain.names import artifact_version_name
+from ..domain.pagination import ListParams
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
@@ -201,22 +202,13 @@ def list_projects(
     team: str,
     *,
     where: ColumnElement[bool],
-    order_by: str,
-    page_size: int,
-    page_token: str,
+    ask: ListParams,
     query: tuple[Any, ...],
 ) -> Page:
-    keys = parse_order_by(order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
+    keys = parse_order_by(ask.order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
     stmt = select(m.Project).where(m.Project.team_id == t.id, where)
-    return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    return fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
 
 
 # --- artifacts ------------------------------------------------------------------------
@@ -575,13 +567,11 @@ def list_artifact_versions(
     artifact: str,
     *,
     where: ColumnElement[bool],
-    order_by: str,
     show_deleted: bool,
-    page_size: int,
-    page_token: str,
+    ask: ListParams,
     query: tuple[Any, ...],
 ) -> tuple[list[ArtifactVersionInfo], str]:
-    keys = parse_order_by(order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
+    keys = parse_order_by(ask.order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.VIEW)
     stmt = (
         select(m.ArtifactVersion, m.User.name)
@@ -590,14 +580,7 @@ def list_artifact_versions(
     )
     if not show_deleted:
         stmt = stmt.where(m.ArtifactVersion.delete_time.is_(None))
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [
         artifact_info(

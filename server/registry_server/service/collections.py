@@ -26,6 +26,7 @@ from ..domain.errors import (
 )
 from ..domain.filters import parse_filter
 from ..domain.names import CollectionRef
+from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import now_us
@@ -215,18 +216,11 @@ class Listing:
     query: tuple[Any, ...]  # what page tokens are bound to
 
 
-def collection_listing(
-    s: Session,
-    *,
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
-) -> Listing:
-    keys = parse_order_by(order_by, COLLECTION_ORDER, "name", m.Collection.id)
-    clause = compile_filter(parse_filter(filter, "filter"), COLLECTION_FILTER, dialect(s), "filter")
-    return Listing(keys, clause, page_size, page_token, query)
+def collection_listing(s: Session, ask: ListParams, query: tuple[Any, ...]) -> Listing:
+    keys = parse_order_by(ask.order_by, COLLECTION_ORDER, "name", m.Collection.id)
+    expr = parse_filter(ask.filter, "filter")
+    clause = compile_filter(expr, COLLECTION_FILTER, dialect(s), "filter")
+    return Listing(keys, clause, ask.page_size, ask.page_token, query)
 
 
 def collections_page(
@@ -258,19 +252,10 @@ def list_collections(
     p: Principal,
     org: str,
     registry_id: str,
-    *,
-    page_size: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> tuple[list[CollectionView], str]:
     listing = collection_listing(
-        s,
-        filter=filter,
-        order_by=order_by,
-        page_size=page_size,
-        page_token=page_token,
-        query=("collections", org, registry_id, filter, order_by),
+        s, ask, ("collections", org, registry_id, ask.filter, ask.order_by)
     )
     access = registry_access(s, p, org, registry_id, _perm("ListCollections"))
     return collections_page(s, m.Collection.registry_id == access.registry.id, listing)

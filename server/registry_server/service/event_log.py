@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.filters import And, Comparison, Expr, Not, Or, parse_filter
+from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.filter_sql import FieldSpec, compile_filter
@@ -186,11 +187,9 @@ def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
 # --- list and watch ----------------------------------------------------------------
 
 
-def list_events(
-    s: Session, p: Principal, parent: str, *, filter: str, page_size: int, page_token: str
-) -> Page:
+def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Event,), oldest first, keyset-paged on the cursor."""
-    clause = compile_event_filter(filter, dialect(s))
+    clause = compile_event_filter(ask.filter, dialect(s))
     scope = resolve_scope(s, p, parent)
     stmt = visible_events(p, scope)
     if clause is not None:
@@ -199,9 +198,9 @@ def list_events(
         s,
         stmt,
         [SortKey(m.Event.cursor)],
-        size=page_size,
-        token=page_token,
-        query=("events", parent, filter),
+        size=ask.page_size,
+        token=ask.page_token,
+        query=("events", parent, ask.filter),
     )
 
 

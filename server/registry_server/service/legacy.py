@@ -36,11 +36,12 @@ from ..domain.errors import (
     quote,
 )
 from ..domain.names import artifact_version_name, model_name, model_version_name
+from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
 from ..storage.filter_sql import FieldSpec, held_alias
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
@@ -198,34 +199,16 @@ def list_registered_models(
     team: str,
     *,
     where: ColumnElement[bool],
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
+    ask: ListParams,
     query: tuple[Any, ...],
 ) -> tuple[list[ModelInfo], str]:
-    """`where` is `filter` compiled for registered models (the API layer checked it)."""
-    keys = parse_order_by(order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
+    """`where` is `ask.filter` compiled for registered models (the API layer checked it)."""
+    keys = parse_order_by(ask.order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
     if ta.team.legacy_state == LegacyState.MIGRATED:
-        return migrated_legacy.list_models(
-            s,
-            ta.team,
-            filter=filter,
-            order_by=order_by,
-            page_size=page_size,
-            page_token=page_token,
-            query=query,
-        )
+        return migrated_legacy.list_models(s, ta.team, ask, query)
     stmt = _model_select().where(m.RegisteredModel.team_id == ta.team.id, where)
-    page: Page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
 
@@ -579,39 +562,20 @@ def list_model_versions(
     model: str,
     *,
     where: ColumnElement[bool],
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
+    ask: ListParams,
     query: tuple[Any, ...],
 ) -> tuple[list[ModelVersionView], str]:
-    """`where` is `filter` compiled for registered-model versions (checked by the API)."""
+    """`where` is `ask.filter` compiled for registered-model versions (checked by the API)."""
     keys = parse_order_by(
-        order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
+        ask.order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
     )
     label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
-        return migrated_legacy.list_model_versions(
-            s,
-            ta.team,
-            model,
-            filter=filter,
-            order_by=order_by,
-            page_size=page_size,
-            page_token=page_token,
-            query=query,
-        )
+        return migrated_legacy.list_model_versions(s, ta.team, model, ask, query)
     row = _load_model(s, ta.team, model)
     stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id, where)
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 
 

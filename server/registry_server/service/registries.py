@@ -24,6 +24,7 @@ from ..domain.errors import (
     quote,
 )
 from ..domain.filters import parse_filter
+from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
 from ..storage.db import now_us
@@ -240,15 +241,11 @@ def list_registries(
     s: Session,
     p: Principal,
     org: str,
-    *,
-    page_size: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> Page:
     """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
-    keys = parse_order_by(order_by, REGISTRY_ORDER, "name", m.Registry.id)
-    expr = parse_filter(filter, "filter")
+    keys = parse_order_by(ask.order_by, REGISTRY_ORDER, "name", m.Registry.id)
+    expr = parse_filter(ask.filter, "filter")
     clause = compile_filter(expr, REGISTRY_FILTER, dialect(s), "filter")
     _own_org(p, org)
     team = aliased(m.Team)
@@ -263,9 +260,9 @@ def list_registries(
         s,
         stmt,
         keys,
-        size=page_size,
-        token=page_token,
-        query=("registries", org, filter, order_by),
+        size=ask.page_size,
+        token=ask.page_token,
+        query=("registries", org, ask.filter, ask.order_by),
     )
 
 
@@ -574,7 +571,7 @@ MEMBER_ORDER = {"create_time": m.RegistryMember.create_time}
 
 
 def list_members(
-    s: Session, p: Principal, org: str, registry_id: str, *, page_size: int, page_token: str
+    s: Session, p: Principal, org: str, registry_id: str, ask: ListParams
 ) -> tuple[list[MemberView], str]:
     """A page of members in grant order; returns (views, next_page_token)."""
     keys = parse_order_by("", MEMBER_ORDER, "create_time", m.RegistryMember.id)
@@ -589,8 +586,8 @@ def list_members(
         s,
         stmt,
         keys,
-        size=page_size,
-        token=page_token,
+        size=ask.page_size,
+        token=ask.page_token,
         query=("registry-members", org, registry_id),
     )
     views = [

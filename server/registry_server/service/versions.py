@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from ..domain import names, paths
 from ..domain.errors import InvalidArgument, NotFound
 from ..domain.names import CollectionRef
-from ..domain.pagination import decode_token, encode_token, page_size
+from ..domain.pagination import ListParams, decode_token, encode_token, page_size
 from ..domain.roles import Permission
 from ..storage.queries import registries as qr
 from ..storage.queries import versions as q
@@ -191,19 +191,11 @@ class PageRequest:
     query_id: tuple[Any, ...]  # what page tokens are bound to
 
 
-def page_request(
-    sql: Sql,
-    *,
-    page_size_value: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
-    query_id: tuple[Any, ...],
-) -> PageRequest:
-    size = page_size(page_size_value)
-    keys = q.order_keys(order_by)
-    compiled = q.page.compiled(sql.dialect, (filter, order_by, bool(page_token)))
-    after = decode_token(page_token, query_id, len(keys))
+def page_request(sql: Sql, ask: ListParams, query_id: tuple[Any, ...]) -> PageRequest:
+    size = page_size(ask.page_size)
+    keys = q.order_keys(ask.order_by)
+    compiled = q.page.compiled(sql.dialect, (ask.filter, ask.order_by, bool(ask.page_token)))
+    after = decode_token(ask.page_token, query_id, len(keys))
     columns = tuple(k.column.key for k in keys)
     if after is not None and not all(map(q.key_fits, columns, after)):
         raise InvalidArgument("page_token", "is not a page token returned by this method")
@@ -214,21 +206,10 @@ def list_versions(
     sql: Sql,
     p: Principal,
     ref: CollectionRef,
-    *,
-    page_size_value: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> tuple[list[VersionView], str]:
     """One page, and the token of the next ("" on the last)."""
-    request = page_request(
-        sql,
-        page_size_value=page_size_value,
-        page_token=page_token,
-        filter=filter,
-        order_by=order_by,
-        query_id=("collection-versions", ref.name, filter, order_by),
-    )
+    request = page_request(sql, ask, ("collection-versions", ref.name, ask.filter, ask.order_by))
     header = registry_header(
         sql, p, ref.org, ref.registry, perm("ListCollectionVersions"), ref.collection
     )
