@@ -24,20 +24,19 @@ from ..domain.errors import (
     NotFound,
     quote,
 )
-from ..domain.filters import parse_filter
 from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, compile_filter
+from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import authz_table, events, versions
 from .access import RegistryAccess, registry_access, require_protected_alias_right
 from .context import Principal
 from .organizations import check_etag
-from .registries import accepts_type, dialect
+from .registries import accepts_type
 from .registry_freeze import check_writable
 
 SERVICE = "CollectionService"
@@ -218,8 +217,7 @@ class Listing:
 
 def collection_listing(s: Session, ask: ListParams, query: tuple[Any, ...]) -> Listing:
     keys = parse_order_by(ask.order_by, COLLECTION_ORDER, "name", m.Collection.id)
-    expr = parse_filter(ask.filter, "filter")
-    clause = compile_filter(expr, COLLECTION_FILTER, dialect(s), "filter")
+    clause = filter_of(s, ask.filter, COLLECTION_FILTER)
     return Listing(keys, clause, ask.page_size, ask.page_token, query)
 
 

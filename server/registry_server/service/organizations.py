@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import names
 from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
 from ..storage.db import now_us
+from ..storage.filter_sql import FieldSpec, filter_of
+from ..storage.paging import Page, SortKey, fetch_page, parse_order_by
 from . import events
 from .auth import store_key
 from .context import Principal
@@ -177,10 +180,70 @@ def require_org_admin(
     raise PermissionDenied(f"{what} needs an organization admin", reason="ORG_ADMIN_REQUIRED")
 
 
-def list_organizations(s: Session, p: Principal) -> Select[Any]:
+def list_organizations(s: Session, p: Principal, ask: ListParams) -> Page:
     """Every organization for a service admin; the caller's own for anyone else."""
+    keys = parse_order_by("", {"name": m.Organization.name}, "name", m.Organization.id)
     stmt = select(m.Organization)
-    return stmt if p.service_admin else stmt.where(m.Organization.id == p.org_id)
+    if not p.service_admin:
+        stmt = stmt.where(m.Organization.id == p.org_id)
+    return _page(s, stmt, keys, ask, ("organizations",))
+
+
+def _page(s: Session, stmt: Any, keys: list[SortKey], ask: ListParams, query: Any) -> Page:
+    return fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
+
+
+def _filtered(s: Session, stmt: Any, ask: ListParams, fields: dict[str, FieldSpec]) -> Any:
+    """`stmt` narrowed by the request's filter over `fields`."""
+    clause = filter_of(s, ask.filter, fields) if ask.filter else None
+    return stmt if clause is None else stmt.where(clause)
+
+
+USER_ORDER = {"name": m.User.name, "create_time": m.User.create_time}
+USER_FILTER = {
+    "name": FieldSpec("string", m.User.name),
+    "email": FieldSpec("string", m.User.email),
+    "service_account": FieldSpec("bool", m.User.service_account),
+}
+TEAM_ORDER = {"name": m.Team.name, "create_time": m.Team.create_time}
+TEAM_FILTER = {
+    "name": FieldSpec("string", m.Team.name),
+    "display_name": FieldSpec("string", m.Team.display_name),
+}
+
+
+def list_users(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
+    keys = parse_order_by(ask.order_by, USER_ORDER, "name", m.User.id)
+    org = get_org(s, p, org_id, "parent")
+    stmt = _filtered(s, select(m.User).where(m.User.org_id == org.id), ask, USER_FILTER)
+    return _page(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
+
+
+def list_teams(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
+    keys = parse_order_by(ask.order_by, TEAM_ORDER, "name", m.Team.id)
+    org = get_org(s, p, org_id, "parent")
+    stmt = _filtered(s, select(m.Team).where(m.Team.org_id == org.id), ask, TEAM_FILTER)
+    return _page(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
+
+
+def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -> Page:
+    """Rows of (TeamMember, user name, user id), by user name."""
+    keys = parse_order_by("", {"name": m.User.name}, "name", m.User.id)
+    team = get_team(s, p, team_id)
+    stmt = (
+        select(m.TeamMember, m.User.name, m.User.id)
+        .join(m.User, m.User.id == m.TeamMember.user_id)
+        .where(m.TeamMember.team_id == team.id)
+    )
+    return fetch_page(
+        s,
+        stmt,
+        keys,
+        size=ask.page_size,
+        token=ask.page_token,
+        query=("members", team_id),
+        key_of=lambda row: (row[1], row[2]),
+    )
 
 
 def update_organization(
@@ -386,14 +449,12 @@ def create_api_key(
     return key, secret, user
 
 
-def list_api_keys(s: Session, p: Principal, user_id: str) -> tuple[m.User, list[m.ApiKey]]:
+def list_api_keys(s: Session, p: Principal, user_id: str, ask: ListParams) -> Page:
+    """The user's keys not revoked, oldest first."""
+    keys = parse_order_by("", {"create_time": m.ApiKey.create_time}, "create_time", m.ApiKey.id)
     user = _key_owner(s, p, user_id, "listing another user's API keys")
-    rows = s.execute(
-        select(m.ApiKey)
-        .where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
-        .order_by(m.ApiKey.id)
-    ).scalars()
-    return user, list(rows)
+    stmt = select(m.ApiKey).where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
+    return _page(s, stmt, keys, ask, ("keys", user_id))
 
 
 def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:

@@ -23,12 +23,11 @@ from ..domain.errors import (
     NotFound,
     quote,
 )
-from ..domain.filters import parse_filter
 from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, compile_filter
+from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.queries import registries as q
 from ..storage.sql import Sql
@@ -233,10 +232,6 @@ REGISTRY_ORDER = {
 }
 
 
-def dialect(s: Session) -> str:
-    return s.get_bind().dialect.name
-
-
 def list_registries(
     s: Session,
     p: Principal,
@@ -245,8 +240,7 @@ def list_registries(
 ) -> Page:
     """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
     keys = parse_order_by(ask.order_by, REGISTRY_ORDER, "name", m.Registry.id)
-    expr = parse_filter(ask.filter, "filter")
-    clause = compile_filter(expr, REGISTRY_FILTER, dialect(s), "filter")
+    clause = filter_of(s, ask.filter, REGISTRY_FILTER)
     _own_org(p, org)
     team = aliased(m.Team)
     stmt = (

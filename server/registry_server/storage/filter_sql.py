@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.errors import InvalidArgument, quote
-from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value
+from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value, parse_filter
 
 Kind = Literal["string", "int", "bool", "time", "tags", "json_map", "alias"]
 
@@ -95,6 +95,12 @@ class FieldSpec:
     @property
     def allowed_ops(self) -> frozenset[str]:
         return self.ops if self.ops is not None else DEFAULT_OPS[self.kind]
+
+
+def filter_of(s: Any, text: str, fields: Mapping[str, FieldSpec]) -> ColumnElement[bool] | None:
+    """A list request's `filter` (AIP-160 text) compiled for `fields` in the dialect of
+    the session `s`; None for no filter."""
+    return compile_filter(parse_filter(text, "filter"), fields, s.get_bind().dialect.name)
 
 
 def compile_filter(
