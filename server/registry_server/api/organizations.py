@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -329,25 +330,21 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     async def AddTeamMember(
         self, request: pb.AddTeamMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.TeamMember:
-        p = current_principal()
-        team, user = self._team_user(request)
-        role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
-
-        def work(s: Session) -> r.TeamMember:
-            mem, t, u = orgs.add_team_member(s, p, team, user, role)
-            return member_proto(t.name, u.name, mem)
-
-        return await self.app.write(work)
+        return await self._set_member(request, orgs.add_team_member)
 
     async def UpdateTeamMember(
         self, request: pb.UpdateTeamMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.TeamMember:
+        return await self._set_member(request, orgs.update_team_member)
+
+    async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.TeamMember:
+        """Add or Update: `change(s, p, team, user, role)` -> (member, team, user)."""
         p = current_principal()
         team, user = self._team_user(request)
         role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
 
         def work(s: Session) -> r.TeamMember:
-            mem, t, u = orgs.update_team_member(s, p, team, user, role)
+            mem, t, u = change(s, p, team, user, role)
             return member_proto(t.name, u.name, mem)
 
         return await self.app.write(work)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
 from sqlalchemy.orm import Session
@@ -186,23 +189,19 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     async def AddRegistryMember(
         self, request: pb.AddRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
-        p = current_principal()
-        org, registry_id, ref, grant = _member_grant(request)
-        return await self.app.write(
-            lambda s: member_proto(
-                org, registry_id, regs.add_member(s, p, org, registry_id, ref, grant)
-            )
-        )
+        return await self._set_member(request, regs.add_member)
 
     async def UpdateRegistryMember(
         self, request: pb.UpdateRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
+        return await self._set_member(request, regs.update_member)
+
+    async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.RegistryMember:
+        """Add or Update: `change(s, p, org, registry, member, grant)` -> the member."""
         p = current_principal()
         org, registry_id, ref, grant = _member_grant(request)
         return await self.app.write(
-            lambda s: member_proto(
-                org, registry_id, regs.update_member(s, p, org, registry_id, ref, grant)
-            )
+            lambda s: member_proto(org, registry_id, change(s, p, org, registry_id, ref, grant))
         )
 
     async def RemoveRegistryMember(
