@@ -22,7 +22,6 @@ from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
 from .convert import etag, mask_paths, struct, struct_to_dict, ts
-from .filtering import compile_list_filter
 from .interceptors import current_principal
 from .legacy import model_version_proto
 from .presenters import version_proto
@@ -129,17 +128,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ListProjectsResponse:
         p = current_principal()
         team = names.parse(request.parent, TEAM, "parent")["team"]
-        where = compile_list_filter(request.filter, svc.PROJECT_FILTER_FIELDS, self.app.db.dialect)
-
         return await self.app.listed(
-            lambda s: svc.list_projects(
-                s,
-                p,
-                team,
-                where=where,
-                ask=ListParams.of(request),
-                query=("projects", team, request.filter, request.order_by),
-            ),
+            lambda s: svc.list_projects(s, p, team, ListParams.of(request)),
             pb.ListProjectsResponse,
             "projects",
             lambda row: project_proto(team, row[0]),
@@ -194,8 +184,6 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ListArtifactVersionsResponse:
         p = current_principal()
         v = names.parse(request.parent, ARTIFACT, "parent")
-        where = compile_list_filter(request.filter, svc.VERSION_FILTER_FIELDS, self.app.db.dialect)
-
         return await self.app.listed(
             lambda s: svc.list_artifact_versions(
                 s,
@@ -203,16 +191,8 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
                 v["team"],
                 v["project"],
                 v["artifact"],
-                where=where,
-                ask=ListParams.of(request),
+                ListParams.of(request),
                 show_deleted=request.show_deleted,
-                query=(
-                    "artifact_versions",
-                    request.parent,
-                    request.filter,
-                    request.order_by,
-                    request.show_deleted,
-                ),
             ),
             pb.ListArtifactVersionsResponse,
             "artifact_versions",

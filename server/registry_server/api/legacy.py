@@ -18,7 +18,6 @@ from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import App
 from .convert import etag, mask_paths, ts
-from .filtering import compile_list_filter
 from .interceptors import current_principal
 
 TEAM = "teams/{team}"
@@ -131,17 +130,8 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> pb.ListRegisteredModelsResponse:
         p = current_principal()
         team = names.parse(request.parent, TEAM, "parent")["team"]
-        where = compile_list_filter(request.filter, svc.MODEL_FILTER_FIELDS, self.app.db.dialect)
-
         return await self.app.listed(
-            lambda s: svc.list_registered_models(
-                s,
-                p,
-                team,
-                where=where,
-                ask=ListParams.of(request),
-                query=("registered_models", team, request.filter, request.order_by),
-            ),
+            lambda s: svc.list_registered_models(s, p, team, ListParams.of(request)),
             pb.ListRegisteredModelsResponse,
             "registered_models",
             registered_model_proto,
@@ -216,25 +206,8 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> pb.ListRegisteredModelVersionsResponse:
         p = current_principal()
         team, model = _model(request.parent, "parent")
-        where = compile_list_filter(
-            request.filter, svc.MODEL_VERSION_FILTER_FIELDS, self.app.db.dialect
-        )
-
         return await self.app.listed(
-            lambda s: svc.list_model_versions(
-                s,
-                p,
-                team,
-                model,
-                where=where,
-                ask=ListParams.of(request),
-                query=(
-                    "registered_model_versions",
-                    request.parent,
-                    request.filter,
-                    request.order_by,
-                ),
-            ),
+            lambda s: svc.list_model_versions(s, p, team, model, ListParams.of(request)),
             pb.ListRegisteredModelVersionsResponse,
             "registered_model_versions",
             version_view_proto,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, held_alias
+from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import access, events
@@ -200,14 +200,13 @@ def list_projects(
     s: Session,
     p: Principal,
     team: str,
-    *,
-    where: ColumnElement[bool],
     ask: ListParams,
-    query: tuple[Any, ...],
 ) -> Page:
+    where = filter_of(s, ask.filter, PROJECT_FILTER_FIELDS)
     keys = parse_order_by(ask.order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
-    stmt = select(m.Project).where(m.Project.team_id == t.id, where)
+    stmt = filtered(select(m.Project).where(m.Project.team_id == t.id), where)
+    query = ("projects", team, ask.filter, ask.order_by)
     return fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
 
 
@@ -565,21 +564,22 @@ def list_artifact_versions(
     team: str,
     project: str,
     artifact: str,
-    *,
-    where: ColumnElement[bool],
-    show_deleted: bool,
     ask: ListParams,
-    query: tuple[Any, ...],
+    show_deleted: bool,
 ) -> tuple[list[ArtifactVersionInfo], str]:
+    where = filter_of(s, ask.filter, VERSION_FILTER_FIELDS)
     keys = parse_order_by(ask.order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.VIEW)
     stmt = (
         select(m.ArtifactVersion, m.User.name)
         .outerjoin(m.User, m.User.id == m.ArtifactVersion.created_by_id)
-        .where(m.ArtifactVersion.artifact_id == art.id, where)
+        .where(m.ArtifactVersion.artifact_id == art.id)
     )
+    stmt = filtered(stmt, where)
     if not show_deleted:
         stmt = stmt.where(m.ArtifactVersion.delete_time.is_(None))
+    parent = f"teams/{team}/projects/{project}/artifacts/{artifact}"
+    query = ("artifact_versions", parent, ask.filter, ask.order_by, show_deleted)
     page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -40,7 +40,7 @@ from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, held_alias
+from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import events, migrated_legacy
@@ -197,17 +197,15 @@ def list_registered_models(
     s: Session,
     p: Principal,
     team: str,
-    *,
-    where: ColumnElement[bool],
     ask: ListParams,
-    query: tuple[Any, ...],
 ) -> tuple[list[ModelInfo], str]:
-    """`where` is `ask.filter` compiled for registered models (the API layer checked it)."""
+    where = filter_of(s, ask.filter, MODEL_FILTER_FIELDS)
+    query = ("registered_models", team, ask.filter, ask.order_by)
     keys = parse_order_by(ask.order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_models(s, ta.team, ask, query)
-    stmt = _model_select().where(m.RegisteredModel.team_id == ta.team.id, where)
+    stmt = filtered(_model_select().where(m.RegisteredModel.team_id == ta.team.id), where)
     page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
@@ -560,12 +558,10 @@ def list_model_versions(
     p: Principal,
     team: str,
     model: str,
-    *,
-    where: ColumnElement[bool],
     ask: ListParams,
-    query: tuple[Any, ...],
 ) -> tuple[list[ModelVersionView], str]:
-    """`where` is `ask.filter` compiled for registered-model versions (checked by the API)."""
+    where = filter_of(s, ask.filter, MODEL_VERSION_FILTER_FIELDS)
+    query = ("registered_model_versions", model_name(team, model), ask.filter, ask.order_by)
     keys = parse_order_by(
         ask.order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
     )
@@ -574,7 +570,8 @@ def list_model_versions(
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_model_versions(s, ta.team, model, ask, query)
     row = _load_model(s, ta.team, model)
-    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id, where)
+    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id)
+    stmt = filtered(stmt, where)
     page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 

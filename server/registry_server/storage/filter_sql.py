@@ -103,6 +103,11 @@ def filter_of(s: Any, text: str, fields: Mapping[str, FieldSpec]) -> ColumnEleme
     return compile_filter(parse_filter(text, "filter"), fields, s.get_bind().dialect.name)
 
 
+def filtered(stmt: Any, clause: ColumnElement[bool] | None) -> Any:
+    """`stmt` narrowed by `clause` (a `filter_of`), when there is one."""
+    return stmt if clause is None else stmt.where(clause)
+
+
 def compile_filter(
     expr: Expr | None,
     fields: Mapping[str, FieldSpec],
