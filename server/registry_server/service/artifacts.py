@@ -51,7 +51,7 @@ from .resolve import (
     artifact_info,
     resolve,
 )
-from .versions import aliases_by_version, version_row
+from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 DESCRIPTION_MAX = 64 * 1024
 RUN_ID_MAX = 256
@@ -273,35 +273,12 @@ def _info(
 
 
 def _move_aliases(
-    s: Session, artifact_id: int, version_id: int, aliases: Iterable[str]
+    s: Session, artifact_id: int, version_id: int, aliases: Sequence[str]
 ) -> dict[str, int | None]:
-    """Points each alias at `version_id` (the artifact row must be locked).
-
-    Returns alias -> version index it was on before (None: new), for aliases that moved.
-    """
-    wanted = list(aliases)
-    if not wanted:
-        return {}
-    current = {
-        row.ArtifactAlias.alias: row
-        for row in s.execute(
-            select(m.ArtifactAlias, m.ArtifactVersion.version_index)
-            .join(m.ArtifactVersion, m.ArtifactVersion.id == m.ArtifactAlias.version_id)
-            .where(m.ArtifactAlias.artifact_id == artifact_id, m.ArtifactAlias.alias.in_(wanted))
-            .execution_options(populate_existing=True)
-        ).all()
-    }
-    moved: dict[str, int | None] = {}
-    for alias in wanted:
-        row = current.get(alias)
-        if row is None:
-            s.add(m.ArtifactAlias(artifact_id=artifact_id, alias=alias, version_id=version_id))
-            moved[alias] = None
-        elif row.ArtifactAlias.version_id != version_id:
-            row.ArtifactAlias.version_id = version_id
-            moved[alias] = row.version_index
-    s.flush()
-    return moved
+    """`versions.move_aliases` of an artifact (its row locked)."""
+    return move_aliases(
+        s, m.ArtifactAlias, m.ArtifactVersion, "artifact_id", artifact_id, version_id, aliases
+    )
 
 
 def _lock_or_create_artifact(
@@ -423,7 +400,7 @@ def create_artifact_version(
             "type": type_,
             "digest": digest,
             "aliases": sorted(moved) if moved else [],
-            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "moved_from": moved_from(moved),
             "producing_run": run_id,
             "artifact_created": created,
         },
@@ -474,9 +451,7 @@ def _relog(
     if arriving:
         moved = _move_aliases(s, artifact.id, version.id, arriving)
         fields.append("aliases")
-        details.update(
-            aliases_added=arriving, moved_from={a: i for a, i in moved.items() if i is not None}
-        )
+        details.update(aliases_added=arriving, moved_from=moved_from(moved))
     if new_tags:
         fields.append("tags")
         details["tags_before"] = own_tags
@@ -650,7 +625,7 @@ def update_artifact_version(
         details.update(
             aliases_added=added,
             aliases_removed=removed,
-            moved_from={a: i for a, i in moved.items() if i is not None},
+            moved_from=moved_from(moved),
         )
     if "description" in fields:
         version.description = description

@@ -55,7 +55,7 @@ from .legacy_settings import (
 from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
-from .versions import aliases_by_version, version_row
+from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 TYPE_NOT_ACCEPTED = "ARTIFACT_TYPE_NOT_ACCEPTED"
 MODEL_TYPE = "model"
@@ -338,57 +338,18 @@ def _version_view(s: Session, team: m.Team, model: str, version_id: int) -> Mode
 def _move_aliases(
     s: Session, model_id: int, version_id: int, aliases: Sequence[str], field: str, what: str
 ) -> dict[str, int | None]:
-    """Points each alias at the version `what` (model row locked); alias -> previous
-    index. INVALID_ARGUMENT naming `field` when the version would hold too many."""
-    if not aliases:
-        return {}
-    current = {
-        row.RegisteredModelAlias.alias: row
-        for row in s.execute(
-            select(m.RegisteredModelAlias, m.RegisteredModelVersion.version_index)
-            .join(
-                m.RegisteredModelVersion,
-                m.RegisteredModelVersion.id == m.RegisteredModelAlias.version_id,
-            )
-            .where(
-                m.RegisteredModelAlias.registered_model_id == model_id,
-                m.RegisteredModelAlias.alias.in_(list(aliases)),
-            )
-            .execution_options(populate_existing=True)
-        ).all()
-    }
-    arriving = [
-        a
-        for a in aliases
-        if a not in current or current[a].RegisteredModelAlias.version_id != version_id
-    ]
-    if arriving:
-        held = s.execute(
-            select(func.count())
-            .select_from(m.RegisteredModelAlias)
-            .where(m.RegisteredModelAlias.version_id == version_id)
-        ).scalar_one()
-        names.check_alias_count(held + len(arriving), field, what)
-    moved: dict[str, int | None] = {}
-    now = now_us()
-    for alias in aliases:
-        row = current.get(alias)
-        if row is None:
-            s.add(
-                m.RegisteredModelAlias(
-                    registered_model_id=model_id,
-                    alias=alias,
-                    version_id=version_id,
-                    create_time=now,
-                )
-            )
-            moved[alias] = None
-        elif row.RegisteredModelAlias.version_id != version_id:
-            row.RegisteredModelAlias.version_id = version_id
-            row.RegisteredModelAlias.create_time = now
-            moved[alias] = row.version_index
-    s.flush()
-    return moved
+    """`versions.move_aliases` of a registered model (its row locked), at most
+    ALIASES_PER_VERSION on the version `what`."""
+    return move_aliases(
+        s,
+        m.RegisteredModelAlias,
+        m.RegisteredModelVersion,
+        "registered_model_id",
+        model_id,
+        version_id,
+        aliases,
+        (field, what),
+    )
 
 
 def link_model_version(
@@ -474,7 +435,7 @@ def link_model_version(
                     "artifact_version": av.name,
                     "already_linked": True,
                     "aliases": sorted(moved),
-                    "moved_from": {a: i for a, i in moved.items() if i is not None},
+                    "moved_from": moved_from(moved),
                 },
                 team=ta.team,
             )
@@ -507,7 +468,7 @@ def link_model_version(
             "artifact_version": av.name,
             "source_path": source.canonical_path,
             "aliases": sorted(moved),
-            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "moved_from": moved_from(moved),
             "model_created": model_created,
         },
         team=ta.team,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
@@ -25,6 +25,7 @@ from ..domain.errors import InvalidArgument, NotFound
 from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams, decode_token, encode_token, page_size
 from ..domain.roles import Permission
+from ..storage.db import now_us
 from ..storage.queries import registries as qr
 from ..storage.queries import versions as q
 from ..storage.sql import Sql, json_value, split_aliases
@@ -117,6 +118,62 @@ def aliases_by_version(
         ).all():
             found[version_id].append(alias)
     return {vid: tuple(sorted(found.get(vid, ()))) for vid in version_ids}
+
+
+def move_aliases(
+    s: Session,
+    alias_table: Any,
+    version_table: Any,
+    owner: str,
+    owner_id: int,
+    version_id: int,
+    aliases: Sequence[str],
+    count: tuple[str, str] | None = None,
+) -> dict[str, int | None]:
+    """Points each of `aliases` at version `version_id` of the owner whose aliases
+    `alias_table` holds (its column `owner` is `owner_id`; the owner's row locked).
+    Returns alias -> index of the version it was on before (None: new), for those that
+    moved. `count`: (field, version name) when the version may hold only so many
+    (INVALID_ARGUMENT naming field). Alias rows with a `create_time` record the move."""
+    wanted = list(aliases)
+    if not wanted:
+        return {}
+    current = {
+        row[0].alias: row
+        for row in s.execute(
+            select(alias_table, version_table.version_index)
+            .join(version_table, version_table.id == alias_table.version_id)
+            .where(getattr(alias_table, owner) == owner_id, alias_table.alias.in_(wanted))
+            .execution_options(populate_existing=True)
+        ).all()
+    }
+    arriving = [a for a in wanted if a not in current or current[a][0].version_id != version_id]
+    if count is not None and arriving:
+        held = s.execute(
+            select(func.count())
+            .select_from(alias_table)
+            .where(alias_table.version_id == version_id)
+        ).scalar_one()
+        names.check_alias_count(held + len(arriving), *count)
+    stamp = {"create_time": now_us()} if hasattr(alias_table, "create_time") else {}
+    moved: dict[str, int | None] = {}
+    for alias in wanted:
+        row = current.get(alias)
+        if row is None:
+            s.add(alias_table(**{owner: owner_id}, alias=alias, version_id=version_id, **stamp))
+            moved[alias] = None
+        elif row[0].version_id != version_id:
+            row[0].version_id = version_id
+            for key, value in stamp.items():
+                setattr(row[0], key, value)
+            moved[alias] = row[1]
+    s.flush()
+    return moved
+
+
+def moved_from(moved: dict[str, int | None]) -> dict[str, int]:
+    """The aliases of a `move_aliases` that were on another version, and its index."""
+    return {a: i for a, i in moved.items() if i is not None}
 
 
 def version_row(
