@@ -70,8 +70,6 @@ class App:
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
-        # Background tasks started by services (migration runner, webhook sender, ...).
-        self.background: list[asyncio.Task[Any]] = []
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

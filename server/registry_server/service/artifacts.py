@@ -38,7 +38,7 @@ from ..domain.pagination import ListParams
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
@@ -472,8 +472,7 @@ def _relog(
         return _info(s, version, team, project, artifact)  # nothing new: no change, no event
     if asked.run_id:
         details["run_id"] = asked.run_id
-    version.revision += 1
-    version.update_time = now_us()
+    revised(version)
     s.flush()
     events.scoped_event(
         s, events.ARTIFACT_VERSION_UPDATED, p, name, {"fields": fields, **details}, team=team
@@ -627,15 +626,11 @@ def update_artifact_version(
             aliases_removed=removed,
             moved_from=moved_from(moved),
         )
-    if "description" in fields:
-        version.description = description
     if "metadata" in fields:
         version.metadata_ = metadata
     if "tags" in fields:
         details["tags_before"] = list(version.tags or [])
-        version.tags = new_tags
-    version.revision += 1
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.ARTIFACT_VERSION_UPDATED, p, name, details, team=ta.team)
     return _info(s, version, ta.team, project, art)

@@ -28,7 +28,7 @@ from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
@@ -276,14 +276,10 @@ def update_collection(
     access, collection = _load_collection(s, p, ref, _perm("UpdateCollection"), for_update=True)
     check_etag(etag, collection.revision, "collection.etag")
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        collection.description = description
     if "tags" in fields:
         details["previous_tags"] = list(collection.tags or [])
         details["tags"] = tag_list
-        collection.tags = tag_list
-    collection.revision += 1
-    collection.update_time = now_us()
+    revised(collection, fields, description=description, tags=tag_list)
     events.scoped_event(
         s,
         events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
@@ -423,8 +419,7 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
     artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id == version.id))
     s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.id == version.id))
-    collection.revision += 1
-    collection.update_time = now_us()
+    revised(collection)
     # The aliases went with the version: one ALIAS_REMOVED each keeps alias history exact.
     for alias in aliases:
         _alias_removed(s, p, access, ref, alias, index)

@@ -39,7 +39,7 @@ from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import fetch_page, parse_order_by
 from ..storage.sql import Sql
@@ -228,14 +228,10 @@ def update_registered_model(
     row = _load_model(s, ta.team, model, for_update=True)
     check_etag(etag, row.revision, "registered_model.etag")
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        row.description = description
     if "tags" in fields:
         details["tags_before"] = list(row.tags or [])
         details["tags"] = new_tags
-        row.tags = new_tags
-    row.revision += 1
-    row.update_time = now_us()
+    revised(row, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.LEGACY_MODEL_UPDATED, p, label, details, team=ta.team)
     return _model_info_of(s, team, row.id)

@@ -12,7 +12,7 @@ from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, Permiss
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, SortKey, fetch_page, parse_order_by
 from . import events
@@ -135,9 +135,7 @@ def set_service_admin(s: Session, user_id: str, flag: bool) -> m.User:
     if user is None:
         raise NotFound(f"users/{user_id} not found")
     if user.service_admin != flag:
-        user.service_admin = flag
-        user.revision += 1
-        user.update_time = now_us()
+        revised(user, service_admin=flag)
         events.record_event(
             s,
             org_id=user.org_id,
@@ -260,12 +258,12 @@ def update_organization(
     org = get_org(s, p, org_id, "organization.name")
     require_org_admin(s, p, org, "updating the organization")
     check_etag(etag, org.revision, "organization.etag")
-    if "display_name" in paths:
-        org.display_name = display_name
-    if "legacy_model_registry_enabled" in paths:
-        org.legacy_model_registry_enabled = legacy_model_registry_enabled
-    org.revision += 1
-    org.update_time = now_us()
+    revised(
+        org,
+        paths,
+        display_name=display_name,
+        legacy_model_registry_enabled=legacy_model_registry_enabled,
+    )
     events.record_event(
         s,
         org_id=org.id,
@@ -387,24 +385,17 @@ def update_user(
     if not self_edit:
         require_org_admin(s, p, org, "updating another user or an org role")
     check_etag(etag, user.revision, "user.etag")
-    if "display_name" in paths:
-        user.display_name = display_name
-    if "email" in paths:
-        user.email = email
-    if "org_role" in paths:
-        if user.org_role == OrgRole.ADMIN and org_role != OrgRole.ADMIN:
-            admins = s.execute(
-                select(func.count()).where(
-                    m.User.org_id == org.id, m.User.org_role == int(OrgRole.ADMIN)
-                )
-            ).scalar_one()
-            if admins <= 1:
-                raise FailedPrecondition(
-                    "the organization's last admin cannot be demoted", reason="LAST_ADMIN"
-                )
-        user.org_role = int(org_role)
-    user.revision += 1
-    user.update_time = now_us()
+    if "org_role" in paths and user.org_role == OrgRole.ADMIN and org_role != OrgRole.ADMIN:
+        admins = s.execute(
+            select(func.count()).where(
+                m.User.org_id == org.id, m.User.org_role == int(OrgRole.ADMIN)
+            )
+        ).scalar_one()
+        if admins <= 1:
+            raise FailedPrecondition(
+                "the organization's last admin cannot be demoted", reason="LAST_ADMIN"
+            )
+    revised(user, paths, display_name=display_name, email=email, org_role=int(org_role))
     events.record_event(
         s,
         org_id=org.id,

@@ -26,7 +26,7 @@ from ..domain.errors import (
 from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.queries import registries as q
@@ -335,17 +335,18 @@ def update_registry(
             "registry.artifact_types",
             "list at least one accepted artifact type, or set allow_all_artifact_types",
         )
-    if "description" in fields:
-        registry.description = description
     if "protected_aliases" in fields:
         details["previous_protected_aliases"] = list(registry.protected_aliases or [])
         details["protected_aliases"] = protected
-        registry.protected_aliases = protected
     if "default_role" in fields:
         details["default_role"] = RegistryRole(default_role).name
-        registry.default_role = int(default_role)
-    registry.revision += 1
-    registry.update_time = now_us()
+    revised(
+        registry,
+        fields,
+        description=description,
+        protected_aliases=protected,
+        default_role=int(default_role),
+    )
     events.scoped_event(s, events.REGISTRY_UPDATED, p, name, details, registry=registry)
     return registry
 
