@@ -40,7 +40,7 @@ from ..domain.roles import LegacyPermission
 from ..storage import models as m
 from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.sql import Sql
 from . import access, events
 from .context import Principal
@@ -207,7 +207,7 @@ def list_projects(
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
     stmt = filtered(select(m.Project).where(m.Project.team_id == t.id), where)
     query = ("projects", team, ask.filter, ask.order_by)
-    return fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
+    return page_of(s, stmt, keys, ask, query)
 
 
 # --- artifacts ------------------------------------------------------------------------
@@ -554,7 +554,7 @@ def list_artifact_versions(
         stmt = stmt.where(m.ArtifactVersion.delete_time.is_(None))
     parent = f"teams/{team}/projects/{project}/artifacts/{artifact}"
     query = ("artifact_versions", parent, ask.filter, ask.order_by, show_deleted)
-    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
+    page = page_of(s, stmt, keys, ask, query)
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [
         artifact_info(

@@ -234,14 +234,8 @@ def collections_page(
 
 def _page(s: Session, stmt: Any, listing: Listing) -> Page:
     """A keyset page of `stmt`, whose rows start with the listed entity."""
-    keys = listing.keys
     return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=listing.page_size,
-        token=listing.page_token,
-        query=listing.query,
+        s, stmt, listing.keys, size=listing.page_size, token=listing.page_token, query=listing.query
     )
 
 

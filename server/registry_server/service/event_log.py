@@ -55,7 +55,7 @@ from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import Page, SortKey, fetch_page
+from ..storage.paging import Page, SortKey, page_of
 from . import authz_table, events
 from .access import registry_access, visible_registries_clause
 from .context import Principal
@@ -194,13 +194,12 @@ def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     stmt = visible_events(p, scope)
     if clause is not None:
         stmt = stmt.where(clause)
-    return fetch_page(
+    return page_of(
         s,
         stmt,
         [SortKey(m.Event.cursor)],
-        size=ask.page_size,
-        token=ask.page_token,
-        query=("events", parent, ask.filter),
+        ask,
+        ("events", parent, ask.filter),
     )
 
 

@@ -41,7 +41,7 @@ from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
 from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
-from ..storage.paging import fetch_page, parse_order_by
+from ..storage.paging import page_of, parse_order_by
 from ..storage.sql import Sql
 from . import events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
@@ -206,7 +206,7 @@ def list_registered_models(
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_models(s, ta.team, ask, query)
     stmt = filtered(_model_select().where(m.RegisteredModel.team_id == ta.team.id), where)
-    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
+    page = page_of(s, stmt, keys, ask, query)
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
 
@@ -529,7 +529,7 @@ def list_model_versions(
     row = _load_model(s, ta.team, model)
     stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id)
     stmt = filtered(stmt, where)
-    page = fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
+    page = page_of(s, stmt, keys, ask, query)
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 
 

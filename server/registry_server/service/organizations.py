@@ -13,8 +13,8 @@ from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
 from ..storage.db import now_us, revised
-from ..storage.filter_sql import FieldSpec, filter_of
-from ..storage.paging import Page, SortKey, fetch_page, parse_order_by
+from ..storage.filter_sql import FieldSpec, filter_of, filtered
+from ..storage.paging import Page, page_of, parse_order_by
 from . import events
 from .auth import store_key
 from .context import Principal
@@ -184,17 +184,7 @@ def list_organizations(s: Session, p: Principal, ask: ListParams) -> Page:
     stmt = select(m.Organization)
     if not p.service_admin:
         stmt = stmt.where(m.Organization.id == p.org_id)
-    return _page(s, stmt, keys, ask, ("organizations",))
-
-
-def _page(s: Session, stmt: Any, keys: list[SortKey], ask: ListParams, query: Any) -> Page:
-    return fetch_page(s, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)
-
-
-def _filtered(s: Session, stmt: Any, ask: ListParams, fields: dict[str, FieldSpec]) -> Any:
-    """`stmt` narrowed by the request's filter over `fields`."""
-    clause = filter_of(s, ask.filter, fields) if ask.filter else None
-    return stmt if clause is None else stmt.where(clause)
+    return page_of(s, stmt, keys, ask, ("organizations",))
 
 
 USER_ORDER = {"name": m.User.name, "create_time": m.User.create_time}
@@ -213,15 +203,19 @@ TEAM_FILTER = {
 def list_users(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
     keys = parse_order_by(ask.order_by, USER_ORDER, "name", m.User.id)
     org = get_org(s, p, org_id, "parent")
-    stmt = _filtered(s, select(m.User).where(m.User.org_id == org.id), ask, USER_FILTER)
-    return _page(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
+    stmt = filtered(
+        select(m.User).where(m.User.org_id == org.id), filter_of(s, ask.filter, USER_FILTER)
+    )
+    return page_of(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
 
 
 def list_teams(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
     keys = parse_order_by(ask.order_by, TEAM_ORDER, "name", m.Team.id)
     org = get_org(s, p, org_id, "parent")
-    stmt = _filtered(s, select(m.Team).where(m.Team.org_id == org.id), ask, TEAM_FILTER)
-    return _page(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
+    stmt = filtered(
+        select(m.Team).where(m.Team.org_id == org.id), filter_of(s, ask.filter, TEAM_FILTER)
+    )
+    return page_of(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
 
 
 def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -> Page:
@@ -233,14 +227,13 @@ def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -
         .join(m.User, m.User.id == m.TeamMember.user_id)
         .where(m.TeamMember.team_id == team.id)
     )
-    return fetch_page(
+    return page_of(
         s,
         stmt,
         keys,
-        size=ask.page_size,
-        token=ask.page_token,
-        query=("members", team_id),
-        key_of=lambda row: (row[1], row[2]),
+        ask,
+        ("members", team_id),
+        lambda row: (row[1], row[2]),
     )
 
 
@@ -445,7 +438,7 @@ def list_api_keys(s: Session, p: Principal, user_id: str, ask: ListParams) -> Pa
     keys = parse_order_by("", {"create_time": m.ApiKey.create_time}, "create_time", m.ApiKey.id)
     user = _key_owner(s, p, user_id, "listing another user's API keys")
     stmt = select(m.ApiKey).where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
-    return _page(s, stmt, keys, ask, ("keys", user_id))
+    return page_of(s, stmt, keys, ask, ("keys", user_id))
 
 
 def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:

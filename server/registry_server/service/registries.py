@@ -28,7 +28,7 @@ from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
 from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.queries import registries as q
 from ..storage.sql import Sql
 from . import authz_table, events
@@ -250,13 +250,12 @@ def list_registries(
     )
     if clause is not None:
         stmt = stmt.where(clause)
-    return fetch_page(
+    return page_of(
         s,
         stmt,
         keys,
-        size=ask.page_size,
-        token=ask.page_token,
-        query=("registries", org, ask.filter, ask.order_by),
+        ask,
+        ("registries", org, ask.filter, ask.order_by),
     )
 
 
@@ -577,13 +576,12 @@ def list_members(
         .outerjoin(m.Team, m.Team.id == m.RegistryMember.team_id)
         .where(m.RegistryMember.registry_id == registry.id)
     )
-    page = fetch_page(
+    page = page_of(
         s,
         stmt,
         keys,
-        size=ask.page_size,
-        token=ask.page_token,
-        query=("registry-members", org, registry_id),
+        ask,
+        ("registry-members", org, registry_id),
     )
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))

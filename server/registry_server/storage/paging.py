@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.errors import InvalidArgument, quote
-from ..domain.pagination import decode_token, encode_token, page_size
+from ..domain.pagination import ListParams, decode_token, encode_token, page_size
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,17 @@ def fetch_page(
         key = key_of(last) if key_of else tuple(getattr(last[0], k.column.key) for k in keys)
         next_token = encode_token(tuple(key), query)
     return Page(rows, next_token)
+
+
+def page_of(
+    session: Session,
+    stmt: Any,
+    keys: Sequence[SortKey],
+    ask: ListParams,
+    query: tuple[Any, ...],
+    key_of: Any = None,
+) -> Page:
+    """`fetch_page` of a list request (`ask`: its page size and token)."""
+    return fetch_page(
+        session, stmt, keys, size=ask.page_size, token=ask.page_token, query=query, key_of=key_of
+    )
