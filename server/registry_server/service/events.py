@@ -78,12 +78,12 @@ class Outbox(Protocol):
 
 def record_event(
     target: Outbox,
-    *,
-    org_id: int,
     type: str,
     actor: Principal | str,
     resource: str,
     details: dict[str, Any] | None = None,
+    *,
+    org_id: int,
     registry_id: int | None = None,
     team_id: int | None = None,
 ) -> None:
@@ -139,11 +139,11 @@ def scoped_event(
     assert scope is not None
     record_event(
         target,
+        type,
+        actor,
+        resource,
+        details,
         org_id=scope.org_id,
-        type=type,
-        actor=actor,
-        resource=resource,
-        details=details,
         team_id=team.id if team is not None else None,
         registry_id=registry.id if registry is not None else None,
     )

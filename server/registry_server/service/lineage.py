@@ -49,11 +49,11 @@ def use_artifact_version(
         return res  # the same run recorded it concurrently
     events.record_event(
         s,
+        events.ARTIFACT_VERSION_USED,
+        p,
+        av.name,
+        {"run_id": run_id, "path": res.canonical_path, "redirected": res.redirected},
         org_id=av.org_id,
-        type=events.ARTIFACT_VERSION_USED,
-        actor=p,
-        resource=av.name,
-        details={"run_id": run_id, "path": res.canonical_path, "redirected": res.redirected},
         team_id=av.team_id,
         registry_id=res.registry_id,
     )

@@ -73,11 +73,11 @@ def create_organization(
     s.flush()
     events.record_event(
         s,
+        events.ORGANIZATION_CREATED,
+        actor or "system",
+        f"organizations/{organization_id}",
+        {"legacy_model_registry_enabled": legacy_model_registry_enabled},
         org_id=org.id,
-        type=events.ORGANIZATION_CREATED,
-        actor=actor or "system",
-        resource=f"organizations/{organization_id}",
-        details={"legacy_model_registry_enabled": legacy_model_registry_enabled},
     )
     return org
 
@@ -138,10 +138,10 @@ def set_service_admin(s: Session, user_id: str, flag: bool) -> m.User:
         revised(user, service_admin=flag)
         events.record_event(
             s,
+            events.SERVICE_ADMIN_GRANTED if flag else events.SERVICE_ADMIN_REVOKED,
+            "system",
+            f"users/{user_id}",
             org_id=user.org_id,
-            type=events.SERVICE_ADMIN_GRANTED if flag else events.SERVICE_ADMIN_REVOKED,
-            actor="system",
-            resource=f"users/{user_id}",
         )
     return user
 
@@ -259,11 +259,11 @@ def update_organization(
     )
     events.record_event(
         s,
+        events.ORGANIZATION_UPDATED,
+        p,
+        f"organizations/{org.name}",
+        {"fields": sorted(paths)},
         org_id=org.id,
-        type=events.ORGANIZATION_UPDATED,
-        actor=p,
-        resource=f"organizations/{org.name}",
-        details={"fields": sorted(paths)},
     )
     return org
 
@@ -340,11 +340,11 @@ def _insert_user(
     s.flush()
     events.record_event(
         s,
+        events.USER_CREATED,
+        actor,
+        f"users/{user_id}",
+        {"service_account": service_account, "org_role": org_role.name, **(details or {})},
         org_id=org_id,
-        type=events.USER_CREATED,
-        actor=actor,
-        resource=f"users/{user_id}",
-        details={"service_account": service_account, "org_role": org_role.name, **(details or {})},
     )
     return user
 
@@ -390,12 +390,7 @@ def update_user(
             )
     revised(user, paths, display_name=display_name, email=email, org_role=int(org_role))
     events.record_event(
-        s,
-        org_id=org.id,
-        type=events.USER_UPDATED,
-        actor=p,
-        resource=f"users/{user.name}",
-        details={"fields": sorted(paths)},
+        s, events.USER_UPDATED, p, f"users/{user.name}", {"fields": sorted(paths)}, org_id=org.id
     )
     return user
 
@@ -424,11 +419,11 @@ def create_api_key(
     key, secret = store_key(s, user.id, description)
     events.record_event(
         s,
+        events.API_KEY_CREATED,
+        p,
+        f"users/{user.name}/apiKeys/{key.key_id}",
+        _reach_details(p, user.org_id),
         org_id=user.org_id,
-        type=events.API_KEY_CREATED,
-        actor=p,
-        resource=f"users/{user.name}/apiKeys/{key.key_id}",
-        details=_reach_details(p, user.org_id),
     )
     return key, secret, user
 
@@ -452,11 +447,7 @@ def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
         raise NotFound(f"users/{user_id}/apiKeys/{key_id} not found")
     key.revoke_time = now_us()
     events.record_event(
-        s,
-        org_id=user.org_id,
-        type=events.API_KEY_REVOKED,
-        actor=p,
-        resource=f"users/{user.name}/apiKeys/{key_id}",
+        s, events.API_KEY_REVOKED, p, f"users/{user.name}/apiKeys/{key_id}", org_id=user.org_id
     )
     return key_id
 
@@ -499,12 +490,7 @@ def create_team(
         )
     )
     events.record_event(
-        s,
-        org_id=org.id,
-        type=events.TEAM_CREATED,
-        actor=p,
-        resource=f"teams/{team_id}",
-        team_id=team.id,
+        s, events.TEAM_CREATED, p, f"teams/{team_id}", org_id=org.id, team_id=team.id
     )
     return team
 

@@ -180,15 +180,15 @@ def create_registry(
     s.flush()
     events.record_event(
         s,
-        org_id=p.org_id,
-        type=events.REGISTRY_CREATED,
-        actor=p,
-        resource=registry_name(org, registry_id),
-        details={
+        events.REGISTRY_CREATED,
+        p,
+        registry_name(org, registry_id),
+        {
             "visibility": Visibility(visibility).name,
             "artifact_types": types,
             "allow_all_artifact_types": allow_all_artifact_types,
         },
+        org_id=p.org_id,
         registry_id=registry.id,
     )
     return registry

@@ -672,11 +672,11 @@ class _LegacyWrites:
     def event(self, type: str, resource: str, **details: Any) -> None:
         events.record_event(
             self.s,
+            type,
+            self.actor,
+            resource,
+            {**details, "carried_back_by": self.migration},
             org_id=self.org_id,
-            type=type,
-            actor=self.actor,
-            resource=resource,
-            details={**details, "carried_back_by": self.migration},
             team_id=self.team.team_id,
         )
 
