@@ -14,6 +14,7 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
+from ..domain.names import etag
 from ..domain.pagination import ListParams
 from ..domain.paths import parse_path
 from ..service import artifacts as svc
@@ -21,7 +22,7 @@ from ..service import lineage, resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
-from .convert import etag, mask_paths, struct, struct_to_dict, ts
+from .convert import mask_paths, struct, struct_to_dict, ts
 from .interceptors import current_principal
 from .legacy import model_version_proto
 from .presenters import version_proto

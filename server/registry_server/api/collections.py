@@ -11,7 +11,7 @@ from registry.v1 import collection_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
-from ..domain.names import CollectionRef
+from ..domain.names import CollectionRef, etag
 from ..domain.pagination import ListParams
 from ..service import collections as colls
 from ..service import links, versions
@@ -19,7 +19,7 @@ from ..service.idempotency import check_request_id
 from ..storage.sql import Sql
 from ..workers.changes import Written
 from .app import App
-from .convert import etag, mask_paths, ts
+from .convert import mask_paths, ts
 from .events import hub_for
 from .interceptors import current_principal
 from .presenters import version_proto

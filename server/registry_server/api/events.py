@@ -20,12 +20,13 @@ from registry.v1 import event_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain.errors import Unavailable
+from ..domain.names import etag
 from ..domain.pagination import ListParams
 from ..service import event_log, webhook_targets, webhooks
 from ..service.context import Principal
 from ..storage import models as m
 from .app import App
-from .convert import etag, mask_paths, micros, struct, ts
+from .convert import mask_paths, micros, struct, ts
 from .interceptors import bearer_token, current_principal
 
 # Without any wake-up, a watch stream still re-reads this often (seconds).

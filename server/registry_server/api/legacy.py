@@ -11,13 +11,14 @@ from registry.v1 import legacy_model_registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
 from ..domain.pagination import ListParams
 from ..service import legacy as svc
 from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import App
-from .convert import etag, mask_paths, ts
+from .convert import mask_paths, ts
 from .interceptors import current_principal
 
 TEAM = "teams/{team}"

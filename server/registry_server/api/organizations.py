@@ -15,12 +15,13 @@ from registry.v1 import organization_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
 from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, TeamRole
 from ..service import organizations as orgs
 from ..storage import models as m
 from .app import App
-from .convert import enum_value, etag, mask_paths, ts
+from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
 
 

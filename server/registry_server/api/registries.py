@@ -14,13 +14,14 @@ from registry.v1 import registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
 from ..domain.pagination import ListParams
 from ..domain.roles import RegistryRole, Visibility
 from ..service import registries as regs
 from ..storage import models as m
 from ..storage.sql import Sql
 from .app import App
-from .convert import enum_value, etag, mask_paths, ts
+from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
 
 ORG = "organizations/{org}"

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ..domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
@@ -269,9 +269,7 @@ def update_organization(
 
 
 def check_etag(given: str, revision: int, field: str) -> None:
-    from ..domain.errors import Aborted
-
-    if given and given != f'W/"{revision}"':
+    if given and given != names.etag(revision):
         raise Aborted(
             f"{field} does not match the current version; re-read and retry", reason="ETAG_MISMATCH"
         )
