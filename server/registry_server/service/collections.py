@@ -342,13 +342,10 @@ def update_version(
         "collection": ref.name,
         "version_index": index,
     }
-    if "description" in fields:
-        version.description = description
     if "tags" in fields:
         details["previous_tags"] = list(version.tags or [])
         details["tags"] = tag_list
-        version.tags = tag_list
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=tag_list)
     s.flush()
     events.scoped_event(
         s,

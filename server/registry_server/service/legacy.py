@@ -551,13 +551,10 @@ def update_model_version(
     row = _load_model(s, ta.team, model, for_update=True)
     version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        version.description = description
     if "tags" in fields:
         details["tags_before"] = list(version.tags or [])
         details["tags"] = new_tags
-        version.tags = new_tags
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.LEGACY_VERSION_UPDATED, p, label, details, team=ta.team)
     return _version_view(s, ta.team, model, version.id)

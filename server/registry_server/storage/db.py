@@ -53,11 +53,13 @@ def now_us() -> int:
 
 def revised(row: Any, mask: Collection[str] | None = None, **values: Any) -> None:
     """An update of `row`: each of `values` set (only those named in `mask`, an update
-    mask, when given), then a new revision counted (`revision`, `update_time`)."""
+    mask, when given), then a new revision counted (`revision`, which link rows do not
+    have, and `update_time`)."""
     for name, value in values.items():
         if mask is None or name in mask:
             setattr(row, name, value)
-    row.revision += 1
+    if hasattr(row, "revision"):
+        row.revision += 1
     row.update_time = now_us()
 
 
