@@ -18,6 +18,7 @@ from registry.v1 import collection_service_pb2 as pb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_server.domain.names import CollectionRef
+from registry_server.domain.pagination import ListParams
 from registry_server.service import registries as regs
 from registry_server.service import versions
 from registry_server.storage import sql as sql_module
@@ -471,7 +472,7 @@ def test_one_statement_per_read_and_two_per_page_whatever_its_size(
         counts = {
             count(
                 lambda sql, size=size, f=filter: versions.list_versions(
-                    sql, p, ref, page_size_value=size, page_token="", filter=f, order_by=""
+                    sql, p, ref, ListParams(size, "", f, "")
                 )
             )
             for size in (1, 5, 50)

@@ -28,6 +28,7 @@ from ..service.secret_box import SecretBox
 from ..service.webhook_targets import TargetPolicy
 from ..storage.db import Database
 from ..storage.hot_cache import CommitClock, FileCommitClock, HotCache
+from ..storage.paging import Page
 from ..storage.sql import LoopBudgetExceeded, Sql
 from ..workers import changes, write_child
 from .settings import Settings
@@ -144,6 +145,23 @@ class App:
             if written is not None:
                 return written
         return await self.write(lambda s: changes.run(Sql.of(s), name, args))
+
+    async def listed(
+        self,
+        fetch: Callable[[Session], Any],
+        reply: Callable[..., R],
+        field: str,
+        present: Callable[[Any], Any],
+    ) -> R:
+        """A list RPC: `fetch` reads one page, a `storage.paging.Page` or (items, next
+        page token); the reply holds `present(item)` of each in `field`."""
+
+        def work(s: Session) -> R:
+            found = fetch(s)
+            items, token = (found.rows, found.next_page_token) if isinstance(found, Page) else found
+            return reply(**{field: [present(i) for i in items]}, next_page_token=token)
+
+        return await self.read(work)
 
     async def create(
         self,

@@ -14,14 +14,15 @@ from registry.v1 import resources_pb2 as r
 
 from ..domain import names
 from ..domain.errors import InvalidArgument
+from ..domain.names import etag
+from ..domain.pagination import ListParams
 from ..domain.paths import parse_path
 from ..service import artifacts as svc
-from ..service import resolve
+from ..service import lineage, resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
-from .convert import etag, mask_paths, struct, struct_to_dict, ts
-from .filtering import compile_list_filter
+from .convert import mask_paths, struct, struct_to_dict, ts
 from .interceptors import current_principal
 from .legacy import model_version_proto
 from .presenters import version_proto
@@ -128,25 +129,12 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ListProjectsResponse:
         p = current_principal()
         team = names.parse(request.parent, TEAM, "parent")["team"]
-        where = compile_list_filter(request.filter, svc.PROJECT_FILTER_FIELDS, self.app.db.dialect)
-
-        def work(s: Session) -> pb.ListProjectsResponse:
-            page = svc.list_projects(
-                s,
-                p,
-                team,
-                where=where,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                query=("projects", team, request.filter, request.order_by),
-            )
-            return pb.ListProjectsResponse(
-                projects=[project_proto(team, row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: svc.list_projects(s, p, team, ListParams.of(request)),
+            pb.ListProjectsResponse,
+            "projects",
+            lambda row: project_proto(team, row[0]),
+        )
 
     # --- artifact versions ---
 
@@ -197,34 +185,20 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
     ) -> pb.ListArtifactVersionsResponse:
         p = current_principal()
         v = names.parse(request.parent, ARTIFACT, "parent")
-        where = compile_list_filter(request.filter, svc.VERSION_FILTER_FIELDS, self.app.db.dialect)
-
-        def work(s: Session) -> pb.ListArtifactVersionsResponse:
-            infos, token = svc.list_artifact_versions(
+        return await self.app.listed(
+            lambda s: svc.list_artifact_versions(
                 s,
                 p,
                 v["team"],
                 v["project"],
                 v["artifact"],
-                where=where,
-                order_by=request.order_by,
+                ListParams.of(request),
                 show_deleted=request.show_deleted,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                query=(
-                    "artifact_versions",
-                    request.parent,
-                    request.filter,
-                    request.order_by,
-                    request.show_deleted,
-                ),
-            )
-            return pb.ListArtifactVersionsResponse(
-                artifact_versions=[artifact_version_proto(i) for i in infos],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListArtifactVersionsResponse,
+            "artifact_versions",
+            artifact_version_proto,
+        )
 
     async def UpdateArtifactVersion(
         self, request: pb.UpdateArtifactVersionRequest, context: grpc.aio.ServicerContext
@@ -283,7 +257,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
             raise InvalidArgument("path", "is required (or give name)")
 
         def work(s: Session) -> r.ArtifactVersion:
-            res = svc.use_artifact_version(s, p, reference, field, request.run_id)
+            res = lineage.use_artifact_version(s, p, reference, field, request.run_id)
             return artifact_version_proto(res.artifact_version)
 
         return await self.app.write(work)
@@ -295,15 +269,15 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         team, project, artifact, index = _version_name(request.name, "name")
 
         def work(s: Session) -> pb.Lineage:
-            lineage = svc.get_lineage(s, p, team, project, artifact, index)
+            found = lineage.get_lineage(s, p, team, project, artifact, index)
             return pb.Lineage(
-                artifact_version=lineage.artifact_version,
-                producing_run=lineage.producing_run,
-                consuming_runs=lineage.consuming_runs,
-                logging_runs=lineage.logging_runs,
+                artifact_version=found.artifact_version,
+                producing_run=found.producing_run,
+                consuming_runs=found.consuming_runs,
+                logging_runs=found.logging_runs,
                 links=[
                     pb.LineageLink(name=link.name, path=link.path, aliases=list(link.aliases))
-                    for link in lineage.links
+                    for link in found.links
                 ],
             )
 

@@ -11,7 +11,8 @@ from registry.v1 import collection_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
-from ..domain.names import CollectionRef
+from ..domain.names import CollectionRef, etag
+from ..domain.pagination import ListParams
 from ..service import collections as colls
 from ..service import links, versions
 from ..service.idempotency import check_request_id
@@ -19,7 +20,7 @@ from ..storage.sql import Sql
 from ..workers.changes import Written
 from ..workers.event_hub import hub_for
 from .app import App
-from .convert import etag, mask_paths, ts
+from .convert import mask_paths, ts
 from .interceptors import current_principal
 from .presenters import version_proto
 
@@ -100,25 +101,18 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
 
-        def work(s: Session) -> pb.ListCollectionsResponse:
-            views, token = colls.list_collections(
+        return await self.app.listed(
+            lambda s: colls.list_collections(
                 s,
                 p,
                 org,
                 registry_id,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
-            )
-            return pb.ListCollectionsResponse(
-                collections=[
-                    collection_proto(v, CollectionRef(org, registry_id, v.row.name)) for v in views
-                ],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+                ListParams.of(request),
+            ),
+            pb.ListCollectionsResponse,
+            "collections",
+            lambda v: collection_proto(v, CollectionRef(org, registry_id, v.row.name)),
+        )
 
     async def UpdateCollection(
         self, request: pb.UpdateCollectionRequest, context: grpc.aio.ServicerContext
@@ -198,10 +192,7 @@ class CollectionServicer(pb_grpc.CollectionServiceServicer):
                 sql,
                 p,
                 ref,
-                page_size_value=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
+                ListParams.of(request),
             )
             return pb.ListCollectionVersionsResponse(
                 collection_versions=[version_proto(v) for v in views], next_page_token=token

@@ -30,10 +30,6 @@ def micros(value: timestamp_pb2.Timestamp, field: str) -> int:
         raise InvalidArgument(field, str(e)) from None
 
 
-def etag(revision: int) -> str:
-    return f'W/"{revision}"'
-
-
 def struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     if data:

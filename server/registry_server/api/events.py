@@ -16,12 +16,14 @@ from registry.v1 import event_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain.errors import Unavailable
+from ..domain.names import etag
+from ..domain.pagination import ListParams
 from ..service import event_log, webhook_targets, webhooks
 from ..service.context import Principal
 from ..storage import models as m
 from ..workers.event_hub import hub_for
 from .app import App
-from .convert import etag, mask_paths, micros, struct, ts
+from .convert import mask_paths, micros, struct, ts
 from .interceptors import bearer_token, current_principal
 
 # Without any wake-up, a watch stream still re-reads this often (seconds).
@@ -78,23 +80,17 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEventsResponse:
         p = current_principal()
-
-        def work(s: Session) -> pb.ListEventsResponse:
-            page = event_log.list_events(
+        return await self.app.listed(
+            lambda s: event_log.list_events(
                 s,
                 p,
                 request.parent,
-                filter=request.filter,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                order_by=request.order_by,
-            )
-            return pb.ListEventsResponse(
-                events=[event_proto(row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+                ListParams.of(request),
+            ),
+            pb.ListEventsResponse,
+            "events",
+            lambda row: event_proto(row[0]),
+        )
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
@@ -261,25 +257,21 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListAutomationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAutomationsResponse:
         p = current_principal()
-
-        def work(s: Session) -> pb.ListAutomationsResponse:
-            page = webhooks.list_automations(
+        return await self.app.listed(
+            lambda s: webhooks.list_automations(
                 s,
                 p,
                 request.parent,
                 page_size=request.page_size,
                 page_token=request.page_token,
                 order_by=request.order_by,
-            )
-            return pb.ListAutomationsResponse(
-                automations=[
-                    automation_proto(a, webhooks.automation_name(request.parent, a.uid), creator)
-                    for a, creator in page.rows
-                ],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListAutomationsResponse,
+            "automations",
+            lambda row: automation_proto(
+                row[0], webhooks.automation_name(request.parent, row[0].uid), row[1]
+            ),
+        )
 
     async def DeleteAutomation(
         self, request: pb.DeleteAutomationRequest, context: grpc.aio.ServicerContext
@@ -292,19 +284,16 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeliveriesResponse:
         p = current_principal()
-
-        def work(s: Session) -> pb.ListDeliveriesResponse:
-            page = webhooks.list_deliveries(
+        return await self.app.listed(
+            lambda s: webhooks.list_deliveries(
                 s,
                 p,
                 request.parent,
                 page_size=request.page_size,
                 page_token=request.page_token,
                 order_by=request.order_by,
-            )
-            return pb.ListDeliveriesResponse(
-                deliveries=[delivery_proto(row[0], request.parent) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+            ),
+            pb.ListDeliveriesResponse,
+            "deliveries",
+            lambda row: delivery_proto(row[0], request.parent),
+        )

@@ -11,12 +11,14 @@ from registry.v1 import legacy_model_registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
+from ..domain.pagination import ListParams
 from ..service import legacy as svc
+from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import App
-from .convert import etag, mask_paths, ts
-from .filtering import compile_list_filter
+from .convert import mask_paths, ts
 from .interceptors import current_principal
 
 TEAM = "teams/{team}"
@@ -129,26 +131,12 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> pb.ListRegisteredModelsResponse:
         p = current_principal()
         team = names.parse(request.parent, TEAM, "parent")["team"]
-        where = compile_list_filter(request.filter, svc.MODEL_FILTER_FIELDS, self.app.db.dialect)
-
-        def work(s: Session) -> pb.ListRegisteredModelsResponse:
-            infos, token = svc.list_registered_models(
-                s,
-                p,
-                team,
-                where=where,
-                filter=request.filter,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                query=("registered_models", team, request.filter, request.order_by),
-            )
-            return pb.ListRegisteredModelsResponse(
-                registered_models=[registered_model_proto(i) for i in infos],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: svc.list_registered_models(s, p, team, ListParams.of(request)),
+            pb.ListRegisteredModelsResponse,
+            "registered_models",
+            registered_model_proto,
+        )
 
     async def UpdateRegisteredModel(
         self, request: pb.UpdateRegisteredModelRequest, context: grpc.aio.ServicerContext
@@ -219,34 +207,12 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> pb.ListRegisteredModelVersionsResponse:
         p = current_principal()
         team, model = _model(request.parent, "parent")
-        where = compile_list_filter(
-            request.filter, svc.MODEL_VERSION_FILTER_FIELDS, self.app.db.dialect
+        return await self.app.listed(
+            lambda s: svc.list_model_versions(s, p, team, model, ListParams.of(request)),
+            pb.ListRegisteredModelVersionsResponse,
+            "registered_model_versions",
+            version_view_proto,
         )
-
-        def work(s: Session) -> pb.ListRegisteredModelVersionsResponse:
-            views, token = svc.list_model_versions(
-                s,
-                p,
-                team,
-                model,
-                where=where,
-                filter=request.filter,
-                order_by=request.order_by,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                query=(
-                    "registered_model_versions",
-                    request.parent,
-                    request.filter,
-                    request.order_by,
-                ),
-            )
-            return pb.ListRegisteredModelVersionsResponse(
-                registered_model_versions=[version_view_proto(v) for v in views],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
 
     async def UpdateRegisteredModelVersion(
         self, request: pb.UpdateRegisteredModelVersionRequest, context: grpc.aio.ServicerContext
@@ -302,7 +268,9 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
     ) -> r.LegacyRegistrySettings:
         p = current_principal()
         team = names.parse(request.team, TEAM, "team")["team"]
-        return await self.app.read(lambda s: settings_proto(svc.get_settings(s, p, team)))
+        return await self.app.read(
+            lambda s: settings_proto(legacy_settings.get_settings(s, p, team))
+        )
 
     async def UpdateLegacyRegistrySettings(
         self, request: pb.UpdateLegacyRegistrySettingsRequest, context: grpc.aio.ServicerContext
@@ -313,7 +281,7 @@ class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
         fields = mask_paths(request.update_mask, allowed) if request.update_mask.paths else allowed
 
         def work(s: Session) -> r.LegacyRegistrySettings:
-            settings = svc.update_settings(
+            settings = legacy_settings.update_settings(
                 s,
                 p,
                 team,

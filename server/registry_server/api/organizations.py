@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -14,12 +15,13 @@ from registry.v1 import organization_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
+from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, TeamRole
 from ..service import organizations as orgs
 from ..storage import models as m
-from ..storage.paging import fetch_page, parse_order_by
 from .app import App
-from .convert import enum_value, etag, mask_paths, ts
+from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
 
 
@@ -85,9 +87,6 @@ def _org_name(s: Session, org_id: int) -> str:
 
 
 # What each list may be sorted by (order_by, AIP-132).
-ORGANIZATION_ORDER = {"name": m.Organization.name, "create_time": m.Organization.create_time}
-API_KEY_ORDER = {"create_time": m.ApiKey.create_time}
-TEAM_MEMBER_ORDER = {"user": m.User.name, "create_time": m.TeamMember.create_time}
 
 
 class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
@@ -135,23 +134,12 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListOrganizationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrganizationsResponse:
         p = current_principal()
-        keys = parse_order_by(request.order_by, ORGANIZATION_ORDER, "name", m.Organization.id)
-
-        def work(s: Session) -> pb.ListOrganizationsResponse:
-            page = fetch_page(
-                s,
-                orgs.list_organizations(s, p),
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("organizations",),
-            )
-            return pb.ListOrganizationsResponse(
-                organizations=[org_proto(row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: orgs.list_organizations(s, p, ListParams.of(request)),
+            pb.ListOrganizationsResponse,
+            "organizations",
+            lambda row: org_proto(row[0]),
+        )
 
     async def UpdateOrganization(
         self, request: pb.UpdateOrganizationRequest, context: grpc.aio.ServicerContext
@@ -224,44 +212,12 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListUsersResponse:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
-        keys = parse_order_by(
-            request.order_by,
-            {"name": m.User.name, "create_time": m.User.create_time},
-            "name",
-            m.User.id,
+        return await self.app.listed(
+            lambda s: orgs.list_users(s, p, org_id, ListParams.of(request)),
+            pb.ListUsersResponse,
+            "users",
+            lambda row: user_proto(row[0], org_id),
         )
-        if request.filter:
-            from .filtering import compile_list_filter
-
-            filter_fields = {
-                "name": ("string", m.User.name),
-                "email": ("string", m.User.email),
-                "service_account": ("bool", m.User.service_account),
-            }
-        else:
-            filter_fields = {}
-
-        def work(s: Session) -> pb.ListUsersResponse:
-            org = orgs.get_org(s, p, org_id, "parent")
-            stmt = select(m.User).where(m.User.org_id == org.id)
-            if request.filter:
-                stmt = stmt.where(
-                    compile_list_filter(request.filter, filter_fields, self.app.db.dialect)
-                )
-            page = fetch_page(
-                s,
-                stmt,
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("users", org_id, request.filter, request.order_by),
-            )
-            return pb.ListUsersResponse(
-                users=[user_proto(row[0], org_id) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
 
     async def UpdateUser(
         self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext
@@ -312,28 +268,12 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListApiKeysResponse:
         p = current_principal()
         user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
-        keys = parse_order_by(request.order_by, API_KEY_ORDER, "create_time", m.ApiKey.id)
-
-        def work(s: Session) -> pb.ListApiKeysResponse:
-            user = orgs.get_user(s, p, user_id)
-            orgs.list_api_keys(s, p, user_id)  # access check
-            stmt = select(m.ApiKey).where(
-                m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None)
-            )
-            page = fetch_page(
-                s,
-                stmt,
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("keys", user_id),
-            )
-            return pb.ListApiKeysResponse(
-                api_keys=[key_proto(user_id, row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: orgs.list_api_keys(s, p, user_id, ListParams.of(request)),
+            pb.ListApiKeysResponse,
+            "api_keys",
+            lambda row: key_proto(user_id, row[0]),
+        )
 
     async def DeleteApiKey(
         self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
@@ -377,43 +317,12 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListTeamsResponse:
         p = current_principal()
         org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
-        keys = parse_order_by(
-            request.order_by,
-            {"name": m.Team.name, "create_time": m.Team.create_time},
-            "name",
-            m.Team.id,
+        return await self.app.listed(
+            lambda s: orgs.list_teams(s, p, org_id, ListParams.of(request)),
+            pb.ListTeamsResponse,
+            "teams",
+            lambda row: team_proto(row[0], org_id),
         )
-
-        def work(s: Session) -> pb.ListTeamsResponse:
-            org = orgs.get_org(s, p, org_id, "parent")
-            stmt = select(m.Team).where(m.Team.org_id == org.id)
-            if request.filter:
-                from .filtering import compile_list_filter
-
-                stmt = stmt.where(
-                    compile_list_filter(
-                        request.filter,
-                        {
-                            "name": ("string", m.Team.name),
-                            "display_name": ("string", m.Team.display_name),
-                        },
-                        self.app.db.dialect,
-                    )
-                )
-            page = fetch_page(
-                s,
-                stmt,
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("teams", org_id, request.filter, request.order_by),
-            )
-            return pb.ListTeamsResponse(
-                teams=[team_proto(row[0], org_id) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
 
     # --- team members ---
 
@@ -425,25 +334,21 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     async def AddTeamMember(
         self, request: pb.AddTeamMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.TeamMember:
-        p = current_principal()
-        team, user = self._team_user(request)
-        role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
-
-        def work(s: Session) -> r.TeamMember:
-            mem, t, u = orgs.add_team_member(s, p, team, user, role)
-            return member_proto(t.name, u.name, mem)
-
-        return await self.app.write(work)
+        return await self._set_member(request, orgs.add_team_member)
 
     async def UpdateTeamMember(
         self, request: pb.UpdateTeamMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.TeamMember:
+        return await self._set_member(request, orgs.update_team_member)
+
+    async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.TeamMember:
+        """Add or Update: `change(s, p, team, user, role)` -> (member, team, user)."""
         p = current_principal()
         team, user = self._team_user(request)
         role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
 
         def work(s: Session) -> r.TeamMember:
-            mem, t, u = orgs.update_team_member(s, p, team, user, role)
+            mem, t, u = change(s, p, team, user, role)
             return member_proto(t.name, u.name, mem)
 
         return await self.app.write(work)
@@ -461,26 +366,9 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> pb.ListTeamMembersResponse:
         p = current_principal()
         team_id = names.parse(request.parent, "teams/{team}", "parent")["team"]
-        keys = parse_order_by(request.order_by, TEAM_MEMBER_ORDER, "user", m.User.id)
-
-        def work(s: Session) -> pb.ListTeamMembersResponse:
-            team = orgs.get_team(s, p, team_id)
-            stmt = (
-                select(m.TeamMember, m.User.name, m.User.id)
-                .join(m.User, m.User.id == m.TeamMember.user_id)
-                .where(m.TeamMember.team_id == team.id)
-            )
-            page = fetch_page(
-                s,
-                stmt,
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("members", team_id),
-            )
-            return pb.ListTeamMembersResponse(
-                members=[member_proto(team_id, row[1], row[0]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: orgs.list_team_members(s, p, team_id, ListParams.of(request)),
+            pb.ListTeamMembersResponse,
+            "members",
+            lambda row: member_proto(team_id, row[1], row[0]),
+        )

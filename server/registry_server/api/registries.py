@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
 from sqlalchemy.orm import Session
@@ -11,12 +14,14 @@ from registry.v1 import registry_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.names import etag
+from ..domain.pagination import ListParams
 from ..domain.roles import RegistryRole, Visibility
 from ..service import registries as regs
 from ..storage import models as m
 from ..storage.sql import Sql
 from .app import App
-from .convert import enum_value, etag, mask_paths, ts
+from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
 
 ORG = "organizations/{org}"
@@ -123,22 +128,17 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         p = current_principal()
         org = names.parse(request.parent, ORG, "parent")["org"]
 
-        def work(s: Session) -> pb.ListRegistriesResponse:
-            page = regs.list_registries(
+        return await self.app.listed(
+            lambda s: regs.list_registries(
                 s,
                 p,
                 org,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                filter=request.filter,
-                order_by=request.order_by,
-            )
-            return pb.ListRegistriesResponse(
-                registries=[registry_proto(row[0], org, row[1]) for row in page.rows],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+                ListParams.of(request),
+            ),
+            pb.ListRegistriesResponse,
+            "registries",
+            lambda row: registry_proto(row[0], org, row[1]),
+        )
 
     async def UpdateRegistry(
         self, request: pb.UpdateRegistryRequest, context: grpc.aio.ServicerContext
@@ -190,23 +190,19 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     async def AddRegistryMember(
         self, request: pb.AddRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
-        p = current_principal()
-        org, registry_id, ref, grant = _member_grant(request)
-        return await self.app.write(
-            lambda s: member_proto(
-                org, registry_id, regs.add_member(s, p, org, registry_id, ref, grant)
-            )
-        )
+        return await self._set_member(request, regs.add_member)
 
     async def UpdateRegistryMember(
         self, request: pb.UpdateRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> r.RegistryMember:
+        return await self._set_member(request, regs.update_member)
+
+    async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.RegistryMember:
+        """Add or Update: `change(s, p, org, registry, member, grant)` -> the member."""
         p = current_principal()
         org, registry_id, ref, grant = _member_grant(request)
         return await self.app.write(
-            lambda s: member_proto(
-                org, registry_id, regs.update_member(s, p, org, registry_id, ref, grant)
-            )
+            lambda s: member_proto(org, registry_id, change(s, p, org, registry_id, ref, grant))
         )
 
     async def RemoveRegistryMember(
@@ -224,22 +220,12 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         p = current_principal()
         org, registry_id = _registry(request.parent, "parent")
 
-        def work(s: Session) -> pb.ListRegistryMembersResponse:
-            views, token = regs.list_members(
-                s,
-                p,
-                org,
-                registry_id,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                order_by=request.order_by,
-            )
-            return pb.ListRegistryMembersResponse(
-                members=[member_proto(org, registry_id, v) for v in views],
-                next_page_token=token,
-            )
-
-        return await self.app.read(work)
+        return await self.app.listed(
+            lambda s: regs.list_members(s, p, org, registry_id, ListParams.of(request)),
+            pb.ListRegistryMembersResponse,
+            "members",
+            lambda v: member_proto(org, registry_id, v),
+        )
 
     async def GetEffectiveRole(
         self, request: pb.GetEffectiveRoleRequest, context: grpc.aio.ServicerContext

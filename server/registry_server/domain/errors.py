@@ -38,6 +38,11 @@ class RegistryError(Exception):
     code = "INTERNAL"
     default_reason = "INTERNAL"
 
+    def __init_subclass__(cls, code: str = "") -> None:
+        # `class NotFound(RegistryError, code="NOT_FOUND")`: the reason is the code.
+        if code:
+            cls.code = cls.default_reason = code
+
     def __init__(
         self,
         message: str,
@@ -76,10 +81,7 @@ def _rebuild(
     return err
 
 
-class InvalidArgument(RegistryError):
-    code = "INVALID_ARGUMENT"
-    default_reason = "INVALID_ARGUMENT"
-
+class InvalidArgument(RegistryError, code="INVALID_ARGUMENT"):
     def __init__(self, field: str, description: str, *, reason: str | None = None) -> None:
         super().__init__(
             f"{field}: {description}",
@@ -90,46 +92,28 @@ class InvalidArgument(RegistryError):
         self.field = field
 
 
-class Unauthenticated(RegistryError):
-    code = "UNAUTHENTICATED"
-    default_reason = "UNAUTHENTICATED"
+class Unauthenticated(RegistryError, code="UNAUTHENTICATED"): ...
 
 
-class PermissionDenied(RegistryError):
-    code = "PERMISSION_DENIED"
-    default_reason = "PERMISSION_DENIED"
+class PermissionDenied(RegistryError, code="PERMISSION_DENIED"): ...
 
 
-class NotFound(RegistryError):
-    code = "NOT_FOUND"
-    default_reason = "NOT_FOUND"
+class NotFound(RegistryError, code="NOT_FOUND"): ...
 
 
-class AlreadyExists(RegistryError):
-    code = "ALREADY_EXISTS"
-    default_reason = "ALREADY_EXISTS"
+class AlreadyExists(RegistryError, code="ALREADY_EXISTS"): ...
 
 
-class FailedPrecondition(RegistryError):
-    code = "FAILED_PRECONDITION"
-    default_reason = "FAILED_PRECONDITION"
+class FailedPrecondition(RegistryError, code="FAILED_PRECONDITION"): ...
 
 
-class Aborted(RegistryError):
-    code = "ABORTED"
-    default_reason = "ABORTED"
+class Aborted(RegistryError, code="ABORTED"): ...
 
 
-class ResourceExhausted(RegistryError):
-    code = "RESOURCE_EXHAUSTED"
-    default_reason = "RESOURCE_EXHAUSTED"
+class ResourceExhausted(RegistryError, code="RESOURCE_EXHAUSTED"): ...
 
 
-class Unavailable(RegistryError):
-    code = "UNAVAILABLE"
-    default_reason = "UNAVAILABLE"
+class Unavailable(RegistryError, code="UNAVAILABLE"): ...
 
 
-class DeadlineExceeded(RegistryError):
-    code = "DEADLINE_EXCEEDED"
-    default_reason = "DEADLINE_EXCEEDED"
+class DeadlineExceeded(RegistryError, code="DEADLINE_EXCEEDED"): ...

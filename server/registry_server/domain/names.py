@@ -273,10 +273,6 @@ def collection_version_name(org: str, registry: str, collection: str, index: int
     return f"organizations/{org}/registries/{registry}/collections/{collection}/versions/{index}"
 
 
-def project_name(team: str, project: str) -> str:
-    return f"teams/{team}/projects/{project}"
-
-
 def artifact_version_name(team: str, project: str, artifact: str, index: int) -> str:
     return f"teams/{team}/projects/{project}/artifacts/{artifact}/versions/{index}"
 

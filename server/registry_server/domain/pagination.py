@@ -15,6 +15,26 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
+@dataclass(frozen=True)
+class ListParams:
+    """What a list request asks for: its page, and its filter and order when it has them."""
+
+    page_size: int = 0
+    page_token: str = ""
+    filter: str = ""
+    order_by: str = ""
+
+    @classmethod
+    def of(cls, request: Any) -> ListParams:
+        """From any List*Request message."""
+        return cls(
+            request.page_size,
+            request.page_token,
+            getattr(request, "filter", ""),
+            getattr(request, "order_by", ""),
+        )
+
+
 def page_size(value: int, field: str = "page_size") -> int:
     if value < 0:
         raise InvalidArgument(field, "must not be negative")
@@ -25,13 +45,6 @@ def page_size(value: int, field: str = "page_size") -> int:
 
 def _fingerprint(query: tuple[Any, ...]) -> str:
     return hashlib.sha256(json.dumps(query, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class PageToken:
-    """The last row's sort key; valid only for the same query (parent, filter, order)."""
-
-    key: tuple[Any, ...]
 
 
 def encode_token(key: tuple[Any, ...], query: tuple[Any, ...]) -> str:

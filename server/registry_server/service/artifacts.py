@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,12 +34,13 @@ from ..domain.errors import (
 )
 from ..domain.metadata import merged as merged_metadata
 from ..domain.names import artifact_version_name
+from ..domain.pagination import ListParams
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
-from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.db import now_us, revised
+from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
+from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.sql import Sql
 from . import access, events
 from .context import Principal
@@ -48,12 +48,10 @@ from .organizations import check_etag
 from .resolve import (
     DELETED_REASON,
     ArtifactVersionInfo,
-    Resolution,
     artifact_info,
     resolve,
-    resolve_reference,
 )
-from .versions import aliases_by_version
+from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 DESCRIPTION_MAX = 64 * 1024
 RUN_ID_MAX = 256
@@ -171,14 +169,7 @@ def create_project(
     )
     s.add(project)
     s.flush()
-    events.record_event(
-        s,
-        org_id=t.org_id,
-        type=events.PROJECT_CREATED,
-        actor=p,
-        resource=f"teams/{team}/projects/{project_id}",
-        team_id=t.id,
-    )
+    events.scoped_event(s, events.PROJECT_CREATED, p, f"teams/{team}/projects/{project_id}", team=t)
     return project
 
 
@@ -205,24 +196,14 @@ def list_projects(
     s: Session,
     p: Principal,
     team: str,
-    *,
-    where: ColumnElement[bool],
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
+    ask: ListParams,
 ) -> Page:
-    keys = parse_order_by(order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
+    where = filter_of(s, ask.filter, PROJECT_FILTER_FIELDS)
+    keys = parse_order_by(ask.order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
-    stmt = select(m.Project).where(m.Project.team_id == t.id, where)
-    return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    stmt = filtered(select(m.Project).where(m.Project.team_id == t.id), where)
+    query = ("projects", team, ask.filter, ask.order_by)
+    return page_of(s, stmt, keys, ask, query)
 
 
 # --- artifacts ------------------------------------------------------------------------
@@ -254,19 +235,6 @@ def _artifact(
     if row is None:
         raise NotFound(f"{label} not found")
     return ta, row
-
-
-def _version(s: Session, artifact_id: int, index: int, label: str) -> m.ArtifactVersion:
-    row = s.execute(
-        select(m.ArtifactVersion)
-        .where(
-            m.ArtifactVersion.artifact_id == artifact_id, m.ArtifactVersion.version_index == index
-        )
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
 
 
 def _user_name(s: Session, user_id: int | None) -> str:
@@ -301,35 +269,12 @@ def _info(
 
 
 def _move_aliases(
-    s: Session, artifact_id: int, version_id: int, aliases: Iterable[str]
+    s: Session, artifact_id: int, version_id: int, aliases: Sequence[str]
 ) -> dict[str, int | None]:
-    """Points each alias at `version_id` (the artifact row must be locked).
-
-    Returns alias -> version index it was on before (None: new), for aliases that moved.
-    """
-    wanted = list(aliases)
-    if not wanted:
-        return {}
-    current = {
-        row.ArtifactAlias.alias: row
-        for row in s.execute(
-            select(m.ArtifactAlias, m.ArtifactVersion.version_index)
-            .join(m.ArtifactVersion, m.ArtifactVersion.id == m.ArtifactAlias.version_id)
-            .where(m.ArtifactAlias.artifact_id == artifact_id, m.ArtifactAlias.alias.in_(wanted))
-            .execution_options(populate_existing=True)
-        ).all()
-    }
-    moved: dict[str, int | None] = {}
-    for alias in wanted:
-        row = current.get(alias)
-        if row is None:
-            s.add(m.ArtifactAlias(artifact_id=artifact_id, alias=alias, version_id=version_id))
-            moved[alias] = None
-        elif row.ArtifactAlias.version_id != version_id:
-            row.ArtifactAlias.version_id = version_id
-            moved[alias] = row.version_index
-    s.flush()
-    return moved
+    """`versions.move_aliases` of an artifact (its row locked)."""
+    return move_aliases(
+        s, m.ArtifactAlias, m.ArtifactVersion, "artifact_id", artifact_id, version_id, aliases
+    )
 
 
 def _lock_or_create_artifact(
@@ -441,22 +386,21 @@ def create_artifact_version(
     s.flush()
     moved = _move_aliases(s, artifact.id, version.id, [LATEST, *wanted_aliases])
     name = artifact_version_name(team, project, artifact_id, index)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_CREATED,
-        actor=p,
-        resource=name,
-        details={
+        events.ARTIFACT_VERSION_CREATED,
+        p,
+        name,
+        {
             "version_index": index,
             "type": type_,
             "digest": digest,
             "aliases": sorted(moved) if moved else [],
-            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "moved_from": moved_from(moved),
             "producing_run": run_id,
             "artifact_created": created,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
     return _info(s, version, ta.team, project, artifact, created_by=p.user), False
 
@@ -503,9 +447,7 @@ def _relog(
     if arriving:
         moved = _move_aliases(s, artifact.id, version.id, arriving)
         fields.append("aliases")
-        details.update(
-            aliases_added=arriving, moved_from={a: i for a, i in moved.items() if i is not None}
-        )
+        details.update(aliases_added=arriving, moved_from=moved_from(moved))
     if new_tags:
         fields.append("tags")
         details["tags_before"] = own_tags
@@ -526,17 +468,10 @@ def _relog(
         return _info(s, version, team, project, artifact)  # nothing new: no change, no event
     if asked.run_id:
         details["run_id"] = asked.run_id
-    version.revision += 1
-    version.update_time = now_us()
+    revised(version)
     s.flush()
-    events.record_event(
-        s,
-        org_id=team.org_id,
-        type=events.ARTIFACT_VERSION_UPDATED,
-        actor=p,
-        resource=name,
-        details={"fields": fields, **details},
-        team_id=team.id,
+    events.scoped_event(
+        s, events.ARTIFACT_VERSION_UPDATED, p, name, {"fields": fields, **details}, team=team
     )
     return _info(s, version, team, project, artifact)
 
@@ -578,15 +513,8 @@ def get_artifact_version(
         ) from None
 
 
-def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
-    has = exists().where(
-        m.ArtifactAlias.version_id == m.ArtifactVersion.id, m.ArtifactAlias.alias == value
-    )
-    return ~has if op == "!=" else has
-
-
 VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "alias": FieldSpec("alias", builder=_alias_filter),
+    "alias": FieldSpec("alias", builder=held_alias(m.ArtifactAlias, m.ArtifactVersion)),
     "tag": FieldSpec("tags", m.ArtifactVersion.tags),
     "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
     "version_index": FieldSpec("int", m.ArtifactVersion.version_index),
@@ -606,31 +534,23 @@ def list_artifact_versions(
     team: str,
     project: str,
     artifact: str,
-    *,
-    where: ColumnElement[bool],
-    order_by: str,
+    ask: ListParams,
     show_deleted: bool,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
 ) -> tuple[list[ArtifactVersionInfo], str]:
-    keys = parse_order_by(order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
+    where = filter_of(s, ask.filter, VERSION_FILTER_FIELDS)
+    keys = parse_order_by(ask.order_by, VERSION_ORDER_FIELDS, "version_index", m.ArtifactVersion.id)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.VIEW)
     stmt = (
         select(m.ArtifactVersion, m.User.name)
         .outerjoin(m.User, m.User.id == m.ArtifactVersion.created_by_id)
-        .where(m.ArtifactVersion.artifact_id == art.id, where)
+        .where(m.ArtifactVersion.artifact_id == art.id)
     )
+    stmt = filtered(stmt, where)
     if not show_deleted:
         stmt = stmt.where(m.ArtifactVersion.delete_time.is_(None))
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    parent = f"teams/{team}/projects/{project}/artifacts/{artifact}"
+    query = ("artifact_versions", parent, ask.filter, ask.order_by, show_deleted)
+    page = page_of(s, stmt, keys, ask, query)
     aliases = _aliases_of(s, [row[0].id for row in page.rows])
     infos = [
         artifact_info(
@@ -673,7 +593,7 @@ def update_artifact_version(
     new_aliases = names.aliases(list(aliases), "artifact_version.aliases")
     name = artifact_version_name(team, project, artifact, index)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
-    version = _version(s, art.id, index, name)
+    version = version_row(s, m.ArtifactVersion.artifact_id, art.id, index, name, fresh=True)
     check_etag(etag, version.revision, "artifact_version.etag")
     if version.delete_time is not None:
         raise FailedPrecondition(f"{name} was deleted", reason=DELETED_REASON)
@@ -700,27 +620,15 @@ def update_artifact_version(
         details.update(
             aliases_added=added,
             aliases_removed=removed,
-            moved_from={a: i for a, i in moved.items() if i is not None},
+            moved_from=moved_from(moved),
         )
-    if "description" in fields:
-        version.description = description
     if "metadata" in fields:
         version.metadata_ = metadata
     if "tags" in fields:
         details["tags_before"] = list(version.tags or [])
-        version.tags = new_tags
-    version.revision += 1
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=new_tags)
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.ARTIFACT_VERSION_UPDATED, p, name, details, team=ta.team)
     return _info(s, version, ta.team, project, art)
 
 
@@ -731,7 +639,7 @@ def delete_artifact_version(
     falls back to the highest remaining version."""
     name = artifact_version_name(team, project, artifact, index)
     ta, art = _artifact(s, p, team, project, artifact, LegacyPermission.WRITE, for_update=True)
-    version = _version(s, art.id, index, name)
+    version = version_row(s, m.ArtifactVersion.artifact_id, art.id, index, name, fresh=True)
     if version.delete_time is not None:
         raise NotFound(f"{name} was already deleted", reason=DELETED_REASON)
     now = now_us()
@@ -756,176 +664,11 @@ def delete_artifact_version(
             s.add(m.ArtifactAlias(artifact_id=art.id, alias=LATEST, version_id=fallback.id))
             latest_to = fallback.version_index
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.ARTIFACT_VERSION_DELETED,
-        actor=p,
-        resource=name,
-        details={"aliases_removed": removed, "latest_moved_to": latest_to},
-        team_id=ta.team.id,
+        events.ARTIFACT_VERSION_DELETED,
+        p,
+        name,
+        {"aliases_removed": removed, "latest_moved_to": latest_to},
+        team=ta.team,
     )
-
-
-# --- usage and lineage ------------------------------------------------------------------
-
-
-def use_artifact_version(
-    s: Session, p: Principal, reference: str, field: str, run_id: str
-) -> Resolution:
-    """Resolves a name or path (needs the right to use it) and records the consuming run."""
-    check_run_id(run_id)
-    res = resolve_reference(Sql.of(s), p, reference, field=field)
-    av = res.artifact_version
-    recorded = s.execute(
-        select(m.ArtifactUsage.run_id).where(
-            m.ArtifactUsage.version_id == av.id, m.ArtifactUsage.run_id == run_id
-        )
-    ).first()
-    if recorded is not None:
-        return res
-    try:
-        with s.begin_nested():
-            s.add(
-                m.ArtifactUsage(
-                    version_id=av.id, run_id=run_id, user_id=p.user_id, create_time=now_us()
-                )
-            )
-    except IntegrityError:
-        return res  # the same run recorded it concurrently
-    events.record_event(
-        s,
-        org_id=av.org_id,
-        type=events.ARTIFACT_VERSION_USED,
-        actor=p,
-        resource=av.name,
-        details={"run_id": run_id, "path": res.canonical_path, "redirected": res.redirected},
-        team_id=av.team_id,
-        registry_id=res.registry_id,
-    )
-    return res
-
-
-@dataclass(frozen=True)
-class LineageLink:
-    name: str
-    path: str
-    aliases: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Lineage:
-    artifact_version: str
-    producing_run: str
-    consuming_runs: list[str]
-    links: list[LineageLink] = field(default_factory=list)
-    # runs that logged identical content again after the producing run
-    logging_runs: list[str] = field(default_factory=list)
-
-
-def _grouped_links(rows: Iterable[Any], make: Any) -> list[LineageLink]:
-    """Rows (link id, ..., alias-or-None) -> one LineageLink per link, in row order."""
-    order: list[int] = []
-    first: dict[int, Any] = {}
-    aliases: dict[int, list[str]] = defaultdict(list)
-    for row in rows:
-        if row.id not in first:
-            first[row.id] = row
-            order.append(row.id)
-        if row.alias is not None:
-            aliases[row.id].append(row.alias)
-    return [make(first[i], tuple(sorted(aliases[i]))) for i in order]
-
-
-def _runs(s: Session, table: type[m.RunRecord], version_id: int) -> list[str]:
-    """The runs `table` records for a version, oldest first."""
-    return list(
-        s.execute(
-            select(table.run_id)
-            .where(table.version_id == version_id)
-            .order_by(table.create_time, table.run_id)
-        ).scalars()
-    )
-
-
-def get_lineage(
-    s: Session, p: Principal, team: str, project: str, artifact: str, index: int
-) -> Lineage:
-    """Producing run, runs that logged it again, consuming runs and every link the
-    caller can see (one query each)."""
-    av = get_artifact_version(s, p, team, project, artifact, index)
-    runs = _runs(s, m.ArtifactUsage, av.id)
-    logging_runs = _runs(s, m.ArtifactLogRun, av.id)
-    collection_rows = s.execute(
-        select(
-            m.CollectionVersion.id,
-            m.CollectionVersion.version_index,
-            m.Collection.name.label("collection"),
-            m.Registry.name.label("registry"),
-            m.Organization.name.label("org"),
-            m.CollectionAlias.alias,
-        )
-        .join(m.Collection, m.Collection.id == m.CollectionVersion.collection_id)
-        .join(m.Registry, m.Registry.id == m.Collection.registry_id)
-        .join(m.Organization, m.Organization.id == m.Registry.org_id)
-        .outerjoin(m.CollectionAlias, m.CollectionAlias.version_id == m.CollectionVersion.id)
-        .where(
-            m.CollectionVersion.artifact_version_id == av.id,
-            access.visible_registries_clause(p),
-        )
-        .order_by(m.Registry.name, m.Collection.name, m.CollectionVersion.version_index)
-    ).all()
-    links = _grouped_links(
-        collection_rows,
-        lambda r, aliases: LineageLink(
-            f"organizations/{r.org}/registries/{r.registry}/collections/{r.collection}"
-            f"/versions/{r.version_index}",
-            paths.format_path(
-                PathKind.REGISTRY_COLLECTION,
-                r.org,
-                r.registry,
-                r.collection,
-                Version(index=r.version_index),
-            ),
-            aliases,
-        ),
-    )
-    # Legacy registries are team-only: the caller's teams, or all teams for org admins.
-    legacy_visible: ColumnElement[bool] = m.Team.org_id == p.org_id
-    if not p.org_admin:
-        legacy_visible = and_(
-            legacy_visible,
-            exists().where(m.TeamMember.team_id == m.Team.id, m.TeamMember.user_id == p.user_id),
-        )
-    legacy_rows = s.execute(
-        select(
-            m.RegisteredModelVersion.id,
-            m.RegisteredModelVersion.version_index,
-            m.RegisteredModel.name.label("model"),
-            m.Team.name.label("team"),
-            m.RegisteredModelAlias.alias,
-        )
-        .join(
-            m.RegisteredModel, m.RegisteredModel.id == m.RegisteredModelVersion.registered_model_id
-        )
-        .join(m.Team, m.Team.id == m.RegisteredModel.team_id)
-        .outerjoin(
-            m.RegisteredModelAlias, m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id
-        )
-        .where(
-            m.RegisteredModelVersion.artifact_version_id == av.id,
-            legacy_visible,
-        )
-        .order_by(m.Team.name, m.RegisteredModel.name, m.RegisteredModelVersion.version_index)
-    ).all()
-    links += _grouped_links(
-        legacy_rows,
-        lambda r, aliases: LineageLink(
-            f"teams/{r.team}/registeredModels/{r.model}/versions/{r.version_index}",
-            paths.format_path(
-                PathKind.LEGACY_MODEL, r.team, "", r.model, Version(index=r.version_index)
-            ),
-            aliases,
-        ),
-    )
-    return Lineage(av.name, av.producing_run, runs, links, logging_runs)

@@ -24,19 +24,19 @@ from ..domain.errors import (
     NotFound,
     quote,
 )
-from ..domain.filters import parse_filter
 from ..domain.names import CollectionRef
+from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, compile_filter
+from ..storage.db import now_us, revised
+from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import authz_table, events, versions
 from .access import RegistryAccess, registry_access, require_protected_alias_right
 from .context import Principal
 from .organizations import check_etag
-from .registries import accepts_type, dialect
+from .registries import accepts_type
 from .registry_freeze import check_writable
 
 SERVICE = "CollectionService"
@@ -73,20 +73,6 @@ def _load_collection(
     if collection is None:
         raise NotFound(f"{ref.name} not found")
     return access, collection
-
-
-def _load_version(
-    s: Session, ref: CollectionRef, collection: m.Collection, index: int
-) -> m.CollectionVersion:
-    row = s.execute(
-        select(m.CollectionVersion).where(
-            m.CollectionVersion.collection_id == collection.id,
-            m.CollectionVersion.version_index == index,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{ref.name}/versions/{index} not found")
-    return row
 
 
 # --- collections --------------------------------------------------------------------
@@ -185,14 +171,13 @@ def _insert_collection(
     )
     s.add(collection)
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.COLLECTION_CREATED,
-        actor=p,
-        resource=ref.name,
-        details={"type": artifact_type, "tags": tags},
-        registry_id=access.registry.id,
+        events.COLLECTION_CREATED,
+        p,
+        ref.name,
+        {"type": artifact_type, "tags": tags},
+        registry=access.registry,
     )
     return collection
 
@@ -230,18 +215,10 @@ class Listing:
     query: tuple[Any, ...]  # what page tokens are bound to
 
 
-def collection_listing(
-    s: Session,
-    *,
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
-) -> Listing:
-    keys = parse_order_by(order_by, COLLECTION_ORDER, "name", m.Collection.id)
-    clause = compile_filter(parse_filter(filter, "filter"), COLLECTION_FILTER, dialect(s), "filter")
-    return Listing(keys, clause, page_size, page_token, query)
+def collection_listing(s: Session, ask: ListParams, query: tuple[Any, ...]) -> Listing:
+    keys = parse_order_by(ask.order_by, COLLECTION_ORDER, "name", m.Collection.id)
+    clause = filter_of(s, ask.filter, COLLECTION_FILTER)
+    return Listing(keys, clause, ask.page_size, ask.page_token, query)
 
 
 def collections_page(
@@ -257,14 +234,8 @@ def collections_page(
 
 def _page(s: Session, stmt: Any, listing: Listing) -> Page:
     """A keyset page of `stmt`, whose rows start with the listed entity."""
-    keys = listing.keys
     return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=listing.page_size,
-        token=listing.page_token,
-        query=listing.query,
+        s, stmt, listing.keys, size=listing.page_size, token=listing.page_token, query=listing.query
     )
 
 
@@ -273,19 +244,10 @@ def list_collections(
     p: Principal,
     org: str,
     registry_id: str,
-    *,
-    page_size: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> tuple[list[CollectionView], str]:
     listing = collection_listing(
-        s,
-        filter=filter,
-        order_by=order_by,
-        page_size=page_size,
-        page_token=page_token,
-        query=("collections", org, registry_id, filter, order_by),
+        s, ask, ("collections", org, registry_id, ask.filter, ask.order_by)
     )
     access = registry_access(s, p, org, registry_id, _perm("ListCollections"))
     return collections_page(s, m.Collection.registry_id == access.registry.id, listing)
@@ -308,22 +270,17 @@ def update_collection(
     access, collection = _load_collection(s, p, ref, _perm("UpdateCollection"), for_update=True)
     check_etag(etag, collection.revision, "collection.etag")
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        collection.description = description
     if "tags" in fields:
         details["previous_tags"] = list(collection.tags or [])
         details["tags"] = tag_list
-        collection.tags = tag_list
-    collection.revision += 1
-    collection.update_time = now_us()
-    events.record_event(
+    revised(collection, fields, description=description, tags=tag_list)
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        actor=p,
-        resource=ref.name,
-        details=details,
-        registry_id=access.registry.id,
+        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
+        p,
+        ref.name,
+        details,
+        registry=access.registry,
     )
     return collection_view(s, collection)
 
@@ -347,14 +304,13 @@ def delete_collection(s: Session, p: Principal, ref: CollectionRef, etag: str) -
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.collection_id == collection.id))
     s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.collection_id == collection.id))
     s.execute(delete(m.Collection).where(m.Collection.id == collection.id))
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.COLLECTION_DELETED,
-        actor=p,
-        resource=ref.name,
-        details={"version_count": count, "aliases": aliases},
-        registry_id=access.registry.id,
+        events.COLLECTION_DELETED,
+        p,
+        ref.name,
+        {"version_count": count, "aliases": aliases},
+        registry=access.registry,
     )
 
 
@@ -378,28 +334,26 @@ def update_version(
     access, collection = _load_collection(
         s, p, ref, _perm("UpdateCollectionVersion"), for_update=True
     )
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     details: dict[str, Any] = {
         "fields": sorted(fields),
         "collection": ref.name,
         "version_index": index,
     }
-    if "description" in fields:
-        version.description = description
     if "tags" in fields:
         details["previous_tags"] = list(version.tags or [])
         details["tags"] = tag_list
-        version.tags = tag_list
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=tag_list)
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        actor=p,
-        resource=ref.version_name(index),
-        details=details,
-        registry_id=access.registry.id,
+        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
+        p,
+        ref.version_name(index),
+        details,
+        registry=access.registry,
     )
     return versions.version_by_id(Sql.of(s), ref, version.id)
 
@@ -413,7 +367,9 @@ def remove_alias(
     names.existing_alias(alias, "alias")
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     removed = s.execute(
         delete(m.CollectionAlias).where(
             m.CollectionAlias.collection_id == collection.id,
@@ -430,14 +386,13 @@ def remove_alias(
 def _alias_removed(
     s: Session, p: Principal, access: RegistryAccess, ref: CollectionRef, alias: str, index: int
 ) -> None:
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.ALIAS_REMOVED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={"alias": alias, "collection": ref.name, "version_index": index},
-        registry_id=access.registry.id,
+        events.ALIAS_REMOVED,
+        p,
+        ref.version_name(index),
+        {"alias": alias, "collection": ref.name, "version_index": index},
+        registry=access.registry,
     )
 
 
@@ -447,28 +402,28 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
     access, collection = _load_collection(
         s, p, ref, _perm("UnlinkArtifactVersion"), for_update=True
     )
-    version = _load_version(s, ref, collection, index)
+    version = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
+    )
     aliases = list(versions.aliases_by_version(s, m.CollectionAlias, [version.id])[version.id])
     _require_protected_alias_right(access, aliases, f"unlinking {ref.name}/versions/{index}")
     artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version
     s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.version_id == version.id))
     s.execute(delete(m.CollectionVersion).where(m.CollectionVersion.id == version.id))
-    collection.revision += 1
-    collection.update_time = now_us()
+    revised(collection)
     # The aliases went with the version: one ALIAS_REMOVED each keeps alias history exact.
     for alias in aliases:
         _alias_removed(s, p, access, ref, alias, index)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=access.registry.org_id,
-        type=events.VERSION_UNLINKED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={
+        events.VERSION_UNLINKED,
+        p,
+        ref.version_name(index),
+        {
             "collection": ref.name,
             "version_index": index,
             "artifact_version": artifact,
             "aliases": aliases,
         },
-        registry_id=access.registry.id,
+        registry=access.registry,
     )

@@ -46,10 +46,11 @@ from sqlalchemy.orm import Session
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.filters import And, Comparison, Expr, Not, Or, parse_filter
+from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events
 from .access import registry_access, visible_registries_clause
 from .context import Principal
@@ -182,30 +183,20 @@ def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
 EVENT_ORDER = {"cursor": m.Event.cursor, "time": m.Event.time}
 
 
-def list_events(
-    s: Session,
-    p: Principal,
-    parent: str,
-    *,
-    filter: str,
-    page_size: int,
-    page_token: str,
-    order_by: str,
-) -> Page:
+def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Event,), oldest first unless `order_by` says otherwise, keyset-paged."""
-    keys = parse_order_by(order_by, EVENT_ORDER, "cursor", m.Event.cursor)
-    clause = compile_event_filter(filter, dialect(s))
+    keys = parse_order_by(ask.order_by, EVENT_ORDER, "cursor", m.Event.cursor)
+    clause = compile_event_filter(ask.filter, dialect(s))
     scope = resolve_scope(s, p, parent)
     stmt = visible_events(p, scope)
     if clause is not None:
         stmt = stmt.where(clause)
-    return fetch_page(
+    return page_of(
         s,
         stmt,
         keys,
-        size=page_size,
-        token=page_token,
-        query=("events", parent, filter),
+        ask,
+        ("events", parent, ask.filter),
     )
 
 

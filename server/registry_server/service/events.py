@@ -78,12 +78,12 @@ class Outbox(Protocol):
 
 def record_event(
     target: Outbox,
-    *,
-    org_id: int,
     type: str,
     actor: Principal | str,
     resource: str,
     details: dict[str, Any] | None = None,
+    *,
+    org_id: int,
     registry_id: int | None = None,
     team_id: int | None = None,
 ) -> None:
@@ -112,6 +112,42 @@ def record_event(
     # Read after commit by the event hub (workers/event_hub.py) to wake this replica's
     # watchers at once.
     target.info.setdefault(PENDING_EVENT_ORGS, set()).add(org_id)
+
+
+class _Scope(Protocol):
+    """A team or a registry: what an event is scoped to."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def org_id(self) -> int: ...
+
+
+def scoped_event(
+    target: Outbox,
+    type: str,
+    actor: Principal | str,
+    resource: str,
+    details: dict[str, Any] | None = None,
+    *,
+    team: _Scope | None = None,
+    registry: _Scope | None = None,
+) -> None:
+    """`record_event` of a change in `team` or in `registry` (an event of its
+    organization, scoped to it)."""
+    scope = team or registry
+    assert scope is not None
+    record_event(
+        target,
+        type,
+        actor,
+        resource,
+        details,
+        org_id=scope.org_id,
+        team_id=team.id if team is not None else None,
+        registry_id=registry.id if registry is not None else None,
+    )
 
 
 def write_pending(sql: Sql) -> int:

@@ -5,10 +5,8 @@ and uses, team MEMBER also links, edits and sets unprotected aliases, team ADMIN
 team's model registry admins also manage protected aliases and settings; org admins may
 do everything in their organization; everyone else gets NOT_FOUND.
 
-The registry's state gates writes: READ_ONLY and MIGRATED answer FAILED_PRECONDITION
-`LEGACY_REGISTRY_READ_ONLY` to every write (reads keep working); DISABLED (an
-organization that started on the Registry) answers `LEGACY_REGISTRY_DISABLED` to
-everything.
+The registry's state gates writes (`legacy_settings`, with the rights checks and the
+settings).
 
 Each registered model has its own `v0..vN` index, allocated under a lock on the
 registered-model row, which also serializes alias moves. `latest` is not stored: it is
@@ -17,8 +15,7 @@ the highest index (see `resolve`), so it cannot be set by hand.
 Decisions: linking an artifact version that is already linked returns the existing
 link after moving the given aliases onto it (its tags are kept). Unlinking a version, or
 deleting a registered model, that carries a protected alias needs the protected-alias
-right. GetLegacyRegistrySettings is readable by every team member (they need the state
-and where the registry moved).
+right.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -36,133 +33,35 @@ from ..domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     quote,
 )
-from ..domain.names import model_version_name
+from ..domain.names import artifact_version_name, model_name, model_version_name
+from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
-from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.db import now_us, revised
+from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
+from ..storage.paging import page_of, parse_order_by
 from ..storage.sql import Sql
-from . import access, events, migrated_legacy
+from . import events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
 from .context import Principal
-from .legacy_views import ModelInfo, ModelVersionView, Settings
+from .legacy_settings import (
+    check_state,
+    legacy_team,
+    require_protected_right,
+    require_right,
+)
+from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
-from .versions import aliases_by_version
+from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
-READ_ONLY_REASON = "LEGACY_REGISTRY_READ_ONLY"
-DISABLED_REASON = "LEGACY_REGISTRY_DISABLED"
-PROTECTED_REASON = "PROTECTED_ALIAS"
 TYPE_NOT_ACCEPTED = "ARTIFACT_TYPE_NOT_ACCEPTED"
 MODEL_TYPE = "model"
-REGISTRY_ADMINS_MAX = 100
-PROTECTED_ALIASES_MAX = 100
-
-
-# --- access and state -----------------------------------------------------------------
-
-
-def legacy_team(
-    s: Session,
-    p: Principal,
-    team: str,
-    perm: LegacyPermission,
-    *,
-    write: bool,
-    what: str = "",
-    for_update: bool = False,
-    migrated_ok: bool = False,
-) -> access.TeamAccess:
-    """The team after the visibility check, the state check and the rights check.
-
-    The state answers before the rights: a read-only registry says so to everyone who
-    can see it, which is the more useful answer. `migrated_ok`: a write that a MIGRATED
-    registry still takes.
-    """
-    ta = access.team_access(s, p, team, LegacyPermission.VIEW, what=what)
-    # Re-read under a lock so the checks below see the current state. A write holds at
-    # least a share lock on PostgreSQL: StartMigration's switch to READ_ONLY then waits
-    # for writes in flight, and writes after it see READ_ONLY (SQLite writes serialize).
-    shared = write and not for_update and s.get_bind().dialect.name == "postgresql"
-    if for_update or shared:
-        s.execute(
-            select(m.Team)
-            .where(m.Team.id == ta.team.id)
-            .with_for_update(read=shared)
-            .execution_options(populate_existing=True)
-        )
-    migrated = ta.team.legacy_state == LegacyState.MIGRATED
-    check_state(s, ta.team, write=write and not (migrated_ok and migrated))
-    require_right(ta, perm, what or f"teams/{team}")
-    return ta
-
-
-def require_right(ta: access.TeamAccess, perm: LegacyPermission, what: str) -> None:
-    if not ta.allows(perm):
-        need = (
-            "team MEMBER"
-            if perm is LegacyPermission.WRITE
-            else "team ADMIN or model registry admin"
-        )
-        raise PermissionDenied(f"this operation on {what} needs {need}", reason="INSUFFICIENT_ROLE")
-
-
-def check_state(s: Session, team: m.Team, *, write: bool) -> None:
-    state = LegacyState(team.legacy_state)
-    if state == LegacyState.DISABLED:
-        raise FailedPrecondition(
-            f"teams/{team.name} has no legacy Model Registry: the organization uses the "
-            "Registry (wandb-registry-*) only",
-            reason=DISABLED_REASON,
-        )
-    if write and state in (LegacyState.READ_ONLY, LegacyState.MIGRATED):
-        message = f"the legacy Model Registry of teams/{team.name} is read-only"
-        target = migrated_registry_name(s, team)
-        if state == LegacyState.MIGRATED and target:
-            registry = target.rsplit("/", 1)[-1]
-            message += (
-                f": it was migrated to {target} (paths wandb-registry-{registry}/...); "
-                "make changes there"
-            )
-        elif state == LegacyState.READ_ONLY:
-            message += " while it is being migrated to the Registry"
-        raise FailedPrecondition(message, reason=READ_ONLY_REASON)
-
-
-def migrated_registry_name(s: Session, team: m.Team) -> str:
-    if team.migrated_registry_id is None:
-        return ""
-    row = s.execute(
-        select(m.Organization.name, m.Registry.name)
-        .join(m.Organization, m.Organization.id == m.Registry.org_id)
-        .where(m.Registry.id == team.migrated_registry_id)
-    ).first()
-    return f"organizations/{row[0]}/registries/{row[1]}" if row else ""
-
-
-def _protected(team: m.Team) -> set[str]:
-    return set(team.legacy_protected_aliases or [])
-
-
-def _require_protected_right(ta: access.TeamAccess, aliases: Sequence[str], what: str) -> None:
-    if ta.allows(LegacyPermission.ADMIN):
-        return
-    raise PermissionDenied(
-        f"{what} involves protected aliases {sorted(set(aliases))}: this needs team ADMIN, "
-        "a model registry admin or an org admin",
-        reason=PROTECTED_REASON,
-    )
 
 
 # --- registered models -------------------------------------------------------------------
-
-
-def _model_name(team: str, model: str) -> str:
-    return f"teams/{team}/registeredModels/{model}"
 
 
 def _load_model(
@@ -175,7 +74,7 @@ def _load_model(
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = s.execute(stmt).scalar_one_or_none()
     if row is None:
-        raise NotFound(f"{_model_name(team.name, model)} not found")
+        raise NotFound(f"{model_name(team.name, model)} not found")
     return row
 
 
@@ -239,16 +138,9 @@ def create_registered_model(
             m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id
         )
     ).first():
-        raise AlreadyExists(f"{_model_name(team, model_id)} already exists")
+        raise AlreadyExists(f"{model_name(team, model_id)} already exists")
     model = _new_model(s, p, ta.team, model_id, description, new_tags)
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_CREATED,
-        actor=p,
-        resource=_model_name(team, model_id),
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.LEGACY_MODEL_CREATED, p, model_name(team, model_id), team=ta.team)
     return ModelInfo(model, team, 0, "")
 
 
@@ -273,7 +165,7 @@ def _new_model(
 
 
 def get_registered_model(s: Session, p: Principal, team: str, model: str) -> ModelInfo:
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.get_model(s, ta.team, model, label)
@@ -305,36 +197,16 @@ def list_registered_models(
     s: Session,
     p: Principal,
     team: str,
-    *,
-    where: ColumnElement[bool],
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
+    ask: ListParams,
 ) -> tuple[list[ModelInfo], str]:
-    """`where` is `filter` compiled for registered models (the API layer checked it)."""
-    keys = parse_order_by(order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
+    where = filter_of(s, ask.filter, MODEL_FILTER_FIELDS)
+    query = ("registered_models", team, ask.filter, ask.order_by)
+    keys = parse_order_by(ask.order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
     if ta.team.legacy_state == LegacyState.MIGRATED:
-        return migrated_legacy.list_models(
-            s,
-            ta.team,
-            filter=filter,
-            order_by=order_by,
-            page_size=page_size,
-            page_token=page_token,
-            query=query,
-        )
-    stmt = _model_select().where(m.RegisteredModel.team_id == ta.team.id, where)
-    page: Page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+        return migrated_legacy.list_models(s, ta.team, ask, query)
+    stmt = filtered(_model_select().where(m.RegisteredModel.team_id == ta.team.id), where)
+    page = page_of(s, stmt, keys, ask, query)
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
 
@@ -351,35 +223,23 @@ def update_registered_model(
 ) -> ModelInfo:
     names.text(description, "registered_model.description", DESCRIPTION_MAX)
     new_tags = names.tags(list(tags), "registered_model.tags")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     check_etag(etag, row.revision, "registered_model.etag")
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        row.description = description
     if "tags" in fields:
         details["tags_before"] = list(row.tags or [])
         details["tags"] = new_tags
-        row.tags = new_tags
-    row.revision += 1
-    row.update_time = now_us()
+    revised(row, fields, description=description, tags=new_tags)
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_UPDATED,
-        actor=p,
-        resource=label,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.LEGACY_MODEL_UPDATED, p, label, details, team=ta.team)
     return _model_info_of(s, team, row.id)
 
 
 def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> None:
     """Removes the model, its versions and aliases; never the artifact versions."""
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     aliases = list(
@@ -389,9 +249,7 @@ def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> 
             )
         ).scalars()
     )
-    protected = _protected(ta.team) & set(aliases)
-    if protected:
-        _require_protected_right(ta, sorted(protected), f"deleting {label}")
+    require_protected_right(ta, aliases, f"deleting {label}")
     versions = s.execute(
         select(func.count()).where(m.RegisteredModelVersion.registered_model_id == row.id)
     ).scalar_one()
@@ -405,14 +263,13 @@ def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> 
     )
     s.execute(delete(m.RegisteredModel).where(m.RegisteredModel.id == row.id))
     s.expunge(row)
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_MODEL_DELETED,
-        actor=p,
-        resource=label,
-        details={"versions_removed": versions, "aliases_removed": sorted(aliases)},
-        team_id=ta.team.id,
+        events.LEGACY_MODEL_DELETED,
+        p,
+        label,
+        {"versions_removed": versions, "aliases_removed": sorted(aliases)},
+        team=ta.team,
     )
 
 
@@ -463,8 +320,7 @@ def _version_views(
                 linked_by=row.linked_by or "",
                 aliases=aliases[row.RegisteredModelVersion.id],
             ),
-            f"teams/{row.a_team}/projects/{row.a_project}/artifacts/{row.a_artifact}"
-            f"/versions/{row.a_index}",
+            artifact_version_name(row.a_team, row.a_project, row.a_artifact, row.a_index),
         )
         for row in rows
     ]
@@ -475,74 +331,21 @@ def _version_view(s: Session, team: m.Team, model: str, version_id: int) -> Mode
     return _version_views(s, [row], team, model)[0]
 
 
-def _load_version(
-    s: Session, model: m.RegisteredModel, index: int, label: str
-) -> m.RegisteredModelVersion:
-    row = s.execute(
-        select(m.RegisteredModelVersion).where(
-            m.RegisteredModelVersion.registered_model_id == model.id,
-            m.RegisteredModelVersion.version_index == index,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
-
-
 def _move_aliases(
     s: Session, model_id: int, version_id: int, aliases: Sequence[str], field: str, what: str
 ) -> dict[str, int | None]:
-    """Points each alias at the version `what` (model row locked); alias -> previous
-    index. INVALID_ARGUMENT naming `field` when the version would hold too many."""
-    if not aliases:
-        return {}
-    current = {
-        row.RegisteredModelAlias.alias: row
-        for row in s.execute(
-            select(m.RegisteredModelAlias, m.RegisteredModelVersion.version_index)
-            .join(
-                m.RegisteredModelVersion,
-                m.RegisteredModelVersion.id == m.RegisteredModelAlias.version_id,
-            )
-            .where(
-                m.RegisteredModelAlias.registered_model_id == model_id,
-                m.RegisteredModelAlias.alias.in_(list(aliases)),
-            )
-            .execution_options(populate_existing=True)
-        ).all()
-    }
-    arriving = [
-        a
-        for a in aliases
-        if a not in current or current[a].RegisteredModelAlias.version_id != version_id
-    ]
-    if arriving:
-        held = s.execute(
-            select(func.count())
-            .select_from(m.RegisteredModelAlias)
-            .where(m.RegisteredModelAlias.version_id == version_id)
-        ).scalar_one()
-        names.check_alias_count(held + len(arriving), field, what)
-    moved: dict[str, int | None] = {}
-    now = now_us()
-    for alias in aliases:
-        row = current.get(alias)
-        if row is None:
-            s.add(
-                m.RegisteredModelAlias(
-                    registered_model_id=model_id,
-                    alias=alias,
-                    version_id=version_id,
-                    create_time=now,
-                )
-            )
-            moved[alias] = None
-        elif row.RegisteredModelAlias.version_id != version_id:
-            row.RegisteredModelAlias.version_id = version_id
-            row.RegisteredModelAlias.create_time = now
-            moved[alias] = row.version_index
-    s.flush()
-    return moved
+    """`versions.move_aliases` of a registered model (its row locked), at most
+    ALIASES_PER_VERSION on the version `what`."""
+    return move_aliases(
+        s,
+        m.RegisteredModelAlias,
+        m.RegisteredModelVersion,
+        "registered_model_id",
+        model_id,
+        version_id,
+        aliases,
+        (field, what),
+    )
 
 
 def link_model_version(
@@ -559,7 +362,7 @@ def link_model_version(
     names.resource_id(model_id, "registered_model_id")
     wanted = names.new_aliases(list(aliases), "aliases")
     new_tags = names.tags(list(tags), "tags")
-    label = _model_name(team, model_id)
+    label = model_name(team, model_id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:  # to the migrated collection
         return migrated_legacy.forward_legacy_link(
@@ -567,9 +370,7 @@ def link_model_version(
         )
     check_state(s, ta.team, write=True)
     require_right(ta, LegacyPermission.WRITE, label)
-    protected = _protected(ta.team) & set(wanted)
-    if protected:
-        _require_protected_right(ta, sorted(protected), f"linking to {label}")
+    require_protected_right(ta, wanted, f"linking to {label}")
     source: Resolution = resolve_reference(
         Sql.of(s), p, artifact_version, field="artifact_version", permission=Permission.VIEW
     )
@@ -618,20 +419,19 @@ def link_model_version(
         if moved:
             existing.update_time = now
             model.update_time = now
-            events.record_event(
+            events.scoped_event(
                 s,
-                org_id=ta.team.org_id,
-                type=events.LEGACY_VERSION_LINKED,
-                actor=p,
-                resource=model_version_name(team, model_id, existing.version_index),
-                details={
+                events.LEGACY_VERSION_LINKED,
+                p,
+                model_version_name(team, model_id, existing.version_index),
+                {
                     "version_index": existing.version_index,
                     "artifact_version": av.name,
                     "already_linked": True,
                     "aliases": sorted(moved),
-                    "moved_from": {a: i for a, i in moved.items() if i is not None},
+                    "moved_from": moved_from(moved),
                 },
-                team_id=ta.team.id,
+                team=ta.team,
             )
         return _version_view(s, ta.team, model_id, existing.id)
     index = model.next_version_index
@@ -652,21 +452,20 @@ def link_model_version(
     moved = _move_aliases(
         s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
     )
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_LINKED,
-        actor=p,
-        resource=model_version_name(team, model_id, index),
-        details={
+        events.LEGACY_VERSION_LINKED,
+        p,
+        model_version_name(team, model_id, index),
+        {
             "version_index": index,
             "artifact_version": av.name,
             "source_path": source.canonical_path,
             "aliases": sorted(moved),
-            "moved_from": {a: i for a, i in moved.items() if i is not None},
+            "moved_from": moved_from(moved),
             "model_created": model_created,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
     return _version_view(s, ta.team, model_id, link.id)
 
@@ -694,16 +493,10 @@ def get_model_version(
     return _version_views(s, [row], ta.team, model)[0]
 
 
-def _alias_filter(value: str, op: str) -> ColumnElement[bool]:
-    has = exists().where(
-        m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id,
-        m.RegisteredModelAlias.alias == value,
-    )
-    return ~has if op == "!=" else has
-
-
 MODEL_VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "alias": FieldSpec("alias", builder=_alias_filter),
+    "alias": FieldSpec(
+        "alias", builder=held_alias(m.RegisteredModelAlias, m.RegisteredModelVersion)
+    ),
     "tag": FieldSpec("tags", m.RegisteredModelVersion.tags),
     "version_index": FieldSpec("int", m.RegisteredModelVersion.version_index),
     "create_time": FieldSpec("time", m.RegisteredModelVersion.create_time),
@@ -720,41 +513,21 @@ def list_model_versions(
     p: Principal,
     team: str,
     model: str,
-    *,
-    where: ColumnElement[bool],
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
+    ask: ListParams,
 ) -> tuple[list[ModelVersionView], str]:
-    """`where` is `filter` compiled for registered-model versions (checked by the API)."""
+    where = filter_of(s, ask.filter, MODEL_VERSION_FILTER_FIELDS)
+    query = ("registered_model_versions", model_name(team, model), ask.filter, ask.order_by)
     keys = parse_order_by(
-        order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
+        ask.order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
     )
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
-        return migrated_legacy.list_model_versions(
-            s,
-            ta.team,
-            model,
-            filter=filter,
-            order_by=order_by,
-            page_size=page_size,
-            page_token=page_token,
-            query=query,
-        )
+        return migrated_legacy.list_model_versions(s, ta.team, model, ask, query)
     row = _load_model(s, ta.team, model)
-    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id, where)
-    page = fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=query,
-    )
+    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id)
+    stmt = filtered(stmt, where)
+    page = page_of(s, stmt, keys, ask, query)
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
 
 
@@ -774,25 +547,14 @@ def update_model_version(
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, label)
+    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "description" in fields:
-        version.description = description
     if "tags" in fields:
         details["tags_before"] = list(version.tags or [])
         details["tags"] = new_tags
-        version.tags = new_tags
-    version.update_time = now_us()
+    revised(version, fields, description=description, tags=new_tags)
     s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_UPDATED,
-        actor=p,
-        resource=label,
-        details=details,
-        team_id=ta.team.id,
-    )
+    events.scoped_event(s, events.LEGACY_VERSION_UPDATED, p, label, details, team=ta.team)
     return _version_view(s, ta.team, model, version.id)
 
 
@@ -800,28 +562,25 @@ def unlink_model_version(s: Session, p: Principal, team: str, model: str, index:
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, label)
+    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
     aliases = list(_aliases_of(s, [version.id])[version.id])
-    protected = _protected(ta.team) & set(aliases)
-    if protected:
-        _require_protected_right(ta, sorted(protected), f"unlinking {label}")
+    require_protected_right(ta, aliases, f"unlinking {label}")
     artifact_version_id = version.artifact_version_id
     s.execute(delete(m.RegisteredModelAlias).where(m.RegisteredModelAlias.version_id == version.id))
     s.execute(delete(m.RegisteredModelVersion).where(m.RegisteredModelVersion.id == version.id))
     s.expunge(version)
     row.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_VERSION_UNLINKED,
-        actor=p,
-        resource=label,
-        details={
+        events.LEGACY_VERSION_UNLINKED,
+        p,
+        label,
+        {
             "version_index": index,
             "aliases_removed": aliases,
             "artifact_version_id": artifact_version_id,
         },
-        team_id=ta.team.id,
+        team=ta.team,
     )
 
 
@@ -832,30 +591,34 @@ def set_alias(
     names.new_alias(alias, "alias")
     if index < 0:
         raise InvalidArgument("version_index", "must not be negative")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
-    if alias in _protected(ta.team):
-        _require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
+    require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
-    version = _load_version(s, row, index, model_version_name(team, model, index))
+    version = version_row(
+        s,
+        m.RegisteredModelVersion.registered_model_id,
+        row.id,
+        index,
+        model_version_name(team, model, index),
+    )
     moved = _move_aliases(
         s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
     )
     if moved:
         now = now_us()
         row.update_time = now
-        events.record_event(
+        events.scoped_event(
             s,
-            org_id=ta.team.org_id,
-            type=events.LEGACY_ALIAS_SET,
-            actor=p,
-            resource=model_version_name(team, model, index),
-            details={
+            events.LEGACY_ALIAS_SET,
+            p,
+            model_version_name(team, model, index),
+            {
                 "alias": alias,
                 "version_index": index,
                 "previous_version_index": moved[alias],
             },
-            team_id=ta.team.id,
+            team=ta.team,
         )
     return _version_view(s, ta.team, model, version.id)
 
@@ -865,10 +628,9 @@ def delete_alias(
 ) -> ModelVersionView:
     """Removes `alias`; when `index` is given the alias must be on that version."""
     names.existing_alias(alias, "alias")
-    label = _model_name(team, model)
+    label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
-    if alias in _protected(ta.team):
-        _require_protected_right(ta, [alias], f"removing alias {quote(alias)} from {label}")
+    require_protected_right(ta, [alias], f"removing alias {quote(alias)} from {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     found = s.execute(
         select(m.RegisteredModelAlias, m.RegisteredModelVersion)
@@ -896,121 +658,12 @@ def delete_alias(
     )
     s.expunge(found.RegisteredModelAlias)
     row.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_ALIAS_DELETED,
-        actor=p,
-        resource=model_version_name(team, model, version.version_index),
-        details={"alias": alias, "version_index": version.version_index},
-        team_id=ta.team.id,
+        events.LEGACY_ALIAS_DELETED,
+        p,
+        model_version_name(team, model, version.version_index),
+        {"alias": alias, "version_index": version.version_index},
+        team=ta.team,
     )
     return _version_view(s, ta.team, model, version.id)
-
-
-# --- settings -------------------------------------------------------------------------------
-
-
-def _settings(s: Session, team: m.Team) -> Settings:
-    """The team's settings; once MIGRATED the protected aliases are the migrated
-    registry's (changed there since, perhaps), marked redirected."""
-    admins = list(
-        s.execute(
-            select(m.User.name)
-            .join(m.LegacyRegistryAdmin, m.LegacyRegistryAdmin.user_id == m.User.id)
-            .where(m.LegacyRegistryAdmin.team_id == team.id)
-            .order_by(m.User.name)
-        ).scalars()
-    )
-    protected = list(team.legacy_protected_aliases or [])
-    migrated = team.legacy_state == LegacyState.MIGRATED and team.migrated_registry_id is not None
-    if migrated:
-        protected = list(
-            s.execute(
-                select(m.Registry.protected_aliases).where(
-                    m.Registry.id == team.migrated_registry_id
-                )
-            ).scalar_one()
-            or []
-        )
-    return Settings(team, admins, migrated_registry_name(s, team), protected, migrated)
-
-
-def get_settings(s: Session, p: Principal, team: str) -> Settings:
-    """Readable by every team member; a team whose organization started on the Registry
-    answers state DISABLED (no admins, no aliases) rather than an error."""
-    ta = access.team_access(s, p, team, LegacyPermission.VIEW)
-    if ta.team.legacy_state == LegacyState.DISABLED:
-        return Settings(ta.team, [], "", [])
-    return _settings(s, ta.team)
-
-
-def update_settings(
-    s: Session,
-    p: Principal,
-    team: str,
-    fields: set[str],
-    *,
-    protected_aliases: Sequence[str],
-    registry_admins: Sequence[str],
-) -> Settings:
-    """Replaces the protected aliases and/or the model registry admins (team members).
-
-    After the migration the model registry admins are still set here: they are the
-    admins of the migrated registry (its member, the team, follows the team's roles)."""
-    if len(protected_aliases) > PROTECTED_ALIASES_MAX:
-        raise InvalidArgument("protected_aliases", f"at most {PROTECTED_ALIASES_MAX} aliases")
-    new_protected = names.existing_aliases(list(protected_aliases), "protected_aliases")
-    if len(registry_admins) > REGISTRY_ADMINS_MAX:
-        raise InvalidArgument("registry_admins", f"at most {REGISTRY_ADMINS_MAX} users")
-    admin_ids = [
-        names.parse(u, "users/{user}", f"registry_admins[{i}]")["user"]
-        for i, u in enumerate(registry_admins)
-    ]
-    admin_ids = list(dict.fromkeys(admin_ids))
-    ta = legacy_team(
-        s,
-        p,
-        team,
-        LegacyPermission.ADMIN,
-        write=True,
-        for_update=True,
-        migrated_ok=fields == {"registry_admins"},
-    )
-    details: dict[str, Any] = {"fields": sorted(fields)}
-    if "registry_admins" in fields:
-        members = dict(
-            s.execute(
-                select(m.User.name, m.User.id)
-                .join(m.TeamMember, m.TeamMember.user_id == m.User.id)
-                .where(m.TeamMember.team_id == ta.team.id, m.User.name.in_(admin_ids))
-            ).all()
-        )
-        outsiders = [u for u in admin_ids if u not in members]
-        if outsiders:
-            raise FailedPrecondition(
-                "model registry admins must be members of the team; not members of "
-                f"teams/{team}: {', '.join('users/' + u for u in outsiders)}",
-                reason="NOT_A_TEAM_MEMBER",
-            )
-        s.execute(delete(m.LegacyRegistryAdmin).where(m.LegacyRegistryAdmin.team_id == ta.team.id))
-        for user_id in members.values():
-            s.add(m.LegacyRegistryAdmin(team_id=ta.team.id, user_id=user_id))
-        details["registry_admins"] = [f"users/{u}" for u in admin_ids]
-    if "protected_aliases" in fields:
-        details["protected_aliases_before"] = list(ta.team.legacy_protected_aliases or [])
-        details["protected_aliases"] = new_protected
-        ta.team.legacy_protected_aliases = new_protected
-    ta.team.legacy_settings_revision += 1
-    ta.team.legacy_settings_update_time = now_us()
-    s.flush()
-    events.record_event(
-        s,
-        org_id=ta.team.org_id,
-        type=events.LEGACY_SETTINGS_UPDATED,
-        actor=p,
-        resource=f"teams/{team}/legacyRegistrySettings",
-        details=details,
-        team_id=ta.team.id,
-    )
-    return _settings(s, ta.team)

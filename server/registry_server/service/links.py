@@ -285,14 +285,13 @@ def _create_collection(
         },
     )
     if created:
-        events.record_event(
+        events.scoped_event(
             sql,
-            org_id=header.org_id,
-            type=events.COLLECTION_CREATED,
-            actor=p,
-            resource=ref.name,
-            details={"type": artifact_type, "tags": []},
-            registry_id=header.id,
+            events.COLLECTION_CREATED,
+            p,
+            ref.name,
+            {"type": artifact_type, "tags": []},
+            registry=header,
         )
 
 
@@ -320,20 +319,19 @@ def _new_link(
         },
     )[0]
     sql.execute(q.bump_collection, {"cid": header.collection_id, "now": now})
-    events.record_event(
+    events.scoped_event(
         sql,
-        org_id=header.org_id,
-        type=events.VERSION_LINKED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={
+        events.VERSION_LINKED,
+        p,
+        ref.version_name(index),
+        {
             "collection": ref.name,
             "version_index": index,
             "artifact_version": target.source_name,
             "artifact_type": target.artifact_type,
             "aliases": req.aliases,
         },
-        registry_id=header.id,
+        registry=header,
     )
     # The version is new: every alias moves onto it (from elsewhere, or from nowhere).
     _put_aliases(sql, p, header, ref, version_pk, index, req.aliases, now)
@@ -428,19 +426,18 @@ def _alias_added(
     index: int,
     previous: int | None,
 ) -> None:
-    events.record_event(
+    events.scoped_event(
         sql,
-        org_id=header.org_id,
-        type=events.ALIAS_ADDED,
-        actor=p,
-        resource=ref.version_name(index),
-        details={
+        events.ALIAS_ADDED,
+        p,
+        ref.version_name(index),
+        {
             "alias": alias,
             "collection": ref.name,
             "version_index": index,
             "previous_version_index": previous,
         },
-        registry_id=header.id,
+        registry=header,
     )
 
 

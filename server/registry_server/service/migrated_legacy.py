@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from ..domain import names, paths
 from ..domain.errors import FailedPrecondition, NotFound
 from ..domain.names import CollectionRef, model_version_name
+from ..domain.pagination import ListParams
 from ..storage import models as m
 from ..storage.sql import Sql
 from . import collections, links, versions
@@ -89,25 +90,11 @@ def get_model(s: Session, team: m.Team, model: str, label: str) -> ModelInfo:
 
 
 def list_models(
-    s: Session,
-    team: m.Team,
-    *,
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
+    s: Session, team: m.Team, ask: ListParams, query: tuple[Any, ...]
 ) -> tuple[list[ModelInfo], str]:
     """The registered models of the team that still have their collection, as those
     collections are now (filtered and ordered on the collections' fields)."""
-    listing = collections.collection_listing(
-        s,
-        filter=filter,
-        order_by=order_by,
-        page_size=page_size,
-        page_token=page_token,
-        query=(*query, "redirected"),
-    )
+    listing = collections.collection_listing(s, ask, (*query, "redirected"))
     migrated = select(m.RegisteredModel.migrated_collection_id).where(
         m.RegisteredModel.team_id == team.id
     )
@@ -149,28 +136,11 @@ def get_model_version(s: Session, team: m.Team, model: str, index: int) -> Model
 
 
 def list_model_versions(
-    s: Session,
-    team: m.Team,
-    model: str,
-    *,
-    filter: str,
-    order_by: str,
-    page_size: int,
-    page_token: str,
-    query: tuple[Any, ...],
+    s: Session, team: m.Team, model: str, ask: ListParams, query: tuple[Any, ...]
 ) -> tuple[list[ModelVersionView], str]:
     sql = Sql.of(s)
-    request = versions.page_request(
-        sql,
-        page_size_value=page_size,
-        page_token=page_token,
-        filter=filter,
-        order_by=order_by,
-        query_id=(*query, "redirected"),
-    )
-    ref, collection = _collection_or_not_found(
-        s, team, model, f"teams/{team.name}/registeredModels/{model}"
-    )
+    request = versions.page_request(sql, ask, (*query, "redirected"))
+    ref, collection = _collection_or_not_found(s, team, model, names.model_name(team.name, model))
     views, token = versions.versions_page(sql, ref, collection.id, request)
     return [legacy_view(team, model, v) for v in views], token
 

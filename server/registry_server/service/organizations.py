@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ..domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us
+from ..storage.db import now_us, revised
+from ..storage.filter_sql import FieldSpec, filter_of, filtered
+from ..storage.paging import Page, page_of, parse_order_by
 from . import events
 from .auth import store_key
 from .context import Principal
@@ -70,11 +73,11 @@ def create_organization(
     s.flush()
     events.record_event(
         s,
+        events.ORGANIZATION_CREATED,
+        actor or "system",
+        f"organizations/{organization_id}",
+        {"legacy_model_registry_enabled": legacy_model_registry_enabled},
         org_id=org.id,
-        type=events.ORGANIZATION_CREATED,
-        actor=actor or "system",
-        resource=f"organizations/{organization_id}",
-        details={"legacy_model_registry_enabled": legacy_model_registry_enabled},
     )
     return org
 
@@ -132,15 +135,13 @@ def set_service_admin(s: Session, user_id: str, flag: bool) -> m.User:
     if user is None:
         raise NotFound(f"users/{user_id} not found")
     if user.service_admin != flag:
-        user.service_admin = flag
-        user.revision += 1
-        user.update_time = now_us()
+        revised(user, service_admin=flag)
         events.record_event(
             s,
+            events.SERVICE_ADMIN_GRANTED if flag else events.SERVICE_ADMIN_REVOKED,
+            "system",
+            f"users/{user_id}",
             org_id=user.org_id,
-            type=events.SERVICE_ADMIN_GRANTED if flag else events.SERVICE_ADMIN_REVOKED,
-            actor="system",
-            resource=f"users/{user_id}",
         )
     return user
 
@@ -177,10 +178,61 @@ def require_org_admin(
     raise PermissionDenied(f"{what} needs an organization admin", reason="ORG_ADMIN_REQUIRED")
 
 
-def list_organizations(s: Session, p: Principal) -> Select[Any]:
+ORGANIZATION_ORDER = {"name": m.Organization.name, "create_time": m.Organization.create_time}
+API_KEY_ORDER = {"create_time": m.ApiKey.create_time}
+TEAM_MEMBER_ORDER = {"user": m.User.name, "create_time": m.TeamMember.create_time}
+
+
+def list_organizations(s: Session, p: Principal, ask: ListParams) -> Page:
     """Every organization for a service admin; the caller's own for anyone else."""
+    keys = parse_order_by(ask.order_by, ORGANIZATION_ORDER, "name", m.Organization.id)
     stmt = select(m.Organization)
-    return stmt if p.service_admin else stmt.where(m.Organization.id == p.org_id)
+    if not p.service_admin:
+        stmt = stmt.where(m.Organization.id == p.org_id)
+    return page_of(s, stmt, keys, ask, ("organizations",))
+
+
+USER_ORDER = {"name": m.User.name, "create_time": m.User.create_time}
+USER_FILTER = {
+    "name": FieldSpec("string", m.User.name),
+    "email": FieldSpec("string", m.User.email),
+    "service_account": FieldSpec("bool", m.User.service_account),
+}
+TEAM_ORDER = {"name": m.Team.name, "create_time": m.Team.create_time}
+TEAM_FILTER = {
+    "name": FieldSpec("string", m.Team.name),
+    "display_name": FieldSpec("string", m.Team.display_name),
+}
+
+
+def list_users(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
+    keys = parse_order_by(ask.order_by, USER_ORDER, "name", m.User.id)
+    org = get_org(s, p, org_id, "parent")
+    stmt = filtered(
+        select(m.User).where(m.User.org_id == org.id), filter_of(s, ask.filter, USER_FILTER)
+    )
+    return page_of(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
+
+
+def list_teams(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
+    keys = parse_order_by(ask.order_by, TEAM_ORDER, "name", m.Team.id)
+    org = get_org(s, p, org_id, "parent")
+    stmt = filtered(
+        select(m.Team).where(m.Team.org_id == org.id), filter_of(s, ask.filter, TEAM_FILTER)
+    )
+    return page_of(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
+
+
+def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -> Page:
+    """Rows of (TeamMember, user name, user id), by user name."""
+    keys = parse_order_by(ask.order_by, TEAM_MEMBER_ORDER, "user", m.User.id)
+    team = get_team(s, p, team_id)
+    stmt = (
+        select(m.TeamMember, m.User.name, m.User.id)
+        .join(m.User, m.User.id == m.TeamMember.user_id)
+        .where(m.TeamMember.team_id == team.id)
+    )
+    return page_of(s, stmt, keys, ask, ("members", team_id))
 
 
 def update_organization(
@@ -197,27 +249,25 @@ def update_organization(
     org = get_org(s, p, org_id, "organization.name")
     require_org_admin(s, p, org, "updating the organization")
     check_etag(etag, org.revision, "organization.etag")
-    if "display_name" in paths:
-        org.display_name = display_name
-    if "legacy_model_registry_enabled" in paths:
-        org.legacy_model_registry_enabled = legacy_model_registry_enabled
-    org.revision += 1
-    org.update_time = now_us()
+    revised(
+        org,
+        paths,
+        display_name=display_name,
+        legacy_model_registry_enabled=legacy_model_registry_enabled,
+    )
     events.record_event(
         s,
+        events.ORGANIZATION_UPDATED,
+        p,
+        f"organizations/{org.name}",
+        {"fields": sorted(paths)},
         org_id=org.id,
-        type=events.ORGANIZATION_UPDATED,
-        actor=p,
-        resource=f"organizations/{org.name}",
-        details={"fields": sorted(paths)},
     )
     return org
 
 
 def check_etag(given: str, revision: int, field: str) -> None:
-    from ..domain.errors import Aborted
-
-    if given and given != f'W/"{revision}"':
+    if given and given != names.etag(revision):
         raise Aborted(
             f"{field} does not match the current version; re-read and retry", reason="ETAG_MISMATCH"
         )
@@ -286,11 +336,11 @@ def _insert_user(
     s.flush()
     events.record_event(
         s,
+        events.USER_CREATED,
+        actor,
+        f"users/{user_id}",
+        {"service_account": service_account, "org_role": org_role.name, **(details or {})},
         org_id=org_id,
-        type=events.USER_CREATED,
-        actor=actor,
-        resource=f"users/{user_id}",
-        details={"service_account": service_account, "org_role": org_role.name, **(details or {})},
     )
     return user
 
@@ -324,31 +374,19 @@ def update_user(
     if not self_edit:
         require_org_admin(s, p, org, "updating another user or an org role")
     check_etag(etag, user.revision, "user.etag")
-    if "display_name" in paths:
-        user.display_name = display_name
-    if "email" in paths:
-        user.email = email
-    if "org_role" in paths:
-        if user.org_role == OrgRole.ADMIN and org_role != OrgRole.ADMIN:
-            admins = s.execute(
-                select(func.count()).where(
-                    m.User.org_id == org.id, m.User.org_role == int(OrgRole.ADMIN)
-                )
-            ).scalar_one()
-            if admins <= 1:
-                raise FailedPrecondition(
-                    "the organization's last admin cannot be demoted", reason="LAST_ADMIN"
-                )
-        user.org_role = int(org_role)
-    user.revision += 1
-    user.update_time = now_us()
+    if "org_role" in paths and user.org_role == OrgRole.ADMIN and org_role != OrgRole.ADMIN:
+        admins = s.execute(
+            select(func.count()).where(
+                m.User.org_id == org.id, m.User.org_role == int(OrgRole.ADMIN)
+            )
+        ).scalar_one()
+        if admins <= 1:
+            raise FailedPrecondition(
+                "the organization's last admin cannot be demoted", reason="LAST_ADMIN"
+            )
+    revised(user, paths, display_name=display_name, email=email, org_role=int(org_role))
     events.record_event(
-        s,
-        org_id=org.id,
-        type=events.USER_UPDATED,
-        actor=p,
-        resource=f"users/{user.name}",
-        details={"fields": sorted(paths)},
+        s, events.USER_UPDATED, p, f"users/{user.name}", {"fields": sorted(paths)}, org_id=org.id
     )
     return user
 
@@ -377,23 +415,21 @@ def create_api_key(
     key, secret = store_key(s, user.id, description)
     events.record_event(
         s,
+        events.API_KEY_CREATED,
+        p,
+        f"users/{user.name}/apiKeys/{key.key_id}",
+        _reach_details(p, user.org_id),
         org_id=user.org_id,
-        type=events.API_KEY_CREATED,
-        actor=p,
-        resource=f"users/{user.name}/apiKeys/{key.key_id}",
-        details=_reach_details(p, user.org_id),
     )
     return key, secret, user
 
 
-def list_api_keys(s: Session, p: Principal, user_id: str) -> tuple[m.User, list[m.ApiKey]]:
+def list_api_keys(s: Session, p: Principal, user_id: str, ask: ListParams) -> Page:
+    """The user's keys not revoked, oldest first."""
+    keys = parse_order_by(ask.order_by, API_KEY_ORDER, "create_time", m.ApiKey.id)
     user = _key_owner(s, p, user_id, "listing another user's API keys")
-    rows = s.execute(
-        select(m.ApiKey)
-        .where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
-        .order_by(m.ApiKey.id)
-    ).scalars()
-    return user, list(rows)
+    stmt = select(m.ApiKey).where(m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None))
+    return page_of(s, stmt, keys, ask, ("keys", user_id))
 
 
 def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
@@ -407,11 +443,7 @@ def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
         raise NotFound(f"users/{user_id}/apiKeys/{key_id} not found")
     key.revoke_time = now_us()
     events.record_event(
-        s,
-        org_id=user.org_id,
-        type=events.API_KEY_REVOKED,
-        actor=p,
-        resource=f"users/{user.name}/apiKeys/{key_id}",
+        s, events.API_KEY_REVOKED, p, f"users/{user.name}/apiKeys/{key_id}", org_id=user.org_id
     )
     return key_id
 
@@ -454,12 +486,7 @@ def create_team(
         )
     )
     events.record_event(
-        s,
-        org_id=org.id,
-        type=events.TEAM_CREATED,
-        actor=p,
-        resource=f"teams/{team_id}",
-        team_id=team.id,
+        s, events.TEAM_CREATED, p, f"teams/{team_id}", org_id=org.id, team_id=team.id
     )
     return team
 
@@ -506,14 +533,13 @@ def add_team_member(
     )
     s.add(member)
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_ADDED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        details={"role": role.name},
-        team_id=team.id,
+        events.TEAM_MEMBER_ADDED,
+        p,
+        f"teams/{team_id}/members/{user_id}",
+        {"role": role.name},
+        team=team,
     )
     return member, team, user
 
@@ -542,14 +568,13 @@ def update_team_member(
     before = TeamRole(member.role)
     member.role = int(role)
     member.update_time = now_us()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_UPDATED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        details={"role": role.name, "previous_role": before.name},
-        team_id=team.id,
+        events.TEAM_MEMBER_UPDATED,
+        p,
+        f"teams/{team_id}/members/{user_id}",
+        {"role": role.name, "previous_role": before.name},
+        team=team,
     )
     return member, team, user
 
@@ -573,13 +598,8 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
             m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == user.id
         )
     )
-    events.record_event(
-        s,
-        org_id=team.org_id,
-        type=events.TEAM_MEMBER_REMOVED,
-        actor=p,
-        resource=f"teams/{team_id}/members/{user_id}",
-        team_id=team.id,
+    events.scoped_event(
+        s, events.TEAM_MEMBER_REMOVED, p, f"teams/{team_id}/members/{user_id}", team=team
     )
 
 

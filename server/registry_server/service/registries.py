@@ -23,12 +23,12 @@ from ..domain.errors import (
     NotFound,
     quote,
 )
-from ..domain.filters import parse_filter
+from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us
-from ..storage.filter_sql import FieldSpec, compile_filter
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.db import now_us, revised
+from ..storage.filter_sql import FieldSpec, filter_of
+from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.queries import registries as q
 from ..storage.sql import Sql
 from . import authz_table, events
@@ -180,15 +180,15 @@ def create_registry(
     s.flush()
     events.record_event(
         s,
-        org_id=p.org_id,
-        type=events.REGISTRY_CREATED,
-        actor=p,
-        resource=registry_name(org, registry_id),
-        details={
+        events.REGISTRY_CREATED,
+        p,
+        registry_name(org, registry_id),
+        {
             "visibility": Visibility(visibility).name,
             "artifact_types": types,
             "allow_all_artifact_types": allow_all_artifact_types,
         },
+        org_id=p.org_id,
         registry_id=registry.id,
     )
     return registry
@@ -232,24 +232,15 @@ REGISTRY_ORDER = {
 }
 
 
-def dialect(s: Session) -> str:
-    return s.get_bind().dialect.name
-
-
 def list_registries(
     s: Session,
     p: Principal,
     org: str,
-    *,
-    page_size: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> Page:
     """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
-    keys = parse_order_by(order_by, REGISTRY_ORDER, "name", m.Registry.id)
-    expr = parse_filter(filter, "filter")
-    clause = compile_filter(expr, REGISTRY_FILTER, dialect(s), "filter")
+    keys = parse_order_by(ask.order_by, REGISTRY_ORDER, "name", m.Registry.id)
+    clause = filter_of(s, ask.filter, REGISTRY_FILTER)
     _own_org(p, org)
     team = aliased(m.Team)
     stmt = (
@@ -259,13 +250,12 @@ def list_registries(
     )
     if clause is not None:
         stmt = stmt.where(clause)
-    return fetch_page(
+    return page_of(
         s,
         stmt,
         keys,
-        size=page_size,
-        token=page_token,
-        query=("registries", org, filter, order_by),
+        ask,
+        ("registries", org, ask.filter, ask.order_by),
     )
 
 
@@ -344,26 +334,19 @@ def update_registry(
             "registry.artifact_types",
             "list at least one accepted artifact type, or set allow_all_artifact_types",
         )
-    if "description" in fields:
-        registry.description = description
     if "protected_aliases" in fields:
         details["previous_protected_aliases"] = list(registry.protected_aliases or [])
         details["protected_aliases"] = protected
-        registry.protected_aliases = protected
     if "default_role" in fields:
         details["default_role"] = RegistryRole(default_role).name
-        registry.default_role = int(default_role)
-    registry.revision += 1
-    registry.update_time = now_us()
-    events.record_event(
-        s,
-        org_id=registry.org_id,
-        type=events.REGISTRY_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        registry_id=registry.id,
+    revised(
+        registry,
+        fields,
+        description=description,
+        protected_aliases=protected,
+        default_role=int(default_role),
     )
+    events.scoped_event(s, events.REGISTRY_UPDATED, p, name, details, registry=registry)
     return registry
 
 
@@ -394,14 +377,8 @@ def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: 
     s.execute(delete(m.Collection).where(m.Collection.registry_id == registry.id))
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.registry_id == registry.id))
     s.execute(delete(m.Registry).where(m.Registry.id == registry.id))
-    events.record_event(
-        s,
-        org_id=registry.org_id,
-        type=events.REGISTRY_DELETED,
-        actor=p,
-        resource=name,
-        details={"collections": len(collections)},
-        registry_id=registry.id,
+    events.scoped_event(
+        s, events.REGISTRY_DELETED, p, name, {"collections": len(collections)}, registry=registry
     )
 
 
@@ -496,14 +473,13 @@ def _member_event(
     ref: MemberRef,
     details: dict[str, Any],
 ) -> None:
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=registry.org_id,
-        type=kind,
-        actor=p,
-        resource=member_name(org, registry.name, ref),
-        details={"member": ref.name, **details},
-        registry_id=registry.id,
+        kind,
+        p,
+        member_name(org, registry.name, ref),
+        {"member": ref.name, **details},
+        registry=registry,
     )
 
 
@@ -592,17 +568,10 @@ MEMBER_ORDER = {
 
 
 def list_members(
-    s: Session,
-    p: Principal,
-    org: str,
-    registry_id: str,
-    *,
-    page_size: int,
-    page_token: str,
-    order_by: str,
+    s: Session, p: Principal, org: str, registry_id: str, ask: ListParams
 ) -> tuple[list[MemberView], str]:
     """A page of members, in grant order by default; returns (views, next_page_token)."""
-    keys = parse_order_by(order_by, MEMBER_ORDER, "create_time", m.RegistryMember.id)
+    keys = parse_order_by(ask.order_by, MEMBER_ORDER, "create_time", m.RegistryMember.id)
     registry = registry_access(s, p, org, registry_id, _perm("ListRegistryMembers")).registry
     stmt = (
         select(m.RegistryMember, m.User.name, m.Team.name)
@@ -610,13 +579,12 @@ def list_members(
         .outerjoin(m.Team, m.Team.id == m.RegistryMember.team_id)
         .where(m.RegistryMember.registry_id == registry.id)
     )
-    page = fetch_page(
+    page = page_of(
         s,
         stmt,
         keys,
-        size=page_size,
-        token=page_token,
-        query=("registry-members", org, registry_id),
+        ask,
+        ("registry-members", org, registry_id),
     )
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
 from ..domain.errors import InvalidArgument, NotFound
 from ..domain.names import CollectionRef
-from ..domain.pagination import decode_token, encode_token, page_size
+from ..domain.pagination import ListParams, decode_token, encode_token, page_size
 from ..domain.roles import Permission
+from ..storage.db import now_us
 from ..storage.queries import registries as qr
 from ..storage.queries import versions as q
 from ..storage.sql import Sql, json_value, split_aliases
@@ -119,6 +120,78 @@ def aliases_by_version(
     return {vid: tuple(sorted(found.get(vid, ()))) for vid in version_ids}
 
 
+def move_aliases(
+    s: Session,
+    alias_table: Any,
+    version_table: Any,
+    owner: str,
+    owner_id: int,
+    version_id: int,
+    aliases: Sequence[str],
+    count: tuple[str, str] | None = None,
+) -> dict[str, int | None]:
+    """Points each of `aliases` at version `version_id` of the owner whose aliases
+    `alias_table` holds (its column `owner` is `owner_id`; the owner's row locked).
+    Returns alias -> index of the version it was on before (None: new), for those that
+    moved. `count`: (field, version name) when the version may hold only so many
+    (INVALID_ARGUMENT naming field). Alias rows with a `create_time` record the move."""
+    wanted = list(aliases)
+    if not wanted:
+        return {}
+    current = {
+        row[0].alias: row
+        for row in s.execute(
+            select(alias_table, version_table.version_index)
+            .join(version_table, version_table.id == alias_table.version_id)
+            .where(getattr(alias_table, owner) == owner_id, alias_table.alias.in_(wanted))
+            .execution_options(populate_existing=True)
+        ).all()
+    }
+    arriving = [a for a in wanted if a not in current or current[a][0].version_id != version_id]
+    if count is not None and arriving:
+        held = s.execute(
+            select(func.count())
+            .select_from(alias_table)
+            .where(alias_table.version_id == version_id)
+        ).scalar_one()
+        names.check_alias_count(held + len(arriving), *count)
+    stamp = {"create_time": now_us()} if hasattr(alias_table, "create_time") else {}
+    moved: dict[str, int | None] = {}
+    for alias in wanted:
+        row = current.get(alias)
+        if row is None:
+            s.add(alias_table(**{owner: owner_id}, alias=alias, version_id=version_id, **stamp))
+            moved[alias] = None
+        elif row[0].version_id != version_id:
+            row[0].version_id = version_id
+            for key, value in stamp.items():
+                setattr(row[0], key, value)
+            moved[alias] = row[1]
+    s.flush()
+    return moved
+
+
+def moved_from(moved: dict[str, int | None]) -> dict[str, int]:
+    """The aliases of a `move_aliases` that were on another version, and its index."""
+    return {a: i for a, i in moved.items() if i is not None}
+
+
+def version_row(
+    s: Session, owner: Any, owner_id: int, index: int, label: str, *, fresh: bool = False
+) -> Any:
+    """Version `index` among those `owner` (the owner column of a version table: an
+    artifact's, a registered model's, a collection's) holds for `owner_id`; NOT_FOUND
+    naming `label` when there is none. `fresh`: reloaded over what the session holds."""
+    table = owner.class_
+    stmt = select(table).where(owner == owner_id, table.version_index == index)
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    row = s.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{label} not found")
+    return row
+
+
 def get_version(
     sql: Sql, p: Principal, ref: CollectionRef, index: int, rpc: str = "GetCollectionVersion"
 ) -> VersionView:
@@ -175,19 +248,11 @@ class PageRequest:
     query_id: tuple[Any, ...]  # what page tokens are bound to
 
 
-def page_request(
-    sql: Sql,
-    *,
-    page_size_value: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
-    query_id: tuple[Any, ...],
-) -> PageRequest:
-    size = page_size(page_size_value)
-    keys = q.order_keys(order_by)
-    compiled = q.page.compiled(sql.dialect, (filter, order_by, bool(page_token)))
-    after = decode_token(page_token, query_id, len(keys))
+def page_request(sql: Sql, ask: ListParams, query_id: tuple[Any, ...]) -> PageRequest:
+    size = page_size(ask.page_size)
+    keys = q.order_keys(ask.order_by)
+    compiled = q.page.compiled(sql.dialect, (ask.filter, ask.order_by, bool(ask.page_token)))
+    after = decode_token(ask.page_token, query_id, len(keys))
     columns = tuple(k.column.key for k in keys)
     if after is not None and not all(map(q.key_fits, columns, after)):
         raise InvalidArgument("page_token", "is not a page token returned by this method")
@@ -198,21 +263,10 @@ def list_versions(
     sql: Sql,
     p: Principal,
     ref: CollectionRef,
-    *,
-    page_size_value: int,
-    page_token: str,
-    filter: str,
-    order_by: str,
+    ask: ListParams,
 ) -> tuple[list[VersionView], str]:
     """One page, and the token of the next ("" on the last)."""
-    request = page_request(
-        sql,
-        page_size_value=page_size_value,
-        page_token=page_token,
-        filter=filter,
-        order_by=order_by,
-        query_id=("collection-versions", ref.name, filter, order_by),
-    )
+    request = page_request(sql, ask, ("collection-versions", ref.name, ask.filter, ask.order_by))
     header = registry_header(
         sql, p, ref.org, ref.registry, perm("ListCollectionVersions"), ref.collection
     )

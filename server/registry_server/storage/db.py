@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,18 @@ def normalize_url(url: str) -> str:
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def revised(row: Any, mask: Collection[str] | None = None, **values: Any) -> None:
+    """An update of `row`: each of `values` set (only those named in `mask`, an update
+    mask, when given), then a new revision counted (`revision`, which link rows do not
+    have, and `update_time`)."""
+    for name, value in values.items():
+        if mask is None or name in mask:
+            setattr(row, name, value)
+    if hasattr(row, "revision"):
+        row.revision += 1
+    row.update_time = now_us()
 
 
 class Database:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.errors import InvalidArgument, quote
-from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value
+from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value, parse_filter
 
 Kind = Literal["string", "int", "bool", "time", "tags", "json_map", "alias"]
 
@@ -50,6 +50,20 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def held_alias(alias_table: Any, version_table: Any) -> Callable[[str, str], Any]:
+    """The builder of an "alias" field of versions whose aliases `alias_table` (an ORM
+    class with `version_id` and `alias`) holds: the version holds the alias (`=`) or
+    not (`!=`)."""
+
+    def build(value: str, op: str) -> Any:
+        has = sa.exists().where(
+            alias_table.version_id == version_table.id, alias_table.alias == value
+        )
+        return ~has if op == "!=" else has
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,17 @@ class FieldSpec:
     @property
     def allowed_ops(self) -> frozenset[str]:
         return self.ops if self.ops is not None else DEFAULT_OPS[self.kind]
+
+
+def filter_of(s: Any, text: str, fields: Mapping[str, FieldSpec]) -> ColumnElement[bool] | None:
+    """A list request's `filter` (AIP-160 text) compiled for `fields` in the dialect of
+    the session `s`; None for no filter."""
+    return compile_filter(parse_filter(text, "filter"), fields, s.get_bind().dialect.name)
+
+
+def filtered(stmt: Any, clause: ColumnElement[bool] | None) -> Any:
+    """`stmt` narrowed by `clause` (a `filter_of`), when there is one."""
+    return stmt if clause is None else stmt.where(clause)
 
 
 def compile_filter(

@@ -48,6 +48,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _owner(table: str, **kw: Any) -> Any:
+    """A reference to the row this one belongs to: deleted with it."""
+    return mapped_column(ForeignKey(f"{table}.id", ondelete="CASCADE"), **kw)
+
+
+def _optional_ref(table: str, *, use_alter: bool = False) -> Any:
+    """A reference that becomes NULL when its row is deleted."""
+    return mapped_column(
+        ForeignKey(f"{table}.id", ondelete="SET NULL", use_alter=use_alter), nullable=True
+    )
+
+
 class TimestampMixin:
     create_time: Mapped[int] = mapped_column(BigInteger)
     update_time: Mapped[int] = mapped_column(BigInteger)
@@ -69,7 +81,7 @@ class User(TimestampMixin, Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = _owner("organizations")
     display_name: Mapped[str] = mapped_column(String(256), default="")
     email: Mapped[str] = mapped_column(String(320), default="")
     service_account: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -86,7 +98,7 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     # Public part of the key, embedded in the secret: `rk_{key_id}_{secret}`.
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = _owner("users", index=True)
     # sha256 of the whole secret; the secret itself is never stored.
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     description: Mapped[str] = mapped_column(String(1024), default="")
@@ -98,7 +110,7 @@ class Team(TimestampMixin, Base):
     __tablename__ = "teams"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = _owner("organizations")
     display_name: Mapped[str] = mapped_column(String(256), default="")
     revision: Mapped[int] = mapped_column(Integer, default=1)
     # Legacy Model Registry settings of the team.
@@ -107,20 +119,14 @@ class Team(TimestampMixin, Base):
     legacy_settings_revision: Mapped[int] = mapped_column(Integer, default=1)
     legacy_settings_update_time: Mapped[int] = mapped_column(BigInteger, default=0)
     # Set when MIGRATED: where the legacy registry went.
-    migrated_registry_id: Mapped[int | None] = mapped_column(
-        ForeignKey("registries.id", ondelete="SET NULL", use_alter=True), nullable=True
-    )
+    migrated_registry_id: Mapped[int | None] = _optional_ref("registries", use_alter=True)
     __table_args__ = (Index("ix_teams_org_name", "org_id", "name"),)
 
 
 class TeamMember(TimestampMixin, Base):
     __tablename__ = "team_members"
-    team_id: Mapped[int] = mapped_column(
-        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
+    team_id: Mapped[int] = _owner("teams", primary_key=True)
+    user_id: Mapped[int] = _owner("users", primary_key=True)
     role: Mapped[int] = mapped_column(Integer)  # TeamRole
     __table_args__ = (Index("ix_team_members_user", "user_id", "team_id"),)
 
@@ -129,12 +135,8 @@ class LegacyRegistryAdmin(Base):
     """A team's "model registry admins" (legacy settings)."""
 
     __tablename__ = "legacy_registry_admins"
-    team_id: Mapped[int] = mapped_column(
-        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
+    team_id: Mapped[int] = _owner("teams", primary_key=True)
+    user_id: Mapped[int] = _owner("users", primary_key=True)
 
 
 # --- projects and artifacts ----------------------------------------------------------
@@ -143,7 +145,7 @@ class LegacyRegistryAdmin(Base):
 class Project(TimestampMixin, Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = _owner("teams")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (UniqueConstraint("team_id", "name"),)
@@ -152,7 +154,7 @@ class Project(TimestampMixin, Base):
 class Artifact(TimestampMixin, Base):
     __tablename__ = "artifacts"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = _owner("projects")
     name: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
     next_version_index: Mapped[int] = mapped_column(Integer, default=0)
@@ -162,7 +164,7 @@ class Artifact(TimestampMixin, Base):
 class ArtifactVersion(TimestampMixin, Base):
     __tablename__ = "artifact_versions"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    artifact_id: Mapped[int] = _owner("artifacts")
     version_index: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(80))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -171,9 +173,7 @@ class ArtifactVersion(TimestampMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     producing_run: Mapped[str] = mapped_column(String(256), default="")
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     revision: Mapped[int] = mapped_column(Integer, default=1)
     delete_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (
@@ -185,24 +185,18 @@ class ArtifactVersion(TimestampMixin, Base):
 class ArtifactAlias(Base):
     __tablename__ = "artifact_aliases"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    artifact_id: Mapped[int] = _owner("artifacts")
     alias: Mapped[str] = mapped_column(String(128))
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
-    )
+    version_id: Mapped[int] = _owner("artifact_versions", index=True)
     __table_args__ = (UniqueConstraint("artifact_id", "alias"),)
 
 
 class RunRecord:
     """A run recorded against an artifact version (lineage), once per run."""
 
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    version_id: Mapped[int] = _owner("artifact_versions", primary_key=True)
     run_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    user_id: Mapped[int | None] = _optional_ref("users")
     create_time: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -225,37 +219,35 @@ class ArtifactLogRun(RunRecord, Base):
 class RegisteredModel(TimestampMixin, Base):
     __tablename__ = "registered_models"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = _owner("teams")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     next_version_index: Mapped[int] = mapped_column(Integer, default=0)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     revision: Mapped[int] = mapped_column(Integer, default=1)
     # Set by a migration: the collection this registered model became.
-    migrated_collection_id: Mapped[int | None] = mapped_column(
-        ForeignKey("collections.id", ondelete="SET NULL"), nullable=True
-    )
+    migrated_collection_id: Mapped[int | None] = _optional_ref("collections")
     __table_args__ = (UniqueConstraint("team_id", "name"),)
 
 
-class RegisteredModelVersion(TimestampMixin, Base):
-    __tablename__ = "registered_model_versions"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
-    registered_model_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="CASCADE")
-    )
+class LinkColumns:
+    """What a link of an artifact version into a registered model or a collection
+    holds, after its id and owner."""
+
     version_index: Mapped[int] = mapped_column(Integer)
-    artifact_version_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
-    )
+    artifact_version_id: Mapped[int] = _owner("artifact_versions", index=True)
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     description: Mapped[str] = mapped_column(Text, default="")
-    linked_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    linked_by_id: Mapped[int | None] = _optional_ref("users")
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    update_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegisteredModelVersion(LinkColumns, Base):
+    __tablename__ = "registered_model_versions"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    registered_model_id: Mapped[int] = _owner("registered_models")
     __table_args__ = (
         UniqueConstraint("registered_model_id", "version_index"),
         UniqueConstraint("registered_model_id", "artifact_version_id"),
@@ -265,13 +257,9 @@ class RegisteredModelVersion(TimestampMixin, Base):
 class RegisteredModelAlias(Base):
     __tablename__ = "registered_model_aliases"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    registered_model_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="CASCADE")
-    )
+    registered_model_id: Mapped[int] = _owner("registered_models")
     alias: Mapped[str] = mapped_column(String(128))
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_model_versions.id", ondelete="CASCADE"), index=True
-    )
+    version_id: Mapped[int] = _owner("registered_model_versions", index=True)
     create_time: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("registered_model_id", "alias"),)
 
@@ -282,7 +270,7 @@ class RegisteredModelAlias(Base):
 class Registry(TimestampMixin, Base):
     __tablename__ = "registries"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = _owner("organizations")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     visibility: Mapped[int] = mapped_column(Integer)  # Visibility
@@ -292,16 +280,10 @@ class Registry(TimestampMixin, Base):
     default_role: Mapped[int] = mapped_column(Integer)  # RegistryRole
     core: Mapped[bool] = mapped_column(Boolean, default=False)
     revision: Mapped[int] = mapped_column(Integer, default=1)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     # Set when a migration created the registry.
-    migrated_from_team_id: Mapped[int | None] = mapped_column(
-        ForeignKey("teams.id", ondelete="SET NULL"), nullable=True
-    )
-    migration_id: Mapped[int | None] = mapped_column(
-        ForeignKey("migrations.id", ondelete="SET NULL"), nullable=True
-    )
+    migrated_from_team_id: Mapped[int | None] = _optional_ref("teams")
+    migration_id: Mapped[int | None] = _optional_ref("migrations")
     __table_args__ = (
         UniqueConstraint("org_id", "name"),
         Index("ix_registries_org_create", "org_id", "create_time", "id"),
@@ -318,13 +300,9 @@ class RegistryMember(TimestampMixin, Base):
 
     __tablename__ = "registry_members"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
-    user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
-    )
-    team_id: Mapped[int | None] = mapped_column(
-        ForeignKey("teams.id", ondelete="CASCADE"), nullable=True
-    )
+    registry_id: Mapped[int] = _owner("registries")
+    user_id: Mapped[int | None] = _owner("users", nullable=True)
+    team_id: Mapped[int | None] = _owner("teams", nullable=True)
     role: Mapped[int] = mapped_column(Integer)  # RegistryRole
     team_roles: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
@@ -338,20 +316,16 @@ class RegistryMember(TimestampMixin, Base):
 class Collection(TimestampMixin, Base):
     __tablename__ = "collections"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
+    registry_id: Mapped[int] = _owner("registries")
     name: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     next_version_index: Mapped[int] = mapped_column(Integer, default=0)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     revision: Mapped[int] = mapped_column(Integer, default=1)
     # Set when a migration created it from a registered model.
-    migrated_from_model_id: Mapped[int | None] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="SET NULL", use_alter=True), nullable=True
-    )
+    migrated_from_model_id: Mapped[int | None] = _optional_ref("registered_models", use_alter=True)
     __table_args__ = (
         UniqueConstraint("registry_id", "name"),
         Index("ix_collections_registry_create", "registry_id", "create_time", "id"),
@@ -359,19 +333,10 @@ class Collection(TimestampMixin, Base):
     )
 
 
-class CollectionVersion(TimestampMixin, Base):
+class CollectionVersion(LinkColumns, Base):
     __tablename__ = "collection_versions"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
-    version_index: Mapped[int] = mapped_column(Integer)
-    artifact_version_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact_versions.id", ondelete="CASCADE"), index=True
-    )
-    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    description: Mapped[str] = mapped_column(Text, default="")
-    linked_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    collection_id: Mapped[int] = _owner("collections")
     __table_args__ = (
         UniqueConstraint("collection_id", "version_index"),
         UniqueConstraint("collection_id", "artifact_version_id"),
@@ -382,11 +347,9 @@ class CollectionVersion(TimestampMixin, Base):
 class CollectionAlias(Base):
     __tablename__ = "collection_aliases"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = _owner("collections")
     alias: Mapped[str] = mapped_column(String(128))
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("collection_versions.id", ondelete="CASCADE"), index=True
-    )
+    version_id: Mapped[int] = _owner("collection_versions", index=True)
     create_time: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("collection_id", "alias"),)
 
@@ -399,7 +362,7 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = _owner("users")
     method: Mapped[str] = mapped_column(String(128))
     request_id: Mapped[str] = mapped_column(String(64))
     response: Mapped[bytes] = mapped_column(LargeBinary)
@@ -413,12 +376,10 @@ class IdempotencyKey(Base):
 class Migration(Base):
     __tablename__ = "migrations"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = _owner("organizations")
     uid: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[int] = mapped_column(Integer)  # MigrationState
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     progress_total: Mapped[int] = mapped_column(BigInteger, default=0)
     progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
     verification_checked: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -448,12 +409,10 @@ class MigrationTeam(Base):
 
     __tablename__ = "migration_teams"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"))
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    migration_id: Mapped[int] = _owner("migrations")
+    team_id: Mapped[int] = _owner("teams")
     target_name: Mapped[str] = mapped_column(String(128))
-    target_registry_id: Mapped[int | None] = mapped_column(
-        ForeignKey("registries.id", ondelete="SET NULL"), nullable=True
-    )
+    target_registry_id: Mapped[int | None] = _optional_ref("registries")
     state: Mapped[int] = mapped_column(Integer)  # MigrationState
     # Highest registered_model_versions.id copied so far (keyset cursor).
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -468,10 +427,8 @@ class ActiveTeamMigration(Base):
     """At most one active migration per team (the primary key enforces it)."""
 
     __tablename__ = "active_team_migrations"
-    team_id: Mapped[int] = mapped_column(
-        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
-    )
-    migration_id: Mapped[int] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = _owner("teams", primary_key=True)
+    migration_id: Mapped[int] = _owner("migrations")
 
 
 # --- events and automations ----------------------------------------------------------
@@ -482,7 +439,7 @@ class Event(Base):
 
     __tablename__ = "events"
     cursor: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = _owner("organizations")
     # Scope used for visibility: the registry or team the resource lives in.
     registry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     team_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -502,11 +459,9 @@ class Automation(Base):
     __tablename__ = "automations"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
-    collection_id: Mapped[int | None] = mapped_column(
-        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True
-    )
+    org_id: Mapped[int] = _owner("organizations")
+    registry_id: Mapped[int] = _owner("registries")
+    collection_id: Mapped[int | None] = _owner("collections", nullable=True)
     event_types: Mapped[list[str]] = mapped_column(JsonType, default=list)
     alias_regex: Mapped[str] = mapped_column(String(512), default="")
     url: Mapped[str] = mapped_column(String(2048))
@@ -516,9 +471,7 @@ class Automation(Base):
     secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    created_by_id: Mapped[int | None] = _optional_ref("users")
     create_time: Mapped[int] = mapped_column(BigInteger)
     update_time: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     # Highest event cursor already scheduled for delivery.
@@ -532,9 +485,7 @@ class Automation(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(ID, primary_key=True)
-    automation_id: Mapped[int] = mapped_column(
-        ForeignKey("automations.id", ondelete="CASCADE"), index=True
-    )
+    automation_id: Mapped[int] = _owner("automations", index=True)
     event_cursor: Mapped[int] = mapped_column(BigInteger)
     attempt: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int] = mapped_column(Integer, default=0)

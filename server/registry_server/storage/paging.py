@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.errors import InvalidArgument, quote
-from ..domain.pagination import decode_token, encode_token, page_size
+from ..domain.pagination import ListParams, decode_token, encode_token, page_size
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,8 @@ def _key_value(row: Any, column: Any) -> Any:
     return getattr(row, column.key)
 
 
-def check_page_size(value: int) -> int:
-    return page_size(value)
-
-
-__all__ = ["Page", "SortKey", "check_page_size", "fetch_page", "parse_order_by"]
-_ = InvalidArgument
+def page_of(
+    session: Session, stmt: Any, keys: Sequence[SortKey], ask: ListParams, query: tuple[Any, ...]
+) -> Page:
+    """`fetch_page` of a list request (`ask`: its page size and token)."""
+    return fetch_page(session, stmt, keys, size=ask.page_size, token=ask.page_token, query=query)

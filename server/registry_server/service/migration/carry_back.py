@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from ...domain.names import (
     artifact_version_name,
     collection_name,
+    model_name,
     model_version_name,
 )
 from ...domain.names import collection_version_name as version_name
@@ -69,10 +70,6 @@ SETTINGS_WITHOUT_LEGACY = (
     "allow_all_artifact_types",
     "default_role",
 )
-
-
-def model_name(team: str, model: str) -> str:
-    return f"teams/{team}/registeredModels/{model}"
 
 
 # --- what the legacy registries receive --------------------------------------------------
@@ -675,11 +672,11 @@ class _LegacyWrites:
     def event(self, type: str, resource: str, **details: Any) -> None:
         events.record_event(
             self.s,
+            type,
+            self.actor,
+            resource,
+            {**details, "carried_back_by": self.migration},
             org_id=self.org_id,
-            type=type,
-            actor=self.actor,
-            resource=resource,
-            details={**details, "carried_back_by": self.migration},
             team_id=self.team.team_id,
         )
 

@@ -122,15 +122,15 @@ def state_event(
 ) -> None:
     events.record_event(
         s,
-        org_id=migration.org_id,
-        type=events.MIGRATION_STATE_CHANGED,
-        actor=actor,
-        resource=migration_name(org, migration.uid),
-        details={
+        events.MIGRATION_STATE_CHANGED,
+        actor,
+        migration_name(org, migration.uid),
+        {
             "state": state.name,
             "previous_state": previous.name if previous is not None else None,
             **details,
         },
+        org_id=migration.org_id,
     )
 
 
@@ -145,11 +145,11 @@ def legacy_state_event(
     team_id, team_name = (team.id, team.name) if isinstance(team, m.Team) else team
     events.record_event(
         s,
+        events.MIGRATION_STATE_CHANGED,
+        actor,
+        f"teams/{team_name}/legacyRegistrySettings",
+        {"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
         org_id=migration.org_id,
-        type=events.MIGRATION_STATE_CHANGED,
-        actor=actor,
-        resource=f"teams/{team_name}/legacyRegistrySettings",
-        details={"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
         team_id=team_id,
     )
 

@@ -53,11 +53,10 @@ def set_up_teams(s: Session, migration: m.Migration, rows: list[TeamRow]) -> Non
     for row, registry_id, registry in zip(group, registry_ids, values, strict=True):
         events.record_event(
             s,
-            org_id=migration.org_id,
-            type=events.REGISTRY_CREATED,
-            actor=actor,
-            resource=f"organizations/{org}/registries/{registry['name']}",
-            details={
+            events.REGISTRY_CREATED,
+            actor,
+            f"organizations/{org}/registries/{registry['name']}",
+            {
                 "visibility": Visibility.RESTRICTED.name,
                 "artifact_types": registry["artifact_types"],
                 "migrated_from": f"teams/{row.name}",
@@ -66,6 +65,7 @@ def set_up_teams(s: Session, migration: m.Migration, rows: list[TeamRow]) -> Non
                 "follows_team_roles": True,
                 "collections": row.collections_total,
             },
+            org_id=migration.org_id,
             registry_id=registry_id,
         )
     migration.update_time = t

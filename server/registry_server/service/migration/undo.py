@@ -149,11 +149,11 @@ def _finish_undo(
     for registry_id, name in registry_names.items():
         events.record_event(
             s,
+            events.REGISTRY_DELETED,
+            actor,
+            f"organizations/{org}/registries/{name}",
+            {"migration": migration_name(org, migration.uid), "undo": state.name},
             org_id=migration.org_id,
-            type=events.REGISTRY_DELETED,
-            actor=actor,
-            resource=f"organizations/{org}/registries/{name}",
-            details={"migration": migration_name(org, migration.uid), "undo": state.name},
             registry_id=registry_id,
         )
     final = (

@@ -21,10 +21,9 @@ from sqlalchemy.sql import ClauseElement, Select
 
 from ..sql import query
 from .registries import by_name, registry_columns
-from .resolve import caller_team_role
+from .resolve import caller_team_role, named_artifact_version
 from .tables import (
     artifact,
-    artifact_alias,
     artifact_version,
     collection,
     collection_alias,
@@ -76,36 +75,8 @@ def link_target(dialect: str, form: str) -> Select[Any]:
             .outerjoin(team, team.c.id == project.c.team_id)
         )
     else:
-        joined = (
-            joined.outerjoin(team, team.c.name == bindparam("team"))
-            .outerjoin(
-                project,
-                and_(project.c.team_id == team.c.id, project.c.name == bindparam("project")),
-            )
-            .outerjoin(
-                artifact,
-                and_(
-                    artifact.c.project_id == project.c.id,
-                    artifact.c.name == bindparam("artifact"),
-                ),
-            )
-        )
-        if form == "index":
-            joined = joined.outerjoin(
-                artifact_version,
-                and_(
-                    artifact_version.c.artifact_id == artifact.c.id,
-                    artifact_version.c.version_index == bindparam("index"),
-                ),
-            )
-        else:
-            joined = joined.outerjoin(
-                artifact_alias,
-                and_(
-                    artifact_alias.c.artifact_id == artifact.c.id,
-                    artifact_alias.c.alias == bindparam("alias"),
-                ),
-            ).outerjoin(artifact_version, artifact_version.c.id == artifact_alias.c.version_id)
+        joined = joined.outerjoin(team, team.c.name == bindparam("team"))
+        joined = named_artifact_version(joined, team, form, outer=True)
     linked = (
         select(collection_version.c.id)
         .where(

@@ -151,26 +151,6 @@ def collection_header(dialect: str) -> Select[Any]:
 
 
 @query
-def locked_collection(dialect: str) -> Select[Any]:
-    """The same row for a write, with the collection row-locked on PostgreSQL (SQLite's
-    writers are serialized); no row when the registry or the collection is missing."""
-    stmt = (
-        select(*registry_columns(), *collection_columns())
-        .select_from(
-            _org_registry().join(
-                collection,
-                and_(
-                    collection.c.registry_id == registry.c.id,
-                    collection.c.name == bindparam("collection"),
-                ),
-            )
-        )
-        .where(by_name())
-    )
-    return stmt.with_for_update(of=collection) if dialect == "postgresql" else stmt
-
-
-@query
 def share_registry(dialect: str) -> Select[Any]:
     """PostgreSQL: a share lock on the registry row, taken by a write to a migrated
     registry before it reads whether its migration is being undone."""

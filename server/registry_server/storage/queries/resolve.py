@@ -47,8 +47,6 @@ from .tables import (
     team,
 )
 
-FORMS = ("index", "alias", "latest")
-
 
 def artifact_columns(dialect: str) -> tuple[Any, ...]:
     """What `service.resolve.ArtifactVersionInfo` holds, in its order."""
@@ -133,32 +131,41 @@ def _link_version(
     return joined.outerjoin(aliases, on).outerjoin(versions, versions.c.id == aliases.c.version_id)
 
 
-@query
-def project_artifact(dialect: str, form: str) -> Select[Any]:
-    """A project artifact version, with the caller's role in its team."""
-    joined = artifact_team.join(
+def named_artifact_version(joined: Any, owner: Any, form: str, *, outer: bool = False) -> Any:
+    """`joined` (holding the team `owner`) joined to the project, artifact and artifact
+    version the parameters `project`, `artifact` and `index` or `alias` (`form`) name;
+    outer joins when `outer`."""
+
+    def join(left: Any, right: Any, on: Any) -> Any:
+        return left.outerjoin(right, on) if outer else left.join(right, on)
+
+    joined = join(
+        joined,
         project,
-        and_(project.c.team_id == artifact_team.c.id, project.c.name == bindparam("project")),
-    ).join(
+        and_(project.c.team_id == owner.c.id, project.c.name == bindparam("project")),
+    )
+    joined = join(
+        joined,
         artifact,
         and_(artifact.c.project_id == project.c.id, artifact.c.name == bindparam("artifact")),
     )
     if form == "index":
-        joined = joined.join(
-            artifact_version,
-            and_(
-                artifact_version.c.artifact_id == artifact.c.id,
-                artifact_version.c.version_index == bindparam("index"),
-            ),
+        on = and_(
+            artifact_version.c.artifact_id == artifact.c.id,
+            artifact_version.c.version_index == bindparam("index"),
         )
-    else:
-        joined = joined.join(
-            artifact_alias,
-            and_(
-                artifact_alias.c.artifact_id == artifact.c.id,
-                artifact_alias.c.alias == bindparam("alias"),
-            ),
-        ).join(artifact_version, artifact_version.c.id == artifact_alias.c.version_id)
+        return join(joined, artifact_version, on)
+    on = and_(
+        artifact_alias.c.artifact_id == artifact.c.id, artifact_alias.c.alias == bindparam("alias")
+    )
+    joined = join(joined, artifact_alias, on)
+    return join(joined, artifact_version, artifact_version.c.id == artifact_alias.c.version_id)
+
+
+@query
+def project_artifact(dialect: str, form: str) -> Select[Any]:
+    """A project artifact version, with the caller's role in its team."""
+    joined = named_artifact_version(artifact_team, artifact_team, form)
     joined = joined.outerjoin(creator, creator.c.id == artifact_version.c.created_by_id)
     return (
         select(*artifact_columns(dialect), caller_team_role(artifact_team.c.id))

@@ -72,7 +72,6 @@ def version_columns(dialect: str) -> tuple[Any, ...]:
     )
 
 
-VERSION_WIDTH = 17  # len(version_columns())
 # Where `version_columns` has the columns a page can be sorted by.
 KEY_POSITION = {"id": 0, "version_index": 1, "create_time": 5, "update_time": 6}
 
