@@ -25,6 +25,7 @@ from registry_server.api.migrations import BATCH_DELAY_ENV
 from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
 
+from .support.files import blob_store_for_tests
 from .support.servers import WEBHOOKS_TO_LOOPBACK, ServerThread, fresh_database
 from .support.world import World, make_world
 
@@ -67,13 +68,14 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def server(database_url: str) -> Iterator[ServerThread]:
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     db = Database(database_url)
     app = App(
         db,
         Settings(
             auth_cache_ttl=5.0,
             replica_id="test-replica",
+            blob_store=blob_store_for_tests(tmp_path_factory.mktemp("blobs")),
             **WEBHOOKS_TO_LOOPBACK,
         ),
     )

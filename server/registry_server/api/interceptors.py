@@ -20,10 +20,11 @@ and checking the key there rather than in its key cache).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Protocol
 
 import grpc
@@ -214,6 +215,27 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         except TimeoutError:
             raise DeadlineExceeded("the call's deadline passed") from None
 
+    @contextlib.asynccontextmanager
+    async def _streaming(
+        self, context: grpc.aio.ServicerContext, method: str, kind: str
+    ) -> AsyncIterator[None]:
+        """Around a streaming call: errors become statuses, one access log line."""
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            yield
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception as err:
+            code = getattr(err, "code", "INTERNAL")
+            await self._fail(context, method, err)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %.1fms (%s)", method, code, (time.perf_counter() - start) * 1e3, kind
+                )
+
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
 
@@ -272,9 +294,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_stream = handler.unary_stream
 
             async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
-                code = "OK"
-                try:
+                async with self._streaming(context, method, "stream"):
                     principal = await self._authenticate(
                         *call_metadata(context.invocation_metadata())
                     )
@@ -282,22 +302,27 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     _principal.set(principal)
                     async for item in inner_stream(request, context):
                         yield item
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except Exception as err:
-                    code = getattr(err, "code", "INTERNAL")
-                    await self._fail(context, method, err)
-                finally:
-                    if log.isEnabledFor(logging.INFO):
-                        log.info(
-                            "%s %s %.1fms (stream)",
-                            method,
-                            code,
-                            (time.perf_counter() - start) * 1e3,
-                        )
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, response_serializer=handler.response_serializer
+            )
+        if handler.stream_unary is not None:
+            inner_upload = handler.stream_unary
+
+            async def upload(raw_requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self._streaming(context, method, "upload"):
+                    principal = await self._authenticate(
+                        *call_metadata(context.invocation_metadata())
+                    )
+                    _principal.set(principal)
+
+                    async def requests() -> Any:
+                        async for raw in raw_requests:
+                            yield parse(raw)
+
+                    return await inner_upload(requests(), context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload, response_serializer=handler.response_serializer
             )
         return handler

@@ -22,6 +22,8 @@ from registry.v1 import (
     collection_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    file_service_pb2,
+    file_service_pb2_grpc,
     migration_service_pb2,
     migration_service_pb2_grpc,
     organization_service_pb2,
@@ -38,6 +40,7 @@ from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
 from .events import EventServicer, run_event_hub, run_webhook_worker
+from .files import FileServicer
 from .interceptors import RegistryInterceptor
 from .legacy import LegacyModelRegistryServicer
 from .migrations import MigrationServicer, run_migrations
@@ -66,6 +69,7 @@ SERVICES: list[tuple[ModuleType, ModuleType, Callable[[App], Any]]] = [
     (legacy_pb2, legacy_pb2_grpc, LegacyModelRegistryServicer),
     (event_service_pb2, event_service_pb2_grpc, EventServicer),
     (migration_service_pb2, migration_service_pb2_grpc, MigrationServicer),
+    (file_service_pb2, file_service_pb2_grpc, FileServicer),
 ]
 
 

@@ -1,0 +1,224 @@
+"""FileService: proto <-> use cases in service/files.py, bytes through the blob store.
+
+Uploads are hashed and written on worker threads, a chunk at a time (the event loop
+only moves messages), and never held whole in memory; downloads read a chunk at a
+time the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator
+
+import grpc
+
+from registry.v1 import file_service_pb2 as pb
+from registry.v1 import file_service_pb2_grpc as pb_grpc
+
+from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..service import artifacts as svc
+from ..service import files
+from ..service.context import Principal
+from ..service.resolve import Resolution
+from ..storage.blobs import StoreFull
+from ..storage.blobs.base import Mismatch
+from ..storage.queries import blobs as q
+from .app import App
+from .interceptors import current_principal
+from .settings import Settings
+
+CHUNK = 1 << 20  # bytes per streamed message
+SHA256 = files.SHA256
+STORE_FULL = "BLOB_STORE_FULL"
+WRONG_TRANSFER = "BLOB_STORE_TRANSFER"
+
+
+def check_blob(digest: str, size: int, field: str, settings: Settings) -> str:
+    """A declared file (sha256 only, within --max-file-size); its lowercase hex digest."""
+    prefix = f"{field}." if field else ""
+    digest = svc.check_digest(digest, f"{prefix}digest")
+    if not digest.startswith(SHA256):
+        raise InvalidArgument(f"{prefix}digest", "must be a sha256 digest")
+    if size < 0:
+        raise InvalidArgument(f"{prefix}size", "must not be negative")
+    if size > settings.max_file_size:
+        raise InvalidArgument(
+            f"{prefix}size", f"{size} bytes is more than this server's {settings.max_file_size}"
+        )
+    return digest.removeprefix(SHA256)
+
+
+def check_files_per_version(count: int, settings: Settings, field: str = "manifest") -> None:
+    if count > settings.max_files_per_version:
+        raise InvalidArgument(
+            field, f"at most {settings.max_files_per_version} files per version (got {count})"
+        )
+
+
+def store_full(err: StoreFull) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"the blob store has no room for this file ({str(err)[:200]}); "
+        "downloads and other calls are still served",
+        reason=STORE_FULL,
+    )
+
+
+class FileServicer(pb_grpc.FileServiceServicer):
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def _streamed(self, rpc: str) -> None:
+        if self.app.blobs.presigns:
+            raise FailedPrecondition(
+                f"this server's blob store moves bytes through presigned URLs; use {rpc}",
+                reason=WRONG_TRANSFER,
+            )
+
+    async def FindMissingBlobs(
+        self, request: pb.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindMissingBlobsResponse:
+        p = current_principal()
+        settings = self.app.settings
+        check_files_per_version(len(request.blobs), settings, "blobs")
+        digests = [
+            SHA256 + check_blob(b.digest, b.size, f"blobs[{i}]", settings)
+            for i, b in enumerate(request.blobs)
+        ]
+        missing = await self.app.write(lambda s: files.find_missing(s, p, request.parent, digests))
+        return pb.FindMissingBlobsResponse(
+            missing=[request.blobs[i] for i in missing], presigned=self.app.blobs.presigns
+        )
+
+    async def UploadBlob(
+        self,
+        requests: AsyncIterator[pb.UploadBlobRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.Blob:
+        p = current_principal()
+        first = await anext(requests, None)
+        if first is None or not first.parent:
+            raise InvalidArgument("parent", "the first message carries parent, digest and size")
+        hex_digest = check_blob(first.digest, first.size, "", self.app.settings)
+        digest, size = SHA256 + hex_digest, first.size
+        self._streamed("StartBlobUpload")
+        org_id, existed = await self.app.write(
+            lambda s: files.start_upload(s, p, first.parent, digest, size)
+        )
+        if existed:
+            return pb.Blob(digest=digest, size=size, existed=True)
+        store = self.app.blobs
+        try:
+            writer = await self.app.run(store.writer, org_id, hex_digest, size)
+        except StoreFull as err:
+            raise store_full(err) from None
+        committed = False
+        try:
+            if first.data:
+                await self.app.run(writer.write, first.data)
+            async for message in requests:
+                if message.data:
+                    await self.app.run(writer.write, message.data)
+            await self.app.run(writer.commit)
+            committed = True
+        except Mismatch as err:
+            raise InvalidArgument(err.field, f"{err}; nothing was kept") from None
+        except StoreFull as err:
+            raise store_full(err) from None
+        finally:
+            if not committed:
+                writer.abort()
+        await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
+        return pb.Blob(digest=digest, size=size)
+
+    async def _resolve(self, p: Principal, path: str, run_id: str) -> Resolution:
+        """Resolves `path` as UseArtifactVersion does (recording `run_id` when given)."""
+        if not path:
+            raise InvalidArgument("path", "is required")
+        if run_id:
+            svc.check_run_id(run_id)
+            return await self.app.write(
+                lambda s: svc.use_artifact_version(s, p, path, "path", run_id)
+            )
+        return await self.app.query(lambda sql: files.resolve_for_download(sql, p, path))
+
+    async def DownloadArtifactFile(
+        self, request: pb.DownloadArtifactFileRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DownloadArtifactFileResponse]:
+        p = current_principal()
+        if request.offset < 0:
+            raise InvalidArgument("offset", "must not be negative")
+        version = (await self._resolve(p, request.path, request.run_id)).artifact_version
+        wanted = files.file_of(version, request.file)
+        if request.offset > wanted.size:
+            raise InvalidArgument("offset", f"is past the file's {wanted.size} bytes")
+        self._streamed("GetDownloadUrls")
+        header = pb.DownloadArtifactFileResponse(
+            digest=SHA256 + wanted.hex_digest, size=wanted.size, artifact_version=version.name
+        )
+        if request.offset == wanted.size:
+            yield header
+            return
+        chunks = await self.app.run(self._open, version.org_id, wanted.hex_digest, request.offset)
+        try:
+            first = True
+            while (data := await self.app.run(next, chunks, None)) is not None:
+                if first:
+                    header.data = data
+                    yield header
+                    first = False
+                else:
+                    yield pb.DownloadArtifactFileResponse(data=data)
+        finally:
+            chunks.close()
+
+    def _open(self, org_id: int, hex_digest: str, offset: int) -> Generator[bytes]:
+        chunks = self.app.blobs.read(org_id, hex_digest, offset, CHUNK)
+        try:
+            first = next(chunks)
+        except (FileNotFoundError, StopIteration):
+            raise NotFound(f"the bytes of sha256:{hex_digest[:16]}... are missing") from None
+
+        def again() -> Generator[bytes]:
+            yield first
+            yield from chunks
+
+        return again()
+
+    async def StartBlobUpload(
+        self, request: pb.StartBlobUploadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartBlobUploadResponse:
+        raise FailedPrecondition(
+            "this server's blob store streams bytes; use UploadBlob", reason=WRONG_TRANSFER
+        )
+
+    async def CompleteBlobUpload(
+        self, request: pb.CompleteBlobUploadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Blob:
+        raise FailedPrecondition(
+            "this server's blob store streams bytes; use UploadBlob", reason=WRONG_TRANSFER
+        )
+
+    async def GetDownloadUrls(
+        self, request: pb.GetDownloadUrlsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDownloadUrlsResponse:
+        p = current_principal()
+        resolution = await self._resolve(p, request.path, request.run_id)
+        version = resolution.artifact_version
+        wanted = files.stored_files(version, list(request.files))
+        store = self.app.blobs
+        ttl = self.app.settings.download_url_ttl
+        urls = [
+            pb.DownloadUrl(file=f.path, digest=SHA256 + f.hex_digest, size=f.size) for f in wanted
+        ]
+        if store.presigns:
+            signed = await self.app.run(
+                lambda: [store.download_url(version.org_id, f.hex_digest, ttl) for f in wanted]
+            )
+            for url, link in zip(urls, signed, strict=True):
+                url.url = link
+        return pb.GetDownloadUrlsResponse(
+            artifact_version=version.name,
+            canonical_path=resolution.canonical_path,
+            urls=urls,
+            ttl_seconds=int(ttl) if store.presigns else 0,
+            streamed=not store.presigns,
+        )
