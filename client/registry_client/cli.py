@@ -1037,12 +1037,18 @@ def artifact_log(
         ),
     ] = "",
     local_refs: Annotated[
-        bool, typer.Option("--local-refs", help="Record each file's file:// URI as its ref.")
+        bool,
+        typer.Option(
+            "--reference",
+            "--local-refs",
+            help="Upload nothing: record each file's file:// URI as its ref.",
+        ),
     ] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Log a local directory as a new artifact version (sha256 manifest of every file);
-    content logged before reuses its version (printed as `reused vN`)."""
+    """Log a local directory as a new artifact version (sha256 manifest of every file),
+    uploading the files the organization does not store yet (none with --reference or
+    --ref-prefix); content logged before reuses its version (printed as `reused vN`)."""
     client = _client(ctx, output)
     version = client.log_artifact(
         project,
@@ -1603,6 +1609,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
         sys.exit(EXIT_ERROR)
 
+
+from . import cli_files  # noqa: E402, F401  (`artifact get`, registered on artifact_app)
 
 if __name__ == "__main__":
     main()

@@ -82,6 +82,11 @@ class BlobStore(ABC):
     # Whether clients move the bytes themselves (presigned URLs) instead of streaming.
     presigns: bool = False
 
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """What `--blob-store` names it (no credentials)."""
+
     @abstractmethod
     def writer(self, org_id: int, hex_digest: str, size: int) -> BlobWriter: ...
 

@@ -1,0 +1,106 @@
+"""A client killed in the middle of an upload: no version, no blob anyone can see,
+no partial file left behind; and gc-blobs as a command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from typer.testing import CliRunner
+
+from registry.v1 import artifact_service_pb2 as apb
+from registry_server.cli import app as server_cli
+from registry_server.storage.blobs.file import FileBlobStore
+
+from ..support.content import make_lab
+from ..support.errors import expect_error
+from ..support.files import entry, missing
+from ..support.servers import ServerThread
+from ..support.world import World
+
+# Sends the first MiB of a 64 MiB file, says so on stdout, then waits to be killed.
+UPLOADER = """
+import os, sys, time
+from registry.v1 import file_service_pb2 as fpb
+from registry_client import Stubs, open_channel
+
+target, key, parent, digest = sys.argv[1:5]
+stubs = Stubs.on(open_channel(target, key))
+
+def messages():
+    yield fpb.UploadBlobRequest(parent=parent, digest=digest, size=64 << 20, data=b"x" * (1 << 20))
+    print("sent", flush=True)
+    time.sleep(600)
+
+stubs.files.UploadBlob(messages())
+"""
+
+
+def wait_until(check: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def test_a_client_killed_mid_upload_leaves_no_version_and_no_visible_blob(
+    world: World, server: ServerThread
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = b"x" * (64 << 20)
+    digest = entry("w.bin", data).digest
+    store = server.app.blobs
+    assert isinstance(store, FileBlobStore)
+    before = set(store.partials.iterdir())
+    child = subprocess.Popen(
+        [sys.executable, "-c", UPLOADER, server.target, owner.key, lab.parent, digest],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "sent"
+        wait_until(lambda: set(store.partials.iterdir()) - before, "the upload is under way")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    wait_until(lambda: set(store.partials.iterdir()) <= before, "the partial file is gone")
+    assert missing(owner, lab.parent, data) == [digest]
+    assert digest.removeprefix("sha256:") not in {p.name for p in store.root.rglob("*")}
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        owner.stubs.artifacts.CreateArtifactVersion,
+        apb.CreateArtifactVersionRequest(
+            parent=lab.parent, artifact_id="w", type="model", manifest=[entry("w.bin", data)]
+        ),
+        reason="BLOB_MISSING",
+    )
+
+
+def test_gc_blobs_removes_partial_uploads_a_killed_server_left(
+    server: ServerThread, database_url: str, tmp_path: Path
+) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    stale = store.partials / "left-by-a-killed-server"
+    stale.write_bytes(b"half a file")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    recent = store.partials / "an-upload-under-way"
+    recent.write_bytes(b"still coming")
+    result = CliRunner().invoke(
+        server_cli,
+        ["gc-blobs", "--older-than", "1h", "--database-url", database_url,
+         "--blob-store", store.location],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and recent.exists()
+    bad = CliRunner().invoke(
+        server_cli, ["gc-blobs", "--older-than", "soon", "--database-url", database_url]
+    )
+    assert bad.exit_code == 2
