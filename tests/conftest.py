@@ -68,14 +68,21 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+def blob_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session server's `--blob-store`: file:// on SQLite, S3 protocol on PostgreSQL."""
+    with blob_store_for_tests(tmp_path_factory.mktemp("blobs")) as location:
+        yield location
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, blob_store: str) -> Iterator[ServerThread]:
     db = Database(database_url)
     app = App(
         db,
         Settings(
             auth_cache_ttl=5.0,
             replica_id="test-replica",
-            blob_store=blob_store_for_tests(tmp_path_factory.mktemp("blobs")),
+            blob_store=blob_store,
             **WEBHOOKS_TO_LOOPBACK,
         ),
     )

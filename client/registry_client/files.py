@@ -84,25 +84,27 @@ def _chunks(
                 return
 
 
-def _put(url: str, path: Path, offset: int, size: int) -> str:
-    """One presigned PUT of `size` bytes of `path` from `offset`; the ETag."""
+def put_part(part: pb.UploadPart, path: Path) -> str:
+    """One presigned PUT of a part of `path` (the headers it names included); its ETag."""
     with path.open("rb") as f:
-        f.seek(offset)
-        body = f.read(size)
-    request = urllib.request.Request(url, data=body, method="PUT")
-    request.add_header("Content-Length", str(size))
+        f.seek(part.offset)
+        body = f.read(part.size)
+    request = urllib.request.Request(url=part.url, data=body, method="PUT")
+    for name, value in [*part.headers.items(), ("Content-Type", "application/octet-stream")]:
+        request.add_header(name, value)
     with urllib.request.urlopen(request, timeout=300) as response:
         return str(response.headers.get("ETag", ""))
 
 
-def _upload_one(
+def upload_file(
     stubs: Stubs,
     parent: str,
     entry: r.ManifestEntry,
     path: Path,
     presigned: bool,
-    progress: Progress | None,
+    progress: Progress | None = None,
 ) -> None:
+    """Uploads one file: streamed through the server, or PUT to presigned URLs."""
     if not presigned:
         _call(stubs.files.UploadBlob, _chunks(parent, entry, path, progress))
         return
@@ -114,7 +116,7 @@ def _upload_one(
         return
     etags = []
     for part in start.parts:
-        etags.append(_put(part.url, path, part.offset, part.size))
+        etags.append(put_part(part, path))
         if progress:
             progress(part.size)
     _call(
@@ -162,7 +164,7 @@ def upload_files(
     report.bytes = sum(e.size for e in missing)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
-            pool.submit(_upload_one, stubs, parent, e, root / e.path, presigned, progress)
+            pool.submit(upload_file, stubs, parent, e, root / e.path, presigned, progress)
             for e in missing
         ]
         for future in futures:
@@ -229,7 +231,7 @@ def _download_one(
     return received
 
 
-def _fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | None) -> int:
+def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
     offset = partial.stat().st_size if partial.is_file() else 0
@@ -269,7 +271,7 @@ def download_files(
             return -1
         if listing.streamed:
             return _download_one(stubs, listing.canonical_path, entry, out, progress)
-        return _fetch_url(entry.url, out, entry, progress)
+        return fetch_url(entry.url, out, entry, progress)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for got in pool.map(lambda t: one(*t), targets):

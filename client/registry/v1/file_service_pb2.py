@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eregistry/v1/file_service.proto\x12\x0bregistry.v1\"\'\n\x07\x42lobRef\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"N\n\x17\x46indMissingBlobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.registry.v1.BlobRef\"T\n\x18\x46indMissingBlobsResponse\x12%\n\x07missing\x18\x01 \x03(\x0b\x32\x14.registry.v1.BlobRef\x12\x11\n\tpresigned\x18\x02 \x01(\x08\"O\n\x11UploadBlobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"5\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"Y\n\x1b\x44ownloadArtifactFileRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\"d\n\x1c\x44ownloadArtifactFileResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10\x61rtifact_version\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"F\n\x16StartBlobUploadRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"L\n\nUploadPart\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0bpart_number\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\"e\n\x17StartBlobUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12&\n\x05parts\x18\x02 \x03(\x0b\x32\x17.registry.v1.UploadPart\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"k\n\x19\x43ompleteBlobUploadRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x11\n\tupload_id\x18\x04 \x01(\t\x12\r\n\x05\x65tags\x18\x05 \x03(\t\"E\n\x16GetDownloadUrlsRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x03(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"F\n\x0b\x44ownloadUrl\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0b\n\x03url\x18\x04 \x01(\t\"\x9a\x01\n\x17GetDownloadUrlsResponse\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12&\n\x04urls\x18\x02 \x03(\x0b\x32\x18.registry.v1.DownloadUrl\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12\x16\n\x0e\x63\x61nonical_path\x18\x05 \x01(\t2\xad\x04\n\x0b\x46ileService\x12_\n\x10\x46indMissingBlobs\x12$.registry.v1.FindMissingBlobsRequest\x1a%.registry.v1.FindMissingBlobsResponse\x12\x41\n\nUploadBlob\x12\x1e.registry.v1.UploadBlobRequest\x1a\x11.registry.v1.Blob(\x01\x12m\n\x14\x44ownloadArtifactFile\x12(.registry.v1.DownloadArtifactFileRequest\x1a).registry.v1.DownloadArtifactFileResponse0\x01\x12\\\n\x0fStartBlobUpload\x12#.registry.v1.StartBlobUploadRequest\x1a$.registry.v1.StartBlobUploadResponse\x12O\n\x12\x43ompleteBlobUpload\x12&.registry.v1.CompleteBlobUploadRequest\x1a\x11.registry.v1.Blob\x12\\\n\x0fGetDownloadUrls\x12#.registry.v1.GetDownloadUrlsRequest\x1a$.registry.v1.GetDownloadUrlsResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eregistry/v1/file_service.proto\x12\x0bregistry.v1\"\'\n\x07\x42lobRef\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"N\n\x17\x46indMissingBlobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.registry.v1.BlobRef\"T\n\x18\x46indMissingBlobsResponse\x12%\n\x07missing\x18\x01 \x03(\x0b\x32\x14.registry.v1.BlobRef\x12\x11\n\tpresigned\x18\x02 \x01(\x08\"O\n\x11UploadBlobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"5\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"Y\n\x1b\x44ownloadArtifactFileRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06run_id\x18\x04 \x01(\t\"d\n\x1c\x44ownloadArtifactFileResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10\x61rtifact_version\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"F\n\x16StartBlobUploadRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"\xb3\x01\n\nUploadPart\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0bpart_number\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x35\n\x07headers\x18\x05 \x03(\x0b\x32$.registry.v1.UploadPart.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x17StartBlobUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12&\n\x05parts\x18\x02 \x03(\x0b\x32\x17.registry.v1.UploadPart\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"k\n\x19\x43ompleteBlobUploadRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x11\n\tupload_id\x18\x04 \x01(\t\x12\r\n\x05\x65tags\x18\x05 \x03(\t\"E\n\x16GetDownloadUrlsRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x03(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\"F\n\x0b\x44ownloadUrl\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0b\n\x03url\x18\x04 \x01(\t\"\x9a\x01\n\x17GetDownloadUrlsResponse\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12&\n\x04urls\x18\x02 \x03(\x0b\x32\x18.registry.v1.DownloadUrl\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12\x16\n\x0e\x63\x61nonical_path\x18\x05 \x01(\t2\xad\x04\n\x0b\x46ileService\x12_\n\x10\x46indMissingBlobs\x12$.registry.v1.FindMissingBlobsRequest\x1a%.registry.v1.FindMissingBlobsResponse\x12\x41\n\nUploadBlob\x12\x1e.registry.v1.UploadBlobRequest\x1a\x11.registry.v1.Blob(\x01\x12m\n\x14\x44ownloadArtifactFile\x12(.registry.v1.DownloadArtifactFileRequest\x1a).registry.v1.DownloadArtifactFileResponse0\x01\x12\\\n\x0fStartBlobUpload\x12#.registry.v1.StartBlobUploadRequest\x1a$.registry.v1.StartBlobUploadResponse\x12O\n\x12\x43ompleteBlobUpload\x12&.registry.v1.CompleteBlobUploadRequest\x1a\x11.registry.v1.Blob\x12\\\n\x0fGetDownloadUrls\x12#.registry.v1.GetDownloadUrlsRequest\x1a$.registry.v1.GetDownloadUrlsResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,6 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.file_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.registry.v1P\001Z.registry.example/gen/go/registry/v1;registryv1'
+  _globals['_UPLOADPART_HEADERSENTRY']._loaded_options = None
+  _globals['_UPLOADPART_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_BLOBREF']._serialized_start=47
   _globals['_BLOBREF']._serialized_end=86
   _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=88
@@ -48,18 +50,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOWNLOADARTIFACTFILERESPONSE']._serialized_end=581
   _globals['_STARTBLOBUPLOADREQUEST']._serialized_start=583
   _globals['_STARTBLOBUPLOADREQUEST']._serialized_end=653
-  _globals['_UPLOADPART']._serialized_start=655
-  _globals['_UPLOADPART']._serialized_end=731
-  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_start=733
-  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_end=834
-  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_start=836
-  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_end=943
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=945
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1014
-  _globals['_DOWNLOADURL']._serialized_start=1016
-  _globals['_DOWNLOADURL']._serialized_end=1086
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1089
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1243
-  _globals['_FILESERVICE']._serialized_start=1246
-  _globals['_FILESERVICE']._serialized_end=1803
+  _globals['_UPLOADPART']._serialized_start=656
+  _globals['_UPLOADPART']._serialized_end=835
+  _globals['_UPLOADPART_HEADERSENTRY']._serialized_start=789
+  _globals['_UPLOADPART_HEADERSENTRY']._serialized_end=835
+  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_start=837
+  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_end=938
+  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_start=940
+  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_end=1047
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=1049
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1118
+  _globals['_DOWNLOADURL']._serialized_start=1120
+  _globals['_DOWNLOADURL']._serialized_end=1190
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1193
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1347
+  _globals['_FILESERVICE']._serialized_start=1350
+  _globals['_FILESERVICE']._serialized_end=1907
 # @@protoc_insertion_point(module_scope)

@@ -87,16 +87,25 @@ class StartBlobUploadRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class UploadPart(_message.Message):
-    __slots__ = ("url", "part_number", "offset", "size")
+    __slots__ = ("url", "part_number", "offset", "size", "headers")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     URL_FIELD_NUMBER: _ClassVar[int]
     PART_NUMBER_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
     url: str
     part_number: int
     offset: int
     size: int
-    def __init__(self, url: _Optional[str] = ..., part_number: _Optional[int] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, url: _Optional[str] = ..., part_number: _Optional[int] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StartBlobUploadResponse(_message.Message):
     __slots__ = ("upload_id", "parts", "existed")

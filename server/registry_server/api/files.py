@@ -183,19 +183,74 @@ class FileServicer(pb_grpc.FileServiceServicer):
 
         return again()
 
+    def _presigned(self, rpc: str) -> None:
+        if not self.app.blobs.presigns:
+            raise FailedPrecondition(
+                f"this server's blob store streams bytes; use {rpc}", reason=WRONG_TRANSFER
+            )
+
+    async def _start(
+        self, p: Principal, parent: str, digest: str, size: int
+    ) -> tuple[str, int, bool]:
+        """(hex digest, organization, stored already) of a presigned upload."""
+        hex_digest = check_blob(digest, size, "", self.app.settings)
+        self._presigned("UploadBlob")
+        org_id, existed = await self.app.write(
+            lambda s: files.start_upload(s, p, parent, SHA256 + hex_digest, size)
+        )
+        return hex_digest, org_id, existed
+
     async def StartBlobUpload(
         self, request: pb.StartBlobUploadRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartBlobUploadResponse:
-        raise FailedPrecondition(
-            "this server's blob store streams bytes; use UploadBlob", reason=WRONG_TRANSFER
+        p = current_principal()
+        hex_digest, org_id, existed = await self._start(
+            p, request.parent, request.digest, request.size
+        )
+        if existed:
+            return pb.StartBlobUploadResponse(existed=True)
+        store = self.app.blobs
+        upload_id, parts = await self.app.run(
+            store.upload_parts, org_id, hex_digest, request.size, self.app.settings.download_url_ttl
+        )
+        return pb.StartBlobUploadResponse(
+            upload_id=upload_id,
+            parts=[
+                pb.UploadPart(
+                    url=part.url,
+                    part_number=part.part_number,
+                    offset=part.offset,
+                    size=part.size,
+                    headers=part.headers,
+                )
+                for part in parts
+            ],
         )
 
     async def CompleteBlobUpload(
         self, request: pb.CompleteBlobUploadRequest, context: grpc.aio.ServicerContext
     ) -> pb.Blob:
-        raise FailedPrecondition(
-            "this server's blob store streams bytes; use UploadBlob", reason=WRONG_TRANSFER
+        p = current_principal()
+        hex_digest, org_id, existed = await self._start(
+            p, request.parent, request.digest, request.size
         )
+        digest, size = SHA256 + hex_digest, request.size
+        store = self.app.blobs
+        try:
+            await self.app.run(
+                store.complete_upload,
+                org_id,
+                hex_digest,
+                size,
+                request.upload_id,
+                list(request.etags),
+            )
+        except Mismatch as err:
+            if existed:  # stored meanwhile by another upload: this one's bytes are not needed
+                return pb.Blob(digest=digest, size=size, existed=True)
+            raise InvalidArgument(err.field, f"{err}; nothing was kept") from None
+        await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
+        return pb.Blob(digest=digest, size=size, existed=existed)
 
     async def GetDownloadUrls(
         self, request: pb.GetDownloadUrlsRequest, context: grpc.aio.ServicerContext

@@ -36,4 +36,8 @@ def open_store(location: str) -> BlobStore:
         from .file import FileBlobStore
 
         return FileBlobStore(Path(location.removeprefix("file://")))
+    if location.startswith("s3://"):
+        from .s3 import S3BlobStore
+
+        return S3BlobStore.from_location(location)
     raise ValueError(f"--blob-store must be file://DIR or s3://BUCKET/PREFIX (got {location!r})")

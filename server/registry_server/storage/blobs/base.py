@@ -32,6 +32,7 @@ class PresignedPart:
     part_number: int  # 0: a single PUT of the whole blob
     offset: int
     size: int
+    headers: dict[str, str]  # the PUT must carry them (signed)
 
 
 class BlobWriter(ABC):
