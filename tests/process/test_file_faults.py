@@ -25,7 +25,7 @@ from ..support.content import make_lab
 from ..support.errors import expect_error
 from ..support.files import digest_of, entry, missing
 from ..support.servers import ServerThread
-from ..support.world import World
+from ..support.world import Person, World
 
 # Sends the first MiB of a 64 MiB file, says so on stdout, then waits to be killed.
 UPLOADER = """
@@ -43,6 +43,19 @@ def messages():
 
 stubs.files.UploadBlob(messages())
 """
+
+
+def assert_not_loggable(owner: Person, parent: str, data: bytes) -> None:
+    """The bytes are not stored: a version naming them is refused."""
+    assert missing(owner, parent, data) == [digest_of(data)]
+    expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        owner.stubs.artifacts.CreateArtifactVersion,
+        apb.CreateArtifactVersionRequest(
+            parent=parent, artifact_id="w", type="model", manifest=[entry("w.bin", data)]
+        ),
+        reason="BLOB_MISSING",
+    )
 
 
 def wait_until(check: object, what: str, timeout: float = 30) -> None:
@@ -78,14 +91,7 @@ def test_a_client_killed_mid_upload_leaves_no_version_and_no_visible_blob(
     wait_until(lambda: set(store.partials.iterdir()) <= before, "the partial file is gone")
     assert missing(owner, lab.parent, data) == [digest]
     assert digest.removeprefix("sha256:") not in {p.name for p in store.root.rglob("*")}
-    expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        owner.stubs.artifacts.CreateArtifactVersion,
-        apb.CreateArtifactVersionRequest(
-            parent=lab.parent, artifact_id="w", type="model", manifest=[entry("w.bin", data)]
-        ),
-        reason="BLOB_MISSING",
-    )
+    assert_not_loggable(owner, lab.parent, data)
 
 
 def test_a_presigned_upload_never_completed_is_invisible_and_gc_removes_it(
@@ -107,14 +113,7 @@ def test_a_presigned_upload_never_completed_is_invisible_and_gc_removes_it(
     staging = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix + "/uploads/")
     assert staging.get("KeyCount", 0) >= 1
     assert missing(owner, lab.parent, data) == [digest_of(data)]
-    expect_error(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        owner.stubs.artifacts.CreateArtifactVersion,
-        apb.CreateArtifactVersionRequest(
-            parent=lab.parent, artifact_id="w", type="model", manifest=[entry("w.bin", data)]
-        ),
-        reason="BLOB_MISSING",
-    )
+    assert_not_loggable(owner, lab.parent, data)
     assert store.remove_stale_partials(older_than=0) >= 1
     left = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix + "/uploads/")
     assert left.get("KeyCount", 0) == 0
