@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,13 @@ class ServerProcess:
     """`registry-server serve` as a subprocess, with RSS and CPU sampling."""
 
     def __init__(
-        self, url: str, *, log_level: str, log_dir: Path, workers: int | None = None
+        self,
+        url: str,
+        *,
+        log_level: str,
+        log_dir: Path,
+        workers: int | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url = url
@@ -146,6 +152,7 @@ class ServerProcess:
                 "--log-level",
                 log_level,
                 *(["--workers", str(workers)] if workers else []),
+                *extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
