@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,64 +194,75 @@ def _verify(path: Path, digest: str) -> bool:
     return sha256_file(path) == digest
 
 
-def _finish(partial: Path, out: Path, entry: pb.DownloadUrl) -> None:
-    """Moves a verified download into place; drops it when it is not the file."""
-    if partial.stat().st_size != entry.size or not _verify(partial, entry.digest):
+def _partial(out: Path, size: int) -> tuple[Path, int]:
+    """`out.partial` and how many bytes of it to keep (0 when it cannot be a prefix)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    offset = partial.stat().st_size if partial.is_file() else 0
+    if offset > size:
+        partial.unlink()
+        offset = 0
+    return partial, offset
+
+
+def _receive(
+    partial: Path,
+    offset: int,
+    out: Path,
+    entry: pb.DownloadUrl,
+    chunks: Iterable[bytes],
+    progress: Progress | None,
+) -> int:
+    """Appends `chunks` to `partial` from `offset`, hashing as they arrive (what was
+    there before is hashed first), and moves it to `out` when it is the file; the bytes
+    received."""
+    digest = hashlib.sha256()
+    received = 0
+    with partial.open("r+b" if offset else "wb") as f:
+        while offset and (block := f.read(min(HASH_CHUNK, offset - f.tell()))):
+            digest.update(block)
+        f.truncate(offset)
+        f.seek(offset)
+        for data in chunks:
+            f.write(data)
+            digest.update(data)
+            received += len(data)
+            if progress:
+                progress(len(data))
+    if offset + received != entry.size or f"sha256:{digest.hexdigest()}" != entry.digest:
         partial.unlink()
         raise RegistryError(f"{entry.file}: the bytes received do not match {entry.digest}")
     os.replace(partial, out)
+    return received
 
 
 def _download_one(
     stubs: Stubs, version_path: str, entry: pb.DownloadUrl, out: Path, progress: Progress | None
 ) -> int:
-    """Fetches one file into `out` through `out.partial` (resumed when present);
-    the bytes received."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    offset = partial.stat().st_size if partial.is_file() else 0
-    if offset > entry.size:
-        partial.unlink()
-        offset = 0
-    received = 0
+    """Streams one file into `out` through `out.partial` (resumed when present)."""
+    partial, offset = _partial(out, entry.size)
     stream = stubs.files.DownloadArtifactFile(
         pb.DownloadArtifactFileRequest(path=version_path, file=entry.file, offset=offset)
     )
     try:
-        with partial.open("ab") as f:
-            for message in stream:
-                if message.data:
-                    f.write(message.data)
-                    received += len(message.data)
-                    if progress:
-                        progress(len(message.data))
+        chunks = (message.data for message in stream if message.data)
+        return _receive(partial, offset, out, entry, chunks, progress)
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc
-    _finish(partial, out, entry)
-    return received
 
 
 def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | None) -> int:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    offset = partial.stat().st_size if partial.is_file() else 0
-    if offset >= entry.size:
-        partial.unlink(missing_ok=True)
-        offset = 0
+    """GETs one file from a presigned URL into `out` through `out.partial` (resumed
+    with a Range request when present)."""
+    partial, offset = _partial(out, entry.size)
     request = urllib.request.Request(url)
     if offset:
         request.add_header("Range", f"bytes={offset}-")
-    received = 0
-    with urllib.request.urlopen(request, timeout=300) as response, partial.open("ab") as f:
+    with urllib.request.urlopen(request, timeout=300) as response:
         if offset and response.status != 206:
-            f.truncate(0)
-        while data := response.read(CHUNK):
-            f.write(data)
-            received += len(data)
-            if progress:
-                progress(len(data))
-    _finish(partial, out, entry)
-    return received
+            offset = 0  # the store sent the whole file
+        chunks = iter(lambda: response.read(CHUNK), b"")
+        return _receive(partial, offset, out, entry, chunks, progress)
 
 
 def download_files(

@@ -16,7 +16,7 @@ from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import file_service_pb2 as fpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Client
-from registry_client.errors import InvalidArgumentError
+from registry_client.errors import InvalidArgumentError, RegistryError
 from registry_client.files import put_part, safe_destination
 from registry_server.service.files import collect_garbage
 from registry_server.storage import models as m
@@ -441,3 +441,29 @@ def test_gc_keeps_what_versions_use_and_what_was_touched_within_the_grace(
     # uploading it again brings it back
     upload(owner, lab.parent, loose)
     assert missing(owner, lab.parent, loose) == []
+
+
+def test_the_client_resumes_a_partial_download_and_drops_a_wrong_one(
+    world: World, server: ServerThread, tmp_path: Path
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = os.urandom(2 * (1 << 20) + 3)
+    version = log_files(owner, lab.parent, {"w.bin": data})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "w.bin.partial").write_bytes(data[:1_000_000])
+    with client_of(server, owner) as client:
+        got = client.download(version.path, dest)
+        assert (got.files, got.bytes) == (1, len(data) - 1_000_000)
+        assert (dest / "w.bin").read_bytes() == data
+        again = client.download(version.path, dest)
+        assert (again.files, again.skipped) == (0, 1)
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "w.bin.partial").write_bytes(b"not the start of the file")
+        with pytest.raises(RegistryError):
+            client.download(version.path, other)
+        assert not (other / "w.bin.partial").exists() and not (other / "w.bin").exists()
+        assert client.download(version.path, other).bytes == len(data)
+    assert (other / "w.bin").read_bytes() == data
