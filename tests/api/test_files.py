@@ -15,16 +15,19 @@ from sqlalchemy import select
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import file_service_pb2 as fpb
 from registry.v1 import resources_pb2 as r
-from registry_client import Client
+from registry_client import Client, Stubs, open_channel
 from registry_client.errors import InvalidArgumentError, RegistryError
 from registry_client.files import put_part, safe_destination
+from registry_server.api.app import App
+from registry_server.api.settings import Settings
 from registry_server.service.files import collect_garbage
 from registry_server.storage import models as m
 from registry_server.storage.blobs.file import FileBlobStore, FileWriter
+from registry_server.storage.db import Database
 
 from ..support.content import create_registry, grant, link, make_lab, registry_path
 from ..support.errors import expect_error
-from ..support.files import chunks, digest_of, download, entry, missing, upload
+from ..support.files import chunks, digest_of, download, entry, missing, presigned, upload
 from ..support.legacy_teams import legacy_team
 from ..support.migrations import start, watch
 from ..support.servers import ServerThread
@@ -467,3 +470,53 @@ def test_the_client_resumes_a_partial_download_and_drops_a_wrong_one(
         assert not (other / "w.bin.partial").exists() and not (other / "w.bin").exists()
         assert client.download(version.path, other).bytes == len(data)
     assert (other / "w.bin").read_bytes() == data
+
+
+def test_limits_on_file_size_and_files_per_version(
+    world: World, database_url: str, blob_store: str
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    db = Database(database_url)
+    settings = Settings(max_file_size=10, max_files_per_version=2, blob_store=blob_store)
+    limited = ServerThread(App(db, settings)).start()
+    try:
+        stubs = Stubs.on(open_channel(limited.target, owner.key))
+        expect_error(INVALID, stubs.files.UploadBlob, chunks(lab.parent, b"x" * 11), field="size")
+        expect_error(
+            INVALID,
+            stubs.files.FindMissingBlobs,
+            fpb.FindMissingBlobsRequest(
+                parent=lab.parent, blobs=[fpb.BlobRef(digest=digest_of(b"x"), size=11)]
+            ),
+            field="blobs[0].size",
+        )
+        refs = [entry(f"f{i}", b"x") for i in range(3)]
+        for e in refs:
+            e.ref = "s3://elsewhere/" + e.path
+        expect_error(
+            INVALID,
+            stubs.artifacts.CreateArtifactVersion,
+            apb.CreateArtifactVersionRequest(
+                parent=lab.parent, artifact_id="w", type="model", manifest=refs
+            ),
+            field="manifest",
+        )
+    finally:
+        limited.stop()
+        db.dispose()
+
+
+def test_uploading_stored_bytes_again_sends_nothing_more(world: World) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = os.urandom(3 * (1 << 20))
+    upload(owner, lab.parent, data)
+    if not presigned(owner, lab.parent):
+        again = owner.stubs.files.UploadBlob(chunks(lab.parent, data))
+        assert again.existed
+    else:
+        start = owner.stubs.files.StartBlobUpload(
+            fpb.StartBlobUploadRequest(parent=lab.parent, digest=digest_of(data), size=len(data))
+        )
+        assert start.existed and not start.parts
