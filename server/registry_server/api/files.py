@@ -26,7 +26,9 @@ from .app import App
 from .interceptors import current_principal
 from .settings import Settings
 
-CHUNK = 1 << 20  # bytes per streamed message
+# Bytes per download message: 256 KiB streamed 1.6-3x faster than 1 MiB or 4 MiB on
+# loopback, with less server CPU and memory (python -m bench.files --big-mib 256).
+CHUNK = 256 << 10
 SHA256 = files.SHA256
 STORE_FULL = "BLOB_STORE_FULL"
 WRONG_TRANSFER = "BLOB_STORE_TRANSFER"
