@@ -426,8 +426,8 @@ def gc_blobs(
     blob_store: BlobStoreOption = "",
     log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
 ) -> None:
-    """Remove the stored files no artifact version refers to (deleted versions aside)
-    and uploads never finished, untouched for the grace period. Safe while servers run."""
+    """Remove the stored files no artifact version refers to (deleted versions aside),
+    untouched for the grace period, and partial uploads as old. Safe while servers run."""
     from .service.files import collect_garbage
     from .storage.blobs import default_location, open_store
 

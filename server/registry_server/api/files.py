@@ -75,6 +75,14 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 reason=WRONG_TRANSFER,
             )
 
+    async def _begin_upload(self, p: Principal, parent: str, digest: str) -> tuple[int, bool]:
+        """(the organization, whether the blob is stored already). A blob without a row
+        needs no write: there is nothing gc could take while its bytes arrive."""
+        org_id, known = await self.app.read(lambda s: files.upload_target(s, p, parent, digest))
+        if not known:
+            return org_id, False
+        return org_id, await self.app.write(lambda s: files.touch_upload(s, org_id, digest))
+
     async def FindMissingBlobs(
         self, request: pb.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.FindMissingBlobsResponse:
@@ -102,9 +110,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         hex_digest = check_blob(first.digest, first.size, "", self.app.settings)
         digest, size = SHA256 + hex_digest, first.size
         self._streamed("StartBlobUpload")
-        org_id, existed = await self.app.write(
-            lambda s: files.start_upload(s, p, first.parent, digest, size)
-        )
+        org_id, existed = await self._begin_upload(p, first.parent, digest)
         if existed:
             return pb.Blob(digest=digest, size=size, existed=True)
         store = self.app.blobs
@@ -197,9 +203,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         """(hex digest, organization, stored already) of a presigned upload."""
         hex_digest = check_blob(digest, size, "", self.app.settings)
         self._presigned("UploadBlob")
-        org_id, existed = await self.app.write(
-            lambda s: files.start_upload(s, p, parent, SHA256 + hex_digest, size)
-        )
+        org_id, existed = await self._begin_upload(p, parent, SHA256 + hex_digest)
         return hex_digest, org_id, existed
 
     async def StartBlobUpload(

@@ -62,10 +62,16 @@ def find_missing(s: Session, p: Principal, parent: str, digests: Sequence[str]) 
     return [i for i, d in enumerate(digests) if d not in stored]
 
 
-def start_upload(s: Session, p: Principal, parent: str, digest: str, size: int) -> tuple[int, bool]:
-    """(the organization, whether the blob is stored already)."""
+def upload_target(s: Session, p: Principal, parent: str, digest: str) -> tuple[int, bool]:
+    """(the organization, whether it has a row for the blob already)."""
     org_id = project_org(s, p, parent)
-    return org_id, q.start_upload(s, org_id, digest, size)
+    return org_id, q.state_of(s, org_id, digest) is not None
+
+
+def touch_upload(s: Session, org_id: int, digest: str) -> bool:
+    """An upload of a blob the organization has a row for starts: gc leaves it alone
+    for its grace period. Whether it is stored (False when gc took it meanwhile)."""
+    return q.touch(s, org_id, digest) == q.BlobState.STORED
 
 
 def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -> None:
@@ -145,8 +151,8 @@ class GcReport:
 
 
 def collect_garbage(db: Database, store: BlobStore, older_than: float) -> GcReport:
-    """Removes blobs no version (deleted ones aside) refers to and uploads never
-    finished, both untouched for `older_than` seconds, then partial uploads as old.
+    """Removes blobs no version (deleted ones aside) refers to, untouched for
+    `older_than` seconds, then partial uploads as old.
 
     Rows are deleted (touch_time checked again) and their files removed before the
     transaction commits, so an upload of the same digest meanwhile waits for it and
@@ -164,11 +170,7 @@ def collect_garbage(db: Database, store: BlobStore, older_than: float) -> GcRepo
                     break
                 after = batch[-1][0]
                 used = q.referenced_digests(s, org_id)
-                doomed = [
-                    blob_id
-                    for blob_id, digest, state in batch
-                    if state != q.BlobState.STORED or digest not in used
-                ]
+                doomed = [blob_id for blob_id, digest, _ in batch if digest not in used]
                 for digest in q.delete_untouched(s, doomed, cutoff):
                     store.delete(org_id, digest.removeprefix(SHA256))
                     report.blobs_removed += 1

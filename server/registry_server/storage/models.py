@@ -561,7 +561,7 @@ class Blob(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     digest: Mapped[str] = mapped_column(String(80))  # sha256:<64 hex digits>
     size: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[int] = mapped_column(Integer)  # BlobState
+    state: Mapped[int] = mapped_column(Integer)  # queries.blobs.BlobState
     create_time: Mapped[int] = mapped_column(BigInteger)
     touch_time: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (

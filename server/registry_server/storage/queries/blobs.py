@@ -1,8 +1,8 @@
 """The `blobs` table: which files an organization's store holds (storage/blobs).
 
-A row is PENDING from the start of an upload until its bytes are verified and in
-place, then STORED. Every statement that tells a client a blob is there, or lets a
-version refer to it, moves its `touch_time` to now; `gc-blobs` deletes only rows
+A row is written once a blob's bytes are verified and in place (STORED). Every
+statement that tells a client a blob is there, lets a version refer to it, or starts
+an upload of it again, moves its `touch_time` to now; `gc-blobs` deletes only rows
 untouched for its grace period, with `touch_time` checked again in the DELETE itself,
 so a concurrent touch always wins.
 """
@@ -22,8 +22,7 @@ from ..db import now_us
 
 
 class BlobState(IntEnum):
-    PENDING = 1
-    STORED = 2
+    STORED = 2  # the only state so far: a row exists once the bytes are verified
 
 
 def _new(org_id: int, digest: str, size: int, state: BlobState, now: int) -> m.Blob:
@@ -49,36 +48,38 @@ def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str,
     return {row.digest: row.size for row in rows}
 
 
-def start_upload(s: Session, org_id: int, digest: str, size: int) -> bool:
-    """Records (or touches) the blob before its bytes arrive; whether it is STORED."""
-    now = now_us()
-    row = s.execute(
+def state_of(s: Session, org_id: int, digest: str) -> int | None:
+    return s.execute(
+        select(m.Blob.state).where(m.Blob.org_id == org_id, m.Blob.digest == digest)
+    ).scalar_one_or_none()
+
+
+def touch(s: Session, org_id: int, digest: str) -> int | None:
+    """Moves the blob's touch_time to now (an upload of it starts); its state, None when
+    gc took it meanwhile."""
+    return s.execute(
         update(m.Blob)
         .where(m.Blob.org_id == org_id, m.Blob.digest == digest)
-        .values(touch_time=now)
+        .values(touch_time=now_us())
         .returning(m.Blob.state)
-    ).first()
-    if row is not None:
-        return bool(row.state == BlobState.STORED)
-    try:
-        with s.begin_nested():
-            s.add(_new(org_id, digest, size, BlobState.PENDING, now))
-    except IntegrityError:
-        return start_upload(s, org_id, digest, size)  # a concurrent upload recorded it
-    return False
+    ).scalar_one_or_none()
 
 
 def mark_stored(s: Session, org_id: int, digest: str, size: int) -> None:
-    """The bytes are verified and in place. The row comes back if gc took it meanwhile."""
+    """The bytes are verified and in place: the row is recorded (or touched)."""
     now = now_us()
-    done = s.execute(
+    stmt = (
         update(m.Blob)
         .where(m.Blob.org_id == org_id, m.Blob.digest == digest)
         .values(state=BlobState.STORED, size=size, touch_time=now)
     )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        s.add(_new(org_id, digest, size, BlobState.STORED, now))
-        s.flush()
+    if s.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return
+    try:
+        with s.begin_nested():
+            s.add(_new(org_id, digest, size, BlobState.STORED, now))
+    except IntegrityError:  # the same bytes, uploaded concurrently, were recorded first
+        s.execute(stmt)
 
 
 def stored_size(s: Session, org_id: int, digest: str) -> int | None:
