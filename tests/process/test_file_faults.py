@@ -1,5 +1,6 @@
-"""A client killed in the middle of an upload: no version, no blob anyone can see,
-no partial file left behind; and gc-blobs as a command."""
+"""A client or a server killed in the middle of an upload: no version, no blob anyone
+can see, no partial file left behind once the upload is aborted or gc-blobs ran; and
+gc-blobs as a command."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import file_service_pb2 as fpb
+from registry_client import Client, Stubs, open_channel
 from registry_client.files import put_part
 from registry_server.cli import app as server_cli
 from registry_server.storage.blobs.file import FileBlobStore
@@ -24,6 +28,7 @@ from registry_server.storage.blobs.s3 import S3BlobStore
 from ..support.content import make_lab
 from ..support.errors import expect_error
 from ..support.files import digest_of, entry, missing
+from ..support.processes import Proc, bootstrap, free_port, run_cli
 from ..support.servers import ServerThread
 from ..support.world import Person, World
 
@@ -140,3 +145,68 @@ def test_gc_blobs_removes_partial_uploads_a_killed_server_left(
         server_cli, ["gc-blobs", "--older-than", "soon", "--database-url", database_url]
     )
     assert bad.exit_code == 2
+
+
+def test_a_server_killed_mid_upload_leaves_no_visible_blob(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    key = bootstrap(url)
+    store = FileBlobStore(tmp_path / "blobs")
+    args = ["--database-url", url, "--blob-store", store.location]
+    port = free_port()
+    server = Proc(args, port)
+    server.wait_healthy()
+    target = f"127.0.0.1:{port}"
+    with Client(target, key) as client:
+        client.create_team("lab")
+        client.create_project("lab", "train")
+    parent = "teams/lab/projects/train"
+    data = b"y" * (8 << 20)
+    sent, release = threading.Event(), threading.Event()
+
+    def messages() -> Iterator[fpb.UploadBlobRequest]:
+        yield fpb.UploadBlobRequest(
+            parent=parent, digest=digest_of(data), size=len(data), data=data[: 1 << 20]
+        )
+        sent.set()
+        release.wait(60)
+
+    stubs = Stubs.on(open_channel(target, key))
+    failures: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            stubs.files.UploadBlob(messages(), timeout=60)
+        except grpc.RpcError as err:
+            failures.append(err)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    try:
+        assert sent.wait(30)
+        wait_until(lambda: any(store.partials.iterdir()), "the upload is under way")
+        server.kill()
+    finally:
+        release.set()
+        uploader.join(30)
+    assert failures, "the upload cannot have succeeded"
+    restarted = Proc(args, port)
+    try:
+        restarted.wait_healthy()
+        with Client(target, key) as client:
+            stubs = client.stubs
+            answer = stubs.files.FindMissingBlobs(
+                fpb.FindMissingBlobsRequest(
+                    parent=parent, blobs=[fpb.BlobRef(digest=digest_of(data), size=len(data))]
+                )
+            )
+            assert [b.digest for b in answer.missing] == [digest_of(data)]
+        assert digest_of(data).removeprefix("sha256:") not in {
+            p.name for p in store.root.rglob("*")
+        }
+        assert any(store.partials.iterdir())  # left behind, under no blob's name
+        gc = run_cli("gc-blobs", "--older-than", "0s", "--database-url", url,
+                     "--blob-store", store.location)  # fmt: skip
+        assert gc.returncode == 0, gc.stderr
+        assert not any(store.partials.iterdir())
+    finally:
+        restarted.stop()
