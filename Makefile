@@ -11,7 +11,7 @@ DATABASE_URL ?= $(or $(REGISTRY_DATABASE_URL),sqlite:///$(CURDIR)/registry.db)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-quick test-sqlite test-postgres lint generate protos protos-check bench bench-postgres fuzz soak clean
+.PHONY: help setup run test test-quick test-sqlite test-postgres lint generate protos protos-check bench bench-postgres bench-files fuzz soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}' | \
@@ -72,6 +72,9 @@ bench: $(STAMP) ## Benchmarks (SQLite); bench-postgres for PostgreSQL
 
 bench-postgres: $(STAMP) ## Benchmarks on PostgreSQL
 	$(BIN)/python -m bench.run --postgres
+
+bench-files: $(STAMP) ## File transfers: file:// and s3:// stores, and MLflow's artifact proxy side by side
+	$(BIN)/python -m bench.files --s3 --mlflow
 
 fuzz: $(STAMP) ## Longer fuzzing run (not in CI)
 	REGISTRY_FUZZ_EXAMPLES=200 REGISTRY_FUZZ_RANDOM=1 $(BIN)/pytest -q tests -k fuzz

@@ -34,7 +34,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,7 @@ class ServerProcess:
         log_dir: Path,
         workers: int | None = None,
         metrics: bool = False,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         # --metrics: /metrics served (and scraped once a case is done, as Prometheus would)
@@ -157,6 +158,7 @@ class ServerProcess:
                 log_level,
                 *(["--workers", str(workers)] if workers else []),
                 *(["--metrics-address", f"127.0.0.1:{self.metrics_port}"] if metrics else []),
+                *extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -267,7 +267,10 @@ class Soak:
                 type="model",
                 manifest=[
                     r.ManifestEntry(
-                        path="model.pt", digest=f"sha256:{uuid.uuid4().hex * 2}", size=1
+                        path="model.pt",
+                        digest=f"sha256:{uuid.uuid4().hex * 2}",
+                        size=1,
+                        ref="s3://bucket/model.pt",
                     )
                 ],
                 metadata=metadata,

@@ -26,6 +26,7 @@ from registry_server.service import webhook_targets
 from registry_server.storage.db import Database
 from registry_server.workers.migration_runner import BATCH_DELAY_ENV
 
+from .support.files import blob_store_for_tests
 from .support.servers import WEBHOOKS_TO_LOOPBACK, ServerThread, fresh_database
 from .support.world import World, make_world
 
@@ -68,7 +69,14 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def server(database_url: str) -> Iterator[ServerThread]:
+def blob_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session server's `--blob-store`: file:// on SQLite, S3 protocol on PostgreSQL."""
+    with blob_store_for_tests(tmp_path_factory.mktemp("blobs")) as location:
+        yield location
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, blob_store: str) -> Iterator[ServerThread]:
     db = Database(database_url)
     app = App(
         db,
@@ -77,6 +85,7 @@ def server(database_url: str) -> Iterator[ServerThread]:
             replica_id="test-replica",
             # in this process, so that a test's environment (`slow_steps`) reaches it
             migration_runner=RunnerMode.thread,
+            blob_store=blob_store,
             **WEBHOOKS_TO_LOOPBACK,
         ),
     )

@@ -21,6 +21,7 @@ from registry.v1 import (
     artifact_service_pb2_grpc,
     collection_service_pb2_grpc,
     event_service_pb2_grpc,
+    file_service_pb2_grpc,
     legacy_model_registry_service_pb2_grpc,
     migration_service_pb2_grpc,
     organization_service_pb2_grpc,
@@ -63,6 +64,7 @@ class CommitToken:
 class _RegistryInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
     grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
 ):
     """Adds `authorization: Bearer <key>` (when there is a key) and the commit token
     (once it is set) to every call, and raises the token from every unary answer."""
@@ -102,6 +104,11 @@ class _RegistryInterceptor(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         return continuation(self._details(details), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(self._details(details), request_iterator)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class Stubs:
     collections: collection_service_pb2_grpc.CollectionServiceStub
     migrations: migration_service_pb2_grpc.MigrationServiceStub
     events: event_service_pb2_grpc.EventServiceStub
+    files: file_service_pb2_grpc.FileServiceStub
 
     @classmethod
     def on(cls, channel: grpc.Channel) -> Stubs:
@@ -167,4 +175,5 @@ class Stubs:
             collections=collection_service_pb2_grpc.CollectionServiceStub(channel),  # type: ignore[no-untyped-call]
             migrations=migration_service_pb2_grpc.MigrationServiceStub(channel),  # type: ignore[no-untyped-call]
             events=event_service_pb2_grpc.EventServiceStub(channel),  # type: ignore[no-untyped-call]
+            files=file_service_pb2_grpc.FileServiceStub(channel),  # type: ignore[no-untyped-call]
         )

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from registry.v1 import resources_pb2 as r
 
-from . import cli_admin, cli_legacy, webhooks
+from . import cli_admin, cli_files, cli_legacy, webhooks
 from .channel import DEFAULT_TARGET
 from .cli_common import (
     EXIT_CODES,
@@ -106,6 +106,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(collection_app, name="collection")
 app.add_typer(alias_app, name="alias")
 app.add_typer(artifact_app, name="artifact")
+artifact_app.command("get")(cli_files.artifact_get)
 app.add_typer(migrate_app, name="migrate")
 automation_app = typer.Typer(
     help="Webhook automations on a registry or collection, and their deliveries.",
@@ -803,12 +804,18 @@ def artifact_log(
         ),
     ] = "",
     local_refs: Annotated[
-        bool, typer.Option("--local-refs", help="Record each file's file:// URI as its ref.")
+        bool,
+        typer.Option(
+            "--reference",
+            "--local-refs",
+            help="Upload nothing: record each file's file:// URI as its ref.",
+        ),
     ] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """Log a local directory as a new artifact version (sha256 manifest of every file);
-    content logged before reuses its version (printed as `reused vN`)."""
+    """Log a local directory as a new artifact version (sha256 manifest of every file),
+    uploading the files the organization does not store yet (none with --reference or
+    --ref-prefix); content logged before reuses its version (printed as `reused vN`)."""
     client = _client(ctx, output)
     version = client.log_artifact(
         project,

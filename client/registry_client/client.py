@@ -17,7 +17,6 @@ List methods return lazy `Pager`s that fetch pages as they are iterated.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import time
@@ -36,13 +35,14 @@ from google.protobuf.message import Message
 from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import collection_service_pb2 as col_pb
 from registry.v1 import event_service_pb2 as ev_pb
+from registry.v1 import file_service_pb2 as file_pb
 from registry.v1 import legacy_model_registry_service_pb2 as legacy_pb
 from registry.v1 import migration_service_pb2 as mig_pb
 from registry.v1 import organization_service_pb2 as org_pb
 from registry.v1 import registry_service_pb2 as reg_pb
 from registry.v1 import resources_pb2 as r
 
-from . import names, webhooks
+from . import files, names, webhooks
 from .channel import DEFAULT_TARGET, CommitToken, Stubs, open_channel
 from .errors import (
     DeadlineExceededError,
@@ -51,6 +51,7 @@ from .errors import (
     from_rpc_error,
     invalid_argument,
 )
+from .files import Progress, Transfer, sha256_file
 from .pager import Pager
 
 M = TypeVar("M", bound=Message)
@@ -65,7 +66,6 @@ FINAL_MIGRATION_STATES = frozenset(
         r.MIGRATION_STATE_ROLLED_BACK,
     }
 )
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,6 @@ def _struct(values: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
-
-
 def manifest_from_directory(
     directory: str | os.PathLike[str], *, ref_prefix: str = "", local_refs: bool = False
 ) -> list[r.ManifestEntry]:
@@ -151,7 +143,7 @@ def manifest_from_directory(
                 ref = ""
             entries.append(
                 r.ManifestEntry(
-                    path=relative, digest=_sha256_file(path), size=path.stat().st_size, ref=ref
+                    path=relative, digest=sha256_file(path), size=path.stat().st_size, ref=ref
                 )
             )
     entries.sort(key=lambda e: e.path)
@@ -692,15 +684,19 @@ class Client:
         tags: Sequence[str] = (),
         run_id: str = "",
         request_id: str | None = None,
+        progress: Progress | None = None,
     ) -> r.ArtifactVersion:
         """Logs a version of artifact `name` in `project` (`team/project`).
 
         The content is either a local `directory` (walked, every file hashed with sha256,
-        see `manifest_from_directory`) or a ready `manifest`. Logging identical content
-        again returns the existing version with `reused` set, and applies what was asked
-        for to it: the aliases move to it, the tags are added, the metadata keys are set
-        over its own, a description replaces its own, and `run_id` becomes its producing
-        run if it has none, else one of its `logging_runs` (see `lineage`).
+        see `manifest_from_directory`; the files the organization does not store yet are
+        uploaded first, unless `ref_prefix` or `local_refs` record where they live) or a
+        ready `manifest` (its entries without `ref` must be uploaded already).
+        Logging identical content again returns the existing version with `reused`
+        set, and applies what was asked for to it: the aliases move to it, the tags
+        are added, the metadata keys are set over its own, a description replaces its
+        own, and `run_id` becomes its producing run if it has none, else one of its
+        `logging_runs` (see `lineage`).
         """
         if (directory is None) == (manifest is None):
             raise invalid_argument("manifest", "give exactly one of directory and manifest")
@@ -709,6 +705,8 @@ class Client:
             if directory is not None
             else list(manifest or ())
         )
+        if directory is not None and not (ref_prefix or local_refs):
+            self.upload(project, directory, entries, progress=progress)
         return self._create(
             self.stubs.artifacts.CreateArtifactVersion,
             art_pb.CreateArtifactVersionRequest(
@@ -724,6 +722,56 @@ class Client:
                 request_id=request_id or new_request_id(),
             ),
             r.ArtifactVersion,
+        )
+
+    def upload(
+        self,
+        project: str,
+        directory: str | os.PathLike[str],
+        entries: Sequence[r.ManifestEntry] | None = None,
+        *,
+        workers: int = files.WORKERS,
+        progress: Progress | None = None,
+    ) -> Transfer:
+        """Uploads the files under `directory` (those of `entries`, default: all) that
+        the organization of `project` does not store yet, `workers` at a time; what was
+        sent. `progress` is told each number of bytes sent."""
+        if entries is None:
+            entries = manifest_from_directory(directory)
+        return files.upload_files(
+            self.stubs,
+            names.project_name(project),
+            Path(directory),
+            entries,
+            workers=workers,
+            progress=progress,
+        )
+
+    def download(
+        self,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        run_id: str = "",
+        workers: int = files.WORKERS,
+        progress: Progress | None = None,
+        total: Progress | None = None,
+    ) -> Transfer:
+        """Writes the files of the version `path` names (any path form) into `dest`,
+        each checked against its sha256 digest: files already whole there are kept, a
+        partial one (`NAME.partial`) is resumed, and no manifest path may lead outside
+        `dest`. Reference entries (`ref`) are not fetched. With `run_id`, the run is
+        recorded as a consumer, as `use` does. `total` is told the bytes of the stored
+        files once they are known, `progress` each number of bytes received."""
+        listing = self._read(
+            self.stubs.files.GetDownloadUrls,
+            file_pb.GetDownloadUrlsRequest(path=path, run_id=run_id),
+            file_pb.GetDownloadUrlsResponse,
+        )
+        if total is not None:
+            total(sum(u.size for u in listing.urls))
+        return files.download_files(
+            self.stubs, listing, Path(dest), workers=workers, progress=progress
         )
 
     def artifact_version(self, name_or_path: str) -> r.ArtifactVersion:

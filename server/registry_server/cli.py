@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -75,6 +76,33 @@ SecretKeyFile = Annotated[
         "stored in plaintext.",
     ),
 ]
+
+
+BlobStoreOption = Annotated[
+    str,
+    typer.Option(
+        "--blob-store",
+        envvar="REGISTRY_BLOB_STORE",
+        help="Where file contents are kept: file://DIR, or s3://BUCKET/PREFIX (endpoint "
+        "and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "AWS_REGION). Default: registry-blobs beside the SQLite file (in the working "
+        "directory on PostgreSQL).",
+    ),
+]
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `2h`, `7d` (a bare number is seconds)."""
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(value) * DURATION_UNITS[unit]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 30m, 6h or 7d") from None
+    if seconds < 0:
+        raise typer.BadParameter("must not be negative")
+    return seconds
 
 
 @app.command()
@@ -155,6 +183,29 @@ def serve(
         ),
     ] = None,
     secret_key_file: SecretKeyFile = "",
+    blob_store: BlobStoreOption = "",
+    max_file_size: Annotated[
+        int,
+        typer.Option(
+            envvar="REGISTRY_MAX_FILE_SIZE", min=0, help="The largest file a client may upload."
+        ),
+    ] = Settings.max_file_size,
+    max_files_per_version: Annotated[
+        int,
+        typer.Option(
+            envvar="REGISTRY_MAX_FILES_PER_VERSION",
+            min=1,
+            help="The most files (manifest entries) one artifact version may hold.",
+        ),
+    ] = Settings.max_files_per_version,
+    download_url_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="REGISTRY_DOWNLOAD_URL_TTL",
+            min=1,
+            help="Seconds a presigned download URL stays valid (s3:// stores).",
+        ),
+    ] = Settings.download_url_ttl,
     event_retention_days: Annotated[
         float,
         typer.Option(
@@ -232,6 +283,10 @@ def serve(
         webhook_allow_http=webhook_allow_http,
         webhook_allow_cidrs=tuple(_comma_list(webhook_allow_cidr)),
         secret_key_file=secret_key_file,
+        blob_store=blob_store,
+        max_file_size=max_file_size,
+        max_files_per_version=max_files_per_version,
+        download_url_ttl=download_url_ttl,
         kept_replies=kept_replies,
         retention=Retention(
             event_retention_days, request_id_retention_hours, delivery_retention_days
@@ -242,7 +297,8 @@ def serve(
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca or None) if tls_cert else None
     try:
         served = App(db, settings)
-    except ValueError as err:  # an allow-list entry or the key file
+        logging.getLogger("registry.files").info("blob store: %s", served.blobs.location)
+    except ValueError as err:  # an allow-list entry, the key file or the blob store
         db.dispose()
         raise typer.BadParameter(str(err)) from None
     with _listen_error_in_one_line():  # taken since the check
@@ -403,6 +459,41 @@ def revoke_service_admin(
 ) -> None:
     """Take the service admin flag from USER."""
     _set_service_admin(user, database_url, False)
+
+
+@app.command("gc-blobs")
+def gc_blobs(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Grace period (30m, 6h, 7d): blobs uploaded, reported present or referred "
+            "to within it are kept, whatever else holds.",
+        ),
+    ],
+    database_url: DatabaseUrl = "",
+    blob_store: BlobStoreOption = "",
+    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Remove the stored files no artifact version refers to (deleted versions aside),
+    untouched for the grace period, and partial uploads as old. Safe while servers run."""
+    from .service.files import collect_garbage
+    from .storage.blobs import default_location, open_store
+
+    setup_logging(log_level)
+    grace = parse_duration(older_than)
+    db = current_database(database_url, auto_upgrade_empty=False)
+    try:
+        store = open_store(blob_store or default_location(db))
+        report = collect_garbage(db, store, grace)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--blob-store") from None
+    finally:
+        db.dispose()
+    typer.echo(
+        f"removed {report.blobs_removed} blobs and {report.partials_removed} partial uploads",
+        err=True,
+    )
 
 
 @app.command("backup")

@@ -136,6 +136,7 @@ def migrate_a_team(server: ServerThread, root_stubs: Any) -> Migrated:
                         path="m.pt",
                         digest="sha256:" + hashlib.sha256(f"{team}-{i}".encode()).hexdigest(),
                         size=i + 1,
+                        ref="s3://bucket/m.pt",
                     )
                 ],
                 metadata=struct({"step": i}),

@@ -155,7 +155,11 @@ def add_losses(mig: Migrated) -> Losses:
             parent=f"{mig.team.name}/projects/train",
             artifact_id="images",
             type="dataset",
-            manifest=[r.ManifestEntry(path="a.png", digest="sha256:" + "0" * 64, size=1)],
+            manifest=[
+                r.ManifestEntry(
+                    path="a.png", digest="sha256:" + "0" * 64, size=1, ref="s3://bucket/a.png"
+                )
+            ],
         )
     )
     admin.collections.LinkArtifactVersion(

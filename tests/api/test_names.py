@@ -650,7 +650,10 @@ def test_existing_names_outside_the_rules_keep_working(scene: Scene) -> None:
 
 
 def _log_digest(scene: Scene, *digests: str) -> r.ArtifactVersion:
-    entries = [r.ManifestEntry(path=f"f{i}", digest=d, size=1) for i, d in enumerate(digests)]
+    entries = [
+        r.ManifestEntry(path=f"f{i}", digest=d, size=1, ref=f"s3://bucket/f{i}")
+        for i, d in enumerate(digests)
+    ]
     return scene.stubs.artifacts.CreateArtifactVersion(
         apb.CreateArtifactVersionRequest(
             parent=scene.project, artifact_id="digests", type="model", manifest=entries

@@ -187,7 +187,7 @@ def _implemented(call: Callable[[], Any]) -> bool:
 
 def _manifest() -> list[r.ManifestEntry]:
     digest = "sha256:" + uuid.uuid4().hex * 2
-    return [r.ManifestEntry(path="weights.bin", digest=digest, size=1024)]
+    return [r.ManifestEntry(path="weights.bin", digest=digest, size=1024, ref="s3://b/weights.bin")]
 
 
 @pytest.fixture(scope="module")

@@ -591,3 +591,39 @@ def automation_commands(world: World, cli: Cli, admin: Client, receiver: Receive
     assert deleted == {"name": name, "deleted": True}
     assert_code(cli("automation", "show", name), NOT_FOUND)
     assert name not in [a.name for a in admin.automations("model")]
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def test_artifact_log_uploads_and_get_downloads_with_exit_codes(
+    world: World, cli: Cli, admin: Client, tmp_path: Path
+) -> None:
+    team = team_with_project(admin)
+    files = make_model_dir(tmp_path)
+    (files / "empty").write_bytes(b"")
+    logged = cli.json("artifact", "log", str(files), "-p", f"{team}/training", "--name",
+                      "resnet", "-t", "model")  # fmt: skip
+    assert all(e["ref"] == "" for e in logged["manifest"])
+    dest = tmp_path / "dest"
+    got = cli.json("artifact", "get", f"{team}/training/resnet:v0", str(dest))
+    assert got == {"files": 3, "bytes": len(b"weights") + len(b'{"layers": 50}'), "skipped": 0}
+    for name in ("weights.bin", "sub/config.json", "empty"):
+        assert (dest / name).read_bytes() == (files / name).read_bytes()
+    again = cli("artifact", "get", f"{team}/training/resnet", str(dest))
+    assert again.code == OK and "3 already there" in again.stdout
+    refs = cli.json("artifact", "log", str(files), "-p", f"{team}/training", "--name",
+                    "refs", "-t", "model", "--reference")  # fmt: skip
+    assert all(e["ref"].startswith("file://") for e in refs["manifest"])
+    assert_code(cli("artifact", "get", f"{team}/training/nope:v0", str(dest)), NOT_FOUND)
+    # a RESTRICTED_VIEWER of the registry it is linked in may see it, not download it
+    registry = admin.create_registry(unique("files"), artifact_types=["model"])
+    admin.link(logged["name"], registry.name.rsplit("/", 1)[1] + "/resnet")
+    viewer = world.person("viewer")
+    admin.grant(registry.name, viewer.name, "restricted_viewer")
+    path = f"{world.org}/wandb-registry-{registry.name.rsplit('/', 1)[1]}/resnet:v0"
+    denied = cli.as_(viewer)("artifact", "get", path, str(tmp_path / "nope"), "-o", "json")
+    assert_code(denied, DENIED, "PERMISSION_DENIED")
+    admin.grant(registry.name, viewer.name, "viewer")
+    got = cli.as_(viewer).json("artifact", "get", path, str(tmp_path / "viewer"))
+    assert got["files"] == 3

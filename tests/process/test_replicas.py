@@ -173,7 +173,12 @@ class Traffic:
                         "checkpoints",
                         "model",
                         manifest=[
-                            r.ManifestEntry(path="m.pt", digest=f"sha256:{n:02x}{i:062x}", size=1)
+                            r.ManifestEntry(
+                                path="m.pt",
+                                digest=f"sha256:{n:02x}{i:062x}",
+                                size=1,
+                                ref="s3://bucket/m.pt",
+                            )
                         ],
                         request_id=str(uuid.uuid4()),
                     )

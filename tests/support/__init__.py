@@ -9,6 +9,7 @@ fixtures from `tests/conftest.py`), never from another test module.
 - `rows`: straight to the session server's database (set-up, stored events)
 - `services`: every RPC of the contract, from the descriptors
 - `unit_of_work`: whether a statement runs in a servicer's unit of work
+- `files`: the suite's blob store, uploads, manifest entries and downloads of bytes
 - `legacy_teams`: legacy Model Registries built and read through the API
 - `migrations`: starting and following migrations (in-process and server processes)
 - `processes`: `registry-server` as a child process, and the processes it starts

@@ -116,7 +116,11 @@ def log_version(
             parent=lab.parent,
             artifact_id=artifact,
             type=type,
-            manifest=[r.ManifestEntry(path="weights.bin", digest=digest, size=123)],
+            manifest=[
+                r.ManifestEntry(
+                    path="weights.bin", digest=digest, size=123, ref="s3://bucket/weights.bin"
+                )
+            ],
             metadata=meta,
         )
     )

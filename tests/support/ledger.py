@@ -208,7 +208,14 @@ def make_sources(stubs: Stubs, team: str, count: int, *, artifact: str = "weight
                 parent=project,
                 artifact_id=artifact,
                 type="model",
-                manifest=[r.ManifestEntry(path="model.pt", digest=f"sha256:{i:064x}", size=i + 1)],
+                manifest=[
+                    r.ManifestEntry(
+                        path="model.pt",
+                        digest=f"sha256:{i:064x}",
+                        size=i + 1,
+                        ref="s3://bucket/model.pt",
+                    )
+                ],
                 request_id=str(uuid.uuid4()),
             ),
             timeout=30,

@@ -54,6 +54,7 @@ class LegacyTeam:
                             digest="sha256:"
                             + hashlib.sha256(f"{self.id}-{i}".encode()).hexdigest(),
                             size=10 + i,
+                            ref="s3://bucket/model.pt",
                         )
                     ],
                     metadata=struct({"accuracy": 0.5 + i / 100, "step": i}),

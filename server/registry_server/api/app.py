@@ -26,6 +26,7 @@ from ..service.context import Principal
 from ..service.idempotency import run_idempotent
 from ..service.secret_box import SecretBox
 from ..service.webhook_targets import TargetPolicy
+from ..storage.blobs import BlobStore, default_location, open_store
 from ..storage.db import Database
 from ..storage.hot_cache import CommitClock, FileCommitClock, HotCache
 from ..storage.paging import Page
@@ -70,6 +71,14 @@ class App:
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
+        self._blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store, opened on first use (a replica that serves no file opens none)."""
+        if self._blobs is None:
+            self._blobs = open_store(self.settings.blob_store or default_location(self.db))
+        return self._blobs
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

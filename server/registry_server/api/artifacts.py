@@ -23,6 +23,7 @@ from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import App
 from .convert import mask_paths, struct, struct_to_dict, ts
+from .files import check_files_per_version
 from .interceptors import current_principal
 from .legacy import model_version_proto
 from .presenters import version_proto
@@ -144,6 +145,7 @@ class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
         p = current_principal()
         v = names.parse(request.parent, PROJECT, "parent")
         metadata = struct_to_dict(request.metadata, "metadata")
+        check_files_per_version(len(request.manifest), self.app.settings)
         manifest = manifest_entries(request.manifest)
 
         def work(s: Session) -> r.ArtifactVersion:

@@ -26,11 +26,12 @@ and checking the key there rather than in its key cache).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
@@ -279,6 +280,36 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         except TimeoutError:
             raise DeadlineExceeded("the call's deadline passed") from None
 
+    @contextlib.asynccontextmanager
+    async def _streaming(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        kind: str,
+        observe: CallObserver | None,
+    ) -> AsyncIterator[None]:
+        """Around a streaming call: authenticates it, errors become statuses, and it is
+        counted and logged like a unary call."""
+        start = time.perf_counter()
+        code = "OK"
+        token = ""
+        try:
+            token, after_commit = call_metadata(context.invocation_metadata())
+            _principal.set(await self._authenticate(token, after_commit))
+            yield
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception as err:
+            code = status_name(err)
+            await self._fail(context, method, err)
+        finally:
+            seconds = time.perf_counter() - start
+            if observe is not None:
+                observe(code, seconds)
+            if log.isEnabledFor(logging.INFO):
+                self._log_call(context, method, code, seconds, token, kind)
+
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
 
@@ -350,30 +381,27 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_stream = handler.unary_stream
 
             async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
-                code = "OK"
-                token = ""
-                try:
-                    token, after_commit = call_metadata(context.invocation_metadata())
-                    principal = await self._authenticate(token, after_commit)
+                async with self._streaming(context, method, "stream", observe):
                     request = parse(raw)
-                    _principal.set(principal)
                     async for item in inner_stream(request, context):
                         yield item
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except Exception as err:
-                    code = status_name(err)
-                    await self._fail(context, method, err)
-                finally:
-                    seconds = time.perf_counter() - start
-                    if observe is not None:
-                        observe(code, seconds)
-                    if log.isEnabledFor(logging.INFO):
-                        self._log_call(context, method, code, seconds, token, "stream")
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, response_serializer=handler.response_serializer
+            )
+        if handler.stream_unary is not None:
+            inner_upload = handler.stream_unary
+
+            async def upload(raw_requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self._streaming(context, method, "upload", observe):
+
+                    async def requests() -> Any:
+                        async for raw in raw_requests:
+                            yield parse(raw)
+
+                    return await inner_upload(requests(), context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload, response_serializer=handler.response_serializer
             )
         return handler

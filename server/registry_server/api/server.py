@@ -24,6 +24,8 @@ from registry.v1 import (
     collection_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    file_service_pb2,
+    file_service_pb2_grpc,
     migration_service_pb2,
     migration_service_pb2_grpc,
     organization_service_pb2,
@@ -46,6 +48,7 @@ from .app import App, freeze_heap
 from .artifacts import ArtifactServicer
 from .collections import CollectionServicer
 from .events import EventServicer
+from .files import FileServicer
 from .interceptors import RegistryInterceptor
 from .legacy import LegacyModelRegistryServicer
 from .metrics import CallMetrics, MetricsServer
@@ -74,6 +77,7 @@ SERVICES: list[tuple[ModuleType, ModuleType, Callable[[App], Any]]] = [
     (legacy_pb2, legacy_pb2_grpc, LegacyModelRegistryServicer),
     (event_service_pb2, event_service_pb2_grpc, EventServicer),
     (migration_service_pb2, migration_service_pb2_grpc, MigrationServicer),
+    (file_service_pb2, file_service_pb2_grpc, FileServicer),
 ]
 
 

@@ -58,6 +58,14 @@ class Settings:
     metrics_address: str = ""
     # An OpenTelemetry TracerProvider: a span per call (api/tracing.py); None: no traces.
     tracer_provider: Any = None
+    # Where file contents are kept (storage/blobs): file://DIR or s3://BUCKET/PREFIX;
+    # "": registry-blobs beside the SQLite file (in the working directory on PostgreSQL).
+    blob_store: str = ""
+    # The largest file a client may upload, and the most files one version may hold.
+    max_file_size: int = 1 << 40
+    max_files_per_version: int = 10_000
+    # Seconds a presigned URL stays valid (s3:// stores).
+    download_url_ttl: float = 300.0
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=replica_name)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -91,6 +91,10 @@ def mark_commits_on(table: str) -> None:
 def drop_commit_numbering() -> None:
     if not _postgresql():
         return
+    # A later revision's downgrade in the same transaction (its alembic_version update
+    # is marked) left the deferred numbering trigger pending: run it now, or the marks
+    # table cannot be dropped.
+    op.execute("SET CONSTRAINTS ALL IMMEDIATE")
     for table in _tables():
         op.execute(f'DROP TRIGGER IF EXISTS {MARK_TRIGGER} ON "{table}"')
     op.execute(f"DROP TABLE {MARKS}")  # and its trigger

@@ -42,7 +42,7 @@ from ..storage.db import now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.sql import Sql
-from . import access, events
+from . import access, events, files
 from .context import Principal
 from .organizations import check_etag
 from .resolve import (
@@ -337,6 +337,7 @@ def create_artifact_version(
 
     label = f"teams/{team}/projects/{project}"
     ta = access.team_access(s, p, team, LegacyPermission.WRITE, what=label)
+    files.require_stored(s, ta.team.org_id, entries)
     proj = s.execute(
         select(m.Project).where(m.Project.team_id == ta.team.id, m.Project.name == project)
     ).scalar_one_or_none()

@@ -496,3 +496,26 @@ class Delivery(Base):
     # Pending attempts only: when it is due (or the claiming replica's lease ends).
     next_attempt_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (Index("ix_deliveries_due", "next_attempt_time"),)
+
+
+# --- file contents ----------------------------------------------------------------------
+
+
+class Blob(Base):
+    """A file's bytes in the blob store, once per organization and sha256 digest
+    (storage/blobs). `touch_time` is when an upload of it last started, a client was
+    last told it is stored, or a version last referred to it: `gc-blobs` never removes
+    one touched within its grace period."""
+
+    __tablename__ = "blobs"
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(80))  # sha256:<64 hex digits>
+    size: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[int] = mapped_column(Integer)  # queries.blobs.BlobState
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    touch_time: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (
+        UniqueConstraint("org_id", "digest"),
+        Index("ix_blobs_touch", "touch_time"),
+    )

@@ -1,0 +1,294 @@
+"""File transfers: uploading the files of a directory (only those the organization
+lacks, several at a time) and downloading an artifact version's files into a
+directory (verified, resumable, never outside it).
+
+`Client.log_artifact` and `Client.download` use these; the bytes move through the
+server's FileService streams, or straight to object storage through presigned URLs
+when the server's blob store hands them out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from registry.v1 import file_service_pb2 as pb
+from registry.v1 import resources_pb2 as r
+
+from .channel import Stubs
+from .errors import RegistryError, from_rpc_error, invalid_argument
+
+CHUNK = 1 << 20  # bytes per upload message
+HASH_CHUNK = 1 << 20
+FIND_BATCH = 1000  # digests per FindMissingBlobs call
+PARTIAL_SUFFIX = ".partial"
+WORKERS = 8
+
+Progress = Callable[[int], None]  # told the number of bytes just moved
+
+
+@dataclass
+class Transfer:
+    """What a transfer moved: files and bytes sent or received (skipped ones aside)."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0  # present already (upload: stored; download: whole in dest)
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+
+
+# --- upload ------------------------------------------------------------------------------
+
+
+def _chunks(
+    parent: str, entry: r.ManifestEntry, path: Path, progress: Progress | None
+) -> Iterator[pb.UploadBlobRequest]:
+    with path.open("rb") as f:
+        first = True
+        while True:
+            data = f.read(CHUNK)
+            if first:
+                yield pb.UploadBlobRequest(
+                    parent=parent, digest=entry.digest, size=entry.size, data=data
+                )
+                first = False
+            elif data:
+                yield pb.UploadBlobRequest(data=data)
+            if progress and data:
+                progress(len(data))
+            if len(data) < CHUNK:
+                return
+
+
+def put_part(part: pb.UploadPart, path: Path) -> str:
+    """One presigned PUT of a part of `path` (the headers it names included); its ETag."""
+    with path.open("rb") as f:
+        f.seek(part.offset)
+        body = f.read(part.size)
+    request = urllib.request.Request(url=part.url, data=body, method="PUT")
+    for name, value in [*part.headers.items(), ("Content-Type", "application/octet-stream")]:
+        request.add_header(name, value)
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return str(response.headers.get("ETag", ""))
+
+
+def upload_file(
+    stubs: Stubs,
+    parent: str,
+    entry: r.ManifestEntry,
+    path: Path,
+    presigned: bool,
+    progress: Progress | None = None,
+) -> None:
+    """Uploads one file: streamed through the server, or PUT to presigned URLs."""
+    if not presigned:
+        _call(stubs.files.UploadBlob, _chunks(parent, entry, path, progress))
+        return
+    start = _call(
+        stubs.files.StartBlobUpload,
+        pb.StartBlobUploadRequest(parent=parent, digest=entry.digest, size=entry.size),
+    )
+    if start.existed:
+        return
+    etags = []
+    for part in start.parts:
+        etags.append(put_part(part, path))
+        if progress:
+            progress(part.size)
+    _call(
+        stubs.files.CompleteBlobUpload,
+        pb.CompleteBlobUploadRequest(
+            parent=parent,
+            digest=entry.digest,
+            size=entry.size,
+            upload_id=start.upload_id,
+            etags=etags if start.upload_id else [],
+        ),
+    )
+
+
+def upload_files(
+    stubs: Stubs,
+    parent: str,
+    root: Path,
+    entries: Sequence[r.ManifestEntry],
+    *,
+    workers: int = WORKERS,
+    progress: Progress | None = None,
+) -> Transfer:
+    """Uploads the files of `entries` (without `ref`, under `root`) the organization
+    does not store yet, `workers` at a time."""
+    first_path: dict[str, r.ManifestEntry] = {}
+    for e in entries:
+        if not e.ref:
+            first_path.setdefault(e.digest, e)
+    wanted = list(first_path.values())
+    missing: list[r.ManifestEntry] = []
+    presigned = False
+    for i in range(0, len(wanted), FIND_BATCH):
+        batch = wanted[i : i + FIND_BATCH]
+        answer = _call(
+            stubs.files.FindMissingBlobs,
+            pb.FindMissingBlobsRequest(
+                parent=parent,
+                blobs=[pb.BlobRef(digest=e.digest, size=e.size) for e in batch],
+            ),
+        )
+        presigned = answer.presigned
+        missing += [first_path[b.digest] for b in answer.missing]
+    report = Transfer(files=len(missing), skipped=len(wanted) - len(missing))
+    report.bytes = sum(e.size for e in missing)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [
+            pool.submit(upload_file, stubs, parent, e, root / e.path, presigned, progress)
+            for e in missing
+        ]
+        for future in futures:
+            future.result()
+    return report
+
+
+# --- download --------------------------------------------------------------------------
+
+
+def safe_destination(dest: Path, path: str) -> Path:
+    """Where the manifest path `path` goes under `dest`; refuses any path that would
+    leave it (absolute, `..`, empty segments, NUL, a link out of `dest`)."""
+    if not path or "\x00" in path or path.startswith("/") or "\\" in path:
+        raise invalid_argument("manifest.path", f"{path[:200]!r} is not a safe relative path")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise invalid_argument("manifest.path", f"{path[:200]!r} is not a safe relative path")
+    root = dest.resolve()
+    out = root.joinpath(*parts)
+    if not out.parent.resolve().is_relative_to(root):
+        raise invalid_argument("manifest.path", f"{path[:200]!r} leads outside {str(dest)!r}")
+    return out
+
+
+def _verify(path: Path, digest: str) -> bool:
+    return sha256_file(path) == digest
+
+
+def _partial(out: Path, size: int) -> tuple[Path, int]:
+    """`out.partial` and how many bytes of it to keep (0 when it cannot be a prefix)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    offset = partial.stat().st_size if partial.is_file() else 0
+    if offset > size:
+        partial.unlink()
+        offset = 0
+    return partial, offset
+
+
+def _receive(
+    partial: Path,
+    offset: int,
+    out: Path,
+    entry: pb.DownloadUrl,
+    chunks: Iterable[bytes],
+    progress: Progress | None,
+) -> int:
+    """Appends `chunks` to `partial` from `offset`, hashing as they arrive (what was
+    there before is hashed first), and moves it to `out` when it is the file; the bytes
+    received."""
+    digest = hashlib.sha256()
+    received = 0
+    with partial.open("r+b" if offset else "wb") as f:
+        while offset and (block := f.read(min(HASH_CHUNK, offset - f.tell()))):
+            digest.update(block)
+        f.truncate(offset)
+        f.seek(offset)
+        for data in chunks:
+            f.write(data)
+            digest.update(data)
+            received += len(data)
+            if progress:
+                progress(len(data))
+    if offset + received != entry.size or f"sha256:{digest.hexdigest()}" != entry.digest:
+        partial.unlink()
+        raise RegistryError(f"{entry.file}: the bytes received do not match {entry.digest}")
+    os.replace(partial, out)
+    return received
+
+
+def _download_one(
+    stubs: Stubs, version_path: str, entry: pb.DownloadUrl, out: Path, progress: Progress | None
+) -> int:
+    """Streams one file into `out` through `out.partial` (resumed when present)."""
+    partial, offset = _partial(out, entry.size)
+    stream = stubs.files.DownloadArtifactFile(
+        pb.DownloadArtifactFileRequest(path=version_path, file=entry.file, offset=offset)
+    )
+    try:
+        chunks = (message.data for message in stream if message.data)
+        return _receive(partial, offset, out, entry, chunks, progress)
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+
+
+def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | None) -> int:
+    """GETs one file from a presigned URL into `out` through `out.partial` (resumed
+    with a Range request when present)."""
+    partial, offset = _partial(out, entry.size)
+    request = urllib.request.Request(url)
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    with urllib.request.urlopen(request, timeout=300) as response:
+        if offset and response.status != 206:
+            offset = 0  # the store sent the whole file
+        chunks = iter(lambda: response.read(CHUNK), b"")
+        return _receive(partial, offset, out, entry, chunks, progress)
+
+
+def download_files(
+    stubs: Stubs,
+    listing: pb.GetDownloadUrlsResponse,
+    dest: Path,
+    *,
+    workers: int = WORKERS,
+    progress: Progress | None = None,
+) -> Transfer:
+    """Downloads the files of `listing` (GetDownloadUrls) into `dest`."""
+    targets = [(u, safe_destination(dest, u.file)) for u in listing.urls]  # all checked first
+    report = Transfer()
+
+    def one(entry: pb.DownloadUrl, out: Path) -> int:
+        if out.is_file() and out.stat().st_size == entry.size and _verify(out, entry.digest):
+            return -1
+        if listing.streamed:
+            return _download_one(stubs, listing.canonical_path, entry, out, progress)
+        return fetch_url(entry.url, out, entry, progress)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for got in pool.map(lambda t: one(*t), targets):
+            if got < 0:
+                report.skipped += 1
+            else:
+                report.files += 1
+                report.bytes += got
+    return report

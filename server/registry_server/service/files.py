@@ -1,0 +1,183 @@
+"""File contents: which blobs a project's writer must still upload, uploads, the
+manifest check of CreateArtifactVersion, downloads and garbage collection.
+
+Blobs are stored once per organization and sha256 digest (storage/blobs), so the same
+file logged by another team of the organization is never uploaded twice. Uploading
+needs the right to log versions in a project (team MEMBER and above); downloading is
+gated exactly like `UseArtifactVersion` (`resolve.resolve_reference`: VIEWER and above
+in a registry, a RESTRICTED_VIEWER gets PERMISSION_DENIED), so a legacy path, its
+migrated collection's path and the project path of one version give the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..domain import names
+from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound, quote
+from ..domain.roles import LegacyPermission
+from ..storage import models as m
+from ..storage.blobs import BlobStore
+from ..storage.db import Database, now_us
+from ..storage.queries import blobs as q
+from ..storage.sql import Sql
+from . import access
+from .context import Principal
+from .resolve import ArtifactVersionInfo, Resolution, resolve_reference
+
+log = logging.getLogger("registry.files")
+
+PROJECT = "teams/{team}/projects/{project}"
+BLOB_MISSING = "BLOB_MISSING"
+FILE_IS_REFERENCE = "FILE_IS_REFERENCE"
+SHA256 = "sha256:"
+
+
+def project_org(s: Session, p: Principal, parent: str, field: str = "parent") -> int:
+    """The organization of a project the caller may log versions in."""
+    v = names.parse(parent, PROJECT, field)
+    ta = access.team_access(s, p, v["team"], LegacyPermission.WRITE, what=parent)
+    found = s.execute(
+        select(m.Project.id).where(m.Project.team_id == ta.team.id, m.Project.name == v["project"])
+    ).first()
+    if found is None:
+        raise NotFound(f"{parent} not found")
+    return ta.team.org_id
+
+
+# --- uploads ------------------------------------------------------------------------
+
+
+def find_missing(s: Session, p: Principal, parent: str, digests: Sequence[str]) -> list[int]:
+    """Indexes of `digests` (checked, `sha256:...`) the organization does not store;
+    the stored ones are touched (gc leaves them alone for its grace period)."""
+    org_id = project_org(s, p, parent)
+    stored = q.touch_stored(s, org_id, set(digests))
+    return [i for i, d in enumerate(digests) if d not in stored]
+
+
+def upload_target(s: Session, p: Principal, parent: str, digest: str) -> tuple[int, bool]:
+    """(the organization, whether it has a row for the blob already)."""
+    org_id = project_org(s, p, parent)
+    return org_id, q.state_of(s, org_id, digest) is not None
+
+
+def touch_upload(s: Session, org_id: int, digest: str) -> bool:
+    """An upload of a blob the organization has a row for starts: gc leaves it alone
+    for its grace period. Whether it is stored (False when gc took it meanwhile)."""
+    return q.touch(s, org_id, digest) == q.BlobState.STORED
+
+
+def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -> None:
+    """CreateArtifactVersion: every entry without a `ref` names a stored blob of that
+    size (the blobs are touched, so gc keeps them until the version refers to them)."""
+    wanted = {e["digest"] for e in entries if not e["ref"]}
+    stored = q.touch_stored(s, org_id, wanted)
+    for i, e in enumerate(entries):
+        if e["ref"]:
+            continue
+        size = stored.get(e["digest"])
+        if size is None:
+            raise FailedPrecondition(
+                f"manifest[{i}] ({quote(e['path'])}): no file with digest "
+                f"{e['digest'][:23]}... was uploaded (upload it, or give its ref)",
+                reason=BLOB_MISSING,
+            )
+        if size != e["size"]:
+            raise InvalidArgument(
+                f"manifest[{i}].size", f"the uploaded file of that digest has {size} bytes"
+            )
+
+
+# --- downloads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileToSend:
+    version: ArtifactVersionInfo
+    path: str
+    hex_digest: str
+    size: int
+
+
+def resolve_for_download(sql: Sql, p: Principal, path: str) -> Resolution:
+    return resolve_reference(sql, p, path, field="path")
+
+
+def stored_files(version: ArtifactVersionInfo, wanted: Sequence[str]) -> list[FileToSend]:
+    """The files named in `wanted` (all stored ones when empty), in manifest order."""
+    if wanted:
+        return [file_of(version, name) for name in wanted]
+    return [
+        FileToSend(version, e["path"], e["digest"].removeprefix(SHA256), int(e["size"]))
+        for e in version.manifest
+        if not e["ref"]
+    ]
+
+
+def file_of(version: ArtifactVersionInfo, file: str) -> FileToSend:
+    """The manifest entry named `file`: NOT_FOUND when there is none, FAILED_PRECONDITION
+    for a reference entry (its bytes live at its `ref`, not here)."""
+    if not file:
+        raise InvalidArgument("file", "is required")
+    for entry in version.manifest:
+        if entry["path"] == file:
+            if entry["ref"]:
+                raise FailedPrecondition(
+                    f"{quote(file)} is a reference to {quote(entry['ref'])}; fetch it there",
+                    reason=FILE_IS_REFERENCE,
+                )
+            return FileToSend(
+                version, file, entry["digest"].removeprefix(SHA256), int(entry["size"])
+            )
+    raise NotFound(f"{version.path} has no file {quote(file)}")
+
+
+# --- garbage ----------------------------------------------------------------------------
+
+GC_BATCH = 500
+
+
+@dataclass
+class GcReport:
+    blobs_removed: int = 0
+    partials_removed: int = 0
+
+
+def collect_garbage(db: Database, store: BlobStore, older_than: float) -> GcReport:
+    """Removes blobs no version (deleted ones aside) refers to, untouched for
+    `older_than` seconds, then partial uploads as old.
+
+    Rows are deleted (touch_time checked again) and their files removed before the
+    transaction commits, so an upload of the same digest meanwhile waits for it and
+    then writes its file anew."""
+    report = GcReport()
+    cutoff = now_us() - int(older_than * 1_000_000)
+    with db.read() as s:
+        orgs = q.orgs_with_old_blobs(s, cutoff)
+    for org_id in orgs:
+        after = 0
+        while True:
+            with db.write() as s:
+                batch = q.old_blobs(s, org_id, cutoff, after, GC_BATCH)
+                if not batch:
+                    break
+                after = batch[-1][0]
+                used = q.referenced_digests(s, org_id)
+                doomed = [blob_id for blob_id, digest, _ in batch if digest not in used]
+                for digest in q.delete_untouched(s, doomed, cutoff):
+                    store.delete(org_id, digest.removeprefix(SHA256))
+                    report.blobs_removed += 1
+    report.partials_removed = store.remove_stale_partials(older_than)
+    log.info(
+        "gc: %d blobs and %d partial uploads removed",
+        report.blobs_removed,
+        report.partials_removed,
+    )
+    return report

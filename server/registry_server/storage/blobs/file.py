@@ -1,0 +1,121 @@
+"""`file://DIR`: blobs as files, `DIR/{org id}/{2 hex}/{64 hex}`.
+
+An upload writes `DIR/.partial/{random}` and, once the bytes match the declared
+sha256 and size, fsyncs it and renames it to its final name (then fsyncs the
+directory): a blob under its name is always whole, and a killed upload leaves only a
+partial file nobody reads (`remove_stale_partials` deletes it later).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import BlobStore, BlobWriter, StoreFull
+
+PARTIAL = ".partial"
+
+
+def _full(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileWriter(BlobWriter):
+    def __init__(self, final: Path, partial: Path, hex_digest: str, size: int) -> None:
+        super().__init__(hex_digest, size)
+        self.final = final
+        self.partial = partial
+        self._file: BinaryIO | None = None
+        try:
+            self._file = partial.open("xb")
+        except OSError as err:
+            if _full(err):
+                raise StoreFull(str(err)) from None
+            raise
+
+    def _write(self, chunk: bytes) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(chunk)
+        except OSError as err:
+            if _full(err):
+                raise StoreFull(str(err)) from None
+            raise
+
+    def _commit(self) -> None:
+        assert self._file is not None
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.partial, self.final)
+            _fsync_dir(self.final.parent)
+        except OSError as err:
+            if _full(err):
+                raise StoreFull(str(err)) from None
+            raise
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.partial.unlink(missing_ok=True)
+
+
+class FileBlobStore(BlobStore):
+    kind = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.partials = root / PARTIAL
+        self.partials.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def location(self) -> str:
+        return self.root.as_uri()
+
+    def path(self, org_id: int, hex_digest: str) -> Path:
+        return self.root / str(org_id) / hex_digest[:2] / hex_digest
+
+    def writer(self, org_id: int, hex_digest: str, size: int) -> BlobWriter:
+        partial = self.partials / f"{uuid.uuid4().hex}"
+        return FileWriter(self.path(org_id, hex_digest), partial, hex_digest, size)
+
+    def read(self, org_id: int, hex_digest: str, offset: int, chunk: int) -> Iterator[bytes]:
+        with self.path(org_id, hex_digest).open("rb") as f:
+            f.seek(offset)
+            while data := f.read(chunk):
+                yield data
+
+    def exists(self, org_id: int, hex_digest: str) -> bool:
+        return self.path(org_id, hex_digest).is_file()
+
+    def delete(self, org_id: int, hex_digest: str) -> None:
+        self.path(org_id, hex_digest).unlink(missing_ok=True)
+
+    def remove_stale_partials(self, older_than: float) -> int:
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self.partials):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

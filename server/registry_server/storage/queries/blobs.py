@@ -1,0 +1,134 @@
+"""The `blobs` table: which files an organization's store holds (storage/blobs).
+
+A row is written once a blob's bytes are verified and in place (STORED). Every
+statement that tells a client a blob is there, lets a version refer to it, or starts
+an upload of it again, moves its `touch_time` to now; `gc-blobs` deletes only rows
+untouched for its grace period, with `touch_time` checked again in the DELETE itself,
+so a concurrent touch always wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from enum import IntEnum
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import models as m
+from ..db import now_us
+
+
+class BlobState(IntEnum):
+    STORED = 2  # the only state so far: a row exists once the bytes are verified
+
+
+def _new(org_id: int, digest: str, size: int, state: BlobState, now: int) -> m.Blob:
+    return m.Blob(
+        org_id=org_id, digest=digest, size=size, state=state, create_time=now, touch_time=now
+    )
+
+
+def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str, int]:
+    """Touches the STORED blobs among `digests`; digest -> size of those."""
+    if not digests:
+        return {}
+    rows = s.execute(
+        update(m.Blob)
+        .where(
+            m.Blob.org_id == org_id,
+            m.Blob.digest.in_(sorted(digests)),
+            m.Blob.state == BlobState.STORED,
+        )
+        .values(touch_time=now_us())
+        .returning(m.Blob.digest, m.Blob.size)
+    ).all()
+    return {row.digest: row.size for row in rows}
+
+
+def state_of(s: Session, org_id: int, digest: str) -> int | None:
+    return s.execute(
+        select(m.Blob.state).where(m.Blob.org_id == org_id, m.Blob.digest == digest)
+    ).scalar_one_or_none()
+
+
+def touch(s: Session, org_id: int, digest: str) -> int | None:
+    """Moves the blob's touch_time to now (an upload of it starts); its state, None when
+    gc took it meanwhile."""
+    return s.execute(
+        update(m.Blob)
+        .where(m.Blob.org_id == org_id, m.Blob.digest == digest)
+        .values(touch_time=now_us())
+        .returning(m.Blob.state)
+    ).scalar_one_or_none()
+
+
+def mark_stored(s: Session, org_id: int, digest: str, size: int) -> None:
+    """The bytes are verified and in place: the row is recorded (or touched)."""
+    now = now_us()
+    stmt = (
+        update(m.Blob)
+        .where(m.Blob.org_id == org_id, m.Blob.digest == digest)
+        .values(state=BlobState.STORED, size=size, touch_time=now)
+    )
+    if s.execute(stmt).rowcount:  # type: ignore[attr-defined]
+        return
+    try:
+        with s.begin_nested():
+            s.add(_new(org_id, digest, size, BlobState.STORED, now))
+    except IntegrityError:  # the same bytes, uploaded concurrently, were recorded first
+        s.execute(stmt)
+
+
+def stored_size(s: Session, org_id: int, digest: str) -> int | None:
+    return s.execute(
+        select(m.Blob.size).where(
+            m.Blob.org_id == org_id, m.Blob.digest == digest, m.Blob.state == BlobState.STORED
+        )
+    ).scalar_one_or_none()
+
+
+def orgs_with_old_blobs(s: Session, cutoff: int) -> list[int]:
+    return list(
+        s.execute(select(m.Blob.org_id).where(m.Blob.touch_time < cutoff).distinct()).scalars()
+    )
+
+
+def referenced_digests(s: Session, org_id: int) -> set[str]:
+    """The digests the manifests of an organization's versions (not deleted) name."""
+    manifests: Iterable[Any] = s.execute(
+        select(m.ArtifactVersion.manifest)
+        .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
+        .join(m.Project, m.Project.id == m.Artifact.project_id)
+        .join(m.Team, m.Team.id == m.Project.team_id)
+        .where(m.Team.org_id == org_id, m.ArtifactVersion.delete_time.is_(None))
+    ).scalars()
+    return {entry["digest"] for manifest in manifests for entry in manifest or ()}
+
+
+def old_blobs(
+    s: Session, org_id: int, cutoff: int, after_id: int, limit: int
+) -> list[tuple[int, str, int]]:
+    """(id, digest, state) of blobs untouched since `cutoff`, by id after `after_id`."""
+    rows = s.execute(
+        select(m.Blob.id, m.Blob.digest, m.Blob.state)
+        .where(m.Blob.org_id == org_id, m.Blob.touch_time < cutoff, m.Blob.id > after_id)
+        .order_by(m.Blob.id)
+        .limit(limit)
+    ).all()
+    return [(row.id, row.digest, row.state) for row in rows]
+
+
+def delete_untouched(s: Session, ids: Collection[int], cutoff: int) -> list[str]:
+    """Deletes those of `ids` still untouched since `cutoff`; their digests."""
+    if not ids:
+        return []
+    return list(
+        s.execute(
+            delete(m.Blob)
+            .where(and_(m.Blob.id.in_(sorted(ids)), m.Blob.touch_time < cutoff))
+            .returning(m.Blob.digest)
+        ).scalars()
+    )
