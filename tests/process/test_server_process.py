@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -10,11 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from registry.v1 import artifact_service_pb2 as art_pb
 from registry.v1 import organization_service_pb2 as pb
 from registry_client import Stubs, open_channel
 
 from ..support.certs import make_pki
-from ..support.processes import BIN, Proc, free_port, run_cli
+from ..support.processes import BIN, Proc, admin_stubs, free_port, run_cli
 
 
 @pytest.fixture
@@ -172,5 +174,45 @@ def test_tls_and_mutual_tls(bootstrapped: tuple[str, str], tmp_path: Path) -> No
                     pb.GetCurrentUserRequest(), timeout=3
                 )
             assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        proc.stop()
+
+
+def _posix_locks(pid: int, inode: int) -> list[tuple[int, str]]:
+    """(start byte, READ or WRITE) of the POSIX locks `pid` holds on file `inode`."""
+    held = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if (
+            fields[1] == "POSIX"
+            and int(fields[4]) == pid
+            and int(fields[5].rsplit(":", 1)[1]) == inode
+        ):
+            held.append((int(fields[6]), fields[3]))
+    return held
+
+
+def test_reading_the_commit_header_keeps_sqlites_locks(bootstrapped: tuple[str, str]) -> None:
+    """Kept replies map the SQLite file's wal-index header. Closing a descriptor of the
+    -shm file would release every POSIX lock the server holds on it, among them SQLite's
+    "in use" lock (byte 128), and the next process to open the database (a restarted
+    write child, the migration runner, a command) would rebuild the wal-index under the
+    server's mapping of it."""
+    url, key = bootstrapped
+    port = free_port()
+    proc = Proc(["--database-url", url], port)
+    try:
+        proc.wait_healthy()
+        channel, stubs = admin_stubs(f"127.0.0.1:{port}", key)
+        with channel:
+            for _ in range(3):  # a kept method: the first lookup maps the header
+                with pytest.raises(grpc.RpcError) as failed:
+                    stubs.artifacts.ResolvePath(art_pb.ResolvePathRequest(path="t/p/a:v0"))
+                assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+        inode = os.stat(url.removeprefix("sqlite:///") + "-shm").st_ino
+        held = _posix_locks(proc.proc.pid, inode)
+        assert (128, "READ") in held, held
     finally:
         proc.stop()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
@@ -58,6 +59,36 @@ def data_version(conn: Any) -> int:
         return version
     finally:
         cursor.close()
+
+
+# The wal-index headers this process maps, by the -shm file's (device, inode), and the
+# descriptors they were mapped from. Neither is ever closed: closing any descriptor of a
+# file releases every POSIX lock this process holds on it, and this process's SQLite
+# connections hold theirs on the -shm file (among them the one telling other processes
+# that the wal-index is in use; without it the next process to open the database, a
+# restarted write child say, would rebuild the wal-index under this one's feet).
+_FDS: dict[tuple[int, int], int] = {}
+_MAPS: dict[tuple[int, int], mmap.mmap] = {}
+_MAPPED_LOCK = threading.Lock()
+
+
+def _mapped_header(shm_path: str) -> mmap.mmap:
+    """The first bytes of `shm_path` mapped read-only, once per process and file.
+    FileNotFoundError: no such file yet; ValueError: not sized yet."""
+    with _MAPPED_LOCK:
+        st = os.stat(shm_path)
+        key = (st.st_dev, st.st_ino)
+        mapped = _MAPS.get(key)
+        if mapped is not None:
+            return mapped
+        if key not in _FDS:
+            fd = os.open(shm_path, os.O_RDONLY)
+            opened = os.fstat(fd)
+            key = (opened.st_dev, opened.st_ino)  # the file opened, were it replaced since
+            _FDS.setdefault(key, fd)  # (a second descriptor of a file stays open too)
+        mapped = mmap.mmap(_FDS[key], WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+        _MAPS[key] = mapped
+        return mapped
 
 
 class CommitWatch:
@@ -103,19 +134,13 @@ class CommitWatch:
             self._mappable = False  # in memory, or a journal without a wal-index
             return
         try:
-            fd = os.open(f"{path}-shm", os.O_RDONLY)
-        except FileNotFoundError:
-            return  # not created yet (nothing has read the file): tried again later
-        try:
-            self._map = mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-        except ValueError:
-            return  # not sized yet: tried again later
+            self._map = _mapped_header(f"{path}-shm")
+        except (FileNotFoundError, ValueError):
+            return  # not created or not sized yet (nothing has read the file): tried later
         except OSError as e:
             log.warning("hot cache: cannot map %s-shm (%s); using PRAGMA data_version", path, e)
             self._mappable = False
             return
-        finally:
-            os.close(fd)
         self._header = memoryview(self._map)[:WAL_INDEX_HEADER_BYTES]
         self._checked = None
 
@@ -137,12 +162,11 @@ class CommitWatch:
             self._mappable = False
 
     def close(self) -> None:
+        """Stops reading the header. The mapping stays (see `_mapped_header`)."""
         if self._header is not None:
             self._header.release()
             self._header = None
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        self._map = None
 
 
 class CommitClock(Protocol):
