@@ -191,3 +191,10 @@ class App:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Servicer:
+    """What a servicer holds: the App its methods hand their use cases to."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app

@@ -21,7 +21,7 @@ from ..service import artifacts as svc
 from ..service import lineage, resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
-from .app import App
+from .app import Servicer
 from .convert import mask_paths, struct, struct_to_dict, ts
 from .files import check_files_per_version
 from .interceptors import current_principal
@@ -93,10 +93,7 @@ def _version_name(name: str, field: str) -> tuple[str, str, str, int]:
     return v["team"], v["project"], v["artifact"], int(v["n"])
 
 
-class ArtifactServicer(pb_grpc.ArtifactServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class ArtifactServicer(Servicer, pb_grpc.ArtifactServiceServicer):
     # --- projects ---
 
     async def CreateProject(

@@ -19,7 +19,7 @@ from ..service.idempotency import check_request_id
 from ..storage.sql import Sql
 from ..workers.changes import Written
 from ..workers.event_hub import hub_for
-from .app import App
+from .app import Servicer
 from .convert import mask_paths, ts
 from .interceptors import current_principal
 from .presenters import version_proto
@@ -59,10 +59,7 @@ def _version(name: str, field: str) -> tuple[CollectionRef, int]:
     return CollectionRef(v["org"], v["registry"], v["collection"]), int(v["version"])
 
 
-class CollectionServicer(pb_grpc.CollectionServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
     # --- collections ---
 
     async def CreateCollection(

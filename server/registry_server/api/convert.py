@@ -9,6 +9,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.json_format import MessageToDict
 
+from ..domain import names
 from ..domain.errors import InvalidArgument, quote
 from ..domain.metadata import MAX_BYTES as METADATA_MAX_BYTES
 from ..domain.metadata import MAX_KEYS as METADATA_MAX_KEYS
@@ -20,6 +21,17 @@ def ts(micros: int | None) -> timestamp_pb2.Timestamp | None:
     t = timestamp_pb2.Timestamp()
     t.FromMicroseconds(micros)
     return t
+
+
+def user_ref(user: str | None) -> str:
+    """`users/{user}`, or "" for none (a user since deleted, a row made by the system)."""
+    return names.user_name(user) if user else ""
+
+
+def name_parts(name: str, pattern: str, field: str) -> list[str]:
+    """The variables of the resource name `name` in `pattern`'s order (`names.parse`,
+    INVALID_ARGUMENT naming `field`): `org, registry = name_parts(...)`."""
+    return list(names.parse(name, pattern, field).values())
 
 
 def micros(value: timestamp_pb2.Timestamp, field: str) -> int:
@@ -93,6 +105,6 @@ def enum_value(value: int, enum_type: Any, field: str, *, allow_unspecified: boo
     """Rejects numbers outside the proto enum (grpcurl and other clients can send them)."""
     valid = set(enum_type.values())
     if value not in valid or (value == 0 and not allow_unspecified):
-        names = [n for n in list(enum_type.keys()) if not n.endswith("_UNSPECIFIED")]
-        raise InvalidArgument(field, f"must be one of {', '.join(names)} (got {value})")
+        known = [n for n in list(enum_type.keys()) if not n.endswith("_UNSPECIFIED")]
+        raise InvalidArgument(field, f"must be one of {', '.join(known)} (got {value})")
     return value

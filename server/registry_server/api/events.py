@@ -22,8 +22,8 @@ from ..service import event_log, webhook_targets, webhooks
 from ..service.context import Principal
 from ..storage import models as m
 from ..workers.event_hub import hub_for
-from .app import App
-from .convert import mask_paths, micros, struct, ts
+from .app import App, Servicer
+from .convert import mask_paths, micros, struct, ts, user_ref
 from .interceptors import bearer_token, current_principal
 
 # Without any wake-up, a watch stream still re-reads this often (seconds).
@@ -48,7 +48,7 @@ def automation_proto(a: m.Automation, name: str, created_by: str | None) -> r.Au
         event_types=list(a.event_types or []),
         alias_regex=a.alias_regex,
         url=a.url,
-        created_by=f"users/{created_by}" if created_by else "",
+        created_by=user_ref(created_by),
         create_time=ts(a.create_time),
         enabled=a.enabled,
         etag=etag(a.revision),
@@ -69,9 +69,9 @@ def delivery_proto(d: m.Delivery, automation: str) -> r.Delivery:
     )
 
 
-class EventServicer(pb_grpc.EventServiceServicer):
+class EventServicer(Servicer, pb_grpc.EventServiceServicer):
     def __init__(self, app: App) -> None:
-        self.app = app
+        super().__init__(app)
         self.hub = hub_for(app)
 
     # --- the event log ---
@@ -81,12 +81,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListEventsResponse:
         p = current_principal()
         return await self.app.listed(
-            lambda s: event_log.list_events(
-                s,
-                p,
-                request.parent,
-                ListParams.of(request),
-            ),
+            lambda s: event_log.list_events(s, p, request.parent, ListParams.of(request)),
             pb.ListEventsResponse,
             "events",
             lambda row: event_proto(row[0]),
@@ -258,14 +253,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListAutomationsResponse:
         p = current_principal()
         return await self.app.listed(
-            lambda s: webhooks.list_automations(
-                s,
-                p,
-                request.parent,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                order_by=request.order_by,
-            ),
+            lambda s: webhooks.list_automations(s, p, request.parent, ListParams.of(request)),
             pb.ListAutomationsResponse,
             "automations",
             lambda row: automation_proto(
@@ -285,14 +273,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
     ) -> pb.ListDeliveriesResponse:
         p = current_principal()
         return await self.app.listed(
-            lambda s: webhooks.list_deliveries(
-                s,
-                p,
-                request.parent,
-                page_size=request.page_size,
-                page_token=request.page_token,
-                order_by=request.order_by,
-            ),
+            lambda s: webhooks.list_deliveries(s, p, request.parent, ListParams.of(request)),
             pb.ListDeliveriesResponse,
             "deliveries",
             lambda row: delivery_proto(row[0], request.parent),

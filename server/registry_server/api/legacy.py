@@ -17,7 +17,7 @@ from ..service import legacy as svc
 from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
-from .app import App
+from .app import Servicer
 from .convert import mask_paths, ts
 from .interceptors import current_principal
 
@@ -90,10 +90,7 @@ def _model_version(name: str, field: str) -> tuple[str, str, int]:
     return v["team"], v["model"], int(v["n"])
 
 
-class LegacyModelRegistryServicer(pb_grpc.LegacyModelRegistryServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceServicer):
     # --- registered models ---
 
     async def CreateRegisteredModel(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -41,11 +41,12 @@ from ..storage import models as m
 from ..storage.filter_sql import FieldSpec
 from ..storage.paging import fetch_page, parse_order_by
 from ..workers.migration_runner import wake_runner
-from .app import App
-from .convert import ts
+from .app import Servicer
+from .convert import name_parts, ts, user_ref
 from .filtering import compile_list_filter
 from .interceptors import current_principal
 
+ORG = "organizations/{org}"
 MIGRATION = "organizations/{org}/migrations/{migration}"
 WATCH_POLL_SECONDS = 0.2
 # CancelMigration / RollbackMigration wait this long (or until the call's deadline)
@@ -93,7 +94,7 @@ def migration_proto(view: MigrationView) -> r.Migration:
             )
             for t in view.teams
         ],
-        created_by=names.user_name(view.created_by) if view.created_by else "",
+        created_by=user_ref(view.created_by),
         rollback=rollback_proto(view.rollback),
     )
 
@@ -149,34 +150,20 @@ def plan_proto(plan: Plan) -> r.MigrationPlan:
 # --- the servicer ---------------------------------------------------------------------
 
 
-def _migration_ref(name: str, field: str = "name") -> tuple[str, str]:
-    v = names.parse(name, MIGRATION, field)
-    return v["org"], v["migration"]
-
-
-def _org_ref(parent: str) -> str:
-    return names.parse(parent, "organizations/{org}", "parent")["org"]
-
-
 LIST_FILTER = {
     "state": FieldSpec("alias", builder=state_filter),
     "create_time": FieldSpec("time", m.Migration.create_time),
     "end_time": FieldSpec("time", m.Migration.end_time),
 }
-
-
 MIGRATION_ORDER = {"create_time": m.Migration.create_time, "update_time": m.Migration.update_time}
 
 
-class MigrationServicer(pb_grpc.MigrationServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class MigrationServicer(Servicer, pb_grpc.MigrationServiceServicer):
     async def PlanMigration(
         self, request: pb.PlanMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.MigrationPlan:
         p = current_principal()
-        org = _org_ref(request.parent)
+        org = names.parse(request.parent, ORG, "parent")["org"]
         teams = parse_team_refs(list(request.teams))
         return await self.app.read(lambda s: plan_proto(plan_migration(s, p, org, teams)))
 
@@ -184,12 +171,11 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         self, request: pb.StartMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
         p = current_principal()
-        org = _org_ref(request.parent)
+        org = names.parse(request.parent, ORG, "parent")["org"]
         teams = parse_team_refs(list(request.teams))
 
         def work(s: Session) -> r.Migration:
-            migration = start_migration(s, p, org, teams)
-            return migration_proto(migration_view(s, migration, org))
+            return migration_proto(migration_view(s, start_migration(s, p, org, teams), org))
 
         result = await self.app.create(p, "StartMigration", request.request_id, r.Migration, work)
         wake_runner(self.app)
@@ -198,15 +184,14 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     async def GetMigration(
         self, request: pb.GetMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
-        p = current_principal()
-        org, uid = _migration_ref(request.name)
-        return await self._snapshot(p, org, uid)
+        org, uid = name_parts(request.name, MIGRATION, "name")
+        return migration_proto(await self._view(current_principal(), org, uid))
 
     async def ListMigrations(
         self, request: pb.ListMigrationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMigrationsResponse:
         p = current_principal()
-        org_id = _org_ref(request.parent)
+        org_id = names.parse(request.parent, ORG, "parent")["org"]
         keys = parse_order_by(request.order_by, MIGRATION_ORDER, "create_time desc", m.Migration.id)
         clause = compile_list_filter(request.filter, LIST_FILTER, self.app.db.dialect)
 
@@ -214,13 +199,9 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
             org = get_org(s, p, org_id, "parent")
             require_org_admin(s, p, org, "listing migrations")
             stmt = select(m.Migration).where(m.Migration.org_id == org.id, clause)
+            query = ("migrations", org_id, request.filter)
             page = fetch_page(
-                s,
-                stmt,
-                keys,
-                size=request.page_size,
-                token=request.page_token,
-                query=("migrations", org_id, request.filter),
+                s, stmt, keys, size=request.page_size, token=request.page_token, query=query
             )
             views = migration_views(s, [row[0] for row in page.rows], org.name)
             return pb.ListMigrationsResponse(
@@ -236,7 +217,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         """A snapshot now and at every change (progress, state), until a final state
         (and, for a rollback asked of a final migration, until that has moved it on)."""
         p = current_principal()
-        org, uid = _migration_ref(request.name)
+        org, uid = name_parts(request.name, MIGRATION, "name")
         last = b""
         while True:
             view = await self._view(p, org, uid)
@@ -254,46 +235,34 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
     async def _view(self, p: Principal, org: str, uid: str) -> MigrationView:
         return await self.app.query(lambda sql: get_migration(sql, p, org, uid))
 
-    async def _snapshot(self, p: Principal, org: str, uid: str) -> r.Migration:
-        """The migration as GetMigration shows it."""
-        return migration_proto(await self._view(p, org, uid))
-
     async def CancelMigration(
         self, request: pb.CancelMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
-        p = current_principal()
-        org, uid = _migration_ref(request.name)
-        if request.validate_only:
-            return await self.app.read(
-                lambda s: migration_proto(request_cancel(s, p, org, uid, validate_only=True))
-            )
-        await self.app.write(
-            lambda s: migration_proto(request_cancel(s, p, org, uid, force=request.force))
-        )
-        wake_runner(self.app)
-        return await self._await_final(org, uid, context, {int(MigrationState.CANCELLED)})
+        return await self._undo(request, context, request_cancel, MigrationState.CANCELLED)
 
     async def RollbackMigration(
         self, request: pb.RollbackMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
+        return await self._undo(request, context, request_rollback, MigrationState.ROLLED_BACK)
+
+    async def _undo(
+        self,
+        request: pb.CancelMigrationRequest | pb.RollbackMigrationRequest,
+        context: grpc.aio.ServicerContext,
+        ask: Callable[..., MigrationView],
+        wanted: MigrationState,
+    ) -> r.Migration:
+        """Cancel or Rollback: `ask(s, p, org, uid, ...)` checks the request (validate_only)
+        or records it; the runner undoes the work. Answers once it is done, or the current
+        snapshot when that takes longer than the call may wait."""
         p = current_principal()
-        org, uid = _migration_ref(request.name)
+        org, uid = name_parts(request.name, MIGRATION, "name")
         if request.validate_only:
             return await self.app.read(
-                lambda s: migration_proto(request_rollback(s, p, org, uid, validate_only=True))
+                lambda s: migration_proto(ask(s, p, org, uid, validate_only=True))
             )
-        await self.app.write(
-            lambda s: migration_proto(request_rollback(s, p, org, uid, force=request.force))
-        )
+        await self.app.write(lambda s: ask(s, p, org, uid, force=request.force))
         wake_runner(self.app)
-        return await self._await_final(org, uid, context, {int(MigrationState.ROLLED_BACK)})
-
-    async def _await_final(
-        self, org: str, uid: str, context: grpc.aio.ServicerContext, wanted: set[int]
-    ) -> r.Migration:
-        """The runner undoes the work; answer once it is done, or the current snapshot
-        when that takes longer than the call may wait."""
-        p = current_principal()
         remaining = context.time_remaining()
         budget = (
             UNDO_WAIT_SECONDS
@@ -302,7 +271,7 @@ class MigrationServicer(pb_grpc.MigrationServiceServicer):
         )
         deadline = time.monotonic() + budget
         while True:
-            snapshot = await self._snapshot(p, org, uid)
-            if snapshot.state in wanted or time.monotonic() >= deadline:
+            snapshot = migration_proto(await self._view(p, org, uid))
+            if snapshot.state == int(wanted) or time.monotonic() >= deadline:
                 return snapshot
             await asyncio.sleep(0.05)

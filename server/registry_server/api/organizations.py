@@ -20,9 +20,13 @@ from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, TeamRole
 from ..service import organizations as orgs
 from ..storage import models as m
-from .app import App
+from .app import Servicer
 from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
+
+ORG = "organizations/{org}"
+USER = "users/{user}"
+TEAM = "teams/{team}"
 
 
 def org_proto(o: m.Organization) -> r.Organization:
@@ -86,13 +90,12 @@ def _org_name(s: Session, org_id: int) -> str:
     return s.execute(select(m.Organization.name).where(m.Organization.id == org_id)).scalar_one()
 
 
-# What each list may be sorted by (order_by, AIP-132).
+def _team_user(request: Any) -> tuple[str, str]:
+    team = names.parse(request.team, TEAM, "team")["team"]
+    return team, names.parse(request.user, USER, "user")["user"]
 
 
-class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class OrganizationServicer(Servicer, pb_grpc.OrganizationServiceServicer):
     # --- organizations ---
 
     async def CreateOrganization(
@@ -125,7 +128,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.GetOrganizationRequest, context: grpc.aio.ServicerContext
     ) -> r.Organization:
         p = current_principal()
-        org_id = names.parse(request.name, "organizations/{org}", "name")["org"]
+        org_id = names.parse(request.name, ORG, "name")["org"]
         return await self.app.read(
             lambda s: org_proto(orgs.get_org(s, p, org_id, service_admin_reach=True))
         )
@@ -146,7 +149,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> r.Organization:
         p = current_principal()
         o = request.organization
-        org_id = names.parse(o.name, "organizations/{org}", "organization.name")["org"]
+        org_id = names.parse(o.name, ORG, "organization.name")["org"]
         paths = mask_paths(request.update_mask, {"display_name", "legacy_model_registry_enabled"})
         return await self.app.write(
             lambda s: org_proto(
@@ -168,7 +171,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> r.User:
         p = current_principal()
-        org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
+        org_id = names.parse(request.parent, ORG, "parent")["org"]
         role = OrgRole(
             enum_value(request.org_role, r.OrgRole, "org_role", allow_unspecified=True)
             or OrgRole.MEMBER
@@ -193,7 +196,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> r.User:
         p = current_principal()
-        user_id = names.parse(request.name, "users/{user}", "name")["user"]
+        user_id = names.parse(request.name, USER, "name")["user"]
 
         def work(s: Session) -> r.User:
             u = orgs.get_user(s, p, user_id)
@@ -211,7 +214,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUsersResponse:
         p = current_principal()
-        org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
+        org_id = names.parse(request.parent, ORG, "parent")["org"]
         return await self.app.listed(
             lambda s: orgs.list_users(s, p, org_id, ListParams.of(request)),
             pb.ListUsersResponse,
@@ -224,7 +227,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     ) -> r.User:
         p = current_principal()
         u = request.user
-        user_id = names.parse(u.name, "users/{user}", "user.name")["user"]
+        user_id = names.parse(u.name, USER, "user.name")["user"]
         paths = mask_paths(request.update_mask, {"display_name", "email", "org_role"})
         role = (
             OrgRole(enum_value(u.org_role, r.OrgRole, "user.org_role"))
@@ -255,7 +258,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> r.ApiKey:
         p = current_principal()
-        user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
+        user_id = names.parse(request.parent, USER, "parent")["user"]
 
         def work(s: Session) -> r.ApiKey:
             key, secret, user = orgs.create_api_key(s, p, user_id, request.description)
@@ -267,7 +270,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListApiKeysResponse:
         p = current_principal()
-        user_id = names.parse(request.parent, "users/{user}", "parent")["user"]
+        user_id = names.parse(request.parent, USER, "parent")["user"]
         return await self.app.listed(
             lambda s: orgs.list_api_keys(s, p, user_id, ListParams.of(request)),
             pb.ListApiKeysResponse,
@@ -290,7 +293,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.CreateTeamRequest, context: grpc.aio.ServicerContext
     ) -> r.Team:
         p = current_principal()
-        org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
+        org_id = names.parse(request.parent, ORG, "parent")["org"]
 
         def work(s: Session) -> r.Team:
             t = orgs.create_team(
@@ -304,7 +307,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.GetTeamRequest, context: grpc.aio.ServicerContext
     ) -> r.Team:
         p = current_principal()
-        team_id = names.parse(request.name, "teams/{team}", "name")["team"]
+        team_id = names.parse(request.name, TEAM, "name")["team"]
 
         def work(s: Session) -> r.Team:
             t = orgs.get_team(s, p, team_id)
@@ -316,7 +319,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListTeamsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTeamsResponse:
         p = current_principal()
-        org_id = names.parse(request.parent, "organizations/{org}", "parent")["org"]
+        org_id = names.parse(request.parent, ORG, "parent")["org"]
         return await self.app.listed(
             lambda s: orgs.list_teams(s, p, org_id, ListParams.of(request)),
             pb.ListTeamsResponse,
@@ -325,11 +328,6 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         )
 
     # --- team members ---
-
-    def _team_user(self, request: Any) -> tuple[str, str]:
-        team = names.parse(request.team, "teams/{team}", "team")["team"]
-        user = names.parse(request.user, "users/{user}", "user")["user"]
-        return team, user
 
     async def AddTeamMember(
         self, request: pb.AddTeamMemberRequest, context: grpc.aio.ServicerContext
@@ -344,7 +342,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
     async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.TeamMember:
         """Add or Update: `change(s, p, team, user, role)` -> (member, team, user)."""
         p = current_principal()
-        team, user = self._team_user(request)
+        team, user = _team_user(request)
         role = TeamRole(enum_value(request.role, r.TeamRole, "role"))
 
         def work(s: Session) -> r.TeamMember:
@@ -357,7 +355,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.RemoveTeamMemberRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         p = current_principal()
-        team, user = self._team_user(request)
+        team, user = _team_user(request)
         await self.app.write(lambda s: orgs.remove_team_member(s, p, team, user))
         return empty_pb2.Empty()
 
@@ -365,7 +363,7 @@ class OrganizationServicer(pb_grpc.OrganizationServiceServicer):
         self, request: pb.ListTeamMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTeamMembersResponse:
         p = current_principal()
-        team_id = names.parse(request.parent, "teams/{team}", "parent")["team"]
+        team_id = names.parse(request.parent, TEAM, "parent")["team"]
         return await self.app.listed(
             lambda s: orgs.list_team_members(s, p, team_id, ListParams.of(request)),
             pb.ListTeamMembersResponse,

@@ -20,7 +20,7 @@ from ..domain.roles import RegistryRole, Visibility
 from ..service import registries as regs
 from ..storage import models as m
 from ..storage.sql import Sql
-from .app import App
+from .app import Servicer
 from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
 
@@ -74,10 +74,7 @@ def _member_grant(
     return org, registry_id, ref, regs.grant_of(ref, RegistryRole(role), request.follows_team_roles)
 
 
-class RegistryServicer(pb_grpc.RegistryServiceServicer):
-    def __init__(self, app: App) -> None:
-        self.app = app
-
+class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     async def CreateRegistry(
         self, request: pb.CreateRegistryRequest, context: grpc.aio.ServicerContext
     ) -> r.Registry:

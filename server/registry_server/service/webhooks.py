@@ -46,10 +46,11 @@ from registry_client import webhooks as standard_webhooks
 
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
+from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, now_us
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
@@ -402,12 +403,10 @@ AUTOMATION_ORDER = {
 }
 
 
-def list_automations(
-    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str, order_by: str
-) -> Page:
+def list_automations(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Automation, creator name or None) directly under `parent`, oldest first
     unless `order_by` says otherwise."""
-    keys = parse_order_by(order_by, AUTOMATION_ORDER, "", m.Automation.id)
+    keys = parse_order_by(ask.order_by, AUTOMATION_ORDER, "", m.Automation.id)
     where = parse_parent(parent, "parent")
     target = _target(s, p, where, "ListAutomations")
     stmt = (
@@ -415,14 +414,7 @@ def list_automations(
         .outerjoin(m.User, m.User.id == m.Automation.created_by_id)
         .where(_scope_clause(target))
     )
-    return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=("automations", where.name),
-    )
+    return page_of(s, stmt, keys, ask, ("automations", where.name))
 
 
 def _automation(
@@ -514,22 +506,13 @@ def delete_automation(s: Session, p: Principal, name: str) -> None:
 DELIVERY_ORDER = {"time": m.Delivery.time}
 
 
-def list_deliveries(
-    s: Session, p: Principal, parent: str, *, page_size: int, page_token: str, order_by: str
-) -> Page:
+def list_deliveries(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Delivery,): attempts made so far (pending ones are not shown), oldest first
     unless `order_by` says otherwise."""
-    keys = parse_order_by(order_by, DELIVERY_ORDER, "", m.Delivery.id)
+    keys = parse_order_by(ask.order_by, DELIVERY_ORDER, "", m.Delivery.id)
     _, automation = _automation(s, p, parent, "parent", "ListDeliveries")
     stmt = select(m.Delivery).where(m.Delivery.automation_id == automation.id, m.Delivery.time > 0)
-    return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=("deliveries", parent),
-    )
+    return page_of(s, stmt, keys, ask, ("deliveries", parent))
 
 
 def get_delivery(s: Session, delivery_id: int) -> m.Delivery:
