@@ -22,7 +22,7 @@ from ..service import lineage, resolve
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.sql import Sql
 from .app import Servicer
-from .convert import mask_paths, struct, struct_to_dict, ts
+from .convert import mask_paths, name_parts, struct, struct_to_dict, ts, user_ref
 from .files import check_files_per_version
 from .interceptors import current_principal
 from .legacy import model_version_proto
@@ -32,10 +32,6 @@ TEAM = "teams/{team}"
 PROJECT = "teams/{team}/projects/{project}"
 ARTIFACT = "teams/{team}/projects/{project}/artifacts/{artifact}"
 VERSION = "teams/{team}/projects/{project}/artifacts/{artifact}/versions/{n}"
-
-
-def user_ref(user: str) -> str:
-    return f"users/{user}" if user else ""
 
 
 def project_proto(team: str, project: Any) -> r.Project:
@@ -117,9 +113,9 @@ class ArtifactServicer(Servicer, pb_grpc.ArtifactServiceServicer):
         self, request: pb.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> r.Project:
         p = current_principal()
-        v = names.parse(request.name, PROJECT, "name")
+        team, project = name_parts(request.name, PROJECT, "name")
         return await self.app.read(
-            lambda s: project_proto(v["team"], svc.get_project(s, p, v["team"], v["project"]))
+            lambda s: project_proto(team, svc.get_project(s, p, team, project))
         )
 
     async def ListProjects(
@@ -140,7 +136,7 @@ class ArtifactServicer(Servicer, pb_grpc.ArtifactServiceServicer):
         self, request: pb.CreateArtifactVersionRequest, context: grpc.aio.ServicerContext
     ) -> r.ArtifactVersion:
         p = current_principal()
-        v = names.parse(request.parent, PROJECT, "parent")
+        team, project = name_parts(request.parent, PROJECT, "parent")
         metadata = struct_to_dict(request.metadata, "metadata")
         check_files_per_version(len(request.manifest), self.app.settings)
         manifest = manifest_entries(request.manifest)
@@ -149,8 +145,8 @@ class ArtifactServicer(Servicer, pb_grpc.ArtifactServiceServicer):
             info, reused = svc.create_artifact_version(
                 s,
                 p,
-                team=v["team"],
-                project=v["project"],
+                team=team,
+                project=project,
                 artifact_id=request.artifact_id,
                 type_=request.type,
                 manifest=manifest,
@@ -183,16 +179,10 @@ class ArtifactServicer(Servicer, pb_grpc.ArtifactServiceServicer):
         self, request: pb.ListArtifactVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListArtifactVersionsResponse:
         p = current_principal()
-        v = names.parse(request.parent, ARTIFACT, "parent")
+        team, project, artifact = name_parts(request.parent, ARTIFACT, "parent")
         return await self.app.listed(
             lambda s: svc.list_artifact_versions(
-                s,
-                p,
-                v["team"],
-                v["project"],
-                v["artifact"],
-                ListParams.of(request),
-                show_deleted=request.show_deleted,
+                s, p, team, project, artifact, ListParams.of(request), request.show_deleted
             ),
             pb.ListArtifactVersionsResponse,
             "artifact_versions",

@@ -10,7 +10,6 @@ from registry.v1 import collection_service_pb2 as pb
 from registry.v1 import collection_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
-from ..domain import names
 from ..domain.names import CollectionRef, etag
 from ..domain.pagination import ListParams
 from ..service import collections as colls
@@ -20,7 +19,7 @@ from ..storage.sql import Sql
 from ..workers.changes import Written
 from ..workers.event_hub import hub_for
 from .app import Servicer
-from .convert import mask_paths, ts
+from .convert import mask_paths, name_parts, ts, user_ref
 from .interceptors import current_principal
 from .presenters import version_proto
 
@@ -37,26 +36,20 @@ def collection_proto(view: colls.CollectionView, ref: CollectionRef) -> r.Collec
         description=c.description,
         tags=list(c.tags or []),
         version_count=view.version_count,
-        created_by=names.user_name(view.created_by) if view.created_by else "",
+        created_by=user_ref(view.created_by),
         create_time=ts(c.create_time),
         update_time=ts(c.update_time),
         etag=etag(c.revision),
     )
 
 
-def _registry(name: str, field: str) -> tuple[str, str]:
-    v = names.parse(name, REGISTRY, field)
-    return v["org"], v["registry"]
-
-
 def _collection(name: str, field: str) -> CollectionRef:
-    v = names.parse(name, COLLECTION, field)
-    return CollectionRef(v["org"], v["registry"], v["collection"])
+    return CollectionRef(*name_parts(name, COLLECTION, field))
 
 
 def _version(name: str, field: str) -> tuple[CollectionRef, int]:
-    v = names.parse(name, VERSION, field)
-    return CollectionRef(v["org"], v["registry"], v["collection"]), int(v["version"])
+    org, registry, collection, index = name_parts(name, VERSION, field)
+    return CollectionRef(org, registry, collection), int(index)
 
 
 class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
@@ -66,7 +59,7 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
         self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
     ) -> r.Collection:
         p = current_principal()
-        org, registry_id = _registry(request.parent, "parent")
+        org, registry_id = name_parts(request.parent, REGISTRY, "parent")
         spec = request.collection
         ref = CollectionRef(org, registry_id, request.collection_id)
 
@@ -96,16 +89,10 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
         self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCollectionsResponse:
         p = current_principal()
-        org, registry_id = _registry(request.parent, "parent")
+        org, registry_id = name_parts(request.parent, REGISTRY, "parent")
 
         return await self.app.listed(
-            lambda s: colls.list_collections(
-                s,
-                p,
-                org,
-                registry_id,
-                ListParams.of(request),
-            ),
+            lambda s: colls.list_collections(s, p, org, registry_id, ListParams.of(request)),
             pb.ListCollectionsResponse,
             "collections",
             lambda v: collection_proto(v, CollectionRef(org, registry_id, v.row.name)),
@@ -147,7 +134,7 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
         self, request: pb.LinkArtifactVersionRequest, context: grpc.aio.ServicerContext
     ) -> r.CollectionVersion:
         p = current_principal()
-        org, registry_id = _registry(request.parent, "parent")
+        org, registry_id = name_parts(request.parent, REGISTRY, "parent")
         ref = CollectionRef(org, registry_id, request.collection_id)
         check_request_id(request.request_id)
         links.link_request(
@@ -185,12 +172,7 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
         ref = _collection(request.parent, "parent")
 
         def work(sql: Sql) -> pb.ListCollectionVersionsResponse:
-            views, token = versions.list_versions(
-                sql,
-                p,
-                ref,
-                ListParams.of(request),
-            )
+            views, token = versions.list_versions(sql, p, ref, ListParams.of(request))
             return pb.ListCollectionVersionsResponse(
                 collection_versions=[version_proto(v) for v in views], next_page_token=token
             )

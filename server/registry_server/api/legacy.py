@@ -18,7 +18,7 @@ from ..service import legacy_settings
 from ..service.legacy_views import ModelInfo, ModelVersionView, Settings
 from ..service.resolve import ModelVersionInfo
 from .app import Servicer
-from .convert import mask_paths, ts
+from .convert import mask_paths, name_parts, ts, user_ref
 from .interceptors import current_principal
 
 TEAM = "teams/{team}"
@@ -53,7 +53,7 @@ def model_version_proto(
         aliases=list(info.aliases),
         tags=list(row.tags or []),
         description=row.description,
-        linked_by=f"users/{info.linked_by}" if info.linked_by else "",
+        linked_by=user_ref(info.linked_by),
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
         redirected=bool(collection_version),
@@ -71,18 +71,13 @@ def settings_proto(settings: Settings) -> r.LegacyRegistrySettings:
         name=f"teams/{team.name}/legacyRegistrySettings",
         team=f"teams/{team.name}",
         protected_aliases=settings.protected_aliases,
-        registry_admins=[f"users/{u}" for u in settings.registry_admins],
+        registry_admins=[names.user_name(u) for u in settings.registry_admins],
         state=team.legacy_state,
         migrated_registry=settings.migrated_registry,
         update_time=ts(team.legacy_settings_update_time),
         etag=etag(team.legacy_settings_revision),
         redirected=settings.redirected,
     )
-
-
-def _model(name: str, field: str) -> tuple[str, str]:
-    v = names.parse(name, MODEL, field)
-    return v["team"], v["model"]
 
 
 def _model_version(name: str, field: str) -> tuple[str, str, int]:
@@ -118,7 +113,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
         self, request: pb.GetRegisteredModelRequest, context: grpc.aio.ServicerContext
     ) -> r.RegisteredModel:
         p = current_principal()
-        team, model = _model(request.name, "name")
+        team, model = name_parts(request.name, MODEL, "name")
         return await self.app.read(
             lambda s: registered_model_proto(svc.get_registered_model(s, p, team, model))
         )
@@ -140,7 +135,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
     ) -> r.RegisteredModel:
         p = current_principal()
         rm = request.registered_model
-        team, model = _model(rm.name, "registered_model.name")
+        team, model = name_parts(rm.name, MODEL, "registered_model.name")
         fields = mask_paths(request.update_mask, {"description", "tags"})
 
         def work(s: Session) -> r.RegisteredModel:
@@ -162,7 +157,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
         self, request: pb.DeleteRegisteredModelRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         p = current_principal()
-        team, model = _model(request.name, "name")
+        team, model = name_parts(request.name, MODEL, "name")
         await self.app.write(lambda s: svc.delete_registered_model(s, p, team, model))
         return empty_pb2.Empty()
 
@@ -203,7 +198,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
         self, request: pb.ListRegisteredModelVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRegisteredModelVersionsResponse:
         p = current_principal()
-        team, model = _model(request.parent, "parent")
+        team, model = name_parts(request.parent, MODEL, "parent")
         return await self.app.listed(
             lambda s: svc.list_model_versions(s, p, team, model, ListParams.of(request)),
             pb.ListRegisteredModelVersionsResponse,
@@ -241,7 +236,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
         self, request: pb.SetRegisteredModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> r.RegisteredModelVersion:
         p = current_principal()
-        team, model = _model(request.registered_model, "registered_model")
+        team, model = name_parts(request.registered_model, MODEL, "registered_model")
         return await self.app.write(
             lambda s: version_view_proto(
                 svc.set_alias(s, p, team, model, request.alias, request.version_index)
@@ -252,7 +247,7 @@ class LegacyModelRegistryServicer(Servicer, pb_grpc.LegacyModelRegistryServiceSe
         self, request: pb.DeleteRegisteredModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> r.RegisteredModelVersion:
         p = current_principal()
-        team, model = _model(request.registered_model, "registered_model")
+        team, model = name_parts(request.registered_model, MODEL, "registered_model")
         index = request.version_index if request.HasField("version_index") else None
         return await self.app.write(
             lambda s: version_view_proto(svc.delete_alias(s, p, team, model, request.alias, index))

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from registry.v1 import resources_pb2 as r
 
-from ..domain import names
 from ..service.versions import VersionView
-from .convert import struct, ts
+from .convert import struct, ts, user_ref
 
 
 def version_proto(view: VersionView) -> r.CollectionVersion:
@@ -18,7 +17,7 @@ def version_proto(view: VersionView) -> r.CollectionVersion:
         aliases=view.aliases,
         tags=view.tags,
         description=view.description,
-        linked_by=names.user_name(view.linked_by) if view.linked_by else "",
+        linked_by=user_ref(view.linked_by),
         create_time=ts(view.create_time),
         update_time=ts(view.update_time),
         metadata=struct(view.metadata),

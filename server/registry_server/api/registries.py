@@ -21,7 +21,7 @@ from ..service import registries as regs
 from ..storage import models as m
 from ..storage.sql import Sql
 from .app import Servicer
-from .convert import enum_value, mask_paths, ts
+from .convert import enum_value, mask_paths, name_parts, ts
 from .interceptors import current_principal
 
 ORG = "organizations/{org}"
@@ -57,16 +57,16 @@ def member_proto(org: str, registry_id: str, view: regs.MemberView) -> r.Registr
     )
 
 
-def _registry(name: str, field: str) -> tuple[str, str]:
-    v = names.parse(name, REGISTRY, field)
-    return v["org"], v["registry"]
+def _shown(s: Session, org: str, reg: m.Registry) -> r.Registry:
+    """The registry as Get and Update answer it (with the team it was migrated from)."""
+    return registry_proto(reg, org, regs.migrated_from_team(s, reg))
 
 
 def _member_grant(
     request: pb.AddRegistryMemberRequest | pb.UpdateRegistryMemberRequest,
 ) -> tuple[str, str, regs.MemberRef, regs.Grant]:
     """(org, registry id, member, grant) of an Add/UpdateRegistryMember request."""
-    org, registry_id = _registry(request.registry, "registry")
+    org, registry_id = name_parts(request.registry, REGISTRY, "registry")
     ref = regs.parse_member(request.member, "member")
     role = enum_value(
         request.role, r.RegistryRole, "role", allow_unspecified=request.follows_team_roles
@@ -111,13 +111,11 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         self, request: pb.GetRegistryRequest, context: grpc.aio.ServicerContext
     ) -> r.Registry:
         p = current_principal()
-        org, registry_id = _registry(request.name, "name")
+        org, registry_id = name_parts(request.name, REGISTRY, "name")
 
-        def work(s: Session) -> r.Registry:
-            reg = regs.get_registry(s, p, org, registry_id)
-            return registry_proto(reg, org, regs.migrated_from_team(s, reg))
-
-        return await self.app.read(work)
+        return await self.app.read(
+            lambda s: _shown(s, org, regs.get_registry(s, p, org, registry_id))
+        )
 
     async def ListRegistries(
         self, request: pb.ListRegistriesRequest, context: grpc.aio.ServicerContext
@@ -126,12 +124,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         org = names.parse(request.parent, ORG, "parent")["org"]
 
         return await self.app.listed(
-            lambda s: regs.list_registries(
-                s,
-                p,
-                org,
-                ListParams.of(request),
-            ),
+            lambda s: regs.list_registries(s, p, org, ListParams.of(request)),
             pb.ListRegistriesResponse,
             "registries",
             lambda row: registry_proto(row[0], org, row[1]),
@@ -142,7 +135,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     ) -> r.Registry:
         p = current_principal()
         spec = request.registry
-        org, registry_id = _registry(spec.name, "registry.name")
+        org, registry_id = name_parts(spec.name, REGISTRY, "registry.name")
         fields = mask_paths(request.update_mask, set(regs.UPDATABLE))
         visibility = Visibility(
             enum_value(spec.visibility, r.Visibility, "registry.visibility")
@@ -170,7 +163,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
                 default_role=default_role,
                 etag=spec.etag,
             )
-            return registry_proto(reg, org, regs.migrated_from_team(s, reg))
+            return _shown(s, org, reg)
 
         return await self.app.write(work)
 
@@ -178,7 +171,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         self, request: pb.DeleteRegistryRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         p = current_principal()
-        org, registry_id = _registry(request.name, "name")
+        org, registry_id = name_parts(request.name, REGISTRY, "name")
         await self.app.write(lambda s: regs.delete_registry(s, p, org, registry_id, request.etag))
         return empty_pb2.Empty()
 
@@ -206,7 +199,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         self, request: pb.RemoveRegistryMemberRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         p = current_principal()
-        org, registry_id = _registry(request.registry, "registry")
+        org, registry_id = name_parts(request.registry, REGISTRY, "registry")
         ref = regs.parse_member(request.member, "member")
         await self.app.write(lambda s: regs.remove_member(s, p, org, registry_id, ref))
         return empty_pb2.Empty()
@@ -215,7 +208,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         self, request: pb.ListRegistryMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRegistryMembersResponse:
         p = current_principal()
-        org, registry_id = _registry(request.parent, "parent")
+        org, registry_id = name_parts(request.parent, REGISTRY, "parent")
 
         return await self.app.listed(
             lambda s: regs.list_members(s, p, org, registry_id, ListParams.of(request)),
@@ -228,7 +221,7 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
         self, request: pb.GetEffectiveRoleRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetEffectiveRoleResponse:
         p = current_principal()
-        org, registry_id = _registry(request.registry, "registry")
+        org, registry_id = name_parts(request.registry, REGISTRY, "registry")
 
         def work(sql: Sql) -> pb.GetEffectiveRoleResponse:
             principal, role = regs.get_effective_role(sql, p, org, registry_id, request.principal)
