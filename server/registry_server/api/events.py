@@ -56,6 +56,11 @@ def automation_proto(a: m.Automation, name: str, created_by: str | None) -> r.Au
     )
 
 
+def _shown(s: Session, row: m.Automation, name: str) -> r.Automation:
+    """The automation as Get and Update answer it (with its creator's name)."""
+    return automation_proto(row, name, webhooks.creator_name(s, row))
+
+
 def delivery_proto(d: m.Delivery, automation: str) -> r.Delivery:
     return r.Delivery(
         name=f"{automation}/deliveries/{d.id}",
@@ -207,11 +212,9 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
     ) -> r.Automation:
         p = current_principal()
 
-        def work(s: Session) -> r.Automation:
-            row = webhooks.get_automation(s, p, request.name)
-            return automation_proto(row, request.name, webhooks.creator_name(s, row))
-
-        return await self.app.read(work)
+        return await self.app.read(
+            lambda s: _shown(s, webhooks.get_automation(s, p, request.name), request.name)
+        )
 
     async def UpdateAutomation(
         self, request: pb.UpdateAutomationRequest, context: grpc.aio.ServicerContext
@@ -227,7 +230,7 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
             row = webhooks.update_automation(
                 s, p, a.name, fields, spec, a.etag, self.app.secret_box
             )
-            return automation_proto(row, a.name, webhooks.creator_name(s, row))
+            return _shown(s, row, a.name)
 
         return await self.app.write(work)
 

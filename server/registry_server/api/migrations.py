@@ -158,21 +158,26 @@ LIST_FILTER = {
 MIGRATION_ORDER = {"create_time": m.Migration.create_time, "update_time": m.Migration.update_time}
 
 
+def _org_teams(
+    request: pb.PlanMigrationRequest | pb.StartMigrationRequest,
+) -> tuple[str, list[str]]:
+    """The organization and the teams a migration is planned or started for."""
+    return names.parse(request.parent, ORG, "parent")["org"], parse_team_refs(list(request.teams))
+
+
 class MigrationServicer(Servicer, pb_grpc.MigrationServiceServicer):
     async def PlanMigration(
         self, request: pb.PlanMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.MigrationPlan:
         p = current_principal()
-        org = names.parse(request.parent, ORG, "parent")["org"]
-        teams = parse_team_refs(list(request.teams))
+        org, teams = _org_teams(request)
         return await self.app.read(lambda s: plan_proto(plan_migration(s, p, org, teams)))
 
     async def StartMigration(
         self, request: pb.StartMigrationRequest, context: grpc.aio.ServicerContext
     ) -> r.Migration:
         p = current_principal()
-        org = names.parse(request.parent, ORG, "parent")["org"]
-        teams = parse_team_refs(list(request.teams))
+        org, teams = _org_teams(request)
 
         def work(s: Session) -> r.Migration:
             return migration_proto(migration_view(s, start_migration(s, p, org, teams), org))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2
@@ -23,6 +23,8 @@ from ..storage import models as m
 from .app import Servicer
 from .convert import enum_value, mask_paths, ts
 from .interceptors import current_principal
+
+M = TypeVar("M", r.User, r.Team)
 
 ORG = "organizations/{org}"
 USER = "users/{user}"
@@ -86,8 +88,10 @@ def key_proto(user: str, k: m.ApiKey, secret: str = "") -> r.ApiKey:
     )
 
 
-def _org_name(s: Session, org_id: int) -> str:
-    return s.execute(select(m.Organization.name).where(m.Organization.id == org_id)).scalar_one()
+def _shown(s: Session, row: Any, present: Callable[[Any, str], M]) -> M:
+    """`present(row, its organization's name)` of a User or Team read alone."""
+    org = s.execute(select(m.Organization.name).where(m.Organization.id == row.org_id))
+    return present(row, org.scalar_one())
 
 
 def _team_user(request: Any) -> tuple[str, str]:
@@ -197,12 +201,7 @@ class OrganizationServicer(Servicer, pb_grpc.OrganizationServiceServicer):
     ) -> r.User:
         p = current_principal()
         user_id = names.parse(request.name, USER, "name")["user"]
-
-        def work(s: Session) -> r.User:
-            u = orgs.get_user(s, p, user_id)
-            return user_proto(u, _org_name(s, u.org_id))
-
-        return await self.app.read(work)
+        return await self.app.read(lambda s: _shown(s, orgs.get_user(s, p, user_id), user_proto))
 
     async def GetCurrentUser(
         self, request: pb.GetCurrentUserRequest, context: grpc.aio.ServicerContext
@@ -246,7 +245,7 @@ class OrganizationServicer(Servicer, pb_grpc.OrganizationServiceServicer):
                 org_role=role,
                 etag=u.etag,
             )
-            return user_proto(row, _org_name(s, row.org_id))
+            return _shown(s, row, user_proto)
 
         result = await self.app.write(work)
         self.app.auth.forget_user(user_id)
@@ -308,12 +307,7 @@ class OrganizationServicer(Servicer, pb_grpc.OrganizationServiceServicer):
     ) -> r.Team:
         p = current_principal()
         team_id = names.parse(request.name, TEAM, "name")["team"]
-
-        def work(s: Session) -> r.Team:
-            t = orgs.get_team(s, p, team_id)
-            return team_proto(t, _org_name(s, t.org_id))
-
-        return await self.app.read(work)
+        return await self.app.read(lambda s: _shown(s, orgs.get_team(s, p, team_id), team_proto))
 
     async def ListTeams(
         self, request: pb.ListTeamsRequest, context: grpc.aio.ServicerContext
