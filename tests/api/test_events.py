@@ -26,7 +26,7 @@ from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
 from registry_server.api.app import App
-from registry_server.api.server import _bindings
+from registry_server.api.server import SERVICES
 from registry_server.api.settings import RunnerMode, Settings
 from registry_server.domain.roles import OrgRole
 from registry_server.service import events as ev
@@ -155,12 +155,9 @@ NO_EVENT = {
 
 def mutating_rpcs() -> set[str]:
     """`Service.Method` of every mutating RPC the server serves now."""
-    from google.protobuf import descriptor_pool
-
-    pool = descriptor_pool.Default()
     out: set[str] = set()
-    for binding in _bindings():
-        service = pool.FindServiceByName(binding.full_name)
+    for pb2, _, _ in SERVICES:
+        (service,) = pb2.DESCRIPTOR.services_by_name.values()
         out |= {
             f"{service.name}.{method.name}"
             for method in service.methods

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection
+from functools import partial
 
 import grpc
 from google.protobuf import empty_pb2
@@ -24,7 +25,7 @@ from ..storage import models as m
 from ..workers.event_hub import hub_for
 from .app import App, Servicer
 from .convert import mask_paths, micros, struct, ts, user_ref
-from .interceptors import bearer_token, current_principal
+from .interceptors import authenticate, bearer_token, current_principal
 
 # Without any wake-up, a watch stream still re-reads this often (seconds).
 WATCH_SAFETY_POLL = 2.0
@@ -109,8 +110,10 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
                 waiter.clear()  # before reading: a commit during the read wakes us again
                 # Re-authenticated as the stream goes on: a revoked key or a changed
                 # role takes effect here as on any other call.
-                p = await self._principal(token)
-                batch = await self.app.run(self._read_after, p, watch, last)
+                p = await authenticate(self.app.auth, self.app.run, token)
+                batch = await self.app.read(
+                    partial(event_log.read_after, p=p, watch=watch, after=last)
+                )
                 for e in batch:
                     yield event_proto(e)
                     last = e.cursor
@@ -126,16 +129,6 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
                     )
         finally:
             self.hub.unsubscribe(watch.scope.org_id, waiter)
-
-    def _read_after(self, p: Principal, watch: event_log.Watch, after: int) -> list[m.Event]:
-        with self.app.db.read() as s:
-            return event_log.read_after(s, p, watch, after)
-
-    async def _principal(self, token: str) -> Principal:
-        cached = self.app.auth.cached(token)
-        if cached is not None:
-            return cached
-        return await self.app.run(self.app.auth.authenticate, token)
 
     async def GetAliasHistory(
         self, request: pb.GetAliasHistoryRequest, context: grpc.aio.ServicerContext

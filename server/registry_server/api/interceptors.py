@@ -158,6 +158,16 @@ def status_name(err: Exception) -> str:
     return err.code if isinstance(err, RegistryError) else "INTERNAL"
 
 
+async def authenticate(
+    auth: Authenticator, run: Callable[..., Awaitable[Any]], token: str, after_commit: int = 0
+) -> Principal:
+    """The key's principal: from the key cache, else checked by `run` (off the event loop)."""
+    principal = auth.cached(token, after_commit)
+    if principal is None:
+        principal = await run(auth.authenticate, token, after_commit)
+    return principal
+
+
 def _commit_metadata(note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
     return ((COMMIT_METADATA, str(note.seq)),) if note is not None and note.seq else ()
 
@@ -197,12 +207,6 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         wrapped = self._wrap(method, handler)
         self._wrapped[method] = wrapped
         return wrapped
-
-    async def _authenticate(self, token: str, after_commit: int) -> Principal:
-        principal = self.auth.cached(token, after_commit)
-        if principal is None:
-            principal = await self.run(self.auth.authenticate, token, after_commit)
-        return principal
 
     def _settle(self, context: grpc.aio.ServicerContext, note: commits.CommitNote | None) -> None:
         """After the handler: the call's commit, if any, is known here and told."""
@@ -295,7 +299,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         token = ""
         try:
             token, after_commit = call_metadata(context.invocation_metadata())
-            _principal.set(await self._authenticate(token, after_commit))
+            _principal.set(await authenticate(self.auth, self.run, token, after_commit))
             yield
         except asyncio.CancelledError:
             code = "CANCELLED"
@@ -346,7 +350,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                             kept = True
                             return reply
                     note = commits.begin_call()
-                    principal = await self._authenticate(token, after_commit)
+                    principal = await authenticate(self.auth, self.run, token, after_commit)
                     request = parse(raw)
                     _principal.set(principal)
                     reply = await self._call(inner, request, context)

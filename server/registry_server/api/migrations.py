@@ -18,6 +18,7 @@ from registry.v1 import migration_service_pb2_grpc as pb_grpc
 from registry.v1 import resources_pb2 as r
 
 from ..domain import names
+from ..domain.pagination import ListParams
 from ..domain.roles import MigrationState
 from ..service.context import Principal
 from ..service.migration.common import (
@@ -38,12 +39,11 @@ from ..service.migration.lifecycle import (
 from ..service.migration.plan import Plan, plan_migration
 from ..service.organizations import get_org, require_org_admin
 from ..storage import models as m
-from ..storage.filter_sql import FieldSpec
-from ..storage.paging import fetch_page, parse_order_by
+from ..storage.filter_sql import FieldSpec, filter_of, filtered
+from ..storage.paging import page_of, parse_order_by
 from ..workers.migration_runner import wake_runner
 from .app import Servicer
 from .convert import name_parts, ts, user_ref
-from .filtering import compile_list_filter
 from .interceptors import current_principal
 
 ORG = "organizations/{org}"
@@ -198,16 +198,14 @@ class MigrationServicer(Servicer, pb_grpc.MigrationServiceServicer):
         p = current_principal()
         org_id = names.parse(request.parent, ORG, "parent")["org"]
         keys = parse_order_by(request.order_by, MIGRATION_ORDER, "create_time desc", m.Migration.id)
-        clause = compile_list_filter(request.filter, LIST_FILTER, self.app.db.dialect)
 
         def work(s: Session) -> pb.ListMigrationsResponse:
+            clause = filter_of(s, request.filter, LIST_FILTER)  # a bad filter fails first
             org = get_org(s, p, org_id, "parent")
             require_org_admin(s, p, org, "listing migrations")
-            stmt = select(m.Migration).where(m.Migration.org_id == org.id, clause)
+            stmt = filtered(select(m.Migration).where(m.Migration.org_id == org.id), clause)
             query = ("migrations", org_id, request.filter)
-            page = fetch_page(
-                s, stmt, keys, size=request.page_size, token=request.page_token, query=query
-            )
+            page = page_of(s, stmt, keys, ListParams.of(request), query)
             views = migration_views(s, [row[0] for row in page.rows], org.name)
             return pb.ListMigrationsResponse(
                 migrations=[migration_proto(v) for v in views],

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -61,13 +62,6 @@ log = logging.getLogger("registry.server")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class ServiceBinding:
-    full_name: str
-    add: Callable[[Any, grpc.aio.Server], None]
-    servicer: Callable[[App], Any]
-
-
 # Every service: its generated modules and the servicer that implements it.
 SERVICES: list[tuple[ModuleType, ModuleType, Callable[[App], Any]]] = [
     (organization_service_pb2, organization_service_pb2_grpc, OrganizationServicer),
@@ -79,15 +73,6 @@ SERVICES: list[tuple[ModuleType, ModuleType, Callable[[App], Any]]] = [
     (migration_service_pb2, migration_service_pb2_grpc, MigrationServicer),
     (file_service_pb2, file_service_pb2_grpc, FileServicer),
 ]
-
-
-def _bindings() -> list[ServiceBinding]:
-    out = []
-    for pb2, pb2_grpc, servicer in SERVICES:
-        (service,) = pb2.DESCRIPTOR.services_by_name.values()
-        add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
-        out.append(ServiceBinding(service.full_name, add, servicer))
-    return out
 
 
 # The background workers (`workers/`) every replica runs beside the calls it answers,
@@ -109,14 +94,8 @@ class TlsConfig:
     client_ca_file: str | None = None  # set = mutual TLS (client certificates required)
 
     def credentials(self) -> grpc.ServerCredentials:
-        with open(self.key_file, "rb") as f:
-            key = f.read()
-        with open(self.cert_file, "rb") as f:
-            cert = f.read()
-        ca = None
-        if self.client_ca_file:
-            with open(self.client_ca_file, "rb") as f:
-                ca = f.read()
+        key, cert = Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes()
+        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
         return grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
@@ -193,17 +172,15 @@ class RegistryServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
-        names = [
-            reflection.SERVICE_NAME,
-            REFLECTION_V1,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        ]
         self._service_names: list[str] = []
-        for binding in _bindings():
-            binding.add(binding.servicer(app), self.server)
-            names.append(binding.full_name)
-            self._service_names.append(binding.full_name)
+        for pb2, pb2_grpc, servicer in SERVICES:
+            (service,) = pb2.DESCRIPTOR.services_by_name.values()
+            add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
+            add(servicer(app), self.server)
+            self._service_names.append(service.full_name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        names = [reflection.SERVICE_NAME, REFLECTION_V1, health_name, *self._service_names]
         _serve_reflection(names, self.server)
         self._tasks: list[asyncio.Task[None]] = []
 
