@@ -10,7 +10,7 @@ from .convert import struct, ts, user_ref
 
 
 def version_proto(view: VersionView) -> r.CollectionVersion:
-    reply = r.CollectionVersion(
+    return r.CollectionVersion(
         name=view.name,
         version_index=view.version_index,
         artifact_version=view.artifact_version,
@@ -25,4 +25,3 @@ def version_proto(view: VersionView) -> r.CollectionVersion:
         type=view.artifact_type,
         path=view.path,
     )
-    return reply

@@ -62,18 +62,6 @@ def _shown(s: Session, org: str, reg: m.Registry) -> r.Registry:
     return registry_proto(reg, org, regs.migrated_from_team(s, reg))
 
 
-def _member_grant(
-    request: pb.AddRegistryMemberRequest | pb.UpdateRegistryMemberRequest,
-) -> tuple[str, str, regs.MemberRef, regs.Grant]:
-    """(org, registry id, member, grant) of an Add/UpdateRegistryMember request."""
-    org, registry_id = name_parts(request.registry, REGISTRY, "registry")
-    ref = regs.parse_member(request.member, "member")
-    role = enum_value(
-        request.role, r.RegistryRole, "role", allow_unspecified=request.follows_team_roles
-    )
-    return org, registry_id, ref, regs.grant_of(ref, RegistryRole(role), request.follows_team_roles)
-
-
 class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     async def CreateRegistry(
         self, request: pb.CreateRegistryRequest, context: grpc.aio.ServicerContext
@@ -190,7 +178,11 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     async def _set_member(self, request: Any, change: Callable[..., Any]) -> r.RegistryMember:
         """Add or Update: `change(s, p, org, registry, member, grant)` -> the member."""
         p = current_principal()
-        org, registry_id, ref, grant = _member_grant(request)
+        org, registry_id = name_parts(request.registry, REGISTRY, "registry")
+        ref = regs.parse_member(request.member, "member")
+        follows = request.follows_team_roles
+        role = enum_value(request.role, r.RegistryRole, "role", allow_unspecified=follows)
+        grant = regs.grant_of(ref, RegistryRole(role), follows)
         return await self.app.write(
             lambda s: member_proto(org, registry_id, change(s, p, org, registry_id, ref, grant))
         )
