@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.v1 import migration_service_pb2 as pb
@@ -29,18 +28,13 @@ from ..service.migration.common import (
 from ..service.migration.lifecycle import (
     MigrationView,
     get_migration,
+    list_migrations,
     migration_view,
-    migration_views,
     request_cancel,
     request_rollback,
     start_migration,
-    state_filter,
 )
 from ..service.migration.plan import Plan, plan_migration
-from ..service.organizations import get_org, require_org_admin
-from ..storage import models as m
-from ..storage.filter_sql import FieldSpec, filter_of, filtered
-from ..storage.paging import page_of, parse_order_by
 from ..workers.migration_runner import wake_runner
 from .app import Servicer
 from .convert import name_parts, ts, user_ref
@@ -150,14 +144,6 @@ def plan_proto(plan: Plan) -> r.MigrationPlan:
 # --- the servicer ---------------------------------------------------------------------
 
 
-LIST_FILTER = {
-    "state": FieldSpec("alias", builder=state_filter),
-    "create_time": FieldSpec("time", m.Migration.create_time),
-    "end_time": FieldSpec("time", m.Migration.end_time),
-}
-MIGRATION_ORDER = {"create_time": m.Migration.create_time, "update_time": m.Migration.update_time}
-
-
 def _org_teams(
     request: pb.PlanMigrationRequest | pb.StartMigrationRequest,
 ) -> tuple[str, list[str]]:
@@ -196,23 +182,13 @@ class MigrationServicer(Servicer, pb_grpc.MigrationServiceServicer):
         self, request: pb.ListMigrationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMigrationsResponse:
         p = current_principal()
-        org_id = names.parse(request.parent, ORG, "parent")["org"]
-        keys = parse_order_by(request.order_by, MIGRATION_ORDER, "create_time desc", m.Migration.id)
-
-        def work(s: Session) -> pb.ListMigrationsResponse:
-            clause = filter_of(s, request.filter, LIST_FILTER)  # a bad filter fails first
-            org = get_org(s, p, org_id, "parent")
-            require_org_admin(s, p, org, "listing migrations")
-            stmt = filtered(select(m.Migration).where(m.Migration.org_id == org.id), clause)
-            query = ("migrations", org_id, request.filter)
-            page = page_of(s, stmt, keys, ListParams.of(request), query)
-            views = migration_views(s, [row[0] for row in page.rows], org.name)
-            return pb.ListMigrationsResponse(
-                migrations=[migration_proto(v) for v in views],
-                next_page_token=page.next_page_token,
-            )
-
-        return await self.app.read(work)
+        org = names.parse(request.parent, ORG, "parent")["org"]
+        return await self.app.listed(
+            lambda s: list_migrations(s, p, org, ListParams.of(request)),
+            pb.ListMigrationsResponse,
+            "migrations",
+            migration_proto,
+        )
 
     async def WatchMigration(
         self, request: pb.WatchMigrationRequest, context: grpc.aio.ServicerContext

@@ -25,9 +25,12 @@ from ...domain.errors import (
     PermissionDenied,
     quote,
 )
+from ...domain.pagination import ListParams
 from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
+from ...storage.filter_sql import FieldSpec, filter_of, filtered
+from ...storage.paging import page_of, parse_order_by
 from ...storage.queries import migrations as queries
 from ...storage.sql import Sql, json_value
 from .. import registry_freeze
@@ -316,6 +319,28 @@ def state_filter(value: str, op: str) -> Any:
         raise InvalidArgument("filter", f"state must be one of {allowed} (got {quote(value)})")
     number = int(MigrationState[key])
     return m.Migration.state != number if op == "!=" else m.Migration.state == number
+
+
+LIST_FILTER = {
+    "state": FieldSpec("alias", builder=state_filter),
+    "create_time": FieldSpec("time", m.Migration.create_time),
+    "end_time": FieldSpec("time", m.Migration.end_time),
+}
+LIST_ORDER = {"create_time": m.Migration.create_time, "update_time": m.Migration.update_time}
+
+
+def list_migrations(
+    s: Session, p: Principal, org_id: str, ask: ListParams
+) -> tuple[list[MigrationView], str]:
+    """ListMigrations: one page of an organization's migrations (its admins only),
+    newest first unless `order_by` says otherwise."""
+    keys = parse_order_by(ask.order_by, LIST_ORDER, "create_time desc", m.Migration.id)
+    clause = filter_of(s, ask.filter, LIST_FILTER)  # a bad filter fails before access
+    org = get_org(s, p, org_id, "parent")
+    require_org_admin(s, p, org, "listing migrations")
+    stmt = filtered(select(m.Migration).where(m.Migration.org_id == org.id), clause)
+    page = page_of(s, stmt, keys, ask, ("migrations", org_id, ask.filter))
+    return migration_views(s, [row[0] for row in page.rows], org.name), page.next_page_token
 
 
 def request_cancel(
