@@ -90,7 +90,6 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
     ) -> pb.ListCollectionsResponse:
         p = current_principal()
         org, registry_id = name_parts(request.parent, REGISTRY, "parent")
-
         return await self.app.listed(
             lambda s: colls.list_collections(s, p, org, registry_id, ListParams.of(request)),
             pb.ListCollectionsResponse,

@@ -204,7 +204,6 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
         self, request: pb.GetAutomationRequest, context: grpc.aio.ServicerContext
     ) -> r.Automation:
         p = current_principal()
-
         return await self.app.read(
             lambda s: _shown(s, webhooks.get_automation(s, p, request.name), request.name)
         )

@@ -100,7 +100,6 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     ) -> r.Registry:
         p = current_principal()
         org, registry_id = name_parts(request.name, REGISTRY, "name")
-
         return await self.app.read(
             lambda s: _shown(s, org, regs.get_registry(s, p, org, registry_id))
         )
@@ -110,7 +109,6 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     ) -> pb.ListRegistriesResponse:
         p = current_principal()
         org = names.parse(request.parent, ORG, "parent")["org"]
-
         return await self.app.listed(
             lambda s: regs.list_registries(s, p, org, ListParams.of(request)),
             pb.ListRegistriesResponse,
@@ -201,7 +199,6 @@ class RegistryServicer(Servicer, pb_grpc.RegistryServiceServicer):
     ) -> pb.ListRegistryMembersResponse:
         p = current_principal()
         org, registry_id = name_parts(request.parent, REGISTRY, "parent")
-
         return await self.app.listed(
             lambda s: regs.list_members(s, p, org, registry_id, ListParams.of(request)),
             pb.ListRegistryMembersResponse,
