@@ -12,6 +12,7 @@ the `blobs` table (storage/queries/blobs.py), never inferred from the store.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -19,7 +20,30 @@ from sqlalchemy.engine import make_url
 from ..db import Database
 from .base import BlobStore, BlobWriter, StoreFull
 
-__all__ = ["BlobStore", "BlobWriter", "StoreFull", "default_location", "open_store"]
+__all__ = [
+    "BlobStore",
+    "BlobWriter",
+    "S3Checksums",
+    "StoreFull",
+    "default_location",
+    "open_store",
+]
+
+
+class S3Checksums(StrEnum):
+    """Whether an s3:// store's own sha256 of an upload is trusted (`--s3-checksums`)."""
+
+    auto = "auto"  # probed at start: trusted when the store refuses a wrong checksum
+    verified = "verified"  # trusted without a probe
+    read_back = "read-back"  # never: the server reads every upload back
+
+
+def checksums_mode(value: str) -> S3Checksums:
+    try:
+        return S3Checksums(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in S3Checksums)
+        raise ValueError(f"--s3-checksums must be one of {choices} (got {value!r})") from None
 
 
 def default_location(db: Database) -> str:
@@ -30,8 +54,10 @@ def default_location(db: Database) -> str:
     return (Path.cwd() / "registry-blobs").as_uri()
 
 
-def open_store(location: str) -> BlobStore:
-    """The store a `--blob-store` value names."""
+def open_store(location: str, s3_checksums: str = S3Checksums.read_back) -> BlobStore:
+    """The store a `--blob-store` value names; an s3:// one trusts the store's checksums
+    as `s3_checksums` says (`auto` probes the store here)."""
+    checksums = checksums_mode(s3_checksums)
     if location.startswith("file://"):
         from .file import FileBlobStore
 
@@ -39,5 +65,5 @@ def open_store(location: str) -> BlobStore:
     if location.startswith("s3://"):
         from .s3 import S3BlobStore
 
-        return S3BlobStore.from_location(location)
+        return S3BlobStore.from_location(location, checksums)
     raise ValueError(f"--blob-store must be file://DIR or s3://BUCKET/PREFIX (got {location!r})")
