@@ -79,6 +79,15 @@ def start_upload(stubs: Stubs, parent: str, data: bytes) -> fpb.StartBlobUploadR
     )
 
 
+def stored_checksum(server: ServerThread, upload_id: str) -> str:
+    """The sha256 the store reports of the staging object of `upload_id`."""
+    store = server.app.blobs
+    listing = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix + "/uploads/")
+    (key,) = [o["Key"] for o in listing["Contents"] if o["Key"].endswith("/" + upload_id)]
+    head = store.client.head_object(Bucket=store.bucket, Key=key, ChecksumMode="ENABLED")
+    return str(head.get("ChecksumSHA256", ""))
+
+
 def refused_as_other_bytes(stubs: Stubs, parent: str, data: bytes, upload_id: str) -> None:
     """CompleteBlobUpload of `data`'s digest answers that the stored bytes are others."""
     expect_error(
@@ -103,8 +112,12 @@ def test_auto_reads_back_on_moto_and_refuses_other_bytes_under_the_signed_checks
         start = start_upload(stubs, lab.parent, data)
         (part,) = start.parts
         assert part.headers["x-amz-checksum-sha256"]  # signed in, sent unchanged
+        # a header of the client's own (moto checks no signature): moto then keeps the
+        # declared checksum, unverified
+        part.headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
         (tmp_path / "other").write_bytes(other)
-        put_part(part, tmp_path / "other")  # moto keeps the declared checksum unverified
+        put_part(part, tmp_path / "other")
+        assert stored_checksum(server, start.upload_id) == part.headers["x-amz-checksum-sha256"]
         refused_as_other_bytes(stubs, lab.parent, data, start.upload_id)
         assert len(reads) == 1
         assert missing(owner, lab.parent, data) == [digest_of(data)]
@@ -180,6 +193,8 @@ def test_one_put_up_to_5_gib_when_the_store_verifies_else_up_to_256_mib(
         assert len(start.parts) == parts
         assert sum(p.size for p in start.parts) == size
         assert bool(start.parts[0].headers) == (parts == 1)
+        named = "x-amz-sdk-checksum-algorithm" in start.parts[0].headers
+        assert named == (parts == 1 and checksums == "verified")
         server.app.blobs.remove_stale_partials(older_than=0)
 
 

@@ -113,25 +113,24 @@ class S3BlobStore(BlobStore):
 
     # --- the store's own checksums ---
 
-    def _presigned_put(self, key: str, hex_digest: str, ttl: int) -> tuple[str, dict[str, str]]:
-        """A PUT URL for `key` with the sha256 signed in, and the headers it needs."""
+    def _presigned_put(
+        self, key: str, hex_digest: str, ttl: int, trusted: bool
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL for `key` with the sha256 signed in, and the headers it needs. When
+        the store's checksum is `trusted`, the PUT also names its algorithm (an SDK's
+        header, which S3 and MinIO take; moto then keeps the declared sha256, unchecked)."""
         checksum = base64.b64encode(bytes.fromhex(hex_digest)).decode()
-        url = self.client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ChecksumAlgorithm": "SHA256",
-                "ChecksumSHA256": checksum,
-            },
-            ExpiresIn=ttl,
-        )
-        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+        params = {"Bucket": self.bucket, "Key": key, "ChecksumSHA256": checksum}
+        headers = {"x-amz-checksum-sha256": checksum}
+        if trusted:
+            params["ChecksumAlgorithm"] = "SHA256"
+            headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
+        url = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl)
         return str(url), headers
 
     def _put_accepted(self, key: str, data: bytes, hex_digest: str) -> bool:
         """Whether the store takes `data` PUT as a client does, declared as `hex_digest`."""
-        url, headers = self._presigned_put(key, hex_digest, 60)
+        url, headers = self._presigned_put(key, hex_digest, 60, trusted=True)
         request = urllib.request.Request(url, data=data, method="PUT", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30):
@@ -143,7 +142,8 @@ class S3BlobStore(BlobStore):
 
     def _probe(self) -> bool:
         """Whether the store verifies a signed x-amz-checksum-sha256: it must refuse a
-        few bytes under a wrong one and take them under the right one."""
+        few bytes under a wrong one and take them under the right one, PUT as a client
+        puts a file once the store is trusted."""
         key = self._key("uploads", "checksum-probe-" + uuid.uuid4().hex)
         data = b"registry checksum probe"
         try:
@@ -182,7 +182,7 @@ class S3BlobStore(BlobStore):
         key = self._staging(org_id, token)
         expires = int(ttl)
         if size <= (SINGLE_PUT_LIMIT if self.store_verifies else MULTIPART_THRESHOLD):
-            url, headers = self._presigned_put(key, hex_digest, expires)
+            url, headers = self._presigned_put(key, hex_digest, expires, self.store_verifies)
             return token, [PresignedPart(url, 0, 0, size, headers)]
         multipart = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         parts = []
