@@ -20,7 +20,7 @@ from .domain.errors import RegistryError
 from .logs import LogFormat
 from .logs import configure as configure_logging
 from .service.retention import Retention
-from .storage.blobs import S3Checksums
+from .storage.blobs.checksums import S3Checksums
 from .storage.db import (
     Database,
     describe_database,

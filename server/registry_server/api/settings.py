@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..service.retention import Retention
-from ..storage.blobs import S3Checksums
+from ..storage.blobs.checksums import S3Checksums
 
 
 def replica_name() -> str:

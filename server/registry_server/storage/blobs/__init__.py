@@ -12,13 +12,13 @@ the `blobs` table (storage/queries/blobs.py), never inferred from the store.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from ..db import Database
 from .base import BlobStore, BlobWriter, StoreFull
+from .checksums import S3Checksums, checksums_mode
 
 __all__ = [
     "BlobStore",
@@ -28,22 +28,6 @@ __all__ = [
     "default_location",
     "open_store",
 ]
-
-
-class S3Checksums(StrEnum):
-    """Whether an s3:// store's own sha256 of an upload is trusted (`--s3-checksums`)."""
-
-    auto = "auto"  # probed at start: trusted when the store refuses a wrong checksum
-    verified = "verified"  # trusted without a probe
-    read_back = "read-back"  # never: the server reads every upload back
-
-
-def checksums_mode(value: str) -> S3Checksums:
-    try:
-        return S3Checksums(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in S3Checksums)
-        raise ValueError(f"--s3-checksums must be one of {choices} (got {value!r})") from None
 
 
 def default_location(db: Database) -> str:

@@ -40,8 +40,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from . import S3Checksums
 from .base import BlobStore, BlobWriter, Mismatch, PresignedPart
+from .checksums import S3Checksums
 
 log = logging.getLogger("registry.files")
 
