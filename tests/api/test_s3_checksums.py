@@ -28,6 +28,7 @@ from registry_server.storage.db import Database
 from ..support.content import make_lab
 from ..support.errors import expect_error
 from ..support.files import digest_of, download, entry, missing
+from ..support.processes import Proc, free_port
 from ..support.servers import ServerThread
 from ..support.world import World
 
@@ -196,6 +197,25 @@ def test_one_put_up_to_5_gib_when_the_store_verifies_else_up_to_256_mib(
         named = "x-amz-sdk-checksum-algorithm" in start.parts[0].headers
         assert named == (parts == 1 and checksums == "verified")
         server.app.blobs.remove_stale_partials(older_than=0)
+
+
+def test_serve_says_at_start_which_checksums_it_trusts(database_url: str, s3_location: str) -> None:
+    """`registry-server serve` probes the store before it listens (moto takes the wrong
+    checksum) and logs the outcome; `verified` logs its warning instead."""
+    for args, said in [
+        ([], "took a PUT under a wrong x-amz-checksum-sha256; the server reads every upload"),
+        (["--s3-checksums", "verified"], "a member can store bytes under a digest"),
+    ]:
+        server = Proc(
+            ["--database-url", database_url, "--blob-store", s3_location,
+             "--migration-runner", "off", *args],
+            free_port(),
+        )  # fmt: skip
+        try:
+            server.wait_healthy()
+        finally:
+            log = server.stop()
+        assert said in log, log
 
 
 def test_a_bad_s3_checksums_value_is_refused_with_the_choices(database_url: str) -> None:
