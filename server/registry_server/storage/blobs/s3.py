@@ -48,11 +48,20 @@ log = logging.getLogger("registry.files")
 MULTIPART_THRESHOLD = 256 << 20  # bytes; at or below: one PUT (the server reads it back)
 SINGLE_PUT_LIMIT = 5 << 30  # S3's largest PUT: one PUT up to this when the store verifies
 PART_SIZE = 64 << 20  # S3 wants >= 5 MiB per part but the last, at most 10,000 parts
+# At most this many parts (larger ones for larger files): S3 takes 10,000, and the
+# presigned URLs of 2,000 parts keep StartBlobUpload's reply far below gRPC's 4 MiB
+MAX_PARTS = 2000
 READ_CHUNK = 8 << 20
 # Into place: one CopyObject up to 5 GiB, else parts of 1 GiB copied in the store (the
 # default, 8 MiB parts, costs the server a call per 8 MiB)
 COPY = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT + 1, multipart_chunksize=1 << 30)
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}(:[\w.\-~=+/]{1,1024})?")
+
+
+def part_size_for(size: int) -> int:
+    """PART_SIZE, or whole MiB large enough that `size` needs at most MAX_PARTS parts."""
+    mib = 1 << 20
+    return max(PART_SIZE, -(-size // (MAX_PARTS * mib)) * mib)
 
 
 class S3BlobStore(BlobStore):
@@ -186,7 +195,8 @@ class S3BlobStore(BlobStore):
             return token, [PresignedPart(url, 0, 0, size, headers)]
         multipart = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         parts = []
-        for number, offset in enumerate(range(0, size, PART_SIZE), start=1):
+        part_size = part_size_for(size)
+        for number, offset in enumerate(range(0, size, part_size), start=1):
             url = self.client.generate_presigned_url(
                 "upload_part",
                 Params={
@@ -197,7 +207,7 @@ class S3BlobStore(BlobStore):
                 },
                 ExpiresIn=expires,
             )
-            parts.append(PresignedPart(url, number, offset, min(PART_SIZE, size - offset), {}))
+            parts.append(PresignedPart(url, number, offset, min(part_size, size - offset), {}))
         return f"{token}:{multipart}", parts
 
     def complete_upload(
