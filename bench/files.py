@@ -9,8 +9,10 @@ Reports upload and download MB/s of one big file, files/s of many small ones eac
 way, and how much the server's resident memory grew during the transfers (streams,
 never whole files). `--s3` serves the same from moto's S3-protocol server and reports
 the server's CPU seconds per GiB moved through presigned URLs and GetDownloadUrls
-calls/s. `--mlflow` compares with `mlflow server --serve-artifacts` on the same file
-(MLflow's own client, `MlflowClient.log_artifact` / `mlflow.artifacts.download_artifacts`),
+calls/s, with `--s3-checksums read-back`, then the big file again with `verified`
+(moto does not verify checksums: there `verified` only shows the server's share).
+`--mlflow` compares with `mlflow server --serve-artifacts` on the same file (MLflow's
+own client, `MlflowClient.log_artifact` / `mlflow.artifacts.download_artifacts`),
 installing mlflow into `.venv-mlflow` on first use. Results: a table on stdout and JSON
 in bench/results/<timestamp>-files.json.
 """
@@ -67,12 +69,14 @@ def bootstrap(url: str) -> str:
 
 
 @contextlib.contextmanager
-def registry(workdir: Path, blob_store: str) -> Iterator[tuple[ServerProcess, Client]]:
+def registry(
+    workdir: Path, blob_store: str, extra: list[str]
+) -> Iterator[tuple[ServerProcess, Client]]:
     url = f"sqlite:///{workdir / 'registry.db'}"
     upgrade(url)
     key = bootstrap(url)
     server = ServerProcess(
-        url, log_level="WARNING", log_dir=workdir, extra_args=["--blob-store", blob_store]
+        url, log_level="WARNING", log_dir=workdir, extra_args=["--blob-store", blob_store, *extra]
     )
     try:
         server.wait_healthy()
@@ -94,6 +98,7 @@ def transfer(
     server.rss_max_mb = base_rss
     cpu = server.cpu_seconds()
     up = timed(lambda: client.upload("bench/files", source, entries))
+    cpu_up = server.cpu_seconds() - cpu
     version = client.log_artifact("bench/files", name, "model", manifest=entries)
     down = timed(lambda: client.download(version.path, dest))
     time.sleep(0.5)  # one more RSS sample
@@ -101,13 +106,16 @@ def transfer(
         "upload_s": up,
         "download_s": down,
         "server_cpu_s": server.cpu_seconds() - cpu,
+        "server_cpu_up_s": cpu_up,
         "rss_growth_mb": server.rss_max_mb - base_rss,
     }
 
 
-def run_registry(args: argparse.Namespace, workdir: Path, blob_store: str) -> dict[str, Any]:
+def run_registry(
+    args: argparse.Namespace, workdir: Path, blob_store: str, extra: list[str] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with registry(workdir, blob_store) as (server, client):
+    with registry(workdir, blob_store, extra or []) as (server, client):
         big = workdir / "big"
         random_file(big / "model.bin", args.big_mib * MIB)
         figures = transfer(server, client, big, workdir / "big-out", "big")
@@ -118,7 +126,10 @@ def run_registry(args: argparse.Namespace, workdir: Path, blob_store: str) -> di
             "upload_mb_s": size_mb / figures["upload_s"],
             "download_mb_s": size_mb / figures["download_s"],
             "server_cpu_s_per_gib": figures["server_cpu_s"] / (2 * args.big_mib / 1024),
+            "server_cpu_up_s_per_gib": figures["server_cpu_up_s"] / (args.big_mib / 1024),
         }
+        if args.small == 0:
+            return out
         shutil.rmtree(big)
         shutil.rmtree(workdir / "big-out")
         small = workdir / "small"
@@ -233,16 +244,20 @@ def table(results: dict[str, Any]) -> str:
         "| store | case | upload | download | server RSS growth | server CPU |",
         "|---|---|---|---|---|---|",
     ]
-    for store in ("file", "s3"):
+    for store in ("file", "s3", "s3 verified"):
         r = results.get(store)
         if not r:
             continue
-        b, s = r["big"], r["small"]
+        b = r["big"]
         lines.append(
             f"| {store} | 1 file of {b['mib']} MiB | {b['upload_mb_s']:.0f} MB/s | "
             f"{b['download_mb_s']:.0f} MB/s | {b['rss_growth_mb']:.1f} MB | "
-            f"{b['server_cpu_s_per_gib']:.2f} s/GiB |"
+            f"{b['server_cpu_s_per_gib']:.2f} s/GiB ({b['server_cpu_up_s_per_gib']:.2f} "
+            "s per GiB uploaded) |"
         )
+        if "small" not in r:
+            continue
+        s = r["small"]
         lines.append(
             f"| {store} | {s['files']} files of {s['kib']} KiB | "
             f"{s['upload_files_s']:.0f} files/s | {s['download_files_s']:.0f} files/s | "
@@ -290,7 +305,13 @@ def main() -> None:
 
             (work / "s3").mkdir()
             with moto_server() as location:
-                results["s3"] = run_registry(args, work / "s3", location)
+                read_back = ["--s3-checksums", "read-back"]
+                results["s3"] = run_registry(args, work / "s3", location, read_back)
+                shutil.rmtree(work / "s3")
+                (work / "s3").mkdir()
+                big_only = argparse.Namespace(**{**vars(args), "small": 0})
+                verified = ["--s3-checksums", "verified"]
+                results["s3 verified"] = run_registry(big_only, work / "s3", location, verified)
             shutil.rmtree(work / "s3")
         if args.mlflow:
             (work / "mlflow").mkdir()

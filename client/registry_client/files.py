@@ -28,6 +28,7 @@ from .errors import RegistryError, from_rpc_error, invalid_argument
 
 CHUNK = 1 << 20  # bytes per upload message
 HASH_CHUNK = 1 << 20
+PUT_BLOCK = 8 << 20  # bytes read and sent at a time by a presigned PUT
 FIND_BATCH = 1000  # digests per FindMissingBlobs call
 PARTIAL_SUFFIX = ".partial"
 WORKERS = 8
@@ -84,13 +85,21 @@ def _chunks(
                 return
 
 
-def put_part(part: pb.UploadPart, path: Path) -> str:
-    """One presigned PUT of a part of `path` (the headers it names included); its ETag."""
+def _file_range(path: Path, offset: int, size: int) -> Iterator[bytes]:
     with path.open("rb") as f:
-        f.seek(part.offset)
-        body = f.read(part.size)
+        f.seek(offset)
+        while size > 0 and (block := f.read(min(PUT_BLOCK, size))):
+            size -= len(block)
+            yield block
+
+
+def put_part(part: pb.UploadPart, path: Path) -> str:
+    """One presigned PUT of a part of `path` (the headers it names included), read from
+    the file as it is sent (a part may be 5 GiB); its ETag."""
+    body = _file_range(path, part.offset, part.size)
     request = urllib.request.Request(url=part.url, data=body, method="PUT")
-    for name, value in [*part.headers.items(), ("Content-Type", "application/octet-stream")]:
+    headers = [*part.headers.items(), ("Content-Type", "application/octet-stream")]
+    for name, value in [*headers, ("Content-Length", str(part.size))]:
         request.add_header(name, value)
     with urllib.request.urlopen(request, timeout=300) as response:
         return str(response.headers.get("ETag", ""))

@@ -20,6 +20,7 @@ from .domain.errors import RegistryError
 from .logs import LogFormat
 from .logs import configure as configure_logging
 from .service.retention import Retention
+from .storage.blobs.checksums import S3Checksums
 from .storage.db import (
     Database,
     describe_database,
@@ -206,6 +207,17 @@ def serve(
             help="Seconds a presigned download URL stays valid (s3:// stores).",
         ),
     ] = Settings.download_url_ttl,
+    s3_checksums: Annotated[
+        S3Checksums,
+        typer.Option(
+            envvar="REGISTRY_S3_CHECKSUMS",
+            help="s3:// stores: who checks an upload's sha256. auto: probe the store at "
+            "start (a PUT under a wrong x-amz-checksum-sha256); verified: trust the "
+            "store's checksum, no probe (only for a store that verifies it, as AWS S3 and "
+            "MinIO do: on one that does not, a member could store bytes under a digest "
+            "they do not hash to); read-back: the server reads every upload back.",
+        ),
+    ] = Settings.s3_checksums,
     event_retention_days: Annotated[
         float,
         typer.Option(
@@ -287,6 +299,7 @@ def serve(
         max_file_size=max_file_size,
         max_files_per_version=max_files_per_version,
         download_url_ttl=download_url_ttl,
+        s3_checksums=s3_checksums,
         kept_replies=kept_replies,
         retention=Retention(
             event_retention_days, request_id_retention_hours, delivery_retention_days

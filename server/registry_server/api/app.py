@@ -77,7 +77,9 @@ class App:
     def blobs(self) -> BlobStore:
         """The blob store, opened on first use (a replica that serves no file opens none)."""
         if self._blobs is None:
-            self._blobs = open_store(self.settings.blob_store or default_location(self.db))
+            self._blobs = open_store(
+                self.settings.blob_store or default_location(self.db), self.settings.s3_checksums
+            )
         return self._blobs
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

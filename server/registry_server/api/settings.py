@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..service.retention import Retention
+from ..storage.blobs.checksums import S3Checksums
 
 
 def replica_name() -> str:
@@ -66,6 +67,9 @@ class Settings:
     max_files_per_version: int = 10_000
     # Seconds a presigned URL stays valid (s3:// stores).
     download_url_ttl: float = 300.0
+    # Whether an s3:// store's own sha256 of an upload is trusted, or every upload is
+    # read back by the server (storage/blobs/s3.py).
+    s3_checksums: S3Checksums = S3Checksums.auto
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=replica_name)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -18,8 +18,16 @@ from sqlalchemy.engine import make_url
 
 from ..db import Database
 from .base import BlobStore, BlobWriter, StoreFull
+from .checksums import S3Checksums, checksums_mode
 
-__all__ = ["BlobStore", "BlobWriter", "StoreFull", "default_location", "open_store"]
+__all__ = [
+    "BlobStore",
+    "BlobWriter",
+    "S3Checksums",
+    "StoreFull",
+    "default_location",
+    "open_store",
+]
 
 
 def default_location(db: Database) -> str:
@@ -30,8 +38,10 @@ def default_location(db: Database) -> str:
     return (Path.cwd() / "registry-blobs").as_uri()
 
 
-def open_store(location: str) -> BlobStore:
-    """The store a `--blob-store` value names."""
+def open_store(location: str, s3_checksums: str = S3Checksums.read_back) -> BlobStore:
+    """The store a `--blob-store` value names; an s3:// one trusts the store's checksums
+    as `s3_checksums` says (`auto` probes the store here)."""
+    checksums = checksums_mode(s3_checksums)
     if location.startswith("file://"):
         from .file import FileBlobStore
 
@@ -39,5 +49,5 @@ def open_store(location: str) -> BlobStore:
     if location.startswith("s3://"):
         from .s3 import S3BlobStore
 
-        return S3BlobStore.from_location(location)
+        return S3BlobStore.from_location(location, checksums)
     raise ValueError(f"--blob-store must be file://DIR or s3://BUCKET/PREFIX (got {location!r})")
