@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from ..domain import names
@@ -206,21 +206,26 @@ TEAM_FILTER = {
 
 
 def list_users(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
-    keys = parse_order_by(ask.order_by, USER_ORDER, "name", m.User.id)
-    org = get_org(s, p, org_id, "parent")
-    stmt = filtered(
-        select(m.User).where(m.User.org_id == org.id), filter_of(s, ask.filter, USER_FILTER)
-    )
-    return page_of(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
+    return _list_in_org(s, p, org_id, ask, m.User, USER_ORDER, USER_FILTER)
 
 
 def list_teams(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
-    keys = parse_order_by(ask.order_by, TEAM_ORDER, "name", m.Team.id)
+    return _list_in_org(s, p, org_id, ask, m.Team, TEAM_ORDER, TEAM_FILTER)
+
+
+def _list_in_org(
+    s: Session,
+    p: Principal,
+    org_id: str,
+    ask: ListParams,
+    model: type[m.User] | type[m.Team],
+    order: dict[str, Any],
+    filter: dict[str, FieldSpec],
+) -> Page:
+    keys = parse_order_by(ask.order_by, order, "name", model.id)
     org = get_org(s, p, org_id, "parent")
-    stmt = filtered(
-        select(m.Team).where(m.Team.org_id == org.id), filter_of(s, ask.filter, TEAM_FILTER)
-    )
-    return page_of(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
+    stmt = filtered(select(model).where(model.org_id == org.id), filter_of(s, ask.filter, filter))
+    return page_of(s, stmt, keys, ask, (model.__tablename__, org_id, ask.filter, ask.order_by))
 
 
 def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -> Page:
@@ -544,12 +549,21 @@ def add_team_member(
     return member, team, user
 
 
-def _count_admins(s: Session, team_id: int) -> int:
-    return s.execute(
-        select(func.count()).where(
-            m.TeamMember.team_id == team_id, m.TeamMember.role == int(TeamRole.ADMIN)
+def _membership(s: Session, team: m.Team, user: m.User, role: TeamRole | None) -> m.TeamMember:
+    """The member to give `role` (None: to remove), refused when that leaves the team
+    without an ADMIN."""
+    member = s.get(m.TeamMember, (team.id, user.id))
+    if member is None:
+        raise NotFound(f"users/{user.name} is not a member of teams/{team.name}")
+    if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN:
+        admins = select(func.count()).where(
+            m.TeamMember.team_id == team.id, m.TeamMember.role == int(TeamRole.ADMIN)
         )
-    ).scalar_one()
+        if s.execute(admins).scalar_one() <= 1:
+            raise FailedPrecondition(
+                f"users/{user.name} is the last ADMIN of teams/{team.name}", reason="LAST_ADMIN"
+            )
+    return member
 
 
 def update_team_member(
@@ -558,13 +572,7 @@ def update_team_member(
     team = get_team(s, p, team_id)
     _require_team_admin(s, p, team)
     user = _member_user(s, team, user_id)
-    member = s.get(m.TeamMember, (team.id, user.id))
-    if member is None:
-        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
-    if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(
-            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
-        )
+    member = _membership(s, team, user, role)
     before = TeamRole(member.role)
     member.role = int(role)
     member.update_time = now_us()
@@ -584,13 +592,7 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
     user = _member_user(s, team, user_id)
     if user.id != p.user_id:  # anyone may leave; removing others needs team ADMIN
         _require_team_admin(s, p, team)
-    member = s.get(m.TeamMember, (team.id, user.id))
-    if member is None:
-        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
-    if member.role == TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(
-            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
-        )
+    member = _membership(s, team, user, None)
     s.delete(member)
     # What the team gave in the legacy registry goes with it.
     s.execute(
@@ -601,6 +603,3 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
     events.scoped_event(
         s, events.TEAM_MEMBER_REMOVED, p, f"teams/{team_id}/members/{user_id}", team=team
     )
-
-
-_ = update  # re-exported for services that bulk-update
