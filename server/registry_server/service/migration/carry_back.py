@@ -57,6 +57,7 @@ from ...domain.roles import RegistryRole, Visibility
 from ...storage import models as m
 from ...storage.db import now_us
 from .. import events
+from ..legacy import remove_model
 from ..legacy_views import model_version_row
 from ..registries import MemberRef, member_name, registry_name
 
@@ -702,18 +703,14 @@ def _apply_model(out: _LegacyWrites, changes: ModelChanges) -> None:
 
 
 def _delete_model(out: _LegacyWrites, changes: ModelChanges) -> None:
-    rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
-    s, model = out.s, changes.model
-    removed = list(s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars())
-    count = len(s.execute(select(v.id).where(v.registered_model_id == model.id)).all())
-    s.execute(delete(a).where(a.registered_model_id == model.id))
-    s.execute(delete(v).where(v.registered_model_id == model.id))
-    s.execute(delete(rm).where(rm.id == model.id))
+    a, model = m.RegisteredModelAlias, changes.model
+    removed = out.s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars()
+    aliases_removed = sorted(removed)
     out.event(
         events.LEGACY_MODEL_DELETED,
         model_name(out.team.team, model.name),
-        versions_removed=count,
-        aliases_removed=sorted(removed),
+        versions_removed=remove_model(out.s, model.id),
+        aliases_removed=aliases_removed,
     )
 
 
@@ -751,14 +748,11 @@ def _apply_removed_aliases(out: _LegacyWrites, changes: ModelChanges) -> None:
 def _apply_version_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> None:
     v = m.RegisteredModelVersion
     for row, fields in changes.version_fields:
-        before = {"tags_before": list(row.tags or [])} if "tags" in fields else {}
         out.s.execute(update(v).where(v.id == row.id).values(**fields, update_time=now))
         out.event(
             events.LEGACY_VERSION_UPDATED,
             out.version(changes.model.name, row.version_index),
-            fields=sorted(fields),
-            **before,
-            **({"tags": fields["tags"]} if "tags" in fields else {}),
+            **events.update_details(fields, row.tags, fields.get("tags")),
         )
 
 
@@ -826,13 +820,10 @@ def _apply_model_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> 
     if values:
         out.s.execute(update(rm).where(rm.id == model.id).values(**values))
     if changes.fields:
-        details: dict[str, Any] = {"fields": sorted(changes.fields)}
-        if "tags" in changes.fields:
-            details.update(tags_before=list(model.tags or []), tags=changes.fields["tags"])
         out.event(
             events.LEGACY_MODEL_UPDATED,
             model_name(out.team.team, model.name),
-            **details,
+            **events.update_details(changes.fields, model.tags, changes.fields.get("tags")),
             carried_back_from=changes.collection,
         )
 
