@@ -297,7 +297,6 @@ def _lock_or_create_artifact(
                 project_id=project.id,
                 name=artifact_id,
                 type=type_,
-                next_version_index=0,
                 create_time=now,
                 update_time=now,
             )
@@ -379,7 +378,6 @@ def create_artifact_version(
         tags=wanted_tags,
         producing_run=run_id,
         created_by_id=p.user_id,
-        revision=1,
         create_time=now,
         update_time=now,
     )

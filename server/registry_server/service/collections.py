@@ -164,7 +164,6 @@ def _insert_collection(
         type=artifact_type,
         description=description,
         tags=tags,
-        next_version_index=0,
         created_by_id=p.user_id,
         create_time=t,
         update_time=t,

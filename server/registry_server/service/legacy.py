@@ -149,9 +149,7 @@ def _new_model(
         name=model_id,
         description=description,
         tags=tags,
-        next_version_index=0,
         created_by_id=p.user_id,
-        revision=1,
         create_time=now,
         update_time=now,
     )
@@ -428,7 +426,6 @@ def link_model_version(
         version_index=index,
         artifact_version_id=av.id,
         tags=new_tags,
-        description="",
         linked_by_id=p.user_id,
         create_time=now,
         update_time=now,

@@ -62,8 +62,6 @@ def create_organization(
                 description=f"Core {registry_id} registry",
                 visibility=int(Visibility.ORGANIZATION),
                 artifact_types=types,
-                allow_all_artifact_types=False,
-                protected_aliases=[],
                 default_role=int(RegistryRole.RESTRICTED_VIEWER),
                 core=True,
                 create_time=t,
@@ -474,7 +472,6 @@ def create_team(
         legacy_state=int(
             LegacyState.WRITABLE if org.legacy_model_registry_enabled else LegacyState.DISABLED
         ),
-        legacy_protected_aliases=[],
         legacy_settings_update_time=t,
         create_time=t,
         update_time=t,

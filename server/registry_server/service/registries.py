@@ -159,7 +159,6 @@ def create_registry(
         allow_all_artifact_types=allow_all_artifact_types,
         protected_aliases=protected,
         default_role=int(default_role),
-        core=False,
         created_by_id=p.user_id,
         create_time=t,
         update_time=t,

@@ -384,7 +384,6 @@ def create_automation(
         alias_regex=spec.alias_regex,
         url=spec.url,
         enabled=spec.enabled,
-        revision=1,
         created_by_id=p.user_id,
         create_time=now,
         update_time=now,
@@ -805,9 +804,6 @@ def record_attempt(
                     automation_id=claim.automation_id,
                     event_cursor=claim.event_cursor,
                     attempt=claim.attempt + 1,
-                    status_code=0,
-                    error="",
-                    succeeded=False,
                     time=0,
                     next_attempt_time=now_us() + config.backoff_us(claim.attempt),
                 )
@@ -834,9 +830,6 @@ def test_automation(
             automation_id=automation.id,
             event_cursor=0,  # set below, once the event has its cursor
             attempt=1,
-            status_code=0,
-            error="",
-            succeeded=False,
             time=0,
             next_attempt_time=lease_until,  # claimed by this call
         )

@@ -106,13 +106,6 @@ def _record_migration(
         state=int(MigrationState.PENDING),
         created_by_id=p.user_id,
         progress_total=sum(plan.version_count for plan in plans),
-        progress_done=0,
-        verification_checked=0,
-        mismatches=[],
-        error="",
-        cancel_requested=False,
-        lease_owner=None,
-        lease_expires=0,
         create_time=t,
         update_time=t,
     )
@@ -126,11 +119,8 @@ def _record_migration(
                 "team_id": plan.team.id,
                 "target_name": plan.target_name,
                 "state": int(MigrationState.PENDING),
-                "cursor": 0,
                 "versions_total": plan.version_count,
-                "versions_done": 0,
                 "collections_total": plan.collection_count,
-                "collections_done": 0,
             }
             for plan in plans
         ],
