@@ -38,7 +38,7 @@ records one legacy event for each, as the legacy use cases would.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -170,9 +170,10 @@ class _Rows:
     automations: dict[int, list[Any]]  # by registry id
 
 
-def _group(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
+def _grouped(s: Session, key: str, stmt: Any) -> dict[int, list[Any]]:
+    """The rows `stmt` reads, by their column `key`."""
     out: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
+    for row in s.execute(stmt).all():
         out[getattr(row, key)].append(row)
     return out
 
@@ -196,38 +197,28 @@ def _read_legacy(s: Session, team_ids: list[int]) -> dict[str, Any]:
             select(team.id, team.name, team.legacy_protected_aliases).where(team.id.in_(team_ids))
         ).all()
     }
-    models = _group(
-        s.execute(
-            select(rm.id, rm.team_id, rm.name, rm.description, rm.tags, rm.next_version_index)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(rm.name)
-        ).all(),
+    models = _grouped(
+        s,
         "team_id",
+        select(rm.id, rm.team_id, rm.name, rm.description, rm.tags, rm.next_version_index)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(rm.name),
     )
-    versions = _group(
-        s.execute(
-            select(
-                v.id,
-                v.registered_model_id,
-                v.version_index,
-                v.artifact_version_id,
-                v.tags,
-                v.description,
-            )
-            .join(rm, rm.id == v.registered_model_id)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(v.version_index)
-        ).all(),
+    versions = _grouped(
+        s,
         "registered_model_id",
+        select(v.id, v.registered_model_id, *(getattr(v, name) for name in m.LINK_COLUMNS))
+        .join(rm, rm.id == v.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(v.version_index),
     )
-    aliases = _group(
-        s.execute(
-            select(a.id, a.registered_model_id, a.alias, a.version_id)
-            .join(rm, rm.id == a.registered_model_id)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(a.alias)
-        ).all(),
+    aliases = _grouped(
+        s,
         "registered_model_id",
+        select(a.id, a.registered_model_id, a.alias, a.version_id)
+        .join(rm, rm.id == a.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(a.alias),
     )
     return {"teams": rows_teams, "models": models, "versions": versions, "aliases": aliases}
 
@@ -252,59 +243,50 @@ def _read_collections(s: Session, registry_ids: list[int]) -> dict[str, Any]:
             ).where(m.Registry.id.in_(registry_ids))
         ).all()
     }
-    collections = _group(
-        s.execute(
-            select(
-                c.id,
-                c.registry_id,
-                c.name,
-                c.type,
-                c.description,
-                c.tags,
-                c.next_version_index,
-                c.migrated_from_model_id,
-            )
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(c.name)
-        ).all(),
+    collections = _grouped(
+        s,
         "registry_id",
+        select(
+            c.id,
+            c.registry_id,
+            c.name,
+            c.type,
+            c.description,
+            c.tags,
+            c.next_version_index,
+            c.migrated_from_model_id,
+        )
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(c.name),
     )
-    collection_versions = _group(
-        s.execute(
-            select(
-                cv.id,
-                cv.collection_id,
-                cv.version_index,
-                cv.artifact_version_id,
-                cv.tags,
-                cv.description,
-                cv.linked_by_id,
-                cv.create_time,
-                cv.update_time,
-                art.type,
-                team.name.label("a_team"),
-                proj.name.label("a_project"),
-                art.name.label("a_artifact"),
-                av.version_index.label("a_index"),
-            )
-            .join(c, c.id == cv.collection_id)
-            .join(av, av.id == cv.artifact_version_id)
-            .join(art, art.id == av.artifact_id)
-            .join(proj, proj.id == art.project_id)
-            .join(team, team.id == proj.team_id)
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(cv.version_index)
-        ).all(),
+    collection_versions = _grouped(
+        s,
         "collection_id",
+        select(
+            cv.id,
+            cv.collection_id,
+            *(getattr(cv, name) for name in m.LINK_COLUMNS),
+            art.type,
+            team.name.label("a_team"),
+            proj.name.label("a_project"),
+            art.name.label("a_artifact"),
+            av.version_index.label("a_index"),
+        )
+        .join(c, c.id == cv.collection_id)
+        .join(av, av.id == cv.artifact_version_id)
+        .join(art, art.id == av.artifact_id)
+        .join(proj, proj.id == art.project_id)
+        .join(team, team.id == proj.team_id)
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(cv.version_index),
     )
-    collection_aliases = _group(
-        s.execute(
-            select(ca.collection_id, ca.alias, ca.version_id, ca.create_time)
-            .join(c, c.id == ca.collection_id)
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(ca.alias)
-        ).all(),
+    collection_aliases = _grouped(
+        s,
         "collection_id",
+        select(ca.collection_id, ca.alias, ca.version_id, ca.create_time)
+        .join(c, c.id == ca.collection_id)
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(ca.alias),
     )
     return {
         "registries": registries,
@@ -318,23 +300,22 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
     """What else happened in the migrated registries: members, setting changes (their
     events), unlinks (their events), automations."""
     c, team = m.Collection, m.Team
-    members = _group(
-        s.execute(
-            select(
-                m.RegistryMember.registry_id,
-                m.RegistryMember.user_id,
-                m.RegistryMember.team_id,
-                m.RegistryMember.role,
-                m.RegistryMember.team_roles,
-                m.User.name.label("user"),
-                team.name.label("team"),
-            )
-            .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
-            .outerjoin(team, team.id == m.RegistryMember.team_id)
-            .where(m.RegistryMember.registry_id.in_(registry_ids))
-            .order_by(m.RegistryMember.create_time, m.RegistryMember.id)
-        ).all(),
+    members = _grouped(
+        s,
         "registry_id",
+        select(
+            m.RegistryMember.registry_id,
+            m.RegistryMember.user_id,
+            m.RegistryMember.team_id,
+            m.RegistryMember.role,
+            m.RegistryMember.team_roles,
+            m.User.name.label("user"),
+            team.name.label("team"),
+        )
+        .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
+        .outerjoin(team, team.id == m.RegistryMember.team_id)
+        .where(m.RegistryMember.registry_id.in_(registry_ids))
+        .order_by(m.RegistryMember.create_time, m.RegistryMember.id),
     )
     settings: dict[int, list[str]] = defaultdict(list)
     for registry_id, details in s.execute(
@@ -355,14 +336,13 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
             )
         ).scalars()
     )
-    automations = _group(
-        s.execute(
-            select(m.Automation.registry_id, m.Automation.uid, c.name.label("collection"))
-            .outerjoin(c, c.id == m.Automation.collection_id)
-            .where(m.Automation.registry_id.in_(registry_ids))
-            .order_by(m.Automation.id)
-        ).all(),
+    automations = _grouped(
+        s,
         "registry_id",
+        select(m.Automation.registry_id, m.Automation.uid, c.name.label("collection"))
+        .outerjoin(c, c.id == m.Automation.collection_id)
+        .where(m.Automation.registry_id.in_(registry_ids))
+        .order_by(m.Automation.id),
     )
     return {
         "members": members,
