@@ -177,7 +177,7 @@ def create_registry(
         )
     )
     s.flush()
-    events.record_event(
+    events.scoped_event(
         s,
         events.REGISTRY_CREATED,
         p,
@@ -187,8 +187,7 @@ def create_registry(
             "artifact_types": types,
             "allow_all_artifact_types": allow_all_artifact_types,
         },
-        org_id=p.org_id,
-        registry_id=registry.id,
+        registry=registry,
     )
     return registry
 

@@ -360,19 +360,18 @@ def create_automation(
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     secret = spec.secret or standard_webhooks.new_secret()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_CREATED,
-        actor=p,
-        resource=name,
-        details={
+        events.AUTOMATION_CREATED,
+        p,
+        name,
+        {
             "event_types": spec.event_types,
             "alias_regex": spec.alias_regex,
             "host": urlsplit(spec.url).hostname or "",
             "enabled": spec.enabled,
         },
-        registry_id=target.registry.id,
+        registry=target.registry,
     )
     now = now_us()
     automation = m.Automation(
@@ -479,15 +478,7 @@ def update_automation(
         automation.enabled = spec.enabled
     if "url" in fields:
         details["host"] = urlsplit(spec.url).hostname or ""
-    events.record_event(
-        s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        registry_id=target.registry.id,
-    )
+    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=target.registry)
     if enabling:  # what happened while it was off is not news (nor is this event)
         automation.event_cursor = _latest_cursor(s, target.registry.org_id)
     automation.revision += 1
@@ -500,14 +491,7 @@ def delete_automation(s: Session, p: Principal, name: str) -> None:
     target, automation = _automation(s, p, name, "name", "DeleteAutomation")
     s.execute(delete(m.Delivery).where(m.Delivery.automation_id == automation.id))
     s.execute(delete(m.Automation).where(m.Automation.id == automation.id))
-    events.record_event(
-        s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_DELETED,
-        actor=p,
-        resource=name,
-        registry_id=target.registry.id,
-    )
+    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=target.registry)
 
 
 DELIVERY_ORDER = {"time": m.Delivery.time}
