@@ -20,13 +20,7 @@ from .domain.errors import RegistryError
 from .logs import LogFormat
 from .logs import configure as configure_logging
 from .service.retention import Retention
-from .storage.db import (
-    Database,
-    describe_database,
-    env_url,
-    require_current_schema,
-    safe_url,
-)
+from .storage.db import Database, describe_database, env_url, require_current_schema, safe_url
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -36,9 +30,7 @@ app.add_typer(admin_app, name="admin")
 
 
 @app.callback()
-def _options(
-    version: Annotated[bool, version_option("registry-server")] = False,
-) -> None:
+def _options(version: Annotated[bool, version_option("registry-server")] = False) -> None:
     """Artifact registry server."""
 
 

@@ -25,13 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.metadata import merged as merged_metadata
 from ..domain.names import artifact_version_name
 from ..domain.pagination import ListParams
@@ -45,12 +39,7 @@ from ..storage.sql import Sql
 from . import access, events, files
 from .context import Principal
 from .organizations import check_etag
-from .resolve import (
-    DELETED_REASON,
-    ArtifactVersionInfo,
-    artifact_info,
-    resolve,
-)
+from .resolve import DELETED_REASON, ArtifactVersionInfo, artifact_info, resolve
 from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 DESCRIPTION_MAX = 64 * 1024
@@ -99,8 +88,7 @@ def check_digest(digest: str, field: str) -> str:
     digits = DIGEST_HEX_DIGITS.get(algorithm)
     if digits is None:
         raise InvalidArgument(
-            field,
-            f"must be sha256:<64 hex digits> or md5:<32 hex digits> (got {quote(digest)})",
+            field, f"must be sha256:<64 hex digits> or md5:<32 hex digits> (got {quote(digest)})"
         )
     if len(value) != digits or not HEX.fullmatch(value):
         raise InvalidArgument(
@@ -192,12 +180,7 @@ PROJECT_FILTER_FIELDS: dict[str, FieldSpec] = {
 PROJECT_ORDER_FIELDS = {"name": m.Project.name, "create_time": m.Project.create_time}
 
 
-def list_projects(
-    s: Session,
-    p: Principal,
-    team: str,
-    ask: ListParams,
-) -> Page:
+def list_projects(s: Session, p: Principal, team: str, ask: ListParams) -> Page:
     where = filter_of(s, ask.filter, PROJECT_FILTER_FIELDS)
     keys = parse_order_by(ask.order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
@@ -616,11 +599,7 @@ def update_artifact_version(
                     m.ArtifactAlias.version_id == version.id, m.ArtifactAlias.alias.in_(removed)
                 )
             )
-        details.update(
-            aliases_added=added,
-            aliases_removed=removed,
-            moved_from=moved_from(moved),
-        )
+        details.update(aliases_added=added, aliases_removed=removed, moved_from=moved_from(moved))
     if "metadata" in fields:
         version.metadata_ = metadata
     if "tags" in fields:

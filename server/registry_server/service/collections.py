@@ -18,12 +18,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, quote
 from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
@@ -239,11 +234,7 @@ def _page(s: Session, stmt: Any, listing: Listing) -> Page:
 
 
 def list_collections(
-    s: Session,
-    p: Principal,
-    org: str,
-    registry_id: str,
-    ask: ListParams,
+    s: Session, p: Principal, org: str, registry_id: str, ask: ListParams
 ) -> tuple[list[CollectionView], str]:
     listing = collection_listing(
         s, ask, ("collections", org, registry_id, ask.filter, ask.order_by)

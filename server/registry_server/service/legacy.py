@@ -28,13 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
@@ -46,12 +40,7 @@ from ..storage.sql import Sql
 from . import events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
 from .context import Principal
-from .legacy_settings import (
-    check_state,
-    legacy_team,
-    require_protected_right,
-    require_right,
-)
+from .legacy_settings import check_state, legacy_team, require_protected_right, require_right
 from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
@@ -119,13 +108,7 @@ def _model_info_of(s: Session, team: str, model_id: int) -> ModelInfo:
 
 
 def create_registered_model(
-    s: Session,
-    p: Principal,
-    *,
-    team: str,
-    model_id: str,
-    description: str,
-    tags: Sequence[str],
+    s: Session, p: Principal, *, team: str, model_id: str, description: str, tags: Sequence[str]
 ) -> ModelInfo:
     names.new_id(model_id, "registered_model_id")
     names.text(description, "description", DESCRIPTION_MAX)
@@ -184,10 +167,7 @@ MODEL_ORDER_FIELDS = {
 
 
 def list_registered_models(
-    s: Session,
-    p: Principal,
-    team: str,
-    ask: ListParams,
+    s: Session, p: Principal, team: str, ask: ListParams
 ) -> tuple[list[ModelInfo], str]:
     where = filter_of(s, ask.filter, MODEL_FILTER_FIELDS)
     query = ("registered_models", team, ask.filter, ask.order_by)
@@ -386,8 +366,7 @@ def link_model_version(
             model = s.execute(lock_model).scalar_one()
     existing = s.execute(
         select(ModelVersion).where(
-            ModelVersion.registered_model_id == model.id,
-            ModelVersion.artifact_version_id == av.id,
+            ModelVersion.registered_model_id == model.id, ModelVersion.artifact_version_id == av.id
         )
     ).scalar_one_or_none()
     now = now_us()
@@ -464,9 +443,7 @@ def get_model_version(
         _version_select()
         .join(Model, Model.id == ModelVersion.registered_model_id)
         .where(
-            Model.team_id == ta.team.id,
-            Model.name == model,
-            ModelVersion.version_index == index,
+            Model.team_id == ta.team.id, Model.name == model, ModelVersion.version_index == index
         )
     ).first()
     if row is None:
@@ -488,11 +465,7 @@ MODEL_VERSION_ORDER_FIELDS = {
 
 
 def list_model_versions(
-    s: Session,
-    p: Principal,
-    team: str,
-    model: str,
-    ask: ListParams,
+    s: Session, p: Principal, team: str, model: str, ask: ListParams
 ) -> tuple[list[ModelVersionView], str]:
     where = filter_of(s, ask.filter, MODEL_VERSION_FILTER_FIELDS)
     query = ("registered_model_versions", model_name(team, model), ask.filter, ask.order_by)
@@ -572,11 +545,7 @@ def set_alias(
     require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     version = version_row(
-        s,
-        ModelVersion.registered_model_id,
-        row.id,
-        index,
-        model_version_name(team, model, index),
+        s, ModelVersion.registered_model_id, row.id, index, model_version_name(team, model, index)
     )
     moved = _move_aliases(
         s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
@@ -589,11 +558,7 @@ def set_alias(
             events.LEGACY_ALIAS_SET,
             p,
             model_version_name(team, model, index),
-            {
-                "alias": alias,
-                "version_index": index,
-                "previous_version_index": moved[alias],
-            },
+            {"alias": alias, "version_index": index, "previous_version_index": moved[alias]},
             team=ta.team,
         )
     return _version_view(s, ta.team, model, version.id)
@@ -610,14 +575,8 @@ def delete_alias(
     row = _load_model(s, ta.team, model, for_update=True)
     found = s.execute(
         select(ModelAlias, ModelVersion)
-        .join(
-            ModelVersion,
-            ModelVersion.id == ModelAlias.version_id,
-        )
-        .where(
-            ModelAlias.registered_model_id == row.id,
-            ModelAlias.alias == alias,
-        )
+        .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
+        .where(ModelAlias.registered_model_id == row.id, ModelAlias.alias == alias)
     ).first()
     if found is None:
         raise NotFound(f"alias {quote(alias)} is not set on {label}")

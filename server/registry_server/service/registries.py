@@ -16,13 +16,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names, paths
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
@@ -230,12 +224,7 @@ REGISTRY_ORDER = {
 }
 
 
-def list_registries(
-    s: Session,
-    p: Principal,
-    org: str,
-    ask: ListParams,
-) -> Page:
+def list_registries(s: Session, p: Principal, org: str, ask: ListParams) -> Page:
     """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
     keys = parse_order_by(ask.order_by, REGISTRY_ORDER, "name", m.Registry.id)
     clause = filter_of(s, ask.filter, REGISTRY_FILTER)
@@ -248,13 +237,7 @@ def list_registries(
     )
     if clause is not None:
         stmt = stmt.where(clause)
-    return page_of(
-        s,
-        stmt,
-        keys,
-        ask,
-        ("registries", org, ask.filter, ask.order_by),
-    )
+    return page_of(s, stmt, keys, ask, ("registries", org, ask.filter, ask.order_by))
 
 
 def update_registry(
@@ -577,13 +560,7 @@ def list_members(
         .outerjoin(m.Team, m.Team.id == m.RegistryMember.team_id)
         .where(m.RegistryMember.registry_id == registry.id)
     )
-    page = page_of(
-        s,
-        stmt,
-        keys,
-        ask,
-        ("registry-members", org, registry_id),
-    )
+    page = page_of(s, stmt, keys, ask, ("registry-members", org, registry_id))
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))
         for row in page.rows

@@ -322,9 +322,7 @@ def _resolve_legacy(
 ) -> Resolution:
     form, params = _version_params(parsed, latest_is_alias=False)
     row = sql.one(
-        q.legacy,
-        {"uid": p.user_id, "team": parsed.root, "model": parsed.item, **params},
-        (form,),
+        q.legacy, {"uid": p.user_id, "team": parsed.root, "model": parsed.item, **params}, (form,)
     )
     if row is None or row[1] != p.org_id:
         raise _not_found(parsed)

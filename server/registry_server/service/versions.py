@@ -260,10 +260,7 @@ def page_request(sql: Sql, ask: ListParams, query_id: tuple[Any, ...]) -> PageRe
 
 
 def list_versions(
-    sql: Sql,
-    p: Principal,
-    ref: CollectionRef,
-    ask: ListParams,
+    sql: Sql, p: Principal, ref: CollectionRef, ask: ListParams
 ) -> tuple[list[VersionView], str]:
     """One page, and the token of the next ("" on the last)."""
     request = page_request(sql, ask, ("collection-versions", ref.name, ask.filter, ask.order_by))

@@ -414,12 +414,7 @@ def list_automations(
         .where(_scope_clause(target))
     )
     return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=("automations", where.name),
+        s, stmt, keys, size=page_size, token=page_token, query=("automations", where.name)
     )
 
 
@@ -505,14 +500,7 @@ def list_deliveries(
     keys = parse_order_by(order_by, DELIVERY_ORDER, "", m.Delivery.id)
     _, automation = _automation(s, p, parent, "parent", "ListDeliveries")
     stmt = select(m.Delivery).where(m.Delivery.automation_id == automation.id, m.Delivery.time > 0)
-    return fetch_page(
-        s,
-        stmt,
-        keys,
-        size=page_size,
-        token=page_token,
-        query=("deliveries", parent),
-    )
+    return fetch_page(s, stmt, keys, size=page_size, token=page_token, query=("deliveries", parent))
 
 
 def get_delivery(s: Session, delivery_id: int) -> m.Delivery:

@@ -504,7 +504,4 @@ class Blob(Keyed):
     state: Mapped[int] = mapped_column(Integer)  # queries.blobs.BlobState
     create_time: Mapped[int] = mapped_column(BigInteger)
     touch_time: Mapped[int] = mapped_column(BigInteger)
-    __table_args__ = (
-        UniqueConstraint("org_id", "digest"),
-        Index("ix_blobs_touch", "touch_time"),
-    )
+    __table_args__ = (UniqueConstraint("org_id", "digest"), Index("ix_blobs_touch", "touch_time"))

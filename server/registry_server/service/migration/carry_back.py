@@ -46,12 +46,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from ...domain.names import (
-    artifact_version_name,
-    collection_name,
-    model_name,
-    model_version_name,
-)
+from ...domain.names import artifact_version_name, collection_name, model_name, model_version_name
 from ...domain.names import collection_version_name as version_name
 from ...domain.roles import RegistryRole, Visibility
 from ...storage import models as m
@@ -320,10 +315,7 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
     settings: dict[int, list[str]] = defaultdict(list)
     for registry_id, details in s.execute(
         select(m.Event.registry_id, m.Event.details)
-        .where(
-            m.Event.registry_id.in_(registry_ids),
-            m.Event.type == events.REGISTRY_UPDATED,
-        )
+        .where(m.Event.registry_id.in_(registry_ids), m.Event.type == events.REGISTRY_UPDATED)
         .order_by(m.Event.cursor)
     ).all():
         for name in (details or {}).get("fields", []):

@@ -244,8 +244,7 @@ def copy_batch(
     mt = core_table(m.MigrationTeam).c
     s.execute(
         sql.cursor.values(
-            cursor=hi,
-            versions_done=mt.versions_done + case(counts, value=mt.team_id, else_=0),
+            cursor=hi, versions_done=mt.versions_done + case(counts, value=mt.team_id, else_=0)
         ),
         {"migration": migration.id},
     )

@@ -18,13 +18,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ...domain.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    quote,
-)
+from ...domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
