@@ -32,7 +32,7 @@ from ..domain.pagination import ListParams
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.sql import Sql
@@ -151,12 +151,8 @@ def create_project(
         select(m.Project.id).where(m.Project.team_id == t.id, m.Project.name == project_id)
     ).first():
         raise AlreadyExists(f"teams/{team}/projects/{project_id} already exists")
-    now = now_us()
-    project = m.Project(
-        team_id=t.id, name=project_id, description=description, create_time=now, update_time=now
-    )
-    s.add(project)
-    s.flush()
+    project = m.Project(team_id=t.id, name=project_id, description=description)
+    add_created(s, project)
     events.scoped_event(s, events.PROJECT_CREATED, p, f"teams/{team}/projects/{project_id}", team=t)
     return project
 
@@ -361,11 +357,8 @@ def create_artifact_version(
         tags=wanted_tags,
         producing_run=run_id,
         created_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
     )
-    s.add(version)
-    s.flush()
+    add_created(s, version, now)
     moved = _move_aliases(s, artifact.id, version.id, [LATEST, *wanted_aliases])
     name = artifact_version_name(team, project, artifact_id, index)
     events.scoped_event(

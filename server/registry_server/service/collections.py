@@ -23,7 +23,7 @@ from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
@@ -152,7 +152,6 @@ def _insert_collection(
     description: str,
     tags: list[str],
 ) -> m.Collection:
-    t = now_us()
     collection = m.Collection(
         registry_id=access.registry.id,
         name=ref.collection,
@@ -160,11 +159,8 @@ def _insert_collection(
         description=description,
         tags=tags,
         created_by_id=p.user_id,
-        create_time=t,
-        update_time=t,
     )
-    s.add(collection)
-    s.flush()
+    add_created(s, collection)
     events.scoped_event(
         s,
         events.COLLECTION_CREATED,

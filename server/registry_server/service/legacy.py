@@ -33,7 +33,7 @@ from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import page_of, parse_order_by
 from ..storage.sql import Sql
@@ -126,18 +126,14 @@ def create_registered_model(
 def _new_model(
     s: Session, p: Principal, team: m.Team, model_id: str, description: str, tags: list[str]
 ) -> Model:
-    now = now_us()
     model = Model(
         team_id=team.id,
         name=model_id,
         description=description,
         tags=tags,
         created_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
     )
-    s.add(model)
-    s.flush()
+    add_created(s, model)
     return model
 
 
@@ -406,11 +402,8 @@ def link_model_version(
         artifact_version_id=av.id,
         tags=new_tags,
         linked_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
     )
-    s.add(link)
-    s.flush()
+    add_created(s, link, now)
     moved = _move_aliases(
         s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
     )

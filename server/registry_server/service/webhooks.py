@@ -48,7 +48,7 @@ from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import Database, now_us
+from ..storage.db import Database, add_created, now_us
 from ..storage.paging import Page, fetch_page, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
@@ -373,7 +373,6 @@ def create_automation(
         },
         registry=target.registry,
     )
-    now = now_us()
     automation = m.Automation(
         uid=uid,
         org_id=target.registry.org_id,
@@ -384,13 +383,10 @@ def create_automation(
         url=spec.url,
         enabled=spec.enabled,
         created_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
         event_cursor=_latest_cursor(s, target.registry.org_id),
     )
     store_secret(automation, secret, box)
-    s.add(automation)
-    s.flush()
+    add_created(s, automation)
     return automation, name, secret
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ...domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
-from ...storage.db import now_us
+from ...storage.db import add_created, now_us
 from ...storage.queries import migrations as queries
 from ...storage.sql import Sql, json_value
 from .. import registry_freeze
@@ -93,18 +93,14 @@ def _record_migration(
     s: Session, org: m.Organization, p: Principal, plans: list[TeamPlan]
 ) -> m.Migration:
     """The PENDING migration and its teams, each with its frozen target name and counts."""
-    t = now_us()
     migration = m.Migration(
         org_id=org.id,
         uid=uuid.uuid4().hex,
         state=int(MigrationState.PENDING),
         created_by_id=p.user_id,
         progress_total=sum(plan.version_count for plan in plans),
-        create_time=t,
-        update_time=t,
     )
-    s.add(migration)
-    s.flush()
+    add_created(s, migration)
     s.execute(
         insert(m.MigrationTeam),
         [
