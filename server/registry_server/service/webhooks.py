@@ -454,12 +454,9 @@ def update_automation(
     target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
     check_writable(s, target.registry)
     check_etag(etag, automation.revision, "automation.etag")
-    if "event_types" in fields:
-        automation.event_types = spec.event_types
-    if "alias_regex" in fields:
-        automation.alias_regex = spec.alias_regex
-    if "url" in fields:
-        automation.url = spec.url
+    for name in ("event_types", "alias_regex", "url"):
+        if name in fields:
+            setattr(automation, name, getattr(spec, name))
     if "secret" in fields:
         store_secret(automation, spec.secret, box)
     details: dict[str, Any] = {"fields": sorted(fields)}
