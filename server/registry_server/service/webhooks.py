@@ -454,9 +454,9 @@ def update_automation(
     target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
     check_writable(s, target.registry)
     check_etag(etag, automation.revision, "automation.etag")
-    for name in ("event_types", "alias_regex", "url"):
-        if name in fields:
-            setattr(automation, name, getattr(spec, name))
+    for changed in ("event_types", "alias_regex", "url"):
+        if changed in fields:
+            setattr(automation, changed, getattr(spec, changed))
     if "secret" in fields:
         store_secret(automation, spec.secret, box)
     details: dict[str, Any] = {"fields": sorted(fields)}
