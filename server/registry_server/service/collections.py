@@ -27,19 +27,15 @@ from ..storage.db import add_created, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
-from . import authz_table, events, versions
+from . import events, versions
 from .access import RegistryAccess, registry_access, require_protected_alias_right
 from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type
 from .registry_freeze import check_writable
+from .versions import perm as _perm  # CollectionService's permissions
 
-SERVICE = "CollectionService"
 DESCRIPTION_MAX = 64 * 1024
-
-
-def _perm(rpc: str) -> Permission:
-    return authz_table.permission(SERVICE, rpc)
 
 
 def _require_protected_alias_right(
