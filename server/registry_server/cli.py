@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,13 +21,7 @@ from .logs import LogFormat
 from .logs import configure as configure_logging
 from .service.retention import Retention
 from .storage.blobs.checksums import S3Checksums
-from .storage.db import (
-    Database,
-    describe_database,
-    env_url,
-    require_current_schema,
-    safe_url,
-)
+from .storage.db import Database, describe_database, env_url, require_current_schema, safe_url
 
 app = typer.Typer(help="Artifact registry server.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -37,9 +31,7 @@ app.add_typer(admin_app, name="admin")
 
 
 @app.callback()
-def _options(
-    version: Annotated[bool, version_option("registry-server")] = False,
-) -> None:
+def _options(version: Annotated[bool, version_option("registry-server")] = False) -> None:
     """Artifact registry server."""
 
 
@@ -91,6 +83,14 @@ BlobStoreOption = Annotated[
     ),
 ]
 
+LogLevel = Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")]
+
+
+def _env(envvar: str, help: str, *, flag: str | None = None, **kw: Any) -> Any:
+    """An option of `serve` that its environment variable sets too."""
+    return typer.Option(*([flag] if flag else []), envvar=envvar, help=help, **kw)
+
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -108,49 +108,39 @@ def parse_duration(text: str) -> float:
 
 @app.command()
 def serve(
-    address: Annotated[
-        str, typer.Option("--address", envvar="REGISTRY_ADDRESS", help="host:port to listen on.")
-    ] = "127.0.0.1:50051",
+    address: Annotated[str, _env("REGISTRY_ADDRESS", "host:port to listen on.")] = (
+        "127.0.0.1:50051"
+    ),
     database_url: DatabaseUrl = "",
-    tls_cert: Annotated[
-        str, typer.Option(envvar="REGISTRY_TLS_CERT", help="PEM certificate chain.")
-    ] = "",
-    tls_key: Annotated[str, typer.Option(envvar="REGISTRY_TLS_KEY", help="PEM private key.")] = "",
+    tls_cert: Annotated[str, _env("REGISTRY_TLS_CERT", "PEM certificate chain.")] = "",
+    tls_key: Annotated[str, _env("REGISTRY_TLS_KEY", "PEM private key.")] = "",
     tls_client_ca: Annotated[
-        str,
-        typer.Option(
-            envvar="REGISTRY_TLS_CLIENT_CA", help="PEM CA bundle; set = mutual TLS required."
-        ),
+        str, _env("REGISTRY_TLS_CLIENT_CA", "PEM CA bundle; set = mutual TLS required.")
     ] = "",
     grace: Annotated[
-        float,
-        typer.Option(
-            envvar="REGISTRY_SHUTDOWN_GRACE", help="Seconds in-flight calls get at shutdown."
-        ),
+        float, _env("REGISTRY_SHUTDOWN_GRACE", "Seconds in-flight calls get at shutdown.")
     ] = 10.0,
     auth_cache_ttl: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_AUTH_CACHE_TTL",
-            help="Seconds a verified API key is cached (revocation delay on other replicas).",
+        _env(
+            "REGISTRY_AUTH_CACHE_TTL",
+            "Seconds a verified API key is cached (revocation delay on other replicas).",
         ),
     ] = 5.0,
-    workers: Annotated[
-        int, typer.Option(envvar="REGISTRY_WORKERS", help="Database worker threads.")
-    ] = 4,
+    workers: Annotated[int, _env("REGISTRY_WORKERS", "Database worker threads.")] = 4,
     migration_lease_seconds: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_MIGRATION_LEASE_SECONDS",
-            help="Seconds a replica holds a migration between steps; another replica "
+        _env(
+            "REGISTRY_MIGRATION_LEASE_SECONDS",
+            "Seconds a replica holds a migration between steps; another replica "
             "takes a migration over once its lease has expired.",
         ),
     ] = 15.0,
     migration_runner: Annotated[
         RunnerMode,
-        typer.Option(
-            envvar="REGISTRY_MIGRATION_RUNNER",
-            help="Where this replica runs legacy migrations: in a child process (the "
+        _env(
+            "REGISTRY_MIGRATION_RUNNER",
+            "Where this replica runs legacy migrations: in a child process (the "
             "calls it serves never wait for the migration's Python work), on a thread of "
             "this process, or not at all (`registry-server run-migrations` elsewhere).",
         ),
@@ -158,60 +148,57 @@ def serve(
     migration_busy_share: BusyShare = None,
     kept_replies: Annotated[
         bool,
-        typer.Option(
-            "--kept-replies/--no-kept-replies",
-            envvar="REGISTRY_KEPT_REPLIES",
-            help="Keep the replies of the hot reads until the next commit to the database "
+        _env(
+            "REGISTRY_KEPT_REPLIES",
+            "Keep the replies of the hot reads until the next commit to the database "
             "(any process, any replica) and answer repeated calls from them.",
+            flag="--kept-replies/--no-kept-replies",
         ),
     ] = True,
     webhook_allow_http: Annotated[
         bool,
-        typer.Option(
-            "--webhook-allow-http",
-            envvar="REGISTRY_WEBHOOK_ALLOW_HTTP",
-            help="Let automations send to plain http:// URLs (https:// only by default).",
+        _env(
+            "REGISTRY_WEBHOOK_ALLOW_HTTP",
+            "Let automations send to plain http:// URLs (https:// only by default).",
+            flag="--webhook-allow-http",
         ),
     ] = False,
     webhook_allow_cidr: Annotated[
         list[str] | None,
-        typer.Option(
-            "--webhook-allow-cidr",
-            envvar="REGISTRY_WEBHOOK_ALLOW_CIDR",
-            help="A range webhooks may reach although it is loopback, private, link-local, "
+        _env(
+            "REGISTRY_WEBHOOK_ALLOW_CIDR",
+            "A range webhooks may reach although it is loopback, private, link-local, "
             "unique-local or reserved, e.g. 10.20.0.0/16 (repeatable; the environment "
             "variable takes a comma-separated list).",
+            flag="--webhook-allow-cidr",
         ),
     ] = None,
     secret_key_file: SecretKeyFile = "",
     blob_store: BlobStoreOption = "",
     max_file_size: Annotated[
-        int,
-        typer.Option(
-            envvar="REGISTRY_MAX_FILE_SIZE", min=0, help="The largest file a client may upload."
-        ),
+        int, _env("REGISTRY_MAX_FILE_SIZE", "The largest file a client may upload.", min=0)
     ] = Settings.max_file_size,
     max_files_per_version: Annotated[
         int,
-        typer.Option(
-            envvar="REGISTRY_MAX_FILES_PER_VERSION",
+        _env(
+            "REGISTRY_MAX_FILES_PER_VERSION",
+            "The most files (manifest entries) one artifact version may hold.",
             min=1,
-            help="The most files (manifest entries) one artifact version may hold.",
         ),
     ] = Settings.max_files_per_version,
     download_url_ttl: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_DOWNLOAD_URL_TTL",
+        _env(
+            "REGISTRY_DOWNLOAD_URL_TTL",
+            "Seconds a presigned download URL stays valid (s3:// stores).",
             min=1,
-            help="Seconds a presigned download URL stays valid (s3:// stores).",
         ),
     ] = Settings.download_url_ttl,
     s3_checksums: Annotated[
         S3Checksums,
-        typer.Option(
-            envvar="REGISTRY_S3_CHECKSUMS",
-            help="s3:// stores: who checks an upload's sha256. auto: probe the store at "
+        _env(
+            "REGISTRY_S3_CHECKSUMS",
+            "s3:// stores: who checks an upload's sha256. auto: probe the store at "
             "start (a PUT under a wrong x-amz-checksum-sha256); verified: trust the "
             "store's checksum, no probe (only for a store that verifies it, as AWS S3 and "
             "MinIO do: on one that does not, a member could store bytes under a digest "
@@ -220,43 +207,43 @@ def serve(
     ] = Settings.s3_checksums,
     event_retention_days: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_EVENT_RETENTION_DAYS",
-            min=0,
-            help="Days events are kept (0: for ever); alias history and what undoing a "
+        _env(
+            "REGISTRY_EVENT_RETENTION_DAYS",
+            "Days events are kept (0: for ever); alias history and what undoing a "
             "migration reads are kept regardless.",
+            min=0,
         ),
     ] = Retention.event_days,
     request_id_retention_hours: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_REQUEST_ID_RETENTION_HOURS",
+        _env(
+            "REGISTRY_REQUEST_ID_RETENTION_HOURS",
+            "Hours a create's answer is kept for retries with its request_id (0: for ever).",
             min=0,
-            help="Hours a create's answer is kept for retries with its request_id (0: for ever).",
         ),
     ] = Retention.request_id_hours,
     delivery_retention_days: Annotated[
         float,
-        typer.Option(
-            envvar="REGISTRY_DELIVERY_RETENTION_DAYS",
+        _env(
+            "REGISTRY_DELIVERY_RETENTION_DAYS",
+            "Days finished webhook delivery attempts are kept (0: for ever).",
             min=0,
-            help="Days finished webhook delivery attempts are kept (0: for ever).",
         ),
     ] = Retention.delivery_days,
-    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+    log_level: LogLevel = "INFO",
     log_format: Annotated[
         LogFormat,
-        typer.Option(
-            envvar="REGISTRY_LOG_FORMAT",
-            help="text, or json: one JSON object a line (an access line per call with "
+        _env(
+            "REGISTRY_LOG_FORMAT",
+            "text, or json: one JSON object a line (an access line per call with "
             "method, code, duration_ms, principal, peer and request_id).",
         ),
     ] = LogFormat.text,
     metrics_address: Annotated[
         str,
-        typer.Option(
-            envvar="REGISTRY_METRICS_ADDRESS",
-            help="HOST:PORT serving Prometheus metrics at /metrics. Unset: none. Traces: "
+        _env(
+            "REGISTRY_METRICS_ADDRESS",
+            "HOST:PORT serving Prometheus metrics at /metrics. Unset: none. Traces: "
             "set the OTEL_* variables (README, Metrics, traces and logs).",
         ),
     ] = "",
@@ -360,7 +347,7 @@ def run_migrations(
         bool,
         typer.Option(hidden=True, help="Look for work on each line of stdin; stop at its end."),
     ] = False,
-    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+    log_level: LogLevel = "INFO",
 ) -> None:
     """Run legacy migrations (no gRPC): for replicas served with `--migration-runner off`."""
     from .workers.migration_runner import run_runner_process
@@ -486,7 +473,7 @@ def gc_blobs(
     ],
     database_url: DatabaseUrl = "",
     blob_store: BlobStoreOption = "",
-    log_level: Annotated[str, typer.Option(envvar="REGISTRY_LOG_LEVEL")] = "INFO",
+    log_level: LogLevel = "INFO",
 ) -> None:
     """Remove the stored files no artifact version refers to (deleted versions aside),
     untouched for the grace period, and partial uploads as old. Safe while servers run."""

@@ -220,11 +220,7 @@ PROTECTED_ALIAS_ROLE = authz_table.PROTECTED_ALIAS.min_role
 
 
 def require_protected_alias_right(
-    role: RegistryRole,
-    protected: Iterable[str],
-    aliases: Sequence[str],
-    what: str,
-    registry: str,
+    role: RegistryRole, protected: Iterable[str], aliases: Sequence[str], what: str, registry: str
 ) -> None:
     """Adding, moving or removing a protected alias, and unlinking a version (or deleting
     a collection) that carries one, need registry ADMIN (PERMISSION_DENIED, reason
@@ -279,8 +275,7 @@ def team_access(
             m.TeamMember.role,
             select(m.LegacyRegistryAdmin.user_id)
             .where(
-                m.LegacyRegistryAdmin.team_id == team.id,
-                m.LegacyRegistryAdmin.user_id == p.user_id,
+                m.LegacyRegistryAdmin.team_id == team.id, m.LegacyRegistryAdmin.user_id == p.user_id
             )
             .exists(),
         ).where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id)

@@ -25,32 +25,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.metadata import merged as merged_metadata
 from ..domain.names import artifact_version_name
 from ..domain.pagination import ListParams
 from ..domain.paths import LATEST, ParsedPath, PathKind, Version
 from ..domain.roles import LegacyPermission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.sql import Sql
 from . import access, events, files
 from .context import Principal
 from .organizations import check_etag
-from .resolve import (
-    DELETED_REASON,
-    ArtifactVersionInfo,
-    artifact_info,
-    resolve,
-)
+from .resolve import DELETED_REASON, ArtifactVersionInfo, artifact_info, resolve
 from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 DESCRIPTION_MAX = 64 * 1024
@@ -99,8 +88,7 @@ def check_digest(digest: str, field: str) -> str:
     digits = DIGEST_HEX_DIGITS.get(algorithm)
     if digits is None:
         raise InvalidArgument(
-            field,
-            f"must be sha256:<64 hex digits> or md5:<32 hex digits> (got {quote(digest)})",
+            field, f"must be sha256:<64 hex digits> or md5:<32 hex digits> (got {quote(digest)})"
         )
     if len(value) != digits or not HEX.fullmatch(value):
         raise InvalidArgument(
@@ -163,12 +151,8 @@ def create_project(
         select(m.Project.id).where(m.Project.team_id == t.id, m.Project.name == project_id)
     ).first():
         raise AlreadyExists(f"teams/{team}/projects/{project_id} already exists")
-    now = now_us()
-    project = m.Project(
-        team_id=t.id, name=project_id, description=description, create_time=now, update_time=now
-    )
-    s.add(project)
-    s.flush()
+    project = m.Project(team_id=t.id, name=project_id, description=description)
+    add_created(s, project)
     events.scoped_event(s, events.PROJECT_CREATED, p, f"teams/{team}/projects/{project_id}", team=t)
     return project
 
@@ -192,12 +176,7 @@ PROJECT_FILTER_FIELDS: dict[str, FieldSpec] = {
 PROJECT_ORDER_FIELDS = {"name": m.Project.name, "create_time": m.Project.create_time}
 
 
-def list_projects(
-    s: Session,
-    p: Principal,
-    team: str,
-    ask: ListParams,
-) -> Page:
+def list_projects(s: Session, p: Principal, team: str, ask: ListParams) -> Page:
     where = filter_of(s, ask.filter, PROJECT_FILTER_FIELDS)
     keys = parse_order_by(ask.order_by, PROJECT_ORDER_FIELDS, "name", m.Project.id)
     t = access.team_access(s, p, team, LegacyPermission.VIEW).team
@@ -297,7 +276,6 @@ def _lock_or_create_artifact(
                 project_id=project.id,
                 name=artifact_id,
                 type=type_,
-                next_version_index=0,
                 create_time=now,
                 update_time=now,
             )
@@ -379,12 +357,8 @@ def create_artifact_version(
         tags=wanted_tags,
         producing_run=run_id,
         created_by_id=p.user_id,
-        revision=1,
-        create_time=now,
-        update_time=now,
     )
-    s.add(version)
-    s.flush()
+    add_created(s, version, now)
     moved = _move_aliases(s, artifact.id, version.id, [LATEST, *wanted_aliases])
     name = artifact_version_name(team, project, artifact_id, index)
     events.scoped_event(
@@ -618,11 +592,7 @@ def update_artifact_version(
                     m.ArtifactAlias.version_id == version.id, m.ArtifactAlias.alias.in_(removed)
                 )
             )
-        details.update(
-            aliases_added=added,
-            aliases_removed=removed,
-            moved_from=moved_from(moved),
-        )
+        details.update(aliases_added=added, aliases_removed=removed, moved_from=moved_from(moved))
     if "metadata" in fields:
         version.metadata_ = metadata
     if "tags" in fields:

@@ -18,33 +18,24 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ..domain import names
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, NotFound, quote
 from ..domain.names import CollectionRef
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, fetch_page, parse_order_by
 from ..storage.sql import Sql
-from . import authz_table, events, versions
+from . import events, versions
 from .access import RegistryAccess, registry_access, require_protected_alias_right
 from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type
 from .registry_freeze import check_writable
+from .versions import perm as _perm  # CollectionService's permissions
 
-SERVICE = "CollectionService"
 DESCRIPTION_MAX = 64 * 1024
-
-
-def _perm(rpc: str) -> Permission:
-    return authz_table.permission(SERVICE, rpc)
 
 
 def _require_protected_alias_right(
@@ -157,20 +148,15 @@ def _insert_collection(
     description: str,
     tags: list[str],
 ) -> m.Collection:
-    t = now_us()
     collection = m.Collection(
         registry_id=access.registry.id,
         name=ref.collection,
         type=artifact_type,
         description=description,
         tags=tags,
-        next_version_index=0,
         created_by_id=p.user_id,
-        create_time=t,
-        update_time=t,
     )
-    s.add(collection)
-    s.flush()
+    add_created(s, collection)
     events.scoped_event(
         s,
         events.COLLECTION_CREATED,
@@ -240,11 +226,7 @@ def _page(s: Session, stmt: Any, listing: Listing) -> Page:
 
 
 def list_collections(
-    s: Session,
-    p: Principal,
-    org: str,
-    registry_id: str,
-    ask: ListParams,
+    s: Session, p: Principal, org: str, registry_id: str, ask: ListParams
 ) -> tuple[list[CollectionView], str]:
     listing = collection_listing(
         s, ask, ("collections", org, registry_id, ask.filter, ask.order_by)

@@ -191,13 +191,7 @@ def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     stmt = visible_events(p, scope)
     if clause is not None:
         stmt = stmt.where(clause)
-    return page_of(
-        s,
-        stmt,
-        keys,
-        ask,
-        ("events", parent, ask.filter),
-    )
+    return page_of(s, stmt, keys, ask, ("events", parent, ask.filter))
 
 
 @dataclass(frozen=True)

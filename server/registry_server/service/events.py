@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from sqlalchemy import event
@@ -148,6 +149,15 @@ def scoped_event(
         team_id=team.id if team is not None else None,
         registry_id=registry.id if registry is not None else None,
     )
+
+
+def update_details(fields: Iterable[str], tags_before: Any, tags: Any) -> dict[str, Any]:
+    """An update event's details: the fields changed, and the tags before and after when
+    they are among them."""
+    details: dict[str, Any] = {"fields": sorted(fields)}
+    if "tags" in fields:
+        details.update(tags_before=list(tags_before or []), tags=tags)
+    return details
 
 
 def write_pending(sql: Sql) -> int:

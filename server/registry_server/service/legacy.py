@@ -28,35 +28,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.names import artifact_version_name, model_name, model_version_name
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyPermission, LegacyState, Permission
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered, held_alias
 from ..storage.paging import page_of, parse_order_by
 from ..storage.sql import Sql
 from . import events, migrated_legacy
 from .artifacts import DESCRIPTION_MAX
 from .context import Principal
-from .legacy_settings import (
-    check_state,
-    legacy_team,
-    require_protected_right,
-    require_right,
-)
+from .legacy_settings import check_state, legacy_team, require_protected_right, require_right
 from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
 from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
+# The legacy tables, by shorter names.
+Model = m.RegisteredModel
+ModelVersion = m.RegisteredModelVersion
+ModelAlias = m.RegisteredModelAlias
 TYPE_NOT_ACCEPTED = "ARTIFACT_TYPE_NOT_ACCEPTED"
 MODEL_TYPE = "model"
 
@@ -64,12 +57,8 @@ MODEL_TYPE = "model"
 # --- registered models -------------------------------------------------------------------
 
 
-def _load_model(
-    s: Session, team: m.Team, model: str, *, for_update: bool = False
-) -> m.RegisteredModel:
-    stmt = select(m.RegisteredModel).where(
-        m.RegisteredModel.team_id == team.id, m.RegisteredModel.name == model
-    )
+def _load_model(s: Session, team: m.Team, model: str, *, for_update: bool = False) -> Model:
+    stmt = select(Model).where(Model.team_id == team.id, Model.name == model)
     if for_update:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = s.execute(stmt).scalar_one_or_none()
@@ -80,9 +69,7 @@ def _load_model(
 
 def _version_count(model_id: Any) -> Any:
     return (
-        select(func.count())
-        .where(m.RegisteredModelVersion.registered_model_id == model_id)
-        .scalar_subquery()
+        select(func.count()).where(ModelVersion.registered_model_id == model_id).scalar_subquery()
     )
 
 
@@ -94,13 +81,13 @@ def _model_select() -> Any:
     """Registered models with their version count and migrated collection name."""
     return (
         select(
-            m.RegisteredModel,
-            _version_count(m.RegisteredModel.id).label("version_count"),
+            Model,
+            _version_count(Model.id).label("version_count"),
             m.Collection.name.label("collection"),
             _MigratedRegistry.name.label("registry"),
             _MigratedOrg.name.label("org"),
         )
-        .outerjoin(m.Collection, m.Collection.id == m.RegisteredModel.migrated_collection_id)
+        .outerjoin(m.Collection, m.Collection.id == Model.migrated_collection_id)
         .outerjoin(_MigratedRegistry, _MigratedRegistry.id == m.Collection.registry_id)
         .outerjoin(_MigratedOrg, _MigratedOrg.id == _MigratedRegistry.org_id)
     )
@@ -116,27 +103,19 @@ def _model_info(row: Any, team: str) -> ModelInfo:
 
 
 def _model_info_of(s: Session, team: str, model_id: int) -> ModelInfo:
-    row = s.execute(_model_select().where(m.RegisteredModel.id == model_id)).one()
+    row = s.execute(_model_select().where(Model.id == model_id)).one()
     return _model_info(row, team)
 
 
 def create_registered_model(
-    s: Session,
-    p: Principal,
-    *,
-    team: str,
-    model_id: str,
-    description: str,
-    tags: Sequence[str],
+    s: Session, p: Principal, *, team: str, model_id: str, description: str, tags: Sequence[str]
 ) -> ModelInfo:
     names.new_id(model_id, "registered_model_id")
     names.text(description, "description", DESCRIPTION_MAX)
     new_tags = names.tags(list(tags), "tags")
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True)
     if s.execute(
-        select(m.RegisteredModel.id).where(
-            m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id
-        )
+        select(Model.id).where(Model.team_id == ta.team.id, Model.name == model_id)
     ).first():
         raise AlreadyExists(f"{model_name(team, model_id)} already exists")
     model = _new_model(s, p, ta.team, model_id, description, new_tags)
@@ -146,21 +125,15 @@ def create_registered_model(
 
 def _new_model(
     s: Session, p: Principal, team: m.Team, model_id: str, description: str, tags: list[str]
-) -> m.RegisteredModel:
-    now = now_us()
-    model = m.RegisteredModel(
+) -> Model:
+    model = Model(
         team_id=team.id,
         name=model_id,
         description=description,
         tags=tags,
-        next_version_index=0,
         created_by_id=p.user_id,
-        revision=1,
-        create_time=now,
-        update_time=now,
     )
-    s.add(model)
-    s.flush()
+    add_created(s, model)
     return model
 
 
@@ -169,43 +142,36 @@ def get_registered_model(s: Session, p: Principal, team: str, model: str) -> Mod
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.get_model(s, ta.team, model, label)
-    row = s.execute(
-        _model_select().where(
-            m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model
-        )
-    ).first()
+    row = s.execute(_model_select().where(Model.team_id == ta.team.id, Model.name == model)).first()
     if row is None:
         raise NotFound(f"{label} not found")
     return _model_info(row, team)
 
 
 MODEL_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "name": FieldSpec("string", m.RegisteredModel.name),
-    "description": FieldSpec("string", m.RegisteredModel.description),
-    "tag": FieldSpec("tags", m.RegisteredModel.tags),
-    "create_time": FieldSpec("time", m.RegisteredModel.create_time),
-    "update_time": FieldSpec("time", m.RegisteredModel.update_time),
+    "name": FieldSpec("string", Model.name),
+    "description": FieldSpec("string", Model.description),
+    "tag": FieldSpec("tags", Model.tags),
+    "create_time": FieldSpec("time", Model.create_time),
+    "update_time": FieldSpec("time", Model.update_time),
 }
 MODEL_ORDER_FIELDS = {
-    "name": m.RegisteredModel.name,
-    "create_time": m.RegisteredModel.create_time,
-    "update_time": m.RegisteredModel.update_time,
+    "name": Model.name,
+    "create_time": Model.create_time,
+    "update_time": Model.update_time,
 }
 
 
 def list_registered_models(
-    s: Session,
-    p: Principal,
-    team: str,
-    ask: ListParams,
+    s: Session, p: Principal, team: str, ask: ListParams
 ) -> tuple[list[ModelInfo], str]:
     where = filter_of(s, ask.filter, MODEL_FILTER_FIELDS)
     query = ("registered_models", team, ask.filter, ask.order_by)
-    keys = parse_order_by(ask.order_by, MODEL_ORDER_FIELDS, "name", m.RegisteredModel.id)
+    keys = parse_order_by(ask.order_by, MODEL_ORDER_FIELDS, "name", Model.id)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_models(s, ta.team, ask, query)
-    stmt = filtered(_model_select().where(m.RegisteredModel.team_id == ta.team.id), where)
+    stmt = filtered(_model_select().where(Model.team_id == ta.team.id), where)
     page = page_of(s, stmt, keys, ask, query)
     return [_model_info(row, team) for row in page.rows], page.next_page_token
 
@@ -227,10 +193,7 @@ def update_registered_model(
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     check_etag(etag, row.revision, "registered_model.etag")
-    details: dict[str, Any] = {"fields": sorted(fields)}
-    if "tags" in fields:
-        details["tags_before"] = list(row.tags or [])
-        details["tags"] = new_tags
+    details = events.update_details(fields, row.tags, new_tags)
     revised(row, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.LEGACY_MODEL_UPDATED, p, label, details, team=ta.team)
@@ -244,24 +207,11 @@ def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> 
     row = _load_model(s, ta.team, model, for_update=True)
     aliases = list(
         s.execute(
-            select(m.RegisteredModelAlias.alias).where(
-                m.RegisteredModelAlias.registered_model_id == row.id
-            )
+            select(ModelAlias.alias).where(ModelAlias.registered_model_id == row.id)
         ).scalars()
     )
     require_protected_right(ta, aliases, f"deleting {label}")
-    versions = s.execute(
-        select(func.count()).where(m.RegisteredModelVersion.registered_model_id == row.id)
-    ).scalar_one()
-    s.execute(
-        delete(m.RegisteredModelAlias).where(m.RegisteredModelAlias.registered_model_id == row.id)
-    )
-    s.execute(
-        delete(m.RegisteredModelVersion).where(
-            m.RegisteredModelVersion.registered_model_id == row.id
-        )
-    )
-    s.execute(delete(m.RegisteredModel).where(m.RegisteredModel.id == row.id))
+    versions = remove_model(s, row.id)
     s.expunge(row)
     events.scoped_event(
         s,
@@ -273,13 +223,25 @@ def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> 
     )
 
 
+def remove_model(s: Session, model_id: int) -> int:
+    """Deletes a registered model with its versions and aliases (never the artifact
+    versions); how many versions it had."""
+    versions = s.execute(
+        select(func.count()).where(ModelVersion.registered_model_id == model_id)
+    ).scalar_one()
+    s.execute(delete(ModelAlias).where(ModelAlias.registered_model_id == model_id))
+    s.execute(delete(ModelVersion).where(ModelVersion.registered_model_id == model_id))
+    s.execute(delete(Model).where(Model.id == model_id))
+    return int(versions)
+
+
 # --- registered-model versions -------------------------------------------------------------
 
 _Linker = aliased(m.User, name="linker")
 
 
 def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    return aliases_by_version(s, m.RegisteredModelAlias, version_ids)
+    return aliases_by_version(s, ModelAlias, version_ids)
 
 
 _ArtifactTeam = aliased(m.Team, name="artifact_team")
@@ -289,17 +251,15 @@ def _version_select() -> Any:
     """Versions with linker and the linked artifact version's name parts."""
     return (
         select(
-            m.RegisteredModelVersion,
+            ModelVersion,
             _Linker.name.label("linked_by"),
             _ArtifactTeam.name.label("a_team"),
             m.Project.name.label("a_project"),
             m.Artifact.name.label("a_artifact"),
             m.ArtifactVersion.version_index.label("a_index"),
         )
-        .outerjoin(_Linker, _Linker.id == m.RegisteredModelVersion.linked_by_id)
-        .join(
-            m.ArtifactVersion, m.ArtifactVersion.id == m.RegisteredModelVersion.artifact_version_id
-        )
+        .outerjoin(_Linker, _Linker.id == ModelVersion.linked_by_id)
+        .join(m.ArtifactVersion, m.ArtifactVersion.id == ModelVersion.artifact_version_id)
         .join(m.Artifact, m.Artifact.id == m.ArtifactVersion.artifact_id)
         .join(m.Project, m.Project.id == m.Artifact.project_id)
         .join(_ArtifactTeam, _ArtifactTeam.id == m.Project.team_id)
@@ -327,7 +287,7 @@ def _version_views(
 
 
 def _version_view(s: Session, team: m.Team, model: str, version_id: int) -> ModelVersionView:
-    row = s.execute(_version_select().where(m.RegisteredModelVersion.id == version_id)).one()
+    row = s.execute(_version_select().where(ModelVersion.id == version_id)).one()
     return _version_views(s, [row], team, model)[0]
 
 
@@ -338,8 +298,8 @@ def _move_aliases(
     ALIASES_PER_VERSION on the version `what`."""
     return move_aliases(
         s,
-        m.RegisteredModelAlias,
-        m.RegisteredModelVersion,
+        ModelAlias,
+        ModelVersion,
         "registered_model_id",
         model_id,
         version_id,
@@ -384,8 +344,8 @@ def link_model_version(
             reason=TYPE_NOT_ACCEPTED,
         )
     lock_model = (
-        select(m.RegisteredModel)
-        .where(m.RegisteredModel.team_id == ta.team.id, m.RegisteredModel.name == model_id)
+        select(Model)
+        .where(Model.team_id == ta.team.id, Model.name == model_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -401,9 +361,8 @@ def link_model_version(
             # A concurrent link created it (PostgreSQL); lock and use that one.
             model = s.execute(lock_model).scalar_one()
     existing = s.execute(
-        select(m.RegisteredModelVersion).where(
-            m.RegisteredModelVersion.registered_model_id == model.id,
-            m.RegisteredModelVersion.artifact_version_id == av.id,
+        select(ModelVersion).where(
+            ModelVersion.registered_model_id == model.id, ModelVersion.artifact_version_id == av.id
         )
     ).scalar_one_or_none()
     now = now_us()
@@ -437,18 +396,14 @@ def link_model_version(
     index = model.next_version_index
     model.next_version_index = index + 1
     model.update_time = now
-    link = m.RegisteredModelVersion(
+    link = ModelVersion(
         registered_model_id=model.id,
         version_index=index,
         artifact_version_id=av.id,
         tags=new_tags,
-        description="",
         linked_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
     )
-    s.add(link)
-    s.flush()
+    add_created(s, link, now)
     moved = _move_aliases(
         s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
     )
@@ -479,13 +434,9 @@ def get_model_version(
         return migrated_legacy.get_model_version(s, ta.team, model, index)
     row = s.execute(
         _version_select()
-        .join(
-            m.RegisteredModel, m.RegisteredModel.id == m.RegisteredModelVersion.registered_model_id
-        )
+        .join(Model, Model.id == ModelVersion.registered_model_id)
         .where(
-            m.RegisteredModel.team_id == ta.team.id,
-            m.RegisteredModel.name == model,
-            m.RegisteredModelVersion.version_index == index,
+            Model.team_id == ta.team.id, Model.name == model, ModelVersion.version_index == index
         )
     ).first()
     if row is None:
@@ -494,38 +445,32 @@ def get_model_version(
 
 
 MODEL_VERSION_FILTER_FIELDS: dict[str, FieldSpec] = {
-    "alias": FieldSpec(
-        "alias", builder=held_alias(m.RegisteredModelAlias, m.RegisteredModelVersion)
-    ),
-    "tag": FieldSpec("tags", m.RegisteredModelVersion.tags),
-    "version_index": FieldSpec("int", m.RegisteredModelVersion.version_index),
-    "create_time": FieldSpec("time", m.RegisteredModelVersion.create_time),
+    "alias": FieldSpec("alias", builder=held_alias(ModelAlias, ModelVersion)),
+    "tag": FieldSpec("tags", ModelVersion.tags),
+    "version_index": FieldSpec("int", ModelVersion.version_index),
+    "create_time": FieldSpec("time", ModelVersion.create_time),
     "metadata": FieldSpec("json_map", m.ArtifactVersion.metadata_),
 }
 MODEL_VERSION_ORDER_FIELDS = {
-    "version_index": m.RegisteredModelVersion.version_index,
-    "create_time": m.RegisteredModelVersion.create_time,
+    "version_index": ModelVersion.version_index,
+    "create_time": ModelVersion.create_time,
 }
 
 
 def list_model_versions(
-    s: Session,
-    p: Principal,
-    team: str,
-    model: str,
-    ask: ListParams,
+    s: Session, p: Principal, team: str, model: str, ask: ListParams
 ) -> tuple[list[ModelVersionView], str]:
     where = filter_of(s, ask.filter, MODEL_VERSION_FILTER_FIELDS)
     query = ("registered_model_versions", model_name(team, model), ask.filter, ask.order_by)
     keys = parse_order_by(
-        ask.order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", m.RegisteredModelVersion.id
+        ask.order_by, MODEL_VERSION_ORDER_FIELDS, "version_index", ModelVersion.id
     )
     label = model_name(team, model)
     ta = legacy_team(s, p, team, LegacyPermission.VIEW, write=False, what=label)
     if ta.team.legacy_state == LegacyState.MIGRATED:
         return migrated_legacy.list_model_versions(s, ta.team, model, ask, query)
     row = _load_model(s, ta.team, model)
-    stmt = _version_select().where(m.RegisteredModelVersion.registered_model_id == row.id)
+    stmt = _version_select().where(ModelVersion.registered_model_id == row.id)
     stmt = filtered(stmt, where)
     page = page_of(s, stmt, keys, ask, query)
     return _version_views(s, page.rows, ta.team, model), page.next_page_token
@@ -547,11 +492,8 @@ def update_model_version(
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
-    details: dict[str, Any] = {"fields": sorted(fields)}
-    if "tags" in fields:
-        details["tags_before"] = list(version.tags or [])
-        details["tags"] = new_tags
+    version = version_row(s, ModelVersion.registered_model_id, row.id, index, label)
+    details = events.update_details(fields, version.tags, new_tags)
     revised(version, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.LEGACY_VERSION_UPDATED, p, label, details, team=ta.team)
@@ -562,12 +504,12 @@ def unlink_model_version(s: Session, p: Principal, team: str, model: str, index:
     label = model_version_name(team, model, index)
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
-    version = version_row(s, m.RegisteredModelVersion.registered_model_id, row.id, index, label)
+    version = version_row(s, ModelVersion.registered_model_id, row.id, index, label)
     aliases = list(_aliases_of(s, [version.id])[version.id])
     require_protected_right(ta, aliases, f"unlinking {label}")
     artifact_version_id = version.artifact_version_id
-    s.execute(delete(m.RegisteredModelAlias).where(m.RegisteredModelAlias.version_id == version.id))
-    s.execute(delete(m.RegisteredModelVersion).where(m.RegisteredModelVersion.id == version.id))
+    s.execute(delete(ModelAlias).where(ModelAlias.version_id == version.id))
+    s.execute(delete(ModelVersion).where(ModelVersion.id == version.id))
     s.expunge(version)
     row.update_time = now_us()
     events.scoped_event(
@@ -596,11 +538,7 @@ def set_alias(
     require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     version = version_row(
-        s,
-        m.RegisteredModelVersion.registered_model_id,
-        row.id,
-        index,
-        model_version_name(team, model, index),
+        s, ModelVersion.registered_model_id, row.id, index, model_version_name(team, model, index)
     )
     moved = _move_aliases(
         s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
@@ -613,11 +551,7 @@ def set_alias(
             events.LEGACY_ALIAS_SET,
             p,
             model_version_name(team, model, index),
-            {
-                "alias": alias,
-                "version_index": index,
-                "previous_version_index": moved[alias],
-            },
+            {"alias": alias, "version_index": index, "previous_version_index": moved[alias]},
             team=ta.team,
         )
     return _version_view(s, ta.team, model, version.id)
@@ -633,29 +567,19 @@ def delete_alias(
     require_protected_right(ta, [alias], f"removing alias {quote(alias)} from {label}")
     row = _load_model(s, ta.team, model, for_update=True)
     found = s.execute(
-        select(m.RegisteredModelAlias, m.RegisteredModelVersion)
-        .join(
-            m.RegisteredModelVersion,
-            m.RegisteredModelVersion.id == m.RegisteredModelAlias.version_id,
-        )
-        .where(
-            m.RegisteredModelAlias.registered_model_id == row.id,
-            m.RegisteredModelAlias.alias == alias,
-        )
+        select(ModelAlias, ModelVersion)
+        .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
+        .where(ModelAlias.registered_model_id == row.id, ModelAlias.alias == alias)
     ).first()
     if found is None:
         raise NotFound(f"alias {quote(alias)} is not set on {label}")
-    version: m.RegisteredModelVersion = found.RegisteredModelVersion
+    version: ModelVersion = found.RegisteredModelVersion
     if index is not None and version.version_index != index:
         raise FailedPrecondition(
             f"alias {quote(alias)} of {label} is on v{version.version_index}, not v{index}",
             reason="ALIAS_MOVED",
         )
-    s.execute(
-        delete(m.RegisteredModelAlias).where(
-            m.RegisteredModelAlias.id == found.RegisteredModelAlias.id
-        )
-    )
+    s.execute(delete(ModelAlias).where(ModelAlias.id == found.RegisteredModelAlias.id))
     s.expunge(found.RegisteredModelAlias)
     row.update_time = now_us()
     events.scoped_event(

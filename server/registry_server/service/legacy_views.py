@@ -35,16 +35,9 @@ def model_version_row(link: Any, registered_model_id: int) -> m.RegisteredModelV
     """A legacy version row holding collection version `link` (same index, artifact
     version, tags, description, linker and times): how a collection version shows as a
     registered-model version, or goes back into one."""
-    return m.RegisteredModelVersion(
-        registered_model_id=registered_model_id,
-        version_index=link.version_index,
-        artifact_version_id=link.artifact_version_id,
-        tags=list(link.tags or []),
-        description=link.description,
-        linked_by_id=link.linked_by_id,
-        create_time=link.create_time,
-        update_time=link.update_time,
-    )
+    held = {name: getattr(link, name) for name in m.LINK_COLUMNS}
+    held["tags"] = list(link.tags or [])  # a list of its own
+    return m.RegisteredModelVersion(registered_model_id=registered_model_id, **held)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ can see."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,18 +77,16 @@ class Lineage:
     logging_runs: list[str] = field(default_factory=list)
 
 
-def _grouped_links(rows: Iterable[Any], make: Any) -> list[LineageLink]:
-    """Rows (link id, ..., alias-or-None) -> one LineageLink per link, in row order."""
-    order: list[int] = []
+def _grouped_links(rows: Iterable[Any], link: Callable[..., LineageLink]) -> list[LineageLink]:
+    """Rows (link id, ..., alias or None) -> one LineageLink per link id, in row order:
+    `link(link id, ..., the link's aliases)`."""
     first: dict[int, Any] = {}
     aliases: dict[int, list[str]] = defaultdict(list)
-    for row in rows:
-        if row.id not in first:
-            first[row.id] = row
-            order.append(row.id)
-        if row.alias is not None:
-            aliases[row.id].append(row.alias)
-    return [make(first[i], tuple(sorted(aliases[i]))) for i in order]
+    for *row, alias in rows:
+        first.setdefault(row[0], row)
+        if alias is not None:
+            aliases[row[0]].append(alias)
+    return [link(*row, tuple(sorted(aliases[i]))) for i, row in first.items()]
 
 
 def _runs(s: Session, table: type[m.RunRecord], version_id: int) -> list[str]:
@@ -108,77 +106,56 @@ def get_lineage(
     """Producing run, runs that logged it again, consuming runs and every link the
     caller can see (one query each)."""
     av = get_artifact_version(s, p, team, project, artifact, index)
-    runs = _runs(s, m.ArtifactUsage, av.id)
-    logging_runs = _runs(s, m.ArtifactLogRun, av.id)
-    collection_rows = s.execute(
-        select(
-            m.CollectionVersion.id,
-            m.CollectionVersion.version_index,
-            m.Collection.name.label("collection"),
-            m.Registry.name.label("registry"),
-            m.Organization.name.label("org"),
-            m.CollectionAlias.alias,
-        )
-        .join(m.Collection, m.Collection.id == m.CollectionVersion.collection_id)
-        .join(m.Registry, m.Registry.id == m.Collection.registry_id)
-        .join(m.Organization, m.Organization.id == m.Registry.org_id)
-        .outerjoin(m.CollectionAlias, m.CollectionAlias.version_id == m.CollectionVersion.id)
-        .where(
-            m.CollectionVersion.artifact_version_id == av.id,
-            access.visible_registries_clause(p),
-        )
-        .order_by(m.Registry.name, m.Collection.name, m.CollectionVersion.version_index)
-    ).all()
-    links = _grouped_links(
-        collection_rows,
-        lambda r, aliases: LineageLink(
-            names.collection_version_name(r.org, r.registry, r.collection, r.version_index),
-            paths.format_path(
-                PathKind.REGISTRY_COLLECTION,
-                r.org,
-                r.registry,
-                r.collection,
-                Version(index=r.version_index),
-            ),
-            aliases,
-        ),
-    )
-    # Legacy registries are team-only: the caller's teams, or all teams for org admins.
-    legacy_visible: ColumnElement[bool] = m.Team.org_id == p.org_id
-    if not p.org_admin:
-        legacy_visible = and_(
-            legacy_visible,
-            exists().where(m.TeamMember.team_id == m.Team.id, m.TeamMember.user_id == p.user_id),
-        )
-    legacy_rows = s.execute(
-        select(
-            m.RegisteredModelVersion.id,
-            m.RegisteredModelVersion.version_index,
-            m.RegisteredModel.name.label("model"),
-            m.Team.name.label("team"),
-            m.RegisteredModelAlias.alias,
-        )
-        .join(
-            m.RegisteredModel, m.RegisteredModel.id == m.RegisteredModelVersion.registered_model_id
-        )
-        .join(m.Team, m.Team.id == m.RegisteredModel.team_id)
-        .outerjoin(
-            m.RegisteredModelAlias, m.RegisteredModelAlias.version_id == m.RegisteredModelVersion.id
-        )
-        .where(
-            m.RegisteredModelVersion.artifact_version_id == av.id,
-            legacy_visible,
-        )
-        .order_by(m.Team.name, m.RegisteredModel.name, m.RegisteredModelVersion.version_index)
-    ).all()
-    links += _grouped_links(
-        legacy_rows,
-        lambda r, aliases: LineageLink(
-            names.model_version_name(r.team, r.model, r.version_index),
-            paths.format_path(
-                PathKind.LEGACY_MODEL, r.team, "", r.model, Version(index=r.version_index)
-            ),
-            aliases,
-        ),
-    )
+    links = _collection_links(s, p, av.id) + _legacy_links(s, p, av.id)
+    runs, logging_runs = _runs(s, m.ArtifactUsage, av.id), _runs(s, m.ArtifactLogRun, av.id)
     return Lineage(av.name, av.producing_run, runs, links, logging_runs)
+
+
+def _collection_links(s: Session, p: Principal, version_id: int) -> list[LineageLink]:
+    cv, c, r, ca = m.CollectionVersion, m.Collection, m.Registry, m.CollectionAlias
+    rows = s.execute(
+        select(cv.id, cv.version_index, c.name, r.name, m.Organization.name, ca.alias)
+        .join(c, c.id == cv.collection_id)
+        .join(r, r.id == c.registry_id)
+        .join(m.Organization, m.Organization.id == r.org_id)
+        .outerjoin(ca, ca.version_id == cv.id)
+        .where(cv.artifact_version_id == version_id, access.visible_registries_clause(p))
+        .order_by(r.name, c.name, cv.version_index)
+    ).all()
+    return _grouped_links(
+        rows,
+        lambda _, index, collection, registry, org, aliases: LineageLink(
+            names.collection_version_name(org, registry, collection, index),
+            paths.format_path(
+                PathKind.REGISTRY_COLLECTION, org, registry, collection, Version(index=index)
+            ),
+            aliases,
+        ),
+    )
+
+
+def _legacy_links(s: Session, p: Principal, version_id: int) -> list[LineageLink]:
+    """Legacy registries are team-only: the caller's teams, or all teams for org admins."""
+    v, rm, a, team = m.RegisteredModelVersion, m.RegisteredModel, m.RegisteredModelAlias, m.Team
+    visible: ColumnElement[bool] = team.org_id == p.org_id
+    if not p.org_admin:
+        visible = and_(
+            visible,
+            exists().where(m.TeamMember.team_id == team.id, m.TeamMember.user_id == p.user_id),
+        )
+    rows = s.execute(
+        select(v.id, v.version_index, rm.name, team.name, a.alias)
+        .join(rm, rm.id == v.registered_model_id)
+        .join(team, team.id == rm.team_id)
+        .outerjoin(a, a.version_id == v.id)
+        .where(v.artifact_version_id == version_id, visible)
+        .order_by(team.name, rm.name, v.version_index)
+    ).all()
+    return _grouped_links(
+        rows,
+        lambda _, index, model, team, aliases: LineageLink(
+            names.model_version_name(team, model, index),
+            paths.format_path(PathKind.LEGACY_MODEL, team, "", model, Version(index=index)),
+            aliases,
+        ),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from ..domain import names
@@ -12,7 +12,7 @@ from ..domain.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from ..domain.pagination import ListParams
 from ..domain.roles import LegacyState, OrgRole, RegistryRole, TeamRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of, filtered
 from ..storage.paging import Page, page_of, parse_order_by
 from . import events
@@ -44,16 +44,12 @@ def create_organization(
         )
     if s.execute(select(m.Organization.id).where(m.Organization.name == organization_id)).first():
         raise AlreadyExists(f"organizations/{organization_id} already exists")
-    t = now_us()
     org = m.Organization(
         name=organization_id,
         display_name=display_name,
         legacy_model_registry_enabled=legacy_model_registry_enabled,
-        create_time=t,
-        update_time=t,
     )
-    s.add(org)
-    s.flush()
+    add_created(s, org)
     for registry_id, types in CORE_REGISTRIES.items():
         s.add(
             m.Registry(
@@ -62,12 +58,10 @@ def create_organization(
                 description=f"Core {registry_id} registry",
                 visibility=int(Visibility.ORGANIZATION),
                 artifact_types=types,
-                allow_all_artifact_types=False,
-                protected_aliases=[],
                 default_role=int(RegistryRole.RESTRICTED_VIEWER),
                 core=True,
-                create_time=t,
-                update_time=t,
+                create_time=org.create_time,
+                update_time=org.create_time,
             )
         )
     s.flush()
@@ -206,21 +200,26 @@ TEAM_FILTER = {
 
 
 def list_users(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
-    keys = parse_order_by(ask.order_by, USER_ORDER, "name", m.User.id)
-    org = get_org(s, p, org_id, "parent")
-    stmt = filtered(
-        select(m.User).where(m.User.org_id == org.id), filter_of(s, ask.filter, USER_FILTER)
-    )
-    return page_of(s, stmt, keys, ask, ("users", org_id, ask.filter, ask.order_by))
+    return _list_in_org(s, p, org_id, ask, m.User, USER_ORDER, USER_FILTER)
 
 
 def list_teams(s: Session, p: Principal, org_id: str, ask: ListParams) -> Page:
-    keys = parse_order_by(ask.order_by, TEAM_ORDER, "name", m.Team.id)
+    return _list_in_org(s, p, org_id, ask, m.Team, TEAM_ORDER, TEAM_FILTER)
+
+
+def _list_in_org(
+    s: Session,
+    p: Principal,
+    org_id: str,
+    ask: ListParams,
+    model: type[m.User] | type[m.Team],
+    order: dict[str, Any],
+    filter: dict[str, FieldSpec],
+) -> Page:
+    keys = parse_order_by(ask.order_by, order, "name", model.id)
     org = get_org(s, p, org_id, "parent")
-    stmt = filtered(
-        select(m.Team).where(m.Team.org_id == org.id), filter_of(s, ask.filter, TEAM_FILTER)
-    )
-    return page_of(s, stmt, keys, ask, ("teams", org_id, ask.filter, ask.order_by))
+    stmt = filtered(select(model).where(model.org_id == org.id), filter_of(s, ask.filter, filter))
+    return page_of(s, stmt, keys, ask, (model.__tablename__, org_id, ask.filter, ask.order_by))
 
 
 def list_team_members(s: Session, p: Principal, team_id: str, ask: ListParams) -> Page:
@@ -320,7 +319,6 @@ def _insert_user(
     service_admin: bool = False,
     details: dict[str, Any] | None = None,
 ) -> m.User:
-    t = now_us()
     user = m.User(
         name=user_id,
         org_id=org_id,
@@ -329,11 +327,8 @@ def _insert_user(
         service_account=service_account,
         org_role=int(org_role),
         service_admin=service_admin,
-        create_time=t,
-        update_time=t,
     )
-    s.add(user)
-    s.flush()
+    add_created(s, user)
     events.record_event(
         s,
         events.USER_CREATED,
@@ -469,22 +464,11 @@ def create_team(
         legacy_state=int(
             LegacyState.WRITABLE if org.legacy_model_registry_enabled else LegacyState.DISABLED
         ),
-        legacy_protected_aliases=[],
         legacy_settings_update_time=t,
-        create_time=t,
-        update_time=t,
     )
-    s.add(team)
-    s.flush()
-    s.add(  # the creator becomes the team's ADMIN
-        m.TeamMember(
-            team_id=team.id,
-            user_id=p.user_id,
-            role=int(TeamRole.ADMIN),
-            create_time=t,
-            update_time=t,
-        )
-    )
+    add_created(s, team, t)
+    admin = m.TeamMember(team_id=team.id, user_id=p.user_id, role=int(TeamRole.ADMIN))
+    add_created(s, admin, t)  # the creator becomes the team's ADMIN
     events.record_event(
         s, events.TEAM_CREATED, p, f"teams/{team_id}", org_id=org.id, team_id=team.id
     )
@@ -512,27 +496,30 @@ def _require_team_admin(s: Session, p: Principal, team: m.Team) -> None:
         )
 
 
-def _member_user(s: Session, team: m.Team, user_id: str) -> m.User:
+def _team_and_user(
+    s: Session, p: Principal, team_id: str, user_id: str, *, leaving: bool = False
+) -> tuple[m.Team, m.User]:
+    """The team and the user whose membership the caller changes: that needs team ADMIN,
+    except to leave (`leaving`, and the user is the caller)."""
+    team = get_team(s, p, team_id)
+    if not leaving:
+        _require_team_admin(s, p, team)
     user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
     if user is None or user.org_id != team.org_id:
         raise NotFound(f"users/{user_id} not found in the team's organization")
-    return user
+    if leaving and user.id != p.user_id:
+        _require_team_admin(s, p, team)
+    return team, user
 
 
 def add_team_member(
     s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole
 ) -> tuple[m.TeamMember, m.Team, m.User]:
-    team = get_team(s, p, team_id)
-    _require_team_admin(s, p, team)
-    user = _member_user(s, team, user_id)
+    team, user = _team_and_user(s, p, team_id, user_id)
     if s.get(m.TeamMember, (team.id, user.id)) is not None:
         raise AlreadyExists(f"users/{user_id} is already a member of teams/{team_id}")
-    t = now_us()
-    member = m.TeamMember(
-        team_id=team.id, user_id=user.id, role=int(role), create_time=t, update_time=t
-    )
-    s.add(member)
-    s.flush()
+    member = m.TeamMember(team_id=team.id, user_id=user.id, role=int(role))
+    add_created(s, member)
     events.scoped_event(
         s,
         events.TEAM_MEMBER_ADDED,
@@ -544,27 +531,28 @@ def add_team_member(
     return member, team, user
 
 
-def _count_admins(s: Session, team_id: int) -> int:
-    return s.execute(
-        select(func.count()).where(
-            m.TeamMember.team_id == team_id, m.TeamMember.role == int(TeamRole.ADMIN)
+def _membership(s: Session, team: m.Team, user: m.User, role: TeamRole | None) -> m.TeamMember:
+    """The member to give `role` (None: to remove), refused when that leaves the team
+    without an ADMIN."""
+    member = s.get(m.TeamMember, (team.id, user.id))
+    if member is None:
+        raise NotFound(f"users/{user.name} is not a member of teams/{team.name}")
+    if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN:
+        admins = select(func.count()).where(
+            m.TeamMember.team_id == team.id, m.TeamMember.role == int(TeamRole.ADMIN)
         )
-    ).scalar_one()
+        if s.execute(admins).scalar_one() <= 1:
+            raise FailedPrecondition(
+                f"users/{user.name} is the last ADMIN of teams/{team.name}", reason="LAST_ADMIN"
+            )
+    return member
 
 
 def update_team_member(
     s: Session, p: Principal, team_id: str, user_id: str, role: TeamRole
 ) -> tuple[m.TeamMember, m.Team, m.User]:
-    team = get_team(s, p, team_id)
-    _require_team_admin(s, p, team)
-    user = _member_user(s, team, user_id)
-    member = s.get(m.TeamMember, (team.id, user.id))
-    if member is None:
-        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
-    if member.role == TeamRole.ADMIN and role != TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(
-            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
-        )
+    team, user = _team_and_user(s, p, team_id, user_id)
+    member = _membership(s, team, user, role)
     before = TeamRole(member.role)
     member.role = int(role)
     member.update_time = now_us()
@@ -580,17 +568,8 @@ def update_team_member(
 
 
 def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> None:
-    team = get_team(s, p, team_id)
-    user = _member_user(s, team, user_id)
-    if user.id != p.user_id:  # anyone may leave; removing others needs team ADMIN
-        _require_team_admin(s, p, team)
-    member = s.get(m.TeamMember, (team.id, user.id))
-    if member is None:
-        raise NotFound(f"users/{user_id} is not a member of teams/{team_id}")
-    if member.role == TeamRole.ADMIN and _count_admins(s, team.id) <= 1:
-        raise FailedPrecondition(
-            f"users/{user_id} is the last ADMIN of teams/{team_id}", reason="LAST_ADMIN"
-        )
+    team, user = _team_and_user(s, p, team_id, user_id, leaving=True)
+    member = _membership(s, team, user, None)
     s.delete(member)
     # What the team gave in the legacy registry goes with it.
     s.execute(
@@ -601,6 +580,3 @@ def remove_team_member(s: Session, p: Principal, team_id: str, user_id: str) -> 
     events.scoped_event(
         s, events.TEAM_MEMBER_REMOVED, p, f"teams/{team_id}/members/{user_id}", team=team
     )
-
-
-_ = update  # re-exported for services that bulk-update

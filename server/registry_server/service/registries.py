@@ -16,17 +16,11 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names, paths
-from ..domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    quote,
-)
+from ..domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..domain.pagination import ListParams
 from ..domain.roles import OrgRole, Permission, RegistryRole, Visibility
 from ..storage import models as m
-from ..storage.db import now_us, revised
+from ..storage.db import add_created, now_us, revised
 from ..storage.filter_sql import FieldSpec, filter_of
 from ..storage.paging import Page, page_of, parse_order_by
 from ..storage.queries import registries as q
@@ -149,7 +143,6 @@ def create_registry(
         select(m.Registry.id).where(m.Registry.org_id == p.org_id, m.Registry.name == registry_id)
     ).first():
         raise AlreadyExists(f"{registry_name(org, registry_id)} already exists")
-    t = now_us()
     registry = m.Registry(
         org_id=p.org_id,
         name=registry_id,
@@ -159,26 +152,16 @@ def create_registry(
         allow_all_artifact_types=allow_all_artifact_types,
         protected_aliases=protected,
         default_role=int(default_role),
-        core=False,
         created_by_id=p.user_id,
-        create_time=t,
-        update_time=t,
     )
-    s.add(registry)
-    s.flush()
+    add_created(s, registry)
     # The creator administers what they made (for a RESTRICTED registry it is the
     # only way in; for an ORGANIZATION one it keeps them ADMIN if it is restricted later).
-    s.add(
-        m.RegistryMember(
-            registry_id=registry.id,
-            user_id=p.user_id,
-            role=int(RegistryRole.ADMIN),
-            create_time=t,
-            update_time=t,
-        )
+    admin = m.RegistryMember(
+        registry_id=registry.id, user_id=p.user_id, role=int(RegistryRole.ADMIN)
     )
-    s.flush()
-    events.record_event(
+    add_created(s, admin, registry.create_time)
+    events.scoped_event(
         s,
         events.REGISTRY_CREATED,
         p,
@@ -188,8 +171,7 @@ def create_registry(
             "artifact_types": types,
             "allow_all_artifact_types": allow_all_artifact_types,
         },
-        org_id=p.org_id,
-        registry_id=registry.id,
+        registry=registry,
     )
     return registry
 
@@ -232,12 +214,7 @@ REGISTRY_ORDER = {
 }
 
 
-def list_registries(
-    s: Session,
-    p: Principal,
-    org: str,
-    ask: ListParams,
-) -> Page:
+def list_registries(s: Session, p: Principal, org: str, ask: ListParams) -> Page:
     """Rows of (Registry, migrated-from team name); visibility and filter in SQL."""
     keys = parse_order_by(ask.order_by, REGISTRY_ORDER, "name", m.Registry.id)
     clause = filter_of(s, ask.filter, REGISTRY_FILTER)
@@ -250,13 +227,7 @@ def list_registries(
     )
     if clause is not None:
         stmt = stmt.where(clause)
-    return page_of(
-        s,
-        stmt,
-        keys,
-        ask,
-        ("registries", org, ask.filter, ask.order_by),
-    )
+    return page_of(s, stmt, keys, ask, ("registries", org, ask.filter, ask.order_by))
 
 
 def update_registry(
@@ -279,16 +250,12 @@ def update_registry(
         names.text(description, "registry.description", DESCRIPTION_MAX)
     if "visibility" in fields and visibility == Visibility.UNSPECIFIED:
         raise InvalidArgument("registry.visibility", "must be ORGANIZATION or RESTRICTED")
-    types = (
-        validate_artifact_types(artifact_types, "registry.artifact_types")
-        if "artifact_types" in fields
-        else []
-    )
-    protected = (
-        validate_protected_aliases(protected_aliases, "registry.protected_aliases")
-        if "protected_aliases" in fields
-        else []
-    )
+    types: list[str] = []
+    protected: list[str] = []
+    if "artifact_types" in fields:
+        types = validate_artifact_types(artifact_types, "registry.artifact_types")
+    if "protected_aliases" in fields:
+        protected = validate_protected_aliases(protected_aliases, "registry.protected_aliases")
     if "default_role" in fields:
         validate_default_role(default_role, "registry.default_role")
     registry = registry_access(
@@ -496,17 +463,13 @@ def add_member(
         )
     ).first():
         raise AlreadyExists(f"{ref.name} is already a member of {registry_name(org, registry_id)}")
-    t = now_us()
     row = m.RegistryMember(
         registry_id=registry.id,
         role=int(grant.role),
         team_roles=grant.team_roles,
-        create_time=t,
-        update_time=t,
         **{column: principal_id},
     )
-    s.add(row)
-    s.flush()
+    add_created(s, row)
     _member_event(s, p, events.MEMBER_ADDED, registry, org, ref, {"role": role_label(row)})
     return MemberView(row, ref)
 
@@ -579,13 +542,7 @@ def list_members(
         .outerjoin(m.Team, m.Team.id == m.RegistryMember.team_id)
         .where(m.RegistryMember.registry_id == registry.id)
     )
-    page = page_of(
-        s,
-        stmt,
-        keys,
-        ask,
-        ("registry-members", org, registry_id),
-    )
+    page = page_of(s, stmt, keys, ask, ("registry-members", org, registry_id))
     views = [
         MemberView(row[0], MemberRef("users", row[1]) if row[1] else MemberRef("teams", row[2]))
         for row in page.rows

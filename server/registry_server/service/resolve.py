@@ -42,7 +42,7 @@ from ..storage.sql import Sql, json_value, split_aliases
 from .access import check_registry_role, header_of
 from .authz_table import REGISTRY_PATH_USE
 from .context import Principal
-from .versions import VersionView
+from .versions import VersionView, link_view
 
 DELETED_REASON = "ARTIFACT_VERSION_DELETED"
 
@@ -322,9 +322,7 @@ def _resolve_legacy(
 ) -> Resolution:
     form, params = _version_params(parsed, latest_is_alias=False)
     row = sql.one(
-        q.legacy,
-        {"uid": p.user_id, "team": parsed.root, "model": parsed.item, **params},
-        (form,),
+        q.legacy, {"uid": p.user_id, "team": parsed.root, "model": parsed.item, **params}, (form,)
     )
     if row is None or row[1] != p.org_id:
         raise _not_found(parsed)
@@ -398,29 +396,13 @@ def _resolve_collection(
         check_registry_role(header.role, permission, header.name)
     sort = not sql.postgres
     artifact = _artifact_of(row[width + 4 + q.COLLECTION_VERSION_WIDTH :], sort)
-    (
-        pk, index, tags, description, linker_pk, create_time, update_time, linker, joined,
-        highest,
-    ) = version  # fmt: skip
-    aliases = split_aliases(joined, sort)
-    if index == highest:
-        aliases.insert(0, LATEST)  # `latest` first, as CollectionService presents it
-    view = VersionView(
-        id=pk,
-        collection=CollectionRef(org, registry, collection),
-        version_index=index,
-        artifact_version_id=artifact.id,
-        artifact_version=artifact.name,
-        aliases=aliases,
-        tags=json_value(tags) or [],
-        description=description,
-        linked_by=linker or "",
-        linked_by_id=linker_pk,
-        create_time=create_time,
-        update_time=update_time,
-        metadata=artifact.metadata,
-        digest=artifact.digest,
-        artifact_type=artifact.type,
+    view = link_view(
+        CollectionRef(org, registry, collection),
+        version[-1],  # the collection's highest index
+        version[:-1],
+        (artifact.id, artifact.name),
+        (artifact.metadata, artifact.digest, artifact.type),
+        sort_aliases=sort,
     )
     return Resolution(
         PathKind.REGISTRY_COLLECTION,

@@ -52,21 +52,17 @@ class Retention:
         return bool(self.event_days or self.request_id_hours or self.delivery_days)
 
 
-def _delete_batch(db: Database, model: Any, key: Any, *conditions: Any) -> int:
-    """Deletes up to BATCH rows of `model` matching `conditions`; how many it deleted."""
-    with db.write() as s:
-        ids = list(s.execute(select(key).where(*conditions).limit(BATCH)).scalars())
-        if ids:
-            s.execute(delete(model).where(key.in_(ids)))
-        return len(ids)
-
-
-def _drain(db: Database, model: Any, key: Any, *conditions: Any) -> int:
+def _drain(db: Database, key: Any, *conditions: Any) -> int:
+    """Deletes the rows matching `conditions` of the table whose primary key is `key`, in
+    transactions of up to BATCH rows; how many it deleted."""
     total = 0
     while True:
-        deleted = _delete_batch(db, model, key, *conditions)
-        total += deleted
-        if deleted < BATCH:
+        with db.write() as s:
+            ids = list(s.execute(select(key).where(*conditions).limit(BATCH)).scalars())
+            if ids:
+                s.execute(delete(key.class_).where(key.in_(ids)))
+        total += len(ids)
+        if len(ids) < BATCH:
             return total
 
 
@@ -77,7 +73,6 @@ def prune(db: Database, retention: Retention, now: int | None = None) -> dict[st
     if retention.event_days:
         done["events"] = _drain(
             db,
-            m.Event,
             m.Event.cursor,
             m.Event.time < now - int(retention.event_days * DAY_US),
             m.Event.type.not_in(sorted(KEPT_EVENT_TYPES)),
@@ -85,14 +80,12 @@ def prune(db: Database, retention: Retention, now: int | None = None) -> dict[st
     if retention.request_id_hours:
         done["request_ids"] = _drain(
             db,
-            m.IdempotencyKey,
             m.IdempotencyKey.id,
             m.IdempotencyKey.create_time < now - int(retention.request_id_hours * HOUR_US),
         )
     if retention.delivery_days:
         done["deliveries"] = _drain(
             db,
-            m.Delivery,
             m.Delivery.id,
             m.Delivery.next_attempt_time.is_(None),  # attempted, and not due again
             m.Delivery.time > 0,

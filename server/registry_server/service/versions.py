@@ -82,15 +82,39 @@ def view_of(
         pk, index, av_pk, tags, description, create_time, update_time, linker_pk, linker,
         av_index, digest, metadata, artifact, artifact_type, project, team, joined,
     ) = row  # fmt: skip
+    return link_view(
+        ref,
+        highest,
+        (pk, index, tags, description, linker_pk, create_time, update_time, linker, joined),
+        (av_pk, names.artifact_version_name(team, project, artifact, av_index)),
+        (json_value(metadata) or {}, digest, artifact_type),
+        sort_aliases=sort_aliases,
+    )
+
+
+def link_view(
+    ref: CollectionRef,
+    highest: int | None,
+    link: Sequence[Any],
+    artifact_version: tuple[int, str],
+    content: tuple[dict[str, Any], str, str],
+    *,
+    sort_aliases: bool,
+) -> VersionView:
+    """The view of a collection version from its `link` columns (id, index, tags,
+    description, linker id, create and update time, linker, joined aliases), its
+    artifact version's (id, name) and that version's (metadata, digest, type)."""
+    pk, index, tags, description, linker_pk, create_time, update_time, linker, joined = link
     aliases = split_aliases(joined, sort_aliases)
     if index == highest:
-        aliases.insert(0, paths.LATEST)
+        aliases.insert(0, paths.LATEST)  # `latest` first, as CollectionService presents it
+    metadata, digest, artifact_type = content
     return VersionView(
         id=pk,
         collection=ref,
         version_index=index,
-        artifact_version_id=av_pk,
-        artifact_version=names.artifact_version_name(team, project, artifact, av_index),
+        artifact_version_id=artifact_version[0],
+        artifact_version=artifact_version[1],
         aliases=aliases,
         tags=json_value(tags) or [],
         description=description,
@@ -98,7 +122,7 @@ def view_of(
         linked_by_id=linker_pk,
         create_time=create_time,
         update_time=update_time,
-        metadata=json_value(metadata) or {},
+        metadata=metadata,
         digest=digest,
         artifact_type=artifact_type,
     )
@@ -260,10 +284,7 @@ def page_request(sql: Sql, ask: ListParams, query_id: tuple[Any, ...]) -> PageRe
 
 
 def list_versions(
-    sql: Sql,
-    p: Principal,
-    ref: CollectionRef,
-    ask: ListParams,
+    sql: Sql, p: Principal, ref: CollectionRef, ask: ListParams
 ) -> tuple[list[VersionView], str]:
     """One page, and the token of the next ("" on the last)."""
     request = page_request(sql, ask, ("collection-versions", ref.name, ask.filter, ask.order_by))

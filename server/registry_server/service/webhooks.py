@@ -49,7 +49,7 @@ from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.pagination import ListParams
 from ..domain.roles import Permission
 from ..storage import models as m
-from ..storage.db import Database, now_us
+from ..storage.db import Database, add_created, now_us
 from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
@@ -361,21 +361,19 @@ def create_automation(
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     secret = spec.secret or standard_webhooks.new_secret()
-    events.record_event(
+    events.scoped_event(
         s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_CREATED,
-        actor=p,
-        resource=name,
-        details={
+        events.AUTOMATION_CREATED,
+        p,
+        name,
+        {
             "event_types": spec.event_types,
             "alias_regex": spec.alias_regex,
             "host": urlsplit(spec.url).hostname or "",
             "enabled": spec.enabled,
         },
-        registry_id=target.registry.id,
+        registry=target.registry,
     )
-    now = now_us()
     automation = m.Automation(
         uid=uid,
         org_id=target.registry.org_id,
@@ -385,15 +383,11 @@ def create_automation(
         alias_regex=spec.alias_regex,
         url=spec.url,
         enabled=spec.enabled,
-        revision=1,
         created_by_id=p.user_id,
-        create_time=now,
-        update_time=now,
         event_cursor=_latest_cursor(s, target.registry.org_id),
     )
     store_secret(automation, secret, box)
-    s.add(automation)
-    s.flush()
+    add_created(s, automation)
     return automation, name, secret
 
 
@@ -457,12 +451,9 @@ def update_automation(
     target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
     check_writable(s, target.registry)
     check_etag(etag, automation.revision, "automation.etag")
-    if "event_types" in fields:
-        automation.event_types = spec.event_types
-    if "alias_regex" in fields:
-        automation.alias_regex = spec.alias_regex
-    if "url" in fields:
-        automation.url = spec.url
+    for changed in ("event_types", "alias_regex", "url"):
+        if changed in fields:
+            setattr(automation, changed, getattr(spec, changed))
     if "secret" in fields:
         store_secret(automation, spec.secret, box)
     details: dict[str, Any] = {"fields": sorted(fields)}
@@ -472,15 +463,7 @@ def update_automation(
         automation.enabled = spec.enabled
     if "url" in fields:
         details["host"] = urlsplit(spec.url).hostname or ""
-    events.record_event(
-        s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_UPDATED,
-        actor=p,
-        resource=name,
-        details=details,
-        registry_id=target.registry.id,
-    )
+    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=target.registry)
     if enabling:  # what happened while it was off is not news (nor is this event)
         automation.event_cursor = _latest_cursor(s, target.registry.org_id)
     automation.revision += 1
@@ -493,14 +476,7 @@ def delete_automation(s: Session, p: Principal, name: str) -> None:
     target, automation = _automation(s, p, name, "name", "DeleteAutomation")
     s.execute(delete(m.Delivery).where(m.Delivery.automation_id == automation.id))
     s.execute(delete(m.Automation).where(m.Automation.id == automation.id))
-    events.record_event(
-        s,
-        org_id=target.registry.org_id,
-        type=events.AUTOMATION_DELETED,
-        actor=p,
-        resource=name,
-        registry_id=target.registry.id,
-    )
+    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=target.registry)
 
 
 DELIVERY_ORDER = {"time": m.Delivery.time}
@@ -788,9 +764,6 @@ def record_attempt(
                     automation_id=claim.automation_id,
                     event_cursor=claim.event_cursor,
                     attempt=claim.attempt + 1,
-                    status_code=0,
-                    error="",
-                    succeeded=False,
                     time=0,
                     next_attempt_time=now_us() + config.backoff_us(claim.attempt),
                 )
@@ -817,9 +790,6 @@ def test_automation(
             automation_id=automation.id,
             event_cursor=0,  # set below, once the event has its cursor
             attempt=1,
-            status_code=0,
-            error="",
-            succeeded=False,
             time=0,
             next_attempt_time=lease_until,  # claimed by this call
         )

@@ -51,6 +51,14 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def add_created(s: Session, row: Any, at: int | None = None) -> None:
+    """An insert of `row`, created and updated `at` (default: now), flushed: its id is
+    set and its columns' defaults are filled in."""
+    row.create_time = row.update_time = now_us() if at is None else at
+    s.add(row)
+    s.flush()
+
+
 def revised(row: Any, mask: Collection[str] | None = None, **values: Any) -> None:
     """An update of `row`: each of `values` set (only those named in `mask`, an update
     mask, when given), then a new revision counted (`revision`, which link rows do not

@@ -60,6 +60,13 @@ def _optional_ref(table: str, *, use_alter: bool = False) -> Any:
     )
 
 
+class Keyed(Base):
+    """A table keyed by an integer surrogate `id`."""
+
+    __abstract__ = True
+    id: Mapped[int] = mapped_column(ID, primary_key=True, sort_order=-1)
+
+
 class TimestampMixin:
     create_time: Mapped[int] = mapped_column(BigInteger)
     update_time: Mapped[int] = mapped_column(BigInteger)
@@ -68,18 +75,16 @@ class TimestampMixin:
 # --- organizations, users, keys, teams ---------------------------------------------
 
 
-class Organization(TimestampMixin, Base):
+class Organization(TimestampMixin, Keyed):
     __tablename__ = "organizations"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(256), default="")
     legacy_model_registry_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
 
-class User(TimestampMixin, Base):
+class User(TimestampMixin, Keyed):
     __tablename__ = "users"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     org_id: Mapped[int] = _owner("organizations")
     display_name: Mapped[str] = mapped_column(String(256), default="")
@@ -93,9 +98,8 @@ class User(TimestampMixin, Base):
     __table_args__ = (Index("ix_users_org_name", "org_id", "name"),)
 
 
-class ApiKey(Base):
+class ApiKey(Keyed):
     __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     # Public part of the key, embedded in the secret: `rk_{key_id}_{secret}`.
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     user_id: Mapped[int] = _owner("users", index=True)
@@ -106,9 +110,8 @@ class ApiKey(Base):
     revoke_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
-class Team(TimestampMixin, Base):
+class Team(TimestampMixin, Keyed):
     __tablename__ = "teams"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     org_id: Mapped[int] = _owner("organizations")
     display_name: Mapped[str] = mapped_column(String(256), default="")
@@ -142,18 +145,16 @@ class LegacyRegistryAdmin(Base):
 # --- projects and artifacts ----------------------------------------------------------
 
 
-class Project(TimestampMixin, Base):
+class Project(TimestampMixin, Keyed):
     __tablename__ = "projects"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     team_id: Mapped[int] = _owner("teams")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
     __table_args__ = (UniqueConstraint("team_id", "name"),)
 
 
-class Artifact(TimestampMixin, Base):
+class Artifact(TimestampMixin, Keyed):
     __tablename__ = "artifacts"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     project_id: Mapped[int] = _owner("projects")
     name: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
@@ -161,9 +162,8 @@ class Artifact(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("project_id", "name"),)
 
 
-class ArtifactVersion(TimestampMixin, Base):
+class ArtifactVersion(TimestampMixin, Keyed):
     __tablename__ = "artifact_versions"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     artifact_id: Mapped[int] = _owner("artifacts")
     version_index: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(80))
@@ -182,9 +182,8 @@ class ArtifactVersion(TimestampMixin, Base):
     )
 
 
-class ArtifactAlias(Base):
+class ArtifactAlias(Keyed):
     __tablename__ = "artifact_aliases"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     artifact_id: Mapped[int] = _owner("artifacts")
     alias: Mapped[str] = mapped_column(String(128))
     version_id: Mapped[int] = _owner("artifact_versions", index=True)
@@ -216,9 +215,8 @@ class ArtifactLogRun(RunRecord, Base):
 # --- legacy Model Registry -----------------------------------------------------------
 
 
-class RegisteredModel(TimestampMixin, Base):
+class RegisteredModel(TimestampMixin, Keyed):
     __tablename__ = "registered_models"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     team_id: Mapped[int] = _owner("teams")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -244,9 +242,12 @@ class LinkColumns:
     update_time: Mapped[int] = mapped_column(BigInteger)
 
 
-class RegisteredModelVersion(LinkColumns, Base):
+# Their names, in that order: what a copy between the two kinds of link selects.
+LINK_COLUMNS = tuple(LinkColumns.__annotations__)
+
+
+class RegisteredModelVersion(LinkColumns, Keyed):
     __tablename__ = "registered_model_versions"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     registered_model_id: Mapped[int] = _owner("registered_models")
     __table_args__ = (
         UniqueConstraint("registered_model_id", "version_index"),
@@ -254,9 +255,8 @@ class RegisteredModelVersion(LinkColumns, Base):
     )
 
 
-class RegisteredModelAlias(Base):
+class RegisteredModelAlias(Keyed):
     __tablename__ = "registered_model_aliases"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     registered_model_id: Mapped[int] = _owner("registered_models")
     alias: Mapped[str] = mapped_column(String(128))
     version_id: Mapped[int] = _owner("registered_model_versions", index=True)
@@ -267,9 +267,8 @@ class RegisteredModelAlias(Base):
 # --- registries and collections -----------------------------------------------------
 
 
-class Registry(TimestampMixin, Base):
+class Registry(TimestampMixin, Keyed):
     __tablename__ = "registries"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     org_id: Mapped[int] = _owner("organizations")
     name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -290,7 +289,7 @@ class Registry(TimestampMixin, Base):
     )
 
 
-class RegistryMember(TimestampMixin, Base):
+class RegistryMember(TimestampMixin, Keyed):
     """A role in a registry granted to a user or (exclusive) to a team.
 
     A team's row may instead follow the team's own roles (`team_roles`, as the member
@@ -299,7 +298,6 @@ class RegistryMember(TimestampMixin, Base):
     access is checked, and `role` is 0."""
 
     __tablename__ = "registry_members"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     registry_id: Mapped[int] = _owner("registries")
     user_id: Mapped[int | None] = _owner("users", nullable=True)
     team_id: Mapped[int | None] = _owner("teams", nullable=True)
@@ -313,9 +311,8 @@ class RegistryMember(TimestampMixin, Base):
     )
 
 
-class Collection(TimestampMixin, Base):
+class Collection(TimestampMixin, Keyed):
     __tablename__ = "collections"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     registry_id: Mapped[int] = _owner("registries")
     name: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
@@ -333,9 +330,8 @@ class Collection(TimestampMixin, Base):
     )
 
 
-class CollectionVersion(LinkColumns, Base):
+class CollectionVersion(LinkColumns, Keyed):
     __tablename__ = "collection_versions"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     collection_id: Mapped[int] = _owner("collections")
     __table_args__ = (
         UniqueConstraint("collection_id", "version_index"),
@@ -344,9 +340,8 @@ class CollectionVersion(LinkColumns, Base):
     )
 
 
-class CollectionAlias(Base):
+class CollectionAlias(Keyed):
     __tablename__ = "collection_aliases"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     collection_id: Mapped[int] = _owner("collections")
     alias: Mapped[str] = mapped_column(String(128))
     version_id: Mapped[int] = _owner("collection_versions", index=True)
@@ -357,11 +352,10 @@ class CollectionAlias(Base):
 # --- idempotency -------------------------------------------------------------------
 
 
-class IdempotencyKey(Base):
+class IdempotencyKey(Keyed):
     """The first response of a create carrying a request_id (AIP-155)."""
 
     __tablename__ = "idempotency_keys"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     user_id: Mapped[int] = _owner("users")
     method: Mapped[str] = mapped_column(String(128))
     request_id: Mapped[str] = mapped_column(String(64))
@@ -373,9 +367,8 @@ class IdempotencyKey(Base):
 # --- migrations ----------------------------------------------------------------------
 
 
-class Migration(Base):
+class Migration(Keyed):
     __tablename__ = "migrations"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     org_id: Mapped[int] = _owner("organizations")
     uid: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[int] = mapped_column(Integer)  # MigrationState
@@ -404,11 +397,10 @@ class Migration(Base):
     __table_args__ = (Index("ix_migrations_state_lease", "state", "lease_expires"),)
 
 
-class MigrationTeam(Base):
+class MigrationTeam(Keyed):
     """One team of a migration: its target and resumable progress."""
 
     __tablename__ = "migration_teams"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     migration_id: Mapped[int] = _owner("migrations")
     team_id: Mapped[int] = _owner("teams")
     target_name: Mapped[str] = mapped_column(String(128))
@@ -455,9 +447,8 @@ class Event(Base):
     )
 
 
-class Automation(Base):
+class Automation(Keyed):
     __tablename__ = "automations"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)
     org_id: Mapped[int] = _owner("organizations")
     registry_id: Mapped[int] = _owner("registries")
@@ -482,9 +473,8 @@ class Automation(Base):
     )
 
 
-class Delivery(Base):
+class Delivery(Keyed):
     __tablename__ = "deliveries"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     automation_id: Mapped[int] = _owner("automations", index=True)
     event_cursor: Mapped[int] = mapped_column(BigInteger)
     attempt: Mapped[int] = mapped_column(Integer)
@@ -501,21 +491,17 @@ class Delivery(Base):
 # --- file contents ----------------------------------------------------------------------
 
 
-class Blob(Base):
+class Blob(Keyed):
     """A file's bytes in the blob store, once per organization and sha256 digest
     (storage/blobs). `touch_time` is when an upload of it last started, a client was
     last told it is stored, or a version last referred to it: `gc-blobs` never removes
     one touched within its grace period."""
 
     __tablename__ = "blobs"
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     digest: Mapped[str] = mapped_column(String(80))  # sha256:<64 hex digits>
     size: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[int] = mapped_column(Integer)  # queries.blobs.BlobState
     create_time: Mapped[int] = mapped_column(BigInteger)
     touch_time: Mapped[int] = mapped_column(BigInteger)
-    __table_args__ = (
-        UniqueConstraint("org_id", "digest"),
-        Index("ix_blobs_touch", "touch_time"),
-    )
+    __table_args__ = (UniqueConstraint("org_id", "digest"), Index("ix_blobs_touch", "touch_time"))

@@ -36,9 +36,7 @@ class EventHub:
     """
 
     def __init__(
-        self,
-        read: Callable[[Callable[[Session], Any]], Awaitable[Any]],
-        interval: float = 0.15,
+        self, read: Callable[[Callable[[Session], Any]], Awaitable[Any]], interval: float = 0.15
     ) -> None:
         self._read = read
         self.interval = interval

@@ -121,11 +121,7 @@ async def run_migrations(app: App) -> None:
 
 
 async def run_runner(
-    db: Database,
-    lease: Lease,
-    batch_size: int,
-    wake: asyncio.Event,
-    pacer: Pacer | None = None,
+    db: Database, lease: Lease, batch_size: int, wake: asyncio.Event, pacer: Pacer | None = None
 ) -> None:
     """Claims runnable migrations whose lease expired and works them in bounded steps
     on a thread of its own (never more than one step at a time, and never taking a

@@ -98,9 +98,6 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
                     "automation_id": automation_id,
                     "event_cursor": e.cursor,
                     "attempt": 1,
-                    "status_code": 0,
-                    "error": "",
-                    "succeeded": False,
                     "time": 0,
                     "next_attempt_time": due,
                 }

@@ -38,7 +38,7 @@ records one legacy event for each, as the legacy use cases would.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -46,17 +46,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from ...domain.names import (
-    artifact_version_name,
-    collection_name,
-    model_name,
-    model_version_name,
-)
+from ...domain.names import artifact_version_name, collection_name, model_name, model_version_name
 from ...domain.names import collection_version_name as version_name
 from ...domain.roles import RegistryRole, Visibility
 from ...storage import models as m
 from ...storage.db import now_us
 from .. import events
+from ..legacy import remove_model
 from ..legacy_views import model_version_row
 from ..registries import MemberRef, member_name, registry_name
 
@@ -169,9 +165,10 @@ class _Rows:
     automations: dict[int, list[Any]]  # by registry id
 
 
-def _group(rows: Iterable[Any], key: str) -> dict[int, list[Any]]:
+def _grouped(s: Session, key: str, stmt: Any) -> dict[int, list[Any]]:
+    """The rows `stmt` reads, by their column `key`."""
     out: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
+    for row in s.execute(stmt).all():
         out[getattr(row, key)].append(row)
     return out
 
@@ -195,38 +192,28 @@ def _read_legacy(s: Session, team_ids: list[int]) -> dict[str, Any]:
             select(team.id, team.name, team.legacy_protected_aliases).where(team.id.in_(team_ids))
         ).all()
     }
-    models = _group(
-        s.execute(
-            select(rm.id, rm.team_id, rm.name, rm.description, rm.tags, rm.next_version_index)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(rm.name)
-        ).all(),
+    models = _grouped(
+        s,
         "team_id",
+        select(rm.id, rm.team_id, rm.name, rm.description, rm.tags, rm.next_version_index)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(rm.name),
     )
-    versions = _group(
-        s.execute(
-            select(
-                v.id,
-                v.registered_model_id,
-                v.version_index,
-                v.artifact_version_id,
-                v.tags,
-                v.description,
-            )
-            .join(rm, rm.id == v.registered_model_id)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(v.version_index)
-        ).all(),
+    versions = _grouped(
+        s,
         "registered_model_id",
+        select(v.id, v.registered_model_id, *(getattr(v, name) for name in m.LINK_COLUMNS))
+        .join(rm, rm.id == v.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(v.version_index),
     )
-    aliases = _group(
-        s.execute(
-            select(a.id, a.registered_model_id, a.alias, a.version_id)
-            .join(rm, rm.id == a.registered_model_id)
-            .where(rm.team_id.in_(team_ids))
-            .order_by(a.alias)
-        ).all(),
+    aliases = _grouped(
+        s,
         "registered_model_id",
+        select(a.id, a.registered_model_id, a.alias, a.version_id)
+        .join(rm, rm.id == a.registered_model_id)
+        .where(rm.team_id.in_(team_ids))
+        .order_by(a.alias),
     )
     return {"teams": rows_teams, "models": models, "versions": versions, "aliases": aliases}
 
@@ -251,59 +238,50 @@ def _read_collections(s: Session, registry_ids: list[int]) -> dict[str, Any]:
             ).where(m.Registry.id.in_(registry_ids))
         ).all()
     }
-    collections = _group(
-        s.execute(
-            select(
-                c.id,
-                c.registry_id,
-                c.name,
-                c.type,
-                c.description,
-                c.tags,
-                c.next_version_index,
-                c.migrated_from_model_id,
-            )
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(c.name)
-        ).all(),
+    collections = _grouped(
+        s,
         "registry_id",
+        select(
+            c.id,
+            c.registry_id,
+            c.name,
+            c.type,
+            c.description,
+            c.tags,
+            c.next_version_index,
+            c.migrated_from_model_id,
+        )
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(c.name),
     )
-    collection_versions = _group(
-        s.execute(
-            select(
-                cv.id,
-                cv.collection_id,
-                cv.version_index,
-                cv.artifact_version_id,
-                cv.tags,
-                cv.description,
-                cv.linked_by_id,
-                cv.create_time,
-                cv.update_time,
-                art.type,
-                team.name.label("a_team"),
-                proj.name.label("a_project"),
-                art.name.label("a_artifact"),
-                av.version_index.label("a_index"),
-            )
-            .join(c, c.id == cv.collection_id)
-            .join(av, av.id == cv.artifact_version_id)
-            .join(art, art.id == av.artifact_id)
-            .join(proj, proj.id == art.project_id)
-            .join(team, team.id == proj.team_id)
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(cv.version_index)
-        ).all(),
+    collection_versions = _grouped(
+        s,
         "collection_id",
+        select(
+            cv.id,
+            cv.collection_id,
+            *(getattr(cv, name) for name in m.LINK_COLUMNS),
+            art.type,
+            team.name.label("a_team"),
+            proj.name.label("a_project"),
+            art.name.label("a_artifact"),
+            av.version_index.label("a_index"),
+        )
+        .join(c, c.id == cv.collection_id)
+        .join(av, av.id == cv.artifact_version_id)
+        .join(art, art.id == av.artifact_id)
+        .join(proj, proj.id == art.project_id)
+        .join(team, team.id == proj.team_id)
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(cv.version_index),
     )
-    collection_aliases = _group(
-        s.execute(
-            select(ca.collection_id, ca.alias, ca.version_id, ca.create_time)
-            .join(c, c.id == ca.collection_id)
-            .where(c.registry_id.in_(registry_ids))
-            .order_by(ca.alias)
-        ).all(),
+    collection_aliases = _grouped(
+        s,
         "collection_id",
+        select(ca.collection_id, ca.alias, ca.version_id, ca.create_time)
+        .join(c, c.id == ca.collection_id)
+        .where(c.registry_id.in_(registry_ids))
+        .order_by(ca.alias),
     )
     return {
         "registries": registries,
@@ -317,31 +295,27 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
     """What else happened in the migrated registries: members, setting changes (their
     events), unlinks (their events), automations."""
     c, team = m.Collection, m.Team
-    members = _group(
-        s.execute(
-            select(
-                m.RegistryMember.registry_id,
-                m.RegistryMember.user_id,
-                m.RegistryMember.team_id,
-                m.RegistryMember.role,
-                m.RegistryMember.team_roles,
-                m.User.name.label("user"),
-                team.name.label("team"),
-            )
-            .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
-            .outerjoin(team, team.id == m.RegistryMember.team_id)
-            .where(m.RegistryMember.registry_id.in_(registry_ids))
-            .order_by(m.RegistryMember.create_time, m.RegistryMember.id)
-        ).all(),
+    members = _grouped(
+        s,
         "registry_id",
+        select(
+            m.RegistryMember.registry_id,
+            m.RegistryMember.user_id,
+            m.RegistryMember.team_id,
+            m.RegistryMember.role,
+            m.RegistryMember.team_roles,
+            m.User.name.label("user"),
+            team.name.label("team"),
+        )
+        .outerjoin(m.User, m.User.id == m.RegistryMember.user_id)
+        .outerjoin(team, team.id == m.RegistryMember.team_id)
+        .where(m.RegistryMember.registry_id.in_(registry_ids))
+        .order_by(m.RegistryMember.create_time, m.RegistryMember.id),
     )
     settings: dict[int, list[str]] = defaultdict(list)
     for registry_id, details in s.execute(
         select(m.Event.registry_id, m.Event.details)
-        .where(
-            m.Event.registry_id.in_(registry_ids),
-            m.Event.type == events.REGISTRY_UPDATED,
-        )
+        .where(m.Event.registry_id.in_(registry_ids), m.Event.type == events.REGISTRY_UPDATED)
         .order_by(m.Event.cursor)
     ).all():
         for name in (details or {}).get("fields", []):
@@ -354,14 +328,13 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
             )
         ).scalars()
     )
-    automations = _group(
-        s.execute(
-            select(m.Automation.registry_id, m.Automation.uid, c.name.label("collection"))
-            .outerjoin(c, c.id == m.Automation.collection_id)
-            .where(m.Automation.registry_id.in_(registry_ids))
-            .order_by(m.Automation.id)
-        ).all(),
+    automations = _grouped(
+        s,
         "registry_id",
+        select(m.Automation.registry_id, m.Automation.uid, c.name.label("collection"))
+        .outerjoin(c, c.id == m.Automation.collection_id)
+        .where(m.Automation.registry_id.in_(registry_ids))
+        .order_by(m.Automation.id),
     )
     return {
         "members": members,
@@ -702,18 +675,14 @@ def _apply_model(out: _LegacyWrites, changes: ModelChanges) -> None:
 
 
 def _delete_model(out: _LegacyWrites, changes: ModelChanges) -> None:
-    rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
-    s, model = out.s, changes.model
-    removed = list(s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars())
-    count = len(s.execute(select(v.id).where(v.registered_model_id == model.id)).all())
-    s.execute(delete(a).where(a.registered_model_id == model.id))
-    s.execute(delete(v).where(v.registered_model_id == model.id))
-    s.execute(delete(rm).where(rm.id == model.id))
+    a, model = m.RegisteredModelAlias, changes.model
+    removed = out.s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars()
+    aliases_removed = sorted(removed)
     out.event(
         events.LEGACY_MODEL_DELETED,
         model_name(out.team.team, model.name),
-        versions_removed=count,
-        aliases_removed=sorted(removed),
+        versions_removed=remove_model(out.s, model.id),
+        aliases_removed=aliases_removed,
     )
 
 
@@ -751,14 +720,11 @@ def _apply_removed_aliases(out: _LegacyWrites, changes: ModelChanges) -> None:
 def _apply_version_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> None:
     v = m.RegisteredModelVersion
     for row, fields in changes.version_fields:
-        before = {"tags_before": list(row.tags or [])} if "tags" in fields else {}
         out.s.execute(update(v).where(v.id == row.id).values(**fields, update_time=now))
         out.event(
             events.LEGACY_VERSION_UPDATED,
             out.version(changes.model.name, row.version_index),
-            fields=sorted(fields),
-            **before,
-            **({"tags": fields["tags"]} if "tags" in fields else {}),
+            **events.update_details(fields, row.tags, fields.get("tags")),
         )
 
 
@@ -826,13 +792,10 @@ def _apply_model_fields(out: _LegacyWrites, changes: ModelChanges, now: int) -> 
     if values:
         out.s.execute(update(rm).where(rm.id == model.id).values(**values))
     if changes.fields:
-        details: dict[str, Any] = {"fields": sorted(changes.fields)}
-        if "tags" in changes.fields:
-            details.update(tags_before=list(model.tags or []), tags=changes.fields["tags"])
         out.event(
             events.LEGACY_MODEL_UPDATED,
             model_name(out.team.team, model.name),
-            **details,
+            **events.update_details(changes.fields, model.tags, changes.fields.get("tags")),
             carried_back_from=changes.collection,
         )
 

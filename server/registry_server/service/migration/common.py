@@ -78,8 +78,7 @@ def taken_names(s: Session, org_id: int, teams: Iterable[str]) -> set[str]:
         return set()
     names_like = s.execute(
         select(m.Registry.name).where(
-            m.Registry.org_id == org_id,
-            m.Registry.name.contains(TARGET_SUFFIX, autoescape=True),
+            m.Registry.org_id == org_id, m.Registry.name.contains(TARGET_SUFFIX, autoescape=True)
         )
     ).scalars()
     return {name for name in names_like if name.startswith(prefixes)}

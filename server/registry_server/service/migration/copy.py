@@ -49,16 +49,7 @@ def _insert_skipping_conflicts(dialect: str, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-_VERSION_COLUMNS = (
-    "collection_id",
-    "version_index",
-    "artifact_version_id",
-    "tags",
-    "description",
-    "linked_by_id",
-    "create_time",
-    "update_time",
-)
+_VERSION_COLUMNS = ("collection_id", *m.LINK_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -156,33 +147,14 @@ def _versions_source() -> Any:
     is an index lookup per row whatever the statistics say)."""
     v, c = core_table(m.RegisteredModelVersion).c, core_table(m.Collection).c
     batch = (
-        select(
-            v.id,
-            v.registered_model_id,
-            v.version_index,
-            v.artifact_version_id,
-            v.tags,
-            v.description,
-            v.linked_by_id,
-            v.create_time,
-            v.update_time,
-        )
+        select(v.id, v.registered_model_id, *(v[name] for name in m.LINK_COLUMNS))
         .where(v.id > bindparam("after"), v.id <= bindparam("last"))
         .cte("batch")
         .prefix_with("MATERIALIZED")
     )
     b = batch.c
     return (
-        select(
-            c.id,
-            b.version_index,
-            b.artifact_version_id,
-            b.tags,
-            b.description,
-            b.linked_by_id,
-            b.create_time,
-            b.update_time,
-        )
+        select(c.id, *(b[name] for name in m.LINK_COLUMNS))
         .select_from(_to_target_collection(batch, b.registered_model_id))
         .order_by(b.id)
     )
@@ -272,8 +244,7 @@ def copy_batch(
     mt = core_table(m.MigrationTeam).c
     s.execute(
         sql.cursor.values(
-            cursor=hi,
-            versions_done=mt.versions_done + case(counts, value=mt.team_id, else_=0),
+            cursor=hi, versions_done=mt.versions_done + case(counts, value=mt.team_id, else_=0)
         ),
         {"migration": migration.id},
     )

@@ -18,17 +18,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ...domain.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    quote,
-)
+from ...domain.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, quote
 from ...domain.pagination import ListParams
 from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
-from ...storage.db import now_us
+from ...storage.db import add_created, now_us
 from ...storage.filter_sql import FieldSpec, filter_of, filtered
 from ...storage.paging import page_of, parse_order_by
 from ...storage.queries import migrations as queries
@@ -102,25 +96,14 @@ def _record_migration(
     s: Session, org: m.Organization, p: Principal, plans: list[TeamPlan]
 ) -> m.Migration:
     """The PENDING migration and its teams, each with its frozen target name and counts."""
-    t = now_us()
     migration = m.Migration(
         org_id=org.id,
         uid=uuid.uuid4().hex,
         state=int(MigrationState.PENDING),
         created_by_id=p.user_id,
         progress_total=sum(plan.version_count for plan in plans),
-        progress_done=0,
-        verification_checked=0,
-        mismatches=[],
-        error="",
-        cancel_requested=False,
-        lease_owner=None,
-        lease_expires=0,
-        create_time=t,
-        update_time=t,
     )
-    s.add(migration)
-    s.flush()
+    add_created(s, migration)
     s.execute(
         insert(m.MigrationTeam),
         [
@@ -129,11 +112,8 @@ def _record_migration(
                 "team_id": plan.team.id,
                 "target_name": plan.target_name,
                 "state": int(MigrationState.PENDING),
-                "cursor": 0,
                 "versions_total": plan.version_count,
-                "versions_done": 0,
                 "collections_total": plan.collection_count,
-                "collections_done": 0,
             }
             for plan in plans
         ],

@@ -57,8 +57,7 @@ def member_mappings_of(s: Session, team_ids: Sequence[int]) -> dict[int, list[Me
     admin = (
         select(m.LegacyRegistryAdmin.user_id)
         .where(
-            m.LegacyRegistryAdmin.team_id == tm.team_id,
-            m.LegacyRegistryAdmin.user_id == tm.user_id,
+            m.LegacyRegistryAdmin.team_id == tm.team_id, m.LegacyRegistryAdmin.user_id == tm.user_id
         )
         .exists()
     )

@@ -18,12 +18,7 @@ from ...domain.roles import LegacyState
 from ...storage import models as m
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
-from .common import (
-    choose_target_name,
-    other_artifact_types,
-    taken_names,
-    target_base,
-)
+from .common import choose_target_name, other_artifact_types, taken_names, target_base
 from .member_access import (
     AccessChange,
     MemberMapping,

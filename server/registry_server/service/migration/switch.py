@@ -146,9 +146,7 @@ def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:
     collection_id = (
         select(c.id)
         .where(
-            c.registry_id == target_registry,
-            c.name == rm.name,
-            c.migrated_from_model_id == rm.id,
+            c.registry_id == target_registry, c.name == rm.name, c.migrated_from_model_id == rm.id
         )
         .correlate(rm)
         .scalar_subquery()

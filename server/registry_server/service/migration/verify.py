@@ -371,8 +371,7 @@ def _extra_versions_statement(gt: Any) -> Any:
             rm.team_id.in_(bindparam("suspects", expanding=True)),
             cv.version_index < rm.next_version_index,
             ~exists().where(
-                legacy.c.registered_model_id == rm.id,
-                legacy.c.version_index == cv.version_index,
+                legacy.c.registered_model_id == rm.id, legacy.c.version_index == cv.version_index
             ),
         )
         .order_by(rm.team_id, c.name, cv.version_index)
@@ -446,8 +445,7 @@ def _candidates_statement(gt: Any, org: Any) -> Any:
         .select_from(pairs)
         .join(u, and_(u.c.id == pairs.c.user_id, u.c.org_id == org))
         .outerjoin(
-            team_role,
-            and_(team_role.c.team_id == pairs.c.team_id, team_role.c.user_id == u.c.id),
+            team_role, and_(team_role.c.team_id == pairs.c.team_id, team_role.c.user_id == u.c.id)
         )
         .outerjoin(
             legacy_admin,
@@ -586,12 +584,7 @@ def _verify_access(s: Session, params: dict[str, Any], group: dict[int, _Checked
 
 
 def _verify_team_access(
-    s: Session,
-    checked: _Checked,
-    org: str,
-    users: list[Any],
-    per_user: int,
-    everyone: int,
+    s: Session, checked: _Checked, org: str, users: list[Any], per_user: int, everyone: int
 ) -> None:
     out, label, registry = checked.out, checked.label, checked.registry
     for row in users:
