@@ -2,12 +2,15 @@
 
 Uploads are hashed and written on worker threads, a chunk at a time (the event loop
 only moves messages), and never held whole in memory; downloads read a chunk at a
-time the same way.
+time the same way. A batch of small files (BatchUploadBlobs) is one message: all its
+blobs are checked, then the missing ones written and fsynced together, then recorded
+in one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+import functools
+from collections.abc import AsyncIterator, Generator, Sequence
 
 import grpc
 
@@ -20,7 +23,7 @@ from ..service import files, lineage
 from ..service.context import Principal
 from ..service.resolve import Resolution
 from ..storage.blobs import StoreFull
-from ..storage.blobs.base import Mismatch
+from ..storage.blobs.base import Mismatch, check_whole
 from ..storage.queries import blobs as q
 from .app import App
 from .interceptors import current_principal
@@ -30,6 +33,10 @@ from .settings import Settings
 # loopback, with less server CPU and memory (python -m bench.files --big-mib 256).
 CHUNK = 256 << 10
 SHA256 = files.SHA256
+# BatchUploadBlobs: bytes of data and blobs per request (the server takes messages of
+# up to 16 MiB; a few batches in flight stay well inside the memory budget).
+BATCH_BYTES = 4 << 20
+BATCH_BLOBS = 1000
 STORE_FULL = "BLOB_STORE_FULL"
 WRONG_TRANSFER = "BLOB_STORE_TRANSFER"
 
@@ -136,6 +143,71 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 writer.abort()
         await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
         return pb.Blob(digest=digest, size=size)
+
+    async def BatchUploadBlobs(
+        self, request: pb.BatchUploadBlobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchUploadBlobsResponse:
+        p = current_principal()
+        blobs = request.blobs
+        if len(blobs) > BATCH_BLOBS:
+            raise InvalidArgument("blobs", f"at most {BATCH_BLOBS} per call (got {len(blobs)})")
+        sizes = [len(b.data) for b in blobs]
+        total = sum(sizes)
+        if total > BATCH_BYTES:
+            raise InvalidArgument(
+                "blobs",
+                f"at most {BATCH_BYTES} bytes of data per call (got {total}); "
+                "send larger files with UploadBlob",
+            )
+        hexes = []
+        for i, (b, sent) in enumerate(zip(blobs, sizes, strict=True)):
+            hexes.append(check_blob(b.digest, b.size, f"blobs[{i}]", self.app.settings))
+            if sent != b.size:
+                raise InvalidArgument(
+                    f"blobs[{i}].size", f"{sent} bytes were sent, {b.size} declared"
+                )
+        self._streamed("StartBlobUpload")
+        digests = [SHA256 + h for h in hexes]
+        org_id, stored = await self.app.read(
+            lambda s: files.batch_target(s, p, request.parent, digests)
+        )
+        skip = set(stored)
+        while True:
+            try:
+                written = await self.app.run(self._put_batch, org_id, hexes, blobs, skip)
+            except StoreFull as err:
+                raise store_full(err) from None
+            record = functools.partial(
+                files.record_batch, org_id=org_id, written=written, stored=set(stored)
+            )
+            lost = await self.app.write(record)
+            if not lost:
+                break
+            stored -= lost  # gc took them after they were found: their bytes go again
+            skip = set(digests) - lost
+        return pb.BatchUploadBlobsResponse(
+            blobs=[
+                pb.Blob(digest=d, size=b.size, existed=d in stored)
+                for d, b in zip(digests, blobs, strict=True)
+            ]
+        )
+
+    def _put_batch(
+        self, org_id: int, hexes: list[str], blobs: Sequence[pb.BlobData], skip: set[str]
+    ) -> dict[str, int]:
+        """Checks every blob of a batch, then writes those not in `skip`; digest -> size
+        of those written."""
+        todo = {}
+        for i, (hex_digest, blob) in enumerate(zip(hexes, blobs, strict=True)):
+            data = blob.data  # a copy of the message's bytes on each access
+            try:
+                check_whole(hex_digest, data)
+            except Mismatch as err:
+                raise InvalidArgument(f"blobs[{i}].digest", f"{err}; nothing was kept") from None
+            if SHA256 + hex_digest not in skip:
+                todo[hex_digest] = data
+        self.app.blobs.put_many(org_id, list(todo.items()))
+        return {SHA256 + h: len(data) for h, data in todo.items()}
 
     async def _resolve(self, p: Principal, path: str, run_id: str) -> Resolution:
         """Resolves `path` as UseArtifactVersion does (recording `run_id` when given)."""
