@@ -294,7 +294,7 @@ def _download_one(
         pb.DownloadArtifactFileRequest(path=version_path, file=entry.file, offset=offset)
     )
     try:
-        chunks = (message.data for message in stream if message.data)
+        chunks = (data for message in stream if (data := message.data))  # one copy each
         return _receive(partial, offset, out, entry, chunks, progress)
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc

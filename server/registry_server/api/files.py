@@ -9,8 +9,10 @@ in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Generator, Sequence
+from typing import Any
 
 import grpc
 
@@ -71,6 +73,14 @@ def store_full(err: StoreFull) -> ResourceExhausted:
     )
 
 
+async def settle(future: asyncio.Future[Any] | None) -> None:
+    """Waits until `future` (work on a worker thread) is done; its outcome is dropped."""
+    if future is not None:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()
+
+
 class FileServicer(pb_grpc.FileServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
@@ -126,12 +136,17 @@ class FileServicer(pb_grpc.FileServiceServicer):
         except StoreFull as err:
             raise store_full(err) from None
         committed = False
+        writing: asyncio.Future[None] | None = None  # the previous chunk, while one arrives
         try:
-            if first.data:
-                await self.app.run(writer.write, first.data)
-            async for message in requests:
-                if message.data:
-                    await self.app.run(writer.write, message.data)
+            message: pb.UploadBlobRequest | None = first
+            while message is not None:
+                if data := message.data:  # (each access copies the bytes)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self.app.run(writer.write, data))
+                message = await anext(requests, None)
+            if writing is not None:
+                await writing
             await self.app.run(writer.commit)
             committed = True
         except Mismatch as err:
@@ -140,6 +155,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
             raise store_full(err) from None
         finally:
             if not committed:
+                await settle(writing)  # never abort under a write still running
                 writer.abort()
         await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
         return pb.Blob(digest=digest, size=size)
@@ -235,31 +251,37 @@ class FileServicer(pb_grpc.FileServiceServicer):
         if request.offset == wanted.size:
             yield header
             return
-        chunks = await self.app.run(self._open, version.org_id, wanted.hex_digest, request.offset)
+        first, rest = await self.app.run(
+            self._open, version.org_id, wanted.hex_digest, request.offset
+        )
+        header.data = first
+        if request.offset + len(first) >= wanted.size:  # a small file: one message
+            rest.close()
+            yield header
+            return
+        # the next chunk is read while this one is sent
+        reading = asyncio.ensure_future(self.app.run(next, rest, None))
         try:
-            first = True
-            while (data := await self.app.run(next, chunks, None)) is not None:
-                if first:
-                    header.data = data
-                    yield header
-                    first = False
-                else:
-                    yield pb.DownloadArtifactFileResponse(data=data)
+            yield header
+            while (data := await reading) is not None:
+                reading = asyncio.ensure_future(self.app.run(next, rest, None))
+                yield pb.DownloadArtifactFileResponse(data=data)
         finally:
-            chunks.close()
+            await settle(reading)  # never close the file under a read still running
+            rest.close()
 
-    def _open(self, org_id: int, hex_digest: str, offset: int) -> Generator[bytes]:
+    def _open(self, org_id: int, hex_digest: str, offset: int) -> tuple[bytes, Generator[bytes]]:
+        """The first chunk from `offset`, and the chunks after it."""
         chunks = self.app.blobs.read(org_id, hex_digest, offset, CHUNK)
         try:
             first = next(chunks)
         except (FileNotFoundError, StopIteration):
             raise NotFound(f"the bytes of sha256:{hex_digest[:16]}... are missing") from None
 
-        def again() -> Generator[bytes]:
-            yield first
+        def rest() -> Generator[bytes]:
             yield from chunks
 
-        return again()
+        return first, rest()
 
     def _presigned(self, rpc: str) -> None:
         if not self.app.blobs.presigns:
