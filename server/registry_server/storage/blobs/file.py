@@ -5,6 +5,11 @@ sha256 and size, fsyncs it and renames it to its final name (then fsyncs the
 directory): a blob under its name is always whole, and a killed upload leaves only a
 partial file nobody reads (`remove_stale_partials` deletes it later).
 
+A large upload's bytes go to the disk while it arrives: every `WRITEBACK` bytes the
+kernel is asked to start writing back what was written (POSIX_FADV_DONTNEED starts
+writeback of dirty pages and keeps them cached until they are clean), so the fsync at
+the end waits for the last few MiB instead of the whole file (1 GiB: ~1 s less).
+
 `put_many` keeps a batch of small blobs the same way with fewer waits for the disk:
 every partial file is written before any is fsynced (the filesystem flushes them in
 one go), then all are renamed and each directory they went into is fsynced once.
@@ -23,6 +28,8 @@ from typing import BinaryIO
 from .base import BlobStore, BlobWriter, StoreFull
 
 PARTIAL = ".partial"
+WRITEBACK = 16 << 20
+_ADVISE = getattr(os, "posix_fadvise", None)  # Linux, BSDs; not macOS
 
 
 def _full(err: OSError) -> bool:
@@ -43,6 +50,7 @@ class FileWriter(BlobWriter):
         self.final = final
         self.partial = partial
         self._file: BinaryIO | None = None
+        self._written_back = 0  # bytes handed to the kernel's writeback so far
         try:
             self._file = partial.open("xb")
         except OSError as err:
@@ -54,6 +62,15 @@ class FileWriter(BlobWriter):
         assert self._file is not None
         try:
             self._file.write(chunk)
+            if _ADVISE is not None and self.received - self._written_back >= WRITEBACK:
+                self._file.flush()
+                _ADVISE(
+                    self._file.fileno(),
+                    self._written_back,
+                    self.received - self._written_back,
+                    os.POSIX_FADV_DONTNEED,
+                )
+                self._written_back = self.received
         except OSError as err:
             if _full(err):
                 raise StoreFull(str(err)) from None
