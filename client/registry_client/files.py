@@ -3,8 +3,9 @@ lacks, several at a time) and downloading an artifact version's files into a
 directory (verified, resumable, never outside it).
 
 `Client.log_artifact` and `Client.download` use these; the bytes move through the
-server's FileService streams, or straight to object storage through presigned URLs
-when the server's blob store hands them out.
+server's FileService streams (files under `BATCH_FILE` bytes several to a
+BatchUploadBlobs call), or straight to object storage through presigned URLs when the
+server's blob store hands them out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ CHUNK = 1 << 20  # bytes per upload message
 HASH_CHUNK = 1 << 20
 PUT_BLOCK = 8 << 20  # bytes read and sent at a time by a presigned PUT
 FIND_BATCH = 1000  # digests per FindMissingBlobs call
+BATCH_FILE = 1 << 20  # smaller files go in BatchUploadBlobs calls of
+BATCH_BYTES = 1 << 20  # at most this many bytes (the server takes 4 MiB)
+BATCH_BLOBS = 1000
 PARTIAL_SUFFIX = ".partial"
 WORKERS = 8
 
@@ -140,6 +144,45 @@ def upload_file(
     )
 
 
+def batches(entries: Sequence[r.ManifestEntry]) -> Iterator[list[r.ManifestEntry]]:
+    """The small files of `entries`, grouped for BatchUploadBlobs calls."""
+    batch: list[r.ManifestEntry] = []
+    size = 0
+    for e in entries:
+        if batch and (size + e.size > BATCH_BYTES or len(batch) == BATCH_BLOBS):
+            yield batch
+            batch, size = [], 0
+        batch.append(e)
+        size += e.size
+    if batch:
+        yield batch
+
+
+def upload_batch(
+    stubs: Stubs,
+    parent: str,
+    root: Path,
+    entries: Sequence[r.ManifestEntry],
+    progress: Progress | None = None,
+) -> None:
+    """Uploads small files in one BatchUploadBlobs call (one at a time through
+    UploadBlob on a server without it)."""
+    blobs = [
+        pb.BlobData(digest=e.digest, size=e.size, data=(root / e.path).read_bytes())
+        for e in entries
+    ]
+    try:
+        stubs.files.BatchUploadBlobs(pb.BatchUploadBlobsRequest(parent=parent, blobs=blobs))
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise from_rpc_error(exc) from exc
+        for e in entries:
+            upload_file(stubs, parent, e, root / e.path, False, progress)
+        return
+    if progress:
+        progress(sum(e.size for e in entries))
+
+
 def upload_files(
     stubs: Stubs,
     parent: str,
@@ -171,10 +214,16 @@ def upload_files(
         missing += [first_path[b.digest] for b in answer.missing]
     report = Transfer(files=len(missing), skipped=len(wanted) - len(missing))
     report.bytes = sum(e.size for e in missing)
+    small = [] if presigned else [e for e in missing if e.size < BATCH_FILE]
+    large = [e for e in missing if presigned or e.size >= BATCH_FILE]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
             pool.submit(upload_file, stubs, parent, e, root / e.path, presigned, progress)
-            for e in missing
+            for e in large
+        ]
+        futures += [
+            pool.submit(upload_batch, stubs, parent, root, batch, progress)
+            for batch in batches(small)
         ]
         for future in futures:
             future.result()
@@ -254,7 +303,7 @@ def _download_one(
         pb.DownloadArtifactFileRequest(path=version_path, file=entry.file, offset=offset)
     )
     try:
-        chunks = (message.data for message in stream if message.data)
+        chunks = (data for message in stream if (data := message.data))  # one copy each
         return _receive(partial, offset, out, entry, chunks, progress)
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc

@@ -148,6 +148,7 @@ READ_PREFIXES = ("Get", "List", "Watch", "Resolve", "Plan", "Find", "Download")
 # version refers to them (ARTIFACT_VERSION_CREATED); a download with a run is a use.
 NO_EVENT = {
     "FileService.UploadBlob",
+    "FileService.BatchUploadBlobs",
     "FileService.StartBlobUpload",
     "FileService.CompleteBlobUpload",
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -63,13 +64,16 @@ def stored_rows(server: ServerThread, digest: str) -> list[tuple[int, int]]:
         ]
 
 
-def kept(server: ServerThread, world: World, data: bytes) -> bool:
-    """Whether the store holds `data` under its name for the world's organization."""
+def org_of(server: ServerThread, world: World) -> int:
     with server.app.db.read() as s:
-        org_id = s.execute(
+        return s.execute(
             select(m.Organization.id).where(m.Organization.name == world.org)
         ).scalar_one()
-    return server.app.blobs.exists(org_id, digest_of(data).removeprefix("sha256:"))
+
+
+def kept(server: ServerThread, world: World, data: bytes) -> bool:
+    """Whether the store holds `data` under its name for the world's organization."""
+    return server.app.blobs.exists(org_of(server, world), digest_of(data).removeprefix("sha256:"))
 
 
 def partial_files(server: ServerThread) -> list[Path]:
@@ -520,3 +524,148 @@ def test_uploading_stored_bytes_again_sends_nothing_more(world: World) -> None:
             fpb.StartBlobUploadRequest(parent=lab.parent, digest=digest_of(data), size=len(data))
         )
         assert start.existed and not start.parts
+
+
+# --- batches of small files (file:// stores) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def file_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """A server with a file:// store over the session's database, whichever store the
+    session server has (S3 on PostgreSQL)."""
+    db = Database(database_url)
+    blobs = tmp_path_factory.mktemp("file-blobs").as_uri()
+    thread = ServerThread(App(db, Settings(blob_store=blobs))).start()
+    yield thread
+    thread.stop()
+    db.dispose()
+
+
+def stubs_of(server: ServerThread, person: Person) -> Stubs:
+    return Stubs.on(open_channel(server.target, person.key))
+
+
+def batch(parent: str, *blobs: bytes) -> fpb.BatchUploadBlobsRequest:
+    return fpb.BatchUploadBlobsRequest(
+        parent=parent,
+        blobs=[fpb.BlobData(digest=digest_of(b), size=len(b), data=b) for b in blobs],
+    )
+
+
+def test_a_batch_keeps_small_files_and_does_not_rewrite_stored_ones(
+    world: World, file_server: ServerThread, tmp_path: Path
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    stubs = stubs_of(file_server, owner)
+    a, b, c = os.urandom(1000), os.urandom(70_000), b""
+    first = stubs.files.BatchUploadBlobs(batch(lab.parent, a, b, a, c))
+    assert [(x.digest, x.size, x.existed) for x in first.blobs] == [
+        (digest_of(a), len(a), False),
+        (digest_of(b), len(b), False),
+        (digest_of(a), len(a), False),
+        (digest_of(c), 0, False),
+    ]
+    assert all(kept(file_server, world, x) for x in (a, b, c))
+    assert stored_rows(file_server, digest_of(a)) == [(2, len(a))]
+    store = file_server.app.blobs
+    assert isinstance(store, FileBlobStore)
+    path_of_a = store.path(org_of(file_server, world), digest_of(a).removeprefix("sha256:"))
+    before = path_of_a.stat()
+    d = os.urandom(10)
+    again = stubs.files.BatchUploadBlobs(batch(lab.parent, a, d))
+    assert [x.existed for x in again.blobs] == [True, False]
+    after = path_of_a.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert missing(owner, lab.parent, a, b, c, d) == [] and not partial_files(file_server)
+    # the client sends small files in batches, large ones streamed; both come back
+    src = tmp_path / "src"
+    files = {f"small/{i}.bin": os.urandom(5000 + i) for i in range(40)}
+    files["large.bin"] = os.urandom(3 << 20)
+    for path, data in files.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(data)
+    with Client(file_server.target, owner.key) as client:
+        version = client.log_artifact(f"{lab.team}/{lab.project}", "many", "model", src)
+        got = client.download(version.path, tmp_path / "dest")
+    assert (got.files, got.bytes) == (len(files), sum(map(len, files.values())))
+    assert all((tmp_path / "dest" / p).read_bytes() == data for p, data in files.items())
+
+
+def test_a_batch_with_one_wrong_blob_keeps_nothing(world: World, file_server: ServerThread) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    stubs = stubs_of(file_server, owner)
+    good, bad = os.urandom(3000), os.urandom(3000)
+    wrong_digest = batch(lab.parent, good, bad)
+    wrong_digest.blobs[1].digest = digest_of(b"something else")
+    expect_error(INVALID, stubs.files.BatchUploadBlobs, wrong_digest, field="blobs[1].digest")
+    wrong_size = batch(lab.parent, good, bad)
+    wrong_size.blobs[0].size = 2999
+    expect_error(INVALID, stubs.files.BatchUploadBlobs, wrong_size, field="blobs[0].size")
+    md5 = batch(lab.parent, good)
+    md5.blobs[0].digest = "md5:" + "0" * 32
+    expect_error(INVALID, stubs.files.BatchUploadBlobs, md5, field="blobs[0].digest")
+    for data in (good, bad, b"something else"):
+        assert not kept(file_server, world, data)
+        assert stored_rows(file_server, digest_of(data)) == []
+    assert not partial_files(file_server)
+    assert missing(owner, lab.parent, good, bad) == [digest_of(good), digest_of(bad)]
+
+
+def test_an_over_size_batch_is_refused(world: World, file_server: ServerThread) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    stubs = stubs_of(file_server, owner)
+    blobs = [os.urandom(1 << 20) for _ in range(4)] + [b"x"]  # one byte over 4 MiB
+    f = expect_error(INVALID, stubs.files.BatchUploadBlobs, batch(lab.parent, *blobs))
+    assert f.fields == ["blobs"] and "UploadBlob" in f.message
+    many = [str(i).encode() for i in range(1001)]
+    expect_error(INVALID, stubs.files.BatchUploadBlobs, batch(lab.parent, *many), field="blobs")
+    assert not any(kept(file_server, world, b) for b in blobs + many[:3])
+    assert not partial_files(file_server)
+
+
+def test_a_batch_needs_the_right_to_log_in_the_project(
+    world: World, file_server: ServerThread
+) -> None:
+    owner, viewer, stranger = world.person("owner"), world.person("viewer"), world.person("x")
+    lab = make_lab(world, owner, {viewer: r.TEAM_ROLE_VIEWER})
+    data = os.urandom(100)
+    request = batch(lab.parent, data)
+    expect_error(DENIED, stubs_of(file_server, viewer).files.BatchUploadBlobs, request)
+    expect_error(NOT_FOUND, stubs_of(file_server, stranger).files.BatchUploadBlobs, request)
+    assert not kept(file_server, world, data) and stored_rows(file_server, digest_of(data)) == []
+
+
+def test_a_presigning_store_refuses_batches(world: World, server: ServerThread) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    if not presigned(owner, lab.parent):
+        pytest.skip("the session server streams bytes (file:// store)")
+    f = expect_error(FAILED, owner.stubs.files.BatchUploadBlobs, batch(lab.parent, b"x"))
+    assert f.reason == "BLOB_STORE_TRANSFER"
+
+
+def test_a_batch_writes_again_what_gc_took_after_it_was_found(
+    world: World, file_server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry_server.service import files as service
+
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = os.urandom(2000)
+    found = service.batch_target
+
+    def gc_took_it(*args: object) -> tuple[int, set[str]]:
+        org_id, stored = found(*args)  # type: ignore[arg-type]
+        return org_id, stored | {digest_of(data)}  # found stored, then removed by gc
+
+    monkeypatch.setattr(service, "batch_target", gc_took_it)
+    answer = stubs_of(file_server, owner).files.BatchUploadBlobs(batch(lab.parent, data))
+    assert [x.existed for x in answer.blobs] == [False]
+    assert kept(file_server, world, data) and stored_rows(file_server, digest_of(data)) == [
+        (2, len(data))
+    ]

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eregistry/v1/file_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\"3\n\x07\x42lobRef\x12\x14\n\x06\x64igest\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"w\n\x17\x46indMissingBlobsRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12)\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.registry.v1.BlobRefB\x04\xe2\x41\x01\x01\"T\n\x18\x46indMissingBlobsResponse\x12%\n\x07missing\x18\x01 \x03(\x0b\x32\x14.registry.v1.BlobRef\x12\x11\n\tpresigned\x18\x02 \x01(\x08\"\x84\x01\n\x11UploadBlobRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x01\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x12\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x42\x04\xe2\x41\x01\x01\"5\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"q\n\x1b\x44ownloadArtifactFileRequest\x12\x12\n\x04path\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x66ile\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"d\n\x1c\x44ownloadArtifactFileResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10\x61rtifact_version\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"u\n\x16StartBlobUploadRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\"\xb3\x01\n\nUploadPart\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0bpart_number\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x35\n\x07headers\x18\x05 \x03(\x0b\x32$.registry.v1.UploadPart.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x17StartBlobUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12&\n\x05parts\x18\x02 \x03(\x0b\x32\x17.registry.v1.UploadPart\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"\xa6\x01\n\x19\x43ompleteBlobUploadRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x17\n\tupload_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x65tags\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\"W\n\x16GetDownloadUrlsRequest\x12\x12\n\x04path\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x66iles\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x0b\x44ownloadUrl\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0b\n\x03url\x18\x04 \x01(\t\"\x9a\x01\n\x17GetDownloadUrlsResponse\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12&\n\x04urls\x18\x02 \x03(\x0b\x32\x18.registry.v1.DownloadUrl\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12\x16\n\x0e\x63\x61nonical_path\x18\x05 \x01(\t2\xad\x04\n\x0b\x46ileService\x12_\n\x10\x46indMissingBlobs\x12$.registry.v1.FindMissingBlobsRequest\x1a%.registry.v1.FindMissingBlobsResponse\x12\x41\n\nUploadBlob\x12\x1e.registry.v1.UploadBlobRequest\x1a\x11.registry.v1.Blob(\x01\x12m\n\x14\x44ownloadArtifactFile\x12(.registry.v1.DownloadArtifactFileRequest\x1a).registry.v1.DownloadArtifactFileResponse0\x01\x12\\\n\x0fStartBlobUpload\x12#.registry.v1.StartBlobUploadRequest\x1a$.registry.v1.StartBlobUploadResponse\x12O\n\x12\x43ompleteBlobUpload\x12&.registry.v1.CompleteBlobUploadRequest\x1a\x11.registry.v1.Blob\x12\\\n\x0fGetDownloadUrls\x12#.registry.v1.GetDownloadUrlsRequest\x1a$.registry.v1.GetDownloadUrlsResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eregistry/v1/file_service.proto\x12\x0bregistry.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\"3\n\x07\x42lobRef\x12\x14\n\x06\x64igest\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"w\n\x17\x46indMissingBlobsRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12)\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.registry.v1.BlobRefB\x04\xe2\x41\x01\x01\"T\n\x18\x46indMissingBlobsResponse\x12%\n\x07missing\x18\x01 \x03(\x0b\x32\x14.registry.v1.BlobRef\x12\x11\n\tpresigned\x18\x02 \x01(\x08\"\x84\x01\n\x11UploadBlobRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x01\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x12\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x42\x04\xe2\x41\x01\x01\"H\n\x08\x42lobData\x12\x14\n\x06\x64igest\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x12\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x04\xe2\x41\x01\x01\"x\n\x17\x42\x61tchUploadBlobsRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12*\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x15.registry.v1.BlobDataB\x04\xe2\x41\x01\x02\"<\n\x18\x42\x61tchUploadBlobsResponse\x12 \n\x05\x62lobs\x18\x01 \x03(\x0b\x32\x11.registry.v1.Blob\"5\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"q\n\x1b\x44ownloadArtifactFileRequest\x12\x12\n\x04path\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x66ile\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06offset\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"d\n\x1c\x44ownloadArtifactFileResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x18\n\x10\x61rtifact_version\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"u\n\x16StartBlobUploadRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\"\xb3\x01\n\nUploadPart\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0bpart_number\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x35\n\x07headers\x18\x05 \x03(\x0b\x32$.registry.v1.UploadPart.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x17StartBlobUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12&\n\x05parts\x18\x02 \x03(\x0b\x32\x17.registry.v1.UploadPart\x12\x0f\n\x07\x65xisted\x18\x03 \x01(\x08\"\xa6\x01\n\x19\x43ompleteBlobUploadRequest\x12\x31\n\x06parent\x18\x01 \x01(\tB!\xe2\x41\x01\x02\xfa\x41\x1a\n\x18registry.example/Project\x12\x14\n\x06\x64igest\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04size\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x17\n\tupload_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x65tags\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\"W\n\x16GetDownloadUrlsRequest\x12\x12\n\x04path\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x66iles\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06run_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x0b\x44ownloadUrl\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0b\n\x03url\x18\x04 \x01(\t\"\x9a\x01\n\x17GetDownloadUrlsResponse\x12\x18\n\x10\x61rtifact_version\x18\x01 \x01(\t\x12&\n\x04urls\x18\x02 \x03(\x0b\x32\x18.registry.v1.DownloadUrl\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12\x10\n\x08streamed\x18\x04 \x01(\x08\x12\x16\n\x0e\x63\x61nonical_path\x18\x05 \x01(\t2\x8e\x05\n\x0b\x46ileService\x12_\n\x10\x46indMissingBlobs\x12$.registry.v1.FindMissingBlobsRequest\x1a%.registry.v1.FindMissingBlobsResponse\x12\x41\n\nUploadBlob\x12\x1e.registry.v1.UploadBlobRequest\x1a\x11.registry.v1.Blob(\x01\x12_\n\x10\x42\x61tchUploadBlobs\x12$.registry.v1.BatchUploadBlobsRequest\x1a%.registry.v1.BatchUploadBlobsResponse\x12m\n\x14\x44ownloadArtifactFile\x12(.registry.v1.DownloadArtifactFileRequest\x1a).registry.v1.DownloadArtifactFileResponse0\x01\x12\\\n\x0fStartBlobUpload\x12#.registry.v1.StartBlobUploadRequest\x1a$.registry.v1.StartBlobUploadResponse\x12O\n\x12\x43ompleteBlobUpload\x12&.registry.v1.CompleteBlobUploadRequest\x1a\x11.registry.v1.Blob\x12\\\n\x0fGetDownloadUrls\x12#.registry.v1.GetDownloadUrlsRequest\x1a$.registry.v1.GetDownloadUrlsResponseBC\n\x0f\x63om.registry.v1P\x01Z.registry.example/gen/go/registry/v1;registryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADBLOBREQUEST'].fields_by_name['size']._serialized_options = b'\342A\001\001'
   _globals['_UPLOADBLOBREQUEST'].fields_by_name['data']._loaded_options = None
   _globals['_UPLOADBLOBREQUEST'].fields_by_name['data']._serialized_options = b'\342A\001\001'
+  _globals['_BLOBDATA'].fields_by_name['digest']._loaded_options = None
+  _globals['_BLOBDATA'].fields_by_name['digest']._serialized_options = b'\342A\001\002'
+  _globals['_BLOBDATA'].fields_by_name['size']._loaded_options = None
+  _globals['_BLOBDATA'].fields_by_name['size']._serialized_options = b'\342A\001\001'
+  _globals['_BLOBDATA'].fields_by_name['data']._loaded_options = None
+  _globals['_BLOBDATA'].fields_by_name['data']._serialized_options = b'\342A\001\001'
+  _globals['_BATCHUPLOADBLOBSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_BATCHUPLOADBLOBSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\032\n\030registry.example/Project'
+  _globals['_BATCHUPLOADBLOBSREQUEST'].fields_by_name['blobs']._loaded_options = None
+  _globals['_BATCHUPLOADBLOBSREQUEST'].fields_by_name['blobs']._serialized_options = b'\342A\001\002'
   _globals['_DOWNLOADARTIFACTFILEREQUEST'].fields_by_name['path']._loaded_options = None
   _globals['_DOWNLOADARTIFACTFILEREQUEST'].fields_by_name['path']._serialized_options = b'\342A\001\002'
   _globals['_DOWNLOADARTIFACTFILEREQUEST'].fields_by_name['file']._loaded_options = None
@@ -90,28 +100,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=365
   _globals['_UPLOADBLOBREQUEST']._serialized_start=368
   _globals['_UPLOADBLOBREQUEST']._serialized_end=500
-  _globals['_BLOB']._serialized_start=502
-  _globals['_BLOB']._serialized_end=555
-  _globals['_DOWNLOADARTIFACTFILEREQUEST']._serialized_start=557
-  _globals['_DOWNLOADARTIFACTFILEREQUEST']._serialized_end=670
-  _globals['_DOWNLOADARTIFACTFILERESPONSE']._serialized_start=672
-  _globals['_DOWNLOADARTIFACTFILERESPONSE']._serialized_end=772
-  _globals['_STARTBLOBUPLOADREQUEST']._serialized_start=774
-  _globals['_STARTBLOBUPLOADREQUEST']._serialized_end=891
-  _globals['_UPLOADPART']._serialized_start=894
-  _globals['_UPLOADPART']._serialized_end=1073
-  _globals['_UPLOADPART_HEADERSENTRY']._serialized_start=1027
-  _globals['_UPLOADPART_HEADERSENTRY']._serialized_end=1073
-  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_start=1075
-  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_end=1176
-  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_start=1179
-  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_end=1345
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=1347
-  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1434
-  _globals['_DOWNLOADURL']._serialized_start=1436
-  _globals['_DOWNLOADURL']._serialized_end=1506
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1509
-  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1663
-  _globals['_FILESERVICE']._serialized_start=1666
-  _globals['_FILESERVICE']._serialized_end=2223
+  _globals['_BLOBDATA']._serialized_start=502
+  _globals['_BLOBDATA']._serialized_end=574
+  _globals['_BATCHUPLOADBLOBSREQUEST']._serialized_start=576
+  _globals['_BATCHUPLOADBLOBSREQUEST']._serialized_end=696
+  _globals['_BATCHUPLOADBLOBSRESPONSE']._serialized_start=698
+  _globals['_BATCHUPLOADBLOBSRESPONSE']._serialized_end=758
+  _globals['_BLOB']._serialized_start=760
+  _globals['_BLOB']._serialized_end=813
+  _globals['_DOWNLOADARTIFACTFILEREQUEST']._serialized_start=815
+  _globals['_DOWNLOADARTIFACTFILEREQUEST']._serialized_end=928
+  _globals['_DOWNLOADARTIFACTFILERESPONSE']._serialized_start=930
+  _globals['_DOWNLOADARTIFACTFILERESPONSE']._serialized_end=1030
+  _globals['_STARTBLOBUPLOADREQUEST']._serialized_start=1032
+  _globals['_STARTBLOBUPLOADREQUEST']._serialized_end=1149
+  _globals['_UPLOADPART']._serialized_start=1152
+  _globals['_UPLOADPART']._serialized_end=1331
+  _globals['_UPLOADPART_HEADERSENTRY']._serialized_start=1285
+  _globals['_UPLOADPART_HEADERSENTRY']._serialized_end=1331
+  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_start=1333
+  _globals['_STARTBLOBUPLOADRESPONSE']._serialized_end=1434
+  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_start=1437
+  _globals['_COMPLETEBLOBUPLOADREQUEST']._serialized_end=1603
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_start=1605
+  _globals['_GETDOWNLOADURLSREQUEST']._serialized_end=1692
+  _globals['_DOWNLOADURL']._serialized_start=1694
+  _globals['_DOWNLOADURL']._serialized_end=1764
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_start=1767
+  _globals['_GETDOWNLOADURLSRESPONSE']._serialized_end=1921
+  _globals['_FILESERVICE']._serialized_start=1924
+  _globals['_FILESERVICE']._serialized_end=2578
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,30 @@ class UploadBlobRequest(_message.Message):
     data: bytes
     def __init__(self, parent: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class BlobData(_message.Message):
+    __slots__ = ("digest", "size", "data")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size: int
+    data: bytes
+    def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class BatchUploadBlobsRequest(_message.Message):
+    __slots__ = ("parent", "blobs")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    blobs: _containers.RepeatedCompositeFieldContainer[BlobData]
+    def __init__(self, parent: _Optional[str] = ..., blobs: _Optional[_Iterable[_Union[BlobData, _Mapping]]] = ...) -> None: ...
+
+class BatchUploadBlobsResponse(_message.Message):
+    __slots__ = ("blobs",)
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    blobs: _containers.RepeatedCompositeFieldContainer[Blob]
+    def __init__(self, blobs: _Optional[_Iterable[_Union[Blob, _Mapping]]] = ...) -> None: ...
+
 class Blob(_message.Message):
     __slots__ = ("digest", "size", "existed")
     DIGEST_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class FileServiceStub(object):
                 request_serializer=registry_dot_v1_dot_file__service__pb2.UploadBlobRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_file__service__pb2.Blob.FromString,
                 _registered_method=True)
+        self.BatchUploadBlobs = channel.unary_unary(
+                '/registry.v1.FileService/BatchUploadBlobs',
+                request_serializer=registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsResponse.FromString,
+                _registered_method=True)
         self.DownloadArtifactFile = channel.unary_stream(
                 '/registry.v1.FileService/DownloadArtifactFile',
                 request_serializer=registry_dot_v1_dot_file__service__pb2.DownloadArtifactFileRequest.SerializeToString,
@@ -105,6 +110,18 @@ class FileServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchUploadBlobs(self, request, context):
+        """Uploads several small files in one call (a `file://` store only): at most 4 MiB
+        of `data` and 1000 blobs per request. All or nothing: every blob is checked
+        against its digest and size before anything is kept, and the first that differs
+        fails the call with INVALID_ARGUMENT naming `blobs[i].digest` or `blobs[i].size`
+        (nothing kept, not even the blobs that matched). Blobs the organization stores
+        already are not written again (`existed`). Larger files go through UploadBlob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DownloadArtifactFile(self, request, context):
         """Streams one file of an artifact version from `offset` (to resume).
         """
@@ -148,6 +165,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.UploadBlob,
                     request_deserializer=registry_dot_v1_dot_file__service__pb2.UploadBlobRequest.FromString,
                     response_serializer=registry_dot_v1_dot_file__service__pb2.Blob.SerializeToString,
+            ),
+            'BatchUploadBlobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUploadBlobs,
+                    request_deserializer=registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsResponse.SerializeToString,
             ),
             'DownloadArtifactFile': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadArtifactFile,
@@ -234,6 +256,33 @@ class FileService(object):
             '/registry.v1.FileService/UploadBlob',
             registry_dot_v1_dot_file__service__pb2.UploadBlobRequest.SerializeToString,
             registry_dot_v1_dot_file__service__pb2.Blob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUploadBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/registry.v1.FileService/BatchUploadBlobs',
+            registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsRequest.SerializeToString,
+            registry_dot_v1_dot_file__service__pb2.BatchUploadBlobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

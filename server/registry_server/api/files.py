@@ -2,12 +2,17 @@
 
 Uploads are hashed and written on worker threads, a chunk at a time (the event loop
 only moves messages), and never held whole in memory; downloads read a chunk at a
-time the same way.
+time the same way. A batch of small files (BatchUploadBlobs) is one message: all its
+blobs are checked, then the missing ones written and fsynced together, then recorded
+in one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Generator, Sequence
+from typing import Any
 
 import grpc
 
@@ -20,7 +25,7 @@ from ..service import files, lineage
 from ..service.context import Principal
 from ..service.resolve import Resolution
 from ..storage.blobs import StoreFull
-from ..storage.blobs.base import Mismatch
+from ..storage.blobs.base import Mismatch, check_whole
 from ..storage.queries import blobs as q
 from .app import App
 from .interceptors import current_principal
@@ -30,6 +35,10 @@ from .settings import Settings
 # loopback, with less server CPU and memory (python -m bench.files --big-mib 256).
 CHUNK = 256 << 10
 SHA256 = files.SHA256
+# BatchUploadBlobs: bytes of data and blobs per request (the server takes messages of
+# up to 16 MiB; a few batches in flight stay well inside the memory budget).
+BATCH_BYTES = 4 << 20
+BATCH_BLOBS = 1000
 STORE_FULL = "BLOB_STORE_FULL"
 WRONG_TRANSFER = "BLOB_STORE_TRANSFER"
 
@@ -62,6 +71,14 @@ def store_full(err: StoreFull) -> ResourceExhausted:
         "downloads and other calls are still served",
         reason=STORE_FULL,
     )
+
+
+async def settle(future: asyncio.Future[Any] | None) -> None:
+    """Waits until `future` (work on a worker thread) is done; its outcome is dropped."""
+    if future is not None:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()
 
 
 class FileServicer(pb_grpc.FileServiceServicer):
@@ -119,12 +136,17 @@ class FileServicer(pb_grpc.FileServiceServicer):
         except StoreFull as err:
             raise store_full(err) from None
         committed = False
+        writing: asyncio.Future[None] | None = None  # the previous chunk, while one arrives
         try:
-            if first.data:
-                await self.app.run(writer.write, first.data)
-            async for message in requests:
-                if message.data:
-                    await self.app.run(writer.write, message.data)
+            message: pb.UploadBlobRequest | None = first
+            while message is not None:
+                if data := message.data:  # (each access copies the bytes)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self.app.run(writer.write, data))
+                message = await anext(requests, None)
+            if writing is not None:
+                await writing
             await self.app.run(writer.commit)
             committed = True
         except Mismatch as err:
@@ -133,9 +155,75 @@ class FileServicer(pb_grpc.FileServiceServicer):
             raise store_full(err) from None
         finally:
             if not committed:
+                await settle(writing)  # never abort under a write still running
                 writer.abort()
         await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
         return pb.Blob(digest=digest, size=size)
+
+    async def BatchUploadBlobs(
+        self, request: pb.BatchUploadBlobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchUploadBlobsResponse:
+        p = current_principal()
+        blobs = request.blobs
+        if len(blobs) > BATCH_BLOBS:
+            raise InvalidArgument("blobs", f"at most {BATCH_BLOBS} per call (got {len(blobs)})")
+        sizes = [len(b.data) for b in blobs]
+        total = sum(sizes)
+        if total > BATCH_BYTES:
+            raise InvalidArgument(
+                "blobs",
+                f"at most {BATCH_BYTES} bytes of data per call (got {total}); "
+                "send larger files with UploadBlob",
+            )
+        hexes = []
+        for i, (b, sent) in enumerate(zip(blobs, sizes, strict=True)):
+            hexes.append(check_blob(b.digest, b.size, f"blobs[{i}]", self.app.settings))
+            if sent != b.size:
+                raise InvalidArgument(
+                    f"blobs[{i}].size", f"{sent} bytes were sent, {b.size} declared"
+                )
+        self._streamed("StartBlobUpload")
+        digests = [SHA256 + h for h in hexes]
+        org_id, stored = await self.app.read(
+            lambda s: files.batch_target(s, p, request.parent, digests)
+        )
+        skip = set(stored)
+        while True:
+            try:
+                written = await self.app.run(self._put_batch, org_id, hexes, blobs, skip)
+            except StoreFull as err:
+                raise store_full(err) from None
+            record = functools.partial(
+                files.record_batch, org_id=org_id, written=written, stored=set(stored)
+            )
+            lost = await self.app.write(record)
+            if not lost:
+                break
+            stored -= lost  # gc took them after they were found: their bytes go again
+            skip = set(digests) - lost
+        return pb.BatchUploadBlobsResponse(
+            blobs=[
+                pb.Blob(digest=d, size=b.size, existed=d in stored)
+                for d, b in zip(digests, blobs, strict=True)
+            ]
+        )
+
+    def _put_batch(
+        self, org_id: int, hexes: list[str], blobs: Sequence[pb.BlobData], skip: set[str]
+    ) -> dict[str, int]:
+        """Checks every blob of a batch, then writes those not in `skip`; digest -> size
+        of those written."""
+        todo = {}
+        for i, (hex_digest, blob) in enumerate(zip(hexes, blobs, strict=True)):
+            data = blob.data  # a copy of the message's bytes on each access
+            try:
+                check_whole(hex_digest, data)
+            except Mismatch as err:
+                raise InvalidArgument(f"blobs[{i}].digest", f"{err}; nothing was kept") from None
+            if SHA256 + hex_digest not in skip:
+                todo[hex_digest] = data
+        self.app.blobs.put_many(org_id, list(todo.items()))
+        return {SHA256 + h: len(data) for h, data in todo.items()}
 
     async def _resolve(self, p: Principal, path: str, run_id: str) -> Resolution:
         """Resolves `path` as UseArtifactVersion does (recording `run_id` when given)."""
@@ -163,31 +251,37 @@ class FileServicer(pb_grpc.FileServiceServicer):
         if request.offset == wanted.size:
             yield header
             return
-        chunks = await self.app.run(self._open, version.org_id, wanted.hex_digest, request.offset)
+        first, rest = await self.app.run(
+            self._open, version.org_id, wanted.hex_digest, request.offset
+        )
+        header.data = first
+        if request.offset + len(first) >= wanted.size:  # a small file: one message
+            rest.close()
+            yield header
+            return
+        # the next chunk is read while this one is sent
+        reading = asyncio.ensure_future(self.app.run(next, rest, None))
         try:
-            first = True
-            while (data := await self.app.run(next, chunks, None)) is not None:
-                if first:
-                    header.data = data
-                    yield header
-                    first = False
-                else:
-                    yield pb.DownloadArtifactFileResponse(data=data)
+            yield header
+            while (data := await reading) is not None:
+                reading = asyncio.ensure_future(self.app.run(next, rest, None))
+                yield pb.DownloadArtifactFileResponse(data=data)
         finally:
-            chunks.close()
+            await settle(reading)  # never close the file under a read still running
+            rest.close()
 
-    def _open(self, org_id: int, hex_digest: str, offset: int) -> Generator[bytes]:
+    def _open(self, org_id: int, hex_digest: str, offset: int) -> tuple[bytes, Generator[bytes]]:
+        """The first chunk from `offset`, and the chunks after it."""
         chunks = self.app.blobs.read(org_id, hex_digest, offset, CHUNK)
         try:
             first = next(chunks)
         except (FileNotFoundError, StopIteration):
             raise NotFound(f"the bytes of sha256:{hex_digest[:16]}... are missing") from None
 
-        def again() -> Generator[bytes]:
-            yield first
+        def rest() -> Generator[bytes]:
             yield from chunks
 
-        return again()
+        return first, rest()
 
     def _presigned(self, rpc: str) -> None:
         if not self.app.blobs.presigns:

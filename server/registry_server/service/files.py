@@ -12,7 +12,7 @@ migrated collection's path and the project path of one version give the same byt
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,24 @@ def upload_target(s: Session, p: Principal, parent: str, digest: str) -> tuple[i
     """(the organization, whether it has a row for the blob already)."""
     org_id = project_org(s, p, parent)
     return org_id, q.state_of(s, org_id, digest) is not None
+
+
+def batch_target(
+    s: Session, p: Principal, parent: str, digests: Collection[str]
+) -> tuple[int, set[str]]:
+    """BatchUploadBlobs: (the organization, those of `digests` it stores already)."""
+    org_id = project_org(s, p, parent)
+    return org_id, q.stored_among(s, org_id, digests)
+
+
+def record_batch(
+    s: Session, org_id: int, written: Mapping[str, int], stored: Collection[str]
+) -> set[str]:
+    """After BatchUploadBlobs wrote the blobs of `written` (digest -> size): their rows
+    are recorded and those found `stored` are touched. Those of `stored` gc took
+    meanwhile (their bytes must be written again)."""
+    q.mark_stored_many(s, org_id, written)
+    return set(stored) - set(q.touch_stored(s, org_id, stored))
 
 
 def touch_upload(s: Session, org_id: int, digest: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -78,6 +78,13 @@ class BlobWriter(ABC):
         """Drops what was written (idempotent)."""
 
 
+def check_whole(hex_digest: str, data: bytes) -> None:
+    """`Mismatch` unless `data` hashes to `hex_digest`."""
+    got = hashlib.sha256(data).hexdigest()
+    if got != hex_digest:
+        raise Mismatch("digest", f"the bytes sent hash to sha256:{got[:16]}...")
+
+
 class BlobStore(ABC):
     kind: str  # "file" or "s3"
     # Whether clients move the bytes themselves (presigned URLs) instead of streaming.
@@ -90,6 +97,17 @@ class BlobStore(ABC):
 
     @abstractmethod
     def writer(self, org_id: int, hex_digest: str, size: int) -> BlobWriter: ...
+
+    def put_many(self, org_id: int, blobs: Sequence[tuple[str, bytes]]) -> None:
+        """Keeps whole blobs, (hex digest, bytes) each, that `check_whole` passed."""
+        for hex_digest, data in blobs:
+            writer = self.writer(org_id, hex_digest, len(data))
+            try:
+                writer.write(data)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
 
     @abstractmethod
     def read(self, org_id: int, hex_digest: str, offset: int, chunk: int) -> Iterator[bytes]:

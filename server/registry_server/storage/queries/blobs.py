@@ -9,11 +9,11 @@ so a concurrent touch always wins.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,21 @@ def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str,
     return {row.digest: row.size for row in rows}
 
 
+def stored_among(s: Session, org_id: int, digests: Collection[str]) -> set[str]:
+    """Those of `digests` the organization stores (untouched)."""
+    if not digests:
+        return set()
+    return set(
+        s.execute(
+            select(m.Blob.digest).where(
+                m.Blob.org_id == org_id,
+                m.Blob.digest.in_(sorted(digests)),
+                m.Blob.state == BlobState.STORED,
+            )
+        ).scalars()
+    )
+
+
 def state_of(s: Session, org_id: int, digest: str) -> int | None:
     return s.execute(
         select(m.Blob.state).where(m.Blob.org_id == org_id, m.Blob.digest == digest)
@@ -80,6 +95,35 @@ def mark_stored(s: Session, org_id: int, digest: str, size: int) -> None:
             s.add(_new(org_id, digest, size, BlobState.STORED, now))
     except IntegrityError:  # the same bytes, uploaded concurrently, were recorded first
         s.execute(stmt)
+
+
+def mark_stored_many(s: Session, org_id: int, sizes: Mapping[str, int]) -> None:
+    """`mark_stored` for every digest -> size of `sizes`: one UPDATE, one INSERT."""
+    if not sizes:
+        return
+    now = now_us()
+    updated = set(
+        s.execute(
+            update(m.Blob)
+            .where(m.Blob.org_id == org_id, m.Blob.digest.in_(sorted(sizes)))
+            .values(state=BlobState.STORED, touch_time=now)
+            .returning(m.Blob.digest)
+        ).scalars()
+    )
+    new = [d for d in sorted(sizes) if d not in updated]
+    if not new:
+        return
+    rows = [
+        {"org_id": org_id, "digest": d, "size": sizes[d], "state": BlobState.STORED,
+         "create_time": now, "touch_time": now}
+        for d in new
+    ]  # fmt: skip
+    try:
+        with s.begin_nested():
+            s.execute(insert(m.Blob), rows)
+    except IntegrityError:  # some, uploaded concurrently, were recorded first
+        for d in new:
+            mark_stored(s, org_id, d, sizes[d])
 
 
 def stored_size(s: Session, org_id: int, digest: str) -> int | None:
