@@ -114,11 +114,13 @@ def run_batch_in(
     conn: Any, dialect: Any, jobs: Sequence[tuple[str, tuple[Any, ...]]]
 ) -> list[Outcome]:
     """Runs `jobs` (change name, arguments) in the open transaction of `conn` (a DB-API
-    connection), each in a savepoint of its own, in `lock_order`: a job's outcome is its
+    connection), in `lock_order`, each in a savepoint of its own: a job's outcome is its
     Written, the RegistryError it raised (rolled back alone), or None when it was not
     run here (an unknown change, a constraint that failed, a fault: rolled back alone,
     the caller runs it again elsewhere). The events of the jobs that succeeded are
-    written last, after every row lock (`events.write_pending`)."""
+    written last, after every row lock (`events.write_pending`). The savepoints are
+    never released (a statement less per change): each is nested in the one before,
+    and ROLLBACK TO undoes the latest of the name."""
     integrity_error = dialect.dbapi.IntegrityError
     outbox = Sql(conn, dialect)
     written_events: list[Any] = outbox.info.setdefault(events.PENDING_EVENTS, [])
@@ -143,10 +145,8 @@ def run_batch_in(
             outcome = None
         if isinstance(outcome, Written):
             written_events += sql.info.get(events.PENDING_EVENTS, ())
-            cursor.execute("RELEASE change")
         else:
             cursor.execute("ROLLBACK TO change")
-            cursor.execute("RELEASE change")
         outcomes[i] = outcome
     cursor.close()
     events.write_pending(outbox)
@@ -164,7 +164,10 @@ def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list
         return [None] * len(jobs)
 
 
-BATCH_MAX = 64  # changes per PostgreSQL transaction
+# Changes per PostgreSQL transaction: each savepoint that writes is a subtransaction,
+# and past 64 of them in one transaction every other session's snapshot has to look
+# its transactions up in pg_subtrans.
+BATCH_MAX = 32
 
 
 @dataclass
