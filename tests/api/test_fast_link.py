@@ -201,7 +201,7 @@ def test_link_errors_name_what_is_wrong(
 
 def _run_batch(server: ServerThread, jobs: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
     """`jobs` in one write batch: SQLite's (as the write child runs them), or the
-    PostgreSQL server loop's (submitted in one loop turn, to one collection's lane)."""
+    PostgreSQL server loop's (submitted in one loop turn)."""
     if database_kind() == "sqlite":
         return changes.run_batch(server.app.db, jobs)
 

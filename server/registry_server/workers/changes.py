@@ -185,35 +185,31 @@ class LoopWrites:
     time; here the changes that arrive while a batch runs make the next one, one
     transaction with a savepoint each (`run_batch_in`) on the write pool, in pipeline
     mode (`storage.hot_async`). Every change of the batch gets the batch's commit
-    number. A change goes to one of `LANES` lanes by its collection, each running one
-    batch at a time: batches of different lanes run side by side without waiting for
-    each other's row locks (only their commits follow one another)."""
-
-    LANES = 4
+    number. One batch runs at a time: batches side by side (tried with four, by
+    collection) only waited for each other's commits and event lock, in smaller batches
+    that cost more per change."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._queues: list[list[_Job]] = [[] for _ in range(self.LANES)]
-        self._running: list[asyncio.Task[None] | None] = [None] * self.LANES
+        self._queue: list[_Job] = []
+        self._running: asyncio.Task[None] | None = None
 
     def submit(self, name: str, args: tuple[Any, ...]) -> asyncio.Future[Outcome]:
         loop = asyncio.get_running_loop()
         job = _Job(name, args, loop.create_future(), commits.current_note())
-        lane = hash(lock_order((name, args))) % self.LANES
-        self._queues[lane].append(job)
-        if self._running[lane] is None:
-            self._running[lane] = loop.create_task(self._drain(lane))
+        self._queue.append(job)
+        if self._running is None:
+            self._running = loop.create_task(self._drain())
         return job.outcome
 
-    async def _drain(self, lane: int) -> None:
-        queues = self._queues
+    async def _drain(self) -> None:
         batch: list[_Job] = []
         try:
-            while queues[lane]:
-                batch, queues[lane] = queues[lane][:BATCH_MAX], queues[lane][BATCH_MAX:]
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 await self._run([job for job in batch if not job.outcome.done()])
         finally:
-            self._running[lane] = None
+            self._running = None
             for job in batch:  # cancelled (the loop is closing): so are their calls
                 job.outcome.cancel()
 
