@@ -2,9 +2,12 @@
 and AddAlias, what every training pipeline does at the end of a run.
 
 Each runs on the connection it is given (`storage.sql.Sql`) inside the caller's write
-transaction: SQLite's write child (a batch of changes per transaction, a savepoint
-each), PostgreSQL's async write pool on the event loop, or an ORM session
-(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection).
+transaction: SQLite's write child or PostgreSQL's batches on the event loop (a batch of
+changes per transaction, a savepoint each, `workers.changes`), or an ORM session
+(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection). Writes
+whose outcome is not read are sent (`Sql.send`), and the collection's lock goes with
+the read after it (`Sql.ones`): on PostgreSQL's pipelined connection a link is two
+round trips.
 
 One statement (`storage.queries.links.link_target`) reads the registry with the
 caller's granted roles, the row-locked collection, the source artifact version with
