@@ -4,6 +4,7 @@ request_id replays, and a failing change in a write batch rolling back alone."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -198,7 +199,19 @@ def test_link_errors_name_what_is_wrong(
         )
 
 
-@pytest.mark.skipif(database_kind() != "sqlite", reason="SQLite's write batches")
+def _run_batch(server: ServerThread, jobs: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """`jobs` in one write batch: SQLite's (as the write child runs them), or the
+    PostgreSQL server loop's (submitted in one loop turn)."""
+    if database_kind() == "sqlite":
+        return changes.run_batch(server.app.db, jobs)
+
+    async def submitted() -> list[Any]:
+        writes = changes.loop_writes(server.app.db)
+        return list(await asyncio.gather(*(writes.submit(name, args) for name, args in jobs)))
+
+    return asyncio.run_coroutine_threadsafe(submitted(), server.loop).result(30)
+
+
 def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
     owner = world.person("owner")
     lab = make_lab(world, owner)
@@ -208,8 +221,8 @@ def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: Serv
     p = server.app.auth.authenticate(owner.key)
     ref = CollectionRef(world.org, registry.rsplit("/", 1)[1], "batch")
     job = ("link", (p, ref, "", (), (), "", ""))
-    outcomes = changes.run_batch(
-        server.app.db,
+    outcomes = _run_batch(
+        server,
         [
             ("link", (p, ref, sources[0].name, ["a"], [], "", "")),
             ("link", (p, ref, "nope-team/train/x:v0", ["b"], [], "", "")),

@@ -168,7 +168,7 @@ def write_pending(sql: Sql) -> int:
         return 0
     if sql.postgres:
         for org_id in sorted({row["org_id"] for row in rows}):
-            sql.one(q.event_lock, {"space": EVENT_LOCK_SPACE, "org_id": org_id})
+            sql.send(q.event_lock, {"space": EVENT_LOCK_SPACE, "org_id": org_id})
     params = rows
     sql.many(q.insert_event, params[:-1])
     return int(sql.one(q.insert_event_returning, params[-1])[0])

@@ -2,9 +2,12 @@
 and AddAlias, what every training pipeline does at the end of a run.
 
 Each runs on the connection it is given (`storage.sql.Sql`) inside the caller's write
-transaction: SQLite's write child (a batch of changes per transaction, a savepoint
-each), PostgreSQL's async write pool on the event loop, or an ORM session
-(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection).
+transaction: SQLite's write child or PostgreSQL's batches on the event loop (a batch of
+changes per transaction, a savepoint each, `workers.changes`), or an ORM session
+(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection). Writes
+whose outcome is not read are sent (`Sql.send`), and the collection's lock goes with
+the read after it (`Sql.ones`): on PostgreSQL's pipelined connection a link is two
+round trips.
 
 One statement (`storage.queries.links.link_target`) reads the registry with the
 caller's granted roles, the row-locked collection, the source artifact version with
@@ -44,7 +47,7 @@ from ..storage.db import now_us
 from ..storage.queries import links as q
 from ..storage.queries import registries as qr
 from ..storage.queries.versions import alias_holders
-from ..storage.sql import Sql, json_value
+from ..storage.sql import Query, Sql, json_value
 from . import events
 from .access import (
     RegistryHeader,
@@ -163,9 +166,7 @@ def _read_target(
         else:
             form = "alias"
             params["alias"] = source.version.alias
-    if sql.postgres and sql.one(q.lock_collection, params) is None:
-        return None  # (read on: a collection created meanwhile would not be locked)
-    row = sql.one(q.link_target, params, (form,))
+    row = _locked_read(sql, params, q.link_target, (form,))
     if row is None:
         return None
     width = qr.REGISTRY_WIDTH + 3  # the registry, then the collection
@@ -178,6 +179,18 @@ def _read_target(
         av_pk, av_index, digest, metadata, delete_time is not None, artifact_type,
         artifact, project, team, team_org, team_role, linked,
     )  # fmt: skip
+
+
+def _locked_read(sql: Sql, params: dict[str, Any], read: Query, shape: tuple[str, ...] = ()) -> Any:
+    """`read`'s row after the collection's row lock on PostgreSQL (sent together: one
+    round trip on a pipelined connection); None when the collection is missing. (Read
+    apart from the lock: a statement that waited for a row lock sees that row as
+    committed meanwhile, but the rows it joined as they were when it started.)"""
+    if not sql.postgres:
+        return sql.one(read, params, shape)
+    locked, row = sql.ones([(q.lock_collection, params, ()), (read, params, shape)])
+    # (a collection created between the two would not be locked)
+    return row if locked is not None else None
 
 
 def _project_path(text: str) -> ParsedPath | None:
@@ -306,6 +319,7 @@ def _new_link(
     assert header.collection_id is not None and target.source_id is not None
     now = now_us()
     index = header.next_version_index
+    sql.send(q.bump_collection, {"cid": header.collection_id, "now": now})
     version_pk = sql.one(
         q.insert_link,
         {
@@ -318,7 +332,6 @@ def _new_link(
             "now": now,
         },
     )[0]
-    sql.execute(q.bump_collection, {"cid": header.collection_id, "now": now})
     events.scoped_event(
         sql,
         events.VERSION_LINKED,
@@ -464,8 +477,7 @@ def add_alias(
         "index": index,
         "alias": alias,
     }
-    locked = not sql.postgres or sql.one(q.lock_collection, params) is not None
-    row = sql.one(q.alias_target, params) if locked else None
+    row = _locked_read(sql, params, q.alias_target)
     if row is None:  # the exact error: no registry, no access, or no collection
         registry_header(sql, p, ref.org, ref.registry, need)
         raise _hidden(ref.name)
@@ -493,9 +505,9 @@ def add_alias(
     names.check_alias_count(len(held) + 1, "alias", view.name)
     now = now_us()
     if alias_pk is not None:
-        sql.execute(q.move_alias, {"alias_id": alias_pk, "vid": view.id, "now": now})
+        sql.send(q.move_alias, {"alias_id": alias_pk, "vid": view.id, "now": now})
     else:
-        sql.execute(
+        sql.send(
             q.insert_alias,
             {"cid": header.collection_id, "alias": alias, "vid": view.id, "now": now},
         )

@@ -10,10 +10,13 @@ between them. Here they run on the event loop too: `run` starts the read in a gr
 awaits psycopg's AsyncConnection at each `execute` and `fetch*`, so the loop serves
 other calls during the round trip. The same functions run on SQLite's
 `Database.hot_connection`. The hot writes of
-`workers.changes` run the same way, each in its own transaction, on a second pool
-(`Database.hot_async_writes`), so that writes waiting on row locks never hold the
-connections reads need; a change reports its commit's number to the call's note
-(`storage.commits`), as `Database.write` does.
+`workers.changes` run the same way, a batch of changes per transaction, on a second
+pool (`Database.hot_async_writes`), so that writes waiting on row locks never hold the
+connections reads need; a transaction reports its commit's number to the note of the
+task that ran it (`storage.commits`), as `Database.write` does. A transaction runs in
+pipeline mode: BEGIN, SAVEPOINT, a lock and whatever is only sent (`Sql.send`) go out
+with the next statement whose rows are read, in one round trip, and COMMIT with the
+last.
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -29,6 +32,7 @@ connection failures answer UNAVAILABLE, as everywhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from sqlalchemy.engine import Dialect
 from sqlalchemy.util import await_only, greenlet_spawn
 
@@ -49,12 +53,22 @@ READS, WRITES = "registry-hot-read", "registry-hot-write"
 
 
 class _Cursor:
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "_pipeline")
 
-    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+    def __init__(
+        self, cursor: psycopg.AsyncCursor[Any], pipeline: psycopg.AsyncPipeline | None
+    ) -> None:
         self._cursor = cursor
+        self._pipeline = pipeline
 
     def execute(self, sql: str, params: Any = None) -> _Cursor:
+        pipeline = self._pipeline
+        if pipeline is not None and pipeline.status == PipelineStatus.ABORTED:
+            # A statement failed (its error was raised): the ones after it were skipped,
+            # and so would this one be until a sync. In the failed transaction it then
+            # meets what it would without a pipeline (ROLLBACK TO runs).
+            with contextlib.suppress(psycopg.errors.PipelineAborted):
+                await_only(pipeline.sync())
         await_only(self._cursor.execute(sql, params))
         return self
 
@@ -66,6 +80,8 @@ class _Cursor:
 
     @property
     def rowcount(self) -> int:
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            await_only(self._pipeline.sync())  # the statement's outcome, waited for
         return self._cursor.rowcount
 
     def executemany(self, sql: str, rows: Any) -> None:
@@ -76,12 +92,18 @@ class _Cursor:
 
 
 class LentConnection:
-    """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet."""
+    """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet. In
+    pipeline mode (a write transaction) a statement is sent without waiting for its
+    result: reading a row (or a row count) waits for it and for everything sent before
+    it, in one round trip; `settle` waits for whatever was sent and not read."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_pipeline")
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline | None = None
+    ) -> None:
         self._conn = conn
+        self._pipeline = pipeline
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -89,7 +111,11 @@ class LentConnection:
         return self._conn
 
     def cursor(self) -> _Cursor:
-        return _Cursor(self._conn.cursor())
+        return _Cursor(self._conn.cursor(), self._pipeline)
+
+    def settle(self) -> None:
+        if self._pipeline is not None and self._pipeline.result_queue:
+            await_only(self._pipeline.sync())
 
 
 @dataclass
@@ -111,7 +137,7 @@ class AsyncHotPool:
         self.application_name = application_name
         options = conninfo_to_dict(conninfo).get("options")  # the caller's, kept
         self.options = commits.session_options(None if options is None else str(options))
-        self.lend: Callable[[psycopg.AsyncConnection[Any]], Any] = LentConnection
+        self.lend: Callable[..., Any] = LentConnection  # (connection, pipeline=None)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
@@ -120,7 +146,8 @@ class AsyncHotPool:
         self, fn: Callable[[Any, Dialect], R], dialect: Dialect, *, transaction: bool = False
     ) -> R:
         """`fn(connection, dialect)` on a connection of this event loop's pool; with
-        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises)."""
+        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises), in pipeline
+        mode (`LentConnection`)."""
         pool = self._pool()
         async with pool.slots:
             conn = pool.idle.pop() if pool.idle else await self._connect()
@@ -129,8 +156,7 @@ class AsyncHotPool:
                 if transaction:
                     note = commits.current_note()
                     reported = note.count if note is not None else 0
-                    async with conn.transaction():
-                        result: R = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
+                    result: R = await self._in_transaction(conn, fn, dialect)
                     if note is not None and note.count == reported:
                         cursor = await conn.execute(commits.LAST_NUMBER_SQL)
                         row = await cursor.fetchone()
@@ -150,6 +176,25 @@ class AsyncHotPool:
                     pool.idle.append(conn)
                 else:
                     self._close_later(pool, conn)
+
+    async def _in_transaction(
+        self, conn: psycopg.AsyncConnection[Any], fn: Callable[[Any, Dialect], R], dialect: Dialect
+    ) -> R:
+        """`fn` between BEGIN and COMMIT, sent in the same pipeline as its statements
+        (psycopg's `transaction()` would add a sync of its own at each end); the pipeline
+        ends after COMMIT's reply, and its commit notice, have arrived."""
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN", prepare=False)
+            try:
+                result: R = await greenlet_spawn(_call, fn, self.lend(conn, pipeline), dialect)
+            except BaseException:
+                if pipeline.status == PipelineStatus.ABORTED:
+                    with contextlib.suppress(psycopg.errors.PipelineAborted):
+                        await pipeline.sync()
+                await conn.execute("ROLLBACK", prepare=False)
+                raise
+            await conn.execute("COMMIT", prepare=False)
+        return result
 
     async def aclose(self) -> None:
         """Closes this event loop's idle connections (at shutdown, calls finished)."""

@@ -202,6 +202,22 @@ class Sql:
         finally:
             cursor.close()
 
+    def send(
+        self, q: Query | Compiled, values: Mapping[str, Any], shape: tuple[Hashable, ...] = ()
+    ) -> None:
+        """Executes a write (or a lock) whose outcome the caller does not read. On a
+        pipelined connection (PostgreSQL's write batches, `storage.hot_async`) it goes
+        out without waiting, with the next statement that is read, and its error is
+        raised there, or by `settle`."""
+        self.run(q, values, shape).close()
+
+    def settle(self) -> None:
+        """Waits for every statement sent and not read yet (raising the first error);
+        nothing to wait for on other connections."""
+        settle = getattr(self.conn, "settle", None)
+        if settle is not None:
+            settle()
+
     def one(
         self, q: Query | Compiled, values: Mapping[str, Any], shape: tuple[Hashable, ...] = ()
     ) -> Any:
@@ -211,6 +227,21 @@ class Sql:
             return cursor.fetchone()
         finally:
             cursor.close()
+
+    def ones(
+        self, statements: Sequence[tuple[Query | Compiled, Mapping[str, Any], tuple[Hashable, ...]]]
+    ) -> list[Any]:
+        """The first row (or None) of each statement, in order, all executed before any
+        is read: on a pipelined connection one round trip. Each statement still runs
+        after the one before it completed (e.g. reads after the lock they need)."""
+        cursors: list[Any] = []
+        try:
+            for q, values, shape in statements:
+                cursors.append(self.run(q, values, shape))
+            return [cursor.fetchone() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def all(
         self, q: Query | Compiled, values: Mapping[str, Any], shape: tuple[Hashable, ...] = ()
@@ -244,9 +275,9 @@ class Sql:
             self.conn.set_progress_handler(None, 0)
 
     def many(self, q: Query, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Executes a write once per row."""
+        """Executes a write once per row, sent as by `send`."""
         if len(rows) == 1:  # psycopg runs executemany as a pipeline: dearer for one row
-            self.execute(q, rows[0])
+            self.send(q, rows[0])
         elif rows:
             compiled = q.compiled(self.dialect)
             cursor = self.conn.cursor()

@@ -8,28 +8,34 @@ recorded. Where it runs:
     SQLite       the write child (`write_child`): every change that has arrived in one
                  transaction, a savepoint each (`run_batch`), so the server's event
                  loop never holds the interpreter lock for a write's Python
-    PostgreSQL   the event loop, one transaction each, on the async write pool
-                 (`storage.hot_async`): the loop serves other calls while it waits
+    PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
+                 last batch ran, in one transaction, a savepoint each (`run_batch_in`),
+                 on the async write pool in pipeline mode (`storage.hot_async`): the
+                 loop serves other calls while it waits
     otherwise    a worker thread, in an ORM session (no child yet, or it died with the
                  change unanswered)
 
-Every place runs the same function: only the connection differs.
+Every place runs the same function: only the connection differs. A change sends the
+writes whose outcome it does not read (`Sql.send`), so on PostgreSQL a link costs two
+round trips: the collection's lock with what the link reads, then the link with the
+collection's update; the batch's events and COMMIT follow once per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import psycopg
 
 from ..api.presenters import version_proto
 from ..domain.errors import RegistryError
 from ..domain.names import CollectionRef
 from ..service import events, idempotency, links
 from ..service.context import Principal
+from ..storage import commits
 from ..storage.db import Database
 from ..storage.sql import Sql
 
@@ -95,56 +101,165 @@ def run(sql: Sql, name: str, args: tuple[Any, ...]) -> Written:
 Outcome = Written | RegistryError | None
 
 
-def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Outcome]:
-    """Runs `jobs` (change name, arguments) in one SQLite write transaction, each in a
-    savepoint of its own: a job's outcome is its Written, the RegistryError it raised
-    (rolled back alone), or None when it was not run here (an unknown change, a
-    constraint that failed: rolled back alone, the caller runs it again elsewhere). If
-    BEGIN or COMMIT fails, every outcome is None."""
-    dbapi: Any = db.write_engine.dialect.dbapi
-    outcomes: list[Outcome] = []
-    try:
-        with db.write_connection() as conn:
-            cursor = conn.cursor()
-            for name, args in jobs:
-                sql = Sql(conn, db.write_engine.dialect)
-                if name not in CHANGES:
-                    outcomes.append(None)
-                    continue
-                cursor.execute("SAVEPOINT change")
-                outcome: Outcome
-                try:
-                    outcome = run(sql, name, args)
-                except RegistryError as err:
-                    outcome = err
-                except dbapi.IntegrityError:
-                    outcome = None
-                except Exception:  # a fault: run again on a worker thread, which reports it
-                    log.exception("change %s failed in the write child", name)
-                    outcome = None
-                if isinstance(outcome, Written):
-                    cursor.execute("RELEASE change")
-                else:
-                    events.drop_pending(sql)
-                    cursor.execute("ROLLBACK TO change")
-                    cursor.execute("RELEASE change")
-                outcomes.append(outcome)
-            cursor.close()
-    except (dbapi.Error, RegistryError):  # BEGIN or COMMIT failed: nothing was kept
-        return [None] * len(jobs)
+def lock_order(job: tuple[str, tuple[Any, ...]]) -> str:
+    """The collection a change locks (every change takes its collection's row lock
+    first): a batch takes them in this order, the same in every process, so that two
+    batches never wait for each other's locks in a cycle."""
+    _name, args = job
+    ref = args[1] if len(args) > 1 else None
+    return ref.name if isinstance(ref, CollectionRef) else ""
+
+
+def run_batch_in(
+    conn: Any, dialect: Any, jobs: Sequence[tuple[str, tuple[Any, ...]]]
+) -> list[Outcome]:
+    """Runs `jobs` (change name, arguments) in the open transaction of `conn` (a DB-API
+    connection), in `lock_order`, each in a savepoint of its own: a job's outcome is its
+    Written, the RegistryError it raised (rolled back alone), or None when it was not
+    run here (an unknown change, a constraint that failed, a fault: rolled back alone,
+    the caller runs it again elsewhere). The events of the jobs that succeeded are
+    written last, after every row lock (`events.write_pending`). The savepoints are
+    never released (a statement less per change): each is nested in the one before,
+    and ROLLBACK TO undoes the latest of the name."""
+    integrity_error = dialect.dbapi.IntegrityError
+    outbox = Sql(conn, dialect)
+    written_events: list[Any] = outbox.info.setdefault(events.PENDING_EVENTS, [])
+    outcomes: list[Outcome] = [None] * len(jobs)
+    cursor = conn.cursor()
+    for i in sorted(range(len(jobs)), key=lambda i: lock_order(jobs[i])):
+        name, args = jobs[i]
+        if name not in CHANGES:
+            continue
+        sql = Sql(conn, dialect)
+        cursor.execute("SAVEPOINT change")
+        outcome: Outcome
+        try:
+            outcome = CHANGES[name](sql, *args)
+            sql.settle()
+        except RegistryError as err:
+            outcome = err
+        except integrity_error:
+            outcome = None
+        except Exception:  # a fault: run again on a worker thread, which reports it
+            log.exception("change %s failed in a write batch", name)
+            outcome = None
+        if isinstance(outcome, Written):
+            written_events += sql.info.get(events.PENDING_EVENTS, ())
+        else:
+            cursor.execute("ROLLBACK TO change")
+        outcomes[i] = outcome
+    cursor.close()
+    events.write_pending(outbox)
     return outcomes
 
 
-async def run_on_loop(db: Database, name: str, args: tuple[Any, ...]) -> Written | None:
-    """PostgreSQL: the change in a transaction of its own on the event loop's write
-    pool; None when it lost a race on a unique key (the caller runs it again)."""
-    pool = db.hot_async_writes
-    assert pool is not None
-
-    def in_transaction(conn: Any, dialect: Any) -> Written:
-        return run(Sql(conn, dialect), name, args)
-
+def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Outcome]:
+    """SQLite: `run_batch_in` one write transaction. If BEGIN or COMMIT fails, every
+    outcome is None."""
+    dbapi: Any = db.write_engine.dialect.dbapi
     try:
-        return await pool.run(in_transaction, db.write_engine.dialect, transaction=True)
-    except psycopg.IntegrityError:
-        return None
+        with db.write_connection() as conn:
+            return run_batch_in(conn, db.write_engine.dialect, jobs)
+    except (dbapi.Error, RegistryError):  # BEGIN or COMMIT failed: nothing was kept
+        return [None] * len(jobs)
+
+
+# Changes per PostgreSQL transaction: each savepoint that writes is a subtransaction,
+# and past 64 of them in one transaction every other session's snapshot has to look
+# its transactions up in pg_subtrans.
+BATCH_MAX = 32
+
+
+@dataclass
+class _Job:
+    name: str
+    args: tuple[Any, ...]
+    outcome: asyncio.Future[Outcome]
+    note: commits.CommitNote | None  # the calling RPC's (`storage.commits`)
+
+
+class LoopWrites:
+    """PostgreSQL: the changes of one event loop, in batches (group commit). Each commit
+    waits for its WAL flush under locks every writer takes (the commit numbering, NOTIFY,
+    the organization's event lock), so one change per transaction commits one at a
+    time; here the changes that arrive while a batch runs make the next one, one
+    transaction with a savepoint each (`run_batch_in`) on the write pool, in pipeline
+    mode (`storage.hot_async`). Every change of the batch gets the batch's commit
+    number. One batch runs at a time: batches side by side (tried with four, by
+    collection) only waited for each other's commits and event lock, in smaller batches
+    that cost more per change."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[_Job] = []
+        self._running: asyncio.Task[None] | None = None
+
+    def submit(self, name: str, args: tuple[Any, ...]) -> asyncio.Future[Outcome]:
+        loop = asyncio.get_running_loop()
+        job = _Job(name, args, loop.create_future(), commits.current_note())
+        self._queue.append(job)
+        if self._running is None:
+            self._running = loop.create_task(self._drain())
+        return job.outcome
+
+    async def _drain(self) -> None:
+        batch: list[_Job] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                await self._run([job for job in batch if not job.outcome.done()])
+        finally:
+            self._running = None
+            for job in batch:  # cancelled (the loop is closing): so are their calls
+                job.outcome.cancel()
+
+    async def _run(self, batch: list[_Job]) -> None:
+        """Runs `batch` and answers each job; the caller of one that was cancelled is
+        gone (its change may still be made, as when it is cancelled while running)."""
+        if not batch:
+            return
+        pool = self.db.hot_async_writes
+        assert pool is not None
+        jobs = [(job.name, job.args) for job in batch]
+        note = commits.begin_call()
+        outcomes: list[Outcome]
+        try:
+            outcomes = await pool.run(
+                lambda conn, dialect: run_batch_in(conn, dialect, jobs),
+                self.db.write_engine.dialect,
+                transaction=True,
+            )
+        except RegistryError as err:  # the database is unavailable: nothing was kept
+            outcomes = [err] * len(batch)
+        except Exception:  # e.g. COMMIT failed: each change runs again on a worker thread
+            log.exception("a write batch of %d changes failed", len(batch))
+            outcomes = [None] * len(batch)
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.note is not None and note.seq:
+                job.note.observe(note.seq)
+            if not job.outcome.done():
+                job.outcome.set_result(outcome)
+
+
+_loop_writes: weakref.WeakKeyDictionary[
+    Database, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWrites]
+] = weakref.WeakKeyDictionary()
+
+
+def loop_writes(db: Database) -> LoopWrites:
+    """`db`'s batches of the running event loop."""
+    per_loop = _loop_writes.setdefault(db, weakref.WeakKeyDictionary())
+    loop = asyncio.get_running_loop()
+    writes = per_loop.get(loop)
+    if writes is None:
+        writes = per_loop[loop] = LoopWrites(db)
+    return writes
+
+
+async def run_on_loop(db: Database, name: str, args: tuple[Any, ...]) -> Written | None:
+    """PostgreSQL: the change in the event loop's next write batch (`LoopWrites`); None
+    when it was not made there (the caller runs it again)."""
+    outcome = await loop_writes(db).submit(name, args)
+    if isinstance(outcome, RegistryError):
+        raise outcome
+    return outcome
