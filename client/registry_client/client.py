@@ -757,15 +757,15 @@ class Client:
         progress: Progress | None = None,
         total: Progress | None = None,
     ) -> Transfer:
-        """Writes the files of the version `path` names (any path form) into `dest`,
-        each checked against its sha256 digest: files already whole there are kept, a
-        partial one (`NAME.partial`) is resumed, and no manifest path may lead outside
-        `dest`. Reference entries (`ref`) are not fetched. With `run_id`, the run is
-        recorded as a consumer, as `use` does. `total` is told the bytes of the stored
-        files once they are known, `progress` each number of bytes received."""
+        """Writes the files of the version `path` names (any path form, `model/resnet:v2`
+        too) into `dest`, each checked against its sha256 digest: files already whole
+        there are kept, a partial one (`NAME.partial`) is resumed, and no manifest path
+        may lead outside `dest`. Reference entries (`ref`) are not fetched. With `run_id`,
+        the run is recorded as a consumer, as `use` does. `total` is told the bytes of the
+        stored files once they are known, `progress` each number of bytes received."""
         listing = self._read(
             self.stubs.files.GetDownloadUrls,
-            file_pb.GetDownloadUrlsRequest(path=path, run_id=run_id),
+            file_pb.GetDownloadUrlsRequest(path=names.expand_path(path), run_id=run_id),
             file_pb.GetDownloadUrlsResponse,
         )
         if total is not None:

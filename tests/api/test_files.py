@@ -326,7 +326,7 @@ ROLES = {
 
 
 def test_download_is_gated_like_use_for_each_registry_role(
-    world: World, server: ServerThread
+    world: World, server: ServerThread, tmp_path: Path
 ) -> None:
     owner = world.person("owner")
     lab = make_lab(world, owner)
@@ -350,6 +350,10 @@ def test_download_is_gated_like_use_for_each_registry_role(
         fpb.GetDownloadUrlsRequest(path=path),
     )
     expect_error(NOT_FOUND, download, outsider, path, "w.bin")
+    # the client takes the short form `use` takes: REGISTRY/COLLECTION:VERSION
+    with client_of(server, people["viewer"]) as client:
+        assert client.download(path.removeprefix("wandb-registry-"), tmp_path).files == 1
+    assert (tmp_path / "w.bin").read_bytes() == data
     # the project path: team members (any role) and org admins, no one else
     assert download(owner, version.path, "w.bin") == data
     assert download(world.admin, version.path, "w.bin") == data
