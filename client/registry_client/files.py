@@ -4,8 +4,8 @@ directory (verified, resumable, never outside it).
 
 `Client.log_artifact` and `Client.download` use these; the bytes move through the
 server's FileService streams (files under `BATCH_FILE` bytes several to a
-BatchUploadBlobs call), or straight to object storage through presigned URLs when the
-server's blob store hands them out.
+BatchUploadBlobs or BatchDownloadArtifactFiles call), or straight to object storage
+through presigned URLs when the server's blob store hands them out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -31,8 +31,8 @@ CHUNK = 1 << 20  # bytes per upload message
 HASH_CHUNK = 1 << 20
 PUT_BLOCK = 8 << 20  # bytes read and sent at a time by a presigned PUT
 FIND_BATCH = 1000  # digests per FindMissingBlobs call
-BATCH_FILE = 1 << 20  # smaller files go in BatchUploadBlobs calls of
-BATCH_BYTES = 1 << 20  # at most this many bytes (the server takes 4 MiB)
+BATCH_FILE = 1 << 20  # smaller files go in BatchUploadBlobs (BatchDownloadArtifactFiles)
+BATCH_BYTES = 1 << 20  # calls of at most this many bytes (the server takes 4 MiB)
 BATCH_BLOBS = 1000
 PARTIAL_SUFFIX = ".partial"
 WORKERS = 8
@@ -144,16 +144,20 @@ def upload_file(
     )
 
 
-def batches(entries: Sequence[r.ManifestEntry]) -> Iterator[list[r.ManifestEntry]]:
-    """The small files of `entries`, grouped for BatchUploadBlobs calls."""
-    batch: list[r.ManifestEntry] = []
+T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size_of: Callable[[T], int]) -> Iterator[list[T]]:
+    """Small files (`size_of` bytes each), grouped for BatchUploadBlobs (or
+    BatchDownloadArtifactFiles) calls."""
+    batch: list[T] = []
     size = 0
-    for e in entries:
-        if batch and (size + e.size > BATCH_BYTES or len(batch) == BATCH_BLOBS):
+    for item in items:
+        if batch and (size + size_of(item) > BATCH_BYTES or len(batch) == BATCH_BLOBS):
             yield batch
             batch, size = [], 0
-        batch.append(e)
-        size += e.size
+        batch.append(item)
+        size += size_of(item)
     if batch:
         yield batch
 
@@ -223,7 +227,7 @@ def upload_files(
         ]
         futures += [
             pool.submit(upload_batch, stubs, parent, root, batch, progress)
-            for batch in batches(small)
+            for batch in batches(small, lambda e: e.size)
         ]
         for future in futures:
             future.result()
@@ -250,6 +254,11 @@ def safe_destination(dest: Path, path: str) -> Path:
 
 def _verify(path: Path, digest: str) -> bool:
     return sha256_file(path) == digest
+
+
+def _present(entry: pb.DownloadUrl, out: Path) -> bool:
+    """Whether `out` is the file already."""
+    return out.is_file() and out.stat().st_size == entry.size and _verify(out, entry.digest)
 
 
 def _partial(out: Path, size: int) -> tuple[Path, int]:
@@ -309,6 +318,34 @@ def _download_one(
         raise from_rpc_error(exc) from exc
 
 
+def download_batch(
+    stubs: Stubs,
+    version_path: str,
+    targets: Sequence[tuple[pb.DownloadUrl, Path]],
+    progress: Progress | None,
+) -> list[int]:
+    """Downloads small files in one BatchDownloadArtifactFiles call (one at a time
+    through DownloadArtifactFile on a server without it), each verified before it is
+    moved into place; the bytes received of each (-1: whole in dest already)."""
+    todo = [(e, out) for e, out in targets if not _present(e, out)]
+    got = [-1] * (len(targets) - len(todo))
+    if not todo:
+        return got
+    request = pb.BatchDownloadArtifactFilesRequest(
+        path=version_path, files=[e.file for e, _ in todo]
+    )
+    try:
+        answer = stubs.files.BatchDownloadArtifactFiles(request)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise from_rpc_error(exc) from exc
+        return got + [_download_one(stubs, version_path, e, out, progress) for e, out in todo]
+    for (e, out), sent in zip(todo, answer.files, strict=True):
+        partial, _ = _partial(out, e.size)
+        got.append(_receive(partial, 0, out, e, [sent.data], progress))
+    return got
+
+
 def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | None) -> int:
     """GETs one file from a presigned URL into `out` through `out.partial` (resumed
     with a Range request when present)."""
@@ -331,22 +368,32 @@ def download_files(
     workers: int = WORKERS,
     progress: Progress | None = None,
 ) -> Transfer:
-    """Downloads the files of `listing` (GetDownloadUrls) into `dest`."""
+    """Downloads the files of `listing` (GetDownloadUrls) into `dest` (from a store
+    that streams, files under `BATCH_FILE` bytes several to a call)."""
     targets = [(u, safe_destination(dest, u.file)) for u in listing.urls]  # all checked first
     report = Transfer()
+    path = listing.canonical_path
+    small = [t for t in targets if listing.streamed and t[0].size < BATCH_FILE]
+    large = [t for t in targets if not listing.streamed or t[0].size >= BATCH_FILE]
 
-    def one(entry: pb.DownloadUrl, out: Path) -> int:
-        if out.is_file() and out.stat().st_size == entry.size and _verify(out, entry.digest):
-            return -1
+    def one(entry: pb.DownloadUrl, out: Path) -> list[int]:
+        if _present(entry, out):
+            return [-1]
         if listing.streamed:
-            return _download_one(stubs, listing.canonical_path, entry, out, progress)
-        return fetch_url(entry.url, out, entry, progress)
+            return [_download_one(stubs, path, entry, out, progress)]
+        return [fetch_url(entry.url, out, entry, progress)]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for got in pool.map(lambda t: one(*t), targets):
-            if got < 0:
-                report.skipped += 1
-            else:
-                report.files += 1
-                report.bytes += got
+        futures = [pool.submit(one, *t) for t in large]
+        futures += [
+            pool.submit(download_batch, stubs, path, batch, progress)
+            for batch in batches(small, lambda t: t[0].size)
+        ]
+        for future in futures:
+            for got in future.result():
+                if got < 0:
+                    report.skipped += 1
+                else:
+                    report.files += 1
+                    report.bytes += got
     return report

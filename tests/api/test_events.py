@@ -149,6 +149,7 @@ READ_PREFIXES = ("Get", "List", "Watch", "Resolve", "Plan", "Find", "Download")
 NO_EVENT = {
     "FileService.UploadBlob",
     "FileService.BatchUploadBlobs",
+    "FileService.BatchDownloadArtifactFiles",
     "FileService.StartBlobUpload",
     "FileService.CompleteBlobUpload",
 }

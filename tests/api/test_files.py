@@ -673,3 +673,173 @@ def test_a_batch_writes_again_what_gc_took_after_it_was_found(
     assert kept(file_server, world, data) and stored_rows(file_server, digest_of(data)) == [
         (2, len(data))
     ]
+
+
+# --- batches of small files downloaded (file:// stores) -------------------------------------
+
+
+def log_on(
+    server: ServerThread, person: Person, parent: str, files: dict[str, bytes], **refs: str
+) -> r.ArtifactVersion:
+    """A version of `files` (and reference entries `refs`: path -> ref) logged through
+    `server`, each file uploaded in a batch of its own."""
+    stubs = stubs_of(server, person)
+    for data in files.values():
+        stubs.files.BatchUploadBlobs(batch(parent, data))
+    manifest = [entry(path, data) for path, data in files.items()]
+    for path, ref in refs.items():
+        manifest.append(entry(path, b"elsewhere"))
+        manifest[-1].ref = ref
+    return stubs.artifacts.CreateArtifactVersion(
+        apb.CreateArtifactVersionRequest(
+            parent=parent, artifact_id="batch", type="model", manifest=manifest
+        )
+    )
+
+
+def fetch(path: str, *files: str, run_id: str = "") -> fpb.BatchDownloadArtifactFilesRequest:
+    return fpb.BatchDownloadArtifactFilesRequest(path=path, files=files, run_id=run_id)
+
+
+def test_a_batch_download_gives_the_files_in_request_order_and_records_the_run(
+    world: World, file_server: ServerThread
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    files = {"a.bin": os.urandom(1000), "b/c.bin": os.urandom(70_000), "empty": b""}
+    version = log_on(file_server, owner, lab.parent, files)
+    stubs = stubs_of(file_server, owner)
+    got = stubs.files.BatchDownloadArtifactFiles(
+        fetch(version.path, "b/c.bin", "a.bin", "empty", "a.bin", run_id="eval-9")
+    )
+    assert got.artifact_version == version.name
+    assert [(f.file, f.digest, f.size, f.data) for f in got.files] == [
+        (p, digest_of(files[p]), len(files[p]), files[p])
+        for p in ("b/c.bin", "a.bin", "empty", "a.bin")
+    ]
+    lineage = stubs.artifacts.GetLineage(apb.GetLineageRequest(name=version.name))
+    assert list(lineage.consuming_runs) == ["eval-9"]
+
+
+def test_the_client_downloads_small_files_in_batches_and_large_ones_streamed(
+    world: World, file_server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry_client import files as client_files
+
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    src = tmp_path / "src"
+    files = {f"small/{i}.bin": os.urandom(3000 + i) for i in range(300)}
+    files["large.bin"] = os.urandom(3 << 20)
+    files["nearly.bin"] = os.urandom((1 << 20) - 1)
+    for path, data in files.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(data)
+    streamed: list[str] = []
+    one = client_files._download_one
+
+    def counted(stubs: Stubs, path: str, entry: fpb.DownloadUrl, *args: object) -> int:
+        streamed.append(entry.file)
+        return one(stubs, path, entry, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client_files, "_download_one", counted)
+    dest = tmp_path / "dest"
+    with Client(file_server.target, owner.key) as client:
+        version = client.log_artifact(f"{lab.team}/{lab.project}", "many", "model", src)
+        got = client.download(version.path, dest)
+        assert streamed == ["large.bin"]
+        assert (got.files, got.bytes) == (len(files), sum(map(len, files.values())))
+        assert all((dest / p).read_bytes() == data for p, data in files.items())
+        assert not list(dest.rglob("*.partial"))
+        (dest / "small/7.bin").write_bytes(b"changed")  # fetched again, the rest kept
+        again = client.download(version.path, dest)
+    assert (again.files, again.skipped) == (1, len(files) - 1)
+    assert (dest / "small/7.bin").read_bytes() == files["small/7.bin"]
+
+
+def test_the_client_downloads_one_at_a_time_from_a_server_without_batches(
+    world: World, file_server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.v1 import file_service_pb2_grpc
+
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    files = {f"{i}.bin": os.urandom(100 + i) for i in range(5)}
+    version = log_on(file_server, owner, lab.parent, files)
+    init = file_service_pb2_grpc.FileServiceStub.__init__
+
+    def older(self: file_service_pb2_grpc.FileServiceStub, channel: grpc.Channel) -> None:
+        init(self, channel)  # type: ignore[no-untyped-call]
+        self.BatchDownloadArtifactFiles = channel.unary_unary(  # a method the server lacks
+            "/registry.v1.FileService/NoSuchMethod",
+            request_serializer=fpb.BatchDownloadArtifactFilesRequest.SerializeToString,
+            response_deserializer=fpb.BatchDownloadArtifactFilesResponse.FromString,
+        )
+
+    monkeypatch.setattr(file_service_pb2_grpc.FileServiceStub, "__init__", older)
+    with Client(file_server.target, owner.key) as client:
+        got = client.download(version.path, tmp_path / "dest")
+    assert got.files == len(files)
+    assert all((tmp_path / "dest" / p).read_bytes() == d for p, d in files.items())
+
+
+def test_a_batch_download_is_gated_like_a_single_one(
+    world: World, file_server: ServerThread
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = os.urandom(500)
+    version = log_on(file_server, owner, lab.parent, {"w.bin": data})
+    registry = create_registry(world)
+    grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
+    link(owner, registry, "net", version.name)
+    path = registry_path(registry, "net", ":v0")
+    viewer, restricted = world.person("viewer"), world.person("restricted")
+    grant(world, registry, viewer.name, r.REGISTRY_ROLE_VIEWER)
+    grant(world, registry, restricted.name, r.REGISTRY_ROLE_RESTRICTED_VIEWER)
+    outsider = world.person("outsider")
+    got = stubs_of(file_server, viewer).files.BatchDownloadArtifactFiles(fetch(path, "w.bin"))
+    assert [f.data for f in got.files] == [data]
+    request = fetch(path, "w.bin", run_id="eval-1")
+    for person, code in ((restricted, DENIED), (outsider, NOT_FOUND)):
+        single = expect_error(code, download, person, path, "w.bin")
+        f = expect_error(
+            code, stubs_of(file_server, person).files.BatchDownloadArtifactFiles, request
+        )
+        assert f.message == single.message
+    lineage = owner.stubs.artifacts.GetLineage(apb.GetLineageRequest(name=version.name))
+    assert list(lineage.consuming_runs) == []
+
+
+def test_an_over_size_or_bad_batch_download_is_refused(
+    world: World, file_server: ServerThread
+) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    files = {f"{i}.bin": os.urandom(1 << 20) for i in range(4)}
+    files["x"] = b"x"  # one byte over 4 MiB
+    version = log_on(file_server, owner, lab.parent, files, **{"ref.bin": "s3://bucket/ref.bin"})
+    call = stubs_of(file_server, owner).files.BatchDownloadArtifactFiles
+    f = expect_error(INVALID, call, fetch(version.path, *files), field="files")
+    assert "DownloadArtifactFile" in f.message
+    assert [x.size for x in call(fetch(version.path, *list(files)[1:])).files] == [1 << 20] * 3 + [
+        1
+    ]
+    expect_error(INVALID, call, fetch(version.path, *["x"] * 1001), field="files")
+    expect_error(INVALID, call, fetch(version.path), field="files")
+    f = expect_error(FAILED, call, fetch(version.path, "x", "ref.bin"), reason="FILE_IS_REFERENCE")
+    assert f.message.startswith("files[1]: ")
+    f = expect_error(NOT_FOUND, call, fetch(version.path, "x", "x", "nope"))
+    assert f.message.startswith("files[2]: ")
+
+
+def test_a_presigning_store_refuses_batch_downloads(world: World, server: ServerThread) -> None:
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    if not presigned(owner, lab.parent):
+        pytest.skip("the session server streams bytes (file:// store)")
+    version = log_files(owner, lab.parent, {"w.bin": b"w"})
+    f = expect_error(
+        FAILED, owner.stubs.files.BatchDownloadArtifactFiles, fetch(version.path, "w.bin")
+    )
+    assert f.reason == "BLOB_STORE_TRANSFER"

@@ -102,6 +102,36 @@ class DownloadArtifactFileResponse(_message.Message):
     data: bytes
     def __init__(self, digest: _Optional[str] = ..., size: _Optional[int] = ..., artifact_version: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class BatchDownloadArtifactFilesRequest(_message.Message):
+    __slots__ = ("path", "files", "run_id")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    files: _containers.RepeatedScalarFieldContainer[str]
+    run_id: str
+    def __init__(self, path: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class BatchDownloadArtifactFilesResponse(_message.Message):
+    __slots__ = ("artifact_version", "files")
+    ARTIFACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    artifact_version: str
+    files: _containers.RepeatedCompositeFieldContainer[ArtifactFileData]
+    def __init__(self, artifact_version: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ArtifactFileData, _Mapping]]] = ...) -> None: ...
+
+class ArtifactFileData(_message.Message):
+    __slots__ = ("file", "digest", "size", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file: str
+    digest: str
+    size: int
+    data: bytes
+    def __init__(self, file: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class StartBlobUploadRequest(_message.Message):
     __slots__ = ("parent", "digest", "size")
     PARENT_FIELD_NUMBER: _ClassVar[int]

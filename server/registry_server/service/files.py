@@ -139,22 +139,24 @@ def stored_files(version: ArtifactVersionInfo, wanted: Sequence[str]) -> list[Fi
     ]
 
 
-def file_of(version: ArtifactVersionInfo, file: str) -> FileToSend:
+def file_of(version: ArtifactVersionInfo, file: str, field: str = "file") -> FileToSend:
     """The manifest entry named `file`: NOT_FOUND when there is none, FAILED_PRECONDITION
-    for a reference entry (its bytes live at its `ref`, not here)."""
+    for a reference entry (its bytes live at its `ref`, not here). Errors name `field`
+    when it is not the single `file` of DownloadArtifactFile."""
     if not file:
-        raise InvalidArgument("file", "is required")
+        raise InvalidArgument(field, "is required")
+    where = "" if field == "file" else f"{field}: "
     for entry in version.manifest:
         if entry["path"] == file:
             if entry["ref"]:
                 raise FailedPrecondition(
-                    f"{quote(file)} is a reference to {quote(entry['ref'])}; fetch it there",
+                    f"{where}{quote(file)} is a reference to {quote(entry['ref'])}; fetch it there",
                     reason=FILE_IS_REFERENCE,
                 )
             return FileToSend(
                 version, file, entry["digest"].removeprefix(SHA256), int(entry["size"])
             )
-    raise NotFound(f"{version.path} has no file {quote(file)}")
+    raise NotFound(f"{where}{version.path} has no file {quote(file)}")
 
 
 # --- garbage ----------------------------------------------------------------------------
