@@ -21,7 +21,7 @@ from registry_client.channel import AFTER_COMMIT_METADATA, COMMIT_METADATA
 from registry_server.api import interceptors
 from registry_server.domain.errors import InvalidArgument, Unauthenticated
 from registry_server.storage import commits
-from registry_server.storage.hot_cache import HotCache
+from registry_server.storage.reply_cache import ReplyCache
 
 from ..support.content import link, log_version, member_lab_and_registry
 from ..support.servers import ServerThread, database_kind
@@ -143,7 +143,7 @@ class Clock:
 
 def test_a_cache_keeps_nothing_while_its_clock_has_no_version() -> None:
     clock = Clock()
-    cache = HotCache(clock)
+    cache = ReplyCache(clock)
     _, seen = cache.lookup("k")
     cache.store("k", b"answer", seen)
     assert cache.lookup("k")[0] == b"answer"

@@ -137,24 +137,24 @@ class _CountedConnection:
 @pytest.fixture(scope="module")
 def counter(server: ServerThread) -> Iterator[StatementCounter]:
     db = server.app.db
-    c = StatementCounter([db.read_engine, db.write_engine], server.app.hot_cache.clear)
+    c = StatementCounter([db.read_engine, db.write_engine], server.app.reply_cache.clear)
     # Hot reads run precompiled SQL on DB-API connections, which engine events do not
-    # see: on SQLite `Database.hot_connection`, on PostgreSQL the connections that
-    # `Database.hot_async` lends on the event loop (both used by `App.query` only).
-    hot_connection = db.hot_connection
+    # see: on SQLite `Database.loop_connection`, on PostgreSQL the connections that
+    # `Database.async_reads` lends on the event loop (both used by `App.query` only).
+    loop_connection = db.loop_connection
 
     @contextmanager
     def counted() -> Iterator[Any]:
-        with hot_connection() as conn:
+        with loop_connection() as conn:
             yield _CountedConnection(conn, c)
 
-    db.hot_connection = counted  # type: ignore[method-assign]
-    pool = db.hot_async
+    db.loop_connection = counted  # type: ignore[method-assign]
+    pool = db.async_reads
     if pool is not None:
         lend = pool.lend
         pool.lend = lambda conn: _CountedConnection(lend(conn), c)
     yield c
-    del db.hot_connection
+    del db.loop_connection
     if pool is not None:
         pool.lend = lend
     c.close()

@@ -55,8 +55,8 @@ from registry_client import (
 from registry_server.migrations.commit_numbers import MARK_TRIGGER
 from registry_server.storage import commits
 from registry_server.storage.db import Database
-from registry_server.storage.hot_cache import HotCache
 from registry_server.storage.models import Base
+from registry_server.storage.reply_cache import ReplyCache
 
 from ..support.content import link, log_version, member_lab_and_registry, registry_path
 from ..support.errors import expect_error
@@ -393,7 +393,7 @@ def slow_hearing(listener: commits.CommitListener, seconds: float) -> Iterator[N
         time.sleep(seconds)  # the late ones heard
 
 
-def kept(cache: HotCache, call: Callable[[], Any]) -> Any:
+def kept(cache: ReplyCache, call: Callable[[], Any]) -> Any:
     """Calls until the answer comes from a kept reply (none is given to a caller whose
     commit the replica has not heard of yet), and returns it."""
     deadline = time.monotonic() + HEARD_WITHIN
@@ -420,7 +420,7 @@ def test_read_after_write_on_another_replica_is_never_stale(
     through B at once, with B's kept replies warmed beforehand with the state before the
     write, and B hearing of commits late. A client without the token reads the old
     state meanwhile: that is what the token is for."""
-    cache = server.app.hot_cache
+    cache = server.app.reply_cache
     listener = server.app.db.commits
     assert listener is not None
     owner = world.person("owner")
@@ -520,7 +520,7 @@ def test_kept_replies_are_emptied_by_a_commit_on_another_replica(
 ) -> None:
     """A client with no commit number reads through B: B empties what it kept when it
     hears of A's commit."""
-    cache = server.app.hot_cache
+    cache = server.app.reply_cache
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
     versions = [link(owner, registry, "resnet", log_version(lab).name) for _ in range(2)]
@@ -546,7 +546,7 @@ def test_listener_loss_stops_keeping_replies(
 ) -> None:
     """B's listening session is terminated: until B listens again it answers nothing from
     kept replies (it would not hear of commits), and afterwards it starts empty."""
-    cache = server.app.hot_cache
+    cache = server.app.reply_cache
     listener = server.app.db.commits
     assert listener is not None
     owner = world.person("owner")

@@ -10,7 +10,7 @@ import sys
 UNIT_OF_WORK = (
     ("registry_server/api/app.py", "work"),
     ("registry_server/api/app.py", "query"),
-    ("registry_server/storage/hot_async.py", "_call"),  # PostgreSQL hot paths, in a greenlet
+    ("registry_server/storage/async_pool.py", "_call"),  # PostgreSQL hot paths, in a greenlet
     ("registry_server/service/idempotency.py", "run_idempotent"),
 )
 

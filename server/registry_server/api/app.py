@@ -28,8 +28,8 @@ from ..service.secret_box import SecretBox
 from ..service.webhook_targets import TargetPolicy
 from ..storage.blobs import BlobStore, default_location, open_store
 from ..storage.db import Database
-from ..storage.hot_cache import CommitClock, FileCommitClock, HotCache
 from ..storage.paging import Page
+from ..storage.reply_cache import CommitClock, FileCommitClock, ReplyCache
 from ..storage.sql import LoopBudgetExceeded, Sql
 from ..workers import changes, write_child
 from .settings import Settings
@@ -66,8 +66,8 @@ class App:
             else None
         )
         # the commit clock: SQLite's file, or PostgreSQL's listener
-        clock: CommitClock = db.commits or FileCommitClock(db.hot_connection)
-        self.hot_cache = HotCache(clock)
+        clock: CommitClock = db.commits or FileCommitClock(db.loop_connection)
+        self.reply_cache = ReplyCache(clock)
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="registry-worker"
         )
@@ -99,30 +99,30 @@ class App:
         """A read use case over precompiled statements (`storage.sql`), on the event loop:
         on SQLite an indexed lookup in the local file is cheaper than the hop to a worker
         thread; on PostgreSQL the loop serves other calls during the round trips
-        (`storage.hot_async`). A SQLite statement that would hold the loop too long
+        (`storage.async_pool`). A SQLite statement that would hold the loop too long
         (`sql.LoopBudgetExceeded`) runs again on a worker thread."""
         dialect = self.db.read_engine.dialect
         if self.db.is_sqlite:
             try:
-                with self.db.hot_connection() as conn:
+                with self.db.loop_connection() as conn:
                     return fn(Sql(conn, dialect, loop_budget=True))
             except LoopBudgetExceeded:
                 return await self.read(lambda s: fn(Sql.of(s)))
-        assert self.db.hot_async is not None
-        return await self.db.hot_async.run(lambda conn, d: fn(Sql(conn, d)), dialect)
+        assert self.db.async_reads is not None
+        return await self.db.async_reads.run(lambda conn, d: fn(Sql(conn, d)), dialect)
 
     @property
     def keeps_answers(self) -> bool:
-        """Whether replies are kept between commits (`storage.hot_cache`)."""
+        """Whether replies are kept between commits (`storage.reply_cache`)."""
         return self.settings.kept_replies
 
     def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]:
         """The reply kept for `key` or None, and the version to pass to `keep_answer`.
         `after_commit`: the commit number the caller must see (0: any)."""
-        return self.hot_cache.lookup(key, after_commit)
+        return self.reply_cache.lookup(key, after_commit)
 
     def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None:
-        self.hot_cache.store(key, answer, seen)
+        self.reply_cache.store(key, answer, seen)
 
     def committed(self, seq: int) -> None:
         """A call of this replica committed `seq` (PostgreSQL): what was kept before it is
@@ -187,7 +187,7 @@ class App:
 
     async def aclose(self) -> None:
         """Closes what belongs to the event loop (PostgreSQL hot-path connections)."""
-        for pool in (self.db.hot_async, self.db.hot_async_writes):
+        for pool in (self.db.async_reads, self.db.async_writes):
             if pool is not None:
                 await pool.aclose()
 

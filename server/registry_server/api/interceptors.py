@@ -7,7 +7,7 @@ field (`required_fields`), exposes the principal to the servicer
 through `current_principal()`, turns domain errors into `google.rpc.Status`, and
 logs one line per call (never the key; `OK (kept)` for a kept reply). For the
 read-only `KEPT_METHODS` it first looks for the reply kept for the same method, key
-and request bytes (`storage.hot_cache`: valid until the next commit to the database),
+and request bytes (`storage.reply_cache`: valid until the next commit to the database),
 and keeps the serialized reply of each successful call. With metrics on
 (`api/metrics.py`) it counts each call, by method and status code, with its latency.
 

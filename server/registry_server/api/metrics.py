@@ -9,7 +9,7 @@ current values of what the server already counts or holds:
 - calls: `registry_rpc_requests_total`, `registry_rpc_errors_total` (by status code)
   and the `registry_rpc_duration_seconds` histogram, per method (health checks and
   reflection are not counted);
-- kept replies (`storage/hot_cache.py`): hits, misses and lookups passed to the database;
+- kept replies (`storage/reply_cache.py`): hits, misses and lookups passed to the database;
 - webhook attempts this process finished, by outcome (`service/webhooks.py`);
 - the database pools: connections checked out, and the pool size;
 - migrations (read from the database at scrape time, whichever process runs them): how
@@ -116,10 +116,10 @@ class CallMetrics:
 
 
 def _kept_replies(app: App) -> Iterator[Metric]:
-    cache = app.hot_cache
+    cache = app.reply_cache
     lookups = CounterMetricFamily(
         "registry_kept_replies_lookups",
-        "Lookups of kept replies (storage/hot_cache.py): hit, miss, or passed to the "
+        "Lookups of kept replies (storage/reply_cache.py): hit, miss, or passed to the "
         "database (no commit version to trust yet).",
         labels=["result"],
     )

@@ -50,7 +50,7 @@ class Settings:
     # A file of AES-256 keys that seal automation secrets at rest (service/secret_box.py);
     # "" stores them in plaintext.
     secret_key_file: str = ""
-    # Whether the replies of the hot reads are kept between commits (storage/hot_cache.py).
+    # Whether the replies of the hot reads are kept between commits (storage/reply_cache.py).
     kept_replies: bool = True
     # How long events, request_id answers and webhook deliveries are kept
     # (service/retention.py).

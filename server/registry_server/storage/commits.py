@@ -27,7 +27,7 @@ that number misses nothing it was shown (a retried create answered from its firs
 reply, an alias moved to where it already was).
 
 `CommitListener` is a replica's ear: one dedicated connection that LISTENs on the
-server's event loop. It implements the commit clock of `storage.hot_cache`: its
+server's event loop. It implements the commit clock of `storage.reply_cache`: its
 version changes with every commit heard of, and it has none (nothing kept, nothing
 answered from what was kept) while it is not connected. A dropped connection is
 opened again with growing pauses; after reconnecting, `seen` is read again under the
@@ -123,7 +123,7 @@ class CommitListener:
         self._version = 0
 
     def version(self, after_commit: int = 0) -> int | None:
-        """The commit clock (`storage.hot_cache.CommitClock`): None while not listening,
+        """The commit clock (`storage.reply_cache.CommitClock`): None while not listening,
         or when the caller needs commit `after_commit`, not heard of yet."""
         if not self.connected or after_commit > self.seen:
             return None

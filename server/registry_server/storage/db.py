@@ -4,7 +4,7 @@ SQLite: WAL, foreign keys, busy_timeout; reads on a pool of connections, writes
 on a single connection that opens `BEGIN IMMEDIATE`, so writers queue instead of
 failing on lock upgrades. PostgreSQL: psycopg 3, one pool for sessions, the servers'
 precompiled hot reads on async autocommit connections of the event loop
-(`hot_async`), and row locks where a write must serialize (alias moves, version
+(`async_reads`), and row locks where a write must serialize (alias moves, version
 indices). Every PostgreSQL connection reports the numbers of its commits to the call
 that made them (`storage.commits`), and `commits` is the replica's listener for
 everyone's.
@@ -29,8 +29,8 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
 from . import commits
+from .async_pool import READS, WRITES, AsyncPool
 from .errors import database_unavailable, is_busy
-from .hot_async import READS, WRITES, AsyncHotPool
 
 DEFAULT_SQLITE_FILE = "registry.db"
 WRITE_LOCK_TIMEOUT_SECONDS = 30.0
@@ -75,9 +75,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8, echo: bool = False) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        # PostgreSQL: hot reads and hot writes on the event loop (storage/hot_async.py)
-        self.hot_async: AsyncHotPool | None = None
-        self.hot_async_writes: AsyncHotPool | None = None
+        # PostgreSQL: hot reads and hot writes on the event loop (storage/async_pool.py)
+        self.async_reads: AsyncPool | None = None
+        self.async_writes: AsyncPool | None = None
         # PostgreSQL: the commits this replica has heard of (run by the server)
         self.commits: commits.CommitListener | None = None
         if self.is_sqlite:
@@ -98,12 +98,12 @@ class Database:
             event.listen(self.read_engine, "connect", _report_commits)
             self.write_engine = self.read_engine
             conninfo = parsed.set(drivername="postgresql").render_as_string(False)
-            self.hot_async = AsyncHotPool(conninfo, pool_size, READS)
-            self.hot_async_writes = AsyncHotPool(conninfo, pool_size, WRITES)
+            self.async_reads = AsyncPool(conninfo, pool_size, READS)
+            self.async_writes = AsyncPool(conninfo, pool_size, WRITES)
             self.commits = commits.CommitListener(conninfo)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
-        self._hot_lock = threading.Lock()
-        self._hot_sqlite: Any = None
+        self._loop_lock = threading.Lock()
+        self._loop_sqlite: Any = None
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @property
@@ -151,18 +151,18 @@ class Database:
             yield session
 
     @contextmanager
-    def hot_connection(self) -> Iterator[Any]:
+    def loop_connection(self) -> Iterator[Any]:
         """SQLite's connection for the precompiled hot reads: one long-lived autocommit
         connection (each SELECT sees one consistent snapshot), used from the event loop.
-        (PostgreSQL's hot reads run on `hot_async`.) Driver errors become UNAVAILABLE
+        (PostgreSQL's hot reads run on `async_reads`.) Driver errors become UNAVAILABLE
         like everywhere else."""
-        assert self.is_sqlite, "PostgreSQL's hot reads run on hot_async"
+        assert self.is_sqlite, "PostgreSQL's hot reads run on async_reads"
         dbapi = self.read_engine.dialect.dbapi
         try:
-            with self._hot_lock:
-                if self._hot_sqlite is None:
-                    self._hot_sqlite = self.read_engine.raw_connection()
-                yield self._hot_sqlite
+            with self._loop_lock:
+                if self._loop_sqlite is None:
+                    self._loop_sqlite = self.read_engine.raw_connection()
+                yield self._loop_sqlite
         except dbapi.OperationalError as e:  # type: ignore[union-attr]
             raise database_unavailable(e) from e
 
@@ -190,8 +190,8 @@ class Database:
         work costs more than the writes); they queue with every other writer. Commits
         when the block ends, rolls back when it raises. Connection failures become
         UNAVAILABLE as in `write()`; other driver errors (IntegrityError, ...) propagate
-        unchanged. (PostgreSQL's hot writes run on `hot_async_writes`.)"""
-        assert self.is_sqlite, "PostgreSQL's hot writes run on hot_async_writes"
+        unchanged. (PostgreSQL's hot writes run on `async_writes`.)"""
+        assert self.is_sqlite, "PostgreSQL's hot writes run on async_writes"
         dbapi = self.write_engine.dialect.dbapi
         raw = self.write_engine.raw_connection()
         try:
@@ -208,9 +208,9 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
-        if self._hot_sqlite is not None:
-            self._hot_sqlite.close()
-            self._hot_sqlite = None
+        if self._loop_sqlite is not None:
+            self._loop_sqlite.close()
+            self._loop_sqlite = None
         self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()

@@ -8,7 +8,7 @@ DB-API connection, whichever it is:
 
     Sql(conn, dialect)         SQLite's hot connection, the write child's connection,
                                PostgreSQL's async connections lent to a greenlet
-                               (`storage.hot_async`)
+                               (`storage.async_pool`)
     Sql.of(session)            the connection of an ORM session's transaction
 
 so one use case serves the event loop, a worker thread, the write child and a session.
@@ -206,7 +206,7 @@ class Sql:
         self, q: Query | Compiled, values: Mapping[str, Any], shape: tuple[Hashable, ...] = ()
     ) -> None:
         """Executes a write (or a lock) whose outcome the caller does not read. On a
-        pipelined connection (PostgreSQL's write batches, `storage.hot_async`) it goes
+        pipelined connection (PostgreSQL's write batches, `storage.async_pool`) it goes
         out without waiting, with the next statement that is read, and its error is
         raised there, or by `settle`."""
         self.run(q, values, shape).close()

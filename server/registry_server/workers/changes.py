@@ -10,7 +10,7 @@ recorded. Where it runs:
                  loop never holds the interpreter lock for a write's Python
     PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
                  last batch ran, in one transaction, a savepoint each (`run_batch_in`),
-                 on the async write pool in pipeline mode (`storage.hot_async`): the
+                 on the async write pool in pipeline mode (`storage.async_pool`): the
                  loop serves other calls while it waits
     otherwise    a worker thread, in an ORM session (no child yet, or it died with the
                  change unanswered)
@@ -184,7 +184,7 @@ class LoopWrites:
     the organization's event lock), so one change per transaction commits one at a
     time; here the changes that arrive while a batch runs make the next one, one
     transaction with a savepoint each (`run_batch_in`) on the write pool, in pipeline
-    mode (`storage.hot_async`). Every change of the batch gets the batch's commit
+    mode (`storage.async_pool`). Every change of the batch gets the batch's commit
     number. One batch runs at a time: batches side by side (tried with four, by
     collection) only waited for each other's commits and event lock, in smaller batches
     that cost more per change."""
@@ -218,7 +218,7 @@ class LoopWrites:
         gone (its change may still be made, as when it is cancelled while running)."""
         if not batch:
             return
-        pool = self.db.hot_async_writes
+        pool = self.db.async_writes
         assert pool is not None
         jobs = [(job.name, job.args) for job in batch]
         note = commits.begin_call()

@@ -1,6 +1,6 @@
 """The commit listener of a replica on PostgreSQL: one `LISTEN` connection on the event
 loop that hears every commit to the database, from any replica or process, and so
-empties the kept replies (`storage/commits.py`, `storage/hot_cache.py`)."""
+empties the kept replies (`storage/commits.py`, `storage/reply_cache.py`)."""
 
 from __future__ import annotations
 

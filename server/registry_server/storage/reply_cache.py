@@ -4,7 +4,7 @@ The interceptor (`api/interceptors.py`) keeps the replies of a few read-only RPC
 (`KEPT_METHODS`) under the call's method, API key and request bytes, and answers the
 same call from here before it authenticates or parses anything.
 
-A `HotCache` asks a commit clock for a version that changes with every commit to the
+A `ReplyCache` asks a commit clock for a version that changes with every commit to the
 database, by any connection of any process, and empties itself whenever the version
 moves; while the clock has no version, nothing is kept and nothing answered. A reply
 computed while a commit landed is not kept (`store` asks the clock again). Only the
@@ -184,7 +184,7 @@ class FileCommitClock:
     the file is seen at once, so `after_commit` never needs waiting for."""
 
     def __init__(self, connection: Callable[[], AbstractContextManager[Any]]) -> None:
-        self.connection = connection  # `Database.hot_connection`
+        self.connection = connection  # `Database.loop_connection`
         self.watch = CommitWatch()
 
     def version(self, after_commit: int = 0) -> Hashable:
@@ -192,7 +192,7 @@ class FileCommitClock:
             return self.watch.version(conn)
 
 
-class HotCache:
+class ReplyCache:
     def __init__(
         self,
         clock: CommitClock,

@@ -22,7 +22,7 @@ from registry.v1 import organization_service_pb2 as opb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
 from registry_client import Stubs, open_channel
-from registry_server.storage.hot_cache import CommitWatch, FileCommitClock, HotCache
+from registry_server.storage.reply_cache import CommitWatch, FileCommitClock, ReplyCache
 
 from ..support.content import grant, link, log_version, member_lab_and_registry, registry_path
 from ..support.errors import expect_error
@@ -44,7 +44,7 @@ def resolve(stubs: object, path: str) -> apb.ResolvePathResponse:
 
 @sqlite_only
 def test_a_kept_answer_lasts_until_the_next_commit(server: ServerThread, world: World) -> None:
-    cache = server.app.hot_cache
+    cache = server.app.reply_cache
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
     v0, v1 = log_version(lab), log_version(lab)
@@ -115,10 +115,10 @@ def test_a_revoked_key_gets_no_kept_reply(server: ServerThread, world: World) ->
     )
     with open_channel(world.target, second.secret) as channel:
         stubs = Stubs.on(channel)
-        hits = server.app.hot_cache.hits
+        hits = server.app.reply_cache.hits
         first = resolve(stubs, path)
         assert resolve(stubs, path) == first
-        assert server.app.hot_cache.hits == hits + 1  # kept for this key
+        assert server.app.reply_cache.hits == hits + 1  # kept for this key
         owner.stubs.organizations.DeleteApiKey(opb.DeleteApiKeyRequest(name=second.name))
         expect_error(grpc.StatusCode.UNAUTHENTICATED, resolve, stubs, path)
     assert resolve(owner.stubs, path) == first  # the owner's other key is another entry
@@ -156,7 +156,7 @@ def test_list_pages_are_kept_per_request(server: ServerThread, world: World) -> 
 def test_postgresql_keeps_replies_until_a_commit_is_heard_of(
     server: ServerThread, world: World
 ) -> None:
-    cache = server.app.hot_cache
+    cache = server.app.reply_cache
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
     v0, v1 = log_version(lab), log_version(lab)
@@ -191,12 +191,12 @@ def file_clock(conn: sqlite3.Connection) -> FileCommitClock:
 
 def test_entries_are_bounded_by_size() -> None:
     clock = file_clock(sqlite3.connect(":memory:"))
-    cache = HotCache(clock, max_bytes=3000, max_entry_bytes=1500)
+    cache = ReplyCache(clock, max_bytes=3000, max_entry_bytes=1500)
 
     def answer(n: int) -> bytes:
         return b"x" * n
 
-    def keep(c: HotCache, key: str, n: int) -> None:
+    def keep(c: ReplyCache, key: str, n: int) -> None:
         _, seen = c.lookup(key)
         c.store(key, answer(n), seen)
 
@@ -211,7 +211,7 @@ def test_entries_are_bounded_by_size() -> None:
     assert cache.lookup("b")[0] is not None and cache.lookup("c")[0] is not None
     assert len(cache) == 2
 
-    few = HotCache(clock, max_entries=2)
+    few = ReplyCache(clock, max_entries=2)
     for key in ("a", "b", "c"):
         keep(few, key, 10)
     assert len(few) == 2 and few.lookup("a")[0] is None  # the oldest went
@@ -231,7 +231,7 @@ def _hot_and_other(directory: object, name: str) -> tuple[sqlite3.Connection, sq
 
 def test_a_reply_computed_across_a_commit_is_not_kept(tmp_path: object) -> None:
     hot, other = _hot_and_other(tmp_path, "race.db")
-    cache = HotCache(file_clock(hot))
+    cache = ReplyCache(file_clock(hot))
     kept, seen = cache.lookup("k")
     assert kept is None
     other.execute("INSERT INTO t VALUES (1)")  # lands while the reply is being computed

@@ -1,4 +1,4 @@
-"""PostgreSQL hot reads on the event loop (`storage/hot_async.py`): they run on the
+"""PostgreSQL hot reads on the event loop (`storage/async_pool.py`): they run on the
 server's loop thread, and a connection the database dropped costs at most one
 UNAVAILABLE answer before the pool replaces it."""
 
@@ -14,7 +14,7 @@ import pytest
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.storage.hot_async import READS, WRITES, AsyncHotPool
+from registry_server.storage.async_pool import READS, WRITES, AsyncPool
 
 from ..support.content import (
     create_registry,
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _pool(server: ServerThread) -> AsyncHotPool:
-    pool = server.app.db.hot_async
+def _pool(server: ServerThread) -> AsyncPool:
+    pool = server.app.db.async_reads
     assert pool is not None
     return pool
 
@@ -95,7 +95,7 @@ def test_a_dropped_connection_costs_one_unavailable_at_most(
     unavailable = 0
     answers = []
     for _ in range(killed + 5):
-        server.app.hot_cache.clear()  # each call reads (a kept reply would not)
+        server.app.reply_cache.clear()  # each call reads (a kept reply would not)
         try:
             answers.append(_role(owner, registry).role)
         except grpc.RpcError as err:

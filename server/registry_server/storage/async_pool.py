@@ -1,22 +1,21 @@
-"""PostgreSQL hot reads (and hot writes) on the event loop.
+"""PostgreSQL reads (and link and alias writes) on the event loop.
 
-The precompiled hot reads (`service.fast_resolve`, `service.fast_reads`) are plain
-functions over a DB-API connection: a statement or two, then protos built from the
-rows. On SQLite they run on the event loop against the local file. On PostgreSQL each
-statement is a network round trip, which a worker thread used to wait for: every call
-then paid the hand-off to the thread and back, with the interpreter lock passed
-between them. Here they run on the event loop too: `run` starts the read in a greenlet
-(as SQLAlchemy's asyncio extension does) and lends it `LentConnection`, whose cursor
-awaits psycopg's AsyncConnection at each `execute` and `fetch*`, so the loop serves
-other calls during the round trip. The same functions run on SQLite's
-`Database.hot_connection`. The hot writes of
-`workers.changes` run the same way, a batch of changes per transaction, on a second
-pool (`Database.hot_async_writes`), so that writes waiting on row locks never hold the
-connections reads need; a transaction reports its commit's number to the note of the
-task that ran it (`storage.commits`), as `Database.write` does. A transaction runs in
-pipeline mode: BEGIN, SAVEPOINT, a lock and whatever is only sent (`Sql.send`) go out
-with the next statement whose rows are read, in one round trip, and COMMIT with the
-last.
+The reads that `App.query` runs (path resolution, collection versions, effective roles:
+`storage/queries/`) are plain functions over a DB-API connection: a statement or two,
+then the view built from the rows. On SQLite they run on the event loop against the
+local file. On PostgreSQL each statement is a network round trip, which a worker thread
+used to wait for: every call then paid the hand-off to the thread and back, with the
+interpreter lock passed between them. Here they run on the event loop too: `run` starts
+the read in a greenlet (as SQLAlchemy's asyncio extension does) and lends it
+`LentConnection`, whose cursor awaits psycopg's AsyncConnection at each `execute` and
+`fetch*`, so the loop serves other calls during the round trip. The same functions run
+on SQLite's `Database.loop_connection`. The hot writes of `workers.changes` run the same
+way, a batch of changes per transaction, on a second pool (`Database.async_writes`), so
+that writes waiting on row locks never hold the connections reads need; a transaction
+reports its commit's number to the note of the task that ran it (`storage.commits`), as
+`Database.write` does. A transaction runs in pipeline mode: BEGIN, SAVEPOINT, a lock and
+whatever is only sent (`Sql.send`) go out with the next statement whose rows are read,
+in one round trip, and COMMIT with the last.
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -130,7 +129,7 @@ def _call(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
     return fn(conn, dialect)
 
 
-class AsyncHotPool:
+class AsyncPool:
     def __init__(self, conninfo: str, size: int, application_name: str) -> None:
         self.conninfo = conninfo
         self.size = size
