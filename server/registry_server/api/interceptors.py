@@ -236,10 +236,23 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             status.code, status.details, (*status.trailing_metadata, *_commit_metadata(note))
         )
 
-    def _log_call(
-        self, context: Any, method: str, code: str, seconds: float, token: str, detail: str
+    def _finished(
+        self,
+        context: Any,
+        method: str,
+        observe: CallObserver | None,
+        code: str,
+        start: float,
+        token: str,
+        detail: str,
     ) -> None:
-        """The call's access line: text, or JSON with the same fields (`logs.py`)."""
+        """A call has ended (`start` from `time.perf_counter`): counts it, and logs its access
+        line: text, or JSON with the same fields (`logs.py`)."""
+        seconds = time.perf_counter() - start
+        if observe is not None:
+            observe(code, seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return
         principal = _principal.get(None)
         if principal is None and token:  # a kept reply: the key's cached principal
             try:
@@ -308,11 +321,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             code = status_name(err)
             await self._fail(context, method, err)
         finally:
-            seconds = time.perf_counter() - start
-            if observe is not None:
-                observe(code, seconds)
-            if log.isEnabledFor(logging.INFO):
-                self._log_call(context, method, code, seconds, token, kind)
+            self._finished(context, method, observe, code, start, token, kind)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
@@ -366,13 +375,8 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = status_name(err)
                     await self._fail(context, method, err, note)
                 finally:
-                    seconds = time.perf_counter() - start
-                    if observe is not None:
-                        observe(code, seconds)
-                    if log.isEnabledFor(logging.INFO):
-                        self._log_call(
-                            context, method, code, seconds, token, "kept" if kept else ""
-                        )
+                    detail = "kept" if kept else ""
+                    self._finished(context, method, observe, code, start, token, detail)
 
             def serialize_reply(reply: Any) -> bytes:
                 # kept replies are already serialized
