@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, func, select
 from sqlalchemy.sql import Select
 
 from ...domain import paths
 from ...domain.filters import parse_filter
 from ..filter_sql import FieldSpec, compile_filter
-from ..paging import SortKey, parse_order_by
+from ..paging import SortKey, parse_order_by, seek
 from ..sql import Query, joined_aliases, query
 from .registries import by_name, collection_columns, registry_columns
 from .tables import (
@@ -192,14 +192,8 @@ def order_keys(order_by: str) -> list[SortKey]:
 
 
 def _seek(keys: Sequence[SortKey]) -> ColumnElement[bool]:
-    """Rows after the token's key (`storage.paging`'s seek, on parameters)."""
-    after = [bindparam(AFTER.format(i), type_=k.column.type) for i, k in enumerate(keys)]
-    clauses = []
-    for i, key in enumerate(keys):
-        eqs = [keys[j].column == after[j] for j in range(i)]
-        cmp = key.column < after[i] if key.descending else key.column > after[i]
-        clauses.append(and_(*eqs, cmp))
-    return or_(*clauses)
+    """Rows after the token's key (as `storage.paging.seek`, on bind parameters)."""
+    return seek(keys, [bindparam(AFTER.format(i), type_=k.column.type) for i, k in enumerate(keys)])
 
 
 def _page(dialect: str, filter: str, order_by: str, after: bool) -> Select[Any]:
