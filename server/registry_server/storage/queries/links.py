@@ -34,7 +34,7 @@ from .tables import (
     registry,
     team,
 )
-from .versions import highest_index, version_columns, with_source
+from .versions import highest_index, version_columns, with_source, with_version_at
 
 _ONE: Any = literal_column("1")  # inline: compiled SQL takes only the real parameters
 
@@ -113,14 +113,7 @@ def link_target(dialect: str, form: str) -> Select[Any]:
 
 @query
 def alias_target(dialect: str) -> Select[Any]:
-    joined = _registry_collection().outerjoin(
-        collection_version,
-        and_(
-            collection_version.c.collection_id == collection.c.id,
-            collection_version.c.version_index == bindparam("index"),
-        ),
-    )
-    joined = with_source(joined, outer=True).outerjoin(
+    joined = with_source(with_version_at(_registry_collection()), outer=True).outerjoin(
         collection_alias,
         and_(
             collection_alias.c.collection_id == collection.c.id,

@@ -92,24 +92,27 @@ def with_source(joined: Any, *, outer: bool = False) -> Any:
     )
 
 
+def with_version_at(joined: Any) -> Any:
+    """`joined` (which has the collection) outer-joined to its version `index`."""
+    return joined.outerjoin(
+        collection_version,
+        and_(
+            collection_version.c.collection_id == collection.c.id,
+            collection_version.c.version_index == bindparam("index"),
+        ),
+    )
+
+
 @query
 def version(dialect: str) -> Select[Any]:
     """Registry, granted roles, collection, `latest` and version `index`, in one row;
     NULL collection or version columns when either is missing (no row: no registry)."""
-    joined = (
-        org.join(registry, registry.c.org_id == org.c.id)
-        .outerjoin(
+    joined = with_version_at(
+        org.join(registry, registry.c.org_id == org.c.id).outerjoin(
             collection,
             and_(
                 collection.c.registry_id == registry.c.id,
                 collection.c.name == bindparam("collection"),
-            ),
-        )
-        .outerjoin(
-            collection_version,
-            and_(
-                collection_version.c.collection_id == collection.c.id,
-                collection_version.c.version_index == bindparam("index"),
             ),
         )
     )
