@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.sql import Select
 
 from ..sql import joined_aliases, query
-from .registries import registry_columns
+from .registries import named_collection, registry_columns
 from .tables import (
     artifact,
     artifact_alias,
@@ -257,13 +257,7 @@ def registry_collection(dialect: str, key: str, form: str) -> Select[Any]:
     organization's, registry's and collection's names, then the version and its
     artifact version (NULL columns for a missing collection or version)."""
     if key == "names":
-        joined = org.join(registry, registry.c.org_id == org.c.id).outerjoin(
-            collection,
-            and_(
-                collection.c.registry_id == registry.c.id,
-                collection.c.name == bindparam("collection"),
-            ),
-        )
+        joined = named_collection()
         where = and_(org.c.name == bindparam("org"), registry.c.name == bindparam("registry"))
     else:
         joined = collection.join(registry, registry.c.id == collection.c.registry_id).join(

@@ -15,7 +15,7 @@ from ...domain.filters import parse_filter
 from ..filter_sql import FieldSpec, compile_filter
 from ..paging import SortKey, parse_order_by, seek
 from ..sql import Query, joined_aliases, query
-from .registries import by_name, collection_columns, registry_columns
+from .registries import by_name, collection_columns, named_collection, registry_columns
 from .tables import (
     artifact,
     artifact_version,
@@ -26,9 +26,7 @@ from .tables import (
     highest_cv,
     holder_cv,
     linker,
-    org,
     project,
-    registry,
     team,
 )
 
@@ -107,15 +105,6 @@ def with_version_at(joined: Any) -> Any:
 def version(dialect: str) -> Select[Any]:
     """Registry, granted roles, collection, `latest` and version `index`, in one row;
     NULL collection or version columns when either is missing (no row: no registry)."""
-    joined = with_version_at(
-        org.join(registry, registry.c.org_id == org.c.id).outerjoin(
-            collection,
-            and_(
-                collection.c.registry_id == registry.c.id,
-                collection.c.name == bindparam("collection"),
-            ),
-        )
-    )
     return (
         select(
             *registry_columns(),
@@ -123,7 +112,7 @@ def version(dialect: str) -> Select[Any]:
             highest_index(collection.c.id),
             *version_columns(dialect),
         )
-        .select_from(with_source(joined, outer=True))
+        .select_from(with_source(with_version_at(named_collection()), outer=True))
         .where(by_name())
     )
 
