@@ -113,22 +113,28 @@ def _link_version(
     form: str,
 ) -> Any:
     """Outer-joins the link version a version token names: vN (`index`), the highest
-    index (`latest`) or an alias row (`alias`)."""
+    index (`latest`) or an alias row (`alias`); then its linker and its artifact version
+    (`join_artifact`)."""
     parent_of = versions.c[parent_column]
     if form == "index":
         on = and_(parent_of == parent_id, versions.c.version_index == bindparam("index"))
-        return joined.outerjoin(versions, on)
-    if form == "latest":
+        joined = joined.outerjoin(versions, on)
+    elif form == "latest":
         top = (
             select(func.max(highest.c.version_index))
             .where(highest.c[parent_column] == parent_id)
             .scalar_subquery()
         )
-        return joined.outerjoin(
+        joined = joined.outerjoin(
             versions, and_(parent_of == parent_id, versions.c.version_index == top)
         )
-    on = and_(aliases.c[parent_column] == parent_id, aliases.c.alias == bindparam("alias"))
-    return joined.outerjoin(aliases, on).outerjoin(versions, versions.c.id == aliases.c.version_id)
+    else:
+        on = and_(aliases.c[parent_column] == parent_id, aliases.c.alias == bindparam("alias"))
+        joined = joined.outerjoin(aliases, on).outerjoin(
+            versions, versions.c.id == aliases.c.version_id
+        )
+    joined = joined.outerjoin(linker, linker.c.id == versions.c.linked_by_id)
+    return join_artifact(joined, versions.c.artifact_version_id, outer=True)
 
 
 def named_artifact_version(joined: Any, owner: Any, form: str, *, outer: bool = False) -> Any:
@@ -213,8 +219,7 @@ def legacy(dialect: str, form: str) -> Select[Any]:
         model_alias,
         highest_mv,
         form,
-    ).outerjoin(linker, linker.c.id == model_version.c.linked_by_id)
-    joined = join_artifact(joined, model_version.c.artifact_version_id, outer=True)
+    )
     return (
         select(
             team.c.id,
@@ -272,8 +277,7 @@ def registry_collection(dialect: str, key: str, form: str) -> Select[Any]:
         collection_alias,
         highest_cv,
         form,
-    ).outerjoin(linker, linker.c.id == collection_version.c.linked_by_id)
-    joined = join_artifact(joined, collection_version.c.artifact_version_id, outer=True)
+    )
     return (
         select(
             *registry_columns(),
