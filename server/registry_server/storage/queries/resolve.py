@@ -46,6 +46,7 @@ from .tables import (
     registry,
     team,
 )
+from .versions import highest_index
 
 
 def artifact_columns(dialect: str) -> tuple[Any, ...]:
@@ -247,9 +248,7 @@ def collection_version_columns(dialect: str) -> tuple[Any, ...]:
         cv.update_time,
         linker.c.name,
         joined_aliases(dialect, cv_aliases, cv.id),
-        select(func.max(highest_cv.c.version_index))
-        .where(highest_cv.c.collection_id == collection.c.id)
-        .scalar_subquery(),
+        highest_index(collection.c.id),
     )
 
 
