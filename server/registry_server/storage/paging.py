@@ -54,7 +54,8 @@ def parse_order_by(
     return keys
 
 
-def _seek(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+def seek(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows after `values` in the order of `keys` (values: literals or bind parameters)."""
     clauses = []
     for i, key in enumerate(keys):
         eqs = [keys[j].column == values[j] for j in range(i)]
@@ -89,7 +90,7 @@ def fetch_page(
     query = (*query, [(str(k.column), k.descending) for k in keys])
     after = decode_token(token, query, len(keys))
     if after is not None:
-        stmt = stmt.where(_seek(keys, after))
+        stmt = stmt.where(seek(keys, after))
     stmt = stmt.order_by(*[k.column.desc() if k.descending else k.column.asc() for k in keys])
     rows = list(session.execute(stmt.limit(n + 1)).all())
     next_token = ""

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import ClauseElement, Select
 
 from ..sql import query
-from .registries import by_name, registry_columns
+from .registries import by_name, named_collection, registry_columns
 from .resolve import caller_team_role, named_artifact_version
 from .tables import (
     artifact,
@@ -29,25 +29,12 @@ from .tables import (
     collection_alias,
     collection_version,
     holder_cv,
-    org,
     project,
-    registry,
     team,
 )
-from .versions import highest_index, version_columns, with_source
+from .versions import highest_index, version_columns, with_source, with_version_at
 
 _ONE: Any = literal_column("1")  # inline: compiled SQL takes only the real parameters
-
-
-def _registry_collection() -> Any:
-    """organizations -> registries -> collections, by the names in the request."""
-    return org.join(registry, registry.c.org_id == org.c.id).join(
-        collection,
-        and_(
-            collection.c.registry_id == registry.c.id,
-            collection.c.name == bindparam("collection"),
-        ),
-    )
 
 
 @query
@@ -58,7 +45,7 @@ def lock_collection(dialect: str) -> Select[Any]:
     of their own.) SQLite serializes its writers."""
     return (
         select(collection.c.id)
-        .select_from(_registry_collection())
+        .select_from(named_collection(outer=False))
         .where(by_name())
         .with_for_update(of=collection)
     )
@@ -66,7 +53,7 @@ def lock_collection(dialect: str) -> Select[Any]:
 
 @query
 def link_target(dialect: str, form: str) -> Select[Any]:
-    joined = _registry_collection()
+    joined = named_collection(outer=False)
     if form == "id":
         joined = (
             joined.outerjoin(artifact_version, artifact_version.c.id == bindparam("av_id"))
@@ -113,14 +100,7 @@ def link_target(dialect: str, form: str) -> Select[Any]:
 
 @query
 def alias_target(dialect: str) -> Select[Any]:
-    joined = _registry_collection().outerjoin(
-        collection_version,
-        and_(
-            collection_version.c.collection_id == collection.c.id,
-            collection_version.c.version_index == bindparam("index"),
-        ),
-    )
-    joined = with_source(joined, outer=True).outerjoin(
+    joined = with_source(with_version_at(named_collection(outer=False)), outer=True).outerjoin(
         collection_alias,
         and_(
             collection_alias.c.collection_id == collection.c.id,

@@ -121,6 +121,15 @@ def _org_registry() -> Any:
     return org.join(registry, registry.c.org_id == org.c.id)
 
 
+def named_collection(*, outer: bool = True) -> Any:
+    """organizations -> registries -> the collection the parameter `collection` names
+    (an outer join unless `outer` is False)."""
+    on = and_(
+        collection.c.registry_id == registry.c.id, collection.c.name == bindparam("collection")
+    )
+    return _org_registry().join(collection, on, isouter=outer)
+
+
 @query
 def registry_header(dialect: str) -> Select[Any]:
     """The registry and the caller's granted roles (no row: no such registry)."""
@@ -137,15 +146,7 @@ def collection_header(dialect: str) -> Select[Any]:
     when the registry has no such collection."""
     return (
         select(*registry_columns(), *collection_columns())
-        .select_from(
-            _org_registry().outerjoin(
-                collection,
-                and_(
-                    collection.c.registry_id == registry.c.id,
-                    collection.c.name == bindparam("collection"),
-                ),
-            )
-        )
+        .select_from(named_collection())
         .where(by_name())
     )
 

@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.sql import Select
 
 from ..sql import joined_aliases, query
-from .registries import registry_columns
+from .registries import named_collection, registry_columns
 from .tables import (
     artifact,
     artifact_alias,
@@ -46,6 +46,7 @@ from .tables import (
     registry,
     team,
 )
+from .versions import highest_index
 
 
 def artifact_columns(dialect: str) -> tuple[Any, ...]:
@@ -113,22 +114,28 @@ def _link_version(
     form: str,
 ) -> Any:
     """Outer-joins the link version a version token names: vN (`index`), the highest
-    index (`latest`) or an alias row (`alias`)."""
+    index (`latest`) or an alias row (`alias`); then its linker and its artifact version
+    (`join_artifact`)."""
     parent_of = versions.c[parent_column]
     if form == "index":
         on = and_(parent_of == parent_id, versions.c.version_index == bindparam("index"))
-        return joined.outerjoin(versions, on)
-    if form == "latest":
+        joined = joined.outerjoin(versions, on)
+    elif form == "latest":
         top = (
             select(func.max(highest.c.version_index))
             .where(highest.c[parent_column] == parent_id)
             .scalar_subquery()
         )
-        return joined.outerjoin(
+        joined = joined.outerjoin(
             versions, and_(parent_of == parent_id, versions.c.version_index == top)
         )
-    on = and_(aliases.c[parent_column] == parent_id, aliases.c.alias == bindparam("alias"))
-    return joined.outerjoin(aliases, on).outerjoin(versions, versions.c.id == aliases.c.version_id)
+    else:
+        on = and_(aliases.c[parent_column] == parent_id, aliases.c.alias == bindparam("alias"))
+        joined = joined.outerjoin(aliases, on).outerjoin(
+            versions, versions.c.id == aliases.c.version_id
+        )
+    joined = joined.outerjoin(linker, linker.c.id == versions.c.linked_by_id)
+    return join_artifact(joined, versions.c.artifact_version_id, outer=True)
 
 
 def named_artifact_version(joined: Any, owner: Any, form: str, *, outer: bool = False) -> Any:
@@ -213,8 +220,7 @@ def legacy(dialect: str, form: str) -> Select[Any]:
         model_alias,
         highest_mv,
         form,
-    ).outerjoin(linker, linker.c.id == model_version.c.linked_by_id)
-    joined = join_artifact(joined, model_version.c.artifact_version_id, outer=True)
+    )
     return (
         select(
             team.c.id,
@@ -242,9 +248,7 @@ def collection_version_columns(dialect: str) -> tuple[Any, ...]:
         cv.update_time,
         linker.c.name,
         joined_aliases(dialect, cv_aliases, cv.id),
-        select(func.max(highest_cv.c.version_index))
-        .where(highest_cv.c.collection_id == collection.c.id)
-        .scalar_subquery(),
+        highest_index(collection.c.id),
     )
 
 
@@ -257,13 +261,7 @@ def registry_collection(dialect: str, key: str, form: str) -> Select[Any]:
     organization's, registry's and collection's names, then the version and its
     artifact version (NULL columns for a missing collection or version)."""
     if key == "names":
-        joined = org.join(registry, registry.c.org_id == org.c.id).outerjoin(
-            collection,
-            and_(
-                collection.c.registry_id == registry.c.id,
-                collection.c.name == bindparam("collection"),
-            ),
-        )
+        joined = named_collection()
         where = and_(org.c.name == bindparam("org"), registry.c.name == bindparam("registry"))
     else:
         joined = collection.join(registry, registry.c.id == collection.c.registry_id).join(
@@ -278,8 +276,7 @@ def registry_collection(dialect: str, key: str, form: str) -> Select[Any]:
         collection_alias,
         highest_cv,
         form,
-    ).outerjoin(linker, linker.c.id == collection_version.c.linked_by_id)
-    joined = join_artifact(joined, collection_version.c.artifact_version_id, outer=True)
+    )
     return (
         select(
             *registry_columns(),

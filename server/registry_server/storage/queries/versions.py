@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, func, select
 from sqlalchemy.sql import Select
 
 from ...domain import paths
 from ...domain.filters import parse_filter
 from ..filter_sql import FieldSpec, compile_filter
-from ..paging import SortKey, parse_order_by
+from ..paging import SortKey, parse_order_by, seek
 from ..sql import Query, joined_aliases, query
-from .registries import by_name, collection_columns, registry_columns
+from .registries import by_name, collection_columns, named_collection, registry_columns
 from .tables import (
     artifact,
     artifact_version,
@@ -26,9 +26,7 @@ from .tables import (
     highest_cv,
     holder_cv,
     linker,
-    org,
     project,
-    registry,
     team,
 )
 
@@ -92,27 +90,21 @@ def with_source(joined: Any, *, outer: bool = False) -> Any:
     )
 
 
+def with_version_at(joined: Any) -> Any:
+    """`joined` (which has the collection) outer-joined to its version `index`."""
+    return joined.outerjoin(
+        collection_version,
+        and_(
+            collection_version.c.collection_id == collection.c.id,
+            collection_version.c.version_index == bindparam("index"),
+        ),
+    )
+
+
 @query
 def version(dialect: str) -> Select[Any]:
     """Registry, granted roles, collection, `latest` and version `index`, in one row;
     NULL collection or version columns when either is missing (no row: no registry)."""
-    joined = (
-        org.join(registry, registry.c.org_id == org.c.id)
-        .outerjoin(
-            collection,
-            and_(
-                collection.c.registry_id == registry.c.id,
-                collection.c.name == bindparam("collection"),
-            ),
-        )
-        .outerjoin(
-            collection_version,
-            and_(
-                collection_version.c.collection_id == collection.c.id,
-                collection_version.c.version_index == bindparam("index"),
-            ),
-        )
-    )
     return (
         select(
             *registry_columns(),
@@ -120,7 +112,7 @@ def version(dialect: str) -> Select[Any]:
             highest_index(collection.c.id),
             *version_columns(dialect),
         )
-        .select_from(with_source(joined, outer=True))
+        .select_from(with_source(with_version_at(named_collection()), outer=True))
         .where(by_name())
     )
 
@@ -192,14 +184,8 @@ def order_keys(order_by: str) -> list[SortKey]:
 
 
 def _seek(keys: Sequence[SortKey]) -> ColumnElement[bool]:
-    """Rows after the token's key (`storage.paging`'s seek, on parameters)."""
-    after = [bindparam(AFTER.format(i), type_=k.column.type) for i, k in enumerate(keys)]
-    clauses = []
-    for i, key in enumerate(keys):
-        eqs = [keys[j].column == after[j] for j in range(i)]
-        cmp = key.column < after[i] if key.descending else key.column > after[i]
-        clauses.append(and_(*eqs, cmp))
-    return or_(*clauses)
+    """Rows after the token's key (as `storage.paging.seek`, on bind parameters)."""
+    return seek(keys, [bindparam(AFTER.format(i), type_=k.column.type) for i, k in enumerate(keys)])
 
 
 def _page(dialect: str, filter: str, order_by: str, after: bool) -> Select[Any]:
