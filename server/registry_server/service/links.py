@@ -4,10 +4,7 @@ and AddAlias, what every training pipeline does at the end of a run.
 Each runs on the connection it is given (`storage.sql.Sql`) inside the caller's write
 transaction: SQLite's write child or PostgreSQL's batches on the event loop (a batch of
 changes per transaction, a savepoint each, `workers.changes`), or an ORM session
-(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection). Writes
-whose outcome is not read are sent (`Sql.send`), and the collection's lock goes with
-the read after it (`Sql.ones`): on PostgreSQL's pipelined connection a link is two
-round trips.
+(`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection).
 
 One statement (`storage.queries.links.link_target`) reads the registry with the
 caller's granted roles, the row-locked collection, the source artifact version with
@@ -182,8 +179,8 @@ def _read_target(
 
 
 def _locked_read(sql: Sql, params: dict[str, Any], read: Query, shape: tuple[str, ...] = ()) -> Any:
-    """`read`'s row after the collection's row lock on PostgreSQL (sent together: one
-    round trip on a pipelined connection); None when the collection is missing. (Read
+    """`read`'s row after the collection's row lock on PostgreSQL; None when the
+    collection is missing. (Read
     apart from the lock: a statement that waited for a row lock sees that row as
     committed meanwhile, but the rows it joined as they were when it started.)"""
     if not sql.postgres:

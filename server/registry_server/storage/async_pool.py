@@ -13,9 +13,10 @@ on SQLite's `Database.loop_connection`. The hot writes of `workers.changes` run 
 way, a batch of changes per transaction, on a second pool (`Database.async_writes`), so
 that writes waiting on row locks never hold the connections reads need; a transaction
 reports its commit's number to the note of the task that ran it (`storage.commits`), as
-`Database.write` does. A transaction runs in pipeline mode: BEGIN, SAVEPOINT, a lock and
-whatever is only sent (`Sql.send`) go out with the next statement whose rows are read,
-in one round trip, and COMMIT with the last.
+`Database.write` does. Every statement of a transaction waits for its reply. (Pipeline
+mode, which saves round trips, was tried for the write batches and left out: after a
+failed statement libpq skips what was queued behind it, including the parsing of new
+prepared statements, and psycopg's cache of them then disagrees with the server.)
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -31,7 +32,6 @@ connection failures answer UNAVAILABLE, as everywhere else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Dialect
 from sqlalchemy.util import await_only, greenlet_spawn
 
@@ -52,22 +52,12 @@ READS, WRITES = "registry-hot-read", "registry-hot-write"
 
 
 class _Cursor:
-    __slots__ = ("_cursor", "_pipeline")
+    __slots__ = ("_cursor",)
 
-    def __init__(
-        self, cursor: psycopg.AsyncCursor[Any], pipeline: psycopg.AsyncPipeline | None
-    ) -> None:
+    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
         self._cursor = cursor
-        self._pipeline = pipeline
 
     def execute(self, sql: str, params: Any = None) -> _Cursor:
-        pipeline = self._pipeline
-        if pipeline is not None and pipeline.status == PipelineStatus.ABORTED:
-            # A statement failed (its error was raised): the ones after it were skipped,
-            # and so would this one be until a sync. In the failed transaction it then
-            # meets what it would without a pipeline (ROLLBACK TO runs).
-            with contextlib.suppress(psycopg.errors.PipelineAborted):
-                await_only(pipeline.sync())
         await_only(self._cursor.execute(sql, params))
         return self
 
@@ -79,8 +69,6 @@ class _Cursor:
 
     @property
     def rowcount(self) -> int:
-        if self._pipeline is not None and self._cursor.pgresult is None:
-            await_only(self._pipeline.sync())  # the statement's outcome, waited for
         return self._cursor.rowcount
 
     def executemany(self, sql: str, rows: Any) -> None:
@@ -91,18 +79,12 @@ class _Cursor:
 
 
 class LentConnection:
-    """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet. In
-    pipeline mode (a write transaction) a statement is sent without waiting for its
-    result: reading a row (or a row count) waits for it and for everything sent before
-    it, in one round trip; `settle` waits for whatever was sent and not read."""
+    """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet."""
 
-    __slots__ = ("_conn", "_pipeline")
+    __slots__ = ("_conn",)
 
-    def __init__(
-        self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline | None = None
-    ) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
-        self._pipeline = pipeline
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -110,11 +92,7 @@ class LentConnection:
         return self._conn
 
     def cursor(self) -> _Cursor:
-        return _Cursor(self._conn.cursor(), self._pipeline)
-
-    def settle(self) -> None:
-        if self._pipeline is not None and self._pipeline.result_queue:
-            await_only(self._pipeline.sync())
+        return _Cursor(self._conn.cursor())
 
 
 @dataclass
@@ -136,7 +114,7 @@ class AsyncPool:
         self.application_name = application_name
         options = conninfo_to_dict(conninfo).get("options")  # the caller's, kept
         self.options = commits.session_options(None if options is None else str(options))
-        self.lend: Callable[..., Any] = LentConnection  # (connection, pipeline=None)
+        self.lend: Callable[..., Any] = LentConnection
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
@@ -145,8 +123,7 @@ class AsyncPool:
         self, fn: Callable[[Any, Dialect], R], dialect: Dialect, *, transaction: bool = False
     ) -> R:
         """`fn(connection, dialect)` on a connection of this event loop's pool; with
-        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises), in pipeline
-        mode (`LentConnection`)."""
+        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises)."""
         pool = self._pool()
         async with pool.slots:
             conn = pool.idle.pop() if pool.idle else await self._connect()
@@ -179,21 +156,12 @@ class AsyncPool:
     async def _in_transaction(
         self, conn: psycopg.AsyncConnection[Any], fn: Callable[[Any, Dialect], R], dialect: Dialect
     ) -> R:
-        """`fn` between BEGIN and COMMIT, sent in the same pipeline as its statements
-        (psycopg's `transaction()` would add a sync of its own at each end); the pipeline
-        ends after COMMIT's reply, and its commit notice, have arrived."""
-        async with conn.pipeline() as pipeline:
-            await conn.execute("BEGIN", prepare=False)
-            try:
-                result: R = await greenlet_spawn(_call, fn, self.lend(conn, pipeline), dialect)
-            except BaseException:
-                if pipeline.status == PipelineStatus.ABORTED:
-                    with contextlib.suppress(psycopg.errors.PipelineAborted):
-                        await pipeline.sync()
-                await conn.execute("ROLLBACK", prepare=False)
-                raise
-            await conn.execute("COMMIT", prepare=False)
-        return result
+        """`fn` between BEGIN and COMMIT (ROLLBACK when it raises). Each statement waits
+        for its reply: without a pipeline a failed statement fails where it ran, so a
+        change's ROLLBACK TO its savepoint and the prepared statements stay in step with
+        the server."""
+        async with conn.transaction():
+            return await greenlet_spawn(_call, fn, self.lend(conn), dialect)
 
     async def aclose(self) -> None:
         """Closes this event loop's idle connections (at shutdown, calls finished)."""

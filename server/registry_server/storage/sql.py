@@ -205,10 +205,8 @@ class Sql:
     def send(
         self, q: Query | Compiled, values: Mapping[str, Any], shape: tuple[Hashable, ...] = ()
     ) -> None:
-        """Executes a write (or a lock) whose outcome the caller does not read. On a
-        pipelined connection (PostgreSQL's write batches, `storage.async_pool`) it goes
-        out without waiting, with the next statement that is read, and its error is
-        raised there, or by `settle`."""
+        """Executes a write (or a lock) whose outcome the caller does not read (its
+        error is raised here, or, on a connection that defers replies, by `settle`)."""
         self.run(q, values, shape).close()
 
     def settle(self) -> None:
@@ -232,8 +230,8 @@ class Sql:
         self, statements: Sequence[tuple[Query | Compiled, Mapping[str, Any], tuple[Hashable, ...]]]
     ) -> list[Any]:
         """The first row (or None) of each statement, in order, all executed before any
-        is read: on a pipelined connection one round trip. Each statement still runs
-        after the one before it completed (e.g. reads after the lock they need)."""
+        is read. Each statement runs after the one before it completed (e.g. reads
+        after the lock they need)."""
         cursors: list[Any] = []
         try:
             for q, values, shape in statements:

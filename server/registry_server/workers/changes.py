@@ -10,15 +10,13 @@ recorded. Where it runs:
                  loop never holds the interpreter lock for a write's Python
     PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
                  last batch ran, in one transaction, a savepoint each (`run_batch_in`),
-                 on the async write pool in pipeline mode (`storage.async_pool`): the
-                 loop serves other calls while it waits
+                 on the async write pool (`storage.async_pool`): the loop serves
+                 other calls while it waits
     otherwise    a worker thread, in an ORM session (no child yet, or it died with the
                  change unanswered)
 
-Every place runs the same function: only the connection differs. A change sends the
-writes whose outcome it does not read (`Sql.send`), so on PostgreSQL a link costs two
-round trips: the collection's lock with what the link reads, then the link with the
-collection's update; the batch's events and COMMIT follow once per batch.
+Every place runs the same function: only the connection differs. On PostgreSQL the
+batch's events and COMMIT (and its WAL flush) come once per batch.
 """
 
 from __future__ import annotations
@@ -183,8 +181,8 @@ class LoopWrites:
     waits for its WAL flush under locks every writer takes (the commit numbering, NOTIFY,
     the organization's event lock), so one change per transaction commits one at a
     time; here the changes that arrive while a batch runs make the next one, one
-    transaction with a savepoint each (`run_batch_in`) on the write pool, in pipeline
-    mode (`storage.async_pool`). Every change of the batch gets the batch's commit
+    transaction with a savepoint each (`run_batch_in`) on the write pool
+    (`storage.async_pool`). Every change of the batch gets the batch's commit
     number. One batch runs at a time: batches side by side (tried with four, by
     collection) only waited for each other's commits and event lock, in smaller batches
     that cost more per change."""
