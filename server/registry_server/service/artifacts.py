@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import names, paths
@@ -40,6 +39,7 @@ from . import access, events, files
 from .context import Principal
 from .organizations import check_etag
 from .resolve import DELETED_REASON, ArtifactVersionInfo, artifact_info, resolve
+from .rows import lock_or_create, one_or_not_found
 from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 DESCRIPTION_MAX = 64 * 1024
@@ -160,12 +160,12 @@ def create_project(
 def get_project(s: Session, p: Principal, team: str, project: str) -> m.Project:
     label = f"teams/{team}/projects/{project}"
     t = access.team_access(s, p, team, LegacyPermission.VIEW, what=label).team
-    row = s.execute(
-        select(m.Project).where(m.Project.team_id == t.id, m.Project.name == project)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
+    return _project(s, t, project, label)
+
+
+def _project(s: Session, team: m.Team, project: str, label: str) -> m.Project:
+    stmt = select(m.Project).where(m.Project.team_id == team.id, m.Project.name == project)
+    return one_or_not_found(s, stmt, label)
 
 
 PROJECT_FILTER_FIELDS: dict[str, FieldSpec] = {
@@ -210,10 +210,7 @@ def _artifact(
     )
     if for_update:
         stmt = stmt.with_for_update(of=m.Artifact).execution_options(populate_existing=True)
-    row = s.execute(stmt).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return ta, row
+    return ta, one_or_not_found(s, stmt, label)
 
 
 def _user_name(s: Session, user_id: int | None) -> str:
@@ -222,8 +219,8 @@ def _user_name(s: Session, user_id: int | None) -> str:
     return s.execute(select(m.User.name).where(m.User.id == user_id)).scalar() or ""
 
 
-def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    return aliases_by_version(s, m.ArtifactAlias, version_ids)
+def _aliases(s: Session, version: m.ArtifactVersion) -> tuple[str, ...]:
+    return aliases_by_version(s, m.ArtifactAlias, [version.id])[version.id]
 
 
 def _info(
@@ -233,7 +230,9 @@ def _info(
     project: str,
     artifact: m.Artifact,
     created_by: str | None = None,
+    aliases: tuple[str, ...] | None = None,
 ) -> ArtifactVersionInfo:
+    """The version as ArtifactService shows it; its creator and aliases read unless given."""
     return artifact_info(
         version,
         team=team.name,
@@ -243,7 +242,7 @@ def _info(
         artifact=artifact.name,
         type=artifact.type,
         created_by=created_by if created_by is not None else _user_name(s, version.created_by_id),
-        aliases=_aliases_of(s, [version.id])[version.id],
+        aliases=aliases if aliases is not None else _aliases(s, version),
     )
 
 
@@ -259,31 +258,22 @@ def _move_aliases(
 def _lock_or_create_artifact(
     s: Session, project: m.Project, artifact_id: str, type_: str
 ) -> tuple[m.Artifact, bool]:
+    """The artifact, locked; created by its first version (one named before today's
+    rules exists already and keeps working)."""
+
+    def create() -> m.Artifact:
+        names.new_id(artifact_id, "artifact_id")
+        artifact = m.Artifact(project_id=project.id, name=artifact_id, type=type_)
+        add_created(s, artifact)
+        return artifact
+
     stmt = (
         select(m.Artifact)
         .where(m.Artifact.project_id == project.id, m.Artifact.name == artifact_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    artifact = s.execute(stmt).scalar_one_or_none()
-    if artifact is not None:
-        return artifact, False  # also one named before today's rules: it keeps working
-    names.new_id(artifact_id, "artifact_id")
-    now = now_us()
-    try:
-        with s.begin_nested():
-            artifact = m.Artifact(
-                project_id=project.id,
-                name=artifact_id,
-                type=type_,
-                create_time=now,
-                update_time=now,
-            )
-            s.add(artifact)
-    except IntegrityError:
-        # A concurrent first version created it (PostgreSQL); use and lock that one.
-        return s.execute(stmt).scalar_one(), False
-    return artifact, True
+    return lock_or_create(s, stmt, create)
 
 
 def create_artifact_version(
@@ -316,11 +306,7 @@ def create_artifact_version(
     label = f"teams/{team}/projects/{project}"
     ta = access.team_access(s, p, team, LegacyPermission.WRITE, what=label)
     files.require_stored(s, ta.team.org_id, entries)
-    proj = s.execute(
-        select(m.Project).where(m.Project.team_id == ta.team.id, m.Project.name == project)
-    ).scalar_one_or_none()
-    if proj is None:
-        raise NotFound(f"{label} not found")
+    proj = _project(s, ta.team, project, label)
     artifact, created = _lock_or_create_artifact(s, proj, artifact_id, type_)
     if artifact.type != type_:
         raise FailedPrecondition(
@@ -407,7 +393,7 @@ def _relog(
     has none, else as a run that logged it again (`GetLineage`'s `logging_runs`). One
     ARTIFACT_VERSION_UPDATED event (details `relogged: true`) when anything changed."""
     name = artifact_version_name(team.name, project, artifact.name, version.version_index)
-    held = set(_aliases_of(s, [version.id])[version.id]) - {LATEST}
+    held = set(_aliases(s, version)) - {LATEST}
     arriving = [a for a in asked.aliases if a not in held]
     names.check_alias_count(len(held) + len(arriving), "aliases", name)
     own_tags = list(version.tags or [])
@@ -526,19 +512,9 @@ def list_artifact_versions(
     parent = f"teams/{team}/projects/{project}/artifacts/{artifact}"
     query = ("artifact_versions", parent, ask.filter, ask.order_by, show_deleted)
     page = page_of(s, stmt, keys, ask, query)
-    aliases = _aliases_of(s, [row[0].id for row in page.rows])
+    aliases = aliases_by_version(s, m.ArtifactAlias, [row[0].id for row in page.rows])
     infos = [
-        artifact_info(
-            row[0],
-            team=team,
-            team_id=ta.team.id,
-            org_id=ta.team.org_id,
-            project=project,
-            artifact=artifact,
-            type=art.type,
-            created_by=row[1] or "",
-            aliases=aliases[row[0].id],
-        )
+        _info(s, row[0], ta.team, project, art, row[1] or "", aliases[row[0].id])
         for row in page.rows
     ]
     return infos, page.next_page_token
@@ -574,7 +550,7 @@ def update_artifact_version(
         raise FailedPrecondition(f"{name} was deleted", reason=DELETED_REASON)
     details: dict[str, Any] = {"fields": sorted(fields)}
     if "aliases" in fields:
-        current = set(_aliases_of(s, [version.id])[version.id])
+        current = set(_aliases(s, version))
         removed = sorted(current - set(new_aliases))
         if LATEST in removed:
             raise InvalidArgument(
@@ -617,7 +593,7 @@ def delete_artifact_version(
     version.delete_time = now
     version.update_time = now
     version.revision += 1
-    removed = list(_aliases_of(s, [version.id])[version.id])
+    removed = list(_aliases(s, version))
     s.execute(delete(m.ArtifactAlias).where(m.ArtifactAlias.version_id == version.id))
     latest_to: int | None = None
     if LATEST in removed:

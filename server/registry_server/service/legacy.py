@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from ..domain import names
@@ -44,6 +43,7 @@ from .legacy_settings import check_state, legacy_team, require_protected_right, 
 from .legacy_views import ModelInfo, ModelVersionView
 from .organizations import check_etag
 from .resolve import ModelVersionInfo, Resolution, resolve_reference
+from .rows import lock_or_create, one_or_not_found
 from .versions import aliases_by_version, move_aliases, moved_from, version_row
 
 # The legacy tables, by shorter names.
@@ -61,10 +61,7 @@ def _load_model(s: Session, team: m.Team, model: str, *, for_update: bool = Fals
     stmt = select(Model).where(Model.team_id == team.id, Model.name == model)
     if for_update:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    row = s.execute(stmt).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{model_name(team.name, model)} not found")
-    return row
+    return one_or_not_found(s, stmt, model_name(team.name, model))
 
 
 def _version_count(model_id: Any) -> Any:
@@ -100,11 +97,6 @@ def _model_info(row: Any, team: str) -> ModelInfo:
         else ""
     )
     return ModelInfo(row.RegisteredModel, team, int(row.version_count or 0), migrated)
-
-
-def _model_info_of(s: Session, team: str, model_id: int) -> ModelInfo:
-    row = s.execute(_model_select().where(Model.id == model_id)).one()
-    return _model_info(row, team)
 
 
 def create_registered_model(
@@ -197,7 +189,7 @@ def update_registered_model(
     revised(row, fields, description=description, tags=new_tags)
     s.flush()
     events.scoped_event(s, events.LEGACY_MODEL_UPDATED, p, label, details, team=ta.team)
-    return _model_info_of(s, team, row.id)
+    return _model_info(s.execute(_model_select().where(Model.id == row.id)).one(), team)
 
 
 def delete_registered_model(s: Session, p: Principal, team: str, model: str) -> None:
@@ -240,10 +232,6 @@ def remove_model(s: Session, model_id: int) -> int:
 _Linker = aliased(m.User, name="linker")
 
 
-def _aliases_of(s: Session, version_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    return aliases_by_version(s, ModelAlias, version_ids)
-
-
 _ArtifactTeam = aliased(m.Team, name="artifact_team")
 
 
@@ -269,7 +257,7 @@ def _version_select() -> Any:
 def _version_views(
     s: Session, rows: Sequence[Any], team: m.Team, model: str
 ) -> list[ModelVersionView]:
-    aliases = _aliases_of(s, [row.RegisteredModelVersion.id for row in rows])
+    aliases = aliases_by_version(s, ModelAlias, [row.RegisteredModelVersion.id for row in rows])
     return [
         ModelVersionView(
             ModelVersionInfo(
@@ -343,23 +331,18 @@ def link_model_version(
             f"artifacts of type {MODEL_TYPE!r}",
             reason=TYPE_NOT_ACCEPTED,
         )
+
+    def create() -> Model:  # (one named before today's rules exists and keeps working)
+        names.new_id(model_id, "registered_model_id")
+        return _new_model(s, p, ta.team, model_id, "", [])
+
     lock_model = (
         select(Model)
         .where(Model.team_id == ta.team.id, Model.name == model_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    model = s.execute(lock_model).scalar_one_or_none()
-    model_created = False
-    if model is None:  # (one named before today's rules keeps working)
-        names.new_id(model_id, "registered_model_id")
-        try:
-            with s.begin_nested():
-                model = _new_model(s, p, ta.team, model_id, "", [])
-            model_created = True
-        except IntegrityError:
-            # A concurrent link created it (PostgreSQL); lock and use that one.
-            model = s.execute(lock_model).scalar_one()
+    model, model_created = lock_or_create(s, lock_model, create)
     existing = s.execute(
         select(ModelVersion).where(
             ModelVersion.registered_model_id == model.id, ModelVersion.artifact_version_id == av.id
@@ -367,14 +350,8 @@ def link_model_version(
     ).scalar_one_or_none()
     now = now_us()
     if existing is not None:
-        moved = _move_aliases(
-            s,
-            model.id,
-            existing.id,
-            wanted,
-            "aliases",
-            model_version_name(team, model_id, existing.version_index),
-        )
+        name = model_version_name(team, model_id, existing.version_index)
+        moved = _move_aliases(s, model.id, existing.id, wanted, "aliases", name)
         if moved:
             existing.update_time = now
             model.update_time = now
@@ -382,7 +359,7 @@ def link_model_version(
                 s,
                 events.LEGACY_VERSION_LINKED,
                 p,
-                model_version_name(team, model_id, existing.version_index),
+                name,
                 {
                     "version_index": existing.version_index,
                     "artifact_version": av.name,
@@ -404,14 +381,13 @@ def link_model_version(
         linked_by_id=p.user_id,
     )
     add_created(s, link, now)
-    moved = _move_aliases(
-        s, model.id, link.id, wanted, "aliases", model_version_name(team, model_id, index)
-    )
+    name = model_version_name(team, model_id, index)
+    moved = _move_aliases(s, model.id, link.id, wanted, "aliases", name)
     events.scoped_event(
         s,
         events.LEGACY_VERSION_LINKED,
         p,
-        model_version_name(team, model_id, index),
+        name,
         {
             "version_index": index,
             "artifact_version": av.name,
@@ -505,7 +481,7 @@ def unlink_model_version(s: Session, p: Principal, team: str, model: str, index:
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     row = _load_model(s, ta.team, model, for_update=True)
     version = version_row(s, ModelVersion.registered_model_id, row.id, index, label)
-    aliases = list(_aliases_of(s, [version.id])[version.id])
+    aliases = list(aliases_by_version(s, ModelAlias, [version.id])[version.id])
     require_protected_right(ta, aliases, f"unlinking {label}")
     artifact_version_id = version.artifact_version_id
     s.execute(delete(ModelAlias).where(ModelAlias.version_id == version.id))
@@ -537,20 +513,16 @@ def set_alias(
     ta = legacy_team(s, p, team, LegacyPermission.WRITE, write=True, what=label)
     require_protected_right(ta, [alias], f"setting alias {quote(alias)} on {label}")
     row = _load_model(s, ta.team, model, for_update=True)
-    version = version_row(
-        s, ModelVersion.registered_model_id, row.id, index, model_version_name(team, model, index)
-    )
-    moved = _move_aliases(
-        s, row.id, version.id, [alias], "alias", model_version_name(team, model, index)
-    )
+    name = model_version_name(team, model, index)
+    version = version_row(s, ModelVersion.registered_model_id, row.id, index, name)
+    moved = _move_aliases(s, row.id, version.id, [alias], "alias", name)
     if moved:
-        now = now_us()
-        row.update_time = now
+        row.update_time = now_us()
         events.scoped_event(
             s,
             events.LEGACY_ALIAS_SET,
             p,
-            model_version_name(team, model, index),
+            name,
             {"alias": alias, "version_index": index, "previous_version_index": moved[alias]},
             team=ta.team,
         )
