@@ -25,7 +25,7 @@ from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import add_created, revised
 from ..storage.filter_sql import FieldSpec, filter_of
-from ..storage.paging import Page, fetch_page, parse_order_by
+from ..storage.paging import fetch_page, parse_order_by
 from ..storage.sql import Sql
 from . import events, versions
 from .access import RegistryAccess, registry_access, require_protected_alias_right
@@ -33,6 +33,7 @@ from .context import Principal
 from .organizations import check_etag
 from .registries import accepts_type
 from .registry_freeze import check_writable
+from .rows import one_or_not_found
 from .versions import perm as _perm  # CollectionService's permissions
 
 DESCRIPTION_MAX = 64 * 1024
@@ -60,10 +61,17 @@ def _load_collection(
     if for_update:  # every change of a collection or its versions
         check_writable(s, access.registry)
         stmt = stmt.with_for_update()
-    collection = s.execute(stmt).scalar_one_or_none()
-    if collection is None:
-        raise NotFound(f"{ref.name} not found")
-    return access, collection
+    return access, one_or_not_found(s, stmt, ref.name)
+
+
+def _version_row(
+    s: Session, ref: CollectionRef, collection: m.Collection, index: int
+) -> m.CollectionVersion:
+    label = ref.version_name(index)
+    row: m.CollectionVersion = versions.version_row(
+        s, m.CollectionVersion.collection_id, collection.id, index, label
+    )
+    return row
 
 
 # --- collections --------------------------------------------------------------------
@@ -120,7 +128,23 @@ def create_collection(
         )
     ).first():
         raise AlreadyExists(f"{ref.name} already exists")
-    collection = _insert_collection(s, p, access, ref, artifact_type, description, tag_list)
+    collection = m.Collection(
+        registry_id=access.registry.id,
+        name=collection_id,
+        type=artifact_type,
+        description=description,
+        tags=tag_list,
+        created_by_id=p.user_id,
+    )
+    add_created(s, collection)
+    events.scoped_event(
+        s,
+        events.COLLECTION_CREATED,
+        p,
+        ref.name,
+        {"type": artifact_type, "tags": tag_list},
+        registry=access.registry,
+    )
     return collection_view(s, collection)
 
 
@@ -137,35 +161,6 @@ def _require_accepted(registry: m.Registry, artifact_type: str, org: str) -> Non
             reason="ARTIFACT_TYPE_NOT_ACCEPTED",
             metadata={"artifact_type": artifact_type},
         )
-
-
-def _insert_collection(
-    s: Session,
-    p: Principal,
-    access: RegistryAccess,
-    ref: CollectionRef,
-    artifact_type: str,
-    description: str,
-    tags: list[str],
-) -> m.Collection:
-    collection = m.Collection(
-        registry_id=access.registry.id,
-        name=ref.collection,
-        type=artifact_type,
-        description=description,
-        tags=tags,
-        created_by_id=p.user_id,
-    )
-    add_created(s, collection)
-    events.scoped_event(
-        s,
-        events.COLLECTION_CREATED,
-        p,
-        ref.name,
-        {"type": artifact_type, "tags": tags},
-        registry=access.registry,
-    )
-    return collection
 
 
 def get_collection(s: Session, p: Principal, ref: CollectionRef) -> CollectionView:
@@ -214,15 +209,10 @@ def collections_page(
     stmt = _collection_select().where(where)
     if listing.filter is not None:
         stmt = stmt.where(listing.filter)
-    page = _page(s, stmt, listing)
-    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
-
-
-def _page(s: Session, stmt: Any, listing: Listing) -> Page:
-    """A keyset page of `stmt`, whose rows start with the listed entity."""
-    return fetch_page(
+    page = fetch_page(
         s, stmt, listing.keys, size=listing.page_size, token=listing.page_token, query=listing.query
     )
+    return [CollectionView(r[0], r[1], r[2]) for r in page.rows], page.next_page_token
 
 
 def list_collections(
@@ -245,26 +235,43 @@ def update_collection(
     tags: Sequence[str],
     etag: str,
 ) -> CollectionView:
-    """One event: TAGS_CHANGED when the tags change, COLLECTION_UPDATED otherwise."""
-    if "description" in fields:
-        names.text(description, "collection.description", DESCRIPTION_MAX)
-    tag_list = names.tags(list(tags), "collection.tags") if "tags" in fields else []
+    tag_list = _checked_update(fields, description, tags, "collection")
     access, collection = _load_collection(s, p, ref, _perm("UpdateCollection"), for_update=True)
     check_etag(etag, collection.revision, "collection.etag")
     details: dict[str, Any] = {"fields": sorted(fields)}
-    if "tags" in fields:
-        details["previous_tags"] = list(collection.tags or [])
-        details["tags"] = tag_list
-    revised(collection, fields, description=description, tags=tag_list)
-    events.scoped_event(
-        s,
-        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        p,
-        ref.name,
-        details,
-        registry=access.registry,
-    )
+    _revise(s, p, access, collection, ref.name, fields, details, description, tag_list)
     return collection_view(s, collection)
+
+
+def _checked_update(
+    fields: set[str], description: str, tags: Sequence[str], kind: str
+) -> list[str]:
+    """Checks the masked fields of an update of a `kind` (its proto field); the tags."""
+    if "description" in fields:
+        names.text(description, f"{kind}.description", DESCRIPTION_MAX)
+    return names.tags(list(tags), f"{kind}.tags") if "tags" in fields else []
+
+
+def _revise(
+    s: Session,
+    p: Principal,
+    access: RegistryAccess,
+    row: m.Collection | m.CollectionVersion,
+    name: str,
+    fields: set[str],
+    details: dict[str, Any],
+    description: str,
+    tags: list[str],
+) -> None:
+    """Sets the masked fields of a collection or version; one event: TAGS_CHANGED when the
+    tags change, COLLECTION_UPDATED otherwise."""
+    if "tags" in fields:
+        details["previous_tags"] = list(row.tags or [])
+        details["tags"] = tags
+    revised(row, fields, description=description, tags=tags)
+    s.flush()
+    kind = events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED
+    events.scoped_event(s, kind, p, name, details, registry=access.registry)
 
 
 def delete_collection(s: Session, p: Principal, ref: CollectionRef, etag: str) -> None:
@@ -309,34 +316,17 @@ def update_version(
     description: str,
     tags: Sequence[str],
 ) -> versions.VersionView:
-    """One event: TAGS_CHANGED when the tags change, COLLECTION_UPDATED otherwise."""
-    if "description" in fields:
-        names.text(description, "collection_version.description", DESCRIPTION_MAX)
-    tag_list = names.tags(list(tags), "collection_version.tags") if "tags" in fields else []
+    tag_list = _checked_update(fields, description, tags, "collection_version")
     access, collection = _load_collection(
         s, p, ref, _perm("UpdateCollectionVersion"), for_update=True
     )
-    version = versions.version_row(
-        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
-    )
+    version = _version_row(s, ref, collection, index)
     details: dict[str, Any] = {
         "fields": sorted(fields),
         "collection": ref.name,
         "version_index": index,
     }
-    if "tags" in fields:
-        details["previous_tags"] = list(version.tags or [])
-        details["tags"] = tag_list
-    revised(version, fields, description=description, tags=tag_list)
-    s.flush()
-    events.scoped_event(
-        s,
-        events.TAGS_CHANGED if "tags" in fields else events.COLLECTION_UPDATED,
-        p,
-        ref.version_name(index),
-        details,
-        registry=access.registry,
-    )
+    _revise(s, p, access, version, ref.version_name(index), fields, details, description, tag_list)
     return versions.version_by_id(Sql.of(s), ref, version.id)
 
 
@@ -349,9 +339,7 @@ def remove_alias(
     names.existing_alias(alias, "alias")
     access, collection = _load_collection(s, p, ref, _perm("RemoveAlias"), for_update=True)
     _require_protected_alias_right(access, [alias], f"removing alias {quote(alias)}")
-    version = versions.version_row(
-        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
-    )
+    version = _version_row(s, ref, collection, index)
     removed = s.execute(
         delete(m.CollectionAlias).where(
             m.CollectionAlias.collection_id == collection.id,
@@ -384,9 +372,7 @@ def unlink_version(s: Session, p: Principal, ref: CollectionRef, index: int) -> 
     access, collection = _load_collection(
         s, p, ref, _perm("UnlinkArtifactVersion"), for_update=True
     )
-    version = versions.version_row(
-        s, m.CollectionVersion.collection_id, collection.id, index, f"{ref.name}/versions/{index}"
-    )
+    version = _version_row(s, ref, collection, index)
     aliases = list(versions.aliases_by_version(s, m.CollectionAlias, [version.id])[version.id])
     _require_protected_alias_right(access, aliases, f"unlinking {ref.name}/versions/{index}")
     artifact = versions.version_by_id(Sql.of(s), ref, version.id).artifact_version
