@@ -18,6 +18,7 @@ from ..storage.paging import Page, page_of, parse_order_by
 from . import events
 from .auth import store_key
 from .context import Principal
+from .rows import one_or_not_found
 
 CORE_REGISTRIES = {"model": ["model"], "dataset": ["dataset"]}
 
@@ -125,9 +126,7 @@ def bootstrap(
 def set_service_admin(s: Session, user_id: str, flag: bool) -> m.User:
     """`registry-server admin grant-service-admin|revoke-service-admin`: run by an
     operator with database access, recorded as an event in the user's organization."""
-    user = s.execute(select(m.User).where(m.User.name == user_id)).scalar_one_or_none()
-    if user is None:
-        raise NotFound(f"users/{user_id} not found")
+    user = one_or_not_found(s, select(m.User).where(m.User.name == user_id), f"users/{user_id}")
     if user.service_admin != flag:
         revised(user, service_admin=flag)
         events.record_event(
@@ -429,13 +428,10 @@ def list_api_keys(s: Session, p: Principal, user_id: str, ask: ListParams) -> Pa
 
 def revoke_api_key(s: Session, p: Principal, user_id: str, key_id: str) -> str:
     user = _key_owner(s, p, user_id, "revoking another user's API key")
-    key = s.execute(
-        select(m.ApiKey).where(
-            m.ApiKey.key_id == key_id, m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None)
-        )
-    ).scalar_one_or_none()
-    if key is None:
-        raise NotFound(f"users/{user_id}/apiKeys/{key_id} not found")
+    stmt = select(m.ApiKey).where(
+        m.ApiKey.key_id == key_id, m.ApiKey.user_id == user.id, m.ApiKey.revoke_time.is_(None)
+    )
+    key = one_or_not_found(s, stmt, f"users/{user_id}/apiKeys/{key_id}")
     key.revoke_time = now_us()
     events.record_event(
         s, events.API_KEY_REVOKED, p, f"users/{user.name}/apiKeys/{key_id}", org_id=user.org_id

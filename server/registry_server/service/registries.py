@@ -101,6 +101,14 @@ def validate_default_role(role: RegistryRole, field: str) -> RegistryRole:
     return role
 
 
+def _require_some_type(types: Sequence[str], allow_all: bool) -> None:
+    if not types and not allow_all:
+        raise InvalidArgument(
+            "registry.artifact_types",
+            "list at least one accepted artifact type, or set allow_all_artifact_types",
+        )
+
+
 def _own_org(p: Principal, org: str) -> None:
     """Registries are seen only from inside their organization."""
     if org != p.org:
@@ -129,11 +137,7 @@ def create_registry(
     if visibility == Visibility.UNSPECIFIED:
         visibility = Visibility.ORGANIZATION
     types = validate_artifact_types(artifact_types, "registry.artifact_types")
-    if not types and not allow_all_artifact_types:
-        raise InvalidArgument(
-            "registry.artifact_types",
-            "list at least one accepted artifact type, or set allow_all_artifact_types",
-        )
+    _require_some_type(types, allow_all_artifact_types)
     if default_role == RegistryRole.NONE:
         default_role = RegistryRole.RESTRICTED_VIEWER
     validate_default_role(default_role, "registry.default_role")
@@ -178,6 +182,15 @@ def create_registry(
 
 def get_registry(s: Session, p: Principal, org: str, registry_id: str) -> m.Registry:
     return registry_access(s, p, org, registry_id, _perm("GetRegistry")).registry
+
+
+def _writable_registry(
+    s: Session, p: Principal, org: str, registry_id: str, rpc: str, *, for_update: bool = False
+) -> m.Registry:
+    """The registry a change of it or its members `rpc` may make (not frozen)."""
+    registry = registry_access(s, p, org, registry_id, _perm(rpc), for_update=for_update).registry
+    check_writable(s, registry)
+    return registry
 
 
 def migrated_from_team(s: Session, registry: m.Registry) -> str | None:
@@ -258,10 +271,7 @@ def update_registry(
         protected = validate_protected_aliases(protected_aliases, "registry.protected_aliases")
     if "default_role" in fields:
         validate_default_role(default_role, "registry.default_role")
-    registry = registry_access(
-        s, p, org, registry_id, _perm("UpdateRegistry"), for_update=True
-    ).registry
-    check_writable(s, registry)
+    registry = _writable_registry(s, p, org, registry_id, "UpdateRegistry", for_update=True)
     check_etag(etag, registry.revision, "registry.etag")
     name = registry_name(org, registry_id)
     details: dict[str, Any] = {"fields": sorted(fields)}
@@ -296,11 +306,7 @@ def update_registry(
                 reason="ARTIFACT_TYPES_ONLY_GROW",
             )
         registry.allow_all_artifact_types = allow_all_artifact_types
-    if not registry.allow_all_artifact_types and not registry.artifact_types:
-        raise InvalidArgument(
-            "registry.artifact_types",
-            "list at least one accepted artifact type, or set allow_all_artifact_types",
-        )
+    _require_some_type(registry.artifact_types or [], registry.allow_all_artifact_types)
     if "protected_aliases" in fields:
         details["previous_protected_aliases"] = list(registry.protected_aliases or [])
         details["protected_aliases"] = protected
@@ -319,10 +325,7 @@ def update_registry(
 
 def delete_registry(s: Session, p: Principal, org: str, registry_id: str, etag: str) -> None:
     """Deletes the registry with its collections, links and members; never artifacts."""
-    registry = registry_access(
-        s, p, org, registry_id, _perm("DeleteRegistry"), for_update=True
-    ).registry
-    check_writable(s, registry)
+    registry = _writable_registry(s, p, org, registry_id, "DeleteRegistry", for_update=True)
     name = registry_name(org, registry_id)
     if registry.core:
         raise FailedPrecondition(
@@ -431,6 +434,16 @@ def _member_key(s: Session, registry: m.Registry, ref: MemberRef) -> tuple[str, 
     return ("user_id" if ref.kind == "users" else "team_id"), found
 
 
+def _member_row(s: Session, registry: m.Registry, column: str, principal_id: int) -> Any:
+    """The registry's member row of the user or team (`_member_key`), None when none."""
+    return s.execute(
+        select(m.RegistryMember).where(
+            m.RegistryMember.registry_id == registry.id,
+            getattr(m.RegistryMember, column) == principal_id,
+        )
+    ).scalar_one_or_none()
+
+
 def _member_event(
     s: Session,
     p: Principal,
@@ -453,15 +466,9 @@ def _member_event(
 def add_member(
     s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, grant: Grant
 ) -> MemberView:
-    registry = registry_access(s, p, org, registry_id, _perm("AddRegistryMember")).registry
-    check_writable(s, registry)
+    registry = _writable_registry(s, p, org, registry_id, "AddRegistryMember")
     column, principal_id = _member_key(s, registry, ref)
-    if s.execute(
-        select(m.RegistryMember.id).where(
-            m.RegistryMember.registry_id == registry.id,
-            getattr(m.RegistryMember, column) == principal_id,
-        )
-    ).first():
+    if _member_row(s, registry, column, principal_id) is not None:
         raise AlreadyExists(f"{ref.name} is already a member of {registry_name(org, registry_id)}")
     row = m.RegistryMember(
         registry_id=registry.id,
@@ -475,18 +482,14 @@ def add_member(
 
 
 def _existing_member(
-    s: Session, registry: m.Registry, org: str, ref: MemberRef
-) -> m.RegistryMember:
-    column, principal_id = _member_key(s, registry, ref)
-    row = s.execute(
-        select(m.RegistryMember).where(
-            m.RegistryMember.registry_id == registry.id,
-            getattr(m.RegistryMember, column) == principal_id,
-        )
-    ).scalar_one_or_none()
+    s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef, rpc: str
+) -> tuple[m.Registry, m.RegistryMember]:
+    """The registry `rpc` changes a member of, and that member's row."""
+    registry = _writable_registry(s, p, org, registry_id, rpc)
+    row = _member_row(s, registry, *_member_key(s, registry, ref))
     if row is None:
         raise NotFound(f"{ref.name} is not a member of {registry_name(org, registry.name)}")
-    return row
+    return registry, row
 
 
 def update_member(
@@ -494,9 +497,7 @@ def update_member(
 ) -> MemberView:
     """A new fixed role, or the team's own roles from now on. A team that followed its
     roles and gets a fixed role holds that role for every member."""
-    registry = registry_access(s, p, org, registry_id, _perm("UpdateRegistryMember")).registry
-    check_writable(s, registry)
-    row = _existing_member(s, registry, org, ref)
+    registry, row = _existing_member(s, p, org, registry_id, ref, "UpdateRegistryMember")
     before = role_label(row)
     row.role = int(grant.role)
     row.team_roles = grant.team_roles
@@ -516,9 +517,7 @@ def update_member(
 def remove_member(s: Session, p: Principal, org: str, registry_id: str, ref: MemberRef) -> None:
     """Removes the member's row: a team's members lose what the team gave them here
     (whether a fixed role or their team roles), not what they hold otherwise."""
-    registry = registry_access(s, p, org, registry_id, _perm("RemoveRegistryMember")).registry
-    check_writable(s, registry)
-    row = _existing_member(s, registry, org, ref)
+    registry, row = _existing_member(s, p, org, registry_id, ref, "RemoveRegistryMember")
     before = role_label(row)
     s.execute(delete(m.RegistryMember).where(m.RegistryMember.id == row.id))
     _member_event(s, p, events.MEMBER_REMOVED, registry, org, ref, {"previous_role": before})

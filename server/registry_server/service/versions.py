@@ -32,6 +32,7 @@ from ..storage.sql import Sql, json_value, split_aliases
 from . import authz_table
 from .access import check_registry_role, header_of, registry_header
 from .context import Principal
+from .rows import one_or_not_found
 
 SERVICE = "CollectionService"
 _INT32_MAX = 2**31 - 1  # version_index is an INTEGER column
@@ -210,10 +211,7 @@ def version_row(
     stmt = select(table).where(owner == owner_id, table.version_index == index)
     if fresh:
         stmt = stmt.execution_options(populate_existing=True)
-    row = s.execute(stmt).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"{label} not found")
-    return row
+    return one_or_not_found(s, stmt, label)
 
 
 def get_version(
