@@ -188,9 +188,7 @@ class Listing:
     """A list request's order and filter, checked before anything is read."""
 
     keys: list[Any]
-    # None, or the filter: compiled for collections; parsed for versions, whose fields
-    # depend on the collection (`versions_page` compiles it)
-    filter: Any
+    filter: ColumnElement[bool] | None
     page_size: int
     page_token: str
     query: tuple[Any, ...]  # what page tokens are bound to
