@@ -180,17 +180,15 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
     def _spec(
         self, a: r.Automation, fields: Collection[str], *, updating: bool
     ) -> webhooks.AutomationSpec:
-        return webhooks.automation_spec(
-            fields,
+        spec = webhooks.AutomationSpec(
             event_types=list(a.event_types),
             alias_regex=a.alias_regex,
             url=a.url,
             secret=a.secret,
             # Left out of a create: enabled. Named by an update's mask: as sent.
             enabled=a.enabled if a.HasField("enabled") or updating else True,
-            policy=self.app.webhook_policy,
-            rotating=updating,
         )
+        return webhooks.check_spec(spec, fields, self.app.webhook_policy, rotating=updating)
 
     async def _check_url(self, p: Principal, name: str, field: str, rpc: str, url: str) -> None:
         """Access first, then the URL's host resolved and checked (off the event loop and

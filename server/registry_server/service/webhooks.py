@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -47,7 +47,6 @@ from registry_client import webhooks as standard_webhooks
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.pagination import ListParams
-from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, add_created, now_us
 from ..storage.paging import Page, page_of, parse_order_by
@@ -79,28 +78,61 @@ KNOWN_EVENT_TYPES = frozenset(
 UPDATABLE = frozenset({"enabled", "url", "event_types", "alias_regex", "secret"})
 
 
-def _perm(rpc: str) -> Permission:
-    return authz_table.permission(SERVICE, rpc)
-
-
 # --- validation -----------------------------------------------------------------------
 
 
-def validate_event_types(values: Sequence[str], field: str) -> list[str]:
+@dataclass(frozen=True)
+class AutomationSpec:
+    """An automation's fields as a create or update request brings them."""
+
+    event_types: list[str]
+    alias_regex: str
+    url: str
+    secret: str
+    enabled: bool
+
+
+def check_spec(
+    spec: AutomationSpec, fields: Collection[str], policy: TargetPolicy, *, rotating: bool
+) -> AutomationSpec:
+    """`spec` with the named `fields` checked and its event types without repeats;
+    INVALID_ARGUMENT names the first bad one. An empty secret on create means "make
+    one"; a rotation (`rotating`) must bring its own. A secret is never quoted back."""
+    if "secret" in fields and not spec.secret and rotating:
+        raise InvalidArgument(
+            "automation.secret",
+            "is required to rotate it: replies never carry a secret after creation, so "
+            "choose it (whsec_ and the base64 of 32 random bytes)",
+        )
+    if "event_types" in fields:
+        spec = replace(spec, event_types=_event_types(spec.event_types))
+    if "alias_regex" in fields:
+        _check_alias_regex(spec.alias_regex)
+    if "url" in fields:
+        # The URL's form and any literal address; host names are resolved by
+        # `webhook_targets.check_url`, off the transaction.
+        try:
+            parse_target(spec.url, policy)
+        except TargetRefused as err:
+            raise InvalidArgument("automation.url", str(err)) from None
+    if spec.secret:
+        _check_secret(spec.secret)
+    return spec
+
+
+def _event_types(values: Sequence[str]) -> list[str]:
+    field = "automation.event_types"
     if not values:
         raise InvalidArgument(field, "is required: at least one event type")
     if len(values) > EVENT_TYPES_MAX:
         raise InvalidArgument(field, f"at most {EVENT_TYPES_MAX} event types")
-    out: list[str] = []
     for i, value in enumerate(values):
         if value not in KNOWN_EVENT_TYPES:
             raise InvalidArgument(
                 f"{field}[{i}]",
                 f"unknown event type {quote(value)}; known: {', '.join(sorted(KNOWN_EVENT_TYPES))}",
             )
-        if value not in out:
-            out.append(value)
-    return out
+    return list(dict.fromkeys(values))
 
 
 def _slow_pattern(parsed: Any, inside_repeat: bool = False) -> bool:
@@ -133,10 +165,9 @@ def _slow_pattern(parsed: Any, inside_repeat: bool = False) -> bool:
     return False
 
 
-def validate_alias_regex(value: str, field: str) -> str:
+def _check_alias_regex(value: str) -> None:
     """At most 256 characters, a valid Python regex, and no catastrophic backtracking."""
-    if not value:
-        return ""
+    field = "automation.alias_regex"
     if len(value) > ALIAS_REGEX_MAX:
         raise InvalidArgument(field, f"must be at most {ALIAS_REGEX_MAX} characters")
     try:
@@ -155,79 +186,20 @@ def validate_alias_regex(value: str, field: str) -> str:
             "must not nest repetitions or repeat alternations (they can take exponential "
             "time); use character classes, e.g. ^(prod|staging)-[a-z0-9-]+$",
         )
-    return value
 
 
-def validate_url(value: str, field: str, policy: TargetPolicy) -> str:
-    """The URL's form and any literal address (no DNS: `webhook_targets.check_url`
-    resolves host names, off the transaction)."""
-    try:
-        parse_target(value, policy)
-    except TargetRefused as err:
-        raise InvalidArgument(field, str(err)) from None
-    return value
-
-
-def validate_secret(value: str, field: str) -> str:
-    """A Standard Webhooks secret; never quoted back (it is a secret)."""
+def _check_secret(value: str) -> None:
+    """A Standard Webhooks secret."""
     if len(value) > SECRET_MAX:
-        raise InvalidArgument(field, f"must be at most {SECRET_MAX} characters")
+        raise InvalidArgument("automation.secret", f"must be at most {SECRET_MAX} characters")
     try:
         standard_webhooks.secret_key(value)
     except ValueError as err:
         raise InvalidArgument(
-            field,
+            "automation.secret",
             f"{err} (e.g. whsec_ and the base64 of 32 random bytes); leave it empty on "
             "create and the server makes one",
         ) from None
-    return value
-
-
-@dataclass(frozen=True)
-class AutomationSpec:
-    """Checked automation fields (a field left out of an update keeps its default)."""
-
-    event_types: list[str]
-    alias_regex: str
-    url: str
-    secret: str
-    enabled: bool
-
-
-def automation_spec(
-    fields: Collection[str],
-    *,
-    event_types: Sequence[str],
-    alias_regex: str,
-    url: str,
-    secret: str,
-    enabled: bool,
-    policy: TargetPolicy,
-    rotating: bool = False,
-) -> AutomationSpec:
-    """Checks the named `fields`; INVALID_ARGUMENT names the first bad one. An empty
-    secret on create means "make one"; a rotation (`rotating`) must bring its own."""
-    if "secret" in fields and not secret and rotating:
-        raise InvalidArgument(
-            "automation.secret",
-            "is required to rotate it: replies never carry a secret after creation, so "
-            "choose it (whsec_ and the base64 of 32 random bytes)",
-        )
-    return AutomationSpec(
-        event_types=(
-            validate_event_types(event_types, "automation.event_types")
-            if "event_types" in fields
-            else []
-        ),
-        alias_regex=(
-            validate_alias_regex(alias_regex, "automation.alias_regex")
-            if "alias_regex" in fields
-            else ""
-        ),
-        url=validate_url(url, "automation.url", policy) if "url" in fields else "",
-        secret=validate_secret(secret, "automation.secret") if secret else "",
-        enabled=enabled,
-    )
 
 
 # --- names ------------------------------------------------------------------------------
@@ -238,18 +210,20 @@ COLLECTION_PATTERN = REGISTRY_PATTERN + "/collections/{collection}"
 
 @dataclass(frozen=True)
 class Parent:
+    """A registry or a collection: where automations live."""
+
     org: str
     registry: str
     collection: str | None
 
     @property
     def name(self) -> str:
-        base = f"organizations/{self.org}/registries/{self.registry}"
-        return f"{base}/collections/{self.collection}" if self.collection else base
+        if self.collection is None:
+            return names.registry_name(self.org, self.registry)
+        return names.collection_name(self.org, self.registry, self.collection)
 
 
 def parse_parent(value: str, field: str) -> Parent:
-    """A registry or collection name."""
     if len(value.split("/")) == 6:
         v = names.parse(value, COLLECTION_PATTERN, field)
         return Parent(v["org"], v["registry"], v["collection"])
@@ -281,15 +255,15 @@ def automation_name(parent: str, uid: str) -> str:
 class Target:
     """A checked automation parent."""
 
-    parent: Parent
     registry: m.Registry
     collection_id: int | None
 
 
 def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
-    registry = registry_access(s, p, parent.org, parent.registry, _perm(rpc)).registry
+    permission = authz_table.permission(SERVICE, rpc)
+    registry = registry_access(s, p, parent.org, parent.registry, permission).registry
     if parent.collection is None:
-        return Target(parent, registry, None)
+        return Target(registry, None)
     collection_id = s.execute(
         select(m.Collection.id).where(
             m.Collection.registry_id == registry.id, m.Collection.name == parent.collection
@@ -297,14 +271,14 @@ def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
     ).scalar()
     if collection_id is None:
         raise NotFound(f"{parent.name} not found")
-    return Target(parent, registry, collection_id)
+    return Target(registry, collection_id)
 
 
 def _scope_clause(target: Target) -> Any:
-    clause = m.Automation.registry_id == target.registry.id
-    if target.collection_id is None:
-        return clause & m.Automation.collection_id.is_(None)
-    return clause & (m.Automation.collection_id == target.collection_id)
+    """Automations directly under the parent (`== None` compiles to IS NULL)."""
+    return (m.Automation.registry_id == target.registry.id) & (
+        m.Automation.collection_id == target.collection_id
+    )
 
 
 # --- automations ------------------------------------------------------------------------
@@ -451,16 +425,15 @@ def update_automation(
     target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
     check_writable(s, target.registry)
     check_etag(etag, automation.revision, "automation.etag")
-    for changed in ("event_types", "alias_regex", "url"):
+    enabling = "enabled" in fields and spec.enabled and not automation.enabled
+    for changed in ("event_types", "alias_regex", "url", "enabled"):
         if changed in fields:
             setattr(automation, changed, getattr(spec, changed))
     if "secret" in fields:
         store_secret(automation, spec.secret, box)
     details: dict[str, Any] = {"fields": sorted(fields)}
-    enabling = "enabled" in fields and spec.enabled and not automation.enabled
     if "enabled" in fields:
         details["enabled"] = spec.enabled
-        automation.enabled = spec.enabled
     if "url" in fields:
         details["host"] = urlsplit(spec.url).hostname or ""
     events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=target.registry)
@@ -701,26 +674,35 @@ def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
     return webhook_http.post(claim.url, claim.body, headers, policy=policy, timeout=timeout)
 
 
-def finish_attempt(
-    s: Session, delivery_id: int, lease_until: int, status: int, error: str, succeeded: bool
-) -> bool:
+def update_pending(s: Session, delivery_id: int, expected: int | None, **values: Any) -> bool:
+    """Compare-and-set on a pending attempt: changes it only while it is pending with
+    `next_attempt_time = expected` (its due time, or the end of its claimer's lease)."""
     done = changed_rows(
         s,
         update(m.Delivery)
         .where(
             m.Delivery.id == delivery_id,
             m.Delivery.time == 0,
-            m.Delivery.next_attempt_time == lease_until,
+            m.Delivery.next_attempt_time == expected,
         )
-        .values(
-            time=now_us(),
-            status_code=status,
-            error=error,
-            succeeded=succeeded,
-            next_attempt_time=None,
-        ),
+        .values(**values),
     )
     return done == 1
+
+
+def finish_attempt(
+    s: Session, delivery_id: int, lease_until: int, status: int, error: str, succeeded: bool
+) -> bool:
+    return update_pending(
+        s,
+        delivery_id,
+        lease_until,
+        time=now_us(),
+        status_code=status,
+        error=error,
+        succeeded=succeeded,
+        next_attempt_time=None,
+    )
 
 
 # Attempts this process finished, by outcome (`record_attempt`; api/metrics.py reads them).

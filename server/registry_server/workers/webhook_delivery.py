@@ -28,7 +28,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import Select, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..api.app import App
@@ -43,6 +43,17 @@ log = logging.getLogger("registry.webhooks")
 
 class _LostRace(Exception):
     """Another replica scheduled this automation's events first."""
+
+
+def _with_parent(stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """`stmt` on automations, with the names of each one's organization, registry and
+    collection (None for a registry's automation) added as its last columns."""
+    return (
+        stmt.add_columns(m.Organization.name, m.Registry.name, m.Collection.name)
+        .join(m.Registry, m.Registry.id == m.Automation.registry_id)
+        .join(m.Organization, m.Organization.id == m.Registry.org_id)
+        .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
+    )
 
 
 def automations_with_news(s: Session) -> list[int]:
@@ -62,15 +73,11 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
     try:
         with db.write() as s:
             row = s.execute(
-                select(m.Automation, m.Organization.name, m.Registry.name, m.Collection.name)
-                .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-                .join(m.Organization, m.Organization.id == m.Registry.org_id)
-                .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-                .where(m.Automation.id == automation_id)
+                _with_parent(select(m.Automation)).where(m.Automation.id == automation_id)
             ).first()
             if row is None or not row[0].enabled:
                 return 0
-            automation, org, registry, collection = row
+            automation, parent = row[0], webhooks.Parent(*row[1:])
             start = automation.event_cursor
             found = s.execute(
                 select(m.Event.cursor, m.Event.type, m.Event.resource, m.Event.details)
@@ -88,9 +95,7 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
             )
             if moved != 1:
                 raise _LostRace
-            collection_name = (
-                _parent_name(org, registry, collection) if collection is not None else None
-            )
+            collection_name = parent.name if parent.collection is not None else None
             pattern = re.compile(automation.alias_regex) if automation.alias_regex else None
             due = now_us()
             rows = [
@@ -143,40 +148,22 @@ def claim_due(
         ).all()
         mine: list[int] = []
         for delivery_id, due in candidates:
-            won = webhooks.changed_rows(
-                s,
-                update(m.Delivery)
-                .where(
-                    m.Delivery.id == delivery_id,
-                    m.Delivery.time == 0,
-                    m.Delivery.next_attempt_time == due,
-                )
-                .values(next_attempt_time=lease_until),
-            )
-            if won == 1:
+            if webhooks.update_pending(s, delivery_id, due, next_attempt_time=lease_until):
                 mine.append(delivery_id)
         if not mine:
             return []
         rows = s.execute(
-            select(
-                m.Delivery,
-                m.Automation,
-                m.Event,
-                m.Organization.name,
-                m.Registry.name,
-                m.Collection.name,
+            _with_parent(
+                select(m.Automation, m.Delivery, m.Event)
+                .join_from(m.Delivery, m.Automation, m.Automation.id == m.Delivery.automation_id)
+                .outerjoin(m.Event, m.Event.cursor == m.Delivery.event_cursor)
             )
-            .join(m.Automation, m.Automation.id == m.Delivery.automation_id)
-            .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-            .join(m.Organization, m.Organization.id == m.Registry.org_id)
-            .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-            .outerjoin(m.Event, m.Event.cursor == m.Delivery.event_cursor)
             .where(m.Delivery.id.in_(mine))
             .order_by(m.Delivery.id)
         ).all()
         claims: list[webhooks.Claim] = []
-        for delivery, automation, event, org, registry, collection in rows:
-            name = webhooks.automation_name(_parent_name(org, registry, collection), automation.uid)
+        for automation, delivery, event, *parent in rows:
+            name = webhooks.automation_name(webhooks.Parent(*parent).name, automation.uid)
             if not automation.enabled:  # disabled after this attempt was scheduled
                 webhooks.finish_attempt(
                     s, delivery.id, lease_until, 0, "not sent: the automation is disabled", False
@@ -208,11 +195,6 @@ async def _attempt(
         raise
     except Exception as err:  # the lease expires and another worker redoes the attempt
         log.warning("webhook %s attempt %d: %s", claim.delivery_name, claim.attempt, err)
-
-
-def _parent_name(org: str, registry: str, collection: str | None) -> str:
-    parent = f"organizations/{org}/registries/{registry}"
-    return f"{parent}/collections/{collection}" if collection is not None else parent
 
 
 async def run_webhook_worker(app: App) -> None:
