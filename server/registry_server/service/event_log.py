@@ -64,10 +64,6 @@ WATCH_BATCH = 500
 ALIAS_HISTORY_MAX_EVENTS = 100_000
 
 
-def dialect(s: Session) -> str:
-    return s.get_bind().dialect.name
-
-
 def like_prefix(prefix: str) -> str:
     """A LIKE pattern (escape character `\\`) matching strings that start with `prefix`."""
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -115,19 +111,18 @@ def _rewrite_resource_prefix(expr: Expr) -> Expr:
     return expr
 
 
-def compile_event_filter(
-    text: str, dialect_name: str, field: str = "filter"
-) -> ColumnElement[bool] | None:
+def compile_event_filter(s: Session, text: str) -> ColumnElement[bool] | None:
     """The SQL condition of an events filter: type, actor, resource, time, cursor.
 
     `resource = "x"` is exact, `resource : "x"` matches every resource name that
     starts with "x" (e.g. a registry name selects the registry and everything in it);
     other fields are INVALID_ARGUMENT.
     """
-    expr = parse_filter(text, field)
+    expr = parse_filter(text, "filter")
     if expr is None:
         return None
-    return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect_name, field)
+    dialect = s.get_bind().dialect.name
+    return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect, "filter")
 
 
 # --- scope and visibility ------------------------------------------------------------
@@ -142,8 +137,9 @@ class EventScope:
     registry_id: int | None
 
 
-def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") -> EventScope:
+def resolve_scope(s: Session, p: Principal, parent: str) -> EventScope:
     """`organizations/{org}` (members of it) or a registry name (VIEW on it)."""
+    field = "parent"
     segments = parent.split("/")
     if len(segments) == 4 and segments[2] == "registries":
         v = names.parse(parent, REGISTRY_PATTERN, field)
@@ -159,9 +155,14 @@ def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") 
     return EventScope(parent, org.id, None)
 
 
-def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
-    """`SELECT events` of the scope that `p` may see (the rule of the module docstring)."""
+def visible_events(
+    p: Principal, scope: EventScope, clause: ColumnElement[bool] | None
+) -> Select[Any]:
+    """`SELECT events` of the scope that `p` may see (the rule of the module docstring)
+    and the filter's `clause` selects."""
     stmt = select(m.Event).where(m.Event.org_id == scope.org_id)
+    if clause is not None:
+        stmt = stmt.where(clause)
     if scope.registry_id is not None:
         stmt = stmt.where(m.Event.registry_id == scope.registry_id)
     if p.org_admin and p.org_id == scope.org_id:
@@ -186,11 +187,8 @@ EVENT_ORDER = {"cursor": m.Event.cursor, "time": m.Event.time}
 def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Event,), oldest first unless `order_by` says otherwise, keyset-paged."""
     keys = parse_order_by(ask.order_by, EVENT_ORDER, "cursor", m.Event.cursor)
-    clause = compile_event_filter(ask.filter, dialect(s))
-    scope = resolve_scope(s, p, parent)
-    stmt = visible_events(p, scope)
-    if clause is not None:
-        stmt = stmt.where(clause)
+    clause = compile_event_filter(s, ask.filter)
+    stmt = visible_events(p, resolve_scope(s, p, parent), clause)
     return page_of(s, stmt, keys, ask, ("events", parent, ask.filter))
 
 
@@ -205,7 +203,7 @@ class Watch:
 def prepare_watch(s: Session, p: Principal, parent: str, filter: str, after_cursor: int) -> Watch:
     if after_cursor < 0:
         raise InvalidArgument("after_cursor", "must not be negative")
-    clause = compile_event_filter(filter, dialect(s))
+    clause = compile_event_filter(s, filter)
     return Watch(resolve_scope(s, p, parent), clause)
 
 
@@ -213,9 +211,7 @@ def read_after(
     s: Session, p: Principal, watch: Watch, after: int, limit: int = WATCH_BATCH
 ) -> list[m.Event]:
     """The next visible events after cursor `after` (visibility re-evaluated each time)."""
-    stmt = visible_events(p, watch.scope).where(m.Event.cursor > after)
-    if watch.clause is not None:
-        stmt = stmt.where(watch.clause)
+    stmt = visible_events(p, watch.scope, watch.clause).where(m.Event.cursor > after)
     return list(s.execute(stmt.order_by(m.Event.cursor).limit(limit)).scalars())
 
 
@@ -279,14 +275,13 @@ def _version_index(details: dict[str, Any], resource: str) -> int | None:
     return None
 
 
-def _aliases_in(details: dict[str, Any]) -> list[str]:
+def event_aliases(details: dict[str, Any]) -> list[str]:
+    """Aliases an event is about: `details.alias` and `details.aliases`."""
     found: list[str] = []
-    single = details.get("alias")
-    if isinstance(single, str):
-        found.append(single)
-    many = details.get("aliases")
-    if isinstance(many, list):
-        found.extend(a for a in many if isinstance(a, str))
+    if isinstance(details.get("alias"), str):
+        found.append(details["alias"])
+    if isinstance(details.get("aliases"), list):
+        found.extend(a for a in details["aliases"] if isinstance(a, str))
     return found
 
 
@@ -304,7 +299,7 @@ def fold_alias_history(rows: Iterable[Any], alias: str) -> list[AliasAssignment]
     for type_, time, actor, resource, details in rows:
         details = details or {}
         if type_ in (events.ALIAS_ADDED, events.VERSION_LINKED):
-            if alias not in _aliases_in(details):
+            if alias not in event_aliases(details):
                 continue
             index = _version_index(details, resource)
             if index is None or (current is not None and current.version_index == index):
@@ -313,12 +308,12 @@ def fold_alias_history(rows: Iterable[Any], alias: str) -> list[AliasAssignment]
             current = AliasAssignment(index, time, None, actor)
             out.append(current)
         elif type_ == events.ALIAS_REMOVED:
-            if alias in _aliases_in(details):
+            if alias in event_aliases(details):
                 close(time)
         elif type_ == events.VERSION_UNLINKED:
             index = _version_index(details, resource)
             if current is not None and (
-                index == current.version_index or alias in _aliases_in(details)
+                index == current.version_index or alias in event_aliases(details)
             ):
                 close(time)
         elif type_ == events.COLLECTION_DELETED:

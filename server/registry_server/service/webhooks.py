@@ -53,6 +53,7 @@ from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
+from .event_log import event_aliases
 from .organizations import check_etag
 from .registry_freeze import check_writable
 from .secret_box import SecretBox, SecretUnavailable, open_secret
@@ -486,16 +487,6 @@ def reseal_secrets(s: Session, box: SecretBox) -> int:
 
 
 # --- matching -----------------------------------------------------------------------------
-
-
-def event_aliases(details: dict[str, Any]) -> list[str]:
-    """Aliases an event is about: `details.alias` and `details.aliases`."""
-    found: list[str] = []
-    if isinstance(details.get("alias"), str):
-        found.append(details["alias"])
-    if isinstance(details.get("aliases"), list):
-        found.extend(a for a in details["aliases"] if isinstance(a, str))
-    return found
 
 
 def matches(
