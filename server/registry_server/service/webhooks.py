@@ -490,27 +490,21 @@ def reseal_secrets(s: Session, box: SecretBox) -> int:
 
 
 def matches(
-    event_types: Sequence[str],
-    alias_pattern: re.Pattern[str] | None,
-    collection_name: str | None,
-    type_: str,
-    resource: str,
-    details: dict[str, Any],
+    automation: m.Automation, parent: Parent, type_: str, resource: str, details: dict[str, Any]
 ) -> bool:
     """Whether an event of the automation's registry triggers it.
 
     Collection automations see events about the collection and what lies beneath
     it; the regex must match a whole alias, and only applies to events with one."""
-    if type_ not in event_types:
+    if type_ not in automation.event_types:
         return False
-    if collection_name is not None and not (
-        resource == collection_name or resource.startswith(collection_name + "/")
+    if parent.collection is not None and not (
+        resource == parent.name or resource.startswith(parent.name + "/")
     ):
         return False
-    if alias_pattern is not None:
-        aliases = event_aliases(details)
-        if aliases and not any(alias_pattern.fullmatch(a) for a in aliases):
-            return False
+    aliases = event_aliases(details)
+    if automation.alias_regex and aliases:
+        return any(re.fullmatch(automation.alias_regex, a) for a in aliases)
     return True
 
 
@@ -568,6 +562,7 @@ class Claim:
     event_type: str
     automation_id: int
     automation: str
+    webhook_id: str
     url: str
     secret: str
     body: bytes
@@ -578,10 +573,6 @@ class Claim:
     def delivery_name(self) -> str:
         return f"{self.automation}/deliveries/{self.delivery_id}"
 
-    @property
-    def webhook_id(self) -> str:
-        return webhook_id(self.automation.rsplit("/", 1)[1], self.event_cursor)
-
 
 def webhook_id(automation_uid: str, event_cursor: int) -> str:
     """The `webhook-id` of an automation's delivery of one event (every attempt)."""
@@ -591,17 +582,6 @@ def webhook_id(automation_uid: str, event_cursor: int) -> str:
 def rfc3339(micros: int) -> str:
     t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_json(e: m.Event) -> dict[str, Any]:
-    return {
-        "cursor": e.cursor,
-        "type": e.type,
-        "actor": e.actor,
-        "resource": e.resource,
-        "time": rfc3339(e.time),
-        "details": e.details or {},
-    }
 
 
 def claim_attempt(
@@ -624,8 +604,16 @@ def claim_attempt(
     except SecretUnavailable as err:
         finish_attempt(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
         return None
+    event_json = {
+        "cursor": event.cursor,
+        "type": event.type,
+        "actor": event.actor,
+        "resource": event.resource,
+        "time": rfc3339(event.time),
+        "details": event.details or {},
+    }
     body = json.dumps(
-        {"event": event_json(event), "automation": name}, separators=(",", ":"), sort_keys=True
+        {"event": event_json, "automation": name}, separators=(",", ":"), sort_keys=True
     ).encode()
     return Claim(
         delivery_id=delivery.id,
@@ -634,6 +622,7 @@ def claim_attempt(
         event_type=event.type,
         automation_id=automation.id,
         automation=name,
+        webhook_id=webhook_id(automation.uid, delivery.event_cursor),
         url=automation.url,
         secret=secret,
         body=body,
@@ -642,9 +631,11 @@ def claim_attempt(
     )
 
 
-def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
-    """The request headers: Standard Webhooks' three, and the registry's own."""
-    return {
+def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
+    """One blocking POST (run on a worker thread), with Standard Webhooks' three
+    headers and the registry's own."""
+    timestamp = int(time.time())
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": claim.webhook_id,
@@ -657,11 +648,6 @@ def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
         "X-Registry-Delivery": str(claim.delivery_id),
         "X-Registry-Attempt": str(claim.attempt),
     }
-
-
-def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
-    """One blocking, signed POST (run on a worker thread)."""
-    headers = signed_headers(claim, int(time.time()))
     return webhook_http.post(claim.url, claim.body, headers, policy=policy, timeout=timeout)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -95,8 +94,6 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
             )
             if moved != 1:
                 raise _LostRace
-            collection_name = parent.name if parent.collection is not None else None
-            pattern = re.compile(automation.alias_regex) if automation.alias_regex else None
             due = now_us()
             rows = [
                 {
@@ -107,14 +104,7 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
                     "next_attempt_time": due,
                 }
                 for e in found
-                if webhooks.matches(
-                    automation.event_types,
-                    pattern,
-                    collection_name,
-                    e.type,
-                    e.resource,
-                    e.details or {},
-                )
+                if webhooks.matches(automation, parent, e.type, e.resource, e.details or {})
             ]
             if rows:
                 s.execute(insert(m.Delivery), rows)
