@@ -125,47 +125,45 @@ def compile_event_filter(s: Session, text: str) -> ColumnElement[bool] | None:
     return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect, "filter")
 
 
-# --- scope and visibility ------------------------------------------------------------
+# --- parent and visibility ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class EventScope:
-    """What a ListEvents / WatchEvents parent selects."""
+class EventQuery:
+    """A checked ListEvents / WatchEvents request: the organization (and registry) its
+    parent names, and its filter."""
 
-    parent: str
     org_id: int
     registry_id: int | None
+    clause: ColumnElement[bool] | None
 
 
-def resolve_scope(s: Session, p: Principal, parent: str) -> EventScope:
-    """`organizations/{org}` (members of it) or a registry name (VIEW on it)."""
-    field = "parent"
+def event_query(s: Session, p: Principal, parent: str, filter: str) -> EventQuery:
+    """`parent` is `organizations/{org}` (members of it) or a registry name (VIEW on it)."""
+    clause = compile_event_filter(s, filter)
     segments = parent.split("/")
     if len(segments) == 4 and segments[2] == "registries":
-        v = names.parse(parent, REGISTRY_PATTERN, field)
+        v = names.parse(parent, REGISTRY_PATTERN, "parent")
         # The registry's own events need what seeing the registry needs.
         registry = registry_access(s, p, v["org"], v["registry"], Permission.VIEW).registry
-        return EventScope(parent, registry.org_id, registry.id)
+        return EventQuery(registry.org_id, registry.id, clause)
     if len(segments) != 2:
         raise InvalidArgument(
-            field, f"{quote(parent)} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
+            "parent", f"{quote(parent)} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
         )
-    org_id = names.parse(parent, ORG_PATTERN, field)["org"]
-    org = get_org(s, p, org_id, field)
-    return EventScope(parent, org.id, None)
+    org = get_org(s, p, names.parse(parent, ORG_PATTERN, "parent")["org"], "parent")
+    return EventQuery(org.id, None, clause)
 
 
-def visible_events(
-    p: Principal, scope: EventScope, clause: ColumnElement[bool] | None
-) -> Select[Any]:
-    """`SELECT events` of the scope that `p` may see (the rule of the module docstring)
-    and the filter's `clause` selects."""
-    stmt = select(m.Event).where(m.Event.org_id == scope.org_id)
-    if clause is not None:
-        stmt = stmt.where(clause)
-    if scope.registry_id is not None:
-        stmt = stmt.where(m.Event.registry_id == scope.registry_id)
-    if p.org_admin and p.org_id == scope.org_id:
+def visible_events(p: Principal, q: EventQuery) -> Select[Any]:
+    """`SELECT events` the query selects that `p` may see (the rule of the module
+    docstring)."""
+    stmt = select(m.Event).where(m.Event.org_id == q.org_id)
+    if q.clause is not None:
+        stmt = stmt.where(q.clause)
+    if q.registry_id is not None:
+        stmt = stmt.where(m.Event.registry_id == q.registry_id)
+    if p.org_admin and p.org_id == q.org_id:
         return stmt
     my_teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
     return stmt.outerjoin(m.Registry, m.Registry.id == m.Event.registry_id).where(
@@ -187,32 +185,22 @@ EVENT_ORDER = {"cursor": m.Event.cursor, "time": m.Event.time}
 def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Event,), oldest first unless `order_by` says otherwise, keyset-paged."""
     keys = parse_order_by(ask.order_by, EVENT_ORDER, "cursor", m.Event.cursor)
-    clause = compile_event_filter(s, ask.filter)
-    stmt = visible_events(p, resolve_scope(s, p, parent), clause)
+    stmt = visible_events(p, event_query(s, p, parent, ask.filter))
     return page_of(s, stmt, keys, ask, ("events", parent, ask.filter))
 
 
-@dataclass(frozen=True)
-class Watch:
-    """A validated WatchEvents request."""
-
-    scope: EventScope
-    clause: ColumnElement[bool] | None
-
-
-def prepare_watch(s: Session, p: Principal, parent: str, filter: str, after_cursor: int) -> Watch:
+def prepare_watch(
+    s: Session, p: Principal, parent: str, filter: str, after_cursor: int
+) -> EventQuery:
     if after_cursor < 0:
         raise InvalidArgument("after_cursor", "must not be negative")
-    clause = compile_event_filter(s, filter)
-    return Watch(resolve_scope(s, p, parent), clause)
+    return event_query(s, p, parent, filter)
 
 
-def read_after(
-    s: Session, p: Principal, watch: Watch, after: int, limit: int = WATCH_BATCH
-) -> list[m.Event]:
+def read_after(s: Session, p: Principal, q: EventQuery, after: int) -> list[m.Event]:
     """The next visible events after cursor `after` (visibility re-evaluated each time)."""
-    stmt = visible_events(p, watch.scope, watch.clause).where(m.Event.cursor > after)
-    return list(s.execute(stmt.order_by(m.Event.cursor).limit(limit)).scalars())
+    stmt = visible_events(p, q).where(m.Event.cursor > after)
+    return list(s.execute(stmt.order_by(m.Event.cursor).limit(WATCH_BATCH)).scalars())
 
 
 def latest_cursors(s: Session, org_ids: Sequence[int]) -> dict[int, int]:
