@@ -53,7 +53,7 @@ from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
-from .event_log import event_aliases
+from .event_log import COLLECTION_PATTERN, REGISTRY_PATTERN, event_aliases
 from .organizations import check_etag
 from .registry_freeze import check_writable
 from .secret_box import SecretBox, SecretUnavailable, open_secret
@@ -204,9 +204,6 @@ def _check_secret(value: str) -> None:
 
 
 # --- names ------------------------------------------------------------------------------
-
-REGISTRY_PATTERN = "organizations/{org}/registries/{registry}"
-COLLECTION_PATTERN = REGISTRY_PATTERN + "/collections/{collection}"
 
 
 @dataclass(frozen=True)
@@ -597,12 +594,13 @@ def claim_attempt(
 ) -> Claim | None:
     """The attempt to make, or None after recording why it cannot be made."""
     if event is None:  # cannot happen while the organization exists
-        finish_attempt(s, delivery.id, lease_until, 0, "the event no longer exists", False)
+        finish_attempt(s, delivery.id, lease_until, AttemptResult(0, "the event no longer exists"))
         return None
     try:
         secret = automation_secret(automation, box)
     except SecretUnavailable as err:
-        finish_attempt(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
+        not_sent = AttemptResult(0, f"not sent: {err}"[:ERROR_MAX])
+        finish_attempt(s, delivery.id, lease_until, not_sent)
         return None
     event_json = {
         "cursor": event.cursor,
@@ -667,17 +665,15 @@ def update_pending(s: Session, delivery_id: int, expected: int | None, **values:
     return done == 1
 
 
-def finish_attempt(
-    s: Session, delivery_id: int, lease_until: int, status: int, error: str, succeeded: bool
-) -> bool:
+def finish_attempt(s: Session, delivery_id: int, lease_until: int, result: AttemptResult) -> bool:
     return update_pending(
         s,
         delivery_id,
         lease_until,
         time=now_us(),
-        status_code=status,
-        error=error,
-        succeeded=succeeded,
+        status_code=result.status_code,
+        error=result.error,
+        succeeded=result.succeeded,
         next_attempt_time=None,
     )
 
@@ -708,14 +704,7 @@ def record_attempt(
     """Stores the attempt; schedules the next one when it failed and may be retried."""
     retried = claim.retry and result.retryable and claim.attempt < config.max_attempts
     with db.write() as s:
-        if not finish_attempt(
-            s,
-            claim.delivery_id,
-            claim.lease_until,
-            result.status_code,
-            result.error,
-            result.succeeded,
-        ):
+        if not finish_attempt(s, claim.delivery_id, claim.lease_until, result):
             return  # automation deleted, or our lease ran out and another replica took over
         if retried:
             s.execute(

@@ -155,9 +155,8 @@ def claim_due(
         for automation, delivery, event, *parent in rows:
             name = webhooks.automation_name(webhooks.Parent(*parent).name, automation.uid)
             if not automation.enabled:  # disabled after this attempt was scheduled
-                webhooks.finish_attempt(
-                    s, delivery.id, lease_until, 0, "not sent: the automation is disabled", False
-                )
+                disabled = webhook_http.AttemptResult(0, "not sent: the automation is disabled")
+                webhooks.finish_attempt(s, delivery.id, lease_until, disabled)
                 continue
             claim = webhooks.claim_attempt(s, delivery, automation, event, name, lease_until, box)
             if claim is not None:
