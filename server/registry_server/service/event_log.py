@@ -24,12 +24,10 @@ first event to commit) one after the other; mutations are short, so this is chea
 and other organizations are unaffected. SQLite serializes all writes already.
 
 Watching. A watcher first replays `cursor > after_cursor`, then waits for a wake-up
-and reads again from its last cursor. Wake-ups come from the event hub of the
-replica (`workers/event_hub.py`): at once when this process commits an event of the organization (a
-SQLAlchemy `after_commit` hook), and from a poller that reads the newest cursor of
-each watched organization every ~150 ms (one indexed MAX per organization for all
-watchers together), which catches writes of other replicas sharing the database.
-A watcher also re-reads every few seconds without a wake-up, as a safety net. Since
+from the replica's event hub (`workers/event_hub.py`: at once for this process's
+commits, within ~150 ms for other replicas', one indexed MAX per watched
+organization for all watchers together) and reads again from its last cursor. It
+also re-reads every few seconds without a wake-up, as a safety net. Since
 a watcher only ever reads `cursor > last` and advances `last` to what it sent, a
 client that reconnects with its last cursor misses nothing and sees nothing twice.
 """

@@ -29,11 +29,7 @@ log = logging.getLogger("registry.events")
 
 
 class EventHub:
-    """Wakes this replica's watchers when their organization may have new events.
-
-    `run()` is the poller (a background task); `close()` (on shutdown) wakes every
-    watcher with `closed` set so streams end promptly.
-    """
+    """`run()` is the poller; `close()` wakes every watcher with `closed` set."""
 
     interval = 0.15  # seconds between polls
 
