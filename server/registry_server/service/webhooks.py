@@ -250,18 +250,18 @@ def automation_name(parent: str, uid: str) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
-    """A checked automation parent."""
+class Scope:
+    """A checked automation parent: its registry, and the collection's id for a collection."""
 
     registry: m.Registry
     collection_id: int | None
 
 
-def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
+def _scope(s: Session, p: Principal, parent: Parent, rpc: str) -> Scope:
     permission = authz_table.permission(SERVICE, rpc)
     registry = registry_access(s, p, parent.org, parent.registry, permission).registry
     if parent.collection is None:
-        return Target(registry, None)
+        return Scope(registry, None)
     collection_id = s.execute(
         select(m.Collection.id).where(
             m.Collection.registry_id == registry.id, m.Collection.name == parent.collection
@@ -269,13 +269,13 @@ def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
     ).scalar()
     if collection_id is None:
         raise NotFound(f"{parent.name} not found")
-    return Target(registry, collection_id)
+    return Scope(registry, collection_id)
 
 
-def _scope_clause(target: Target) -> Any:
+def _scope_clause(scope: Scope) -> Any:
     """Automations directly under the parent (`== None` compiles to IS NULL)."""
-    return (m.Automation.registry_id == target.registry.id) & (
-        m.Automation.collection_id == target.collection_id
+    return (m.Automation.registry_id == scope.registry.id) & (
+        m.Automation.collection_id == scope.collection_id
     )
 
 
@@ -319,7 +319,7 @@ def authorize(s: Session, p: Principal, name: str, field: str, rpc: str) -> None
     if "/automations/" in name:
         _automation(s, p, name, field, rpc)
     else:
-        _target(s, p, parse_parent(name, field), rpc)
+        _scope(s, p, parse_parent(name, field), rpc)
 
 
 def create_automation(
@@ -328,8 +328,8 @@ def create_automation(
     """The automation, its name and its secret (made here when `spec` has none). It sees
     events recorded after it (while enabled)."""
     where = parse_parent(parent, "parent")
-    target = _target(s, p, where, "CreateAutomation")
-    check_writable(s, target.registry)
+    scope = _scope(s, p, where, "CreateAutomation")
+    check_writable(s, scope.registry)
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     secret = spec.secret or standard_webhooks.new_secret()
@@ -344,19 +344,19 @@ def create_automation(
             "host": urlsplit(spec.url).hostname or "",
             "enabled": spec.enabled,
         },
-        registry=target.registry,
+        registry=scope.registry,
     )
     automation = m.Automation(
         uid=uid,
-        org_id=target.registry.org_id,
-        registry_id=target.registry.id,
-        collection_id=target.collection_id,
+        org_id=scope.registry.org_id,
+        registry_id=scope.registry.id,
+        collection_id=scope.collection_id,
         event_types=spec.event_types,
         alias_regex=spec.alias_regex,
         url=spec.url,
         enabled=spec.enabled,
         created_by_id=p.user_id,
-        event_cursor=_latest_cursor(s, target.registry.org_id),
+        event_cursor=_latest_cursor(s, scope.registry.org_id),
     )
     store_secret(automation, secret, box)
     add_created(s, automation)
@@ -374,29 +374,29 @@ def list_automations(s: Session, p: Principal, parent: str, ask: ListParams) -> 
     unless `order_by` says otherwise."""
     keys = parse_order_by(ask.order_by, AUTOMATION_ORDER, "", m.Automation.id)
     where = parse_parent(parent, "parent")
-    target = _target(s, p, where, "ListAutomations")
+    scope = _scope(s, p, where, "ListAutomations")
     stmt = (
         select(m.Automation, m.User.name)
         .outerjoin(m.User, m.User.id == m.Automation.created_by_id)
-        .where(_scope_clause(target))
+        .where(_scope_clause(scope))
     )
     return page_of(s, stmt, keys, ask, ("automations", where.name))
 
 
 def _automation(
     s: Session, p: Principal, name: str, field: str, rpc: str
-) -> tuple[Target, m.Automation]:
+) -> tuple[Scope, m.Automation]:
     where, uid = parse_automation_name(name, field)
     try:
-        target = _target(s, p, where, rpc)
+        scope = _scope(s, p, where, rpc)
     except NotFound:
         raise NotFound(f"{name} not found") from None
     automation = s.execute(
-        select(m.Automation).where(_scope_clause(target), m.Automation.uid == uid)
+        select(m.Automation).where(_scope_clause(scope), m.Automation.uid == uid)
     ).scalar_one_or_none()
     if automation is None:
         raise NotFound(f"{name} not found")
-    return target, automation
+    return scope, automation
 
 
 def creator_name(s: Session, automation: m.Automation) -> str | None:
@@ -420,8 +420,8 @@ def update_automation(
 ) -> m.Automation:
     """Changes the `fields` (UPDATABLE) to the values of `spec`; a URL must have been
     checked with `webhook_targets.check_url`. Writing `secret` rotates it."""
-    target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
-    check_writable(s, target.registry)
+    scope, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
+    check_writable(s, scope.registry)
     check_etag(etag, automation.revision, "automation.etag")
     enabling = "enabled" in fields and spec.enabled and not automation.enabled
     for changed in ("event_types", "alias_regex", "url", "enabled"):
@@ -434,9 +434,9 @@ def update_automation(
         details["enabled"] = spec.enabled
     if "url" in fields:
         details["host"] = urlsplit(spec.url).hostname or ""
-    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=target.registry)
+    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=scope.registry)
     if enabling:  # what happened while it was off is not news (nor is this event)
-        automation.event_cursor = _latest_cursor(s, target.registry.org_id)
+        automation.event_cursor = _latest_cursor(s, scope.registry.org_id)
     automation.revision += 1
     automation.update_time = now_us()
     s.flush()
@@ -444,10 +444,10 @@ def update_automation(
 
 
 def delete_automation(s: Session, p: Principal, name: str) -> None:
-    target, automation = _automation(s, p, name, "name", "DeleteAutomation")
+    scope, automation = _automation(s, p, name, "name", "DeleteAutomation")
     s.execute(delete(m.Delivery).where(m.Delivery.automation_id == automation.id))
     s.execute(delete(m.Automation).where(m.Automation.id == automation.id))
-    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=target.registry)
+    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=scope.registry)
 
 
 DELIVERY_ORDER = {"time": m.Delivery.time}
@@ -732,7 +732,7 @@ def test_automation(
     """Records an AUTOMATION_TESTED event, sends it to this automation now (enabled or
     not; never retried) and returns the id of the attempt, as ListDeliveries lists it."""
     with db.write() as s:
-        target, automation = _automation(s, p, name, "name", "TestAutomation")
+        scope, automation = _automation(s, p, name, "name", "TestAutomation")
         lease_until = now_us() + config.lease_us
         delivery = m.Delivery(
             automation_id=automation.id,
@@ -746,12 +746,12 @@ def test_automation(
         # The event lock comes last (after the row locks above): see record_event_now.
         delivery.event_cursor = events.record_event_now(
             s,
-            org_id=target.registry.org_id,
+            org_id=scope.registry.org_id,
             type=events.AUTOMATION_TESTED,
             actor=p,
             resource=name,
             details={"host": urlsplit(automation.url).hostname or ""},
-            registry_id=target.registry.id,
+            registry_id=scope.registry.id,
         )
         s.flush()
         delivery_id = delivery.id
