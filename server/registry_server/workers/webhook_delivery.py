@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Select, exists, insert, select, update
-from sqlalchemy.orm import Session
 
 from ..api.app import App
 from ..service import webhook_http, webhooks
@@ -52,18 +51,6 @@ def _with_parent(stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         .join(m.Registry, m.Registry.id == m.Automation.registry_id)
         .join(m.Organization, m.Organization.id == m.Registry.org_id)
         .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-    )
-
-
-def automations_with_news(s: Session) -> list[int]:
-    """Automations whose registry has events past their cursor (one index probe each)."""
-    news = exists().where(
-        m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
-    )
-    return list(
-        s.execute(
-            select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
-        ).scalars()
     )
 
 
@@ -114,8 +101,14 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
 
 
 def schedule_deliveries(db: Database, batch: int) -> int:
+    """Schedules the automations whose registry has events past their cursor (found
+    with one index probe each)."""
+    news = exists().where(
+        m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
+    )
+    query = select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
     with db.read() as s:
-        pending = automations_with_news(s)
+        pending = list(s.scalars(query))
     return sum(schedule_automation(db, automation_id, batch) for automation_id in pending)
 
 
