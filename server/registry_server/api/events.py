@@ -98,22 +98,20 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
     ) -> AsyncIterator[r.Event]:
         p = current_principal()
         token = bearer_token(context.invocation_metadata())
-        watch = await self.app.read(
+        query = await self.app.read(
             lambda s: event_log.prepare_watch(
                 s, p, request.parent, request.filter, request.after_cursor
             )
         )
         last = request.after_cursor
-        waiter = self.hub.subscribe(watch.scope.org_id)
+        waiter = self.hub.subscribe(query.org_id)
         try:
             while True:
                 waiter.clear()  # before reading: a commit during the read wakes us again
                 # Re-authenticated as the stream goes on: a revoked key or a changed
                 # role takes effect here as on any other call.
                 p = await authenticate(self.app.auth, self.app.run, token)
-                batch = await self.app.read(
-                    partial(event_log.read_after, p=p, watch=watch, after=last)
-                )
+                batch = await self.app.read(partial(event_log.read_after, p=p, q=query, after=last))
                 for e in batch:
                     yield event_proto(e)
                     last = e.cursor
@@ -128,7 +126,7 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
                         reason="SERVER_SHUTTING_DOWN",
                     )
         finally:
-            self.hub.unsubscribe(watch.scope.org_id, waiter)
+            self.hub.unsubscribe(query.org_id, waiter)
 
     async def GetAliasHistory(
         self, request: pb.GetAliasHistoryRequest, context: grpc.aio.ServicerContext
@@ -180,17 +178,15 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
     def _spec(
         self, a: r.Automation, fields: Collection[str], *, updating: bool
     ) -> webhooks.AutomationSpec:
-        return webhooks.automation_spec(
-            fields,
+        spec = webhooks.AutomationSpec(
             event_types=list(a.event_types),
             alias_regex=a.alias_regex,
             url=a.url,
             secret=a.secret,
             # Left out of a create: enabled. Named by an update's mask: as sent.
             enabled=a.enabled if a.HasField("enabled") or updating else True,
-            policy=self.app.webhook_policy,
-            rotating=updating,
         )
+        return webhooks.check_spec(spec, fields, self.app.webhook_policy, rotating=updating)
 
     async def _check_url(self, p: Principal, name: str, field: str, rpc: str, url: str) -> None:
         """Access first, then the URL's host resolved and checked (off the event loop and

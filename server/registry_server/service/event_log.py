@@ -24,12 +24,10 @@ first event to commit) one after the other; mutations are short, so this is chea
 and other organizations are unaffected. SQLite serializes all writes already.
 
 Watching. A watcher first replays `cursor > after_cursor`, then waits for a wake-up
-and reads again from its last cursor. Wake-ups come from the event hub of the
-replica (`workers/event_hub.py`): at once when this process commits an event of the organization (a
-SQLAlchemy `after_commit` hook), and from a poller that reads the newest cursor of
-each watched organization every ~150 ms (one indexed MAX per organization for all
-watchers together), which catches writes of other replicas sharing the database.
-A watcher also re-reads every few seconds without a wake-up, as a safety net. Since
+from the replica's event hub (`workers/event_hub.py`: at once for this process's
+commits, within ~150 ms for other replicas', one indexed MAX per watched
+organization for all watchers together) and reads again from its last cursor. It
+also re-reads every few seconds without a wake-up, as a safety net. Since
 a watcher only ever reads `cursor > last` and advances `last` to what it sent, a
 client that reconnects with its last cursor misses nothing and sees nothing twice.
 """
@@ -62,10 +60,6 @@ REGISTRY_PATTERN = "organizations/{org}/registries/{registry}"
 COLLECTION_PATTERN = "organizations/{org}/registries/{registry}/collections/{collection}"
 WATCH_BATCH = 500
 ALIAS_HISTORY_MAX_EVENTS = 100_000
-
-
-def dialect(s: Session) -> str:
-    return s.get_bind().dialect.name
 
 
 def like_prefix(prefix: str) -> str:
@@ -115,56 +109,59 @@ def _rewrite_resource_prefix(expr: Expr) -> Expr:
     return expr
 
 
-def compile_event_filter(
-    text: str, dialect_name: str, field: str = "filter"
-) -> ColumnElement[bool] | None:
+def compile_event_filter(s: Session, text: str) -> ColumnElement[bool] | None:
     """The SQL condition of an events filter: type, actor, resource, time, cursor.
 
     `resource = "x"` is exact, `resource : "x"` matches every resource name that
     starts with "x" (e.g. a registry name selects the registry and everything in it);
     other fields are INVALID_ARGUMENT.
     """
-    expr = parse_filter(text, field)
+    expr = parse_filter(text, "filter")
     if expr is None:
         return None
-    return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect_name, field)
+    dialect = s.get_bind().dialect.name
+    return compile_filter(_rewrite_resource_prefix(expr), EVENT_FILTER, dialect, "filter")
 
 
-# --- scope and visibility ------------------------------------------------------------
+# --- parent and visibility ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class EventScope:
-    """What a ListEvents / WatchEvents parent selects."""
+class EventQuery:
+    """A checked ListEvents / WatchEvents request: the organization (and registry) its
+    parent names, and its filter."""
 
-    parent: str
     org_id: int
     registry_id: int | None
+    clause: ColumnElement[bool] | None
 
 
-def resolve_scope(s: Session, p: Principal, parent: str, field: str = "parent") -> EventScope:
-    """`organizations/{org}` (members of it) or a registry name (VIEW on it)."""
+def event_query(s: Session, p: Principal, parent: str, filter: str) -> EventQuery:
+    """`parent` is `organizations/{org}` (members of it) or a registry name (VIEW on it)."""
+    clause = compile_event_filter(s, filter)
     segments = parent.split("/")
     if len(segments) == 4 and segments[2] == "registries":
-        v = names.parse(parent, REGISTRY_PATTERN, field)
+        v = names.parse(parent, REGISTRY_PATTERN, "parent")
         # The registry's own events need what seeing the registry needs.
         registry = registry_access(s, p, v["org"], v["registry"], Permission.VIEW).registry
-        return EventScope(parent, registry.org_id, registry.id)
+        return EventQuery(registry.org_id, registry.id, clause)
     if len(segments) != 2:
         raise InvalidArgument(
-            field, f"{quote(parent)} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
+            "parent", f"{quote(parent)} is not of the form {ORG_PATTERN} or {REGISTRY_PATTERN}"
         )
-    org_id = names.parse(parent, ORG_PATTERN, field)["org"]
-    org = get_org(s, p, org_id, field)
-    return EventScope(parent, org.id, None)
+    org = get_org(s, p, names.parse(parent, ORG_PATTERN, "parent")["org"], "parent")
+    return EventQuery(org.id, None, clause)
 
 
-def visible_events(p: Principal, scope: EventScope) -> Select[Any]:
-    """`SELECT events` of the scope that `p` may see (the rule of the module docstring)."""
-    stmt = select(m.Event).where(m.Event.org_id == scope.org_id)
-    if scope.registry_id is not None:
-        stmt = stmt.where(m.Event.registry_id == scope.registry_id)
-    if p.org_admin and p.org_id == scope.org_id:
+def visible_events(p: Principal, q: EventQuery) -> Select[Any]:
+    """`SELECT events` the query selects that `p` may see (the rule of the module
+    docstring)."""
+    stmt = select(m.Event).where(m.Event.org_id == q.org_id)
+    if q.clause is not None:
+        stmt = stmt.where(q.clause)
+    if q.registry_id is not None:
+        stmt = stmt.where(m.Event.registry_id == q.registry_id)
+    if p.org_admin and p.org_id == q.org_id:
         return stmt
     my_teams = select(m.TeamMember.team_id).where(m.TeamMember.user_id == p.user_id)
     return stmt.outerjoin(m.Registry, m.Registry.id == m.Event.registry_id).where(
@@ -186,37 +183,22 @@ EVENT_ORDER = {"cursor": m.Event.cursor, "time": m.Event.time}
 def list_events(s: Session, p: Principal, parent: str, ask: ListParams) -> Page:
     """Rows of (Event,), oldest first unless `order_by` says otherwise, keyset-paged."""
     keys = parse_order_by(ask.order_by, EVENT_ORDER, "cursor", m.Event.cursor)
-    clause = compile_event_filter(ask.filter, dialect(s))
-    scope = resolve_scope(s, p, parent)
-    stmt = visible_events(p, scope)
-    if clause is not None:
-        stmt = stmt.where(clause)
+    stmt = visible_events(p, event_query(s, p, parent, ask.filter))
     return page_of(s, stmt, keys, ask, ("events", parent, ask.filter))
 
 
-@dataclass(frozen=True)
-class Watch:
-    """A validated WatchEvents request."""
-
-    scope: EventScope
-    clause: ColumnElement[bool] | None
-
-
-def prepare_watch(s: Session, p: Principal, parent: str, filter: str, after_cursor: int) -> Watch:
+def prepare_watch(
+    s: Session, p: Principal, parent: str, filter: str, after_cursor: int
+) -> EventQuery:
     if after_cursor < 0:
         raise InvalidArgument("after_cursor", "must not be negative")
-    clause = compile_event_filter(filter, dialect(s))
-    return Watch(resolve_scope(s, p, parent), clause)
+    return event_query(s, p, parent, filter)
 
 
-def read_after(
-    s: Session, p: Principal, watch: Watch, after: int, limit: int = WATCH_BATCH
-) -> list[m.Event]:
+def read_after(s: Session, p: Principal, q: EventQuery, after: int) -> list[m.Event]:
     """The next visible events after cursor `after` (visibility re-evaluated each time)."""
-    stmt = visible_events(p, watch.scope).where(m.Event.cursor > after)
-    if watch.clause is not None:
-        stmt = stmt.where(watch.clause)
-    return list(s.execute(stmt.order_by(m.Event.cursor).limit(limit)).scalars())
+    stmt = visible_events(p, q).where(m.Event.cursor > after)
+    return list(s.execute(stmt.order_by(m.Event.cursor).limit(WATCH_BATCH)).scalars())
 
 
 def latest_cursors(s: Session, org_ids: Sequence[int]) -> dict[int, int]:
@@ -279,14 +261,13 @@ def _version_index(details: dict[str, Any], resource: str) -> int | None:
     return None
 
 
-def _aliases_in(details: dict[str, Any]) -> list[str]:
+def event_aliases(details: dict[str, Any]) -> list[str]:
+    """Aliases an event is about: `details.alias` and `details.aliases`."""
     found: list[str] = []
-    single = details.get("alias")
-    if isinstance(single, str):
-        found.append(single)
-    many = details.get("aliases")
-    if isinstance(many, list):
-        found.extend(a for a in many if isinstance(a, str))
+    if isinstance(details.get("alias"), str):
+        found.append(details["alias"])
+    if isinstance(details.get("aliases"), list):
+        found.extend(a for a in details["aliases"] if isinstance(a, str))
     return found
 
 
@@ -304,7 +285,7 @@ def fold_alias_history(rows: Iterable[Any], alias: str) -> list[AliasAssignment]
     for type_, time, actor, resource, details in rows:
         details = details or {}
         if type_ in (events.ALIAS_ADDED, events.VERSION_LINKED):
-            if alias not in _aliases_in(details):
+            if alias not in event_aliases(details):
                 continue
             index = _version_index(details, resource)
             if index is None or (current is not None and current.version_index == index):
@@ -313,12 +294,12 @@ def fold_alias_history(rows: Iterable[Any], alias: str) -> list[AliasAssignment]
             current = AliasAssignment(index, time, None, actor)
             out.append(current)
         elif type_ == events.ALIAS_REMOVED:
-            if alias in _aliases_in(details):
+            if alias in event_aliases(details):
                 close(time)
         elif type_ == events.VERSION_UNLINKED:
             index = _version_index(details, resource)
             if current is not None and (
-                index == current.version_index or alias in _aliases_in(details)
+                index == current.version_index or alias in event_aliases(details)
             ):
                 close(time)
         elif type_ == events.COLLECTION_DELETED:

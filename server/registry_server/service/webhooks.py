@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -47,13 +47,13 @@ from registry_client import webhooks as standard_webhooks
 from ..domain import names
 from ..domain.errors import InvalidArgument, NotFound, quote
 from ..domain.pagination import ListParams
-from ..domain.roles import Permission
 from ..storage import models as m
 from ..storage.db import Database, add_created, now_us
 from ..storage.paging import Page, page_of, parse_order_by
 from . import authz_table, events, webhook_http
 from .access import registry_access
 from .context import Principal
+from .event_log import COLLECTION_PATTERN, REGISTRY_PATTERN, event_aliases
 from .organizations import check_etag
 from .registry_freeze import check_writable
 from .secret_box import SecretBox, SecretUnavailable, open_secret
@@ -79,28 +79,61 @@ KNOWN_EVENT_TYPES = frozenset(
 UPDATABLE = frozenset({"enabled", "url", "event_types", "alias_regex", "secret"})
 
 
-def _perm(rpc: str) -> Permission:
-    return authz_table.permission(SERVICE, rpc)
-
-
 # --- validation -----------------------------------------------------------------------
 
 
-def validate_event_types(values: Sequence[str], field: str) -> list[str]:
+@dataclass(frozen=True)
+class AutomationSpec:
+    """An automation's fields as a create or update request brings them."""
+
+    event_types: list[str]
+    alias_regex: str
+    url: str
+    secret: str
+    enabled: bool
+
+
+def check_spec(
+    spec: AutomationSpec, fields: Collection[str], policy: TargetPolicy, *, rotating: bool
+) -> AutomationSpec:
+    """`spec` with the named `fields` checked and its event types without repeats;
+    INVALID_ARGUMENT names the first bad one. An empty secret on create means "make
+    one"; a rotation (`rotating`) must bring its own. A secret is never quoted back."""
+    if "secret" in fields and not spec.secret and rotating:
+        raise InvalidArgument(
+            "automation.secret",
+            "is required to rotate it: replies never carry a secret after creation, so "
+            "choose it (whsec_ and the base64 of 32 random bytes)",
+        )
+    if "event_types" in fields:
+        spec = replace(spec, event_types=_event_types(spec.event_types))
+    if "alias_regex" in fields:
+        _check_alias_regex(spec.alias_regex)
+    if "url" in fields:
+        # The URL's form and any literal address; host names are resolved by
+        # `webhook_targets.check_url`, off the transaction.
+        try:
+            parse_target(spec.url, policy)
+        except TargetRefused as err:
+            raise InvalidArgument("automation.url", str(err)) from None
+    if spec.secret:
+        _check_secret(spec.secret)
+    return spec
+
+
+def _event_types(values: Sequence[str]) -> list[str]:
+    field = "automation.event_types"
     if not values:
         raise InvalidArgument(field, "is required: at least one event type")
     if len(values) > EVENT_TYPES_MAX:
         raise InvalidArgument(field, f"at most {EVENT_TYPES_MAX} event types")
-    out: list[str] = []
     for i, value in enumerate(values):
         if value not in KNOWN_EVENT_TYPES:
             raise InvalidArgument(
                 f"{field}[{i}]",
                 f"unknown event type {quote(value)}; known: {', '.join(sorted(KNOWN_EVENT_TYPES))}",
             )
-        if value not in out:
-            out.append(value)
-    return out
+    return list(dict.fromkeys(values))
 
 
 def _slow_pattern(parsed: Any, inside_repeat: bool = False) -> bool:
@@ -133,10 +166,9 @@ def _slow_pattern(parsed: Any, inside_repeat: bool = False) -> bool:
     return False
 
 
-def validate_alias_regex(value: str, field: str) -> str:
+def _check_alias_regex(value: str) -> None:
     """At most 256 characters, a valid Python regex, and no catastrophic backtracking."""
-    if not value:
-        return ""
+    field = "automation.alias_regex"
     if len(value) > ALIAS_REGEX_MAX:
         raise InvalidArgument(field, f"must be at most {ALIAS_REGEX_MAX} characters")
     try:
@@ -155,101 +187,41 @@ def validate_alias_regex(value: str, field: str) -> str:
             "must not nest repetitions or repeat alternations (they can take exponential "
             "time); use character classes, e.g. ^(prod|staging)-[a-z0-9-]+$",
         )
-    return value
 
 
-def validate_url(value: str, field: str, policy: TargetPolicy) -> str:
-    """The URL's form and any literal address (no DNS: `webhook_targets.check_url`
-    resolves host names, off the transaction)."""
-    try:
-        parse_target(value, policy)
-    except TargetRefused as err:
-        raise InvalidArgument(field, str(err)) from None
-    return value
-
-
-def validate_secret(value: str, field: str) -> str:
-    """A Standard Webhooks secret; never quoted back (it is a secret)."""
+def _check_secret(value: str) -> None:
+    """A Standard Webhooks secret."""
     if len(value) > SECRET_MAX:
-        raise InvalidArgument(field, f"must be at most {SECRET_MAX} characters")
+        raise InvalidArgument("automation.secret", f"must be at most {SECRET_MAX} characters")
     try:
         standard_webhooks.secret_key(value)
     except ValueError as err:
         raise InvalidArgument(
-            field,
+            "automation.secret",
             f"{err} (e.g. whsec_ and the base64 of 32 random bytes); leave it empty on "
             "create and the server makes one",
         ) from None
-    return value
-
-
-@dataclass(frozen=True)
-class AutomationSpec:
-    """Checked automation fields (a field left out of an update keeps its default)."""
-
-    event_types: list[str]
-    alias_regex: str
-    url: str
-    secret: str
-    enabled: bool
-
-
-def automation_spec(
-    fields: Collection[str],
-    *,
-    event_types: Sequence[str],
-    alias_regex: str,
-    url: str,
-    secret: str,
-    enabled: bool,
-    policy: TargetPolicy,
-    rotating: bool = False,
-) -> AutomationSpec:
-    """Checks the named `fields`; INVALID_ARGUMENT names the first bad one. An empty
-    secret on create means "make one"; a rotation (`rotating`) must bring its own."""
-    if "secret" in fields and not secret and rotating:
-        raise InvalidArgument(
-            "automation.secret",
-            "is required to rotate it: replies never carry a secret after creation, so "
-            "choose it (whsec_ and the base64 of 32 random bytes)",
-        )
-    return AutomationSpec(
-        event_types=(
-            validate_event_types(event_types, "automation.event_types")
-            if "event_types" in fields
-            else []
-        ),
-        alias_regex=(
-            validate_alias_regex(alias_regex, "automation.alias_regex")
-            if "alias_regex" in fields
-            else ""
-        ),
-        url=validate_url(url, "automation.url", policy) if "url" in fields else "",
-        secret=validate_secret(secret, "automation.secret") if secret else "",
-        enabled=enabled,
-    )
 
 
 # --- names ------------------------------------------------------------------------------
 
-REGISTRY_PATTERN = "organizations/{org}/registries/{registry}"
-COLLECTION_PATTERN = REGISTRY_PATTERN + "/collections/{collection}"
-
 
 @dataclass(frozen=True)
 class Parent:
+    """A registry or a collection: where automations live."""
+
     org: str
     registry: str
     collection: str | None
 
     @property
     def name(self) -> str:
-        base = f"organizations/{self.org}/registries/{self.registry}"
-        return f"{base}/collections/{self.collection}" if self.collection else base
+        if self.collection is None:
+            return names.registry_name(self.org, self.registry)
+        return names.collection_name(self.org, self.registry, self.collection)
 
 
 def parse_parent(value: str, field: str) -> Parent:
-    """A registry or collection name."""
     if len(value.split("/")) == 6:
         v = names.parse(value, COLLECTION_PATTERN, field)
         return Parent(v["org"], v["registry"], v["collection"])
@@ -278,18 +250,18 @@ def automation_name(parent: str, uid: str) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
-    """A checked automation parent."""
+class Scope:
+    """A checked automation parent: its registry, and the collection's id for a collection."""
 
-    parent: Parent
     registry: m.Registry
     collection_id: int | None
 
 
-def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
-    registry = registry_access(s, p, parent.org, parent.registry, _perm(rpc)).registry
+def _scope(s: Session, p: Principal, parent: Parent, rpc: str) -> Scope:
+    permission = authz_table.permission(SERVICE, rpc)
+    registry = registry_access(s, p, parent.org, parent.registry, permission).registry
     if parent.collection is None:
-        return Target(parent, registry, None)
+        return Scope(registry, None)
     collection_id = s.execute(
         select(m.Collection.id).where(
             m.Collection.registry_id == registry.id, m.Collection.name == parent.collection
@@ -297,14 +269,14 @@ def _target(s: Session, p: Principal, parent: Parent, rpc: str) -> Target:
     ).scalar()
     if collection_id is None:
         raise NotFound(f"{parent.name} not found")
-    return Target(parent, registry, collection_id)
+    return Scope(registry, collection_id)
 
 
-def _scope_clause(target: Target) -> Any:
-    clause = m.Automation.registry_id == target.registry.id
-    if target.collection_id is None:
-        return clause & m.Automation.collection_id.is_(None)
-    return clause & (m.Automation.collection_id == target.collection_id)
+def _scope_clause(scope: Scope) -> Any:
+    """Automations directly under the parent (`== None` compiles to IS NULL)."""
+    return (m.Automation.registry_id == scope.registry.id) & (
+        m.Automation.collection_id == scope.collection_id
+    )
 
 
 # --- automations ------------------------------------------------------------------------
@@ -347,7 +319,7 @@ def authorize(s: Session, p: Principal, name: str, field: str, rpc: str) -> None
     if "/automations/" in name:
         _automation(s, p, name, field, rpc)
     else:
-        _target(s, p, parse_parent(name, field), rpc)
+        _scope(s, p, parse_parent(name, field), rpc)
 
 
 def create_automation(
@@ -356,8 +328,8 @@ def create_automation(
     """The automation, its name and its secret (made here when `spec` has none). It sees
     events recorded after it (while enabled)."""
     where = parse_parent(parent, "parent")
-    target = _target(s, p, where, "CreateAutomation")
-    check_writable(s, target.registry)
+    scope = _scope(s, p, where, "CreateAutomation")
+    check_writable(s, scope.registry)
     uid = uuid.uuid4().hex
     name = automation_name(where.name, uid)
     secret = spec.secret or standard_webhooks.new_secret()
@@ -372,19 +344,19 @@ def create_automation(
             "host": urlsplit(spec.url).hostname or "",
             "enabled": spec.enabled,
         },
-        registry=target.registry,
+        registry=scope.registry,
     )
     automation = m.Automation(
         uid=uid,
-        org_id=target.registry.org_id,
-        registry_id=target.registry.id,
-        collection_id=target.collection_id,
+        org_id=scope.registry.org_id,
+        registry_id=scope.registry.id,
+        collection_id=scope.collection_id,
         event_types=spec.event_types,
         alias_regex=spec.alias_regex,
         url=spec.url,
         enabled=spec.enabled,
         created_by_id=p.user_id,
-        event_cursor=_latest_cursor(s, target.registry.org_id),
+        event_cursor=_latest_cursor(s, scope.registry.org_id),
     )
     store_secret(automation, secret, box)
     add_created(s, automation)
@@ -402,29 +374,29 @@ def list_automations(s: Session, p: Principal, parent: str, ask: ListParams) -> 
     unless `order_by` says otherwise."""
     keys = parse_order_by(ask.order_by, AUTOMATION_ORDER, "", m.Automation.id)
     where = parse_parent(parent, "parent")
-    target = _target(s, p, where, "ListAutomations")
+    scope = _scope(s, p, where, "ListAutomations")
     stmt = (
         select(m.Automation, m.User.name)
         .outerjoin(m.User, m.User.id == m.Automation.created_by_id)
-        .where(_scope_clause(target))
+        .where(_scope_clause(scope))
     )
     return page_of(s, stmt, keys, ask, ("automations", where.name))
 
 
 def _automation(
     s: Session, p: Principal, name: str, field: str, rpc: str
-) -> tuple[Target, m.Automation]:
+) -> tuple[Scope, m.Automation]:
     where, uid = parse_automation_name(name, field)
     try:
-        target = _target(s, p, where, rpc)
+        scope = _scope(s, p, where, rpc)
     except NotFound:
         raise NotFound(f"{name} not found") from None
     automation = s.execute(
-        select(m.Automation).where(_scope_clause(target), m.Automation.uid == uid)
+        select(m.Automation).where(_scope_clause(scope), m.Automation.uid == uid)
     ).scalar_one_or_none()
     if automation is None:
         raise NotFound(f"{name} not found")
-    return target, automation
+    return scope, automation
 
 
 def creator_name(s: Session, automation: m.Automation) -> str | None:
@@ -448,24 +420,23 @@ def update_automation(
 ) -> m.Automation:
     """Changes the `fields` (UPDATABLE) to the values of `spec`; a URL must have been
     checked with `webhook_targets.check_url`. Writing `secret` rotates it."""
-    target, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
-    check_writable(s, target.registry)
+    scope, automation = _automation(s, p, name, "automation.name", "UpdateAutomation")
+    check_writable(s, scope.registry)
     check_etag(etag, automation.revision, "automation.etag")
-    for changed in ("event_types", "alias_regex", "url"):
+    enabling = "enabled" in fields and spec.enabled and not automation.enabled
+    for changed in ("event_types", "alias_regex", "url", "enabled"):
         if changed in fields:
             setattr(automation, changed, getattr(spec, changed))
     if "secret" in fields:
         store_secret(automation, spec.secret, box)
     details: dict[str, Any] = {"fields": sorted(fields)}
-    enabling = "enabled" in fields and spec.enabled and not automation.enabled
     if "enabled" in fields:
         details["enabled"] = spec.enabled
-        automation.enabled = spec.enabled
     if "url" in fields:
         details["host"] = urlsplit(spec.url).hostname or ""
-    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=target.registry)
+    events.scoped_event(s, events.AUTOMATION_UPDATED, p, name, details, registry=scope.registry)
     if enabling:  # what happened while it was off is not news (nor is this event)
-        automation.event_cursor = _latest_cursor(s, target.registry.org_id)
+        automation.event_cursor = _latest_cursor(s, scope.registry.org_id)
     automation.revision += 1
     automation.update_time = now_us()
     s.flush()
@@ -473,10 +444,10 @@ def update_automation(
 
 
 def delete_automation(s: Session, p: Principal, name: str) -> None:
-    target, automation = _automation(s, p, name, "name", "DeleteAutomation")
+    scope, automation = _automation(s, p, name, "name", "DeleteAutomation")
     s.execute(delete(m.Delivery).where(m.Delivery.automation_id == automation.id))
     s.execute(delete(m.Automation).where(m.Automation.id == automation.id))
-    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=target.registry)
+    events.scoped_event(s, events.AUTOMATION_DELETED, p, name, registry=scope.registry)
 
 
 DELIVERY_ORDER = {"time": m.Delivery.time}
@@ -515,38 +486,22 @@ def reseal_secrets(s: Session, box: SecretBox) -> int:
 # --- matching -----------------------------------------------------------------------------
 
 
-def event_aliases(details: dict[str, Any]) -> list[str]:
-    """Aliases an event is about: `details.alias` and `details.aliases`."""
-    found: list[str] = []
-    if isinstance(details.get("alias"), str):
-        found.append(details["alias"])
-    if isinstance(details.get("aliases"), list):
-        found.extend(a for a in details["aliases"] if isinstance(a, str))
-    return found
-
-
 def matches(
-    event_types: Sequence[str],
-    alias_pattern: re.Pattern[str] | None,
-    collection_name: str | None,
-    type_: str,
-    resource: str,
-    details: dict[str, Any],
+    automation: m.Automation, parent: Parent, type_: str, resource: str, details: dict[str, Any]
 ) -> bool:
     """Whether an event of the automation's registry triggers it.
 
     Collection automations see events about the collection and what lies beneath
     it; the regex must match a whole alias, and only applies to events with one."""
-    if type_ not in event_types:
+    if type_ not in automation.event_types:
         return False
-    if collection_name is not None and not (
-        resource == collection_name or resource.startswith(collection_name + "/")
+    if parent.collection is not None and not (
+        resource == parent.name or resource.startswith(parent.name + "/")
     ):
         return False
-    if alias_pattern is not None:
-        aliases = event_aliases(details)
-        if aliases and not any(alias_pattern.fullmatch(a) for a in aliases):
-            return False
+    aliases = event_aliases(details)
+    if automation.alias_regex and aliases:
+        return any(re.fullmatch(automation.alias_regex, a) for a in aliases)
     return True
 
 
@@ -604,6 +559,7 @@ class Claim:
     event_type: str
     automation_id: int
     automation: str
+    webhook_id: str
     url: str
     secret: str
     body: bytes
@@ -614,10 +570,6 @@ class Claim:
     def delivery_name(self) -> str:
         return f"{self.automation}/deliveries/{self.delivery_id}"
 
-    @property
-    def webhook_id(self) -> str:
-        return webhook_id(self.automation.rsplit("/", 1)[1], self.event_cursor)
-
 
 def webhook_id(automation_uid: str, event_cursor: int) -> str:
     """The `webhook-id` of an automation's delivery of one event (every attempt)."""
@@ -627,17 +579,6 @@ def webhook_id(automation_uid: str, event_cursor: int) -> str:
 def rfc3339(micros: int) -> str:
     t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_json(e: m.Event) -> dict[str, Any]:
-    return {
-        "cursor": e.cursor,
-        "type": e.type,
-        "actor": e.actor,
-        "resource": e.resource,
-        "time": rfc3339(e.time),
-        "details": e.details or {},
-    }
 
 
 def claim_attempt(
@@ -653,15 +594,24 @@ def claim_attempt(
 ) -> Claim | None:
     """The attempt to make, or None after recording why it cannot be made."""
     if event is None:  # cannot happen while the organization exists
-        finish_attempt(s, delivery.id, lease_until, 0, "the event no longer exists", False)
+        finish_attempt(s, delivery.id, lease_until, AttemptResult(0, "the event no longer exists"))
         return None
     try:
         secret = automation_secret(automation, box)
     except SecretUnavailable as err:
-        finish_attempt(s, delivery.id, lease_until, 0, f"not sent: {err}"[:ERROR_MAX], False)
+        not_sent = AttemptResult(0, f"not sent: {err}"[:ERROR_MAX])
+        finish_attempt(s, delivery.id, lease_until, not_sent)
         return None
+    event_json = {
+        "cursor": event.cursor,
+        "type": event.type,
+        "actor": event.actor,
+        "resource": event.resource,
+        "time": rfc3339(event.time),
+        "details": event.details or {},
+    }
     body = json.dumps(
-        {"event": event_json(event), "automation": name}, separators=(",", ":"), sort_keys=True
+        {"event": event_json, "automation": name}, separators=(",", ":"), sort_keys=True
     ).encode()
     return Claim(
         delivery_id=delivery.id,
@@ -670,6 +620,7 @@ def claim_attempt(
         event_type=event.type,
         automation_id=automation.id,
         automation=name,
+        webhook_id=webhook_id(automation.uid, delivery.event_cursor),
         url=automation.url,
         secret=secret,
         body=body,
@@ -678,9 +629,11 @@ def claim_attempt(
     )
 
 
-def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
-    """The request headers: Standard Webhooks' three, and the registry's own."""
-    return {
+def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
+    """One blocking POST (run on a worker thread), with Standard Webhooks' three
+    headers and the registry's own."""
+    timestamp = int(time.time())
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": claim.webhook_id,
@@ -693,34 +646,36 @@ def signed_headers(claim: Claim, timestamp: int) -> dict[str, str]:
         "X-Registry-Delivery": str(claim.delivery_id),
         "X-Registry-Attempt": str(claim.attempt),
     }
-
-
-def send(claim: Claim, policy: TargetPolicy, timeout: float) -> AttemptResult:
-    """One blocking, signed POST (run on a worker thread)."""
-    headers = signed_headers(claim, int(time.time()))
     return webhook_http.post(claim.url, claim.body, headers, policy=policy, timeout=timeout)
 
 
-def finish_attempt(
-    s: Session, delivery_id: int, lease_until: int, status: int, error: str, succeeded: bool
-) -> bool:
+def update_pending(s: Session, delivery_id: int, expected: int | None, **values: Any) -> bool:
+    """Compare-and-set on a pending attempt: changes it only while it is pending with
+    `next_attempt_time = expected` (its due time, or the end of its claimer's lease)."""
     done = changed_rows(
         s,
         update(m.Delivery)
         .where(
             m.Delivery.id == delivery_id,
             m.Delivery.time == 0,
-            m.Delivery.next_attempt_time == lease_until,
+            m.Delivery.next_attempt_time == expected,
         )
-        .values(
-            time=now_us(),
-            status_code=status,
-            error=error,
-            succeeded=succeeded,
-            next_attempt_time=None,
-        ),
+        .values(**values),
     )
     return done == 1
+
+
+def finish_attempt(s: Session, delivery_id: int, lease_until: int, result: AttemptResult) -> bool:
+    return update_pending(
+        s,
+        delivery_id,
+        lease_until,
+        time=now_us(),
+        status_code=result.status_code,
+        error=result.error,
+        succeeded=result.succeeded,
+        next_attempt_time=None,
+    )
 
 
 # Attempts this process finished, by outcome (`record_attempt`; api/metrics.py reads them).
@@ -749,14 +704,7 @@ def record_attempt(
     """Stores the attempt; schedules the next one when it failed and may be retried."""
     retried = claim.retry and result.retryable and claim.attempt < config.max_attempts
     with db.write() as s:
-        if not finish_attempt(
-            s,
-            claim.delivery_id,
-            claim.lease_until,
-            result.status_code,
-            result.error,
-            result.succeeded,
-        ):
+        if not finish_attempt(s, claim.delivery_id, claim.lease_until, result):
             return  # automation deleted, or our lease ran out and another replica took over
         if retried:
             s.execute(
@@ -784,7 +732,7 @@ def test_automation(
     """Records an AUTOMATION_TESTED event, sends it to this automation now (enabled or
     not; never retried) and returns the id of the attempt, as ListDeliveries lists it."""
     with db.write() as s:
-        target, automation = _automation(s, p, name, "name", "TestAutomation")
+        scope, automation = _automation(s, p, name, "name", "TestAutomation")
         lease_until = now_us() + config.lease_us
         delivery = m.Delivery(
             automation_id=automation.id,
@@ -798,12 +746,12 @@ def test_automation(
         # The event lock comes last (after the row locks above): see record_event_now.
         delivery.event_cursor = events.record_event_now(
             s,
-            org_id=target.registry.org_id,
+            org_id=scope.registry.org_id,
             type=events.AUTOMATION_TESTED,
             actor=p,
             resource=name,
             details={"host": urlsplit(automation.url).hostname or ""},
-            registry_id=target.registry.id,
+            registry_id=scope.registry.id,
         )
         s.flush()
         delivery_id = delivery.id

@@ -29,22 +29,16 @@ log = logging.getLogger("registry.events")
 
 
 class EventHub:
-    """Wakes this replica's watchers when their organization may have new events.
+    """`run()` is the poller; `close()` wakes every watcher with `closed` set."""
 
-    `run()` is the poller (a background task); `close()` (on shutdown) wakes every
-    watcher with `closed` set so streams end promptly.
-    """
+    interval = 0.15  # seconds between polls
 
-    def __init__(
-        self, read: Callable[[Callable[[Session], Any]], Awaitable[Any]], interval: float = 0.15
-    ) -> None:
+    def __init__(self, read: Callable[[Callable[[Session], Any]], Awaitable[Any]]) -> None:
         self._read = read
-        self.interval = interval
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self._latest: dict[int, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
-        _HUBS.add(self)
 
     def subscribe(self, org_id: int) -> asyncio.Event:
         self._loop = asyncio.get_running_loop()
@@ -106,23 +100,21 @@ class EventHub:
                 waiter.set()
 
 
-_HUBS: weakref.WeakSet[EventHub] = weakref.WeakSet()
+# One hub per App (the App's servicers and its poller share it).
+_hubs: weakref.WeakKeyDictionary[App, EventHub] = weakref.WeakKeyDictionary()
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
     org_ids = session.info.pop(events.PENDING_EVENT_ORGS, None)
     if org_ids:
-        for hub in list(_HUBS):
+        for hub in list(_hubs.values()):
             hub.wake_threadsafe(org_ids)
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(events.PENDING_EVENT_ORGS, None)
-
-
-_hubs: weakref.WeakKeyDictionary[App, EventHub] = weakref.WeakKeyDictionary()
 
 
 def hub_for(app: App) -> EventHub:

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, exists, insert, select, update
 
 from ..api.app import App
 from ..service import webhook_http, webhooks
@@ -45,15 +43,14 @@ class _LostRace(Exception):
     """Another replica scheduled this automation's events first."""
 
 
-def automations_with_news(s: Session) -> list[int]:
-    """Automations whose registry has events past their cursor (one index probe each)."""
-    news = exists().where(
-        m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
-    )
-    return list(
-        s.execute(
-            select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
-        ).scalars()
+def _with_parent(stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """`stmt` on automations, with the names of each one's organization, registry and
+    collection (None for a registry's automation) added as its last columns."""
+    return (
+        stmt.add_columns(m.Organization.name, m.Registry.name, m.Collection.name)
+        .join(m.Registry, m.Registry.id == m.Automation.registry_id)
+        .join(m.Organization, m.Organization.id == m.Registry.org_id)
+        .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
     )
 
 
@@ -62,15 +59,11 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
     try:
         with db.write() as s:
             row = s.execute(
-                select(m.Automation, m.Organization.name, m.Registry.name, m.Collection.name)
-                .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-                .join(m.Organization, m.Organization.id == m.Registry.org_id)
-                .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-                .where(m.Automation.id == automation_id)
+                _with_parent(select(m.Automation)).where(m.Automation.id == automation_id)
             ).first()
             if row is None or not row[0].enabled:
                 return 0
-            automation, org, registry, collection = row
+            automation, parent = row[0], webhooks.Parent(*row[1:])
             start = automation.event_cursor
             found = s.execute(
                 select(m.Event.cursor, m.Event.type, m.Event.resource, m.Event.details)
@@ -88,10 +81,6 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
             )
             if moved != 1:
                 raise _LostRace
-            collection_name = (
-                _parent_name(org, registry, collection) if collection is not None else None
-            )
-            pattern = re.compile(automation.alias_regex) if automation.alias_regex else None
             due = now_us()
             rows = [
                 {
@@ -102,14 +91,7 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
                     "next_attempt_time": due,
                 }
                 for e in found
-                if webhooks.matches(
-                    automation.event_types,
-                    pattern,
-                    collection_name,
-                    e.type,
-                    e.resource,
-                    e.details or {},
-                )
+                if webhooks.matches(automation, parent, e.type, e.resource, e.details or {})
             ]
             if rows:
                 s.execute(insert(m.Delivery), rows)
@@ -119,8 +101,14 @@ def schedule_automation(db: Database, automation_id: int, batch: int) -> int:
 
 
 def schedule_deliveries(db: Database, batch: int) -> int:
+    """Schedules the automations whose registry has events past their cursor (found
+    with one index probe each)."""
+    news = exists().where(
+        m.Event.registry_id == m.Automation.registry_id, m.Event.cursor > m.Automation.event_cursor
+    )
+    query = select(m.Automation.id).where(news, m.Automation.enabled).order_by(m.Automation.id)
     with db.read() as s:
-        pending = automations_with_news(s)
+        pending = list(s.scalars(query))
     return sum(schedule_automation(db, automation_id, batch) for automation_id in pending)
 
 
@@ -143,44 +131,25 @@ def claim_due(
         ).all()
         mine: list[int] = []
         for delivery_id, due in candidates:
-            won = webhooks.changed_rows(
-                s,
-                update(m.Delivery)
-                .where(
-                    m.Delivery.id == delivery_id,
-                    m.Delivery.time == 0,
-                    m.Delivery.next_attempt_time == due,
-                )
-                .values(next_attempt_time=lease_until),
-            )
-            if won == 1:
+            if webhooks.update_pending(s, delivery_id, due, next_attempt_time=lease_until):
                 mine.append(delivery_id)
         if not mine:
             return []
         rows = s.execute(
-            select(
-                m.Delivery,
-                m.Automation,
-                m.Event,
-                m.Organization.name,
-                m.Registry.name,
-                m.Collection.name,
+            _with_parent(
+                select(m.Automation, m.Delivery, m.Event)
+                .join_from(m.Delivery, m.Automation, m.Automation.id == m.Delivery.automation_id)
+                .outerjoin(m.Event, m.Event.cursor == m.Delivery.event_cursor)
             )
-            .join(m.Automation, m.Automation.id == m.Delivery.automation_id)
-            .join(m.Registry, m.Registry.id == m.Automation.registry_id)
-            .join(m.Organization, m.Organization.id == m.Registry.org_id)
-            .outerjoin(m.Collection, m.Collection.id == m.Automation.collection_id)
-            .outerjoin(m.Event, m.Event.cursor == m.Delivery.event_cursor)
             .where(m.Delivery.id.in_(mine))
             .order_by(m.Delivery.id)
         ).all()
         claims: list[webhooks.Claim] = []
-        for delivery, automation, event, org, registry, collection in rows:
-            name = webhooks.automation_name(_parent_name(org, registry, collection), automation.uid)
+        for automation, delivery, event, *parent in rows:
+            name = webhooks.automation_name(webhooks.Parent(*parent).name, automation.uid)
             if not automation.enabled:  # disabled after this attempt was scheduled
-                webhooks.finish_attempt(
-                    s, delivery.id, lease_until, 0, "not sent: the automation is disabled", False
-                )
+                disabled = webhook_http.AttemptResult(0, "not sent: the automation is disabled")
+                webhooks.finish_attempt(s, delivery.id, lease_until, disabled)
                 continue
             claim = webhooks.claim_attempt(s, delivery, automation, event, name, lease_until, box)
             if claim is not None:
@@ -208,11 +177,6 @@ async def _attempt(
         raise
     except Exception as err:  # the lease expires and another worker redoes the attempt
         log.warning("webhook %s attempt %d: %s", claim.delivery_name, claim.attempt, err)
-
-
-def _parent_name(org: str, registry: str, collection: str | None) -> str:
-    parent = f"organizations/{org}/registries/{registry}"
-    return f"{parent}/collections/{collection}" if collection is not None else parent
 
 
 async def run_webhook_worker(app: App) -> None:
