@@ -192,19 +192,10 @@ def org_name(s: Session, org_id: int) -> str:
     return s.execute(select(m.Organization.name).where(m.Organization.id == org_id)).scalar_one()
 
 
-def migration_teams(s: Session, migration_id: int) -> list[m.MigrationTeam]:
-    return list(
-        s.execute(
-            select(m.MigrationTeam)
-            .where(m.MigrationTeam.migration_id == migration_id)
-            .order_by(m.MigrationTeam.id)
-        ).scalars()
-    )
-
-
 @dataclass(frozen=True)
 class TeamRow:
-    """A migration team as the runner needs it (no ORM identity, nothing to flush)."""
+    """A migration team as the runner needs it (no ORM identity, nothing to flush); the
+    ids of its legacy versions up to `cursor` were copied into `target_registry_id`."""
 
     id: int
     team_id: int

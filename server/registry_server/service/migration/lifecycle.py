@@ -33,7 +33,7 @@ from ..organizations import get_org, require_org_admin
 from . import carry_back
 from .common import UNDOABLE_STATES, core_table, legacy_state_event, migration_name, state_event
 from .plan import STATE_REASONS, STATE_WARNINGS, TeamPlan, plan_teams, scope_teams
-from .undo import mapped_roles, undo_teams
+from .undo import undo_plan
 
 
 def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[str]) -> m.Migration:
@@ -394,14 +394,14 @@ def _request_undo(
     force: bool,
 ) -> MigrationView:
     """What the undo would carry back into the legacy registries and what it would lose
-    (`carry_back.plan_undo`): the answer of a `validate_only` request; FAILED_PRECONDITION
+    (`undo_plan`): the answer of a `validate_only` request; FAILED_PRECONDITION
     listing the losses unless `force`; else recorded on the migration with the request.
     From then on the migration's registries refuse writes (`registry_freeze`), so the
     carry-back the runner makes first is exactly this report: nothing acknowledged
     there can come after it and be lost."""
     if not validate_only:
         registry_freeze.freeze(s, migration.id)  # waits for writes in flight there
-    plan = carry_back.plan_undo(s, org.name, undo_teams(s, migration), mapped_roles(s, migration))
+    plan = undo_plan(s, migration, org.name)
     name = migration_name(org.name, migration.uid)
     if validate_only:
         report = plan.report(forced=False, requested_by="")

@@ -22,13 +22,14 @@ from .common import (
     MISMATCHES_MAX,
     Lease,
     Outcome,
+    TeamRow,
     actor_of,
     end_migration,
     legacy_state_event,
     let_others_run,
-    migration_teams,
     org_name,
     renew_lease,
+    team_rows,
     tune_transaction,
 )
 from .verify import record_verification
@@ -59,7 +60,7 @@ def finish_migration(db: Database, migration_id: int, lease: Lease) -> Outcome:
                 return Outcome.LOST
             if migration.cancel_requested:
                 return Outcome.MORE
-            teams = migration_teams(s, migration.id)
+            teams = team_rows(s, migration.id)
             failed = [t for t in teams if t.state == MigrationState.FAILED]
             if failed or migration.mismatches:
                 migration.error = (
@@ -89,7 +90,7 @@ def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, boo
         migration = s.execute(
             select(m.Migration).where(m.Migration.id == migration_id)
         ).scalar_one()
-        teams = migration_teams(s, migration_id)
+        teams = team_rows(s, migration_id)
         if migration.mismatches or any(t.state == MigrationState.FAILED for t in teams):
             return {}
         principal = _verifier(s, migration, org_name(s, migration.org_id))
@@ -103,7 +104,7 @@ def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, boo
 def _switch(
     s: Session,
     migration: m.Migration,
-    teams: list[m.MigrationTeam],
+    teams: list[TeamRow],
     before: dict[str, tuple[str, bool, str]],
 ) -> None:
     """Redirects and legacy MIGRATED, then every redirect checked and the sample resolved
@@ -230,7 +231,7 @@ def _verifier(s: Session, migration: m.Migration, org: str) -> Principal:
     )
 
 
-def _path_sample(s: Session, teams: list[m.MigrationTeam]) -> list[str]:
+def _path_sample(s: Session, teams: list[TeamRow]) -> list[str]:
     """Legacy paths to re-resolve: per team the first models by name, each with every
     alias, `latest`, its first and its last version; bounded."""
     rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias
