@@ -40,10 +40,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ...domain.names import artifact_version_name, collection_name, model_name, model_version_name
@@ -55,7 +54,7 @@ from .. import events
 from ..legacy import remove_model
 from ..legacy_views import model_version_row
 from ..registries import MemberRef, member_name, registry_name
-from .common import TeamRow, core_table
+from .common import TeamRow, core_table, rowcount
 
 LEGACY_TYPE = "model"  # what legacy links accept
 ITEMS_MAX = 200  # listed per kind in a report (then a count of the rest)
@@ -358,15 +357,7 @@ def _compare_models(
             continue
         model_changes = ModelChanges(model, collection_name(org, registry.name, collection.name))
         _compare_model(plan, model_changes, rows, label, (org, registry.name), collection, cursor)
-        if (
-            model_changes.fields
-            or model_changes.next_index is not None
-            or model_changes.unlinks
-            or model_changes.version_fields
-            or model_changes.links
-            or model_changes.aliases
-            or model_changes.removed_aliases
-        ):
+        if model_changes != ModelChanges(model, model_changes.collection):  # anything to do
             changes.models.append(model_changes)
     for collection in collections:
         if collection.migrated_from_model_id in model_ids:
@@ -730,7 +721,7 @@ def _apply_alias_moves(out: _LegacyWrites, changes: ModelChanges, new_ids: dict[
             .where(a.registered_model_id == model.id, a.alias == move.alias)
             .values(version_id=version_id, create_time=move.create_time)
         )
-        if not cast(CursorResult[Any], moved).rowcount:
+        if not rowcount(moved):
             s.add(
                 m.RegisteredModelAlias(
                     registered_model_id=model.id,

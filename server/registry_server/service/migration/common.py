@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -40,15 +40,24 @@ def core_table(model: type[m.Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+def migrated_collection(target_registry_id: Any) -> Any:
+    """The join condition of a registered model and the collection migrated from it in
+    `target_registry_id` (found by the unique (registry_id, name))."""
+    rm, c = core_table(m.RegisteredModel).c, core_table(m.Collection).c
+    return and_(
+        c.registry_id == target_registry_id, c.name == rm.name, c.migrated_from_model_id == rm.id
+    )
+
+
 def migration_name(org: str, uid: str) -> str:
     return f"organizations/{org}/migrations/{uid}"
 
 
-def parse_team_refs(values: Sequence[str], field: str = "teams") -> list[str]:
+def parse_team_refs(values: Sequence[str]) -> list[str]:
     """`teams/{team}` or bare team ids, validated, deduplicated, in request order."""
     out: list[str] = []
     for i, value in enumerate(values):
-        f = f"{field}[{i}]"
+        f = f"teams[{i}]"
         team = names.parse(value, "teams/{team}", f)["team"] if "/" in value else value
         names.principal_id(team, f)
         if team not in out:

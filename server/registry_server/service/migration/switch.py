@@ -27,6 +27,7 @@ from .common import (
     end_migration,
     legacy_state_event,
     let_others_run,
+    migrated_collection,
     org_name,
     renew_lease,
     team_rows,
@@ -145,12 +146,7 @@ def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:
         .scalar_subquery()
     )
     collection_id = (
-        select(c.id)
-        .where(
-            c.registry_id == target_registry, c.name == rm.name, c.migrated_from_model_id == rm.id
-        )
-        .correlate(rm)
-        .scalar_subquery()
+        select(c.id).where(migrated_collection(target_registry)).correlate(rm).scalar_subquery()
     )
     s.execute(
         update(rm)

@@ -114,14 +114,12 @@ def _finish_undo(
 ) -> None:
     """The last step: the registries deleted, the legacy registries WRITABLE, the teams
     free to migrate again, and the migration CANCELLED or ROLLED_BACK."""
-    registry_ids = list(s.execute(registries).scalars())
+    registry_names = dict(
+        s.execute(select(m.Registry.id, m.Registry.name).where(m.Registry.id.in_(registries))).all()
+    )
+    registry_ids = list(registry_names)
     org = org_name(s, migration.org_id)
     actor = actor_of(s, migration)
-    registry_names = dict(
-        s.execute(
-            select(m.Registry.id, m.Registry.name).where(m.Registry.id.in_(registry_ids))
-        ).all()
-    )
     if registry_ids:
         s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.collection_id.in_(collections)))
         s.execute(delete(m.Collection).where(m.Collection.registry_id.in_(registry_ids)))

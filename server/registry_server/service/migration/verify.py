@@ -28,6 +28,7 @@ from .common import (
     Outcome,
     core_table,
     let_others_run,
+    migrated_collection,
     renew_lease,
     tune_transaction,
 )
@@ -235,17 +236,6 @@ def _compared_tables() -> tuple[Table, Table, Table, Table]:
     )
 
 
-def _migrated_from(gt: Any) -> Any:
-    """The join condition of a registered model and the collection migrated from it in
-    its team's target registry (`gt`: the group's teams)."""
-    rm, c = core_table(m.RegisteredModel).c, core_table(m.Collection).c
-    return and_(
-        c.registry_id == gt.c.target_registry_id,
-        c.name == rm.name,
-        c.migrated_from_model_id == rm.id,
-    )
-
-
 def _collections_statement(gt: Any, in_group: Any) -> Any:
     """One row per registered model of the group with its collection, and both version
     counts (versions inside the legacy index range; later ones were linked in the
@@ -338,7 +328,7 @@ def _versions_statement(gt: Any) -> Any:
         .select_from(v_t)
         .join(rm_t, rm.id == v.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, _migrated_from(gt))
+        .outerjoin(c_t, migrated_collection(gt.c.target_registry_id))
         .outerjoin(cv_t, and_(cv.collection_id == c.id, cv.version_index == v.version_index))
         .where(differs)
         .subquery("bad")
@@ -397,7 +387,7 @@ def _aliases_statement(gt: Any) -> Any:
         .join(v_t, v.id == a.version_id)
         .join(rm_t, rm.id == a.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, _migrated_from(gt))
+        .outerjoin(c_t, migrated_collection(gt.c.target_registry_id))
         .outerjoin(ca_t, and_(ca.collection_id == c.id, ca.alias == a.alias))
         .outerjoin(cv_t, cv.id == ca.version_id)
         .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
@@ -507,19 +497,18 @@ def _verify_versions(s: Session, params: dict[str, Any], group: dict[int, _Check
         if row.cv_id is None:
             checked.out.mismatch(f"{where}: missing from the collection")
             continue
-        what = []
-        if row.legacy_av != row.new_av:
-            what.append("artifact version")
-        if row.d1 != row.d2:
-            what.append("digest")
-        if list(row.t1 or []) != list(row.t2 or []):
-            what.append("tags")
-        if row.desc1 != row.desc2:
-            what.append("description")
-        if row.by1 != row.by2:
-            what.append("linked by")
-        if row.c1 != row.c2:
-            what.append("creation time")
+        what = [
+            name
+            for name, legacy, migrated in (
+                ("artifact version", row.legacy_av, row.new_av),
+                ("digest", row.d1, row.d2),
+                ("tags", list(row.t1 or []), list(row.t2 or [])),
+                ("description", row.desc1, row.desc2),
+                ("linked by", row.by1, row.by2),
+                ("creation time", row.c1, row.c2),
+            )
+            if legacy != migrated
+        ]
         checked.out.mismatch(f"{where}: {', '.join(what) or 'metadata or lineage'} differ(s)")
     # Nothing extra inside the legacy index range. With every legacy version found at its
     # index and per-model counts equal (checked above), there can be none: only teams
