@@ -636,14 +636,13 @@ def _apply_model(out: _LegacyWrites, changes: ModelChanges) -> None:
 
 
 def _delete_model(out: _LegacyWrites, changes: ModelChanges) -> None:
-    a, model = m.RegisteredModelAlias, changes.model
-    removed = out.s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars()
-    aliases_removed = sorted(removed)
+    s, a, model = out.s, m.RegisteredModelAlias, changes.model
+    aliases = sorted(s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars())
     out.event(
         events.LEGACY_MODEL_DELETED,
         model_name(out.team.team, model.name),
         versions_removed=remove_model(out.s, model.id),
-        aliases_removed=aliases_removed,
+        aliases_removed=aliases,
     )
 
 

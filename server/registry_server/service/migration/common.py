@@ -142,24 +142,25 @@ def state_event(
     )
 
 
-def legacy_state_event(
+def legacy_state_events(
     s: Session,
     migration: m.Migration,
     org: str,
-    team: m.Team | tuple[int, str],
+    teams: Iterable[tuple[int, str]],
     state: LegacyState,
     actor: Principal | str,
 ) -> None:
-    team_id, team_name = (team.id, team.name) if isinstance(team, m.Team) else team
-    events.record_event(
-        s,
-        events.MIGRATION_STATE_CHANGED,
-        actor,
-        f"teams/{team_name}/legacyRegistrySettings",
-        {"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
-        org_id=migration.org_id,
-        team_id=team_id,
-    )
+    """An event for each team (id, name) whose legacy registry is now in `state`."""
+    for team_id, team_name in teams:
+        events.record_event(
+            s,
+            events.MIGRATION_STATE_CHANGED,
+            actor,
+            f"teams/{team_name}/legacyRegistrySettings",
+            {"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
+            org_id=migration.org_id,
+            team_id=team_id,
+        )
 
 
 @dataclass(frozen=True)

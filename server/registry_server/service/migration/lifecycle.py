@@ -31,7 +31,14 @@ from .. import registry_freeze
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
 from . import carry_back
-from .common import UNDOABLE_STATES, core_table, legacy_state_event, migration_name, state_event
+from .common import (
+    UNDOABLE_STATES,
+    clear_lease,
+    core_table,
+    legacy_state_events,
+    migration_name,
+    state_event,
+)
 from .plan import STATE_REASONS, STATE_WARNINGS, TeamPlan, plan_teams, scope_teams
 from .undo import undo_plan
 
@@ -61,8 +68,8 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
         p,
         teams=[f"teams/{plan.team.name}" for plan in plans],
     )
-    for plan in plans:
-        legacy_state_event(s, migration, org.name, plan.team, LegacyState.READ_ONLY, p)
+    read_only = [(plan.team.id, plan.team.name) for plan in plans]
+    legacy_state_events(s, migration, org.name, read_only, LegacyState.READ_ONLY, p)
     return migration
 
 
@@ -355,8 +362,7 @@ def request_rollback(
             else "MIGRATION_FINISHED",
         )
     if not validate_only:
-        migration.lease_owner = None
-        migration.lease_expires = 0
+        clear_lease(migration)
     return _request_undo(s, p, org, migration, "rollback", validate_only, force)
 
 

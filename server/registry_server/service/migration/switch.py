@@ -25,7 +25,7 @@ from .common import (
     TeamRow,
     actor_of,
     end_migration,
-    legacy_state_event,
+    legacy_state_events,
     let_others_run,
     migrated_collection,
     org_name,
@@ -129,10 +129,10 @@ def _switch(
         delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
     )
     end_migration(s, migration, MigrationState.SUCCEEDED)
-    actor = actor_of(s, migration)
-    for team_id in ids:
-        team = (team_id, team_names[team_id])
-        legacy_state_event(s, migration, org, team, LegacyState.MIGRATED, actor)
+    teams_migrated = [(team_id, team_names[team_id]) for team_id in ids]
+    legacy_state_events(
+        s, migration, org, teams_migrated, LegacyState.MIGRATED, actor_of(s, migration)
+    )
 
 
 def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:

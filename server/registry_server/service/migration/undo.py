@@ -22,7 +22,7 @@ from .common import (
     actor_of,
     clear_lease,
     end_migration,
-    legacy_state_event,
+    legacy_state_events,
     migration_name,
     org_name,
     team_rows,
@@ -143,8 +143,7 @@ def _finish_undo(
         MigrationState.CANCELLED if state in ACTIVE_MIGRATION_STATES else MigrationState.ROLLED_BACK
     )
     end_migration(s, migration, final)
-    for team in restored:
-        legacy_state_event(s, migration, org, team, LegacyState.WRITABLE, actor)
+    legacy_state_events(s, migration, org, restored, LegacyState.WRITABLE, actor)
 
 
 def _legacy_writable(s: Session, team_ids: list[int]) -> list[tuple[int, str]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, exists, func, or_, select, union
+from sqlalchemy import BigInteger, and_, bindparam, exists, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from ...domain.roles import MigrationState, OrgRole, TeamRole, Visibility, legacy_allows
@@ -178,6 +178,16 @@ def _verify_registry(checked: _Checked) -> None:
         out.mismatch(f"{label}: registry {registry.name!r} is not RESTRICTED")
 
 
+# Registered models, their versions, collections and collection versions: the tables the
+# comparisons join.
+_COMPARED_TABLES = (
+    core_table(m.RegisteredModel),
+    core_table(m.RegisteredModelVersion),
+    core_table(m.Collection),
+    core_table(m.CollectionVersion),
+)
+
+
 @dataclass(frozen=True)
 class _VerifyStatements:
     """Verification's statements, built once (bound parameters: team_migrations, teams,
@@ -225,22 +235,11 @@ def _verify_statements() -> _VerifyStatements:
     )
 
 
-def _compared_tables() -> tuple[Table, Table, Table, Table]:
-    """Registered models, their versions, collections and collection versions: the tables
-    the comparisons join."""
-    return (
-        core_table(m.RegisteredModel),
-        core_table(m.RegisteredModelVersion),
-        core_table(m.Collection),
-        core_table(m.CollectionVersion),
-    )
-
-
 def _collections_statement(gt: Any, in_group: Any) -> Any:
     """One row per registered model of the group with its collection, and both version
     counts (versions inside the legacy index range; later ones were linked in the
     Registry)."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     legacy_counts = (
         select(v.registered_model_id.label("model_id"), func.count().label("n"))
@@ -295,7 +294,7 @@ def _collections_statement(gt: Any, in_group: Any) -> Any:
 def _versions_statement(gt: Any) -> Any:
     """The group's legacy versions that differ from the collection version of the same
     index (or have none), with both digests: at most MISMATCHES_MAX + 1 per team."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     differs = or_(
         cv.id.is_(None),
@@ -348,7 +347,7 @@ def _versions_statement(gt: Any) -> Any:
 def _extra_versions_statement(gt: Any) -> Any:
     """Collection versions inside the legacy index range that no legacy version has, for
     the teams bound as `suspects`."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, c, cv = rm_t.c, c_t.c, cv_t.c
     legacy = v_t.alias("legacy_version")
     return (
@@ -371,7 +370,7 @@ def _extra_versions_statement(gt: Any) -> Any:
 def _aliases_statement(gt: Any) -> Any:
     """The group's legacy aliases that are not on the collection version of the same
     index: at most MISMATCHES_MAX per team."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     a_t, ca_t = core_table(m.RegisteredModelAlias), core_table(m.CollectionAlias)
     rm, v, c, cv, a, ca = rm_t.c, v_t.c, c_t.c, cv_t.c, a_t.c, ca_t.c
     bad_aliases = (
