@@ -77,18 +77,17 @@ class BatchSizer:
     size) when it goes over twice the target; one slow step on a busy machine does not
     undo the growth."""
 
-    def __init__(self, base: int, target_seconds: float = STEP_TARGET_SECONDS) -> None:
+    def __init__(self, base: int) -> None:
         self.base = max(base, 1)
         self.size = self.base
-        self.target = target_seconds
         self.smoothed: float | None = None
 
     def observe(self, seconds: float) -> None:
         self.smoothed = seconds if self.smoothed is None else 0.6 * self.smoothed + 0.4 * seconds
-        if self.smoothed < self.target / 2:
+        if self.smoothed < STEP_TARGET_SECONDS / 2:
             self.size = min(self.size * 2, self.base * BATCH_GROWTH_MAX)
             self.smoothed = None  # judged afresh at the new size
-        elif self.smoothed > self.target * 2 and self.size > self.base:
+        elif self.smoothed > STEP_TARGET_SECONDS * 2 and self.size > self.base:
             self.size = max(self.size // 2, self.base)
             self.smoothed = None
 

@@ -40,10 +40,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ...domain.names import artifact_version_name, collection_name, model_name, model_version_name
@@ -55,6 +54,7 @@ from .. import events
 from ..legacy import remove_model
 from ..legacy_views import model_version_row
 from ..registries import MemberRef, member_name, registry_name
+from .common import TeamRow, core_table, rowcount
 
 LEGACY_TYPE = "model"  # what legacy links accept
 ITEMS_MAX = 200  # listed per kind in a report (then a count of the rest)
@@ -139,16 +139,6 @@ def bounded(items: Sequence[str]) -> list[str]:
 # --- reading both sides --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UndoTeam:
-    """A team of the migration: its target registry and how far the copy got (the ids of
-    its legacy versions up to `cursor` were taken over by the registry)."""
-
-    team_id: int
-    registry_id: int | None
-    cursor: int
-
-
 @dataclass
 class _Rows:
     teams: dict[int, Any]
@@ -173,9 +163,9 @@ def _grouped(s: Session, key: str, stmt: Any) -> dict[int, list[Any]]:
     return out
 
 
-def _read(s: Session, teams: Sequence[UndoTeam]) -> _Rows:
+def _read(s: Session, teams: Sequence[TeamRow]) -> _Rows:
     team_ids = [t.team_id for t in teams]
-    registry_ids = [t.registry_id for t in teams if t.registry_id is not None]
+    registry_ids = [t.target_registry_id for t in teams if t.target_registry_id is not None]
     return _Rows(
         **_read_legacy(s, team_ids),
         **_read_collections(s, registry_ids),
@@ -225,34 +215,13 @@ def _read_collections(s: Session, registry_ids: list[int]) -> dict[str, Any]:
     registries = {
         row.migrated_from_team_id: row
         for row in s.execute(
-            select(
-                m.Registry.id,
-                m.Registry.name,
-                m.Registry.migrated_from_team_id,
-                m.Registry.protected_aliases,
-                m.Registry.description,
-                m.Registry.visibility,
-                m.Registry.artifact_types,
-                m.Registry.allow_all_artifact_types,
-                m.Registry.default_role,
-            ).where(m.Registry.id.in_(registry_ids))
+            select(core_table(m.Registry)).where(m.Registry.id.in_(registry_ids))
         ).all()
     }
     collections = _grouped(
         s,
         "registry_id",
-        select(
-            c.id,
-            c.registry_id,
-            c.name,
-            c.type,
-            c.description,
-            c.tags,
-            c.next_version_index,
-            c.migrated_from_model_id,
-        )
-        .where(c.registry_id.in_(registry_ids))
-        .order_by(c.name),
+        select(core_table(c)).where(c.registry_id.in_(registry_ids)).order_by(c.name),
     )
     collection_versions = _grouped(
         s,
@@ -350,7 +319,7 @@ def _read_registry_changes(s: Session, registry_ids: list[int]) -> dict[str, Any
 def plan_undo(
     s: Session,
     org: str,
-    teams: Sequence[UndoTeam],
+    teams: Sequence[TeamRow],
     mapped_roles: Mapping[int, Mapping[int, RegistryRole]],
 ) -> UndoPlan:
     """What undoing the migration of `teams` carries back and what it loses (reads only).
@@ -360,7 +329,7 @@ def plan_undo(
     for undo_team in teams:
         team = rows.teams[undo_team.team_id]
         registry = rows.registries.get(undo_team.team_id)
-        if undo_team.registry_id is None or registry is None:
+        if undo_team.target_registry_id is None or registry is None:
             continue  # never set up (or its registry was deleted): nothing happened there
         changes = TeamChanges(team.id, team.name)
         plan.teams.append(changes)
@@ -388,15 +357,7 @@ def _compare_models(
             continue
         model_changes = ModelChanges(model, collection_name(org, registry.name, collection.name))
         _compare_model(plan, model_changes, rows, label, (org, registry.name), collection, cursor)
-        if (
-            model_changes.fields
-            or model_changes.next_index is not None
-            or model_changes.unlinks
-            or model_changes.version_fields
-            or model_changes.links
-            or model_changes.aliases
-            or model_changes.removed_aliases
-        ):
+        if model_changes != ModelChanges(model, model_changes.collection):  # anything to do
             changes.models.append(model_changes)
     for collection in collections:
         if collection.migrated_from_model_id in model_ids:
@@ -675,14 +636,13 @@ def _apply_model(out: _LegacyWrites, changes: ModelChanges) -> None:
 
 
 def _delete_model(out: _LegacyWrites, changes: ModelChanges) -> None:
-    a, model = m.RegisteredModelAlias, changes.model
-    removed = out.s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars()
-    aliases_removed = sorted(removed)
+    s, a, model = out.s, m.RegisteredModelAlias, changes.model
+    aliases = sorted(s.execute(select(a.alias).where(a.registered_model_id == model.id)).scalars())
     out.event(
         events.LEGACY_MODEL_DELETED,
         model_name(out.team.team, model.name),
         versions_removed=remove_model(out.s, model.id),
-        aliases_removed=aliases_removed,
+        aliases_removed=aliases,
     )
 
 
@@ -760,7 +720,7 @@ def _apply_alias_moves(out: _LegacyWrites, changes: ModelChanges, new_ids: dict[
             .where(a.registered_model_id == model.id, a.alias == move.alias)
             .values(version_id=version_id, create_time=move.create_time)
         )
-        if not cast(CursorResult[Any], moved).rowcount:
+        if not rowcount(moved):
             s.add(
                 m.RegisteredModelAlias(
                     registered_model_id=model.id,

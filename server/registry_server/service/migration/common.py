@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -40,15 +40,24 @@ def core_table(model: type[m.Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+def migrated_collection(target_registry_id: Any) -> Any:
+    """The join condition of a registered model and the collection migrated from it in
+    `target_registry_id` (found by the unique (registry_id, name))."""
+    rm, c = core_table(m.RegisteredModel).c, core_table(m.Collection).c
+    return and_(
+        c.registry_id == target_registry_id, c.name == rm.name, c.migrated_from_model_id == rm.id
+    )
+
+
 def migration_name(org: str, uid: str) -> str:
     return f"organizations/{org}/migrations/{uid}"
 
 
-def parse_team_refs(values: Sequence[str], field: str = "teams") -> list[str]:
+def parse_team_refs(values: Sequence[str]) -> list[str]:
     """`teams/{team}` or bare team ids, validated, deduplicated, in request order."""
     out: list[str] = []
     for i, value in enumerate(values):
-        f = f"{field}[{i}]"
+        f = f"teams[{i}]"
         team = names.parse(value, "teams/{team}", f)["team"] if "/" in value else value
         names.principal_id(team, f)
         if team not in out:
@@ -133,24 +142,25 @@ def state_event(
     )
 
 
-def legacy_state_event(
+def legacy_state_events(
     s: Session,
     migration: m.Migration,
     org: str,
-    team: m.Team | tuple[int, str],
+    teams: Iterable[tuple[int, str]],
     state: LegacyState,
     actor: Principal | str,
 ) -> None:
-    team_id, team_name = (team.id, team.name) if isinstance(team, m.Team) else team
-    events.record_event(
-        s,
-        events.MIGRATION_STATE_CHANGED,
-        actor,
-        f"teams/{team_name}/legacyRegistrySettings",
-        {"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
-        org_id=migration.org_id,
-        team_id=team_id,
-    )
+    """An event for each team (id, name) whose legacy registry is now in `state`."""
+    for team_id, team_name in teams:
+        events.record_event(
+            s,
+            events.MIGRATION_STATE_CHANGED,
+            actor,
+            f"teams/{team_name}/legacyRegistrySettings",
+            {"legacy_state": state.name, "migration": migration_name(org, migration.uid)},
+            org_id=migration.org_id,
+            team_id=team_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -192,19 +202,10 @@ def org_name(s: Session, org_id: int) -> str:
     return s.execute(select(m.Organization.name).where(m.Organization.id == org_id)).scalar_one()
 
 
-def migration_teams(s: Session, migration_id: int) -> list[m.MigrationTeam]:
-    return list(
-        s.execute(
-            select(m.MigrationTeam)
-            .where(m.MigrationTeam.migration_id == migration_id)
-            .order_by(m.MigrationTeam.id)
-        ).scalars()
-    )
-
-
 @dataclass(frozen=True)
 class TeamRow:
-    """A migration team as the runner needs it (no ORM identity, nothing to flush)."""
+    """A migration team as the runner needs it (no ORM identity, nothing to flush); the
+    ids of its legacy versions up to `cursor` were copied into `target_registry_id`."""
 
     id: int
     team_id: int

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from ...domain.roles import MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
-from .common import TeamRow, core_table, set_state, tune_transaction
+from .common import TeamRow, core_table, migrated_collection, set_state, tune_transaction
 
 LEGACY_TABLES = ("registered_models", "registered_model_versions", "registered_model_aliases")
 TARGET_TABLES = ("collections", "collection_versions", "collection_aliases")
@@ -116,12 +116,8 @@ def _to_target_collection(legacy: Any, model_id: Any) -> Any:
     """`legacy` (rows carrying a registered model id, `model_id`) joined to the model, its
     running migration team and the collection migrated from it in the team's target
     registry, by the unique (registry_id, name)."""
-    rm_t, mt_t, c_t = (
-        core_table(m.RegisteredModel),
-        core_table(m.MigrationTeam),
-        core_table(m.Collection),
-    )
-    rm, mt, c = rm_t.c, mt_t.c, c_t.c
+    rm_t, mt_t = core_table(m.RegisteredModel), core_table(m.MigrationTeam)
+    rm, mt = rm_t.c, mt_t.c
     running_team = and_(
         mt.migration_id == bindparam("migration"),
         mt.team_id == rm.team_id,
@@ -130,14 +126,7 @@ def _to_target_collection(legacy: Any, model_id: Any) -> Any:
     return (
         legacy.join(rm_t, rm.id == model_id)
         .join(mt_t, running_team)
-        .join(
-            c_t,
-            and_(
-                c.registry_id == mt.target_registry_id,
-                c.name == rm.name,
-                c.migrated_from_model_id == rm.id,
-            ),
-        )
+        .join(core_table(m.Collection), migrated_collection(mt.target_registry_id))
     )
 
 

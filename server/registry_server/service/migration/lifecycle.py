@@ -31,9 +31,16 @@ from .. import registry_freeze
 from ..context import Principal
 from ..organizations import get_org, require_org_admin
 from . import carry_back
-from .common import UNDOABLE_STATES, core_table, legacy_state_event, migration_name, state_event
+from .common import (
+    UNDOABLE_STATES,
+    clear_lease,
+    core_table,
+    legacy_state_events,
+    migration_name,
+    state_event,
+)
 from .plan import STATE_REASONS, STATE_WARNINGS, TeamPlan, plan_teams, scope_teams
-from .undo import mapped_roles, undo_teams
+from .undo import undo_plan
 
 
 def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[str]) -> m.Migration:
@@ -61,8 +68,8 @@ def start_migration(s: Session, p: Principal, org_id: str, team_ids: Sequence[st
         p,
         teams=[f"teams/{plan.team.name}" for plan in plans],
     )
-    for plan in plans:
-        legacy_state_event(s, migration, org.name, plan.team, LegacyState.READ_ONLY, p)
+    read_only = [(plan.team.id, plan.team.name) for plan in plans]
+    legacy_state_events(s, migration, org.name, read_only, LegacyState.READ_ONLY, p)
     return migration
 
 
@@ -195,13 +202,8 @@ class MigrationView:
         return sum(t.collections_done for t in self.teams)
 
 
-def team_progress_columns() -> tuple[Any, ...]:
-    """The columns a `TeamProgress` is built from (`team_progress`), in its order."""
-    return queries.TEAM_PROGRESS
-
-
 def team_progress(org: str, row: Sequence[Any]) -> TeamProgress:
-    """A team's progress from the `team_progress_columns` of its row."""
+    """A team's progress from the `queries.TEAM_PROGRESS` columns of its row."""
     name, target, state, versions_total, versions_done, collections_total, done = row
     return TeamProgress(
         team=name,
@@ -227,7 +229,7 @@ def migration_views(s: Session, migrations: Sequence[m.Migration], org: str) -> 
     if ids:
         mt = core_table(m.MigrationTeam).c
         for row in s.execute(
-            select(mt.migration_id, *team_progress_columns())
+            select(mt.migration_id, *queries.TEAM_PROGRESS)
             .join(core_table(m.Team), core_table(m.Team).c.id == mt.team_id)
             .where(mt.migration_id.in_(ids))
             .order_by(mt.id)
@@ -241,19 +243,6 @@ def migration_views(s: Session, migrations: Sequence[m.Migration], org: str) -> 
 
 def migration_view(s: Session, migration: m.Migration, org: str) -> MigrationView:
     return migration_views(s, [migration], org)[0]
-
-
-def load_migration(
-    s: Session, p: Principal, org_id: str, uid: str
-) -> tuple[m.Organization, m.Migration]:
-    org = get_org(s, p, org_id, "name")
-    require_org_admin(s, p, org, "reading migrations")
-    migration = s.execute(
-        select(m.Migration).where(m.Migration.org_id == org.id, m.Migration.uid == uid)
-    ).scalar_one_or_none()
-    if migration is None:
-        raise NotFound(f"{migration_name(org.name, uid)} not found")
-    return org, migration
 
 
 def get_migration(sql: Sql, p: Principal, org_id: str, uid: str) -> MigrationView:
@@ -334,7 +323,7 @@ def request_cancel(
 ) -> MigrationView:
     """Asks the runner to stop at the next batch boundary and undo what it created,
     carrying back what was changed in its registries meanwhile (see `_request_undo`)."""
-    org, migration, state = _undo_target(s, p, org_id, uid, "cancelling a migration", validate_only)
+    org, migration, state = _undo_target(s, p, org_id, uid, validate_only)
     if state == MigrationState.CANCELLED or (
         state in ACTIVE_MIGRATION_STATES and migration.cancel_requested
     ):
@@ -358,9 +347,7 @@ def request_rollback(
     force: bool = False,
 ) -> MigrationView:
     """Queues the undo of a finished migration for the runner (claimable at once)."""
-    org, migration, state = _undo_target(
-        s, p, org_id, uid, "rolling back a migration", validate_only
-    )
+    org, migration, state = _undo_target(s, p, org_id, uid, validate_only)
     if state == MigrationState.ROLLED_BACK or (
         state in UNDOABLE_STATES and migration.cancel_requested
     ):
@@ -375,8 +362,7 @@ def request_rollback(
             else "MIGRATION_FINISHED",
         )
     if not validate_only:
-        migration.lease_owner = None
-        migration.lease_expires = 0
+        clear_lease(migration)
     return _request_undo(s, p, org, migration, "rollback", validate_only, force)
 
 
@@ -394,14 +380,14 @@ def _request_undo(
     force: bool,
 ) -> MigrationView:
     """What the undo would carry back into the legacy registries and what it would lose
-    (`carry_back.plan_undo`): the answer of a `validate_only` request; FAILED_PRECONDITION
+    (`undo_plan`): the answer of a `validate_only` request; FAILED_PRECONDITION
     listing the losses unless `force`; else recorded on the migration with the request.
     From then on the migration's registries refuse writes (`registry_freeze`), so the
     carry-back the runner makes first is exactly this report: nothing acknowledged
     there can come after it and be lost."""
     if not validate_only:
         registry_freeze.freeze(s, migration.id)  # waits for writes in flight there
-    plan = carry_back.plan_undo(s, org.name, undo_teams(s, migration), mapped_roles(s, migration))
+    plan = undo_plan(s, migration, org.name)
     name = migration_name(org.name, migration.uid)
     if validate_only:
         report = plan.report(forced=False, requested_by="")
@@ -444,19 +430,17 @@ def _request_undo(
 
 
 def _undo_target(
-    s: Session, p: Principal, org_id: str, uid: str, doing: str, validate_only: bool
+    s: Session, p: Principal, org_id: str, uid: str, validate_only: bool
 ) -> tuple[m.Organization, m.Migration, MigrationState]:
     """The migration to cancel or roll back and its state, read under its row lock unless
-    only validating: the runner may be finishing a step right now."""
-    org, migration = load_migration(s, p, org_id, uid)
-    require_org_admin(s, p, org, doing)
+    only validating: the runner may be finishing a step right now (the lock is a row lock
+    on PostgreSQL; SQLite write transactions are serialized already)."""
+    org = get_org(s, p, org_id, "name")
+    require_org_admin(s, p, org, "reading migrations")
+    stmt = select(m.Migration).where(m.Migration.org_id == org.id, m.Migration.uid == uid)
     if not validate_only:
-        _lock(s, migration)
+        stmt = stmt.with_for_update()
+    migration = s.execute(stmt).scalar_one_or_none()
+    if migration is None:
+        raise NotFound(f"{migration_name(org.name, uid)} not found")
     return org, migration, MigrationState(migration.state)
-
-
-def _lock(s: Session, migration: m.Migration) -> None:
-    """Row lock on PostgreSQL (SQLite write transactions are serialized already), then
-    the current values."""
-    s.execute(select(m.Migration.id).where(m.Migration.id == migration.id).with_for_update())
-    s.refresh(migration)

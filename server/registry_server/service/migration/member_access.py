@@ -7,6 +7,7 @@ ACCESS_OPERATIONS on both sides."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -113,13 +114,7 @@ class AccessChange:
     reason: str
 
     def as_json(self) -> dict[str, str]:
-        return {
-            "principal": self.principal,
-            "registry": self.registry,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-        }
+        return dataclasses.asdict(self)
 
 
 def access_change(

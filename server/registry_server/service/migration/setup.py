@@ -197,36 +197,24 @@ def _create_collections(s: Session, ids: list[int]) -> None:
     registries. New links made in the registry while versions are copied get indices
     after the legacy ones: next_version_index starts where the registered model's is."""
     rm, mt = m.RegisteredModel, core_table(m.MigrationTeam).c
-    s.execute(
-        insert(m.Collection).from_select(
-            [
-                "registry_id",
-                "name",
-                "type",
-                "description",
-                "tags",
-                "next_version_index",
-                "created_by_id",
-                "revision",
-                "migrated_from_model_id",
-                "create_time",
-                "update_time",
-            ],
-            select(
-                mt.target_registry_id,
-                rm.name,
-                literal(COLLECTION_TYPE),
-                rm.description,
-                rm.tags,
-                rm.next_version_index,
-                rm.created_by_id,
-                literal(1),
-                rm.id,
-                rm.create_time,
-                rm.update_time,
-            )
-            .join(core_table(m.MigrationTeam), mt.team_id == rm.team_id)
-            .where(mt.id.in_(ids))
-            .order_by(rm.id),
+    collections = (
+        select(  # labelled as the collection's columns
+            mt.target_registry_id.label("registry_id"),
+            rm.name,
+            literal(COLLECTION_TYPE).label("type"),
+            rm.description,
+            rm.tags,
+            rm.next_version_index,
+            rm.created_by_id,
+            literal(1).label("revision"),
+            rm.id.label("migrated_from_model_id"),
+            rm.create_time,
+            rm.update_time,
         )
+        .join(core_table(m.MigrationTeam), mt.team_id == rm.team_id)
+        .where(mt.id.in_(ids))
+        .order_by(rm.id)
+    )
+    s.execute(
+        insert(m.Collection).from_select(list(collections.selected_columns.keys()), collections)
     )

@@ -22,13 +22,15 @@ from .common import (
     MISMATCHES_MAX,
     Lease,
     Outcome,
+    TeamRow,
     actor_of,
     end_migration,
-    legacy_state_event,
+    legacy_state_events,
     let_others_run,
-    migration_teams,
+    migrated_collection,
     org_name,
     renew_lease,
+    team_rows,
     tune_transaction,
 )
 from .verify import record_verification
@@ -59,7 +61,7 @@ def finish_migration(db: Database, migration_id: int, lease: Lease) -> Outcome:
                 return Outcome.LOST
             if migration.cancel_requested:
                 return Outcome.MORE
-            teams = migration_teams(s, migration.id)
+            teams = team_rows(s, migration.id)
             failed = [t for t in teams if t.state == MigrationState.FAILED]
             if failed or migration.mismatches:
                 migration.error = (
@@ -89,7 +91,7 @@ def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, boo
         migration = s.execute(
             select(m.Migration).where(m.Migration.id == migration_id)
         ).scalar_one()
-        teams = migration_teams(s, migration_id)
+        teams = team_rows(s, migration_id)
         if migration.mismatches or any(t.state == MigrationState.FAILED for t in teams):
             return {}
         principal = _verifier(s, migration, org_name(s, migration.org_id))
@@ -103,7 +105,7 @@ def _legacy_answers(db: Database, migration_id: int) -> dict[str, tuple[str, boo
 def _switch(
     s: Session,
     migration: m.Migration,
-    teams: list[m.MigrationTeam],
+    teams: list[TeamRow],
     before: dict[str, tuple[str, bool, str]],
 ) -> None:
     """Redirects and legacy MIGRATED, then every redirect checked and the sample resolved
@@ -127,10 +129,10 @@ def _switch(
         delete(m.ActiveTeamMigration).where(m.ActiveTeamMigration.migration_id == migration.id)
     )
     end_migration(s, migration, MigrationState.SUCCEEDED)
-    actor = actor_of(s, migration)
-    for team_id in ids:
-        team = (team_id, team_names[team_id])
-        legacy_state_event(s, migration, org, team, LegacyState.MIGRATED, actor)
+    teams_migrated = [(team_id, team_names[team_id]) for team_id in ids]
+    legacy_state_events(
+        s, migration, org, teams_migrated, LegacyState.MIGRATED, actor_of(s, migration)
+    )
 
 
 def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:
@@ -144,12 +146,7 @@ def _redirect(s: Session, migration: m.Migration, team_ids: list[int]) -> None:
         .scalar_subquery()
     )
     collection_id = (
-        select(c.id)
-        .where(
-            c.registry_id == target_registry, c.name == rm.name, c.migrated_from_model_id == rm.id
-        )
-        .correlate(rm)
-        .scalar_subquery()
+        select(c.id).where(migrated_collection(target_registry)).correlate(rm).scalar_subquery()
     )
     s.execute(
         update(rm)
@@ -230,7 +227,7 @@ def _verifier(s: Session, migration: m.Migration, org: str) -> Principal:
     )
 
 
-def _path_sample(s: Session, teams: list[m.MigrationTeam]) -> list[str]:
+def _path_sample(s: Session, teams: list[TeamRow]) -> list[str]:
     """Legacy paths to re-resolve: per team the first models by name, each with every
     alias, `latest`, its first and its last version; bounded."""
     rm, v, a = m.RegisteredModel, m.RegisteredModelVersion, m.RegisteredModelAlias

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState, RegistryRole
+from ...domain.roles import ACTIVE_MIGRATION_STATES, LegacyState, MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
 from .. import events
@@ -22,41 +22,26 @@ from .common import (
     actor_of,
     clear_lease,
     end_migration,
-    legacy_state_event,
+    legacy_state_events,
     migration_name,
-    migration_teams,
     org_name,
+    team_rows,
 )
 from .member_access import member_mappings_of
 
 DELETE_CHUNK_FACTOR = 4  # undo deletes this many batches' worth of links per step
 
 
-def undo_teams(s: Session, migration: m.Migration) -> list[carry_back.UndoTeam]:
-    """The migration's teams as the carry-back compares them: each one's target registry
-    and how far its copy got."""
-    mt = m.MigrationTeam
-    return [
-        carry_back.UndoTeam(team_id, registry_id, cursor)
-        for team_id, registry_id, cursor in s.execute(
-            select(mt.team_id, mt.target_registry_id, mt.cursor)
-            .where(mt.migration_id == migration.id)
-            .order_by(mt.id)
-        ).all()
-    ]
-
-
-def mapped_roles(s: Session, migration: m.Migration) -> dict[int, dict[int, RegistryRole]]:
-    """Per team of the migration, the registry role each member gets from the team."""
-    team_ids = list(
-        s.execute(
-            select(m.MigrationTeam.team_id).where(m.MigrationTeam.migration_id == migration.id)
-        ).scalars()
-    )
-    return {
-        team_id: {mp.user_id: mp.registry_role for mp in mappings}
-        for team_id, mappings in member_mappings_of(s, team_ids).items()
+def undo_plan(s: Session, migration: m.Migration, org: str) -> carry_back.UndoPlan:
+    """What undoing `migration` carries back and what it loses (`carry_back.plan_undo`),
+    with the registry role each member of its teams gets from their team."""
+    teams = team_rows(s, migration.id)
+    mappings = member_mappings_of(s, [t.team_id for t in teams])
+    roles = {
+        team_id: {mp.user_id: mp.registry_role for mp in team_mappings}
+        for team_id, team_mappings in mappings.items()
     }
+    return carry_back.plan_undo(s, org, teams, roles)
 
 
 def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
@@ -69,7 +54,7 @@ def undo_step(s: Session, migration: m.Migration, batch_size: int) -> Outcome:
     if not (migration.rollback_report or {}).get("applied"):
         _carry_back(s, migration)
         return Outcome.MORE
-    team_ids = [mt.team_id for mt in migration_teams(s, migration.id)]
+    team_ids = [t.team_id for t in team_rows(s, migration.id)]
     registries = select(m.Registry.id).where(m.Registry.migration_id == migration.id)
     collections = select(m.Collection.id).where(m.Collection.registry_id.in_(registries))
     _redirects_off(s, team_ids, collections)
@@ -129,14 +114,12 @@ def _finish_undo(
 ) -> None:
     """The last step: the registries deleted, the legacy registries WRITABLE, the teams
     free to migrate again, and the migration CANCELLED or ROLLED_BACK."""
-    registry_ids = list(s.execute(registries).scalars())
+    registry_names = dict(
+        s.execute(select(m.Registry.id, m.Registry.name).where(m.Registry.id.in_(registries))).all()
+    )
+    registry_ids = list(registry_names)
     org = org_name(s, migration.org_id)
     actor = actor_of(s, migration)
-    registry_names = dict(
-        s.execute(
-            select(m.Registry.id, m.Registry.name).where(m.Registry.id.in_(registry_ids))
-        ).all()
-    )
     if registry_ids:
         s.execute(delete(m.CollectionAlias).where(m.CollectionAlias.collection_id.in_(collections)))
         s.execute(delete(m.Collection).where(m.Collection.registry_id.in_(registry_ids)))
@@ -160,8 +143,7 @@ def _finish_undo(
         MigrationState.CANCELLED if state in ACTIVE_MIGRATION_STATES else MigrationState.ROLLED_BACK
     )
     end_migration(s, migration, final)
-    for team in restored:
-        legacy_state_event(s, migration, org, team, LegacyState.WRITABLE, actor)
+    legacy_state_events(s, migration, org, restored, LegacyState.WRITABLE, actor)
 
 
 def _legacy_writable(s: Session, team_ids: list[int]) -> list[tuple[int, str]]:
@@ -190,7 +172,7 @@ def _carry_back(s: Session, migration: m.Migration) -> None:
     found besides (a request made before reports existed) is added to the report."""
     org = org_name(s, migration.org_id)
     report = dict(migration.rollback_report or {})
-    plan = carry_back.plan_undo(s, org, undo_teams(s, migration), mapped_roles(s, migration))
+    plan = undo_plan(s, migration, org)
     actor = report.get("requested_by") or actor_of(s, migration)
     carry_back.apply_undo(s, migration.org_id, plan, actor, migration_name(org, migration.uid))
     listed = set(report.get("losses", []))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, exists, func, or_, select, union
+from sqlalchemy import BigInteger, and_, bindparam, exists, func, or_, select, union
 from sqlalchemy.orm import Session
 
 from ...domain.roles import MigrationState, OrgRole, TeamRole, Visibility, legacy_allows
@@ -28,6 +28,7 @@ from .common import (
     Outcome,
     core_table,
     let_others_run,
+    migrated_collection,
     renew_lease,
     tune_transaction,
 )
@@ -177,6 +178,16 @@ def _verify_registry(checked: _Checked) -> None:
         out.mismatch(f"{label}: registry {registry.name!r} is not RESTRICTED")
 
 
+# Registered models, their versions, collections and collection versions: the tables the
+# comparisons join.
+_COMPARED_TABLES = (
+    core_table(m.RegisteredModel),
+    core_table(m.RegisteredModelVersion),
+    core_table(m.Collection),
+    core_table(m.CollectionVersion),
+)
+
+
 @dataclass(frozen=True)
 class _VerifyStatements:
     """Verification's statements, built once (bound parameters: team_migrations, teams,
@@ -224,33 +235,11 @@ def _verify_statements() -> _VerifyStatements:
     )
 
 
-def _compared_tables() -> tuple[Table, Table, Table, Table]:
-    """Registered models, their versions, collections and collection versions: the tables
-    the comparisons join."""
-    return (
-        core_table(m.RegisteredModel),
-        core_table(m.RegisteredModelVersion),
-        core_table(m.Collection),
-        core_table(m.CollectionVersion),
-    )
-
-
-def _migrated_from(gt: Any) -> Any:
-    """The join condition of a registered model and the collection migrated from it in
-    its team's target registry (`gt`: the group's teams)."""
-    rm, c = core_table(m.RegisteredModel).c, core_table(m.Collection).c
-    return and_(
-        c.registry_id == gt.c.target_registry_id,
-        c.name == rm.name,
-        c.migrated_from_model_id == rm.id,
-    )
-
-
 def _collections_statement(gt: Any, in_group: Any) -> Any:
     """One row per registered model of the group with its collection, and both version
     counts (versions inside the legacy index range; later ones were linked in the
     Registry)."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     legacy_counts = (
         select(v.registered_model_id.label("model_id"), func.count().label("n"))
@@ -305,7 +294,7 @@ def _collections_statement(gt: Any, in_group: Any) -> Any:
 def _versions_statement(gt: Any) -> Any:
     """The group's legacy versions that differ from the collection version of the same
     index (or have none), with both digests: at most MISMATCHES_MAX + 1 per team."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, v, c, cv = rm_t.c, v_t.c, c_t.c, cv_t.c
     differs = or_(
         cv.id.is_(None),
@@ -338,7 +327,7 @@ def _versions_statement(gt: Any) -> Any:
         .select_from(v_t)
         .join(rm_t, rm.id == v.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, _migrated_from(gt))
+        .outerjoin(c_t, migrated_collection(gt.c.target_registry_id))
         .outerjoin(cv_t, and_(cv.collection_id == c.id, cv.version_index == v.version_index))
         .where(differs)
         .subquery("bad")
@@ -358,7 +347,7 @@ def _versions_statement(gt: Any) -> Any:
 def _extra_versions_statement(gt: Any) -> Any:
     """Collection versions inside the legacy index range that no legacy version has, for
     the teams bound as `suspects`."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     rm, c, cv = rm_t.c, c_t.c, cv_t.c
     legacy = v_t.alias("legacy_version")
     return (
@@ -381,7 +370,7 @@ def _extra_versions_statement(gt: Any) -> Any:
 def _aliases_statement(gt: Any) -> Any:
     """The group's legacy aliases that are not on the collection version of the same
     index: at most MISMATCHES_MAX per team."""
-    rm_t, v_t, c_t, cv_t = _compared_tables()
+    rm_t, v_t, c_t, cv_t = _COMPARED_TABLES
     a_t, ca_t = core_table(m.RegisteredModelAlias), core_table(m.CollectionAlias)
     rm, v, c, cv, a, ca = rm_t.c, v_t.c, c_t.c, cv_t.c, a_t.c, ca_t.c
     bad_aliases = (
@@ -397,7 +386,7 @@ def _aliases_statement(gt: Any) -> Any:
         .join(v_t, v.id == a.version_id)
         .join(rm_t, rm.id == a.registered_model_id)
         .join(gt, gt.c.team_id == rm.team_id)
-        .outerjoin(c_t, _migrated_from(gt))
+        .outerjoin(c_t, migrated_collection(gt.c.target_registry_id))
         .outerjoin(ca_t, and_(ca.collection_id == c.id, ca.alias == a.alias))
         .outerjoin(cv_t, cv.id == ca.version_id)
         .where(or_(cv.id.is_(None), cv.version_index != v.version_index))
@@ -507,19 +496,18 @@ def _verify_versions(s: Session, params: dict[str, Any], group: dict[int, _Check
         if row.cv_id is None:
             checked.out.mismatch(f"{where}: missing from the collection")
             continue
-        what = []
-        if row.legacy_av != row.new_av:
-            what.append("artifact version")
-        if row.d1 != row.d2:
-            what.append("digest")
-        if list(row.t1 or []) != list(row.t2 or []):
-            what.append("tags")
-        if row.desc1 != row.desc2:
-            what.append("description")
-        if row.by1 != row.by2:
-            what.append("linked by")
-        if row.c1 != row.c2:
-            what.append("creation time")
+        what = [
+            name
+            for name, legacy, migrated in (
+                ("artifact version", row.legacy_av, row.new_av),
+                ("digest", row.d1, row.d2),
+                ("tags", list(row.t1 or []), list(row.t2 or [])),
+                ("description", row.desc1, row.desc2),
+                ("linked by", row.by1, row.by2),
+                ("creation time", row.c1, row.c2),
+            )
+            if legacy != migrated
+        ]
         checked.out.mismatch(f"{where}: {', '.join(what) or 'metadata or lineage'} differ(s)")
     # Nothing extra inside the legacy index range. With every legacy version found at its
     # index and per-model counts equal (checked above), there can be none: only teams
