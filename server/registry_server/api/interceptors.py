@@ -31,8 +31,8 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -48,6 +48,7 @@ from ..domain.errors import (
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..storage import commits
+from ..storage.reply_cache import ReplyCache
 from .required_fields import check_required
 from .status import to_grpc_status
 
@@ -85,14 +86,6 @@ _MAX_COMMIT_DIGITS = 19  # a bigint
 # Request metadata: the caller's id for the call, written in its access line.
 REQUEST_ID_METADATA = "x-request-id"
 _MAX_REQUEST_ID = 64
-
-
-class KeptAnswers(Protocol):
-    """Where replies are kept between commits (`App.kept_answer` / `App.keep_answer`)."""
-
-    def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]: ...
-
-    def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None: ...
 
 
 def current_principal() -> Principal:
@@ -177,7 +170,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self,
         authenticator: Authenticator,
         run: Callable[..., Awaitable[Any]],
-        answers: KeptAnswers | None = None,
+        answers: ReplyCache | None = None,
         committed: Callable[[int], None] | None = None,
         metrics: CallMetrics | None = None,
     ) -> None:
@@ -354,7 +347,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     token, after_commit = call_metadata(context.invocation_metadata())
                     if answers is not None:
                         key = (method, token, raw)
-                        reply, seen = answers.kept_answer(key, after_commit)
+                        reply, seen = answers.lookup(key, after_commit)
                         if reply is not None:
                             kept = True
                             return reply
@@ -366,7 +359,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     self._settle(context, note)
                     if answers is not None:
                         reply = serialize(reply)
-                        answers.keep_answer(key, reply, seen)
+                        answers.store(key, reply, seen)
                     return reply
                 except asyncio.CancelledError:
                     code = "CANCELLED"
@@ -383,7 +376,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return reply if isinstance(reply, bytes) else serialize(reply)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, response_serializer=serialize_reply if answers else serialize
+                unary, response_serializer=serialize if answers is None else serialize_reply
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream

@@ -90,6 +90,11 @@ def parse_filter(text: str, field: str = "filter") -> Expr | None:
     return _Parser(text, field).parse()
 
 
+def filter_error(field: str, message: str, position: int) -> InvalidArgument:
+    """`message` about the filter text at `position` (1-based)."""
+    return InvalidArgument(field, f"{message} at position {position}")
+
+
 def _is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch in _WORD_EXTRA
 
@@ -109,8 +114,7 @@ class _Parser:
     # --- helpers ---------------------------------------------------------------------
 
     def error(self, message: str, pos: int | None = None) -> InvalidArgument:
-        at = self.pos if pos is None else pos
-        return InvalidArgument(self.field, f"{message} at position {at + 1}")
+        return filter_error(self.field, message, (self.pos if pos is None else pos) + 1)
 
     def at_end(self) -> bool:
         return self.pos >= len(self.text)
