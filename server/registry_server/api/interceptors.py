@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.access")
 
+# Health checks and reflection: answered without an API key.
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
@@ -91,10 +92,6 @@ _MAX_REQUEST_ID = 64
 
 def current_principal() -> Principal:
     return _principal.get()
-
-
-def is_public(method: str) -> bool:
-    return method.startswith(PUBLIC_PREFIXES)
 
 
 def call_metadata(metadata: Any) -> tuple[str, int]:
@@ -200,7 +197,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             handler = await continuation(details)
             if handler is None:
                 return None
-            wrapped = handler if is_public(method) else self._wrap(method, handler)
+            wrapped = handler if method.startswith(PUBLIC_PREFIXES) else self._wrap(method, handler)
             self._wrapped[method] = wrapped
         return wrapped
 

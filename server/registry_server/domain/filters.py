@@ -39,8 +39,9 @@ MAX_FILTER_LENGTH = 2000
 MAX_DEPTH = 32
 MAX_COMPARISONS = 64
 
+OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", ":")
 # Longest first, so "<=" is not read as "<" followed by "=".
-OPERATORS: tuple[str, ...] = ("<=", ">=", "!=", "=", "<", ">", ":")
+_LONGEST_FIRST = sorted(OPERATORS, key=len, reverse=True)
 KEYWORDS = frozenset({"AND", "OR", "NOT"})
 
 Value: TypeAlias = str | int | float | bool
@@ -254,12 +255,12 @@ class _Parser:
         return tuple(parts)
 
     def parse_op(self) -> str:
-        for op in OPERATORS:
+        for op in _LONGEST_FIRST:
             if self.text.startswith(op, self.pos):
                 self.pos += len(op)
                 return op
         raise self.error(
-            f"expected a comparison operator (=, !=, <, <=, >, >=, :), got {self.describe_here()}"
+            f"expected a comparison operator ({', '.join(OPERATORS)}), got {self.describe_here()}"
         )
 
     def parse_value(self) -> Value:

@@ -151,14 +151,10 @@ class Database:
         (PostgreSQL's hot reads run on `async_reads`.) Driver errors become UNAVAILABLE
         like everywhere else."""
         assert self.is_sqlite, "PostgreSQL's hot reads run on async_reads"
-        dbapi = self.read_engine.dialect.dbapi
-        try:
-            with self._loop_lock:
-                if self._loop_sqlite is None:
-                    self._loop_sqlite = self.read_engine.raw_connection()
-                yield self._loop_sqlite
-        except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            raise database_unavailable(e) from e
+        with translate_db_errors(), self._loop_lock:
+            if self._loop_sqlite is None:
+                self._loop_sqlite = self.read_engine.raw_connection()
+            yield self._loop_sqlite
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -186,18 +182,16 @@ class Database:
         UNAVAILABLE as in `write()`; other driver errors (IntegrityError, ...) propagate
         unchanged. (PostgreSQL's hot writes run on `async_writes`.)"""
         assert self.is_sqlite, "PostgreSQL's hot writes run on async_writes"
-        dbapi = self.write_engine.dialect.dbapi
         raw = self.write_engine.raw_connection()
         try:
-            begin_immediate(raw.dbapi_connection)
-            try:
-                yield raw
-            except BaseException:
-                raw.rollback()
-                raise
-            raw.commit()
-        except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            raise database_unavailable(e) from e
+            with translate_db_errors():
+                begin_immediate(raw.dbapi_connection)
+                try:
+                    yield raw
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
         finally:
             raw.close()
 

@@ -40,7 +40,6 @@ from ..domain.filters import (
 Kind = Literal["string", "int", "bool", "time", "tags", "json_map", "alias"]
 
 _ALL = frozenset(OPERATORS)
-_DISPLAY_ORDER = ("=", "!=", "<", "<=", ">", ">=", ":")
 _ORDERED = frozenset({"=", "!=", "<", "<=", ">", ">="})
 _EQUALITY = frozenset({"=", "!=", ":"})
 DEFAULT_OPS: Mapping[str, frozenset[str]] = {
@@ -266,7 +265,7 @@ class _Compiler:
     def comparison(self, c: Comparison) -> ColumnElement[bool]:
         name, spec, key = self.resolve(c)
         if c.op not in spec.allowed_ops:
-            allowed = " ".join(op for op in _DISPLAY_ORDER if op in spec.allowed_ops)
+            allowed = " ".join(op for op in OPERATORS if op in spec.allowed_ops)
             raise self.error(
                 c, f"operator '{c.op}' is not supported for field '{name}' (use one of {allowed})"
             )
