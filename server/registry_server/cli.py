@@ -412,18 +412,18 @@ def bootstrap(
     typer.echo(f"registry-server: bootstrapping {describe_database(url)}", err=True)
     db = Database(url)
     try:
-        with _exit_on_error(lambda e: 2 if e.reason == "ALREADY_BOOTSTRAPPED" else 1):
-            require_current_schema(db)
-            with db.write() as s:
-                secret = orgs.bootstrap(
-                    s,
-                    organization_id=organization,
-                    admin_id=admin,
-                    display_name=display_name or organization,
-                    legacy_model_registry_enabled=legacy_model_registry,
-                )
-    except typer.Exit:
-        raise
+        require_current_schema(db)
+        with db.write() as s:
+            secret = orgs.bootstrap(
+                s,
+                organization_id=organization,
+                admin_id=admin,
+                display_name=display_name or organization,
+                legacy_model_registry_enabled=legacy_model_registry,
+            )
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2 if e.reason == "ALREADY_BOOTSTRAPPED" else 1) from None
     except Exception as e:  # unique violations and the like
         typer.echo(f"error: {e.__class__.__name__}: {str(e).splitlines()[0]}", err=True)
         raise typer.Exit(1) from None
