@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -254,7 +254,7 @@ def serve(
     from .api.metrics import parse_address
     from .api.server import TlsConfig, check_listenable, run_on_loop, serve_forever
 
-    setup_logging(log_level, log_format)
+    configure_logging(log_level, log_format)
     try:
         if metrics_address:
             parse_address(metrics_address)
@@ -354,7 +354,7 @@ def run_migrations(
 
     if niceness:
         os.nice(niceness)
-    setup_logging(log_level)
+    configure_logging(log_level)  # in the format of a parent server (REGISTRY_LOG_FORMAT)
     db = current_database(database_url, auto_upgrade_empty=False)  # `serve` upgrades one
     db.dispose()
     asyncio.run(
@@ -370,8 +370,14 @@ def run_migrations(
     )
 
 
-def setup_logging(level: str, log_format: LogFormat | None = None) -> None:
-    configure_logging(level, log_format)  # None: a parent server's (REGISTRY_LOG_FORMAT)
+@contextmanager
+def _exit_on_error(status: Callable[[RegistryError], int] = lambda _: 2) -> Iterator[None]:
+    """A RegistryError ends the command: its message, and the exit status `status` gives."""
+    try:
+        yield
+    except RegistryError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(status(e)) from None
 
 
 def current_database(database_url: str, *, auto_upgrade_empty: bool = True) -> Database:
@@ -431,12 +437,10 @@ def _set_service_admin(user: str, database_url: str, flag: bool) -> None:
 
     db = Database(database_url or env_url())
     try:
-        require_current_schema(db)
-        with db.write() as s:
-            orgs.set_service_admin(s, user, flag)
-    except RegistryError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(3 if e.code == "NOT_FOUND" else 1) from None
+        with _exit_on_error(lambda e: 3 if e.code == "NOT_FOUND" else 1):
+            require_current_schema(db)
+            with db.write() as s:
+                orgs.set_service_admin(s, user, flag)
     finally:
         db.dispose()
     state = "is now" if flag else "is no longer"
@@ -480,7 +484,7 @@ def gc_blobs(
     from .service.files import collect_garbage
     from .storage.blobs import default_location, open_store
 
-    setup_logging(log_level)
+    configure_logging(log_level)
     grace = parse_duration(older_than)
     db = current_database(database_url, auto_upgrade_empty=False)
     try:
@@ -505,11 +509,8 @@ def backup_command(
     backup: a consistent snapshot). PostgreSQL: use pg_dump (README, Backups)."""
     from .storage.backup import backup
 
-    try:
+    with _exit_on_error():
         pages = backup(database_url or env_url(), destination)
-    except RegistryError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"backed up {pages} pages to {destination}", err=True)
 
 
@@ -525,11 +526,8 @@ def restore_command(
     database is upgraded to the current schema when it is older."""
     from .storage.backup import restore
 
-    try:
+    with _exit_on_error():
         restore(source, database_url or env_url(), force=force)
-    except RegistryError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"restored {source} into {safe_url(database_url or env_url())}", err=True)
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import gc
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
@@ -110,19 +110,6 @@ class App:
                 return await self.read(lambda s: fn(Sql.of(s)))
         assert self.db.async_reads is not None
         return await self.db.async_reads.run(lambda conn, d: fn(Sql(conn, d)), dialect)
-
-    @property
-    def keeps_answers(self) -> bool:
-        """Whether replies are kept between commits (`storage.reply_cache`)."""
-        return self.settings.kept_replies
-
-    def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]:
-        """The reply kept for `key` or None, and the version to pass to `keep_answer`.
-        `after_commit`: the commit number the caller must see (0: any)."""
-        return self.reply_cache.lookup(key, after_commit)
-
-    def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None:
-        self.reply_cache.store(key, answer, seen)
 
     def committed(self, seq: int) -> None:
         """A call of this replica committed `seq` (PostgreSQL): what was kept before it is

@@ -31,8 +31,9 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -48,6 +49,7 @@ from ..domain.errors import (
 from ..service.auth import Authenticator
 from ..service.context import Principal
 from ..storage import commits
+from ..storage.reply_cache import ReplyCache
 from .required_fields import check_required
 from .status import to_grpc_status
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.access")
 
+# Health checks and reflection: answered without an API key.
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
@@ -87,20 +90,8 @@ REQUEST_ID_METADATA = "x-request-id"
 _MAX_REQUEST_ID = 64
 
 
-class KeptAnswers(Protocol):
-    """Where replies are kept between commits (`App.kept_answer` / `App.keep_answer`)."""
-
-    def kept_answer(self, key: Hashable, after_commit: int) -> tuple[bytes | None, Hashable]: ...
-
-    def keep_answer(self, key: Hashable, answer: bytes, seen: Hashable) -> None: ...
-
-
 def current_principal() -> Principal:
     return _principal.get()
-
-
-def is_public(method: str) -> bool:
-    return method.startswith(PUBLIC_PREFIXES)
 
 
 def call_metadata(metadata: Any) -> tuple[str, int]:
@@ -168,8 +159,14 @@ async def authenticate(
     return principal
 
 
-def _commit_metadata(note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
-    return ((COMMIT_METADATA, str(note.seq)),) if note is not None and note.seq else ()
+@dataclass
+class _Call:
+    """What the end of a call reports: the caller's key, the note of its commits
+    (`storage.commits`) and a detail for its access line ("kept", "stream", "upload")."""
+
+    token: str = ""
+    note: commits.CommitNote | None = None
+    detail: str = ""
 
 
 class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -177,7 +174,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self,
         authenticator: Authenticator,
         run: Callable[..., Awaitable[Any]],
-        answers: KeptAnswers | None = None,
+        answers: ReplyCache | None = None,
         committed: Callable[[int], None] | None = None,
         metrics: CallMetrics | None = None,
     ) -> None:
@@ -195,46 +192,37 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        if is_public(method):
-            self._wrapped[method] = handler
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = wrapped
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            wrapped = handler if method.startswith(PUBLIC_PREFIXES) else self._wrap(method, handler)
+            self._wrapped[method] = wrapped
         return wrapped
 
-    def _settle(self, context: grpc.aio.ServicerContext, note: commits.CommitNote | None) -> None:
-        """After the handler: the call's commit, if any, is known here and told."""
-        if note is not None and note.seq:
-            if self.committed is not None:
-                self.committed(note.seq)
-            context.set_trailing_metadata(_commit_metadata(note))
+    def _told(self, note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
+        """Tells `committed` of the call's commit, if it made one; the trailing metadata
+        that answers its number."""
+        if note is None or not note.seq:
+            return ()
+        if self.committed is not None:
+            self.committed(note.seq)
+        return ((COMMIT_METADATA, str(note.seq)),)
 
     async def _fail(
-        self,
-        context: grpc.aio.ServicerContext,
-        method: str,
-        err: Exception,
-        note: commits.CommitNote | None = None,
+        self, context: grpc.aio.ServicerContext, method: str, err: Exception, call: _Call
     ) -> None:
-        if note is not None and note.seq and self.committed is not None:
-            self.committed(note.seq)
+        committed = self._told(call.note)
         if isinstance(err, IntegrityError):
             log.info("integrity conflict in %s: %s", method, err.orig)
             err = Aborted("the change conflicted with a concurrent one; retry", reason="CONFLICT")
         if not isinstance(err, RegistryError):
             log.exception("unexpected error in %s", method, exc_info=err)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error", _commit_metadata(note))
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error", committed)
             return
         status = to_grpc_status(err)
-        await context.abort(
-            status.code, status.details, (*status.trailing_metadata, *_commit_metadata(note))
-        )
+        await context.abort(status.code, status.details, (*status.trailing_metadata, *committed))
 
     def _finished(
         self,
@@ -243,8 +231,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         observe: CallObserver | None,
         code: str,
         start: float,
-        token: str,
-        detail: str,
+        call: _Call,
     ) -> None:
         """A call has ended (`start` from `time.perf_counter`): counts it, and logs its access
         line: text, or JSON with the same fields (`logs.py`)."""
@@ -254,9 +241,9 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not log.isEnabledFor(logging.INFO):
             return
         principal = _principal.get(None)
-        if principal is None and token:  # a kept reply: the key's cached principal
+        if principal is None and call.token:  # a kept reply: the key's cached principal
             try:
-                principal = self.auth.cached(token)
+                principal = self.auth.cached(call.token)
             except RegistryError:
                 principal = None
         fields = {
@@ -267,13 +254,13 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "peer": context.peer(),
             "request_id": request_id(context.invocation_metadata()),
         }
-        if detail:
-            fields["detail"] = detail
+        if call.detail:
+            fields["detail"] = call.detail
         log.info(
             "%s %s%s %.1fms %s %s %s",
             method,
             code,
-            f" ({detail})" if detail else "",
+            f" ({call.detail})" if call.detail else "",
             seconds * 1e3,
             fields["principal"] or "-",
             fields["peer"],
@@ -298,30 +285,31 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise DeadlineExceeded("the call's deadline passed") from None
 
     @contextlib.asynccontextmanager
-    async def _streaming(
+    async def _answering(
         self,
         context: grpc.aio.ServicerContext,
         method: str,
-        kind: str,
         observe: CallObserver | None,
+        call: _Call,
     ) -> AsyncIterator[None]:
-        """Around a streaming call: authenticates it, errors become statuses, and it is
-        counted and logged like a unary call."""
+        """Around every call: errors become statuses, and the call is counted and logged."""
         start = time.perf_counter()
         code = "OK"
-        token = ""
         try:
-            token, after_commit = call_metadata(context.invocation_metadata())
-            _principal.set(await authenticate(self.auth, self.run, token, after_commit))
             yield
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
         except Exception as err:
             code = status_name(err)
-            await self._fail(context, method, err)
+            await self._fail(context, method, err, call)
         finally:
-            self._finished(context, method, observe, code, start, token, kind)
+            self._finished(context, method, observe, code, start, call)
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext, call: _Call) -> None:
+        """A streaming call's principal, from its bearer key."""
+        call.token, after_commit = call_metadata(context.invocation_metadata())
+        _principal.set(await authenticate(self.auth, self.run, call.token, after_commit))
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
@@ -345,51 +333,42 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             answers = self.answers if method in KEPT_METHODS else None
 
             async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                start = time.perf_counter()
-                code = "OK"
-                kept = False
-                token = ""
-                note = None
-                try:
-                    token, after_commit = call_metadata(context.invocation_metadata())
+                call = _Call()
+                async with self._answering(context, method, observe, call):
+                    call.token, after_commit = call_metadata(context.invocation_metadata())
                     if answers is not None:
-                        key = (method, token, raw)
-                        reply, seen = answers.kept_answer(key, after_commit)
+                        key = (method, call.token, raw)
+                        reply, seen = answers.lookup(key, after_commit)
                         if reply is not None:
-                            kept = True
+                            call.detail = "kept"
                             return reply
-                    note = commits.begin_call()
-                    principal = await authenticate(self.auth, self.run, token, after_commit)
+                    call.note = commits.begin_call()
+                    principal = await authenticate(self.auth, self.run, call.token, after_commit)
                     request = parse(raw)
                     _principal.set(principal)
                     reply = await self._call(inner, request, context)
-                    self._settle(context, note)
+                    committed = self._told(call.note)
+                    if committed:
+                        context.set_trailing_metadata(committed)
                     if answers is not None:
                         reply = serialize(reply)
-                        answers.keep_answer(key, reply, seen)
+                        answers.store(key, reply, seen)
                     return reply
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except Exception as err:
-                    code = status_name(err)
-                    await self._fail(context, method, err, note)
-                finally:
-                    detail = "kept" if kept else ""
-                    self._finished(context, method, observe, code, start, token, detail)
 
             def serialize_reply(reply: Any) -> bytes:
                 # kept replies are already serialized
                 return reply if isinstance(reply, bytes) else serialize(reply)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, response_serializer=serialize_reply if answers else serialize
+                unary, response_serializer=serialize if answers is None else serialize_reply
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                async with self._streaming(context, method, "stream", observe):
+                call = _Call(detail="stream")
+                async with self._answering(context, method, observe, call):
+                    await self._authenticate(context, call)
                     request = parse(raw)
                     async for item in inner_stream(request, context):
                         yield item
@@ -401,7 +380,9 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_upload = handler.stream_unary
 
             async def upload(raw_requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with self._streaming(context, method, "upload", observe):
+                call = _Call(detail="upload")
+                async with self._answering(context, method, observe, call):
+                    await self._authenticate(context, call)
 
                     async def requests() -> Any:
                         async for raw in raw_requests:

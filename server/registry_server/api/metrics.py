@@ -210,9 +210,6 @@ class RegistryCollector:
         self.app = app
         self.calls = calls
 
-    def describe(self) -> list[Metric]:
-        return []  # nothing is read at registration
-
     def collect(self) -> Iterator[Metric]:
         yield from self.calls.families()
         yield from _kept_replies(self.app)

@@ -155,7 +155,7 @@ class RegistryServer:
             RegistryInterceptor(
                 app.auth,
                 app.run,
-                app if app.keeps_answers else None,
+                app.reply_cache if settings.kept_replies else None,
                 app.committed,
                 self.calls,
             )

@@ -72,4 +72,3 @@ class Settings:
     s3_checksums: S3Checksums = S3Checksums.auto
     # Owner of the migration leases this replica takes (and its runner process's prefix).
     replica_id: str = field(default_factory=replica_name)
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -39,8 +39,9 @@ MAX_FILTER_LENGTH = 2000
 MAX_DEPTH = 32
 MAX_COMPARISONS = 64
 
+OPERATORS: tuple[str, ...] = ("=", "!=", "<", "<=", ">", ">=", ":")
 # Longest first, so "<=" is not read as "<" followed by "=".
-OPERATORS: tuple[str, ...] = ("<=", ">=", "!=", "=", "<", ">", ":")
+_LONGEST_FIRST = sorted(OPERATORS, key=len, reverse=True)
 KEYWORDS = frozenset({"AND", "OR", "NOT"})
 
 Value: TypeAlias = str | int | float | bool
@@ -90,6 +91,11 @@ def parse_filter(text: str, field: str = "filter") -> Expr | None:
     return _Parser(text, field).parse()
 
 
+def filter_error(field: str, message: str, position: int) -> InvalidArgument:
+    """`message` about the filter text at `position` (1-based)."""
+    return InvalidArgument(field, f"{message} at position {position}")
+
+
 def _is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch in _WORD_EXTRA
 
@@ -109,8 +115,7 @@ class _Parser:
     # --- helpers ---------------------------------------------------------------------
 
     def error(self, message: str, pos: int | None = None) -> InvalidArgument:
-        at = self.pos if pos is None else pos
-        return InvalidArgument(self.field, f"{message} at position {at + 1}")
+        return filter_error(self.field, message, (self.pos if pos is None else pos) + 1)
 
     def at_end(self) -> bool:
         return self.pos >= len(self.text)
@@ -250,12 +255,12 @@ class _Parser:
         return tuple(parts)
 
     def parse_op(self) -> str:
-        for op in OPERATORS:
+        for op in _LONGEST_FIRST:
             if self.text.startswith(op, self.pos):
                 self.pos += len(op)
                 return op
         raise self.error(
-            f"expected a comparison operator (=, !=, <, <=, >, >=, :), got {self.describe_here()}"
+            f"expected a comparison operator ({', '.join(OPERATORS)}), got {self.describe_here()}"
         )
 
     def parse_value(self) -> Value:

@@ -165,18 +165,19 @@ def check_alias_count(count: int, field: str, what: str) -> None:
         )
 
 
+def tag(value: str, field: str) -> str:
+    if not value or len(value) > TAG_MAX or not value.isprintable() or value != value.strip():
+        raise InvalidArgument(
+            field, f"must be 1-{TAG_MAX} printable characters without edge spaces"
+        )
+    return value
+
+
 def tags(values: list[str] | tuple[str, ...], field: str) -> list[str]:
+    """Tags (`tag` each), without duplicates; at most TAGS_MAX."""
     if len(values) > TAGS_MAX:
         raise InvalidArgument(field, f"at most {TAGS_MAX} tags")
-    out: list[str] = []
-    for i, v in enumerate(values):
-        if not v or len(v) > TAG_MAX or not v.isprintable() or v != v.strip():
-            raise InvalidArgument(
-                f"{field}[{i}]", f"must be 1-{TAG_MAX} printable characters without edge spaces"
-            )
-        if v not in out:
-            out.append(v)
-    return out
+    return _distinct(values, field, tag)
 
 
 def artifact_type(value: str, field: str) -> str:

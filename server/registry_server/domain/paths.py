@@ -70,12 +70,10 @@ def format_path(kind: PathKind, root: str, container: str, item: str, version: V
 def parse_version(token: str, field: str) -> Version:
     if names.VERSION_TOKEN.fullmatch(token):
         return Version(index=int(token[1:]))
-    try:
-        names.alias(token, field)
-    except InvalidArgument:
+    if not names.ALIAS.fullmatch(token):
         raise InvalidArgument(
             field, f"version {quote(token)} must be vN or an alias (A-Z, a-z, 0-9, '_', '.', '-')"
-        ) from None
+        )
     return Version(alias=token)
 
 
@@ -110,12 +108,10 @@ def parse_path(path: str, field: str = "path") -> ParsedPath:
             "or wandb-registry-REGISTRY/collection, optionally followed by :vN or :alias",
         )
     root, middle, item = parts
-    try:
-        names.principal_id(root, field)
-    except InvalidArgument:
+    if not names.PRINCIPAL_ID.fullmatch(root):
         raise InvalidArgument(
             field, f"{quote(path)}: {quote(root)} is not a team or organization id"
-        ) from None
+        )
     if middle == LEGACY_SEGMENT:
         _check(None, item, field, path)
         return ParsedPath(PathKind.LEGACY_MODEL, root, "", item, version)

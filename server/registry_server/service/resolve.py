@@ -224,16 +224,12 @@ def parse_reference(text: str, field: str) -> ParsedPath:
                 if kind is PathKind.LEGACY_MODEL:
                     return ParsedPath(kind, v["team"], "", v["model"], version)
                 return ParsedPath(kind, v["org"], v["registry"], v["collection"], version)
-        raise names_error(text, field)
+        raise InvalidArgument(
+            field,
+            f"{quote(text)} is neither a path nor an artifact, registered-model or "
+            "collection version name",
+        )
     return paths.parse_path(text, field)
-
-
-def names_error(text: str, field: str) -> InvalidArgument:
-    return InvalidArgument(
-        field,
-        f"{quote(text)} is neither a path nor an artifact, registered-model or "
-        "collection version name",
-    )
 
 
 def resolve_reference(

@@ -37,10 +37,6 @@ WRITE_LOCK_TIMEOUT_SECONDS = 30.0
 WRITE_LOCK_POLL_SECONDS = 0.001
 
 
-def default_url() -> str:
-    return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-
-
 def normalize_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -72,7 +68,7 @@ def revised(row: Any, mask: Collection[str] | None = None, **values: Any) -> Non
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 8, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         # PostgreSQL: hot reads and hot writes on the event loop (storage/async_pool.py)
@@ -81,8 +77,8 @@ class Database:
         # PostgreSQL: the commits this replica has heard of (run by the server)
         self.commits: commits.CommitListener | None = None
         if self.is_sqlite:
-            self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size, echo=echo)
-            self.write_engine = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
+            self.read_engine = self._sqlite_engine(immediate=False, pool_size=pool_size)
+            self.write_engine = self._sqlite_engine(immediate=True, pool_size=1)
         else:
             parsed = make_url(self.url)
             options = parsed.query.get("options")  # the caller's libpq options, kept
@@ -92,7 +88,6 @@ class Database:
                 max_overflow=pool_size,
                 pool_pre_ping=False,
                 pool_recycle=1800,
-                echo=echo,
                 connect_args={"options": commits.session_options(_one(options))},
             )
             event.listen(self.read_engine, "connect", _report_commits)
@@ -115,13 +110,12 @@ class Database:
     def dialect(self) -> str:
         return self.read_engine.dialect.name
 
-    def _sqlite_engine(self, *, immediate: bool, pool_size: int, echo: bool) -> Engine:
+    def _sqlite_engine(self, *, immediate: bool, pool_size: int) -> Engine:
         memory = self.is_memory
         engine = create_engine(
             self.url,
             poolclass=NullPool if memory else QueuePool,
             connect_args={"check_same_thread": False, "timeout": 30},
-            echo=echo,
             **({} if memory else {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 60}),
         )
 
@@ -157,14 +151,10 @@ class Database:
         (PostgreSQL's hot reads run on `async_reads`.) Driver errors become UNAVAILABLE
         like everywhere else."""
         assert self.is_sqlite, "PostgreSQL's hot reads run on async_reads"
-        dbapi = self.read_engine.dialect.dbapi
-        try:
-            with self._loop_lock:
-                if self._loop_sqlite is None:
-                    self._loop_sqlite = self.read_engine.raw_connection()
-                yield self._loop_sqlite
-        except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            raise database_unavailable(e) from e
+        with translate_db_errors(), self._loop_lock:
+            if self._loop_sqlite is None:
+                self._loop_sqlite = self.read_engine.raw_connection()
+            yield self._loop_sqlite
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -192,18 +182,16 @@ class Database:
         UNAVAILABLE as in `write()`; other driver errors (IntegrityError, ...) propagate
         unchanged. (PostgreSQL's hot writes run on `async_writes`.)"""
         assert self.is_sqlite, "PostgreSQL's hot writes run on async_writes"
-        dbapi = self.write_engine.dialect.dbapi
         raw = self.write_engine.raw_connection()
         try:
-            begin_immediate(raw.dbapi_connection)
-            try:
-                yield raw
-            except BaseException:
-                raw.rollback()
-                raise
-            raw.commit()
-        except dbapi.OperationalError as e:  # type: ignore[union-attr]
-            raise database_unavailable(e) from e
+            with translate_db_errors():
+                begin_immediate(raw.dbapi_connection)
+                try:
+                    yield raw
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
         finally:
             raw.close()
 
@@ -296,8 +284,6 @@ def require_current_schema(db: Database, *, auto_upgrade_empty: bool = True) -> 
 
 def safe_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -315,4 +301,7 @@ def describe_database(url: str) -> str:
 
 
 def env_url() -> str:
-    return os.environ.get("REGISTRY_DATABASE_URL") or default_url()
+    """REGISTRY_DATABASE_URL, else registry.db in the working directory."""
+    return (
+        os.environ.get("REGISTRY_DATABASE_URL") or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    )

@@ -12,6 +12,7 @@ without `k`; `tag != "x"` matches rows whose tags lack "x").
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,12 +25,21 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.errors import InvalidArgument, quote
-from ..domain.filters import OPERATORS, And, Comparison, Expr, Not, Or, Value, parse_filter
+from ..domain.filters import (
+    OPERATORS,
+    And,
+    Comparison,
+    Expr,
+    Not,
+    Or,
+    Value,
+    filter_error,
+    parse_filter,
+)
 
 Kind = Literal["string", "int", "bool", "time", "tags", "json_map", "alias"]
 
 _ALL = frozenset(OPERATORS)
-_DISPLAY_ORDER = ("=", "!=", "<", "<=", ">", ">=", ":")
 _ORDERED = frozenset({"=", "!=", "<", "<=", ">", ">="})
 _EQUALITY = frozenset({"=", "!=", ":"})
 DEFAULT_OPS: Mapping[str, frozenset[str]] = {
@@ -126,7 +136,9 @@ def parse_rfc3339_micros(text: str, field: str = "filter", position: int = 0) ->
     """RFC 3339 timestamp -> integer microseconds since the epoch (the schema's unit)."""
     m = _RFC3339.fullmatch(text)
     if m is None:
-        raise _value_error(field, position, "an RFC 3339 timestamp such as 2024-01-01T00:00:00Z")
+        raise filter_error(
+            field, "expected an RFC 3339 timestamp such as 2024-01-01T00:00:00Z", position
+        )
     y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
     try:
         tz = UTC
@@ -137,13 +149,9 @@ def parse_rfc3339_micros(text: str, field: str = "filter", position: int = 0) ->
             tz = timezone(-offset if sign == "-" else offset)
         dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=tz)
     except ValueError:
-        raise _value_error(field, position, "a valid RFC 3339 date and time") from None
+        raise filter_error(field, "expected a valid RFC 3339 date and time", position) from None
     micros = int(((frac or "") + "000000")[:6])
     return (dt - _EPOCH) // timedelta(microseconds=1) + micros
-
-
-def _value_error(field: str, position: int, expected: str) -> InvalidArgument:
-    return InvalidArgument(field, f"expected {expected} at position {position}")
 
 
 def _nullable(column: Any) -> bool:
@@ -166,20 +174,18 @@ def _like_contains(value: str) -> str:
     return f"%{escaped}%"
 
 
+_COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def _ordered(left: Any, op: str, right: Any) -> ColumnElement[bool]:
-    if op == "=":
-        return cast(ColumnElement[bool], left == right)
-    if op == "!=":
-        return cast(ColumnElement[bool], left != right)
-    if op == "<":
-        return cast(ColumnElement[bool], left < right)
-    if op == "<=":
-        return cast(ColumnElement[bool], left <= right)
-    if op == ">":
-        return cast(ColumnElement[bool], left > right)
-    if op == ">=":
-        return cast(ColumnElement[bool], left >= right)
-    raise AssertionError(op)
+    return cast(ColumnElement[bool], _COMPARE[op](left, right))
 
 
 class _Compiler:
@@ -202,7 +208,7 @@ class _Compiler:
     # --- resolution and value checks -----------------------------------------------
 
     def error(self, c: Comparison, message: str) -> InvalidArgument:
-        return InvalidArgument(self.field, f"{message} at position {c.position}")
+        return filter_error(self.field, message, c.position)
 
     def resolve(self, c: Comparison) -> tuple[str, FieldSpec, str | None]:
         """(display name, spec, metadata key or None)."""
@@ -259,7 +265,7 @@ class _Compiler:
     def comparison(self, c: Comparison) -> ColumnElement[bool]:
         name, spec, key = self.resolve(c)
         if c.op not in spec.allowed_ops:
-            allowed = " ".join(op for op in _DISPLAY_ORDER if op in spec.allowed_ops)
+            allowed = " ".join(op for op in OPERATORS if op in spec.allowed_ops)
             raise self.error(
                 c, f"operator '{c.op}' is not supported for field '{name}' (use one of {allowed})"
             )
@@ -273,21 +279,20 @@ class _Compiler:
             return self.column_compare(spec.column, c.op, text)
         if kind == "int":
             if isinstance(c.value, bool) or not isinstance(c.value, int):
-                raise _value_error(self.field, c.position, f"an integer for field '{name}'")
+                raise self.error(c, f"expected an integer for field '{name}'")
             return self.column_compare(spec.column, c.op, _int64(c.value))
         if kind == "time":
             if not isinstance(c.value, str):
-                raise _value_error(
-                    self.field,
-                    c.position,
-                    f'a quoted RFC 3339 timestamp such as "2024-01-01T00:00:00Z" for field '
-                    f"'{name}'",
+                raise self.error(
+                    c,
+                    'expected a quoted RFC 3339 timestamp such as "2024-01-01T00:00:00Z" '
+                    f"for field '{name}'",
                 )
             micros = parse_rfc3339_micros(c.value, self.field, c.position)
             return self.column_compare(spec.column, c.op, _int64(micros))
         if kind == "bool":
             if not isinstance(c.value, bool):
-                raise _value_error(self.field, c.position, f"true or false for field '{name}'")
+                raise self.error(c, f"expected true or false for field '{name}'")
             return self.column_compare(spec.column, c.op, c.value)
         if kind == "tags":
             has = self.tags_contain(spec.column, self.text_value(c, name))

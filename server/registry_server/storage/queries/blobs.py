@@ -25,10 +25,10 @@ class BlobState(IntEnum):
     STORED = 2  # the only state so far: a row exists once the bytes are verified
 
 
-def _new(org_id: int, digest: str, size: int, state: BlobState, now: int) -> m.Blob:
-    return m.Blob(
-        org_id=org_id, digest=digest, size=size, state=state, create_time=now, touch_time=now
-    )
+def _stored(org_id: int, digest: str, size: int, now: int) -> dict[str, Any]:
+    """A new STORED row's values."""
+    return {"org_id": org_id, "digest": digest, "size": size, "state": BlobState.STORED,
+            "create_time": now, "touch_time": now}  # fmt: skip
 
 
 def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str, int]:
@@ -92,7 +92,7 @@ def mark_stored(s: Session, org_id: int, digest: str, size: int) -> None:
         return
     try:
         with s.begin_nested():
-            s.add(_new(org_id, digest, size, BlobState.STORED, now))
+            s.execute(insert(m.Blob), [_stored(org_id, digest, size, now)])
     except IntegrityError:  # the same bytes, uploaded concurrently, were recorded first
         s.execute(stmt)
 
@@ -113,25 +113,12 @@ def mark_stored_many(s: Session, org_id: int, sizes: Mapping[str, int]) -> None:
     new = [d for d in sorted(sizes) if d not in updated]
     if not new:
         return
-    rows = [
-        {"org_id": org_id, "digest": d, "size": sizes[d], "state": BlobState.STORED,
-         "create_time": now, "touch_time": now}
-        for d in new
-    ]  # fmt: skip
     try:
         with s.begin_nested():
-            s.execute(insert(m.Blob), rows)
+            s.execute(insert(m.Blob), [_stored(org_id, d, sizes[d], now) for d in new])
     except IntegrityError:  # some, uploaded concurrently, were recorded first
         for d in new:
             mark_stored(s, org_id, d, sizes[d])
-
-
-def stored_size(s: Session, org_id: int, digest: str) -> int | None:
-    return s.execute(
-        select(m.Blob.size).where(
-            m.Blob.org_id == org_id, m.Blob.digest == digest, m.Blob.state == BlobState.STORED
-        )
-    ).scalar_one_or_none()
 
 
 def orgs_with_old_blobs(s: Session, cutoff: int) -> list[int]:

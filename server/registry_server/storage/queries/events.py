@@ -11,18 +11,12 @@ from sqlalchemy.sql import ClauseElement, Select
 from ..sql import query
 from .tables import event
 
+# An event's columns, each bound to the parameter of its name.
+_COLUMNS = ("org_id", "registry_id", "team_id", "type", "actor", "resource", "time", "details")
+
 
 def _values() -> dict[str, Any]:
-    return {
-        "org_id": bindparam("org_id"),
-        "registry_id": bindparam("registry_id"),
-        "team_id": bindparam("team_id"),
-        "type": bindparam("type"),
-        "actor": bindparam("actor"),
-        "resource": bindparam("resource"),
-        "time": bindparam("time"),
-        "details": bindparam("details"),
-    }
+    return {name: bindparam(name) for name in _COLUMNS}
 
 
 @query

@@ -80,18 +80,6 @@ def artifact_columns(dialect: str) -> tuple[Any, ...]:
 ARTIFACT_WIDTH = 21
 
 
-def join_artifact(joined: Any, version_id: Any, *, outer: bool) -> Any:
-    """`joined` with the artifact version of id `version_id` and its artifact, project,
-    team (as `artifact_team`) and creator."""
-    return (
-        joined.join(artifact_version, artifact_version.c.id == version_id, isouter=outer)
-        .join(artifact, artifact.c.id == artifact_version.c.artifact_id, isouter=outer)
-        .join(project, project.c.id == artifact.c.project_id, isouter=outer)
-        .join(artifact_team, artifact_team.c.id == project.c.team_id, isouter=outer)
-        .outerjoin(creator, creator.c.id == artifact_version.c.created_by_id)
-    )
-
-
 def caller_team_role(team_id: Any) -> Any:
     """The caller's (`uid`) role in the team, NULL for non-members."""
     return (
@@ -114,8 +102,8 @@ def _link_version(
     form: str,
 ) -> Any:
     """Outer-joins the link version a version token names: vN (`index`), the highest
-    index (`latest`) or an alias row (`alias`); then its linker and its artifact version
-    (`join_artifact`)."""
+    index (`latest`) or an alias row (`alias`); then its linker, its artifact version and
+    that version's artifact, project, team (as `artifact_team`) and creator."""
     parent_of = versions.c[parent_column]
     if form == "index":
         on = and_(parent_of == parent_id, versions.c.version_index == bindparam("index"))
@@ -134,8 +122,14 @@ def _link_version(
         joined = joined.outerjoin(aliases, on).outerjoin(
             versions, versions.c.id == aliases.c.version_id
         )
-    joined = joined.outerjoin(linker, linker.c.id == versions.c.linked_by_id)
-    return join_artifact(joined, versions.c.artifact_version_id, outer=True)
+    return (
+        joined.outerjoin(linker, linker.c.id == versions.c.linked_by_id)
+        .outerjoin(artifact_version, artifact_version.c.id == versions.c.artifact_version_id)
+        .outerjoin(artifact, artifact.c.id == artifact_version.c.artifact_id)
+        .outerjoin(project, project.c.id == artifact.c.project_id)
+        .outerjoin(artifact_team, artifact_team.c.id == project.c.team_id)
+        .outerjoin(creator, creator.c.id == artifact_version.c.created_by_id)
+    )
 
 
 def named_artifact_version(joined: Any, owner: Any, form: str, *, outer: bool = False) -> Any:

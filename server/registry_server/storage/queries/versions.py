@@ -117,26 +117,26 @@ def version(dialect: str) -> Select[Any]:
     )
 
 
+def _with_latest(dialect: str, latest_of: Any) -> Select[Any]:
+    """Collection versions with the highest index of collection `latest_of`."""
+    return select(highest_index(latest_of), *version_columns(dialect)).select_from(
+        with_source(collection_version)
+    )
+
+
 @query
 def version_by_id(dialect: str) -> Select[Any]:
     """A version by its row id, with `latest` (the caller checked access)."""
-    return (
-        select(highest_index(collection_version.c.collection_id), *version_columns(dialect))
-        .select_from(with_source(collection_version))
-        .where(collection_version.c.id == bindparam("id"))
-    )
+    cv = collection_version.c
+    return _with_latest(dialect, cv.collection_id).where(cv.id == bindparam("id"))
 
 
 @query
 def version_in_collection(dialect: str) -> Select[Any]:
     """Version `index` of collection `cid`, with `latest` (the caller checked access)."""
-    return (
-        select(highest_index(collection_version.c.collection_id), *version_columns(dialect))
-        .select_from(with_source(collection_version))
-        .where(
-            collection_version.c.collection_id == bindparam("cid"),
-            collection_version.c.version_index == bindparam("index"),
-        )
+    cv = collection_version.c
+    return _with_latest(dialect, cv.collection_id).where(
+        cv.collection_id == bindparam("cid"), cv.version_index == bindparam("index")
     )
 
 
@@ -191,10 +191,8 @@ def _seek(keys: Sequence[SortKey]) -> ColumnElement[bool]:
 def _page(dialect: str, filter: str, order_by: str, after: bool) -> Select[Any]:
     keys = order_keys(order_by)
     clause = compile_filter(parse_filter(filter, "filter"), VERSION_FILTER, dialect)
-    stmt = (
-        select(highest_index(bindparam(COLLECTION_ID)), *version_columns(dialect))
-        .select_from(with_source(collection_version))
-        .where(collection_version.c.collection_id == bindparam(COLLECTION_ID, type_=BigInteger))
+    stmt = _with_latest(dialect, bindparam(COLLECTION_ID)).where(
+        collection_version.c.collection_id == bindparam(COLLECTION_ID, type_=BigInteger)
     )
     if clause is not None:
         stmt = stmt.where(clause)
