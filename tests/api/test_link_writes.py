@@ -1,6 +1,7 @@
 """LinkArtifactVersion and AddAlias (service/links.py, run by workers/changes.py):
 the rows, answer and events of a link, every source form linking the same version,
-request_id replays, and a failing change in a write batch rolling back alone."""
+request_id replays, and a failing change in a write batch rolling back alone (before
+or after it wrote)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import resources_pb2 as r
-from registry_server.domain.errors import NotFound
+from registry_server.domain.errors import FailedPrecondition, NotFound
 from registry_server.domain.names import CollectionRef
 from registry_server.workers import changes
 
@@ -212,14 +213,22 @@ def _run_batch(server: ServerThread, jobs: list[tuple[str, tuple[Any, ...]]]) ->
     return asyncio.run_coroutine_threadsafe(submitted(), server.loop).result(30)
 
 
-def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
+def _batch_setup(
+    world: World, server: ServerThread, collection: str
+) -> tuple[Any, Any, CollectionRef, list[Any]]:
+    """A registry member, as a principal, the collection to link into, and three
+    versions to link."""
     owner = world.person("owner")
     lab = make_lab(world, owner)
     registry = create_registry(world)
     grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
     sources = [log_version(lab) for _ in range(3)]
     p = server.app.auth.authenticate(owner.key)
-    ref = CollectionRef(world.org, registry.rsplit("/", 1)[1], "batch")
+    return owner, p, CollectionRef(world.org, registry.rsplit("/", 1)[1], collection), sources
+
+
+def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
+    owner, p, ref, sources = _batch_setup(world, server, "batch")
     job = ("link", (p, ref, "", (), (), "", ""))
     outcomes = _run_batch(
         server,
@@ -240,3 +249,42 @@ def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: Serv
         (sources[0].name, ["a"]),
         (sources[2].name, ["latest", "b"]),
     ]
+
+
+def test_a_change_that_fails_after_writing_rolls_back_alone(
+    world: World, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a batch runs without savepoints first: a change that wrote and then
+    failed makes it run again, a savepoint each."""
+    owner, p, ref, sources = _batch_setup(world, server, "undone")
+
+    def link_then_fail(*args: Any) -> changes.Written:
+        changes.link(*args)
+        raise FailedPrecondition("failed after its writes")
+
+    monkeypatch.setitem(changes.CHANGES, "link_then_fail", link_then_fail)
+    outcomes = _run_batch(
+        server,
+        [
+            ("link", (p, ref, sources[0].name, ["a"], [], "", "")),
+            ("link_then_fail", (p, ref, sources[1].name, ["b"], [], "", "")),
+            ("link", (p, ref, sources[2].name, [], [], "", "")),
+        ],
+    )
+    assert isinstance(outcomes[0], changes.Written) and isinstance(outcomes[2], changes.Written)
+    assert isinstance(outcomes[1], FailedPrecondition)
+    listed = owner.stubs.collections.ListCollectionVersions(
+        cpb.ListCollectionVersionsRequest(parent=ref.name)
+    )
+    assert [
+        (v.version_index, v.artifact_version, list(v.aliases)) for v in listed.collection_versions
+    ] == [
+        (0, sources[0].name, ["a"]),
+        (1, sources[2].name, ["latest"]),
+    ]
+    linked = [
+        d["artifact_version"]
+        for t, _, d in _events(server, world, ref.name)
+        if t == "VERSION_LINKED"
+    ]
+    assert linked == [sources[0].name, sources[2].name]

@@ -316,7 +316,8 @@ def _new_link(
     assert header.collection_id is not None and target.source_id is not None
     now = now_us()
     index = header.next_version_index
-    sql.send(q.bump_collection, {"cid": header.collection_id, "now": now})
+    if not sql.postgres:  # (PostgreSQL's insert_link bumps the collection)
+        sql.send(q.bump_collection, {"cid": header.collection_id, "now": now})
     version_pk = sql.one(
         q.insert_link,
         {

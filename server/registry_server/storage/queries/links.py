@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import ClauseElement, Select
 
@@ -152,7 +152,9 @@ def insert_collection(dialect: str) -> ClauseElement:
 
 @query
 def insert_link(dialect: str) -> ClauseElement:
-    return (
+    """The link, RETURNING its id. On PostgreSQL the same statement bumps the collection
+    (`bump_collection`, in a CTE): a round trip less per link."""
+    stmt = (
         insert(collection_version)
         .values(
             collection_id=bindparam("cid"),
@@ -166,10 +168,19 @@ def insert_link(dialect: str) -> ClauseElement:
         )
         .returning(collection_version.c.id)
     )
+    if dialect == "postgresql":
+        return stmt.add_cte(_bump_collection().cte("bumped"))
+    return stmt
 
 
 @query
 def bump_collection(dialect: str) -> ClauseElement:
+    """SQLite: the collection after a link (PostgreSQL's `insert_link` does it)."""
+    return _bump_collection()
+
+
+def _bump_collection() -> Update:
+    """The next version index and revision of collection `cid`, updated at `now`."""
     return (
         update(collection)
         .where(collection.c.id == bindparam("cid"))
