@@ -163,9 +163,13 @@ def _read_target(
         else:
             form = "alias"
             params["alias"] = source.version.alias
-    row = _locked_read(sql, params, q.link_target, (form,))
+    row = sql.one(q.link_target, params, (form,))
     if row is None:
         return None
+    if sql.postgres:  # the statement locked the collection (`q.saw_locked_row`)
+        if not row[-1]:
+            row = sql.one(q.link_target, params, (form,))
+        row = row[:-1]
     width = qr.REGISTRY_WIDTH + 3  # the registry, then the collection
     (
         av_pk, av_index, digest, metadata, delete_time, artifact_type, artifact, project,
