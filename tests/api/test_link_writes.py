@@ -1,19 +1,24 @@
 """LinkArtifactVersion and AddAlias (service/links.py, run by workers/changes.py):
 the rows, answer and events of a link, every source form linking the same version,
-request_id replays, and a failing change in a write batch rolling back alone."""
+request_id replays, a failing change in a write batch rolling back alone (before or
+after it wrote), and a link that waited for another transaction's link of its source."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import resources_pb2 as r
-from registry_server.domain.errors import NotFound
+from registry_server.domain.errors import FailedPrecondition, NotFound
 from registry_server.domain.names import CollectionRef
+from registry_server.storage.sql import Sql
 from registry_server.workers import changes
 
 from ..support.content import create_registry, grant, link, log_version, make_lab
@@ -212,14 +217,22 @@ def _run_batch(server: ServerThread, jobs: list[tuple[str, tuple[Any, ...]]]) ->
     return asyncio.run_coroutine_threadsafe(submitted(), server.loop).result(30)
 
 
-def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
+def _batch_setup(
+    world: World, server: ServerThread, collection: str
+) -> tuple[Any, Any, CollectionRef, list[Any]]:
+    """A registry member, as a principal, the collection to link into, and three
+    versions to link."""
     owner = world.person("owner")
     lab = make_lab(world, owner)
     registry = create_registry(world)
     grant(world, registry, owner.name, r.REGISTRY_ROLE_MEMBER)
     sources = [log_version(lab) for _ in range(3)]
     p = server.app.auth.authenticate(owner.key)
-    ref = CollectionRef(world.org, registry.rsplit("/", 1)[1], "batch")
+    return owner, p, CollectionRef(world.org, registry.rsplit("/", 1)[1], collection), sources
+
+
+def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
+    owner, p, ref, sources = _batch_setup(world, server, "batch")
     job = ("link", (p, ref, "", (), (), "", ""))
     outcomes = _run_batch(
         server,
@@ -240,3 +253,93 @@ def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: Serv
         (sources[0].name, ["a"]),
         (sources[2].name, ["latest", "b"]),
     ]
+
+
+def test_a_change_that_fails_after_writing_rolls_back_alone(
+    world: World, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a batch runs without savepoints first: a change that wrote and then
+    failed makes it run again, a savepoint each."""
+    owner, p, ref, sources = _batch_setup(world, server, "undone")
+
+    def link_then_fail(*args: Any) -> changes.Written:
+        changes.link(*args)
+        raise FailedPrecondition("failed after its writes")
+
+    monkeypatch.setitem(changes.CHANGES, "link_then_fail", link_then_fail)
+    outcomes = _run_batch(
+        server,
+        [
+            ("link", (p, ref, sources[0].name, ["a"], [], "", "")),
+            ("link_then_fail", (p, ref, sources[1].name, ["b"], [], "", "")),
+            ("link", (p, ref, sources[2].name, [], [], "", "")),
+        ],
+    )
+    assert isinstance(outcomes[0], changes.Written) and isinstance(outcomes[2], changes.Written)
+    assert isinstance(outcomes[1], FailedPrecondition)
+    listed = owner.stubs.collections.ListCollectionVersions(
+        cpb.ListCollectionVersionsRequest(parent=ref.name)
+    )
+    assert [
+        (v.version_index, v.artifact_version, list(v.aliases)) for v in listed.collection_versions
+    ] == [
+        (0, sources[0].name, ["a"]),
+        (1, sources[2].name, ["latest"]),
+    ]
+    linked = [
+        d["artifact_version"]
+        for t, _, d in _events(server, world, ref.name)
+        if t == "VERSION_LINKED"
+    ]
+    assert linked == [sources[0].name, sources[2].name]
+
+
+@pytest.mark.skipif(database_kind() == "sqlite", reason="SQLite serializes its writers")
+def test_a_link_that_waited_for_a_link_of_its_source_answers_that_link(
+    world: World, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement that locks the collection waited for a transaction that linked the
+    same source: it read the rows it joined as they were before that link, so it reads
+    again under the lock and answers the existing link (no duplicate, no batch run
+    again)."""
+    owner, p, ref, sources = _batch_setup(world, server, "waited")
+    link(owner, ref.name.rsplit("/collections/", 1)[0], ref.collection, sources[0].name)
+    batches: list[bool] = []
+    run_batch_in = changes.run_batch_in
+
+    def recorded(*args: Any, savepoints: bool = True, **kwargs: Any) -> Any:
+        batches.append(savepoints)
+        return run_batch_in(*args, savepoints=savepoints, **kwargs)
+
+    monkeypatch.setattr(changes, "run_batch_in", recorded)
+    db = server.app.db
+    request = cpb.LinkArtifactVersionRequest(
+        parent=ref.name.rsplit("/collections/", 1)[0],
+        collection_id=ref.collection,
+        artifact_version=sources[1].name,
+    )
+    with ThreadPoolExecutor(1) as pool, db.write() as s:
+        changes.link(Sql.of(s), p, ref, sources[1].name, (), (), "", "")  # holds the lock
+        linking = pool.submit(owner.stubs.collections.LinkArtifactVersion, request)
+        with db.write_engine.connect() as watch:
+            for _ in range(100):  # until the server's link waits for the lock
+                waiting = watch.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                ).scalar()
+                if waiting:
+                    break
+                time.sleep(0.05)
+        assert waiting
+    reply = linking.result(30)
+    assert (reply.version_index, reply.artifact_version) == (1, sources[1].name)
+    listed = owner.stubs.collections.ListCollectionVersions(
+        cpb.ListCollectionVersionsRequest(parent=ref.name)
+    )
+    assert [v.artifact_version for v in listed.collection_versions] == [
+        sources[0].name,
+        sources[1].name,
+    ]
+    assert batches == [False]

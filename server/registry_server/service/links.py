@@ -163,9 +163,13 @@ def _read_target(
         else:
             form = "alias"
             params["alias"] = source.version.alias
-    row = _locked_read(sql, params, q.link_target, (form,))
+    row = sql.one(q.link_target, params, (form,))
     if row is None:
         return None
+    if sql.postgres:  # the statement locked the collection (`q.saw_locked_row`)
+        if not row[-1]:
+            row = sql.one(q.link_target, params, (form,))
+        row = row[:-1]
     width = qr.REGISTRY_WIDTH + 3  # the registry, then the collection
     (
         av_pk, av_index, digest, metadata, delete_time, artifact_type, artifact, project,
@@ -316,7 +320,8 @@ def _new_link(
     assert header.collection_id is not None and target.source_id is not None
     now = now_us()
     index = header.next_version_index
-    sql.send(q.bump_collection, {"cid": header.collection_id, "now": now})
+    if not sql.postgres:  # (PostgreSQL's insert_link bumps the collection)
+        sql.send(q.bump_collection, {"cid": header.collection_id, "now": now})
     version_pk = sql.one(
         q.insert_link,
         {

@@ -14,6 +14,8 @@ DB-API connection, whichever it is:
 so one use case serves the event loop, a worker thread, the write child and a session.
 `Sql.info` is where a transaction collects what it writes at commit (the event outbox,
 `service.events`): an ORM session's own `info`, or the Sql's when it has no session.
+`Sql.dirty` tells whether a statement run through it wrote or failed (a batch of
+changes needs a savepoint to undo such a change alone, `workers.changes`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ from sqlalchemy.sql import ClauseElement
 @dataclass(frozen=True)
 class Compiled:
     """Driver SQL with its parameter order (positional drivers), constant parameters
-    (filter values, already through their bind processors) and processors of the rest."""
+    (filter values, already through their bind processors) and processors of the rest;
+    `writes`: an INSERT, UPDATE or DELETE."""
 
     sql: str
     order: tuple[str, ...] | None
     constants: Mapping[str, Any]
     processors: Mapping[str, Callable[[Any], Any]]
+    writes: bool = False
 
     def params(self, values: Mapping[str, Any]) -> Any:
         merged = dict(self.constants) if self.constants else {}
@@ -91,6 +95,7 @@ def compile_statement(
         order,
         constants,
         {name: processors[name] for name in names if name in processors},
+        writes=bool(getattr(stmt, "is_dml", False)),
     )
 
 
@@ -149,7 +154,7 @@ class LoopBudgetExceeded(Exception):
 class Sql:
     """Runs `Query`s (or `Compiled` SQL) on one DB-API connection (module docstring)."""
 
-    __slots__ = ("conn", "dialect", "info", "loop_budget")
+    __slots__ = ("conn", "dialect", "dirty", "info", "loop_budget")
 
     def __init__(
         self,
@@ -163,6 +168,7 @@ class Sql:
         self.dialect = dialect
         self.info: dict[str, Any] = {} if info is None else info
         self.loop_budget = loop_budget  # SQLite's event-loop connection: bound `scan`
+        self.dirty = False  # a statement wrote or failed (module docstring)
 
     @classmethod
     def of(cls, session: Session) -> Sql:
@@ -184,10 +190,12 @@ class Sql:
     ) -> Any:
         """Executes; the open cursor (the caller fetches from it and closes it)."""
         compiled = self._compiled(q, shape)
+        self.dirty |= compiled.writes
         cursor = self.conn.cursor()
         try:
             cursor.execute(compiled.sql, compiled.params(values))
         except BaseException:
+            self.dirty = True
             cursor.close()
             raise
         return cursor
@@ -278,6 +286,7 @@ class Sql:
             self.send(q, rows[0])
         elif rows:
             compiled = q.compiled(self.dialect)
+            self.dirty = True
             cursor = self.conn.cursor()
             try:
                 cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])

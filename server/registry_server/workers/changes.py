@@ -9,9 +9,10 @@ recorded. Where it runs:
                  transaction, a savepoint each (`run_batch`), so the server's event
                  loop never holds the interpreter lock for a write's Python
     PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
-                 last batch ran, in one transaction, a savepoint each (`run_batch_in`),
-                 on the async write pool (`storage.async_pool`): the loop serves
-                 other calls while it waits
+                 last batch ran, in one transaction (`run_batch_in`), on the async write
+                 pool (`storage.async_pool`): the loop serves other calls while it
+                 waits. No savepoints, unless a change fails after it wrote: the batch
+                 then runs again, a savepoint each
     otherwise    a worker thread, in an ORM session (no child yet, or it died with the
                  change unanswered)
 
@@ -26,6 +27,7 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..api.presenters import version_proto
@@ -108,8 +110,17 @@ def lock_order(job: tuple[str, tuple[Any, ...]]) -> str:
     return ref.name if isinstance(ref, CollectionRef) else ""
 
 
+class UndoBatch(Exception):
+    """A change of a batch run without savepoints failed after it wrote (or after a
+    statement of it failed): only rolling the whole transaction back undoes it."""
+
+
 def run_batch_in(
-    conn: Any, dialect: Any, jobs: Sequence[tuple[str, tuple[Any, ...]]]
+    conn: Any,
+    dialect: Any,
+    jobs: Sequence[tuple[str, tuple[Any, ...]]],
+    *,
+    savepoints: bool = True,
 ) -> list[Outcome]:
     """Runs `jobs` (change name, arguments) in the open transaction of `conn` (a DB-API
     connection), in `lock_order`, each in a savepoint of its own: a job's outcome is its
@@ -118,7 +129,12 @@ def run_batch_in(
     the caller runs it again elsewhere). The events of the jobs that succeeded are
     written last, after every row lock (`events.write_pending`). The savepoints are
     never released (a statement less per change): each is nested in the one before,
-    and ROLLBACK TO undoes the latest of the name."""
+    and ROLLBACK TO undoes the latest of the name.
+
+    Without `savepoints` (a statement less per change again) a change that fails
+    before it wrote anything, as its checks do, leaves nothing to undo; one that fails
+    otherwise (`Sql.dirty`) raises UndoBatch, and the caller rolls back and runs the
+    batch again with savepoints."""
     integrity_error = dialect.dbapi.IntegrityError
     outbox = Sql(conn, dialect)
     written_events: list[Any] = outbox.info.setdefault(events.PENDING_EVENTS, [])
@@ -129,26 +145,35 @@ def run_batch_in(
         if name not in CHANGES:
             continue
         sql = Sql(conn, dialect)
-        cursor.execute("SAVEPOINT change")
+        if savepoints:
+            cursor.execute("SAVEPOINT change")
         outcome: Outcome
         try:
             outcome = CHANGES[name](sql, *args)
             sql.settle()
-        except RegistryError as err:
-            outcome = err
-        except integrity_error:
-            outcome = None
-        except Exception:  # a fault: run again on a worker thread, which reports it
-            log.exception("change %s failed in a write batch", name)
-            outcome = None
+        except Exception as err:
+            if not savepoints and sql.dirty:
+                raise UndoBatch(name) from err
+            outcome = _failed(name, err, integrity_error)
         if isinstance(outcome, Written):
             written_events += sql.info.get(events.PENDING_EVENTS, ())
-        else:
+        elif savepoints:
             cursor.execute("ROLLBACK TO change")
         outcomes[i] = outcome
     cursor.close()
     events.write_pending(outbox)
     return outcomes
+
+
+def _failed(name: str, err: Exception, integrity_error: type[Exception]) -> RegistryError | None:
+    """The outcome of change `name` that raised `err`: a RegistryError is its answer; a
+    constraint that failed, or a fault, runs again on a worker thread (which reports a
+    fault)."""
+    if isinstance(err, RegistryError):
+        return err
+    if not isinstance(err, integrity_error):
+        log.error("change %s failed in a write batch", name, exc_info=err)
+    return None
 
 
 def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Outcome]:
@@ -181,8 +206,8 @@ class LoopWrites:
     waits for its WAL flush under locks every writer takes (the commit numbering, NOTIFY,
     the organization's event lock), so one change per transaction commits one at a
     time; here the changes that arrive while a batch runs make the next one, one
-    transaction with a savepoint each (`run_batch_in`) on the write pool
-    (`storage.async_pool`). Every change of the batch gets the batch's commit
+    transaction (`run_batch_in`, without savepoints unless it has to run again) on the
+    write pool (`storage.async_pool`). Every change of the batch gets the batch's commit
     number. One batch runs at a time: batches side by side (tried with four, by
     collection) only waited for each other's commits and event lock, in smaller batches
     that cost more per change."""
@@ -219,14 +244,18 @@ class LoopWrites:
         pool = self.db.async_writes
         assert pool is not None
         jobs = [(job.name, job.args) for job in batch]
+        dialect = self.db.write_engine.dialect
         note = commits.begin_call()
         outcomes: list[Outcome]
         try:
-            outcomes = await pool.run(
-                lambda conn, dialect: run_batch_in(conn, dialect, jobs),
-                self.db.write_engine.dialect,
-                transaction=True,
-            )
+            try:
+                outcomes = await pool.run(
+                    partial(run_batch_in, jobs=jobs, savepoints=False), dialect, transaction=True
+                )
+            except UndoBatch:  # rolled back: again, a savepoint per change
+                outcomes = await pool.run(
+                    partial(run_batch_in, jobs=jobs), dialect, transaction=True
+                )
         except RegistryError as err:  # the database is unavailable: nothing was kept
             outcomes = [err] * len(batch)
         except Exception:  # e.g. COMMIT failed: each change runs again on a worker thread

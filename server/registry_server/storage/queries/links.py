@@ -1,21 +1,23 @@
 """LinkArtifactVersion and AddAlias: the row each write checks, and its writes.
 
 `link_target(form)` reads, in one row, the registry with the caller's granted roles,
-the collection (locked before by `lock_collection` on PostgreSQL), the source
-artifact version by name (`form` "index" or "alias") or by id ("id"), the caller's
-role in the source's team, and whether it is linked there already. The source is
-outer-joined: NULL source columns mean no such artifact version. No row means no such
-registry or collection (`registries.collection_header` then tells which).
+the collection (on PostgreSQL locked by the same statement, see `saw_locked_row`),
+the source artifact version by name (`form` "index" or "alias") or by id ("id"), the
+caller's role in the source's team, and whether it is linked there already. The
+source is outer-joined: NULL source columns mean no such artifact version. No row
+means no such registry or collection (`registries.collection_header` then tells
+which).
 
-`alias_target()` reads, for AddAlias, the registry, the (locked) collection, version
-`index` with what its reply shows, and where the alias is now.
+`alias_target()` reads, for AddAlias, the registry, the collection (locked before by
+`lock_collection` on PostgreSQL), version `index` with what its reply shows, and where
+the alias is now.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Update, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import ClauseElement, Select
 
@@ -39,10 +41,12 @@ _ONE: Any = literal_column("1")  # inline: compiled SQL takes only the real para
 
 @query
 def lock_collection(dialect: str) -> Select[Any]:
-    """PostgreSQL: the collection's row lock, taken by a write before it reads. (A
+    """PostgreSQL: the collection's row lock, taken by AddAlias before it reads. (A
     statement that waited for a row lock sees that row as committed meanwhile, but the
     rows it joined as they were when it started: the reads come after, in a statement
-    of their own.) SQLite serializes its writers."""
+    of their own. AddAlias moves aliases under the lock without updating the
+    collection, which `saw_locked_row` could not tell.) SQLite serializes its
+    writers."""
     return (
         select(collection.c.id)
         .select_from(named_collection(outer=False))
@@ -95,7 +99,25 @@ def link_target(dialect: str, form: str) -> Select[Any]:
         .select_from(joined)
         .where(by_name())
     )
+    if dialect == "postgresql":
+        return stmt.add_columns(saw_locked_row()).with_for_update(of=collection)
     return stmt
+
+
+def saw_locked_row() -> Any:
+    """PostgreSQL: whether the collection row that the statement locked (FOR UPDATE) is
+    the version its snapshot holds. A statement that waited for the lock of a
+    transaction that updated the row (every link does, and every other change of the
+    collection's versions) goes on with the row as that transaction left it, but with
+    the rows it joined as they were when it began (without that transaction's link,
+    say): then false, and the caller reads again, under the lock."""
+    seen = collection.alias("seen")
+    snapshot_version: Select[Any] = select(literal_column("seen.xmin")).where(
+        seen.c.id == collection.c.id
+    )
+    return (literal_column("collections.xmin") == snapshot_version.scalar_subquery()).label(
+        "saw_locked_row"
+    )
 
 
 @query
@@ -152,7 +174,9 @@ def insert_collection(dialect: str) -> ClauseElement:
 
 @query
 def insert_link(dialect: str) -> ClauseElement:
-    return (
+    """The link, RETURNING its id. On PostgreSQL the same statement bumps the collection
+    (`bump_collection`, in a CTE): a round trip less per link."""
+    stmt = (
         insert(collection_version)
         .values(
             collection_id=bindparam("cid"),
@@ -166,10 +190,19 @@ def insert_link(dialect: str) -> ClauseElement:
         )
         .returning(collection_version.c.id)
     )
+    if dialect == "postgresql":
+        return stmt.add_cte(_bump_collection().cte("bumped"))
+    return stmt
 
 
 @query
 def bump_collection(dialect: str) -> ClauseElement:
+    """SQLite: the collection after a link (PostgreSQL's `insert_link` does it)."""
+    return _bump_collection()
+
+
+def _bump_collection() -> Update:
+    """The next version index and revision of collection `cid`, updated at `now`."""
     return (
         update(collection)
         .where(collection.c.id == bindparam("cid"))
