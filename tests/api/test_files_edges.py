@@ -15,6 +15,7 @@ from registry.v1 import resources_pb2 as r
 from registry_client import Client
 
 from ..support.content import make_lab
+from ..support.errors import INVALID, expect_error
 from ..support.files import entry, upload
 from ..support.servers import ServerThread
 from ..support.world import Person, World
@@ -26,6 +27,22 @@ def create(person: Person, parent: str, *entries: r.ManifestEntry) -> r.Artifact
             parent=parent, artifact_id="w", type="model", manifest=list(entries)
         )
     )
+
+
+# --- bad input: the field named, a short quote, nothing changed -------------------------------
+
+
+def test_a_manifest_entry_that_cannot_be_stored_is_a_bad_argument(world: World) -> None:
+    """An md5 digest is fine for a reference, but no upload can store a file under it."""
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    upload(owner, lab.parent, b"")
+    md5 = r.ManifestEntry(path="w.bin", digest="md5:" + "0" * 32, size=4)
+    expect_error(
+        INVALID, create, owner, lab.parent, entry("a", b""), md5, field="manifest[1].digest"
+    )
+    md5.ref = "s3://bucket/w.bin"
+    assert create(owner, lab.parent, entry("a", b""), md5).version_index == 0
 
 
 # --- the client ------------------------------------------------------------------------------

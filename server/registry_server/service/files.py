@@ -95,6 +95,12 @@ def touch_upload(s: Session, org_id: int, digest: str) -> bool:
 def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -> None:
     """CreateArtifactVersion: every entry without a `ref` names a stored blob of that
     size (the blobs are touched, so gc keeps them until the version refers to them)."""
+    for i, e in enumerate(entries):
+        if not e["ref"] and not e["digest"].startswith(SHA256):
+            # uploads are stored by sha256 only: no upload could ever provide this file
+            raise InvalidArgument(
+                f"manifest[{i}].digest", "a file without a ref needs a sha256 digest"
+            )
     wanted = {e["digest"] for e in entries if not e["ref"]}
     stored = q.touch_stored(s, org_id, wanted)
     for i, e in enumerate(entries):
