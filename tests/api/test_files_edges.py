@@ -520,3 +520,22 @@ def test_the_client_refuses_a_manifest_with_a_file_where_another_needs_a_directo
     with Client(server.target, owner.key) as client, pytest.raises(InvalidArgumentError):
         client.download(version.path, dest)
     assert not dest.exists() or not any(dest.iterdir())
+
+
+def test_the_client_finishes_a_download_whose_partial_file_is_whole(
+    world: World, server: ServerThread, tmp_path: Path
+) -> None:
+    """A download killed between its last byte and the rename leaves NAME.partial whole:
+    the next one keeps it (from an s3:// store it asked for the range past the end). A
+    large file: a small one is fetched whole again, in a batch."""
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    data = os.urandom((1 << 20) + 5)
+    version = log_files(owner, lab.parent, {"w.bin": data})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "w.bin.partial").write_bytes(data)
+    with Client(server.target, owner.key) as client:
+        got = client.download(version.path, dest)
+    assert (got.files, got.bytes) == (1, 0)
+    assert (dest / "w.bin").read_bytes() == data and not (dest / "w.bin.partial").exists()
