@@ -140,3 +140,17 @@ def very_slow_steps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A long pause, for a test that must act between two given steps."""
     monkeypatch.setenv(BATCH_DELAY_ENV, "700")
     yield
+
+
+@pytest.fixture(scope="module")
+def file_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """A server with a file:// store over the session's database, whichever store the
+    session server has (S3 on PostgreSQL)."""
+    db = Database(database_url)
+    blobs = tmp_path_factory.mktemp("file-blobs").as_uri()
+    thread = ServerThread(App(db, Settings(blob_store=blobs))).start()
+    yield thread
+    thread.stop()
+    db.dispose()

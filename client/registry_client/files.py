@@ -252,6 +252,21 @@ def safe_destination(dest: Path, path: str) -> Path:
     return out
 
 
+def check_layout(paths: Sequence[str]) -> None:
+    """Refuses paths that cannot all be written: one that is a directory of another
+    (`a` and `a/b`), which would otherwise fail half-way with an OSError."""
+    files = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for end in range(1, len(parts)):
+            if (directory := "/".join(parts[:end])) in files:
+                raise invalid_argument(
+                    "manifest.path",
+                    f"{path[:200]!r} needs {directory[:200]!r} as a directory, "
+                    "but the version has a file there",
+                )
+
+
 def _verify(path: Path, digest: str) -> bool:
     return sha256_file(path) == digest
 
@@ -350,6 +365,8 @@ def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | N
     """GETs one file from a presigned URL into `out` through `out.partial` (resumed
     with a Range request when present)."""
     partial, offset = _partial(out, entry.size)
+    if offset == entry.size:  # all there (a store answers 416 to a range past the end)
+        return _receive(partial, offset, out, entry, [], progress)
     request = urllib.request.Request(url)
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -371,6 +388,7 @@ def download_files(
     """Downloads the files of `listing` (GetDownloadUrls) into `dest` (from a store
     that streams, files under `BATCH_FILE` bytes several to a call)."""
     targets = [(u, safe_destination(dest, u.file)) for u in listing.urls]  # all checked first
+    check_layout([u.file for u in listing.urls])
     report = Transfer()
     path = listing.canonical_path
     small = [t for t in targets if listing.streamed and t[0].size < BATCH_FILE]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -28,7 +27,23 @@ from registry_server.storage.db import Database
 
 from ..support.content import create_registry, grant, link, make_lab, registry_path
 from ..support.errors import expect_error
-from ..support.files import chunks, digest_of, download, entry, missing, presigned, upload
+from ..support.files import (
+    batch,
+    chunks,
+    digest_of,
+    download,
+    entry,
+    fetch,
+    kept,
+    log_files,
+    log_on,
+    missing,
+    org_of,
+    presigned,
+    stubs_of,
+    upload,
+    write_tree,
+)
 from ..support.legacy_teams import legacy_team
 from ..support.migrations import start, watch
 from ..support.servers import ServerThread
@@ -41,39 +56,12 @@ FAILED = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def log_files(
-    person: Person, parent: str, files: dict[str, bytes], **kw: object
-) -> r.ArtifactVersion:
-    for data in files.values():
-        upload(person, parent, data)
-    return person.stubs.artifacts.CreateArtifactVersion(
-        apb.CreateArtifactVersionRequest(
-            parent=parent,
-            artifact_id=str(kw.get("artifact", "weights")),
-            type="model",
-            manifest=[entry(path, data) for path, data in files.items()],
-        )
-    )
-
-
 def stored_rows(server: ServerThread, digest: str) -> list[tuple[int, int]]:
     with server.app.db.read() as s:
         return [
             (row.state, row.size)
             for row in s.execute(select(m.Blob).where(m.Blob.digest == digest)).scalars()
         ]
-
-
-def org_of(server: ServerThread, world: World) -> int:
-    with server.app.db.read() as s:
-        return s.execute(
-            select(m.Organization.id).where(m.Organization.name == world.org)
-        ).scalar_one()
-
-
-def kept(server: ServerThread, world: World, data: bytes) -> bool:
-    """Whether the store holds `data` under its name for the world's organization."""
-    return server.app.blobs.exists(org_of(server, world), digest_of(data).removeprefix("sha256:"))
 
 
 def partial_files(server: ServerThread) -> list[Path]:
@@ -108,9 +96,7 @@ def test_a_directory_round_trips_with_nested_paths_and_empty_files(
         "same-bytes-twice/a.bin": b"twice",
         "same-bytes-twice/b.bin": b"twice",
     }
-    for path, data in files.items():
-        (src / path).parent.mkdir(parents=True, exist_ok=True)
-        (src / path).write_bytes(data)
+    write_tree(src, files)
     with client_of(server, owner) as client:
         version = client.log_artifact(f"{lab.team}/{lab.project}", "net", "model", src)
         assert sorted(e.path for e in version.manifest) == sorted(files)
@@ -533,31 +519,6 @@ def test_uploading_stored_bytes_again_sends_nothing_more(world: World) -> None:
 # --- batches of small files (file:// stores) ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def file_server(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    """A server with a file:// store over the session's database, whichever store the
-    session server has (S3 on PostgreSQL)."""
-    db = Database(database_url)
-    blobs = tmp_path_factory.mktemp("file-blobs").as_uri()
-    thread = ServerThread(App(db, Settings(blob_store=blobs))).start()
-    yield thread
-    thread.stop()
-    db.dispose()
-
-
-def stubs_of(server: ServerThread, person: Person) -> Stubs:
-    return Stubs.on(open_channel(server.target, person.key))
-
-
-def batch(parent: str, *blobs: bytes) -> fpb.BatchUploadBlobsRequest:
-    return fpb.BatchUploadBlobsRequest(
-        parent=parent,
-        blobs=[fpb.BlobData(digest=digest_of(b), size=len(b), data=b) for b in blobs],
-    )
-
-
 def test_a_batch_keeps_small_files_and_does_not_rewrite_stored_ones(
     world: World, file_server: ServerThread, tmp_path: Path
 ) -> None:
@@ -588,9 +549,7 @@ def test_a_batch_keeps_small_files_and_does_not_rewrite_stored_ones(
     src = tmp_path / "src"
     files = {f"small/{i}.bin": os.urandom(5000 + i) for i in range(40)}
     files["large.bin"] = os.urandom(3 << 20)
-    for path, data in files.items():
-        (src / path).parent.mkdir(parents=True, exist_ok=True)
-        (src / path).write_bytes(data)
+    write_tree(src, files)
     with Client(file_server.target, owner.key) as client:
         version = client.log_artifact(f"{lab.team}/{lab.project}", "many", "model", src)
         got = client.download(version.path, tmp_path / "dest")
@@ -678,29 +637,6 @@ def test_a_batch_writes_again_what_gc_took_after_it_was_found(
 # --- batches of small files downloaded (file:// stores) -------------------------------------
 
 
-def log_on(
-    server: ServerThread, person: Person, parent: str, files: dict[str, bytes], **refs: str
-) -> r.ArtifactVersion:
-    """A version of `files` (and reference entries `refs`: path -> ref) logged through
-    `server`, each file uploaded in a batch of its own."""
-    stubs = stubs_of(server, person)
-    for data in files.values():
-        stubs.files.BatchUploadBlobs(batch(parent, data))
-    manifest = [entry(path, data) for path, data in files.items()]
-    for path, ref in refs.items():
-        manifest.append(entry(path, b"elsewhere"))
-        manifest[-1].ref = ref
-    return stubs.artifacts.CreateArtifactVersion(
-        apb.CreateArtifactVersionRequest(
-            parent=parent, artifact_id="batch", type="model", manifest=manifest
-        )
-    )
-
-
-def fetch(path: str, *files: str, run_id: str = "") -> fpb.BatchDownloadArtifactFilesRequest:
-    return fpb.BatchDownloadArtifactFilesRequest(path=path, files=files, run_id=run_id)
-
-
 def test_a_batch_download_gives_the_files_in_request_order_and_records_the_run(
     world: World, file_server: ServerThread
 ) -> None:
@@ -732,9 +668,7 @@ def test_the_client_downloads_small_files_in_batches_and_large_ones_streamed(
     files = {f"small/{i}.bin": os.urandom(3000 + i) for i in range(300)}
     files["large.bin"] = os.urandom(3 << 20)
     files["nearly.bin"] = os.urandom((1 << 20) - 1)
-    for path, data in files.items():
-        (src / path).parent.mkdir(parents=True, exist_ok=True)
-        (src / path).write_bytes(data)
+    write_tree(src, files)
     streamed: list[str] = []
     one = client_files._download_one
 

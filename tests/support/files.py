@@ -1,6 +1,7 @@
 """File contents through the FileService, as a client sends and fetches them: the
 blob store the test servers use, uploads of bytes, manifest entries for them and
-downloads."""
+downloads, through the session server or another one (`file_server`, a file:// store
+whatever the session's)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from sqlalchemy import select
+
+from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import file_service_pb2 as fpb
 from registry.v1 import resources_pb2 as r
+from registry_client import Stubs, open_channel
 from registry_client.errors import RegistryError
 from registry_client.files import fetch_url, upload_file
+from registry_server.storage import models as m
 
 from .s3 import moto_server
-from .servers import database_kind
-from .world import Person
+from .servers import ServerThread, database_kind
+from .world import Person, World
 
 CHUNK = 1 << 20
 
@@ -103,3 +109,72 @@ def missing(person: Person, parent: str, *blobs: bytes) -> list[str]:
         )
     )
     return [b.digest for b in answer.missing]
+
+
+def stubs_of(server: ServerThread, person: Person) -> Stubs:
+    return Stubs.on(open_channel(server.target, person.key))
+
+
+def log_files(
+    person: Person, parent: str, files: dict[str, bytes], **kw: object
+) -> r.ArtifactVersion:
+    for data in files.values():
+        upload(person, parent, data)
+    return person.stubs.artifacts.CreateArtifactVersion(
+        apb.CreateArtifactVersionRequest(
+            parent=parent,
+            artifact_id=str(kw.get("artifact", "weights")),
+            type="model",
+            manifest=[entry(path, data) for path, data in files.items()],
+        )
+    )
+
+
+def log_on(
+    server: ServerThread, person: Person, parent: str, files: dict[str, bytes], **refs: str
+) -> r.ArtifactVersion:
+    """A version of `files` (and reference entries `refs`: path -> ref) logged through
+    `server`, each file uploaded in a batch of its own."""
+    stubs = stubs_of(server, person)
+    for data in files.values():
+        stubs.files.BatchUploadBlobs(batch(parent, data))
+    manifest = [entry(path, data) for path, data in files.items()]
+    for path, ref in refs.items():
+        manifest.append(entry(path, b"elsewhere"))
+        manifest[-1].ref = ref
+    return stubs.artifacts.CreateArtifactVersion(
+        apb.CreateArtifactVersionRequest(
+            parent=parent, artifact_id="batch", type="model", manifest=manifest
+        )
+    )
+
+
+def batch(parent: str, *blobs: bytes) -> fpb.BatchUploadBlobsRequest:
+    return fpb.BatchUploadBlobsRequest(
+        parent=parent,
+        blobs=[fpb.BlobData(digest=digest_of(b), size=len(b), data=b) for b in blobs],
+    )
+
+
+def fetch(path: str, *files: str, run_id: str = "") -> fpb.BatchDownloadArtifactFilesRequest:
+    return fpb.BatchDownloadArtifactFilesRequest(path=path, files=files, run_id=run_id)
+
+
+def org_of(server: ServerThread, world: World) -> int:
+    with server.app.db.read() as s:
+        return s.execute(
+            select(m.Organization.id).where(m.Organization.name == world.org)
+        ).scalar_one()
+
+
+def kept(server: ServerThread, world: World, data: bytes) -> bool:
+    """Whether the store holds `data` under its name for the world's organization."""
+    return server.app.blobs.exists(org_of(server, world), digest_of(data).removeprefix("sha256:"))
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """Writes `files` (relative path -> bytes) under `root`; `root`."""
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    return root

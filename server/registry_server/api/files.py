@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Generator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 import grpc
+from sqlalchemy.orm import Session
 
 from registry.v1 import file_service_pb2 as pb
 from registry.v1 import file_service_pb2_grpc as pb_grpc
@@ -24,7 +25,7 @@ from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound, Resou
 from ..service import artifacts as svc
 from ..service import files, lineage
 from ..service.context import Principal
-from ..service.resolve import Resolution
+from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.blobs import StoreFull
 from ..storage.blobs.base import Mismatch, check_whole
 from ..storage.queries import blobs as q
@@ -42,6 +43,7 @@ BATCH_BYTES = 4 << 20
 BATCH_BLOBS = 1000
 STORE_FULL = "BLOB_STORE_FULL"
 WRONG_TRANSFER = "BLOB_STORE_TRANSFER"
+T = TypeVar("T")
 
 
 def check_blob(digest: str, size: int, field: str, settings: Settings) -> str:
@@ -226,14 +228,22 @@ class FileServicer(pb_grpc.FileServiceServicer):
         self.app.blobs.put_many(org_id, list(todo.items()))
         return {SHA256 + h: len(data) for h, data in todo.items()}
 
-    async def _resolve(self, p: Principal, path: str, run_id: str) -> Resolution:
-        """Resolves `path` as UseArtifactVersion does (recording `run_id` when given)."""
+    async def _resolve(
+        self, p: Principal, path: str, run_id: str, pick: Callable[[ArtifactVersionInfo], T]
+    ) -> tuple[Resolution, T]:
+        """Resolves `path` as UseArtifactVersion does, and `pick`s what to send of the
+        version (raising for a request it refuses). A `run_id` is recorded as a consumer
+        in the same transaction, so a download refused by `pick` records no run."""
         if run_id:
             svc.check_run_id(run_id)
-            return await self.app.write(
-                lambda s: lineage.use_artifact_version(s, p, path, "path", run_id)
-            )
-        return await self.app.query(lambda sql: files.resolve_for_download(sql, p, path))
+
+            def use(s: Session) -> tuple[Resolution, T]:
+                resolution = lineage.use_artifact_version(s, p, path, "path", run_id)
+                return resolution, pick(resolution.artifact_version)
+
+            return await self.app.write(use)
+        resolution = await self.app.query(lambda sql: files.resolve_for_download(sql, p, path))
+        return resolution, pick(resolution.artifact_version)
 
     async def DownloadArtifactFile(
         self, request: pb.DownloadArtifactFileRequest, context: grpc.aio.ServicerContext
@@ -241,11 +251,16 @@ class FileServicer(pb_grpc.FileServiceServicer):
         p = current_principal()
         if request.offset < 0:
             raise InvalidArgument("offset", "must not be negative")
-        version = (await self._resolve(p, request.path, request.run_id)).artifact_version
-        wanted = files.file_of(version, request.file)
-        if request.offset > wanted.size:
-            raise InvalidArgument("offset", f"is past the file's {wanted.size} bytes")
-        self._streamed("GetDownloadUrls")
+
+        def pick(version: ArtifactVersionInfo) -> files.FileToSend:
+            wanted = files.file_of(version, request.file)
+            if request.offset > wanted.size:
+                raise InvalidArgument("offset", f"is past the file's {wanted.size} bytes")
+            self._streamed("GetDownloadUrls")
+            return wanted
+
+        _, wanted = await self._resolve(p, request.path, request.run_id, pick)
+        version = wanted.version
         header = pb.DownloadArtifactFileResponse(
             digest=SHA256 + wanted.hex_digest, size=wanted.size, artifact_version=version.name
         )
@@ -275,21 +290,26 @@ class FileServicer(pb_grpc.FileServiceServicer):
         self, request: pb.BatchDownloadArtifactFilesRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchDownloadArtifactFilesResponse:
         p = current_principal()
-        names = request.files
+        names = list(request.files)
         if not names:
             raise InvalidArgument("files", "is required")
         if len(names) > BATCH_BLOBS:
             raise InvalidArgument("files", f"at most {BATCH_BLOBS} per call (got {len(names)})")
-        version = (await self._resolve(p, request.path, request.run_id)).artifact_version
-        wanted = [files.file_of(version, name, f"files[{i}]") for i, name in enumerate(names)]
-        total = sum(f.size for f in wanted)
-        if total > BATCH_BYTES:
-            raise InvalidArgument(
-                "files",
-                f"at most {BATCH_BYTES} bytes of data per call (got {total}); "
-                "fetch larger files with DownloadArtifactFile",
-            )
-        self._streamed("GetDownloadUrls")
+
+        def pick(version: ArtifactVersionInfo) -> list[files.FileToSend]:
+            wanted = files.stored_files(version, names)
+            total = sum(f.size for f in wanted)
+            if total > BATCH_BYTES:
+                raise InvalidArgument(
+                    "files",
+                    f"at most {BATCH_BYTES} bytes of data per call (got {total}); "
+                    "fetch larger files with DownloadArtifactFile",
+                )
+            self._streamed("GetDownloadUrls")
+            return wanted
+
+        resolution, wanted = await self._resolve(p, request.path, request.run_id, pick)
+        version = resolution.artifact_version
         datas = await self.app.run(self._read_batch, version.org_id, wanted)
         return pb.BatchDownloadArtifactFilesResponse(
             artifact_version=version.name,
@@ -395,9 +415,12 @@ class FileServicer(pb_grpc.FileServiceServicer):
         self, request: pb.GetDownloadUrlsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDownloadUrlsResponse:
         p = current_principal()
-        resolution = await self._resolve(p, request.path, request.run_id)
+        names = list(request.files)
+        check_files_per_version(len(names), self.app.settings, "files")
+        resolution, wanted = await self._resolve(
+            p, request.path, request.run_id, lambda version: files.stored_files(version, names)
+        )
         version = resolution.artifact_version
-        wanted = files.stored_files(version, list(request.files))
         store = self.app.blobs
         ttl = self.app.settings.download_url_ttl
         urls = [

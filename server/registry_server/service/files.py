@@ -95,6 +95,12 @@ def touch_upload(s: Session, org_id: int, digest: str) -> bool:
 def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -> None:
     """CreateArtifactVersion: every entry without a `ref` names a stored blob of that
     size (the blobs are touched, so gc keeps them until the version refers to them)."""
+    for i, e in enumerate(entries):
+        if not e["ref"] and not e["digest"].startswith(SHA256):
+            # uploads are stored by sha256 only: no upload could ever provide this file
+            raise InvalidArgument(
+                f"manifest[{i}].digest", "a file without a ref needs a sha256 digest"
+            )
     wanted = {e["digest"] for e in entries if not e["ref"]}
     stored = q.touch_stored(s, org_id, wanted)
     for i, e in enumerate(entries):
@@ -129,34 +135,46 @@ def resolve_for_download(sql: Sql, p: Principal, path: str) -> Resolution:
 
 
 def stored_files(version: ArtifactVersionInfo, wanted: Sequence[str]) -> list[FileToSend]:
-    """The files named in `wanted` (all stored ones when empty), in manifest order."""
-    if wanted:
-        return [file_of(version, name) for name in wanted]
+    """The files named in `wanted` (all stored ones when empty), in the order asked
+    (manifest order when empty); errors name `files[i]`."""
+    if not wanted:
+        return [_to_send(version, e) for e in version.manifest if not e["ref"]]
+    by_path = {e["path"]: e for e in version.manifest}  # one lookup per name, not a scan
     return [
-        FileToSend(version, e["path"], e["digest"].removeprefix(SHA256), int(e["size"]))
-        for e in version.manifest
-        if not e["ref"]
+        _named(version, by_path.get(name), name, f"files[{i}]") for i, name in enumerate(wanted)
     ]
 
 
-def file_of(version: ArtifactVersionInfo, file: str, field: str = "file") -> FileToSend:
-    """The manifest entry named `file`: NOT_FOUND when there is none, FAILED_PRECONDITION
-    for a reference entry (its bytes live at its `ref`, not here). Errors name `field`
-    when it is not the single `file` of DownloadArtifactFile."""
+def file_of(version: ArtifactVersionInfo, file: str) -> FileToSend:
+    """DownloadArtifactFile's `file`."""
+    found = next((e for e in version.manifest if e["path"] == file), None)
+    return _named(version, found, file, "file")
+
+
+def _named(
+    version: ArtifactVersionInfo, entry: dict[str, Any] | None, file: str, field: str
+) -> FileToSend:
+    """The manifest `entry` a request named `file` (None: there is none): NOT_FOUND when
+    there is none, FAILED_PRECONDITION for a reference entry (its bytes live at its
+    `ref`, not here). Messages start with `field` when it is not the single `file` of
+    DownloadArtifactFile."""
     if not file:
         raise InvalidArgument(field, "is required")
     where = "" if field == "file" else f"{field}: "
-    for entry in version.manifest:
-        if entry["path"] == file:
-            if entry["ref"]:
-                raise FailedPrecondition(
-                    f"{where}{quote(file)} is a reference to {quote(entry['ref'])}; fetch it there",
-                    reason=FILE_IS_REFERENCE,
-                )
-            return FileToSend(
-                version, file, entry["digest"].removeprefix(SHA256), int(entry["size"])
-            )
-    raise NotFound(f"{where}{version.path} has no file {quote(file)}")
+    if entry is None:
+        raise NotFound(f"{where}{version.path} has no file {quote(file)}")
+    if entry["ref"]:
+        raise FailedPrecondition(
+            f"{where}{quote(file)} is a reference to {quote(entry['ref'])}; fetch it there",
+            reason=FILE_IS_REFERENCE,
+        )
+    return _to_send(version, entry)
+
+
+def _to_send(version: ArtifactVersionInfo, entry: dict[str, Any]) -> FileToSend:
+    return FileToSend(
+        version, entry["path"], entry["digest"].removeprefix(SHA256), int(entry["size"])
+    )
 
 
 # --- garbage ----------------------------------------------------------------------------
