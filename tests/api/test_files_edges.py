@@ -506,20 +506,40 @@ def test_the_client_downloads_a_version_of_many_files(
     assert consumers(owner, version) == ["eval-many"]
 
 
-def test_the_client_refuses_a_manifest_with_a_file_where_another_needs_a_directory(
-    world: World, server: ServerThread, tmp_path: Path
+def test_a_manifest_with_a_file_where_another_needs_a_directory_is_refused(
+    world: World,
 ) -> None:
-    from registry_client.errors import InvalidArgumentError
-
+    """`a` and `a/b` could not both be written out as files: refused, in either order,
+    naming the entry inside the other, and nothing is created."""
     owner = world.person("owner")
     lab = make_lab(world, owner)
     upload(owner, lab.parent, b"a")
     upload(owner, lab.parent, b"b")
-    version = create(owner, lab.parent, entry("a", b"a"), entry("a/b", b"b"))
-    dest = tmp_path / "dest"
-    with Client(server.target, owner.key) as client, pytest.raises(InvalidArgumentError):
-        client.download(version.path, dest)
-    assert not dest.exists() or not any(dest.iterdir())
+    expect_error(
+        INVALID, create, owner, lab.parent, entry("a", b"a"), entry("a/b", b"b"),
+        field="manifest[1].path",
+    )  # fmt: skip
+    expect_error(
+        INVALID, create, owner, lab.parent, entry("a/b", b"b"), entry("a", b"a"),
+        field="manifest[0].path",
+    )  # fmt: skip
+    # the first version made is index 0: the refused ones left nothing
+    assert create(owner, lab.parent, entry("a/b", b"b"), entry("ab", b"a")).version_index == 0
+
+
+def test_manifest_errors_name_the_entry_by_its_place_in_the_request(world: World) -> None:
+    """Entries are stored sorted by path, but an error names the request's index."""
+    owner = world.person("owner")
+    lab = make_lab(world, owner)
+    upload(owner, lab.parent, b"zz")
+    upload(owner, lab.parent, b"a")
+    wrong_size = r.ManifestEntry(path="z", digest=digest_of(b"zz"), size=1)
+    expect_error(
+        INVALID, create, owner, lab.parent, wrong_size, entry("a", b"a"), field="manifest[0].size"
+    )
+    never_uploaded = entry("y", b"never uploaded")
+    err = expect_error(FAILED, create, owner, lab.parent, never_uploaded, entry("a", b"a"))
+    assert "manifest[0]" in err.message
 
 
 def test_the_client_finishes_a_download_whose_partial_file_is_whole(

@@ -59,7 +59,8 @@ TYPE_MISMATCH = "ARTIFACT_TYPE_MISMATCH"
 def validate_manifest(
     entries: Sequence[dict[str, Any]], field: str = "manifest"
 ) -> list[dict[str, Any]]:
-    """Checks each entry; returns them sorted by path (the canonical order)."""
+    """Checks each entry; returns them in request order (errors name `manifest[i]` by
+    the request's index; `content_digest` and storage sort them by path)."""
     if len(entries) > MANIFEST_MAX_ENTRIES:
         raise InvalidArgument(field, f"at most {MANIFEST_MAX_ENTRIES} entries (got {len(entries)})")
     seen: set[str] = set()
@@ -77,7 +78,16 @@ def validate_manifest(
         if len(ref) > REF_MAX or not ref.isprintable():
             raise InvalidArgument(f"{where}.ref", f"must be at most {REF_MAX} printable characters")
         out.append({"path": path, "digest": digest, "size": size, "ref": ref})
-    out.sort(key=lambda e: e["path"])
+    for i, e in enumerate(out):
+        # a path that is another entry's directory could not be written out as files
+        parts = e["path"].split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory in seen:
+                raise InvalidArgument(
+                    f"{field}[{i}].path",
+                    f"{quote(e['path'])} is inside {quote(directory)}, which is a file",
+                )
     return out
 
 
@@ -306,6 +316,7 @@ def create_artifact_version(
     label = f"teams/{team}/projects/{project}"
     ta = access.team_access(s, p, team, LegacyPermission.WRITE, what=label)
     files.require_stored(s, ta.team.org_id, entries)
+    entries.sort(key=lambda e: e["path"])  # the canonical order
     proj = _project(s, ta.team, project, label)
     artifact, created = _lock_or_create_artifact(s, proj, artifact_id, type_)
     if artifact.type != type_:
