@@ -10,8 +10,10 @@ through presigned URLs when the server's blob store hands them out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,14 @@ from registry.v1 import file_service_pb2 as pb
 from registry.v1 import resources_pb2 as r
 
 from .channel import Stubs
-from .errors import RegistryError, from_rpc_error, invalid_argument
+from .errors import (
+    FailedPreconditionError,
+    NotFoundError,
+    RegistryError,
+    UnavailableError,
+    from_rpc_error,
+    invalid_argument,
+)
 
 CHUNK = 1 << 20  # bytes per upload message
 HASH_CHUNK = 1 << 20
@@ -97,6 +106,30 @@ def _file_range(path: Path, offset: int, size: int) -> Iterator[bytes]:
             yield block
 
 
+@contextlib.contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    """A presigned request's failure as the client's errors (so the command line exits
+    as it does for a failed call): a refused URL (expired, or its signature no longer
+    matches) FAILED_PRECONDITION (ask for new URLs), a missing object NOT_FOUND, a store
+    that is down or answers 5xx UNAVAILABLE."""
+    try:
+        yield
+    except urllib.error.HTTPError as err:
+        message = f"{what}: the store answered HTTP {err.code} {err.reason}"
+        if err.code == 404:
+            raise NotFoundError(message, code=grpc.StatusCode.NOT_FOUND) from err
+        if err.code in (400, 401, 403):
+            raise FailedPreconditionError(
+                message + " (the URL may have expired: ask for new ones)",
+                code=grpc.StatusCode.FAILED_PRECONDITION,
+            ) from err
+        raise UnavailableError(message, code=grpc.StatusCode.UNAVAILABLE) from err
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+        raise UnavailableError(
+            f"{what}: the store could not be reached ({err})", code=grpc.StatusCode.UNAVAILABLE
+        ) from err
+
+
 def put_part(part: pb.UploadPart, path: Path) -> str:
     """One presigned PUT of a part of `path` (the headers it names included), read from
     the file as it is sent (a part may be 5 GiB); its ETag."""
@@ -105,7 +138,10 @@ def put_part(part: pb.UploadPart, path: Path) -> str:
     headers = [*part.headers.items(), ("Content-Type", "application/octet-stream")]
     for name, value in [*headers, ("Content-Length", str(part.size))]:
         request.add_header(name, value)
-    with urllib.request.urlopen(request, timeout=300) as response:
+    with (
+        _store_errors(f"uploading {path.name}"),
+        urllib.request.urlopen(request, timeout=300) as response,
+    ):
         return str(response.headers.get("ETag", ""))
 
 
@@ -370,7 +406,10 @@ def fetch_url(url: str, out: Path, entry: pb.DownloadUrl, progress: Progress | N
     request = urllib.request.Request(url)
     if offset:
         request.add_header("Range", f"bytes={offset}-")
-    with urllib.request.urlopen(request, timeout=300) as response:
+    with (
+        _store_errors(f"downloading {entry.file}"),
+        urllib.request.urlopen(request, timeout=300) as response,
+    ):
         if offset and response.status != 206:
             offset = 0  # the store sent the whole file
         chunks = iter(lambda: response.read(CHUNK), b"")
