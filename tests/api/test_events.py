@@ -34,6 +34,7 @@ from registry_server.service import organizations as orgs
 from registry_server.service.context import Principal
 from registry_server.storage import models as m
 from registry_server.storage.db import Database, now_us
+from registry_server.storage.queries import events as event_queries
 
 from ..support.content import Lab, create_registry, grant, link, list_events, log_version, make_lab
 from ..support.errors import ABORTED, DENIED, EXISTS, FAILED, INVALID, NOT_FOUND, expect_error
@@ -1345,3 +1346,47 @@ def test_every_served_mutating_rpc_was_checked(request: pytest.FixtureRequest) -
         rpc for rpc in mutating_rpcs() - CHECKED if SERVICE_TESTS[rpc.split(".")[0]] in ran
     )
     assert not unchecked, f"mutating RPCs whose event was not checked: {unchecked}"
+
+
+def test_more_events_than_one_insert_holds_keep_their_order(
+    database_url: str, world: World
+) -> None:
+    """A transaction's events go in by inserts of at most EVENTS_PER_INSERT rows: past
+    that, every event is still written, in the order recorded, details intact, and
+    `record_event_now` answers the cursor of the last."""
+    count = event_queries.EVENTS_PER_INSERT + 3
+    db = Database(database_url)
+    try:
+        with db.read() as s:
+            org_id = s.execute(
+                select(m.Organization.id).where(m.Organization.name == world.org)
+            ).scalar_one()
+        with db.write() as s:
+            for i in range(count - 1):
+                ev.record_event(
+                    s,
+                    org_id=org_id,
+                    type=ev.ORGANIZATION_UPDATED,
+                    actor="users/x",
+                    resource=f"many/{i}",
+                    details={"i": i},
+                )
+            last = ev.record_event_now(
+                s,
+                org_id=org_id,
+                type=ev.ORGANIZATION_UPDATED,
+                actor="users/x",
+                resource=f"many/{count - 1}",
+                details={"i": count - 1},
+            )
+        with db.read() as s:
+            rows = s.execute(
+                select(m.Event.cursor, m.Event.resource, m.Event.details)
+                .where(m.Event.resource.like("many/%"), m.Event.org_id == org_id)
+                .order_by(m.Event.cursor)
+            ).all()
+    finally:
+        db.dispose()
+    assert [row.resource for row in rows] == [f"many/{i}" for i in range(count)]
+    assert [row.details for row in rows] == [{"i": i} for i in range(count)]
+    assert rows[-1].cursor == last

@@ -18,6 +18,7 @@ from registry.v1 import collection_service_pb2 as cpb
 from registry.v1 import resources_pb2 as r
 from registry_server.domain.errors import FailedPrecondition, NotFound
 from registry_server.domain.names import CollectionRef
+from registry_server.service import links
 from registry_server.storage.sql import Sql
 from registry_server.workers import changes
 
@@ -233,17 +234,18 @@ def _batch_setup(
 
 def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: ServerThread) -> None:
     owner, p, ref, sources = _batch_setup(world, server, "batch")
-    job = ("link", (p, ref, "", (), (), "", ""))
+    job = ("link", (p, links.link_request(ref, "", [], [], ""), ""))
     outcomes = _run_batch(
         server,
         [
-            ("link", (p, ref, sources[0].name, ["a"], [], "", "")),
-            ("link", (p, ref, "nope-team/train/x:v0", ["b"], [], "", "")),
-            ("link", (p, ref, sources[2].name, ["b"], [], "", "")),
+            ("link", (p, links.link_request(ref, sources[0].name, ["a"], [], ""), "")),
+            ("link", (p, links.link_request(ref, "nope-team/train/x:v0", ["b"], [], ""), "")),
+            ("link", (p, links.link_request(ref, sources[2].name, ["b"], [], ""), "")),
             ("no-such-change", ()),
         ],
     )
     assert job  # (the shape of a job: change name, arguments)
+    assert changes.lock_order(job) == ref.name
     assert isinstance(outcomes[0], changes.Written) and isinstance(outcomes[2], changes.Written)
     assert isinstance(outcomes[1], NotFound) and outcomes[3] is None
     listed = owner.stubs.collections.ListCollectionVersions(
@@ -270,9 +272,9 @@ def test_a_change_that_fails_after_writing_rolls_back_alone(
     outcomes = _run_batch(
         server,
         [
-            ("link", (p, ref, sources[0].name, ["a"], [], "", "")),
-            ("link_then_fail", (p, ref, sources[1].name, ["b"], [], "", "")),
-            ("link", (p, ref, sources[2].name, [], [], "", "")),
+            ("link", (p, links.link_request(ref, sources[0].name, ["a"], [], ""), "")),
+            ("link_then_fail", (p, links.link_request(ref, sources[1].name, ["b"], [], ""), "")),
+            ("link", (p, links.link_request(ref, sources[2].name, [], [], ""), "")),
         ],
     )
     assert isinstance(outcomes[0], changes.Written) and isinstance(outcomes[2], changes.Written)
@@ -319,7 +321,8 @@ def test_a_link_that_waited_for_a_link_of_its_source_answers_that_link(
         artifact_version=sources[1].name,
     )
     with ThreadPoolExecutor(1) as pool, db.write() as s:
-        changes.link(Sql.of(s), p, ref, sources[1].name, (), (), "", "")  # holds the lock
+        req = links.link_request(ref, sources[1].name, [], [], "")
+        changes.link(Sql.of(s), p, req, "")  # holds the lock
         linking = pool.submit(owner.stubs.collections.LinkArtifactVersion, request)
         with db.write_engine.connect() as watch:
             for _ in range(100):  # until the server's link waits for the lock

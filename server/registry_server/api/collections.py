@@ -136,23 +136,15 @@ class CollectionServicer(Servicer, pb_grpc.CollectionServiceServicer):
         org, registry_id = name_parts(request.parent, REGISTRY, "parent")
         ref = CollectionRef(org, registry_id, request.collection_id)
         check_request_id(request.request_id)
-        links.link_request(
+        # input checks, before the change is sent anywhere
+        req = links.link_request(
             ref,
             request.artifact_version,
             request.aliases,
             request.tags,
             request.description,
-        )  # input checks, before the change is sent anywhere
-        written = await self.app.change(
-            "link",
-            p,
-            ref,
-            request.artifact_version,
-            list(request.aliases),
-            list(request.tags),
-            request.description,
-            request.request_id,
         )
+        written = await self.app.change("link", p, req, request.request_id)
         return self._committed(written)
 
     async def GetCollectionVersion(

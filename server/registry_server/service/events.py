@@ -169,9 +169,12 @@ def write_pending(sql: Sql) -> int:
     if sql.postgres:
         for org_id in sorted({row["org_id"] for row in rows}):
             sql.send(q.event_lock, {"space": EVENT_LOCK_SPACE, "org_id": org_id})
-    params = rows
-    sql.many(q.insert_event, params[:-1])
-    return int(sql.one(q.insert_event_returning, params[-1])[0])
+    last = 0
+    for start in range(0, len(rows), q.EVENTS_PER_INSERT):
+        chunk = rows[start : start + q.EVENTS_PER_INSERT]
+        cursors = sql.all(q.insert_events, q.event_params(chunk), (len(chunk),))
+        last = max(int(row[0]) for row in cursors)
+    return last
 
 
 def drop_pending(target: Outbox) -> None:

@@ -52,10 +52,15 @@ READS, WRITES = "registry-hot-read", "registry-hot-write"
 
 
 class _Cursor:
-    __slots__ = ("_cursor",)
+    """A cursor of `LentConnection`: each call awaits psycopg's, except `close`, which
+    hands the driver's cursor back to the connection for the next statement (closing
+    a client-side cursor is no round trip, and a new one costs more than reusing one)."""
 
-    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+    __slots__ = ("_cursor", "_lent")
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Any], lent: LentConnection) -> None:
         self._cursor = cursor
+        self._lent: LentConnection | None = lent
 
     def execute(self, sql: str, params: Any = None) -> _Cursor:
         await_only(self._cursor.execute(sql, params))
@@ -75,16 +80,19 @@ class _Cursor:
         await_only(self._cursor.executemany(sql, rows))
 
     def close(self) -> None:
-        await_only(self._cursor.close())
+        if self._lent is not None:  # once: a cursor spared twice would serve two callers
+            self._lent.spare.append(self._cursor)
+            self._lent = None
 
 
 class LentConnection:
     """An AsyncConnection seen as a DB-API connection from inside `run`'s greenlet."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "spare")
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
+        self.spare: list[psycopg.AsyncCursor[Any]] = []  # closed cursors, to reuse
 
     @property
     def driver_connection(self) -> psycopg.AsyncConnection[Any]:
@@ -92,7 +100,8 @@ class LentConnection:
         return self._conn
 
     def cursor(self) -> _Cursor:
-        return _Cursor(self._conn.cursor())
+        spare = self.spare
+        return _Cursor(spare.pop() if spare else self._conn.cursor(), self)
 
 
 @dataclass

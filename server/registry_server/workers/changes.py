@@ -53,21 +53,12 @@ class Written:
     org_id: int | None
 
 
-def link(
-    sql: Sql,
-    p: Principal,
-    ref: CollectionRef,
-    artifact_version: str,
-    aliases: Sequence[str],
-    tags: Sequence[str],
-    description: str,
-    request_id: str,
-) -> Written:
+def link(sql: Sql, p: Principal, req: links.LinkRequest, request_id: str) -> Written:
+    """`req`: checked by the servicer (`links.link_request`) before it sent the change."""
     if request_id:
         prior = idempotency.find_answer(sql, p, LINK_METHOD, request_id)
         if prior is not None:
             return Written(prior, None)
-    req = links.link_request(ref, artifact_version, aliases, tags, description)
     done = links.link(sql, p, req)
     answer = version_proto(done.view).SerializeToString()
     if request_id:
@@ -107,6 +98,8 @@ def lock_order(job: tuple[str, tuple[Any, ...]]) -> str:
     batches never wait for each other's locks in a cycle."""
     _name, args = job
     ref = args[1] if len(args) > 1 else None
+    if isinstance(ref, links.LinkRequest):
+        ref = ref.collection
     return ref.name if isinstance(ref, CollectionRef) else ""
 
 
