@@ -32,7 +32,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.access")
 
-# Health checks and reflection: answered without an API key.
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
@@ -92,6 +90,10 @@ _MAX_REQUEST_ID = 64
 
 def current_principal() -> Principal:
     return _principal.get()
+
+
+def is_public(method: str) -> bool:
+    return method.startswith(PUBLIC_PREFIXES)
 
 
 def call_metadata(metadata: Any) -> tuple[str, int]:
@@ -159,14 +161,8 @@ async def authenticate(
     return principal
 
 
-@dataclass
-class _Call:
-    """What the end of a call reports: the caller's key, the note of its commits
-    (`storage.commits`) and a detail for its access line ("kept", "stream", "upload")."""
-
-    token: str = ""
-    note: commits.CommitNote | None = None
-    detail: str = ""
+def _commit_metadata(note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
+    return ((COMMIT_METADATA, str(note.seq)),) if note is not None and note.seq else ()
 
 
 class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -192,37 +188,46 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = await continuation(details)
-            if handler is None:
-                return None
-            wrapped = handler if method.startswith(PUBLIC_PREFIXES) else self._wrap(method, handler)
-            self._wrapped[method] = wrapped
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        if is_public(method):
+            self._wrapped[method] = handler
+            return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
         return wrapped
 
-    def _told(self, note: commits.CommitNote | None) -> tuple[tuple[str, str], ...]:
-        """Tells `committed` of the call's commit, if it made one; the trailing metadata
-        that answers its number."""
-        if note is None or not note.seq:
-            return ()
-        if self.committed is not None:
-            self.committed(note.seq)
-        return ((COMMIT_METADATA, str(note.seq)),)
+    def _settle(self, context: grpc.aio.ServicerContext, note: commits.CommitNote | None) -> None:
+        """After the handler: the call's commit, if any, is known here and told."""
+        if note is not None and note.seq:
+            if self.committed is not None:
+                self.committed(note.seq)
+            context.set_trailing_metadata(_commit_metadata(note))
 
     async def _fail(
-        self, context: grpc.aio.ServicerContext, method: str, err: Exception, call: _Call
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        err: Exception,
+        note: commits.CommitNote | None = None,
     ) -> None:
-        committed = self._told(call.note)
+        if note is not None and note.seq and self.committed is not None:
+            self.committed(note.seq)
         if isinstance(err, IntegrityError):
             log.info("integrity conflict in %s: %s", method, err.orig)
             err = Aborted("the change conflicted with a concurrent one; retry", reason="CONFLICT")
         if not isinstance(err, RegistryError):
             log.exception("unexpected error in %s", method, exc_info=err)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error", committed)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error", _commit_metadata(note))
             return
         status = to_grpc_status(err)
-        await context.abort(status.code, status.details, (*status.trailing_metadata, *committed))
+        await context.abort(
+            status.code, status.details, (*status.trailing_metadata, *_commit_metadata(note))
+        )
 
     def _finished(
         self,
@@ -231,7 +236,8 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         observe: CallObserver | None,
         code: str,
         start: float,
-        call: _Call,
+        token: str,
+        detail: str,
     ) -> None:
         """A call has ended (`start` from `time.perf_counter`): counts it, and logs its access
         line: text, or JSON with the same fields (`logs.py`)."""
@@ -241,9 +247,9 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not log.isEnabledFor(logging.INFO):
             return
         principal = _principal.get(None)
-        if principal is None and call.token:  # a kept reply: the key's cached principal
+        if principal is None and token:  # a kept reply: the key's cached principal
             try:
-                principal = self.auth.cached(call.token)
+                principal = self.auth.cached(token)
             except RegistryError:
                 principal = None
         fields = {
@@ -254,13 +260,13 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "peer": context.peer(),
             "request_id": request_id(context.invocation_metadata()),
         }
-        if call.detail:
-            fields["detail"] = call.detail
+        if detail:
+            fields["detail"] = detail
         log.info(
             "%s %s%s %.1fms %s %s %s",
             method,
             code,
-            f" ({call.detail})" if call.detail else "",
+            f" ({detail})" if detail else "",
             seconds * 1e3,
             fields["principal"] or "-",
             fields["peer"],
@@ -285,31 +291,30 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise DeadlineExceeded("the call's deadline passed") from None
 
     @contextlib.asynccontextmanager
-    async def _answering(
+    async def _streaming(
         self,
         context: grpc.aio.ServicerContext,
         method: str,
+        kind: str,
         observe: CallObserver | None,
-        call: _Call,
     ) -> AsyncIterator[None]:
-        """Around every call: errors become statuses, and the call is counted and logged."""
+        """Around a streaming call: authenticates it, errors become statuses, and it is
+        counted and logged like a unary call."""
         start = time.perf_counter()
         code = "OK"
+        token = ""
         try:
+            token, after_commit = call_metadata(context.invocation_metadata())
+            _principal.set(await authenticate(self.auth, self.run, token, after_commit))
             yield
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
         except Exception as err:
             code = status_name(err)
-            await self._fail(context, method, err, call)
+            await self._fail(context, method, err)
         finally:
-            self._finished(context, method, observe, code, start, call)
-
-    async def _authenticate(self, context: grpc.aio.ServicerContext, call: _Call) -> None:
-        """A streaming call's principal, from its bearer key."""
-        call.token, after_commit = call_metadata(context.invocation_metadata())
-        _principal.set(await authenticate(self.auth, self.run, call.token, after_commit))
+            self._finished(context, method, observe, code, start, token, kind)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = handler.request_deserializer
@@ -333,42 +338,51 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             answers = self.answers if method in KEPT_METHODS else None
 
             async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                call = _Call()
-                async with self._answering(context, method, observe, call):
-                    call.token, after_commit = call_metadata(context.invocation_metadata())
+                start = time.perf_counter()
+                code = "OK"
+                kept = False
+                token = ""
+                note = None
+                try:
+                    token, after_commit = call_metadata(context.invocation_metadata())
                     if answers is not None:
-                        key = (method, call.token, raw)
+                        key = (method, token, raw)
                         reply, seen = answers.lookup(key, after_commit)
                         if reply is not None:
-                            call.detail = "kept"
+                            kept = True
                             return reply
-                    call.note = commits.begin_call()
-                    principal = await authenticate(self.auth, self.run, call.token, after_commit)
+                    note = commits.begin_call()
+                    principal = await authenticate(self.auth, self.run, token, after_commit)
                     request = parse(raw)
                     _principal.set(principal)
                     reply = await self._call(inner, request, context)
-                    committed = self._told(call.note)
-                    if committed:
-                        context.set_trailing_metadata(committed)
+                    self._settle(context, note)
                     if answers is not None:
                         reply = serialize(reply)
                         answers.store(key, reply, seen)
                     return reply
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except Exception as err:
+                    code = status_name(err)
+                    await self._fail(context, method, err, note)
+                finally:
+                    detail = "kept" if kept else ""
+                    self._finished(context, method, observe, code, start, token, detail)
 
             def serialize_reply(reply: Any) -> bytes:
                 # kept replies are already serialized
                 return reply if isinstance(reply, bytes) else serialize(reply)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, response_serializer=serialize if answers is None else serialize_reply
+                unary, response_serializer=serialize_reply if answers is not None else serialize
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                call = _Call(detail="stream")
-                async with self._answering(context, method, observe, call):
-                    await self._authenticate(context, call)
+                async with self._streaming(context, method, "stream", observe):
                     request = parse(raw)
                     async for item in inner_stream(request, context):
                         yield item
@@ -380,9 +394,7 @@ class RegistryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_upload = handler.stream_unary
 
             async def upload(raw_requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                call = _Call(detail="upload")
-                async with self._answering(context, method, observe, call):
-                    await self._authenticate(context, call)
+                async with self._streaming(context, method, "upload", observe):
 
                     async def requests() -> Any:
                         async for raw in raw_requests:
