@@ -260,7 +260,7 @@ def test_a_failing_change_in_a_batch_rolls_back_alone(world: World, server: Serv
 def test_a_change_that_fails_after_writing_rolls_back_alone(
     world: World, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL a batch runs without savepoints first: a change that wrote and then
+    """A batch runs without savepoints first: a change that wrote and then
     failed makes it run again, a savepoint each."""
     owner, p, ref, sources = _batch_setup(world, server, "undone")
 

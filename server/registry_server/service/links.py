@@ -3,7 +3,7 @@ and AddAlias, what every training pipeline does at the end of a run.
 
 Each runs on the connection it is given (`storage.sql.Sql`) inside the caller's write
 transaction: SQLite's write child or PostgreSQL's batches on the event loop (a batch of
-changes per transaction, a savepoint each, `workers.changes`), or an ORM session
+changes per transaction, `workers.changes`), or an ORM session
 (`Sql.of(session)`, e.g. a legacy link forwarded to a migrated collection).
 
 One statement (`storage.queries.links.link_target`) reads the registry with the

@@ -6,18 +6,18 @@ request_id in the same transaction, AIP-155) and the organization whose events i
 recorded. Where it runs:
 
     SQLite       the write child (`write_child`): every change that has arrived in one
-                 transaction, a savepoint each (`run_batch`), so the server's event
-                 loop never holds the interpreter lock for a write's Python
+                 transaction (`run_batch`), so the server's event loop never holds the
+                 interpreter lock for a write's Python
     PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
                  last batch ran, in one transaction (`run_batch_in`), on the async write
                  pool (`storage.async_pool`): the loop serves other calls while it
-                 waits. No savepoints, unless a change fails after it wrote: the batch
-                 then runs again, a savepoint each
+                 waits
     otherwise    a worker thread, in an ORM session (no child yet, or it died with the
                  change unanswered)
 
-Every place runs the same function: only the connection differs. On PostgreSQL the
-batch's events and COMMIT (and its WAL flush) come once per batch.
+Every place runs the same function: only the connection differs. A batch's events and
+COMMIT (and on PostgreSQL its WAL flush) come once per batch. A batch runs without
+savepoints, unless a change fails after it wrote: it then runs again, a savepoint each.
 """
 
 from __future__ import annotations
@@ -170,12 +170,17 @@ def _failed(name: str, err: Exception, integrity_error: type[Exception]) -> Regi
 
 
 def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Outcome]:
-    """SQLite: `run_batch_in` one write transaction. If BEGIN or COMMIT fails, every
-    outcome is None."""
+    """SQLite: `run_batch_in` one write transaction, without savepoints unless a change
+    has to be undone alone (`UndoBatch`: rolled back, then again with savepoints). If
+    BEGIN or COMMIT fails, every outcome is None."""
     dbapi: Any = db.write_engine.dialect.dbapi
     try:
-        with db.write_connection() as conn:
-            return run_batch_in(conn, db.write_engine.dialect, jobs)
+        try:
+            with db.write_connection() as conn:
+                return run_batch_in(conn, db.write_engine.dialect, jobs, savepoints=False)
+        except UndoBatch:
+            with db.write_connection() as conn:
+                return run_batch_in(conn, db.write_engine.dialect, jobs)
     except (dbapi.Error, RegistryError):  # BEGIN or COMMIT failed: nothing was kept
         return [None] * len(jobs)
 

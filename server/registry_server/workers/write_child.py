@@ -16,7 +16,7 @@ gets it). Frames both ways are a 4-byte big-endian length and a pickle:
     child -> server   (job id, the change's Written, the RegistryError it raised, or None)
 
 The child reads every frame that has arrived (up to `BATCH_MAX`), runs them as one
-transaction with a savepoint each (`changes.run_batch`: group commit), and answers the
+transaction (`changes.run_batch`: group commit), and answers the
 whole batch in one write. None means "not done here": the server runs the same change
 on a worker thread. The child stops at the end of its stdin, so it never outlives the
 server, whose kernel closes the socket even after SIGKILL. If the child dies, the
