@@ -273,7 +273,7 @@ def test_a_full_store_answers_resource_exhausted_and_reads_go_on(
     lab = make_lab(world, owner)
     data = os.urandom(5000)
     version = log_files(owner, lab.parent, {"kept.bin": data})
-    opened = FileWriter.__init__
+    opened = FileWriter._opened
 
     class NoRoom:
         """A partial file on a full disk: every write fails with ENOSPC."""
@@ -287,11 +287,13 @@ def test_a_full_store_answers_resource_exhausted_and_reads_go_on(
         def close(self) -> None:
             self.real.close()  # type: ignore[attr-defined]
 
-    def on_full_disk(self: FileWriter, *args: object) -> None:
-        opened(self, *args)  # type: ignore[arg-type]
-        self._file = NoRoom(self._file)  # type: ignore[assignment]
+    def on_full_disk(self: FileWriter) -> object:
+        file = opened(self)
+        if not isinstance(file, NoRoom):
+            self._file = NoRoom(file)  # type: ignore[assignment]
+        return self._file
 
-    monkeypatch.setattr(FileWriter, "__init__", on_full_disk)
+    monkeypatch.setattr(FileWriter, "_opened", on_full_disk)
     try:
         f = expect_error(EXHAUSTED, upload, owner, lab.parent, os.urandom(100))
     finally:

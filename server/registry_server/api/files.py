@@ -133,11 +133,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         org_id, existed = await self._begin_upload(p, first.parent, digest)
         if existed:
             return pb.Blob(digest=digest, size=size, existed=True)
-        store = self.app.blobs
-        try:
-            writer = await self.app.run(store.writer, org_id, hex_digest, size)
-        except StoreFull as err:
-            raise store_full(err) from None
+        writer = self.app.blobs.writer(org_id, hex_digest, size)  # opens nothing yet
         committed = False
         writing: asyncio.Future[None] | None = None  # the previous chunk, while one arrives
         try:
@@ -158,8 +154,13 @@ class FileServicer(pb_grpc.FileServiceServicer):
             raise store_full(err) from None
         finally:
             if not committed:
-                await settle(writing)  # never abort under a write still running
-                writer.abort()
+                # On a worker thread, after a write or commit still running there (the
+                # writer's lock); shielded, so that it runs to its end even when this
+                # call is cancelled (again) while it waits.
+                aborting = asyncio.get_running_loop().run_in_executor(
+                    self.app.executor, writer.abort
+                )
+                await asyncio.shield(aborting)
         await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
         return pb.Blob(digest=digest, size=size)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -46,57 +47,75 @@ def _fsync(path: Path) -> None:
 
 
 class FileWriter(BlobWriter):
+    """One upload to a partial file, opened at the first write. The server runs the
+    writes, the commit and the abort of one upload on worker threads, and a cancelled
+    call's abort may come while a write still runs: each holds the lock, and nothing is
+    opened or written after an abort."""
+
     def __init__(self, final: Path, partial: Path, hex_digest: str, size: int) -> None:
         super().__init__(hex_digest, size)
         self.final = final
         self.partial = partial
         self._file: BinaryIO | None = None
         self._written_back = 0  # bytes handed to the kernel's writeback so far
-        try:
-            self._file = partial.open("xb")
-        except OSError as err:
-            if _full(err):
-                raise StoreFull(str(err)) from None
-            raise
+        self._lock = threading.Lock()
+        self._aborted = False
+
+    def _opened(self) -> BinaryIO:
+        """The partial file (under the lock)."""
+        if self._aborted:
+            raise RuntimeError("the upload was aborted")
+        if self._file is None:
+            try:
+                self._file = self.partial.open("xb")
+            except OSError as err:
+                if _full(err):
+                    raise StoreFull(str(err)) from None
+                raise
+        return self._file
 
     def _write(self, chunk: bytes) -> None:
-        assert self._file is not None
-        try:
-            self._file.write(chunk)
-            if _ADVISE is not None and self.received - self._written_back >= WRITEBACK:
-                self._file.flush()
-                _ADVISE(
-                    self._file.fileno(),
-                    self._written_back,
-                    self.received - self._written_back,
-                    os.POSIX_FADV_DONTNEED,
-                )
-                self._written_back = self.received
-        except OSError as err:
-            if _full(err):
-                raise StoreFull(str(err)) from None
-            raise
+        with self._lock:
+            file = self._opened()
+            try:
+                file.write(chunk)
+                if _ADVISE is not None and self.received - self._written_back >= WRITEBACK:
+                    file.flush()
+                    _ADVISE(
+                        file.fileno(),
+                        self._written_back,
+                        self.received - self._written_back,
+                        os.POSIX_FADV_DONTNEED,
+                    )
+                    self._written_back = self.received
+            except OSError as err:
+                if _full(err):
+                    raise StoreFull(str(err)) from None
+                raise
 
     def _commit(self) -> None:
-        assert self._file is not None
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.partial, self.final)
-            _fsync(self.final.parent)
-        except OSError as err:
-            if _full(err):
-                raise StoreFull(str(err)) from None
-            raise
+        with self._lock:
+            file = self._opened()
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+                file.close()
+                self._file = None
+                self.final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.partial, self.final)
+                _fsync(self.final.parent)
+            except OSError as err:
+                if _full(err):
+                    raise StoreFull(str(err)) from None
+                raise
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.partial.unlink(missing_ok=True)
+        with self._lock:
+            self._aborted = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self.partial.unlink(missing_ok=True)
 
 
 class FileBlobStore(BlobStore):
