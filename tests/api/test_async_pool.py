@@ -14,7 +14,8 @@ import pytest
 from registry.v1 import artifact_service_pb2 as apb
 from registry.v1 import registry_service_pb2 as rpb
 from registry.v1 import resources_pb2 as r
-from registry_server.storage.async_pool import READS, WRITES, AsyncPool
+from registry_server.storage.async_pool import READS, AsyncPool
+from registry_server.workers.write_child import WRITES
 
 from ..support.content import (
     create_registry,
@@ -110,8 +111,8 @@ def test_a_dropped_connection_costs_one_unavailable_at_most(
 def test_changes_left_to_the_general_path_keep_their_connection(
     server: ServerThread, world: World, database_url: str
 ) -> None:
-    """A link the fast path hands over (here: into a collection that does not exist
-    yet) rolls its transaction back; the connection stays in the pool."""
+    """A link the write child hands over (here: into a collection that does not exist
+    yet) rolls its transaction back; the child keeps its connection."""
     owner = world.person("owner")
     lab, registry = member_lab_and_registry(world, owner)
     link(owner, registry, "warm", log_version(lab).name)  # creates the collection

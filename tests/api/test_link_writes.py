@@ -5,7 +5,6 @@ after it wrote), and a link that waited for another transaction's link of its so
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -206,16 +205,8 @@ def test_link_errors_name_what_is_wrong(
 
 
 def _run_batch(server: ServerThread, jobs: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-    """`jobs` in one write batch: SQLite's (as the write child runs them), or the
-    PostgreSQL server loop's (submitted in one loop turn)."""
-    if database_kind() == "sqlite":
-        return changes.run_batch(server.app.db, jobs)
-
-    async def submitted() -> list[Any]:
-        writes = changes.loop_writes(server.app.db)
-        return list(await asyncio.gather(*(writes.submit(name, args) for name, args in jobs)))
-
-    return asyncio.run_coroutine_threadsafe(submitted(), server.loop).result(30)
+    """`jobs` in one write batch, as the write child runs them."""
+    return changes.run_batch(server.app.db, jobs)
 
 
 def _batch_setup(
@@ -315,17 +306,13 @@ def test_a_link_that_waited_for_a_link_of_its_source_answers_that_link(
 
     monkeypatch.setattr(changes, "run_batch_in", recorded)
     db = server.app.db
-    request = cpb.LinkArtifactVersionRequest(
-        parent=ref.name.rsplit("/collections/", 1)[0],
-        collection_id=ref.collection,
-        artifact_version=sources[1].name,
-    )
+    req = links.link_request(ref, sources[1].name, [], [], "")
     with ThreadPoolExecutor(1) as pool, db.write() as s:
-        req = links.link_request(ref, sources[1].name, [], [], "")
         changes.link(Sql.of(s), p, req, "")  # holds the lock
-        linking = pool.submit(owner.stubs.collections.LinkArtifactVersion, request)
+        # the batch the write child would run, here so that its runs are recorded
+        linking = pool.submit(_run_batch, server, [("link", (p, req, ""))])
         with db.write_engine.connect() as watch:
-            for _ in range(100):  # until the server's link waits for the lock
+            for _ in range(100):  # until the batch's link waits for the lock
                 waiting = watch.execute(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -336,7 +323,8 @@ def test_a_link_that_waited_for_a_link_of_its_source_answers_that_link(
                     break
                 time.sleep(0.05)
         assert waiting
-    reply = linking.result(30)
+    [written] = linking.result(30)
+    reply = r.CollectionVersion.FromString(written.answer)
     assert (reply.version_index, reply.artifact_version) == (1, sources[1].name)
     listed = owner.stubs.collections.ListCollectionVersions(
         cpb.ListCollectionVersionsRequest(parent=ref.name)

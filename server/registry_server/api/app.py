@@ -125,23 +125,18 @@ class App:
         return await self.run(work)
 
     async def change(self, name: str, *args: Any) -> changes.Written:
-        """A change of `workers.changes` (LinkArtifactVersion, AddAlias), where it costs
-        the event loop least: on SQLite in the write child, on PostgreSQL on the loop's
-        async write pool; on a worker thread when neither took it (no child yet, a
-        child that died with it unanswered, a lost race on a unique key)."""
-        if self.db.is_sqlite:
-            child = write_child.write_child(self.db)
-            future = child.submit(name, args) if child is not None else None
-            if future is not None:
-                outcome = await future
-                if isinstance(outcome, RegistryError):
-                    raise outcome
-                if outcome is not None:
-                    return cast(changes.Written, outcome)
-        else:
-            written = await changes.run_on_loop(self.db, name, args)
-            if written is not None:
-                return written
+        """A change of `workers.changes` (LinkArtifactVersion, AddAlias) in the write
+        child, where it costs the event loop least; on a worker thread when the child
+        did not take it (no child yet, a child that died with it unanswered, a lost
+        race on a unique key)."""
+        child = write_child.write_child(self.db)
+        future = child.submit(name, args) if child is not None else None
+        if future is not None:
+            outcome = await future
+            if isinstance(outcome, RegistryError):
+                raise outcome
+            if outcome is not None:
+                return cast(changes.Written, outcome)
         return await self.write(lambda s: changes.run(Sql.of(s), name, args))
 
     async def listed(
@@ -174,9 +169,8 @@ class App:
 
     async def aclose(self) -> None:
         """Closes what belongs to the event loop (PostgreSQL hot-path connections)."""
-        for pool in (self.db.async_reads, self.db.async_writes):
-            if pool is not None:
-                await pool.aclose()
+        if self.db.async_reads is not None:
+            await self.db.async_reads.aclose()
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

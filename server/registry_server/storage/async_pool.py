@@ -1,4 +1,4 @@
-"""PostgreSQL reads (and link and alias writes) on the event loop.
+"""PostgreSQL reads on the event loop.
 
 The reads that `App.query` runs (path resolution, collection versions, effective roles:
 `storage/queries/`) are plain functions over a DB-API connection: a statement or two,
@@ -9,14 +9,9 @@ interpreter lock passed between them. Here they run on the event loop too: `run`
 the read in a greenlet (as SQLAlchemy's asyncio extension does) and lends it
 `LentConnection`, whose cursor awaits psycopg's AsyncConnection at each `execute` and
 `fetch*`, so the loop serves other calls during the round trip. The same functions run
-on SQLite's `Database.loop_connection`. The hot writes of `workers.changes` run the same
-way, a batch of changes per transaction, on a second pool (`Database.async_writes`), so
-that writes waiting on row locks never hold the connections reads need; a transaction
-reports its commit's number to the note of the task that ran it (`storage.commits`), as
-`Database.write` does. Every statement of a transaction waits for its reply. (Pipeline
-mode, which saves round trips, was tried for the write batches and left out: after a
-failed statement libpq skips what was queued behind it, including the parsing of new
-prepared statements, and psycopg's cache of them then disagrees with the server.)
+on SQLite's `Database.loop_connection`. (The hot writes, links and alias moves, run in
+the write child, `workers.write_child`: a batch here waited behind every call the loop
+had queued, at each of its round trips.)
 
 Connections (per event loop, at most `size` of them): autocommit (each SELECT is its
 own snapshot; nothing to roll back when one goes back), statements prepared on first
@@ -47,8 +42,9 @@ from . import commits
 from .errors import database_unavailable
 
 R = TypeVar("R")
-# what the pools' sessions are called in pg_stat_activity
-READS, WRITES = "registry-hot-read", "registry-hot-write"
+READS = "registry-hot-read"  # what the pool's sessions are called in pg_stat_activity
+# Point lookups by unique keys, where planning costs more than running (module docstring)
+GENERIC_PLANS = "plan_cache_mode=force_generic_plan"
 
 
 class _Cursor:
@@ -112,7 +108,7 @@ class _LoopPool:
 
 
 def _call(fn: Callable[[Any, Dialect], R], conn: Any, dialect: Dialect) -> R:
-    """The read or change, in its greenlet (a named frame: tests look for it)."""
+    """The read, in its greenlet (a named frame: tests look for it)."""
     return fn(conn, dialect)
 
 
@@ -123,37 +119,26 @@ class AsyncPool:
         self.application_name = application_name
         options = conninfo_to_dict(conninfo).get("options")  # the caller's, kept
         self.options = commits.session_options(None if options is None else str(options))
+        self.options += f" -c {GENERIC_PLANS}"
         self.lend: Callable[..., Any] = LentConnection
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
 
-    async def run(
-        self, fn: Callable[[Any, Dialect], R], dialect: Dialect, *, transaction: bool = False
-    ) -> R:
-        """`fn(connection, dialect)` on a connection of this event loop's pool; with
-        `transaction`, inside BEGIN ... COMMIT (ROLLBACK when `fn` raises)."""
+    async def run(self, fn: Callable[[Any, Dialect], R], dialect: Dialect) -> R:
+        """`fn(connection, dialect)` on a connection of this event loop's pool."""
         pool = self._pool()
         async with pool.slots:
             conn = pool.idle.pop() if pool.idle else await self._connect()
             reusable = True
             try:
-                if transaction:
-                    note = commits.current_note()
-                    reported = note.count if note is not None else 0
-                    result: R = await self._in_transaction(conn, fn, dialect)
-                    if note is not None and note.count == reported:
-                        cursor = await conn.execute(commits.LAST_NUMBER_SQL)
-                        row = await cursor.fetchone()
-                        note.observe(int(row[0] or 0) if row else 0)
-                else:
-                    result = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
+                result: R = await greenlet_spawn(_call, fn, self.lend(conn), dialect)
                 return result
             except psycopg.OperationalError as err:
                 raise database_unavailable(err) from err
             except BaseException as err:
-                # An error of the read or change leaves the session as it was (rolled
-                # back, idle); a cancelled call may have left a statement running.
+                # An error of the read leaves the session idle; a cancelled call may
+                # have left a statement running.
                 reusable = isinstance(err, Exception)
                 raise
             finally:
@@ -161,16 +146,6 @@ class AsyncPool:
                     pool.idle.append(conn)
                 else:
                     self._close_later(pool, conn)
-
-    async def _in_transaction(
-        self, conn: psycopg.AsyncConnection[Any], fn: Callable[[Any, Dialect], R], dialect: Dialect
-    ) -> R:
-        """`fn` between BEGIN and COMMIT (ROLLBACK when it raises). Each statement waits
-        for its reply: without a pipeline a failed statement fails where it ran, so a
-        change's ROLLBACK TO its savepoint and the prepared statements stay in step with
-        the server."""
-        async with conn.transaction():
-            return await greenlet_spawn(_call, fn, self.lend(conn), dialect)
 
     async def aclose(self) -> None:
         """Closes this event loop's idle connections (at shutdown, calls finished)."""
@@ -201,7 +176,6 @@ class AsyncPool:
                 options=self.options,
             )
             conn.add_notice_handler(commits.notice_handler)
-            await conn.execute("SET plan_cache_mode = force_generic_plan")
         except psycopg.OperationalError as err:
             raise database_unavailable(err) from err
         return conn

@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from ..domain.errors import FailedPrecondition, Unavailable
 from . import commits
-from .async_pool import READS, WRITES, AsyncPool
+from .async_pool import GENERIC_PLANS, READS, AsyncPool
 from .errors import database_unavailable, is_busy
 
 DEFAULT_SQLITE_FILE = "registry.db"
@@ -68,12 +68,14 @@ def revised(row: Any, mask: Collection[str] | None = None, **values: Any) -> Non
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, session: str | None = None) -> None:
+        """`session`: PostgreSQL connections get this application_name and prepare
+        every statement at its first run with a generic plan (as `AsyncPool`'s do), for
+        a process that runs the same few statements all day (the write child)."""
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        # PostgreSQL: hot reads and hot writes on the event loop (storage/async_pool.py)
+        # PostgreSQL: hot reads on the event loop (storage/async_pool.py)
         self.async_reads: AsyncPool | None = None
-        self.async_writes: AsyncPool | None = None
         # PostgreSQL: the commits this replica has heard of (run by the server)
         self.commits: commits.CommitListener | None = None
         if self.is_sqlite:
@@ -82,19 +84,23 @@ class Database:
         else:
             parsed = make_url(self.url)
             options = parsed.query.get("options")  # the caller's libpq options, kept
+            connect_args: dict[str, Any] = {"options": commits.session_options(_one(options))}
+            if session is not None:
+                connect_args["application_name"] = session
+                connect_args["prepare_threshold"] = 0
+                connect_args["options"] += f" -c {GENERIC_PLANS}"
             self.read_engine = create_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=False,
                 pool_recycle=1800,
-                connect_args={"options": commits.session_options(_one(options))},
+                connect_args=connect_args,
             )
             event.listen(self.read_engine, "connect", _report_commits)
             self.write_engine = self.read_engine
             conninfo = parsed.set(drivername="postgresql").render_as_string(False)
             self.async_reads = AsyncPool(conninfo, pool_size, READS)
-            self.async_writes = AsyncPool(conninfo, pool_size, WRITES)
             self.commits = commits.CommitListener(conninfo)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._loop_lock = threading.Lock()
@@ -175,17 +181,16 @@ class Database:
 
     @contextmanager
     def write_connection(self) -> Iterator[Any]:
-        """SQLite's write connection inside one `BEGIN IMMEDIATE` transaction, as
-        `write()` opens it, for the precompiled hot writes (no ORM session: its unit of
-        work costs more than the writes); they queue with every other writer. Commits
-        when the block ends, rolls back when it raises. Connection failures become
-        UNAVAILABLE as in `write()`; other driver errors (IntegrityError, ...) propagate
-        unchanged. (PostgreSQL's hot writes run on `async_writes`.)"""
-        assert self.is_sqlite, "PostgreSQL's hot writes run on async_writes"
+        """A write connection inside one transaction (on SQLite `BEGIN IMMEDIATE`, as
+        `write()` opens it), for the precompiled hot writes of the write child (no ORM
+        session: its unit of work costs more than the writes). Commits when the block
+        ends, rolls back when it raises. Connection failures become UNAVAILABLE as in
+        `write()`; other driver errors (IntegrityError, ...) propagate unchanged."""
         raw = self.write_engine.raw_connection()
         try:
             with translate_db_errors():
-                begin_immediate(raw.dbapi_connection)
+                if self.is_sqlite:
+                    begin_immediate(raw.dbapi_connection)
                 try:
                     yield raw
                 except BaseException:

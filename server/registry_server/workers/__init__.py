@@ -8,6 +8,6 @@ list (`BACKGROUND`) and stops them with the server:
                        (`runner_process`), paced by the server's load (`pacing`)
     retention          deletes old events, request_id answers and deliveries
 
-and, on SQLite, the write child that runs LinkArtifactVersion and AddAlias
-(`write_child`, running the changes of `changes`).
+and the write child that runs LinkArtifactVersion and AddAlias (`write_child`,
+running the changes of `changes`).
 """

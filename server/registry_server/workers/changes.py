@@ -5,29 +5,23 @@ returns `Written`: the serialized answer (a LinkArtifactVersion kept under its
 request_id in the same transaction, AIP-155) and the organization whose events it
 recorded. Where it runs:
 
-    SQLite       the write child (`write_child`): every change that has arrived in one
-                 transaction (`run_batch`), so the server's event loop never holds the
-                 interpreter lock for a write's Python
-    PostgreSQL   the event loop (`LoopWrites`): every change that arrived while the
-                 last batch ran, in one transaction (`run_batch_in`), on the async write
-                 pool (`storage.async_pool`): the loop serves other calls while it
-                 waits
-    otherwise    a worker thread, in an ORM session (no child yet, or it died with the
-                 change unanswered)
+    the write child      (`write_child`) every change that has arrived, in one
+                         transaction (`run_batch`), so the server's event loop never
+                         holds the interpreter lock for a write's Python, nor waits
+                         for its statements
+    a worker thread      in an ORM session (no child yet, or it died with the change
+                         unanswered, or a change the batch left to it)
 
-Every place runs the same function: only the connection differs. A batch's events and
-COMMIT (and on PostgreSQL its WAL flush) come once per batch. A batch runs without
+Both run the same function: only the connection differs. A batch's events and COMMIT
+(and on PostgreSQL its WAL flush) come once per batch. A batch runs without
 savepoints, unless a change fails after it wrote: it then runs again, a savepoint each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from ..api.presenters import version_proto
@@ -35,7 +29,6 @@ from ..domain.errors import RegistryError
 from ..domain.names import CollectionRef
 from ..service import events, idempotency, links
 from ..service.context import Principal
-from ..storage import commits
 from ..storage.db import Database
 from ..storage.sql import Sql
 
@@ -170,7 +163,7 @@ def _failed(name: str, err: Exception, integrity_error: type[Exception]) -> Regi
 
 
 def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Outcome]:
-    """SQLite: `run_batch_in` one write transaction, without savepoints unless a change
+    """`run_batch_in` one write transaction, without savepoints unless a change
     has to be undone alone (`UndoBatch`: rolled back, then again with savepoints). If
     BEGIN or COMMIT fails, every outcome is None."""
     dbapi: Any = db.write_engine.dialect.dbapi
@@ -183,108 +176,3 @@ def run_batch(db: Database, jobs: Sequence[tuple[str, tuple[Any, ...]]]) -> list
                 return run_batch_in(conn, db.write_engine.dialect, jobs)
     except (dbapi.Error, RegistryError):  # BEGIN or COMMIT failed: nothing was kept
         return [None] * len(jobs)
-
-
-# Changes per PostgreSQL transaction: each savepoint that writes is a subtransaction,
-# and past 64 of them in one transaction every other session's snapshot has to look
-# its transactions up in pg_subtrans.
-BATCH_MAX = 32
-
-
-@dataclass
-class _Job:
-    name: str
-    args: tuple[Any, ...]
-    outcome: asyncio.Future[Outcome]
-    note: commits.CommitNote | None  # the calling RPC's (`storage.commits`)
-
-
-class LoopWrites:
-    """PostgreSQL: the changes of one event loop, in batches (group commit). Each commit
-    waits for its WAL flush under locks every writer takes (the commit numbering, NOTIFY,
-    the organization's event lock), so one change per transaction commits one at a
-    time; here the changes that arrive while a batch runs make the next one, one
-    transaction (`run_batch_in`, without savepoints unless it has to run again) on the
-    write pool (`storage.async_pool`). Every change of the batch gets the batch's commit
-    number. One batch runs at a time: batches side by side (tried with four, by
-    collection) only waited for each other's commits and event lock, in smaller batches
-    that cost more per change."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._queue: list[_Job] = []
-        self._running: asyncio.Task[None] | None = None
-
-    def submit(self, name: str, args: tuple[Any, ...]) -> asyncio.Future[Outcome]:
-        loop = asyncio.get_running_loop()
-        job = _Job(name, args, loop.create_future(), commits.current_note())
-        self._queue.append(job)
-        if self._running is None:
-            self._running = loop.create_task(self._drain())
-        return job.outcome
-
-    async def _drain(self) -> None:
-        batch: list[_Job] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
-                await self._run([job for job in batch if not job.outcome.done()])
-        finally:
-            self._running = None
-            for job in batch:  # cancelled (the loop is closing): so are their calls
-                job.outcome.cancel()
-
-    async def _run(self, batch: list[_Job]) -> None:
-        """Runs `batch` and answers each job; the caller of one that was cancelled is
-        gone (its change may still be made, as when it is cancelled while running)."""
-        if not batch:
-            return
-        pool = self.db.async_writes
-        assert pool is not None
-        jobs = [(job.name, job.args) for job in batch]
-        dialect = self.db.write_engine.dialect
-        note = commits.begin_call()
-        outcomes: list[Outcome]
-        try:
-            try:
-                outcomes = await pool.run(
-                    partial(run_batch_in, jobs=jobs, savepoints=False), dialect, transaction=True
-                )
-            except UndoBatch:  # rolled back: again, a savepoint per change
-                outcomes = await pool.run(
-                    partial(run_batch_in, jobs=jobs), dialect, transaction=True
-                )
-        except RegistryError as err:  # the database is unavailable: nothing was kept
-            outcomes = [err] * len(batch)
-        except Exception:  # e.g. COMMIT failed: each change runs again on a worker thread
-            log.exception("a write batch of %d changes failed", len(batch))
-            outcomes = [None] * len(batch)
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if job.note is not None and note.seq:
-                job.note.observe(note.seq)
-            if not job.outcome.done():
-                job.outcome.set_result(outcome)
-
-
-_loop_writes: weakref.WeakKeyDictionary[
-    Database, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWrites]
-] = weakref.WeakKeyDictionary()
-
-
-def loop_writes(db: Database) -> LoopWrites:
-    """`db`'s batches of the running event loop."""
-    per_loop = _loop_writes.setdefault(db, weakref.WeakKeyDictionary())
-    loop = asyncio.get_running_loop()
-    writes = per_loop.get(loop)
-    if writes is None:
-        writes = per_loop[loop] = LoopWrites(db)
-    return writes
-
-
-async def run_on_loop(db: Database, name: str, args: tuple[Any, ...]) -> Written | None:
-    """PostgreSQL: the change in the event loop's next write batch (`LoopWrites`); None
-    when it was not made there (the caller runs it again)."""
-    outcome = await loop_writes(db).submit(name, args)
-    if isinstance(outcome, RegistryError):
-        raise outcome
-    return outcome

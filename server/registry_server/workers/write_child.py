@@ -1,29 +1,35 @@
-"""SQLite's LinkArtifactVersion and AddAlias in a child process of their own.
+"""LinkArtifactVersion and AddAlias in a child process of their own.
 
 In the server process every call needs the interpreter lock: on the event loop for
 grpc's completion events and the handler, and on any writer thread for the Python
 between a write's SQL statements. With both busy they hand the lock back and forth
 several times per write, each side waiting for the other: on 2 cores a writer thread
-kept LinkArtifactVersion at ~850/s with a third of the CPU idle, where the same server
-with a writer that did nothing answered ~1,800/s. A child process has a lock of its
-own: the server only sends the checked request and reads back the answer.
+kept SQLite's LinkArtifactVersion at ~850/s with a third of the CPU idle, where the
+same server with a writer that did nothing answered ~1,800/s. A child process has a
+lock of its own: the server only sends the checked request and reads back the answer.
+On PostgreSQL the same holds for the statements' own cost (a batch on the event loop
+waited behind every call the loop had queued at each of its round trips), so both
+databases write here.
 
 The server starts `python -m registry_server.workers.write_child` with one end of a
 socket pair as its stdin (the database URL in its environment, as the migration runner
 gets it). Frames both ways are a 4-byte big-endian length and a pickle:
 
     server -> child   (job id, change name, arguments)       (`workers.changes`)
-    child -> server   (job id, the change's Written, the RegistryError it raised, or None)
+    child -> server   (job id, the change's Written, the RegistryError it raised, or
+                      None; the batch's commit number on PostgreSQL, else 0)
 
 The child reads every frame that has arrived (up to `BATCH_MAX`), runs them as one
-transaction (`changes.run_batch`: group commit), and answers the
-whole batch in one write. None means "not done here": the server runs the same change
-on a worker thread. The child stops at the end of its stdin, so it never outlives the
-server, whose kernel closes the socket even after SIGKILL. If the child dies, the
-changes it had not answered get None too: the worker thread then finds the database as
-the child left it (a link it committed is "already linked", which the change answers).
-A child that lived less than `HEALTHY_SECONDS` is not started again for
-`RETRY_SECONDS`; meanwhile `submit` returns None.
+transaction (`changes.run_batch`: group commit), and answers the whole batch in one
+write; the server gives each change's call the batch's commit number
+(`storage.commits`: a client is told it, and any replica then answers at least that
+new). None means "not done here": the server runs the same change on a worker thread.
+The child stops at the end of its stdin, so it never outlives the server, whose kernel
+closes the socket even after SIGKILL. If the child dies, the changes it had not
+answered get None too: the worker thread then finds the database as the child left it
+(a link it committed is "already linked", which the change answers). A child that
+lived less than `HEALTHY_SECONDS` is not started again for `RETRY_SECONDS`; meanwhile
+`submit` returns None.
 """
 
 from __future__ import annotations
@@ -43,17 +49,23 @@ import weakref
 from typing import Any
 
 from .. import logs
+from ..domain.errors import RegistryError
+from ..storage import commits
 from ..storage.db import Database
 from . import changes
 
 log = logging.getLogger("registry.write_child")
 
 FRAME = struct.Struct("!I")
-BATCH_MAX = 64  # changes per transaction
+# Changes per transaction. A batch run again with a savepoint per change (`changes`)
+# stays within PostgreSQL's 64 cached subtransactions, past which every other session's
+# snapshot has to look them up in pg_subtrans.
+BATCH_MAX = 64
 HEALTHY_SECONDS = 5.0
 RETRY_SECONDS = 30.0
 STOP_SECONDS = 5.0
 RECV_BYTES = 1 << 18
+WRITES = "registry-write-child"  # its PostgreSQL session in pg_stat_activity
 
 
 def _frame(message: Any) -> bytes:
@@ -85,7 +97,8 @@ class WriteChild:
     def __init__(self, url: str) -> None:
         self.url = url
         self._sent = 0  # changes sent so far; also the last job id
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        # job id -> (its future, the note of the call that sent it)
+        self._waiting: dict[int, tuple[asyncio.Future[Any], commits.CommitNote | None]] = {}
         self._out = bytearray()
         self._in = bytearray()
         self._sock: socket.socket | None = None
@@ -145,7 +158,7 @@ class WriteChild:
         self._sent += 1
         job = self._sent
         future = self._loop.create_future()
-        self._waiting[job] = future
+        self._waiting[job] = (future, commits.current_note())
         self._out += _frame((job, change, args))
         if not self._sending:  # the calls of this loop iteration go out in one send
             self._sending = True
@@ -182,8 +195,10 @@ class WriteChild:
             self._lost()
             return
         self._in += data
-        for job, outcome in _frames(self._in):
-            future = self._waiting.pop(job, None)
+        for job, outcome, seq in _frames(self._in):
+            future, note = self._waiting.pop(job, (None, None))
+            if note is not None and seq:
+                note.observe(seq)
             if future is not None and not future.done():
                 future.set_result(outcome)
 
@@ -199,7 +214,7 @@ class WriteChild:
     def _close_socket(self) -> None:
         """Closes our end; what the child did not answer runs on a worker thread."""
         waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
+        for future, _note in waiting.values():
             if not future.done():
                 future.set_result(None)
         sock, loop = self._sock, self._loop
@@ -232,9 +247,9 @@ _processes: weakref.WeakKeyDictionary[Database, WriteChild] = weakref.WeakKeyDic
 
 
 def start_write_child(db: Database) -> WriteChild | None:
-    """Sends `db`'s hot writes to a child process from now on (a SQLite file only; an
-    in-memory database is this process's alone). Call on the event loop."""
-    if not db.is_sqlite or db.is_memory:
+    """Sends `db`'s hot writes to a child process from now on (not for an in-memory
+    SQLite database: it is this process's alone). Call on the event loop."""
+    if db.is_memory:
         return None
     process = _processes.get(db)
     if process is None:
@@ -285,11 +300,25 @@ def serve(sock: socket.socket, db: Database) -> None:
         batch = _read_batch(sock, buffer)
         if batch is None:
             return
+        note = commits.begin_call()
         outcomes = changes.run_batch(db, [(name, args) for _, name, args in batch])
+        seq = _commit_number(db, note)
         reply = bytearray()
         for (job, _, _), outcome in zip(batch, outcomes, strict=True):
-            reply += _frame((job, outcome))
+            reply += _frame((job, outcome, seq))
         sock.sendall(reply)
+
+
+def _commit_number(db: Database, note: commits.CommitNote) -> int:
+    """PostgreSQL: the batch's commit number (reported with its COMMIT), or when it
+    committed nothing the newest one handed out (`storage.commits`); 0 on SQLite or
+    when the database cannot say."""
+    if db.is_sqlite or note.count:
+        return note.seq
+    try:
+        return db.last_commit_number()
+    except RegistryError:  # unavailable: the calls' own reads report it
+        return 0
 
 
 def main() -> None:
@@ -299,7 +328,7 @@ def main() -> None:
         text_format="%(asctime)s %(levelname)s %(name)s[write-child] %(message)s",
     )
     sock = socket.socket(fileno=os.dup(0))
-    db = Database(os.environ["REGISTRY_DATABASE_URL"], pool_size=1)
+    db = Database(os.environ["REGISTRY_DATABASE_URL"], pool_size=1, session=WRITES)
     try:
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, ConnectionError):
             serve(sock, db)
