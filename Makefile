@@ -67,10 +67,18 @@ lint: $(STAMP) protos-check ## ruff check + format check, mypy, buf lint, stale-
 	$(BIN)/mypy server/registry_server client/registry_client
 	$(BUF) lint
 
+# h2load drives the read cases (Debian package nghttp2-client; installed when missing
+# and this user may install packages)
+H2LOAD_CHECK = command -v h2load >/dev/null || apt-get install -y -q nghttp2-client || \
+	{ apt-get update -q && apt-get install -y -q nghttp2-client; } || \
+	{ echo "the benchmarks need h2load: install the Debian package nghttp2-client"; exit 1; }
+
 bench: $(STAMP) ## Benchmarks (SQLite); bench-postgres for PostgreSQL
+	@$(H2LOAD_CHECK)
 	$(BIN)/python -m bench.run
 
 bench-postgres: $(STAMP) ## Benchmarks on PostgreSQL
+	@$(H2LOAD_CHECK)
 	$(BIN)/python -m bench.run --postgres
 
 bench-files: $(STAMP) ## File transfers: file:// and s3:// stores, and MLflow's artifact proxy side by side
