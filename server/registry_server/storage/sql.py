@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
@@ -48,16 +49,34 @@ class Compiled:
     constants: Mapping[str, Any]
     processors: Mapping[str, Callable[[Any], Any]]
     writes: bool = False
+    # the positional parameters out of the merged values (None: named parameters)
+    _ordered: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        order = self.order
+        ordered: Any = None
+        if order is not None:
+            getter = operator.itemgetter(*order) if order else None
+            if len(order) == 1:
+                ordered = lambda merged: (getter(merged),)  # noqa: E731
+            elif order:
+                ordered = getter
+            else:
+                ordered = lambda merged: ()  # noqa: E731
+        object.__setattr__(self, "_ordered", ordered)
 
     def params(self, values: Mapping[str, Any]) -> Any:
-        merged = dict(self.constants) if self.constants else {}
-        processors = self.processors
-        for name, value in values.items():
-            process = processors.get(name)
-            merged[name] = process(value) if process is not None and value is not None else value
-        if self.order is not None:
-            return tuple(merged[name] for name in self.order)
-        return merged
+        """The driver's parameters: `values` (every variable) with the constants, each
+        through its bind processor (None stays None)."""
+        merged = {**self.constants, **values} if self.constants else dict(values)
+        for name, process in self.processors.items():
+            value = merged.get(name)
+            if value is not None:
+                merged[name] = process(value)
+        ordered = self._ordered
+        return merged if ordered is None else ordered(merged)
 
 
 def compile_statement(
