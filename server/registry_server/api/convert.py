@@ -18,9 +18,8 @@ from ..domain.metadata import MAX_KEYS as METADATA_MAX_KEYS
 def ts(micros: int | None) -> timestamp_pb2.Timestamp | None:
     if micros is None:
         return None
-    t = timestamp_pb2.Timestamp()
-    t.FromMicroseconds(micros)
-    return t
+    seconds, rest = divmod(micros, 1_000_000)  # as Timestamp.FromMicroseconds, in C
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
 def user_ref(user: str | None) -> str:

@@ -57,13 +57,13 @@ def resource_id(value: str, field: str) -> str:
         raise InvalidArgument(field, f"must be at most {RESOURCE_ID_MAX} characters")
     if value != value.strip() or value in (".", ".."):
         raise InvalidArgument(field, "must not start or end with spaces, nor be '.' or '..'")
+    if value.isprintable() and _FORBIDDEN.isdisjoint(value):
+        return value
     bad = sorted({c for c in value if c in _FORBIDDEN or not c.isprintable()})
-    if bad:
-        raise InvalidArgument(
-            field,
-            f"must not contain / \\ # ? % : ~ or control characters (found {quote(''.join(bad))})",
-        )
-    return value
+    raise InvalidArgument(
+        field,
+        f"must not contain / \\ # ? % : ~ or control characters (found {quote(''.join(bad))})",
+    )
 
 
 def new_id(value: str, field: str) -> str:
