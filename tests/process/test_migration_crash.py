@@ -156,9 +156,9 @@ def test_the_runner_process_is_replaced_when_it_dies_and_never_outlives_the_serv
 
             server = ServerProcess(url, tmp_path, lease_seconds=1.0, delay_ms=0)
             orphan = server.runner()
-            # SQLite's hot writes have a child too, and it goes the same way
+            # the hot writes have a child too, and it goes the same way
             writers = write_process_pids(server.proc.pid)
-            assert len(writers) == (1 if database_kind() == "sqlite" else 0), writers
+            assert len(writers) == 1, writers
             server.proc.send_signal(signal.SIGKILL)  # the server alone
             server.proc.wait(10)
             for pid in [orphan, *writers]:

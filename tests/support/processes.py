@@ -152,7 +152,7 @@ def runner_pids(pid: int) -> list[int]:
 
 
 def write_process_pids(pid: int) -> list[int]:
-    """Live write children of server `pid` (SQLite, workers/write_child.py)."""
+    """Live write children of server `pid` (workers/write_child.py)."""
     return [p for p in child_pids(pid) if "write_child" in _cmdline(p)]
 
 
