@@ -115,8 +115,9 @@ def test_a_second_log_of_the_same_files_uploads_nothing(
 ) -> None:
     owner = world.person("owner")
     lab = make_lab(world, owner)
-    other_lab = make_lab(world, owner)  # dedupe holds across the organization's teams
-    (tmp_path / "w.bin").write_bytes(os.urandom(100_000))
+    other_lab = make_lab(world, owner)  # another team of the organization
+    big = os.urandom(100_000)
+    (tmp_path / "w.bin").write_bytes(big)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.json").write_bytes(b"{}")
     with client_of(server, owner) as client:
@@ -124,11 +125,15 @@ def test_a_second_log_of_the_same_files_uploads_nothing(
         assert (first.files, first.bytes) == (2, 100_002)
         again = client.upload(f"{lab.team}/{lab.project}", tmp_path)
         assert (again.files, again.bytes, again.skipped) == (0, 0, 2)
+        # another team proves it has the files by sending them once; they stay stored once
         elsewhere = client.upload(f"{other_lab.team}/{other_lab.project}", tmp_path)
-        assert (elsewhere.files, elsewhere.bytes) == (0, 0)
+        assert (elsewhere.files, elsewhere.bytes) == (2, 100_002)
+        elsewhere_again = client.upload(f"{other_lab.team}/{other_lab.project}", tmp_path)
+        assert (elsewhere_again.files, elsewhere_again.bytes) == (0, 0)
         v0 = client.log_artifact(f"{lab.team}/{lab.project}", "a", "model", tmp_path)
         v1 = client.log_artifact(f"{other_lab.team}/{other_lab.project}", "b", "model", tmp_path)
     assert v0.digest == v1.digest
+    assert stored_rows(server, digest_of(big)) == [(2, len(big))]
 
 
 def test_another_organization_does_not_see_or_share_blobs(

@@ -32,6 +32,14 @@ class FileServiceStub(object):
     without a `ref` names an uploaded file of that size). Uploading needs the right to
     log versions in the project; downloading is gated exactly like UseArtifactVersion.
 
+    Which files a team may use is per team: a team holds a file once a writer of one of
+    its projects has sent its bytes and the server verified them (or, when holders were
+    first recorded, one of its versions named it). Only then is the file not missing
+    for the team's projects, and only then may its versions name it; a digest learned
+    elsewhere never reaches another team's bytes. A team that has a file the
+    organization stores already sends it once more; the bytes are verified and the
+    stored copy is kept as it is.
+
     The server's blob store decides how bytes move: `file://` stores stream them through
     UploadBlob and DownloadArtifactFile; `s3://` stores hand out presigned URLs
     (StartBlobUpload, CompleteBlobUpload, GetDownloadUrls) so bytes go straight to the
@@ -93,6 +101,14 @@ class FileServiceServicer(object):
     without a `ref` names an uploaded file of that size). Uploading needs the right to
     log versions in the project; downloading is gated exactly like UseArtifactVersion.
 
+    Which files a team may use is per team: a team holds a file once a writer of one of
+    its projects has sent its bytes and the server verified them (or, when holders were
+    first recorded, one of its versions named it). Only then is the file not missing
+    for the team's projects, and only then may its versions name it; a digest learned
+    elsewhere never reaches another team's bytes. A team that has a file the
+    organization stores already sends it once more; the bytes are verified and the
+    stored copy is kept as it is.
+
     The server's blob store decides how bytes move: `file://` stores stream them through
     UploadBlob and DownloadArtifactFile; `s3://` stores hand out presigned URLs
     (StartBlobUpload, CompleteBlobUpload, GetDownloadUrls) so bytes go straight to the
@@ -100,7 +116,9 @@ class FileServiceServicer(object):
     """
 
     def FindMissingBlobs(self, request, context):
-        """Which of the given files the organization does not store yet.
+        """Which of the given files the project's team cannot use yet: those the
+        organization does not store, and those it stores that the team does not hold
+        (the answer does not tell whether another team has a file).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,7 +127,8 @@ class FileServiceServicer(object):
     def UploadBlob(self, request_iterator, context):
         """Streams one file in chunks (1 MiB suggested): the first message carries
         `parent`, `digest` and `size`; the bytes are verified against them while they
-        arrive and kept only when both match (else INVALID_ARGUMENT, nothing kept).
+        arrive and kept only when both match (else INVALID_ARGUMENT, nothing kept). A
+        file the team holds already is answered `existed` at the first message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +140,8 @@ class FileServiceServicer(object):
         against its digest and size before anything is kept, and the first that differs
         fails the call with INVALID_ARGUMENT naming `blobs[i].digest` or `blobs[i].size`
         (nothing kept, not even the blobs that matched). Blobs the organization stores
-        already are not written again (`existed`). Larger files go through UploadBlob.
+        already are checked the same way but not written again (`existed`). Larger files
+        go through UploadBlob.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +246,14 @@ class FileService(object):
     logs the version (CreateArtifactVersion accepts a manifest only when every entry
     without a `ref` names an uploaded file of that size). Uploading needs the right to
     log versions in the project; downloading is gated exactly like UseArtifactVersion.
+
+    Which files a team may use is per team: a team holds a file once a writer of one of
+    its projects has sent its bytes and the server verified them (or, when holders were
+    first recorded, one of its versions named it). Only then is the file not missing
+    for the team's projects, and only then may its versions name it; a digest learned
+    elsewhere never reaches another team's bytes. A team that has a file the
+    organization stores already sends it once more; the bytes are verified and the
+    stored copy is kept as it is.
 
     The server's blob store decides how bytes move: `file://` stores stream them through
     UploadBlob and DownloadArtifactFile; `s3://` stores hand out presigned URLs

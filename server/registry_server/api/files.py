@@ -28,7 +28,6 @@ from ..service.context import Principal
 from ..service.resolve import ArtifactVersionInfo, Resolution
 from ..storage.blobs import StoreFull
 from ..storage.blobs.base import Mismatch, check_whole
-from ..storage.queries import blobs as q
 from .app import App
 from .interceptors import current_principal
 from .settings import Settings
@@ -95,13 +94,16 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 reason=WRONG_TRANSFER,
             )
 
-    async def _begin_upload(self, p: Principal, parent: str, digest: str) -> tuple[int, bool]:
-        """(the organization, whether the blob is stored already). A blob without a row
-        needs no write: there is nothing gc could take while its bytes arrive."""
-        org_id, known = await self.app.read(lambda s: files.upload_target(s, p, parent, digest))
-        if not known:
-            return org_id, False
-        return org_id, await self.app.write(lambda s: files.touch_upload(s, org_id, digest))
+    async def _begin_upload(self, p: Principal, parent: str, digest: str) -> files.UploadStart:
+        """Where the upload goes, whether the blob is stored already and whether the
+        project's team holds it. A blob without a row needs no write: there is nothing
+        gc could take while its bytes arrive."""
+        start = await self.app.read(lambda s: files.upload_target(s, p, parent, digest))
+        if not start.stored:
+            return start
+        org_id = start.target.org_id
+        stored = await self.app.write(lambda s: files.touch_upload(s, org_id, digest))
+        return files.UploadStart(start.target, stored, start.held and stored)
 
     async def FindMissingBlobs(
         self, request: pb.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
@@ -130,10 +132,12 @@ class FileServicer(pb_grpc.FileServiceServicer):
         hex_digest = check_blob(first.digest, first.size, "", self.app.settings)
         digest, size = SHA256 + hex_digest, first.size
         self._streamed("StartBlobUpload")
-        org_id, existed = await self._begin_upload(p, first.parent, digest)
-        if existed:
+        start = await self._begin_upload(p, first.parent, digest)
+        if start.held:
             return pb.Blob(digest=digest, size=size, existed=True)
-        writer = self.app.blobs.writer(org_id, hex_digest, size)  # opens nothing yet
+        target = start.target
+        # Stored but not held: the bytes are verified all the same, then dropped
+        writer = self.app.blobs.writer(target.org_id, hex_digest, size)  # opens nothing yet
         committed = False
         writing: asyncio.Future[None] | None = None  # the previous chunk, while one arrives
         try:
@@ -146,7 +150,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 message = await anext(requests, None)
             if writing is not None:
                 await writing
-            await self.app.run(writer.commit)
+            await self.app.run(writer.commit, not start.stored)
             committed = True
         except Mismatch as err:
             raise InvalidArgument(err.field, f"{err}; nothing was kept") from None
@@ -161,8 +165,8 @@ class FileServicer(pb_grpc.FileServiceServicer):
                     self.app.executor, writer.abort
                 )
                 await asyncio.shield(aborting)
-        await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
-        return pb.Blob(digest=digest, size=size)
+        await self.app.write(lambda s: files.record_upload(s, target, digest, size))
+        return pb.Blob(digest=digest, size=size, existed=start.stored)
 
     async def BatchUploadBlobs(
         self, request: pb.BatchUploadBlobsRequest, context: grpc.aio.ServicerContext
@@ -188,17 +192,17 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 )
         self._streamed("StartBlobUpload")
         digests = [SHA256 + h for h in hexes]
-        org_id, stored = await self.app.read(
+        target, stored = await self.app.read(
             lambda s: files.batch_target(s, p, request.parent, digests)
         )
         skip = set(stored)
         while True:
             try:
-                written = await self.app.run(self._put_batch, org_id, hexes, blobs, skip)
+                written = await self.app.run(self._put_batch, target.org_id, hexes, blobs, skip)
             except StoreFull as err:
                 raise store_full(err) from None
             record = functools.partial(
-                files.record_batch, org_id=org_id, written=written, stored=set(stored)
+                files.record_batch, target=target, written=written, stored=set(stored)
             )
             lost = await self.app.write(record)
             if not lost:
@@ -215,8 +219,9 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def _put_batch(
         self, org_id: int, hexes: list[str], blobs: Sequence[pb.BlobData], skip: set[str]
     ) -> dict[str, int]:
-        """Checks every blob of a batch, then writes those not in `skip`; digest -> size
-        of those written."""
+        """Checks every blob of a batch (those the organization stores too: the team
+        proves it has their bytes), then writes those not in `skip`; digest -> size of
+        those written."""
         todo = {}
         for i, (hex_digest, blob) in enumerate(zip(hexes, blobs, strict=True)):
             data = blob.data  # a copy of the message's bytes on each access
@@ -353,25 +358,29 @@ class FileServicer(pb_grpc.FileServiceServicer):
 
     async def _start(
         self, p: Principal, parent: str, digest: str, size: int
-    ) -> tuple[str, int, bool]:
-        """(hex digest, organization, stored already) of a presigned upload."""
+    ) -> tuple[str, files.UploadStart]:
+        """(hex digest, where it goes and what is stored and held) of a presigned upload."""
         hex_digest = check_blob(digest, size, "", self.app.settings)
         self._presigned("UploadBlob")
-        org_id, existed = await self._begin_upload(p, parent, SHA256 + hex_digest)
-        return hex_digest, org_id, existed
+        start = await self._begin_upload(p, parent, SHA256 + hex_digest)
+        return hex_digest, start
 
     async def StartBlobUpload(
         self, request: pb.StartBlobUploadRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartBlobUploadResponse:
         p = current_principal()
-        hex_digest, org_id, existed = await self._start(
-            p, request.parent, request.digest, request.size
-        )
-        if existed:
+        hex_digest, start = await self._start(p, request.parent, request.digest, request.size)
+        if start.held:
             return pb.StartBlobUploadResponse(existed=True)
+        # Stored but not held: the team sends the bytes like a new file (existed stays
+        # false, which tells it nothing); they are verified, then dropped
         store = self.app.blobs
         upload_id, parts = await self.app.run(
-            store.upload_parts, org_id, hex_digest, request.size, self.app.settings.download_url_ttl
+            store.upload_parts,
+            start.target.org_id,
+            hex_digest,
+            request.size,
+            self.app.settings.download_url_ttl,
         )
         return pb.StartBlobUploadResponse(
             upload_id=upload_id,
@@ -391,26 +400,25 @@ class FileServicer(pb_grpc.FileServiceServicer):
         self, request: pb.CompleteBlobUploadRequest, context: grpc.aio.ServicerContext
     ) -> pb.Blob:
         p = current_principal()
-        hex_digest, org_id, existed = await self._start(
-            p, request.parent, request.digest, request.size
-        )
+        hex_digest, start = await self._start(p, request.parent, request.digest, request.size)
         digest, size = SHA256 + hex_digest, request.size
+        target = start.target
         store = self.app.blobs
         try:
             await self.app.run(
                 store.complete_upload,
-                org_id,
+                target.org_id,
                 hex_digest,
                 size,
                 request.upload_id,
                 list(request.etags),
             )
         except Mismatch as err:
-            if existed:  # stored meanwhile by another upload: this one's bytes are not needed
+            if start.held:  # the team holds it already: this upload's bytes are not needed
                 return pb.Blob(digest=digest, size=size, existed=True)
             raise InvalidArgument(err.field, f"{err}; nothing was kept") from None
-        await self.app.write(lambda s: q.mark_stored(s, org_id, digest, size))
-        return pb.Blob(digest=digest, size=size, existed=existed)
+        await self.app.write(lambda s: files.record_upload(s, target, digest, size))
+        return pb.Blob(digest=digest, size=size, existed=start.stored)
 
     async def GetDownloadUrls(
         self, request: pb.GetDownloadUrlsRequest, context: grpc.aio.ServicerContext

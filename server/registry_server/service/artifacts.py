@@ -315,7 +315,7 @@ def create_artifact_version(
 
     label = f"teams/{team}/projects/{project}"
     ta = access.team_access(s, p, team, LegacyPermission.WRITE, what=label)
-    files.require_stored(s, ta.team.org_id, entries)
+    files.require_stored(s, ta.team.org_id, ta.team.id, entries)
     entries.sort(key=lambda e: e["path"])  # the canonical order
     proj = _project(s, ta.team, project, label)
     artifact, created = _lock_or_create_artifact(s, proj, artifact_id, type_)

@@ -2,7 +2,12 @@
 manifest check of CreateArtifactVersion, downloads and garbage collection.
 
 Blobs are stored once per organization and sha256 digest (storage/blobs), so the same
-file logged by another team of the organization is never uploaded twice. Uploading
+file logged by several teams of the organization is stored once. Which team may use
+a stored blob is per team (`team_blobs`): a team holds a blob once a writer of one of
+its projects sent its bytes and the server verified them (proof of possession), and
+only then is it told the blob is stored or may name it in a manifest. A digest learned
+outside the registry therefore never reaches another team's bytes, and a team that
+has the file uploads it once more (verified, never written over the stored copy). Uploading
 needs the right to log versions in a project (team MEMBER and above); downloading is
 gated exactly like `UseArtifactVersion` (`resolve.resolve_reference`: VIEWER and above
 in a registry, a RESTRICTED_VIEWER gets PERMISSION_DENIED), so a legacy path, its
@@ -39,8 +44,29 @@ FILE_IS_REFERENCE = "FILE_IS_REFERENCE"
 SHA256 = "sha256:"
 
 
-def project_org(s: Session, p: Principal, parent: str, field: str = "parent") -> int:
-    """The organization of a project the caller may log versions in."""
+@dataclass(frozen=True)
+class Target:
+    """Where an upload goes: the project's organization (blobs are stored once per
+    organization) and team (which holds what its writers uploaded)."""
+
+    org_id: int
+    team_id: int
+
+
+@dataclass(frozen=True)
+class UploadStart:
+    """An upload of one blob about to start: whether the organization stores it and
+    whether the project's team holds it. Stored and held: nothing needs to be sent.
+    Stored but not held: the whole bytes are sent and verified, then not kept (the
+    stored copy is never replaced), and the team holds it."""
+
+    target: Target
+    stored: bool
+    held: bool
+
+
+def upload_project(s: Session, p: Principal, parent: str, field: str = "parent") -> Target:
+    """The organization and team of a project the caller may log versions in."""
     v = names.parse(parent, PROJECT, field)
     ta = access.team_access(s, p, v["team"], LegacyPermission.WRITE, what=parent)
     found = s.execute(
@@ -48,42 +74,58 @@ def project_org(s: Session, p: Principal, parent: str, field: str = "parent") ->
     ).first()
     if found is None:
         raise NotFound(f"{parent} not found")
-    return ta.team.org_id
+    return Target(ta.team.org_id, ta.team.id)
 
 
 # --- uploads ------------------------------------------------------------------------
 
 
 def find_missing(s: Session, p: Principal, parent: str, digests: Sequence[str]) -> list[int]:
-    """Indexes of `digests` (checked, `sha256:...`) the organization does not store;
-    the stored ones are touched (gc leaves them alone for its grace period)."""
-    org_id = project_org(s, p, parent)
-    stored = q.touch_stored(s, org_id, set(digests))
-    return [i for i, d in enumerate(digests) if d not in stored]
+    """Indexes of `digests` (checked, `sha256:...`) the project's team cannot name in a
+    manifest yet: those the organization does not store, and those it stores that the
+    team does not hold (so the answer never tells whether another team has a file).
+    The others are touched (gc leaves them alone for its grace period)."""
+    target = upload_project(s, p, parent)
+    held = q.touch_held(s, target.org_id, target.team_id, set(digests))
+    return [i for i, d in enumerate(digests) if d not in held]
 
 
-def upload_target(s: Session, p: Principal, parent: str, digest: str) -> tuple[int, bool]:
-    """(the organization, whether it has a row for the blob already)."""
-    org_id = project_org(s, p, parent)
-    return org_id, q.state_of(s, org_id, digest) is not None
+def upload_target(s: Session, p: Principal, parent: str, digest: str) -> UploadStart:
+    """Where an upload of `digest` goes, and whether the blob is stored (has a row)
+    and held by the project's team already."""
+    target = upload_project(s, p, parent)
+    stored = q.state_of(s, target.org_id, digest) is not None
+    held = stored and q.holds(s, target.org_id, target.team_id, digest)
+    return UploadStart(target, stored, held)
 
 
 def batch_target(
     s: Session, p: Principal, parent: str, digests: Collection[str]
-) -> tuple[int, set[str]]:
-    """BatchUploadBlobs: (the organization, those of `digests` it stores already)."""
-    org_id = project_org(s, p, parent)
-    return org_id, q.stored_among(s, org_id, digests)
+) -> tuple[Target, set[str]]:
+    """BatchUploadBlobs: (where it goes, those of `digests` the organization stores
+    already)."""
+    target = upload_project(s, p, parent)
+    return target, q.stored_among(s, target.org_id, digests)
+
+
+def record_upload(s: Session, target: Target, digest: str, size: int) -> None:
+    """The bytes of an upload were verified (and are in the store): the blob is
+    recorded (or touched) and the team holds it."""
+    q.mark_stored(s, target.org_id, digest, size)
+    q.hold(s, target.org_id, target.team_id, [digest])
 
 
 def record_batch(
-    s: Session, org_id: int, written: Mapping[str, int], stored: Collection[str]
+    s: Session, target: Target, written: Mapping[str, int], stored: Collection[str]
 ) -> set[str]:
-    """After BatchUploadBlobs wrote the blobs of `written` (digest -> size): their rows
-    are recorded and those found `stored` are touched. Those of `stored` gc took
-    meanwhile (their bytes must be written again)."""
-    q.mark_stored_many(s, org_id, written)
-    return set(stored) - set(q.touch_stored(s, org_id, stored))
+    """After BatchUploadBlobs verified every blob of a batch and wrote those of `written`
+    (digest -> size): their rows are recorded, those found `stored` are touched, and
+    the team holds them all. Those of `stored` gc took meanwhile are returned (their
+    bytes must be written again; the team holds them once they are)."""
+    q.mark_stored_many(s, target.org_id, written)
+    lost = set(stored) - set(q.touch_stored(s, target.org_id, stored))
+    q.hold(s, target.org_id, target.team_id, (set(written) | set(stored)) - lost)
+    return lost
 
 
 def touch_upload(s: Session, org_id: int, digest: str) -> bool:
@@ -92,9 +134,13 @@ def touch_upload(s: Session, org_id: int, digest: str) -> bool:
     return q.touch(s, org_id, digest) == q.BlobState.STORED
 
 
-def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -> None:
+def require_stored(
+    s: Session, org_id: int, team_id: int, entries: Sequence[dict[str, Any]]
+) -> None:
     """CreateArtifactVersion: every entry without a `ref` names a stored blob of that
-    size (the blobs are touched, so gc keeps them until the version refers to them)."""
+    size that the version's team holds (the blobs are touched, so gc keeps them until
+    the version refers to them). A blob stored for another team only gets the message
+    of one never uploaded: whether another team has a file is not told."""
     for i, e in enumerate(entries):
         if not e["ref"] and not e["digest"].startswith(SHA256):
             # uploads are stored by sha256 only: no upload could ever provide this file
@@ -102,11 +148,11 @@ def require_stored(s: Session, org_id: int, entries: Sequence[dict[str, Any]]) -
                 f"manifest[{i}].digest", "a file without a ref needs a sha256 digest"
             )
     wanted = {e["digest"] for e in entries if not e["ref"]}
-    stored = q.touch_stored(s, org_id, wanted)
+    held = q.touch_held(s, org_id, team_id, wanted)
     for i, e in enumerate(entries):
         if e["ref"]:
             continue
-        size = stored.get(e["digest"])
+        size = held.get(e["digest"])
         if size is None:
             raise FailedPrecondition(
                 f"manifest[{i}] ({quote(e['path'])}): no file with digest "

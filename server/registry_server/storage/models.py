@@ -505,3 +505,18 @@ class Blob(Keyed):
     create_time: Mapped[int] = mapped_column(BigInteger)
     touch_time: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("org_id", "digest"), Index("ix_blobs_touch", "touch_time"))
+
+
+class TeamBlob(Base):
+    """A team holds a blob: a writer of one of its projects uploaded the bytes and the
+    server verified them (sha256 and size), or one of its versions referred to it when
+    holders were first recorded. The bytes are stored once per organization (`Blob`);
+    only a team that holds them may name them in a manifest or be told they are stored
+    (service/files.py), so a digest learned elsewhere never reaches another team's
+    bytes. Rows go with their blob (gc) and with their team."""
+
+    __tablename__ = "team_blobs"
+    team_id: Mapped[int] = _owner("teams", primary_key=True)
+    blob_id: Mapped[int] = _owner("blobs", primary_key=True)
+    create_time: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_team_blobs_blob", "blob_id"),)

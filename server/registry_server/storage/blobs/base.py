@@ -58,11 +58,14 @@ class BlobWriter(ABC):
         if got != self.hex_digest:
             raise Mismatch("digest", f"the bytes sent hash to sha256:{got[:16]}...")
 
-    def commit(self) -> None:
-        """Verifies, then makes the blob visible under its digest (atomically)."""
+    def commit(self, replace: bool = True) -> None:
+        """Verifies, then makes the blob visible under its digest (atomically). With
+        `replace` False (the organization stores the blob already) a blob already
+        under its digest is left as it is and the bytes written are dropped: the
+        stored copy is never written over, even with bytes that verified."""
         try:
             self.verify()
-            self._commit()
+            self._commit(replace)
         except BaseException:
             self.abort()
             raise
@@ -71,7 +74,7 @@ class BlobWriter(ABC):
     def _write(self, chunk: bytes) -> None: ...
 
     @abstractmethod
-    def _commit(self) -> None: ...
+    def _commit(self, replace: bool) -> None: ...
 
     @abstractmethod
     def abort(self) -> None:
@@ -135,6 +138,8 @@ class BlobStore(ABC):
     def complete_upload(
         self, org_id: int, hex_digest: str, size: int, upload_id: str, etags: list[str]
     ) -> None:
+        """Verifies a presigned upload and puts it under its digest unless a blob is
+        there already (never written over); `Mismatch` when it is not the declared blob."""
         raise NotImplementedError
 
     def download_url(self, org_id: int, hex_digest: str, ttl: float) -> str:

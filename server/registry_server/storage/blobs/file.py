@@ -3,7 +3,9 @@
 An upload writes `DIR/.partial/{random}` and, once the bytes match the declared
 sha256 and size, fsyncs it and renames it to its final name (then fsyncs the
 directory): a blob under its name is always whole, and a killed upload leaves only a
-partial file nobody reads (`remove_stale_partials` deletes it later).
+partial file nobody reads (`remove_stale_partials` deletes it later). An upload of a
+blob the organization stores already (a team proving it has the bytes) is verified
+the same way, then its partial file is dropped: a stored blob is never replaced.
 
 A large upload's bytes go to the disk while it arrives: every `WRITEBACK` bytes the
 kernel is asked to start writing back what was written (POSIX_FADV_DONTNEED starts
@@ -44,6 +46,17 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _link_if_absent(partial: Path, final: Path) -> None:
+    """Puts `partial` under `final` only when nothing is there (atomically: a hard link
+    fails on an existing name), then drops `partial`: a stored blob is never replaced."""
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class FileWriter(BlobWriter):
@@ -93,7 +106,7 @@ class FileWriter(BlobWriter):
                     raise StoreFull(str(err)) from None
                 raise
 
-    def _commit(self) -> None:
+    def _commit(self, replace: bool) -> None:
         with self._lock:
             file = self._opened()
             try:
@@ -102,7 +115,10 @@ class FileWriter(BlobWriter):
                 file.close()
                 self._file = None
                 self.final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.partial, self.final)
+                if replace:
+                    os.replace(self.partial, self.final)
+                else:
+                    _link_if_absent(self.partial, self.final)
                 _fsync(self.final.parent)
             except OSError as err:
                 if _full(err):

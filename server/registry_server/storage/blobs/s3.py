@@ -6,8 +6,11 @@ AWS_SECRET_ACCESS_KEY, AWS_REGION, or a profile).
 Bytes never pass through the server on the way in or out: clients PUT to presigned
 URLs and GET from presigned URLs. An upload goes to a staging key
 `PREFIX/uploads/{org id}/{random}`; on completion the server checks the object's size
-and sha256, and only then copies it to its final key (a copy inside the store). A
-staging object that is never completed is removed by `remove_stale_partials` (gc-blobs).
+and sha256, and only then copies it to its final key (a copy inside the store), unless an object
+is there already: an upload of a blob the organization stores (a team proving it has
+the bytes) is verified the same way and then dropped, never copied over the stored
+object. A staging object
+that is never completed is removed by `remove_stale_partials` (gc-blobs).
 
 Who computes the sha256 (`--s3-checksums`, `S3Checksums`): a single PUT carries the
 declared digest in `x-amz-checksum-sha256`, signed into its presigned URL so that the
@@ -228,12 +231,13 @@ class S3BlobStore(BlobStore):
                     },
                 )
             self._verify(staging, hex_digest, size)
-            self.client.copy(
-                {"Bucket": self.bucket, "Key": staging},
-                self.bucket,
-                self.key(org_id, hex_digest),
-                Config=COPY,
-            )
+            if not self.exists(org_id, hex_digest):  # only verified bytes get there
+                self.client.copy(
+                    {"Bucket": self.bucket, "Key": staging},
+                    self.bucket,
+                    self.key(org_id, hex_digest),
+                    Config=COPY,
+                )
         except ClientError as err:
             raise Mismatch(
                 "upload_id", f"the upload is not complete in the store ({err})"

@@ -5,6 +5,11 @@ statement that tells a client a blob is there, lets a version refer to it, or st
 an upload of it again, moves its `touch_time` to now; `gc-blobs` deletes only rows
 untouched for its grace period, with `touch_time` checked again in the DELETE itself,
 so a concurrent touch always wins.
+
+The `team_blobs` table: which team holds which blob. Blobs are stored once per
+organization, but a team is told one is stored, and may name it in a manifest, only
+once it holds it: a writer of one of its projects uploaded the bytes and the server
+verified them (`hold`). Holder rows go with their blob (`delete_untouched`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections.abc import Collection, Iterable, Mapping
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, and_, delete, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +40,24 @@ def _stored(org_id: int, digest: str, size: int, now: int) -> dict[str, Any]:
 
 def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str, int]:
     """Touches the STORED blobs among `digests`; digest -> size of those."""
+    return _touch_where(s, org_id, digests)
+
+
+def held_by(team_id: int) -> Any:
+    """The ids of the blobs `team_id` holds (a subquery)."""
+    return select(m.TeamBlob.blob_id).where(m.TeamBlob.team_id == team_id)
+
+
+def touch_held(s: Session, org_id: int, team_id: int, digests: Collection[str]) -> dict[str, int]:
+    """Touches the STORED blobs among `digests` the team holds; digest -> size of those.
+    Blobs of the organization the team does not hold are neither touched nor named."""
+    return _touch_where(s, org_id, digests, m.Blob.id.in_(held_by(team_id)))
+
+
+def _touch_where(
+    s: Session, org_id: int, digests: Collection[str], *also: ColumnElement[bool]
+) -> dict[str, int]:
+    """Touches the STORED blobs among `digests` that match `also`; digest -> size."""
     if not digests:
         return {}
     rows = s.execute(
@@ -41,11 +66,43 @@ def touch_stored(s: Session, org_id: int, digests: Collection[str]) -> dict[str,
             m.Blob.org_id == org_id,
             m.Blob.digest.in_(sorted(digests)),
             m.Blob.state == BlobState.STORED,
+            *also,
         )
         .values(touch_time=now_us())
         .returning(m.Blob.digest, m.Blob.size)
     ).all()
     return {row.digest: row.size for row in rows}
+
+
+def holds(s: Session, org_id: int, team_id: int, digest: str) -> bool:
+    """Whether the team holds the organization's blob of `digest`."""
+    found = s.execute(
+        select(m.Blob.id).where(
+            m.Blob.org_id == org_id, m.Blob.digest == digest, m.Blob.id.in_(held_by(team_id))
+        )
+    ).first()
+    return found is not None
+
+
+def hold(s: Session, org_id: int, team_id: int, digests: Collection[str]) -> None:
+    """The team holds the organization's stored blobs among `digests`: a writer of one
+    of its projects sent their bytes and they were verified. Holding one already (or
+    a concurrent upload recording it first) changes nothing."""
+    if not digests:
+        return
+    blobs = select(m.Blob.id, literal(team_id, BigInteger()), literal(now_us(), BigInteger()))
+    blobs = blobs.where(
+        m.Blob.org_id == org_id,
+        m.Blob.digest.in_(sorted(digests)),
+        m.Blob.state == BlobState.STORED,
+    )
+    dialect = s.get_bind().dialect.name
+    insert_new = pg_insert if dialect == "postgresql" else sqlite_insert
+    s.execute(
+        insert_new(m.TeamBlob)
+        .from_select(["blob_id", "team_id", "create_time"], blobs)
+        .on_conflict_do_nothing()
+    )
 
 
 def stored_among(s: Session, org_id: int, digests: Collection[str]) -> set[str]:
@@ -153,13 +210,17 @@ def old_blobs(
 
 
 def delete_untouched(s: Session, ids: Collection[int], cutoff: int) -> list[str]:
-    """Deletes those of `ids` still untouched since `cutoff`; their digests."""
+    """Deletes those of `ids` still untouched since `cutoff`, and who held them; their
+    digests. (Holder rows go with their blob anyway, ON DELETE CASCADE; they are
+    deleted here too so that no database setting is relied on.)"""
     if not ids:
         return []
-    return list(
-        s.execute(
-            delete(m.Blob)
-            .where(and_(m.Blob.id.in_(sorted(ids)), m.Blob.touch_time < cutoff))
-            .returning(m.Blob.digest)
-        ).scalars()
-    )
+    deleted = s.execute(
+        delete(m.Blob)
+        .where(and_(m.Blob.id.in_(sorted(ids)), m.Blob.touch_time < cutoff))
+        .returning(m.Blob.id, m.Blob.digest)
+    ).all()
+    if deleted:
+        gone = sorted(row.id for row in deleted)
+        s.execute(delete(m.TeamBlob).where(m.TeamBlob.blob_id.in_(gone)))
+    return [row.digest for row in deleted]
