@@ -57,14 +57,10 @@ class Compiled:
     def __post_init__(self) -> None:
         order = self.order
         ordered: Any = None
-        if order is not None:
-            getter = operator.itemgetter(*order) if order else None
-            if len(order) == 1:
-                ordered = lambda merged: (getter(merged),)  # noqa: E731
-            elif order:
-                ordered = getter
-            else:
-                ordered = lambda merged: ()  # noqa: E731
+        if order is not None and len(order) > 1:
+            ordered = operator.itemgetter(*order)  # a tuple of the values
+        elif order is not None:  # one or no parameter: itemgetter gives no tuple
+            ordered = lambda merged: tuple(merged[name] for name in order)  # noqa: E731
         object.__setattr__(self, "_ordered", ordered)
 
     def params(self, values: Mapping[str, Any]) -> Any:
