@@ -14,14 +14,13 @@ from typing import Any
 
 from sqlalchemy import BigInteger, and_, any_, bindparam, case, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ...domain.roles import MigrationState
 from ...storage import models as m
 from ...storage.db import now_us
+from ...storage.queries.tables import insert_skipping_conflicts
 from .common import TeamRow, core_table, migrated_collection, set_state, tune_transaction
 
 LEGACY_TABLES = ("registered_models", "registered_model_versions", "registered_model_aliases")
@@ -38,15 +37,6 @@ def _refresh_statistics(s: Session, tables: Sequence[str]) -> None:
     number of rows and takes no lock that blocks reads or writes.)"""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text(f"ANALYZE {', '.join(tables)}"))
-
-
-def _insert_skipping_conflicts(dialect: str, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the dialect: a row that a link or alias made
-    in the new registry meanwhile already holds is kept, not overwritten (verification
-    then reports the difference)."""
-    if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 _VERSION_COLUMNS = ("collection_id", *m.LINK_COLUMNS)
@@ -76,10 +66,12 @@ def _copy_statements(dialect: str) -> _CopyStatements:
     return _CopyStatements(
         window=_window_statement(dialect),
         versions=insert(cv_t).from_select(columns, source),
-        versions_skipping_conflicts=_insert_skipping_conflicts(dialect, cv_t).from_select(
+        # a row a link or alias made in the new registry meanwhile is kept, not
+        # overwritten (verification then reports the difference)
+        versions_skipping_conflicts=insert_skipping_conflicts(dialect, cv_t).from_select(
             columns, source
         ),
-        aliases=_insert_skipping_conflicts(dialect, ca_t).from_select(
+        aliases=insert_skipping_conflicts(dialect, ca_t).from_select(
             ["collection_id", "alias", "version_id", "create_time"], _aliases_source()
         ),
         cursor=update(mt_t).where(

@@ -19,13 +19,12 @@ from enum import IntEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, and_, delete, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import models as m
 from ..db import now_us
+from .tables import insert_skipping_conflicts
 
 
 class BlobState(IntEnum):
@@ -97,11 +96,10 @@ def hold(s: Session, org_id: int, team_id: int, digests: Collection[str]) -> Non
         m.Blob.state == BlobState.STORED,
     )
     dialect = s.get_bind().dialect.name
-    insert_new = pg_insert if dialect == "postgresql" else sqlite_insert
     s.execute(
-        insert_new(m.TeamBlob)
-        .from_select(["blob_id", "team_id", "create_time"], blobs)
-        .on_conflict_do_nothing()
+        insert_skipping_conflicts(dialect, m.TeamBlob).from_select(
+            ["blob_id", "team_id", "create_time"], blobs
+        )
     )
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any, cast
 
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import models as m
 
 
 def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
+
+
+def insert_skipping_conflicts(dialect: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in `dialect` (a row already there is kept)."""
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 org = _table(m.Organization)
